@@ -1,0 +1,1 @@
+//! The REST API (axum): one router per resource, one error type, API-key auth.

@@ -1,0 +1,1 @@
+//! Builds the parts, owns every task, shuts down on signal.

@@ -1,0 +1,433 @@
+//! Layered configuration.
+//!
+//! 1. the embedded default (`config/herald.toml`, which lists every key),
+//! 2. the file given with `--config`, merged over it,
+//! 3. environment variables `HERALD__SECTION__KEY` (e.g. `HERALD__DATABASE__URL`).
+//!
+//! A key that the default does not have is an error naming the key's full
+//! path. Secrets are [`Secret`]s: their `Debug`/`Display` never show the value.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Value;
+
+/// The embedded default configuration.
+pub const DEFAULT_TOML: &str = include_str!("../config/herald.toml");
+
+const ENV_PREFIX: &str = "HERALD__";
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub api: ApiConfig,
+    pub log: LogConfig,
+    pub sip: SipConfig,
+    pub media: MediaConfig,
+    pub trunks: BTreeMap<String, TrunkConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ApiConfig {
+    pub listen: String,
+    pub body_limit_bytes: usize,
+    pub csv_body_limit_bytes: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SipConfig {
+    pub listen: String,
+    pub public_addr: String,
+    pub user_agent: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MediaConfig {
+    pub rtp_port_min: u16,
+    pub rtp_port_max: u16,
+    pub rtp_inactivity_timeout_s: u64,
+    pub jitter_buffer_ms: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TrunkConfig {
+    pub proxy: String,
+    pub transport: String,
+    pub from_user: String,
+    pub from_domain: String,
+    pub caller_id: String,
+    pub username: String,
+    pub password: Secret,
+    pub password_env: String,
+    pub max_concurrent_calls: u32,
+    pub max_calls_per_second: u32,
+}
+
+impl TrunkConfig {
+    /// The digest password: `password`, else the variable named by `password_env`.
+    pub fn resolved_password(&self) -> Option<Secret> {
+        if !self.password.is_empty() {
+            return Some(self.password.clone());
+        }
+        if self.password_env.is_empty() {
+            return None;
+        }
+        std::env::var(&self.password_env).ok().map(Secret)
+    }
+}
+
+/// A secret string (password, key). Never printed.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: String, message: String },
+    #[error("unknown config key `{0}` (see config/herald.toml for every key)")]
+    UnknownKey(String),
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl Config {
+    /// Loads the default, then `file` (if any), then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// As [`Config::load`], with the environment given explicitly (for tests).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let default: Value = DEFAULT_TOML
+            .parse()
+            .expect("embedded default config is valid");
+        let mut merged = default.clone();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let user: Value = text
+                .parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    path: path.display().to_string(),
+                    message: e.message().to_string(),
+                })?;
+            check_known(&default, &user, "")?;
+            merge(&mut merged, user);
+        }
+        let mut env: Vec<_> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        env.sort();
+        for (key, raw) in env {
+            let path: Vec<String> = key[ENV_PREFIX.len()..]
+                .split("__")
+                .map(|s| s.to_ascii_lowercase())
+                .collect();
+            apply_env(&default, &mut merged, &path, &raw)?;
+        }
+        let cfg: Config = merged
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                key: "(config)".into(),
+                message: e.message().to_string(),
+            })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            key: key.into(),
+            message,
+        };
+        if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres"))
+        {
+            return Err(invalid(
+                "database.url",
+                "must start with sqlite: or postgres:// (or postgresql://)".into(),
+            ));
+        }
+        if self.media.rtp_port_min >= self.media.rtp_port_max || self.media.rtp_port_min % 2 == 1 {
+            return Err(invalid(
+                "media.rtp_port_min",
+                "must be even and below media.rtp_port_max".into(),
+            ));
+        }
+        for (name, t) in &self.trunks {
+            let key = |k: &str| format!("trunks.{name}.{k}");
+            if !t.proxy.starts_with("sip:") {
+                return Err(invalid(
+                    &key("proxy"),
+                    format!("{:?} is not a sip: URI", t.proxy),
+                ));
+            }
+            if !matches!(t.transport.as_str(), "udp" | "tcp") {
+                return Err(invalid(
+                    &key("transport"),
+                    "must be \"udp\" or \"tcp\"".into(),
+                ));
+            }
+            if t.max_concurrent_calls == 0 || t.max_calls_per_second == 0 {
+                return Err(invalid(
+                    &key("max_concurrent_calls"),
+                    "limits must be positive".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The template a key is checked against: under `trunks`, any name may be
+/// used and its keys are those of the default trunk.
+fn template_for<'a>(default: &'a Value, path: &[String]) -> Option<&'a Value> {
+    let mut node = default;
+    for (i, part) in path.iter().enumerate() {
+        let table = node.as_table()?;
+        node = match table.get(part) {
+            Some(v) => v,
+            None if i == 1 && path[0] == "trunks" => table.values().next()?,
+            None => return None,
+        };
+    }
+    Some(node)
+}
+
+fn check_known(default: &Value, user: &Value, prefix: &str) -> Result<(), ConfigError> {
+    let Some(table) = user.as_table() else {
+        return Ok(());
+    };
+    for (k, v) in table {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        let parts: Vec<String> = path.split('.').map(str::to_string).collect();
+        let Some(tpl) = template_for(default, &parts) else {
+            return Err(ConfigError::UnknownKey(path));
+        };
+        if tpl.is_table() {
+            check_known(default, v, &path)?;
+        }
+    }
+    Ok(())
+}
+
+fn merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Table(b), Value::Table(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(existing) if existing.is_table() && v.is_table() => merge(existing, v),
+                    _ => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+fn apply_env(
+    default: &Value,
+    merged: &mut Value,
+    path: &[String],
+    raw: &str,
+) -> Result<(), ConfigError> {
+    let dotted = path.join(".");
+    let tpl = template_for(default, path).ok_or_else(|| ConfigError::UnknownKey(dotted.clone()))?;
+    let value = match tpl {
+        Value::String(_) => Value::String(raw.to_string()),
+        Value::Integer(_) => {
+            Value::Integer(raw.trim().parse().map_err(|_| ConfigError::Invalid {
+                key: dotted.clone(),
+                message: format!("expected an integer, got {raw:?}"),
+            })?)
+        }
+        Value::Float(_) => Value::Float(raw.trim().parse().map_err(|_| ConfigError::Invalid {
+            key: dotted.clone(),
+            message: format!("expected a number, got {raw:?}"),
+        })?),
+        Value::Boolean(_) => {
+            Value::Boolean(raw.trim().parse().map_err(|_| ConfigError::Invalid {
+                key: dotted.clone(),
+                message: format!("expected true or false, got {raw:?}"),
+            })?)
+        }
+        _ => {
+            return Err(ConfigError::Invalid {
+                key: dotted,
+                message: "this key is a section; set its keys one by one".into(),
+            })
+        }
+    };
+    // A new trunk named only in the environment starts as a copy of the default trunk.
+    if path.len() == 3 && path[0] == "trunks" {
+        let trunks = merged
+            .get_mut("trunks")
+            .and_then(Value::as_table_mut)
+            .expect("default has trunks");
+        if !trunks.contains_key(&path[1]) {
+            let tpl = template_for(default, &path[..2])
+                .cloned()
+                .expect("default trunk");
+            trunks.insert(path[1].clone(), tpl);
+        }
+    }
+    let mut node = merged;
+    for part in &path[..path.len() - 1] {
+        node = node
+            .as_table_mut()
+            .and_then(|t| t.get_mut(part))
+            .ok_or_else(|| ConfigError::UnknownKey(dotted.clone()))?;
+    }
+    node.as_table_mut()
+        .expect("parent is a table")
+        .insert(path[path.len() - 1].clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn embedded_default_loads_as_sqlite_with_a_default_trunk() {
+        let c = Config::load_from(None, env(&[])).unwrap();
+        assert!(c.database.url.starts_with("sqlite:"));
+        assert!(c.trunks.contains_key("default"));
+    }
+
+    #[test]
+    fn environment_overrides_keys_by_section() {
+        let c = Config::load_from(
+            None,
+            env(&[
+                (
+                    "HERALD__DATABASE__URL",
+                    "postgres://postgres@127.0.0.1/test",
+                ),
+                ("HERALD__API__LISTEN", "127.0.0.1:0"),
+                ("HERALD__TRUNKS__DEFAULT__PASSWORD", "12345"),
+                (
+                    "HERALD__TRUNKS__CARRIER__PROXY",
+                    "sip:sip.carrier.example:5060",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.database.url, "postgres://postgres@127.0.0.1/test");
+        assert_eq!(c.api.listen, "127.0.0.1:0");
+        assert_eq!(c.trunks["default"].password.expose(), "12345");
+        assert_eq!(c.trunks["carrier"].proxy, "sip:sip.carrier.example:5060");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::load_from(None, env(&[("HERALD__DATABASE__URLL", "x")])).unwrap_err();
+        assert_eq!(err.to_string().contains("`database.urll`"), true, "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("h.toml");
+        std::fs::write(&f, "[api]\nlisten = \"127.0.0.1:1\"\nlistne = 3\n").unwrap();
+        let err = Config::load_from(Some(&f), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("`api.listne`"), "{err}");
+
+        std::fs::write(
+            &f,
+            "[trunks.carrier]\nproxy = \"sip:a.example\"\npasswrd = \"x\"\n",
+        )
+        .unwrap();
+        let err = Config::load_from(Some(&f), env(&[])).unwrap_err();
+        assert!(
+            err.to_string().contains("`trunks.carrier.passwrd`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let err = Config::load_from(None, env(&[("HERALD__DATABASE__MAX_CONNECTIONS", "many")]))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("database.max_connections"),
+            "{err}"
+        );
+        let err =
+            Config::load_from(None, env(&[("HERALD__DATABASE__URL", "mysql://x")])).unwrap_err();
+        assert!(err.to_string().contains("database.url"), "{err}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let c = Config::load_from(
+            None,
+            env(&[("HERALD__TRUNKS__DEFAULT__PASSWORD", "hunter2")]),
+        )
+        .unwrap();
+        let shown = format!("{c:?} {}", c.trunks["default"].password);
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+}

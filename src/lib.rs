@@ -1,0 +1,19 @@
+//! herald: an outbound dialer campaign engine.
+//!
+//! The crate is laid out by responsibility:
+//! - [`domain`]: plain types and pure rules (no I/O, no clock reads).
+//! - [`config`]: layered configuration (file, then `HERALD__SECTION__KEY`).
+//! - [`store`]: the database (SQLite or PostgreSQL) behind one handle.
+//! - [`api`]: the REST surface (axum), one router per resource.
+//! - [`sip`]: call control over rsipstack; nothing outside it names rsipstack types.
+//! - [`media`]: RTP, G.711, RFC 4733, jitter buffer, port pool.
+//! - [`app`]: builds the parts, owns every task, shuts down on signal.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod media;
+pub mod sip;
+pub mod store;
