@@ -1,10 +1,11 @@
 -- herald schema, SQLite. Timestamps are milliseconds since the Unix epoch (UTC).
 -- Ids are UUIDv7 text. JSON columns hold validated documents.
 
+-- outdials, outplans and agents: a name and a validated JSON document (spec).
 CREATE TABLE outdials (
     id          TEXT PRIMARY KEY,
     name        TEXT NOT NULL,
-    detail      TEXT NOT NULL DEFAULT '',
+    spec        TEXT NOT NULL,
     created_at  BIGINT NOT NULL,
     updated_at  BIGINT NOT NULL
 );
@@ -18,7 +19,8 @@ CREATE TABLE targets (
     -- The first destination's target: duplicates within an outdial are refused.
     dest_key          TEXT NOT NULL,
     destination_index INTEGER NOT NULL DEFAULT 0,
-    try_count_max     INTEGER NOT NULL,
+    -- NULL: the outplan's try_count_max applies.
+    try_count_max     INTEGER,
     try_count_current INTEGER NOT NULL DEFAULT 0,
     state             TEXT NOT NULL DEFAULT 'idle',
     next_attempt_at   BIGINT NOT NULL,
@@ -66,7 +68,6 @@ CREATE TABLE outplans (
 CREATE TABLE agents (
     id          TEXT PRIMARY KEY,
     name        TEXT NOT NULL,
-    kind        TEXT NOT NULL,
     spec        TEXT NOT NULL,
     created_at  BIGINT NOT NULL,
     updated_at  BIGINT NOT NULL

@@ -4,8 +4,11 @@
 //! `now` in. Every type that is stored has a stable string code.
 
 pub mod destination;
+pub mod fields;
 pub mod outcome;
+pub mod specs;
 pub mod state;
+pub mod target;
 pub mod window;
 
 pub use destination::{Destination, DestinationKind};

@@ -1,1 +1,143 @@
-//! The store: SQLite or PostgreSQL behind one handle.
+//! The store: every table behind one [`Store`] handle, on SQLite or PostgreSQL.
+//!
+//! SQL is written once, in the portable subset both databases run (`$N`
+//! parameters, `ON CONFLICT`, `RETURNING`, partial indexes; timestamps as
+//! epoch milliseconds, ids as text). [`with_pool!`] runs the same statement on
+//! whichever pool is open. Backend-specific setup lives in `sqlite.rs` and
+//! `postgres.rs`; a statement that must differ lives there too.
+//!
+//! The store never decides anything: callers validate and choose, the store
+//! persists atomically (a state change and its event row in one transaction).
+
+pub mod apikeys;
+pub mod campaigns;
+pub mod documents;
+pub mod outdials;
+pub mod page;
+pub mod postgres;
+pub mod sqlite;
+pub mod targets;
+
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::{PgPool, SqlitePool};
+
+pub use page::{Page, PageRequest};
+
+/// The open connection pool.
+#[derive(Clone, Debug)]
+pub enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$p` bound to the concrete pool (the body is compiled once per backend).
+#[macro_export]
+macro_rules! with_pool {
+    ($store:expr, $p:ident => $body:expr) => {
+        match &$store.pool {
+            $crate::store::Pool::Sqlite($p) => $body,
+            $crate::store::Pool::Postgres($p) => $body,
+        }
+    };
+}
+
+/// Which database a store runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The handle every part of herald holds to reach the database.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub pool: Pool,
+}
+
+impl Store {
+    /// Opens `url` (`sqlite://…` or `postgres://…`) and applies pending migrations.
+    pub async fn open(url: &str, max_connections: u32) -> Result<Store> {
+        let store = Self::connect(url, max_connections).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Opens `url` without migrating.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store> {
+        let pool = if url.starts_with("sqlite:") {
+            Pool::Sqlite(sqlite::connect(url, max_connections).await?)
+        } else {
+            Pool::Postgres(postgres::connect(url, max_connections).await?)
+        };
+        Ok(Store { pool })
+    }
+
+    pub async fn migrate(&self) -> Result<()> {
+        match &self.pool {
+            Pool::Sqlite(p) => sqlx::migrate!("migrations/sqlite").run(p).await?,
+            Pool::Postgres(p) => sqlx::migrate!("migrations/postgres").run(p).await?,
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// A cheap round trip, for /healthz.
+    pub async fn ping(&self) -> Result<()> {
+        with_pool!(self, p => sqlx::query("SELECT 1").execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        with_pool!(self, p => p.close().await)
+    }
+}
+
+/// Milliseconds since the Unix epoch: how every timestamp is stored.
+pub fn to_ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// The inverse of [`to_ms`].
+pub fn from_ms(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// A new time-ordered id (UUIDv7), so paging by id is paging by creation.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Maps a unique-constraint violation to [`StoreError::Conflict`].
+pub(crate) fn conflict_on_unique(e: sqlx::Error, what: &str) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            StoreError::Conflict(what.to_string())
+        }
+        sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+            StoreError::Conflict(format!("{what}: it is still referenced"))
+        }
+        _ => StoreError::Db(e),
+    }
+}

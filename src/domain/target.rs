@@ -1,0 +1,208 @@
+//! Validation of one target as an integrator sends it (JSON, or a CSV row
+//! turned into the same shape). Accepts the `destinations` list and the
+//! single-`destination` form of the VoIPBIN outdial API.
+
+use serde_json::{Map, Value};
+
+use super::destination::MAX_DESTINATIONS;
+use super::fields::Fields;
+use super::{parse_timezone, Destination, FieldError};
+
+/// A validated target, ready to be stored.
+#[derive(Debug, Clone)]
+pub struct NewTarget {
+    pub id: String,
+    pub name: String,
+    pub destinations: Vec<Destination>,
+    pub try_count_max: Option<u32>,
+    pub not_before: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub timezone: Option<String>,
+    pub variables: Map<String, Value>,
+    pub client_token: Option<String>,
+}
+
+/// Largest `variables` object, in bytes of JSON.
+pub const MAX_VARIABLES_BYTES: usize = 16 * 1024;
+
+const FIELDS: &[&str] = &[
+    "name",
+    "destinations",
+    "destination",
+    "try_count_max",
+    "variables",
+    "timezone",
+    "not_before",
+    "expires_at",
+    "client_token",
+    "detail",
+];
+
+/// Validates one target; `id` is the id it will be stored under.
+pub fn parse_target(v: &Value, id: String) -> Result<NewTarget, FieldError> {
+    let f = Fields::new(v, "")?;
+    f.deny_unknown(FIELDS)?;
+    let name = f.str_opt("name")?.unwrap_or("").trim().to_string();
+    if name.chars().count() > 200 {
+        return Err(f.err("name", "must be at most 200 characters"));
+    }
+    let raw_dests: Vec<(String, &Value)> = match (f.get("destinations"), f.get("destination")) {
+        (Some(_), Some(_)) => {
+            return Err(f.err(
+                "destination",
+                "give either destination or destinations, not both",
+            ))
+        }
+        (Some(_), None) => f
+            .array_opt("destinations")?
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, d)| (format!("destinations[{i}]"), d))
+            .collect(),
+        (None, Some(d)) => vec![("destination".to_string(), d)],
+        (None, None) => return Err(f.err("destinations", "is required (at least one destination)")),
+    };
+    if raw_dests.is_empty() {
+        return Err(f.err("destinations", "must hold at least one destination"));
+    }
+    if raw_dests.len() > MAX_DESTINATIONS {
+        return Err(f.err(
+            "destinations",
+            format!(
+                "at most {MAX_DESTINATIONS} destinations, got {}",
+                raw_dests.len()
+            ),
+        ));
+    }
+    let mut destinations = Vec::with_capacity(raw_dests.len());
+    for (path, d) in raw_dests {
+        let df = Fields::new(d, path.clone())?;
+        df.deny_unknown(&["type", "target", "try_count_max"])?;
+        let kind = df.str_req("type")?;
+        let target = df.str_req("target")?;
+        let budget = df.int_opt("try_count_max", i64::MIN, i64::MAX)?;
+        let dest = Destination::new(kind, target, budget).map_err(|e| e.within(&path))?;
+        destinations.push(dest);
+    }
+    let try_count_max = f.int_opt("try_count_max", 1, 100)?.map(|n| n as u32);
+    let timezone = match f.str_opt("timezone")? {
+        None => None,
+        Some(tz) => Some(parse_timezone("timezone", tz.trim())?.name().to_string()),
+    };
+    let not_before = f.timestamp_opt("not_before")?;
+    let expires_at = f.timestamp_opt("expires_at")?;
+    if let (Some(nb), Some(ex)) = (not_before, expires_at) {
+        if ex <= nb {
+            return Err(f.err("expires_at", "must be after not_before"));
+        }
+    }
+    let variables = f.map_opt("variables", MAX_VARIABLES_BYTES)?;
+    let client_token = match f.str_opt("client_token")? {
+        None => None,
+        Some(t) if t.is_empty() || t.len() > 200 => {
+            return Err(f.err("client_token", "must be 1 to 200 characters"))
+        }
+        Some(t) => Some(t.to_string()),
+    };
+    Ok(NewTarget {
+        id,
+        name,
+        destinations,
+        try_count_max,
+        not_before,
+        expires_at,
+        timezone,
+        variables,
+        client_token,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn err(v: Value) -> FieldError {
+        parse_target(&v, "t".into()).unwrap_err()
+    }
+
+    #[test]
+    fn full_target_is_accepted() {
+        let t = parse_target(
+            &json!({
+                "name": "Jane Doe",
+                "destinations": [
+                    {"type": "tel", "target": "+15551234567"},
+                    {"type": "sip", "target": "sip:jane@pbx.example.com", "try_count_max": 1}
+                ],
+                "try_count_max": 3,
+                "variables": {"clinic": "North"},
+                "timezone": "America/New_York",
+                "not_before": "2026-11-21T14:00:00Z",
+                "expires_at": "2026-11-22T18:00:00Z",
+                "client_token": "booking-8812"
+            }),
+            "t1".into(),
+        )
+        .unwrap();
+        assert_eq!(t.destinations.len(), 2);
+        assert_eq!(t.destinations[1].budget(3), 1);
+        assert_eq!(t.try_count_max, Some(3));
+        assert_eq!(t.client_token.as_deref(), Some("booking-8812"));
+    }
+
+    #[test]
+    fn single_destination_form_is_accepted() {
+        let t = parse_target(
+            &json!({"destination": {"type": "tel", "target": "+15551234567"}, "try_count_max": 3}),
+            "t".into(),
+        )
+        .unwrap();
+        assert_eq!(t.destinations[0].target, "+15551234567");
+    }
+
+    #[test]
+    fn each_mistake_names_its_field() {
+        let tel = json!({"type": "tel", "target": "+15551234567"});
+        assert_eq!(err(json!({})).field, "destinations");
+        assert_eq!(err(json!({"destinations": []})).field, "destinations");
+        assert_eq!(
+            err(json!({"destinations": [tel, {"type": "tel", "target": "12"}]})).field,
+            "destinations[1].target"
+        );
+        assert_eq!(
+            err(json!({"destinations": [tel, tel, tel, tel, tel, tel]})).field,
+            "destinations"
+        );
+        assert_eq!(
+            err(json!({"destination": {"type": "fax", "target": "x"}})).field,
+            "destination.type"
+        );
+        assert_eq!(
+            err(json!({"destination": tel, "timezone": "Nowhere/Land"})).field,
+            "timezone"
+        );
+        assert_eq!(
+            err(json!({"destination": tel, "not_before": "tomorrow"})).field,
+            "not_before"
+        );
+        assert_eq!(
+            err(json!({"destination": tel, "not_before": "2026-11-22T00:00:00Z", "expires_at": "2026-11-21T00:00:00Z"})).field,
+            "expires_at"
+        );
+        assert_eq!(
+            err(json!({"destination": tel, "try_count_max": 0})).field,
+            "try_count_max"
+        );
+        assert_eq!(
+            err(json!({"destination": tel, "variables": [1]})).field,
+            "variables"
+        );
+        assert_eq!(
+            err(json!({"destination": tel, "colour": "red"})).field,
+            "colour"
+        );
+        assert_eq!(err(json!("just a string")).field, "(body)");
+    }
+}

@@ -1,0 +1,140 @@
+//! Campaign rows: a status, the three documents a campaign ties together, and
+//! its validated settings (`spec`).
+
+use serde_json::Value;
+use sqlx::Row;
+
+use super::{conflict_on_unique, new_id, Page, PageRequest, Result, Store, StoreError};
+use crate::with_pool;
+
+#[derive(Debug, Clone)]
+pub struct CampaignRow {
+    pub id: String,
+    pub name: String,
+    pub status: String,
+    pub outdial_id: String,
+    pub outplan_id: String,
+    pub agent_id: Option<String>,
+    pub spec: Value,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What a campaign is made of; stored on create and on every update.
+#[derive(Debug, Clone)]
+pub struct CampaignFields<'a> {
+    pub name: &'a str,
+    pub outdial_id: &'a str,
+    pub outplan_id: &'a str,
+    pub agent_id: Option<&'a str>,
+    pub spec: &'a Value,
+}
+
+/// Statuses in which a campaign may be deleted.
+pub const DELETABLE_STATUSES: [&str; 3] = ["draft", "stopped", "finished"];
+
+const COLUMNS: &str =
+    "id, name, status, outdial_id, outplan_id, agent_id, spec, created_at, updated_at";
+
+macro_rules! decode_campaign {
+    ($row:expr) => {{
+        let row = $row;
+        let spec: String = row.try_get("spec")?;
+        CampaignRow {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            status: row.try_get("status")?,
+            outdial_id: row.try_get("outdial_id")?,
+            outplan_id: row.try_get("outplan_id")?,
+            agent_id: row.try_get("agent_id")?,
+            spec: serde_json::from_str(&spec)
+                .map_err(|e| StoreError::Corrupt(format!("campaign spec: {e}")))?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        }
+    }};
+}
+
+impl Store {
+    pub async fn insert_campaign(&self, f: &CampaignFields<'_>, now: i64) -> Result<CampaignRow> {
+        let id = new_id();
+        let spec = f.spec.to_string();
+        with_pool!(self, p => sqlx::query(
+            "INSERT INTO campaigns (id, name, status, outdial_id, outplan_id, agent_id, spec, created_at, updated_at) \
+             VALUES ($1, $2, 'draft', $3, $4, $5, $6, $7, $7)",
+        )
+        .bind(&id).bind(f.name).bind(f.outdial_id).bind(f.outplan_id).bind(f.agent_id).bind(&spec).bind(now)
+        .execute(p).await.map(|r| r.rows_affected()))
+        .map_err(|e| conflict_on_unique(e, "campaign"))?;
+        self.get_campaign(&id).await
+    }
+
+    pub async fn get_campaign(&self, id: &str) -> Result<CampaignRow> {
+        let sql = format!("SELECT {COLUMNS} FROM campaigns WHERE id = $1");
+        with_pool!(self, p => {
+            let row = sqlx::query(&sql).bind(id).fetch_optional(p).await?.ok_or(StoreError::NotFound)?;
+            Ok(decode_campaign!(&row))
+        })
+    }
+
+    pub async fn list_campaigns(
+        &self,
+        status: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<CampaignRow>> {
+        let filter = if status.is_some() {
+            "AND status = $3"
+        } else {
+            ""
+        };
+        let sql =
+            format!("SELECT {COLUMNS} FROM campaigns WHERE id > $1 {filter} ORDER BY id LIMIT $2");
+        let rows = with_pool!(self, p => {
+            let mut q = sqlx::query(&sql).bind(page.after_or_start()).bind(page.fetch_limit());
+            if let Some(s) = status {
+                q = q.bind(s);
+            }
+            let mut out = Vec::new();
+            for row in &q.fetch_all(p).await? {
+                out.push(decode_campaign!(row));
+            }
+            Ok::<_, StoreError>(out)
+        })?;
+        Ok(page.finish(rows, |c| c.id.clone()))
+    }
+
+    pub async fn update_campaign(
+        &self,
+        id: &str,
+        f: &CampaignFields<'_>,
+        now: i64,
+    ) -> Result<CampaignRow> {
+        let spec = f.spec.to_string();
+        let done = with_pool!(self, p => sqlx::query(
+            "UPDATE campaigns SET name = $2, outdial_id = $3, outplan_id = $4, agent_id = $5, spec = $6, \
+             updated_at = $7 WHERE id = $1",
+        )
+        .bind(id).bind(f.name).bind(f.outdial_id).bind(f.outplan_id).bind(f.agent_id).bind(&spec).bind(now)
+        .execute(p).await.map(|r| r.rows_affected()))
+        .map_err(|e| conflict_on_unique(e, "campaign"))?;
+        if done == 0 {
+            return Err(StoreError::NotFound);
+        }
+        self.get_campaign(id).await
+    }
+
+    /// Deletes a campaign that is not running (draft, stopped or finished).
+    pub async fn delete_campaign(&self, id: &str) -> Result<()> {
+        let done = with_pool!(self, p => sqlx::query(
+            "DELETE FROM campaigns WHERE id = $1 AND status IN ('draft', 'stopped', 'finished')",
+        ).bind(id).execute(p).await.map(|r| r.rows_affected()))?;
+        if done == 0 {
+            let c = self.get_campaign(id).await?;
+            return Err(StoreError::Conflict(format!(
+                "campaign {id} is {}; stop it before deleting it",
+                c.status
+            )));
+        }
+        Ok(())
+    }
+}
