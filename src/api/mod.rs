@@ -1,1 +1,79 @@
-//! The REST API (axum): one router per resource, one error type, API-key auth.
+//! The REST API (axum): one router per resource, one error type
+//! ([`error::ApiError`]), API-key auth on every `/v1` route. Handlers
+//! validate (through `domain`) and persist (through `store`); they make no
+//! dialing decisions.
+
+pub mod auth;
+pub mod campaigns;
+pub mod documents;
+pub mod error;
+pub mod extract;
+pub mod import;
+pub mod targets;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{middleware, Json, Router};
+use serde_json::json;
+use tower_http::trace::TraceLayer;
+
+use self::auth::AuthState;
+use self::error::ApiError;
+use crate::store::Store;
+
+/// What the API needs from the rest of herald.
+#[derive(Clone)]
+pub struct ApiDeps {
+    pub store: Store,
+    /// Names of the configured trunks (campaigns must name one).
+    pub trunks: Arc<Vec<String>>,
+    pub json_body_limit: usize,
+    pub csv_body_limit: u64,
+    /// SHA-256 of HERALD_BOOTSTRAP_API_KEY, when set.
+    pub bootstrap_key_hash: Option<Arc<str>>,
+}
+
+pub fn router(deps: ApiDeps) -> Router {
+    let auth = AuthState {
+        store: deps.store.clone(),
+        bootstrap_hash: deps.bootstrap_key_hash.clone(),
+    };
+    let v1 = Router::new()
+        .merge(documents::outdials(deps.store.clone()))
+        .merge(documents::outplans(deps.store.clone()))
+        .merge(documents::agents(deps.store.clone()))
+        .merge(targets::router(
+            deps.store.clone(),
+            deps.json_body_limit,
+            deps.csv_body_limit,
+        ))
+        .merge(campaigns::router(deps.store.clone(), deps.trunks.clone()))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(middleware::from_fn_with_state(auth, auth::require_api_key));
+    Router::new()
+        .route("/healthz", get(healthz).with_state(deps.store.clone()))
+        .nest("/v1", v1)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(DefaultBodyLimit::max(deps.json_body_limit))
+        .layer(TraceLayer::new_for_http())
+}
+
+async fn healthz(State(store): State<Store>) -> impl IntoResponse {
+    match store.ping().await {
+        Ok(()) => (
+            StatusCode::OK,
+            Json(json!({"status": "ok", "database": "ok"})),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: database unreachable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable", "database": "unreachable"})),
+            )
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Campaign CRUD. A campaign ties an outdial, an outplan and an agent to a
+//! trunk, with pacing, a calling window and a schedule. The control verbs
+//! (start, pause, resume, stop) belong to the scheduler's router.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::Value;
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{ts, JsonBody, ListQuery};
+use crate::domain::fields::{merge_patch, Fields};
+use crate::domain::specs::{validate_campaign, CampaignRefs};
+use crate::domain::FieldError;
+use crate::store::campaigns::{CampaignFields, CampaignRow};
+use crate::store::documents::{AGENTS, OUTDIALS, OUTPLANS};
+use crate::store::{Store, StoreError};
+
+pub const STATUSES: [&str; 7] = [
+    "draft", "running", "paused", "waiting", "stopping", "stopped", "finished",
+];
+
+#[derive(Clone)]
+struct CampaignState {
+    store: Store,
+    trunks: Arc<Vec<String>>,
+}
+
+pub fn router(store: Store, trunks: Arc<Vec<String>>) -> Router {
+    Router::new()
+        .route("/campaigns", get(list).post(create))
+        .route("/campaigns/{id}", get(read).patch(update).delete(remove))
+        .with_state(CampaignState { store, trunks })
+}
+
+pub fn campaign_json(c: &CampaignRow) -> Value {
+    let mut v = c.spec.clone();
+    v["id"] = Value::String(c.id.clone());
+    v["status"] = Value::String(c.status.clone());
+    v["created_at"] = ts(c.created_at);
+    v["updated_at"] = ts(c.updated_at);
+    v
+}
+
+/// Checks that the referenced documents and trunk exist, naming the field that does not.
+async fn check_refs(s: &CampaignState, r: &CampaignRefs) -> ApiResult<()> {
+    for (field, table, id) in [
+        ("outdial_id", OUTDIALS, &r.outdial_id),
+        ("outplan_id", OUTPLANS, &r.outplan_id),
+        ("agent_id", AGENTS, &r.agent_id),
+    ] {
+        match s.store.get_doc(table, id).await {
+            Ok(_) => {}
+            Err(StoreError::NotFound) => {
+                return Err(
+                    FieldError::new(field, format!("no {} with id {id:?}", table.noun)).into(),
+                )
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !s.trunks.contains(&r.trunk) {
+        return Err(FieldError::new(
+            "trunk",
+            format!(
+                "no trunk named {:?} in the configuration (have: {})",
+                r.trunk,
+                s.trunks.join(", ")
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn fields<'a>(spec: &'a Value, r: &'a CampaignRefs) -> CampaignFields<'a> {
+    CampaignFields {
+        name: spec["name"].as_str().unwrap_or_default(),
+        outdial_id: &r.outdial_id,
+        outplan_id: &r.outplan_id,
+        agent_id: Some(&r.agent_id),
+        spec,
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+async fn create(
+    State(s): State<CampaignState>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let (spec, refs) = validate_campaign(&body)?;
+    check_refs(&s, &refs).await?;
+    let row = s
+        .store
+        .insert_campaign(&fields(&spec, &refs), now_ms())
+        .await?;
+    Ok((StatusCode::CREATED, Json(campaign_json(&row))))
+}
+
+async fn list(
+    State(s): State<CampaignState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let q = ListQuery(q);
+    let status = q.get("status");
+    if let Some(st) = status {
+        if !STATUSES.contains(&st) {
+            return Err(FieldError::new(
+                "status",
+                format!("must be one of {}", STATUSES.join(", ")),
+            )
+            .into());
+        }
+    }
+    let page = s.store.list_campaigns(status, &q.page()?).await?;
+    Ok(Json(
+        serde_json::to_value(page.map(|c| campaign_json(&c))).expect("page serializes"),
+    ))
+}
+
+async fn read(State(s): State<CampaignState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let c = s
+        .store
+        .get_campaign(&id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "campaign", &id))?;
+    Ok(Json(campaign_json(&c)))
+}
+
+async fn update(
+    State(s): State<CampaignState>,
+    Path(id): Path<String>,
+    JsonBody(patch): JsonBody,
+) -> ApiResult<Json<Value>> {
+    Fields::new(&patch, "")?;
+    let current = s
+        .store
+        .get_campaign(&id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "campaign", &id))?;
+    let mut merged = current.spec.clone();
+    merge_patch(&mut merged, &patch);
+    let (spec, refs) = validate_campaign(&merged)?;
+    if refs.outdial_id != current.outdial_id && current.status != "draft" {
+        return Err(ApiError::conflict(format!(
+            "outdial_id can only change while the campaign is draft; it is {}",
+            current.status
+        ))
+        .with_details(serde_json::json!({"status": current.status})));
+    }
+    check_refs(&s, &refs).await?;
+    let row = s
+        .store
+        .update_campaign(&id, &fields(&spec, &refs), now_ms())
+        .await
+        .map_err(|e| ApiError::from_store(e, "campaign", &id))?;
+    Ok(Json(campaign_json(&row)))
+}
+
+async fn remove(State(s): State<CampaignState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    s.store
+        .delete_campaign(&id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "campaign", &id))?;
+    Ok(StatusCode::NO_CONTENT)
+}

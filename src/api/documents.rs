@@ -1,0 +1,150 @@
+//! Routers for the named-document resources: outdials, outplans and agents.
+//! Each is CRUD over one table with its own validator; PATCH is a JSON merge
+//! patch over the stored document, validated again as a whole.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{ts, JsonBody, ListQuery};
+use crate::domain::fields::{merge_patch, Fields};
+use crate::domain::specs::{validate_agent, validate_outplan};
+use crate::domain::{FieldError, TargetState};
+use crate::store::documents::{Doc, DocTable, AGENTS, OUTDIALS, OUTPLANS};
+use crate::store::Store;
+
+type Validator = fn(&Value) -> Result<Value, FieldError>;
+
+#[derive(Clone)]
+struct DocState {
+    store: Store,
+    table: DocTable,
+    validate: Validator,
+}
+
+/// An outdial: a name and an optional free-text detail.
+pub fn validate_outdial(v: &Value) -> Result<Value, FieldError> {
+    let f = Fields::new(v, "")?;
+    f.deny_unknown(&["name", "detail"])?;
+    Ok(json!({"name": f.name("name", 200)?, "detail": f.str_opt("detail")?.unwrap_or("")}))
+}
+
+pub fn outdials(store: Store) -> Router {
+    router("/outdials", store, OUTDIALS, validate_outdial)
+}
+
+pub fn outplans(store: Store) -> Router {
+    router("/outplans", store, OUTPLANS, validate_outplan)
+}
+
+pub fn agents(store: Store) -> Router {
+    router("/agents", store, AGENTS, validate_agent)
+}
+
+fn router(base: &str, store: Store, table: DocTable, validate: Validator) -> Router {
+    Router::new()
+        .route(base, get(list).post(create))
+        .route(
+            &format!("{base}/{{id}}"),
+            get(read).patch(update).delete(remove),
+        )
+        .with_state(DocState {
+            store,
+            table,
+            validate,
+        })
+}
+
+pub fn doc_json(d: &Doc) -> Value {
+    let mut v = d.spec.clone();
+    v["id"] = Value::String(d.id.clone());
+    v["created_at"] = ts(d.created_at);
+    v["updated_at"] = ts(d.updated_at);
+    v
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+async fn create(
+    State(s): State<DocState>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let spec = (s.validate)(&body)?;
+    let name = spec["name"].as_str().unwrap_or_default().to_string();
+    let doc = s.store.insert_doc(s.table, &name, &spec, now_ms()).await?;
+    Ok((StatusCode::CREATED, Json(doc_json(&doc))))
+}
+
+async fn list(
+    State(s): State<DocState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let page = ListQuery(q).page()?;
+    let page = s.store.list_docs(s.table, &page).await?;
+    Ok(Json(
+        serde_json::to_value(page.map(|d| doc_json(&d))).expect("page serializes"),
+    ))
+}
+
+async fn read(State(s): State<DocState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let doc = s
+        .store
+        .get_doc(s.table, &id)
+        .await
+        .map_err(|e| ApiError::from_store(e, s.table.noun, &id))?;
+    let mut v = doc_json(&doc);
+    if s.table == OUTDIALS {
+        let mut counts: serde_json::Map<String, Value> = TargetState::ALL
+            .iter()
+            .map(|st| (st.as_str().to_string(), json!(0)))
+            .collect();
+        let mut total = 0;
+        for (state, n) in s.store.count_targets_by_state(&id).await? {
+            counts.insert(state.as_str().to_string(), json!(n));
+            total += n;
+        }
+        v["target_count"] = json!(total);
+        v["target_counts"] = Value::Object(counts);
+    }
+    Ok(Json(v))
+}
+
+async fn update(
+    State(s): State<DocState>,
+    Path(id): Path<String>,
+    JsonBody(patch): JsonBody,
+) -> ApiResult<Json<Value>> {
+    Fields::new(&patch, "")?;
+    let doc = s
+        .store
+        .get_doc(s.table, &id)
+        .await
+        .map_err(|e| ApiError::from_store(e, s.table.noun, &id))?;
+    let mut merged = doc.spec.clone();
+    merge_patch(&mut merged, &patch);
+    let spec = (s.validate)(&merged)?;
+    let name = spec["name"].as_str().unwrap_or_default().to_string();
+    let doc = s
+        .store
+        .update_doc(s.table, &id, &name, &spec, now_ms())
+        .await
+        .map_err(|e| ApiError::from_store(e, s.table.noun, &id))?;
+    Ok(Json(doc_json(&doc)))
+}
+
+async fn remove(State(s): State<DocState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let done = if s.table == OUTDIALS {
+        s.store.delete_outdial(&id).await
+    } else {
+        s.store.delete_doc(s.table, &id).await
+    };
+    done.map_err(|e| ApiError::from_store(e, s.table.noun, &id))?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,312 @@
+//! Targets: add (JSON, one or many, or streamed `text/csv`), list with a state
+//! filter, read, delete, and a target's transition history.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::TryStreamExt;
+use serde_json::{json, Value};
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{parse_json, ts, ts_opt, ListQuery};
+use super::import::{CsvLayout, Importer, RowRef};
+use crate::domain::target::parse_target;
+use crate::domain::{FieldError, TargetState};
+use crate::store::documents::OUTDIALS;
+use crate::store::targets::{Inserted, TargetEvent, TargetRow};
+use crate::store::{new_id, Store, StoreError};
+
+/// JSON requests of at most this many rows get a per-row `items` list back.
+const ITEMS_UP_TO: usize = 10_000;
+
+#[derive(Clone)]
+struct TargetsState {
+    store: Store,
+    json_limit: usize,
+    csv_limit: u64,
+}
+
+pub fn router(store: Store, json_limit: usize, csv_limit: u64) -> Router {
+    Router::new()
+        .route("/outdials/{id}/targets", post(add).get(list))
+        .route("/targets/{id}", get(read).delete(remove))
+        .route("/targets/{id}/events", get(events))
+        .with_state(TargetsState {
+            store,
+            json_limit,
+            csv_limit,
+        })
+}
+
+pub fn target_json(t: &TargetRow) -> Value {
+    json!({
+        "id": t.id,
+        "outdial_id": t.outdial_id,
+        "name": t.name,
+        "destinations": t.destinations,
+        "destination_index": t.destination_index,
+        "try_count_max": t.try_count_max,
+        "try_count_current": t.try_count_current,
+        "state": t.state,
+        "next_attempt_at": ts(t.next_attempt_at),
+        "not_before": ts_opt(t.not_before),
+        "expires_at": ts_opt(t.expires_at),
+        "timezone": t.timezone,
+        "variables": t.variables,
+        "client_token": t.client_token,
+        "last_outcome": t.last_outcome,
+        "reason": t.reason,
+        "created_at": ts(t.created_at),
+        "updated_at": ts(t.updated_at),
+    })
+}
+
+fn event_json(e: &TargetEvent) -> Value {
+    json!({
+        "id": e.id,
+        "target_id": e.target_id,
+        "campaign_id": e.campaign_id,
+        "from": e.from_state,
+        "to": e.to_state,
+        "at": ts(e.at),
+        "attempt_id": e.attempt_id,
+        "sip_code": e.sip_code,
+        "reason": e.reason,
+    })
+}
+
+async fn add(
+    State(s): State<TargetsState>,
+    Path(outdial_id): Path<String>,
+    req: Request,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    s.store
+        .get_doc(OUTDIALS, &outdial_id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "outdial", &outdial_id))?;
+    let content_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_ascii_lowercase();
+    if content_type.starts_with("text/csv") {
+        let report = import_csv(&s.store, &outdial_id, req.into_body(), s.csv_limit).await?;
+        return Ok((StatusCode::OK, Json(report)));
+    }
+    if !(content_type.starts_with("application/json") || content_type.contains("+json")) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("send application/json or text/csv, not {content_type:?}"),
+        ));
+    }
+    let bytes = axum::body::to_bytes(req.into_body(), s.json_limit)
+        .await
+        .map_err(|_| {
+            ApiError::too_large(format!(
+                "JSON body is larger than {} bytes; send large lists as text/csv",
+                s.json_limit
+            ))
+        })?;
+    let body = parse_json(&bytes)?;
+    let rows = match &body {
+        Value::Array(rows) => rows,
+        Value::Object(o) if o.contains_key("targets") => match &o["targets"] {
+            Value::Array(rows) => rows,
+            _ => return Err(FieldError::new("targets", "must be an array of targets").into()),
+        },
+        _ => return add_one(&s.store, &outdial_id, &body).await,
+    };
+    let mut importer = Importer::new(&s.store, &outdial_id, rows.len() <= ITEMS_UP_TO);
+    for (i, row) in rows.iter().enumerate() {
+        importer
+            .push(RowRef::Index(i as u64), row, |e| {
+                e.within(&format!("targets[{i}]"))
+            })
+            .await?;
+    }
+    Ok((StatusCode::OK, Json(importer.finish().await?)))
+}
+
+/// One target object: 201 with the target, 200 if its client_token was seen, 409 if a duplicate.
+async fn add_one(
+    store: &Store,
+    outdial_id: &str,
+    body: &Value,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let t = parse_target(body, new_id())?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let result = store
+        .insert_targets(outdial_id, std::slice::from_ref(&t), now)
+        .await?;
+    match result.into_iter().next() {
+        Some(Inserted::Created(id)) => Ok((
+            StatusCode::CREATED,
+            Json(target_json(&store.get_target(&id).await?)),
+        )),
+        Some(Inserted::Existing(id)) => Ok((
+            StatusCode::OK,
+            Json(target_json(&store.get_target(&id).await?)),
+        )),
+        Some(Inserted::Duplicate { existing_id }) => Err(ApiError::conflict(format!(
+            "outdial {outdial_id} already has a target with destination {}",
+            t.destinations[0].target
+        ))
+        .with_details(json!({"existing_id": existing_id}))),
+        None => Err(ApiError::internal("insert returned no result")),
+    }
+}
+
+/// Streams a CSV body into the outdial; memory stays flat however long it is.
+async fn import_csv(store: &Store, outdial_id: &str, body: Body, limit: u64) -> ApiResult<Value> {
+    let mut seen: u64 = 0;
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let stream = futures::StreamExt::map(stream, move |chunk| {
+        let chunk = chunk?;
+        seen += chunk.len() as u64;
+        if seen > limit {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                "csv body over limit",
+            ));
+        }
+        Ok(chunk)
+    });
+    let reader = tokio_util::io::StreamReader::new(stream);
+    let mut csv = csv_async::AsyncReaderBuilder::new()
+        .flexible(true)
+        .has_headers(true)
+        .create_reader(reader);
+    let headers = csv
+        .headers()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("cannot read the CSV header row: {e}")))?
+        .clone();
+    let layout = CsvLayout::new(&headers.iter().collect::<Vec<_>>())
+        .map_err(|m| ApiError::from(FieldError::new("(csv header, line 1)", m)))?;
+    let mut importer = Importer::new(store, outdial_id, false);
+    let mut record = csv_async::StringRecord::new();
+    loop {
+        match csv.read_record(&mut record).await {
+            Ok(false) => break,
+            Ok(true) => {
+                let line = record.position().map_or(0, |p| p.line());
+                if record.len() != layout.width() {
+                    importer.count_received();
+                    importer.reject(
+                        RowRef::Line(line),
+                        FieldError::new(
+                            "(row)",
+                            format!(
+                                "has {} fields; the header row has {}",
+                                record.len(),
+                                layout.width()
+                            ),
+                        ),
+                    );
+                    continue;
+                }
+                let (row, positions) = layout.to_target(record.iter());
+                importer
+                    .push(RowRef::Line(line), &row, |e| {
+                        layout.column_name(e, &positions)
+                    })
+                    .await?;
+            }
+            Err(e) => match e.kind() {
+                csv_async::ErrorKind::Io(io) => {
+                    let progress = importer.progress();
+                    importer.flush().await?;
+                    return Err(if io.kind() == std::io::ErrorKind::FileTooLarge {
+                        ApiError::too_large(format!(
+                            "CSV body is larger than api.csv_body_limit_bytes ({limit}); rows before the limit were stored"
+                        ))
+                    } else {
+                        ApiError::bad_request(format!("the CSV upload was cut short: {io}"))
+                    }
+                    .with_details(progress));
+                }
+                _ => {
+                    let line = e.position().map_or(0, |p| p.line());
+                    importer.count_received();
+                    importer.reject(RowRef::Line(line), FieldError::new("(row)", e.to_string()));
+                }
+            },
+        }
+    }
+    importer.finish().await.map_err(ApiError::from)
+}
+
+async fn list(
+    State(s): State<TargetsState>,
+    Path(outdial_id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let q = ListQuery(q);
+    let state = match q.get("state") {
+        None => None,
+        Some(st) => Some(TargetState::parse(st).ok_or_else(|| {
+            FieldError::new(
+                "state",
+                format!("unknown state {st:?}; use one of idle, dialing, answered, busy, no_answer, finished, failed"),
+            )
+        })?),
+    };
+    let page = q.page()?;
+    s.store
+        .get_doc(OUTDIALS, &outdial_id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "outdial", &outdial_id))?;
+    let page = s.store.list_targets(&outdial_id, state, &page).await?;
+    Ok(Json(
+        serde_json::to_value(page.map(|t| target_json(&t))).expect("page serializes"),
+    ))
+}
+
+async fn read(State(s): State<TargetsState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let t = s
+        .store
+        .get_target(&id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "target", &id))?;
+    Ok(Json(target_json(&t)))
+}
+
+async fn remove(State(s): State<TargetsState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    s.store
+        .delete_target(&id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "target", &id))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn events(
+    State(s): State<TargetsState>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let page = ListQuery(q).page()?;
+    s.store
+        .get_target(&id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "target", &id))?;
+    let page = s
+        .store
+        .list_target_events(&id, &page)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => {
+                FieldError::new("page_token", "is not a token this server issued").into()
+            }
+            other => ApiError::from(other),
+        })?;
+    Ok(Json(
+        serde_json::to_value(page.map(|e| event_json(&e))).expect("page serializes"),
+    ))
+}

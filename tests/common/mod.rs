@@ -1,0 +1,279 @@
+//! Shared test helpers: start the real herald on port 0 against a fresh
+//! database (a temp SQLite file, or a fresh PostgreSQL schema), and talk HTTP.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use herald::app::App;
+use herald::config::Config;
+use reqwest::{Client, Response, StatusCode};
+use serde_json::Value;
+
+pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty database for one test.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    schema: Option<String>,
+}
+
+impl TestDb {
+    /// `None` when PostgreSQL was asked for and is not reachable (the caller skips, loudly).
+    pub async fn new(db: Db) -> Option<TestDb> {
+        match db {
+            Db::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}/herald.db", dir.path().display());
+                Some(TestDb {
+                    url,
+                    _dir: Some(dir),
+                    schema: None,
+                })
+            }
+            Db::Postgres => {
+                if !postgres_reachable().await {
+                    eprintln!(
+                        "\n*** SKIPPED: PostgreSQL is not reachable at 127.0.0.1:5432; \
+                         the PostgreSQL half of this test did not run ***\n"
+                    );
+                    return None;
+                }
+                let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+                let admin = sqlx::PgPool::connect(PG_ADMIN_URL)
+                    .await
+                    .expect("connect to PostgreSQL");
+                sqlx::query(&format!("CREATE SCHEMA {schema}"))
+                    .execute(&admin)
+                    .await
+                    .expect("create schema");
+                admin.close().await;
+                let url = format!("{PG_ADMIN_URL}?options=-c%20search_path%3D{schema}");
+                Some(TestDb {
+                    url,
+                    _dir: None,
+                    schema: Some(schema),
+                })
+            }
+        }
+    }
+
+    /// Drops the PostgreSQL schema (SQLite's temp dir goes away by itself).
+    pub async fn cleanup(&self) {
+        if let Some(schema) = &self.schema {
+            if let Ok(admin) = sqlx::PgPool::connect(PG_ADMIN_URL).await {
+                let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                    .execute(&admin)
+                    .await;
+                admin.close().await;
+            }
+        }
+    }
+}
+
+pub async fn postgres_reachable() -> bool {
+    matches!(
+        tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::TcpStream::connect("127.0.0.1:5432")
+        )
+        .await,
+        Ok(Ok(_))
+    )
+}
+
+/// A running herald and an HTTP client holding a valid API key.
+pub struct TestApp {
+    pub base: String,
+    pub key: String,
+    pub client: Client,
+    pub db: TestDb,
+    app: Option<App>,
+}
+
+/// The config every test app uses: port 0, the given database, nothing else changed.
+pub fn test_config(db_url: &str, extra: &[(&str, &str)]) -> Config {
+    let mut env = vec![
+        ("HERALD__DATABASE__URL".to_string(), db_url.to_string()),
+        ("HERALD__API__LISTEN".to_string(), "127.0.0.1:0".to_string()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Config::load_from(None, env).expect("test config")
+}
+
+pub async fn spawn_app(db: Db) -> Option<TestApp> {
+    spawn_app_with(db, &[], None).await
+}
+
+pub async fn spawn_app_with(
+    db: Db,
+    extra: &[(&str, &str)],
+    bootstrap: Option<&str>,
+) -> Option<TestApp> {
+    let db = TestDb::new(db).await?;
+    let config = test_config(&db.url, extra);
+    let app = App::start(&config, bootstrap.map(str::to_string))
+        .await
+        .expect("herald starts");
+    let (_, key) = app.store.create_api_key("test", 0).await.expect("api key");
+    Some(TestApp {
+        base: format!("http://{}", app.addr),
+        key,
+        client: Client::new(),
+        db,
+        app: Some(app),
+    })
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn store(&self) -> &herald::store::Store {
+        &self.app.as_ref().expect("running").store
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .header("x-api-key", &self.key)
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    pub async fn delete(&self, path: &str) -> Response {
+        self.client
+            .delete(self.url(path))
+            .header("x-api-key", &self.key)
+            .send()
+            .await
+            .expect("DELETE")
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .header("x-api-key", &self.key)
+            .json(body)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    pub async fn patch(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .patch(self.url(path))
+            .header("x-api-key", &self.key)
+            .json(body)
+            .send()
+            .await
+            .expect("PATCH")
+    }
+
+    pub async fn post_csv(&self, path: &str, csv: impl Into<reqwest::Body>) -> Response {
+        self.client
+            .post(self.url(path))
+            .header("x-api-key", &self.key)
+            .header("content-type", "text/csv")
+            .body(csv)
+            .send()
+            .await
+            .expect("POST csv")
+    }
+
+    /// POSTs and expects `status`, returning the JSON body.
+    pub async fn post_ok(&self, path: &str, body: &Value, status: StatusCode) -> Value {
+        let r = self.post(path, body).await;
+        expect_json(r, status).await
+    }
+
+    /// Creates an outdial, an outplan and an agent; returns their ids.
+    pub async fn fixtures(&self) -> (String, String, String) {
+        let od = self
+            .post_ok(
+                "/v1/outdials",
+                &serde_json::json!({"name": "leads"}),
+                StatusCode::CREATED,
+            )
+            .await;
+        let op = self
+            .post_ok(
+                "/v1/outplans",
+                &serde_json::json!({"name": "3x"}),
+                StatusCode::CREATED,
+            )
+            .await;
+        let ag = self
+            .post_ok(
+                "/v1/agents",
+                &serde_json::json!({"name": "bot", "kind": "media_stream", "url": "ws://127.0.0.1:9/stream"}),
+                StatusCode::CREATED,
+            )
+            .await;
+        (id_of(&od), id_of(&op), id_of(&ag))
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(app) = self.app.take() {
+            app.shutdown().await;
+        }
+        self.db.cleanup().await;
+    }
+}
+
+pub fn id_of(v: &Value) -> String {
+    v["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id in {v}"))
+        .to_string()
+}
+
+/// Asserts the status (printing the body when it differs) and returns the JSON body.
+pub async fn expect_json(r: Response, status: StatusCode) -> Value {
+    let got = r.status();
+    let text = r.text().await.expect("body");
+    assert_eq!(got, status, "unexpected status; body: {text}");
+    if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("body is not JSON ({e}): {text}"))
+    }
+}
+
+/// Asserts an API error: status, code, and that the message mentions `needle`.
+pub async fn expect_error(r: Response, status: StatusCode, code: &str, needle: &str) -> Value {
+    let body = expect_json(r, status).await;
+    assert_eq!(body["error"]["code"], code, "{body}");
+    let msg = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains(needle),
+        "error message {msg:?} does not mention {needle:?}"
+    );
+    body
+}
+
+/// Runs an async test body on SQLite and on PostgreSQL (skipping loudly when unreachable).
+#[macro_export]
+macro_rules! on_both_backends {
+    ($name:ident, $body:path) => {
+        mod $name {
+            use super::*;
+            #[tokio::test]
+            async fn sqlite() {
+                $body(common::Db::Sqlite).await;
+            }
+            #[tokio::test]
+            async fn postgres() {
+                $body(common::Db::Postgres).await;
+            }
+        }
+    };
+}
