@@ -333,3 +333,44 @@ async fn paging_walks_2500_targets_exactly_once(db: Db) {
     app.stop().await;
 }
 on_both_backends!(paging, paging_walks_2500_targets_exactly_once);
+
+async fn csv_over_the_size_limit_is_refused_and_reports_what_was_stored(db: Db) {
+    let Some(app) =
+        common::spawn_app_with(db, &[("HERALD__API__CSV_BODY_LIMIT_BYTES", "40000")], None).await
+    else {
+        return;
+    };
+    let od = outdial(&app).await;
+    // 10 chunks of 500 rows (~6.5 kB each): the limit falls inside the stream.
+    let chunks = (0..10).map(|c| {
+        let mut s = if c == 0 {
+            String::from("phone\n")
+        } else {
+            String::new()
+        };
+        for i in c * 500..(c + 1) * 500 {
+            s.push_str(&format!("+1555{i:07}\n"));
+        }
+        Ok::<_, std::io::Error>(s)
+    });
+    let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks.collect::<Vec<_>>()));
+    let r = app
+        .post_csv(&format!("/v1/outdials/{od}/targets"), body)
+        .await;
+    let e = expect_error(
+        r,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "csv_body_limit_bytes",
+    )
+    .await;
+    let stored = e["error"]["details"]["created"]
+        .as_i64()
+        .expect("details say how many were stored");
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM targets").await, stored);
+    app.stop().await;
+}
+on_both_backends!(
+    csv_limit,
+    csv_over_the_size_limit_is_refused_and_reports_what_was_stored
+);

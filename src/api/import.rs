@@ -31,40 +31,63 @@ impl RowRef {
     }
 }
 
-/// Accumulates rows, stores them in batches, and builds the report.
-pub struct Importer<'a> {
-    store: &'a Store,
-    outdial_id: &'a str,
-    pending: Vec<(RowRef, NewTarget)>,
-    received: u64,
+/// A batch on its way to the writer: where each row came from, and the rows.
+type Batch = (Vec<RowRef>, Vec<NewTarget>);
+
+/// Counts and lists the writer builds as batches are stored.
+#[derive(Default)]
+struct Stored {
     created: u64,
     existing: u64,
     duplicate_count: u64,
-    invalid_count: u64,
     duplicates: Vec<Value>,
-    invalid: Vec<Value>,
-    /// Per-row outcomes, kept only for small JSON requests.
     items: Option<Vec<Value>>,
 }
 
-impl<'a> Importer<'a> {
-    pub fn new(store: &'a Store, outdial_id: &'a str, keep_items: bool) -> Self {
+/// Aborts the writer if the import is dropped half way (client gone).
+struct WriterTask(tokio::task::JoinHandle<Result<Stored, StoreError>>);
+
+impl Drop for WriterTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Accumulates rows and hands full batches to a writer task that stores
+/// them in order while the next batch is being parsed; builds the report.
+pub struct Importer {
+    batch: Batch,
+    to_writer: Option<tokio::sync::mpsc::Sender<Batch>>,
+    writer: Option<WriterTask>,
+    received: u64,
+    invalid_count: u64,
+    invalid: Vec<Value>,
+}
+
+impl Importer {
+    /// `keep_items`: report every row's id and status (small JSON requests).
+    pub fn new(store: &Store, outdial_id: &str, keep_items: bool) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Batch>(1);
+        let task = tokio::spawn(write_batches(
+            store.clone(),
+            outdial_id.to_string(),
+            rx,
+            keep_items,
+        ));
         Importer {
-            store,
-            outdial_id,
-            pending: Vec::with_capacity(BATCH_ROWS),
+            batch: (
+                Vec::with_capacity(BATCH_ROWS),
+                Vec::with_capacity(BATCH_ROWS),
+            ),
+            to_writer: Some(tx),
+            writer: Some(WriterTask(task)),
             received: 0,
-            created: 0,
-            existing: 0,
-            duplicate_count: 0,
             invalid_count: 0,
-            duplicates: Vec::new(),
             invalid: Vec::new(),
-            items: keep_items.then(Vec::new),
         }
     }
 
-    /// Validates one row and queues it; stores a batch when one is full.
+    /// Validates one row and queues it; hands a full batch to the writer.
     /// `rename` may rewrite an error's field (CSV column names).
     pub async fn push(
         &mut self,
@@ -75,9 +98,10 @@ impl<'a> Importer<'a> {
         self.received += 1;
         match parse_target(row, new_id()).map_err(rename) {
             Ok(t) => {
-                self.pending.push((at, t));
-                if self.pending.len() >= BATCH_ROWS {
-                    self.flush().await?;
+                self.batch.0.push(at);
+                self.batch.1.push(t);
+                if self.batch.1.len() >= BATCH_ROWS {
+                    self.send_batch().await?;
                 }
             }
             Err(e) => self.reject(at, e),
@@ -100,69 +124,98 @@ impl<'a> Importer<'a> {
         self.received += 1;
     }
 
-    pub async fn flush(&mut self) -> Result<(), StoreError> {
-        if self.pending.is_empty() {
-            return Ok(());
+    async fn send_batch(&mut self) -> Result<(), StoreError> {
+        let batch = std::mem::replace(
+            &mut self.batch,
+            (
+                Vec::with_capacity(BATCH_ROWS),
+                Vec::with_capacity(BATCH_ROWS),
+            ),
+        );
+        let tx = self.to_writer.as_ref().expect("writer open until finish");
+        if tx.send(batch).await.is_err() {
+            // The writer stopped on an error: surface it.
+            self.to_writer = None;
+            return match self.join_writer().await {
+                Err(e) => Err(e),
+                Ok(_) => Err(StoreError::Corrupt("target writer stopped early".into())),
+            };
         }
-        let batch: Vec<NewTarget> = self.pending.iter().map(|(_, t)| t.clone()).collect();
+        Ok(())
+    }
+
+    async fn join_writer(&mut self) -> Result<Stored, StoreError> {
+        let mut task = self.writer.take().expect("writer joined once");
+        let joined = (&mut task.0).await;
+        joined.map_err(|e| StoreError::Corrupt(format!("target writer failed: {e}")))?
+    }
+
+    /// Stores what is left, waits for the writer and returns the report.
+    pub async fn finish(mut self) -> Result<Value, StoreError> {
+        if !self.batch.1.is_empty() {
+            self.send_batch().await?;
+        }
+        self.to_writer = None;
+        let stored = self.join_writer().await?;
+        let mut v = json!({
+            "received": self.received,
+            "created": stored.created,
+            "existing": stored.existing,
+            "duplicate_count": stored.duplicate_count,
+            "invalid_count": self.invalid_count,
+            "duplicates": stored.duplicates,
+            "invalid": self.invalid,
+            "truncated": stored.duplicate_count as usize > MAX_LISTED || self.invalid_count as usize > MAX_LISTED,
+        });
+        if let Some(items) = stored.items {
+            v["items"] = Value::Array(items);
+        }
+        Ok(v)
+    }
+}
+
+/// The writer: stores batches in arrival order and classifies each row.
+async fn write_batches(
+    store: Store,
+    outdial_id: String,
+    mut batches: tokio::sync::mpsc::Receiver<Batch>,
+    keep_items: bool,
+) -> Result<Stored, StoreError> {
+    let mut out = Stored {
+        items: keep_items.then(Vec::new),
+        ..Stored::default()
+    };
+    while let Some((refs, targets)) = batches.recv().await {
         let now = chrono::Utc::now().timestamp_millis();
-        let results = self
-            .store
-            .insert_targets(self.outdial_id, &batch, now)
-            .await?;
-        for ((at, t), r) in self.pending.drain(..).zip(results) {
+        let results = store.insert_targets(&outdial_id, &targets, now).await?;
+        for ((at, t), r) in refs.into_iter().zip(&targets).zip(results) {
             let (status, id) = match r {
                 Inserted::Created(id) => {
-                    self.created += 1;
+                    out.created += 1;
                     ("created", id)
                 }
                 Inserted::Existing(id) => {
-                    self.existing += 1;
+                    out.existing += 1;
                     ("existing", id)
                 }
                 Inserted::Duplicate { existing_id } => {
-                    self.duplicate_count += 1;
-                    if self.duplicates.len() < MAX_LISTED {
+                    out.duplicate_count += 1;
+                    if out.duplicates.len() < MAX_LISTED {
                         let mut v = json!({"destination": t.destinations[0].target, "existing_id": existing_id});
                         at.put(&mut v);
-                        self.duplicates.push(v);
+                        out.duplicates.push(v);
                     }
                     ("duplicate", existing_id)
                 }
             };
-            if let Some(items) = &mut self.items {
+            if let Some(items) = &mut out.items {
                 let mut v = json!({"id": id, "status": status});
                 at.put(&mut v);
                 items.push(v);
             }
         }
-        Ok(())
     }
-
-    /// Stores what is left and returns the report.
-    pub async fn finish(mut self) -> Result<Value, StoreError> {
-        self.flush().await?;
-        let mut v = json!({
-            "received": self.received,
-            "created": self.created,
-            "existing": self.existing,
-            "duplicate_count": self.duplicate_count,
-            "invalid_count": self.invalid_count,
-            "duplicates": self.duplicates,
-            "invalid": self.invalid,
-            "truncated": self.duplicate_count as usize > MAX_LISTED || self.invalid_count as usize > MAX_LISTED,
-        });
-        if let Some(items) = self.items {
-            v["items"] = Value::Array(items);
-        }
-        Ok(v)
-    }
-
-    /// The counts so far, for an import cut short.
-    pub fn progress(&self) -> Value {
-        json!({"received": self.received, "created": self.created, "existing": self.existing,
-               "duplicate_count": self.duplicate_count, "invalid_count": self.invalid_count})
-    }
+    Ok(out)
 }
 
 /// What a CSV column means.
@@ -179,6 +232,7 @@ enum Column {
 }
 
 /// Maps a CSV header row to target fields; unknown columns become variables.
+#[derive(Debug)]
 pub struct CsvLayout {
     columns: Vec<Column>,
     names: Vec<String>,

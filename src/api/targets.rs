@@ -183,11 +183,20 @@ async fn import_csv(store: &Store, outdial_id: &str, body: Body, limit: u64) -> 
         .flexible(true)
         .has_headers(true)
         .create_reader(reader);
-    let headers = csv
-        .headers()
-        .await
-        .map_err(|e| ApiError::bad_request(format!("cannot read the CSV header row: {e}")))?
-        .clone();
+    let headers = match csv.headers().await {
+        Ok(h) => h.clone(),
+        Err(e) => {
+            return Err(match e.kind() {
+                csv_async::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::FileTooLarge => {
+                    ApiError::too_large(format!(
+                        "CSV body is larger than api.csv_body_limit_bytes ({limit})"
+                    ))
+                    .with_details(json!({"created": 0}))
+                }
+                _ => ApiError::bad_request(format!("cannot read the CSV header row: {e}")),
+            })
+        }
+    };
     let layout = CsvLayout::new(&headers.iter().collect::<Vec<_>>())
         .map_err(|m| ApiError::from(FieldError::new("(csv header, line 1)", m)))?;
     let mut importer = Importer::new(store, outdial_id, false);
@@ -221,14 +230,15 @@ async fn import_csv(store: &Store, outdial_id: &str, body: Body, limit: u64) -> 
             }
             Err(e) => match e.kind() {
                 csv_async::ErrorKind::Io(io) => {
-                    let progress = importer.progress();
-                    importer.flush().await?;
-                    return Err(if io.kind() == std::io::ErrorKind::FileTooLarge {
+                    let too_large = io.kind() == std::io::ErrorKind::FileTooLarge;
+                    let cause = io.to_string();
+                    let progress = importer.finish().await?;
+                    return Err(if too_large {
                         ApiError::too_large(format!(
                             "CSV body is larger than api.csv_body_limit_bytes ({limit}); rows before the limit were stored"
                         ))
                     } else {
-                        ApiError::bad_request(format!("the CSV upload was cut short: {io}"))
+                        ApiError::bad_request(format!("the CSV upload was cut short: {cause}"))
                     }
                     .with_details(progress));
                 }

@@ -2,7 +2,7 @@
 //! turned into the same shape). Accepts the `destinations` list and the
 //! single-`destination` form of the VoIPBIN outdial API.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::destination::MAX_DESTINATIONS;
 use super::fields::Fields;
@@ -18,7 +18,8 @@ pub struct NewTarget {
     pub not_before: Option<i64>,
     pub expires_at: Option<i64>,
     pub timezone: Option<String>,
-    pub variables: Map<String, Value>,
+    /// The `variables` object as JSON text (validated, at most MAX_VARIABLES_BYTES).
+    pub variables_json: String,
     pub client_token: Option<String>,
 }
 
@@ -97,7 +98,20 @@ pub fn parse_target(v: &Value, id: String) -> Result<NewTarget, FieldError> {
             return Err(f.err("expires_at", "must be after not_before"));
         }
     }
-    let variables = f.map_opt("variables", MAX_VARIABLES_BYTES)?;
+    let variables_json = match f.get("variables") {
+        None => "{}".to_string(),
+        Some(v @ Value::Object(_)) => {
+            let text = v.to_string();
+            if text.len() > MAX_VARIABLES_BYTES {
+                return Err(f.err(
+                    "variables",
+                    format!("must be at most {MAX_VARIABLES_BYTES} bytes of JSON"),
+                ));
+            }
+            text
+        }
+        Some(_) => return Err(f.err("variables", "must be an object of name: value pairs")),
+    };
     let client_token = match f.str_opt("client_token")? {
         None => None,
         Some(t) if t.is_empty() || t.len() > 200 => {
@@ -113,7 +127,7 @@ pub fn parse_target(v: &Value, id: String) -> Result<NewTarget, FieldError> {
         not_before,
         expires_at,
         timezone,
-        variables,
+        variables_json,
         client_token,
     })
 }

@@ -122,13 +122,9 @@ impl Store {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let encoded: Vec<(String, String)> = batch
+        let encoded: Vec<String> = batch
             .iter()
-            .map(|t| {
-                let dests = serde_json::to_string(&t.destinations).expect("destinations serialize");
-                let vars = Value::Object(t.variables.clone()).to_string();
-                (dests, vars)
-            })
+            .map(|t| serde_json::to_string(&t.destinations).expect("destinations serialize"))
             .collect();
         let mut inserted: HashSet<String> = HashSet::with_capacity(batch.len());
         let mut taken_by_token: HashMap<String, String> = HashMap::new();
@@ -141,7 +137,7 @@ impl Store {
                      state, next_attempt_at, not_before, expires_at, timezone, variables, client_token, \
                      created_at, updated_at) ",
                 );
-                qb.push_values(chunk.iter().zip(enc), |mut b, (t, (dests, vars))| {
+                qb.push_values(chunk.iter().zip(enc), |mut b, (t, dests)| {
                     b.push_bind(&t.id)
                         .push_bind(outdial_id)
                         .push_bind(&t.name)
@@ -153,7 +149,7 @@ impl Store {
                         .push_bind(t.not_before)
                         .push_bind(t.expires_at)
                         .push_bind(&t.timezone)
-                        .push_bind(vars)
+                        .push_bind(&t.variables_json)
                         .push_bind(&t.client_token)
                         .push_bind(now)
                         .push_bind(now);
