@@ -1,9 +1,11 @@
 //! Targets and their transition events.
 //!
 //! Bulk insert is the hot path of an import: rows go in multi-row
-//! `INSERT … ON CONFLICT DO NOTHING RETURNING id` statements inside one
-//! transaction per batch; rows that did not go in are then classified in one
-//! lookup as an idempotent `client_token` hit or a duplicate destination.
+//! `INSERT … ON CONFLICT DO NOTHING` statements inside one transaction per
+//! batch. Ids are ours, so a statement that stored every row needs no answer
+//! back (no `RETURNING`: on SQLite each returned row costs a thread hand-off);
+//! only when some rows conflicted are the stored ids looked up, and the rest
+//! classified as an idempotent `client_token` hit or a duplicate destination.
 
 use std::collections::{HashMap, HashSet};
 
@@ -154,9 +156,21 @@ impl Store {
                         .push_bind(now)
                         .push_bind(now);
                 });
-                qb.push(" ON CONFLICT DO NOTHING RETURNING id");
-                let ids: Vec<String> = qb.build_query_scalar().fetch_all(&mut *tx).await?;
-                inserted.extend(ids);
+                qb.push(" ON CONFLICT DO NOTHING");
+                let stored = qb.build().execute(&mut *tx).await?.rows_affected();
+                if stored as usize == chunk.len() {
+                    inserted.extend(chunk.iter().map(|t| t.id.clone()));
+                } else {
+                    // Some rows conflicted: ask which of this chunk's ids went in.
+                    let mut qb = sqlx::QueryBuilder::new("SELECT id FROM targets WHERE id IN (");
+                    let mut sep = qb.separated(", ");
+                    for t in chunk {
+                        sep.push_bind(&t.id);
+                    }
+                    qb.push(")");
+                    let ids: Vec<String> = qb.build_query_scalar().fetch_all(&mut *tx).await?;
+                    inserted.extend(ids);
+                }
             }
             // Classify the rows that did not go in, in one lookup per kind.
             let missing: Vec<&NewTarget> = batch.iter().filter(|t| !inserted.contains(&t.id)).collect();
