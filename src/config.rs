@@ -387,7 +387,7 @@ mod tests {
     #[test]
     fn unknown_keys_are_named() {
         let err = Config::load_from(None, env(&[("HERALD__DATABASE__URLL", "x")])).unwrap_err();
-        assert_eq!(err.to_string().contains("`database.urll`"), true, "{err}");
+        assert!(err.to_string().contains("`database.urll`"), "{err}");
 
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("h.toml");
