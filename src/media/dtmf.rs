@@ -170,7 +170,10 @@ mod tests {
         assert!(!start.end);
         assert_eq!((start.event, start.volume, start.duration), (5, 10, 160));
         // The reserved bit is ignored on receive.
-        assert_eq!(TelephoneEvent::parse(&[1, 0x4A, 0, 0]).map(|e| e.volume), Some(10));
+        assert_eq!(
+            TelephoneEvent::parse(&[1, 0x4A, 0, 0]).map(|e| e.volume),
+            Some(10)
+        );
     }
 
     #[test]
@@ -232,6 +235,9 @@ mod tests {
         let ends: Vec<bool> = evs.iter().map(|e| e.end).collect();
         assert_eq!(ends, [false, false, false, false, false, true, true, true]);
         assert!(digit_packets('x', 100, 10).is_none());
-        assert_eq!(digit_packets('1', 0, 10).map(|p| p.len()), Some(1 + END_REPEATS));
+        assert_eq!(
+            digit_packets('1', 0, 10).map(|p| p.len()),
+            Some(1 + END_REPEATS)
+        );
     }
 }

@@ -280,7 +280,10 @@ mod tests {
             assert!((via_alaw - lin).abs() <= lin.abs() / 16 + 16, "{b:#04x}");
             let lin_a = alaw_to_linear(b) as i32;
             let via_ulaw = ulaw_to_linear(alaw_to_ulaw(b)) as i32;
-            assert!((via_ulaw - lin_a).abs() <= lin_a.abs() / 16 + 16, "{b:#04x}");
+            assert!(
+                (via_ulaw - lin_a).abs() <= lin_a.abs() / 16 + 16,
+                "{b:#04x}"
+            );
         }
         let mut frame = [0xFFu8, 0x80, 0x00, 0xF0];
         ulaw_frame_to_alaw(&mut frame);

@@ -132,7 +132,10 @@ mod tests {
 
     #[test]
     fn only_even_ports_inside_the_range_are_handed_out() {
-        assert_eq!(even_ports(10001, 10010).collect::<Vec<_>>(), [10002, 10004, 10006, 10008]);
+        assert_eq!(
+            even_ports(10001, 10010).collect::<Vec<_>>(),
+            [10002, 10004, 10006, 10008]
+        );
         assert_eq!(even_ports(10000, 10001).collect::<Vec<_>>(), [10000]);
         assert_eq!(even_ports(0, 5).collect::<Vec<_>>(), [2, 4]);
         assert_eq!(even_ports(10, 10).count(), 0);
@@ -164,7 +167,7 @@ mod tests {
         let (held, port) = loop {
             let s = UdpSocket::bind((LOCALHOST, 0)).expect("bind");
             let p = s.local_addr().expect("addr").port();
-            if p % 2 == 0 && p < 65534 {
+            if p.is_multiple_of(2) && p < 65534 {
                 break (s, p);
             }
         };

@@ -61,7 +61,10 @@ pub(crate) enum Command {
 enum Latch {
     /// Sending to the signalled address; the first valid packet latches.
     Open,
-    Latched { addr: SocketAddr, ssrc: u32 },
+    Latched {
+        addr: SocketAddr,
+        ssrc: u32,
+    },
 }
 
 /// What kind of packet a payload type means in this session.
@@ -82,6 +85,9 @@ pub(crate) struct Driver {
     stats: RtpStats,
     started: Instant,
 
+    /// Where the signalling said the peer is.
+    signalled: SocketAddr,
+    /// Where packets go now (the signalled or the latched address).
     remote: SocketAddr,
     latch: Latch,
     ssrc: u32,
@@ -125,6 +131,7 @@ impl Driver {
                 ..RtpStats::default()
             },
             started: now,
+            signalled: remote,
             remote,
             latch: Latch::Open,
             ssrc: rand::random(),
@@ -155,7 +162,7 @@ impl Driver {
                     Some(Command::Stop) | None => break,
                     Some(c) => self.on_command(c),
                 },
-                slot = ticks.tick() => self.on_tick(slot),
+                slot = ticks.tick() => self.on_tick(slot).await,
                 res = self.socket.recv_from(&mut buf) => match res {
                     Ok((n, src)) => self.on_datagram(buf.get(..n).unwrap_or_default(), src),
                     Err(e) => {
@@ -204,6 +211,7 @@ impl Driver {
                 }
             }
             Command::SetRemote(addr) => {
+                self.signalled = addr;
                 self.remote = addr;
                 self.latch = Latch::Open;
             }
@@ -211,12 +219,13 @@ impl Driver {
         }
     }
 
-    fn on_tick(&mut self, slot: Instant) {
+    async fn on_tick(&mut self, slot: Instant) {
         let slot_ts = self.timestamp;
         self.timestamp = self.timestamp.wrapping_add(SAMPLES_PER_FRAME);
         let now = Instant::now();
         self.drain_jitter();
-        if !self.inactive_reported && now.duration_since(self.last_rx) >= self.cfg.inactivity_timeout
+        if !self.inactive_reported
+            && now.duration_since(self.last_rx) >= self.cfg.inactivity_timeout
         {
             self.inactive_reported = true;
             self.events.push(MediaEvent::Inactive);
@@ -227,7 +236,7 @@ impl Driver {
         }
         if let Some((pkt, event_ts)) = self.next_dtmf_packet(slot_ts) {
             if let Some(pt) = self.cfg.dtmf_payload_type {
-                if self.send(pt, pkt.marker, event_ts, &pkt.payload) {
+                if self.send(pt, pkt.marker, event_ts, &pkt.payload).await {
                     self.stats.dtmf_packets_sent += 1;
                 }
             }
@@ -239,7 +248,10 @@ impl Driver {
             g711::ulaw_frame_to_alaw(&mut payload);
         }
         let marker = !self.sent_audio;
-        if self.send(self.cfg.codec.payload_type(), marker, slot_ts, &payload) {
+        if self
+            .send(self.cfg.codec.payload_type(), marker, slot_ts, &payload)
+            .await
+        {
             self.sent_audio = true;
             if frame.audio_bytes == 0 {
                 self.stats.silence_frames_sent += 1;
@@ -272,7 +284,7 @@ impl Driver {
     }
 
     /// Builds and sends one packet; `false` if it could not be sent.
-    fn send(&mut self, pt: u8, marker: bool, timestamp: u32, payload: &[u8]) -> bool {
+    async fn send(&mut self, pt: u8, marker: bool, timestamp: u32, payload: &[u8]) -> bool {
         let mut buf = [0u8; 12 + FRAME_BYTES];
         let built = RtpPacketBuilder::new()
             .payload_type(pt)
@@ -291,7 +303,8 @@ impl Driver {
             }
         };
         self.seq = self.seq.wrapping_add(1);
-        match self.socket.try_send_to(&buf[..n], self.remote) {
+        // UDP sends complete at once unless the socket buffer is full.
+        match self.socket.send_to(&buf[..n], self.remote).await {
             Ok(_) => {
                 self.stats.packets_sent += 1;
                 self.stats.bytes_sent += payload.len() as u64;
@@ -315,8 +328,17 @@ impl Driver {
         Codec::from_payload_type(pt).map(Kind::Audio)
     }
 
-    /// Decides whether a valid packet from `src` is ours, and latches.
+    /// Decides whether a valid packet from `src` is ours, and latches: the
+    /// first packet latches; later packets from another address are accepted
+    /// (and move the latch) only if they carry the latched SSRC, or come from
+    /// the signalled address (so a stray early packet cannot lock the real
+    /// peer out).
     fn accept_source(&mut self, src: SocketAddr, ssrc: u32) -> bool {
+        if src == self.signalled {
+            self.latch = Latch::Latched { addr: src, ssrc };
+            self.remote = src;
+            return true;
+        }
         match self.latch {
             Latch::Open => {
                 if src != self.remote {
