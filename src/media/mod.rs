@@ -18,6 +18,7 @@ pub mod ports;
 pub mod rtp;
 mod session;
 pub mod stats;
+pub mod wav;
 
 pub use ports::{PortLease, PortPool};
 pub use rtp::{Codec, MediaEvent, RtpConfig, RtpHandle, RtpSession, RtpStats};
