@@ -436,3 +436,158 @@ async fn stopping_a_session_frees_its_port() {
         .expect("port is back");
     assert_eq!(again.local_addr().port(), port);
 }
+
+fn rtp(pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+    rtp_rs::RtpPacketBuilder::new()
+        .payload_type(pt)
+        .sequence(rtp_rs::Seq::from(seq))
+        .timestamp(ts)
+        .ssrc(ssrc)
+        .payload(payload)
+        .build()
+        .expect("build rtp")
+}
+
+async fn next_audio(h: &mut RtpHandle) -> (u16, Bytes) {
+    loop {
+        let ev = timeout(GUARD, h.next_event())
+            .await
+            .expect("an event")
+            .expect("session open");
+        if let MediaEvent::Audio { ulaw, seq, .. } = ev {
+            return (seq, ulaw);
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn reordered_packets_are_played_in_order_and_losses_counted() {
+    let pool = pool();
+    let peer = UdpSocket::bind((LOCALHOST, 0)).await.expect("bind");
+    let mut a = bind(&pool).await.start(
+        peer.local_addr().expect("addr"),
+        RtpConfig {
+            jitter_ms: 60,
+            ..cfg(Codec::Pcmu)
+        },
+    );
+    let to = a.local_addr();
+    // 100, 102, 101, 104 (103 never comes), 105, with a duplicate of 102.
+    for seq in [100u16, 102, 101, 102, 104, 105] {
+        let body = [seq as u8; 160];
+        let pkt = rtp(0, seq, u32::from(seq) * 160, 0xABCD, &body);
+        peer.send_to(&pkt, to).await.expect("send");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        let (seq, ulaw) = next_audio(&mut a).await;
+        assert!(ulaw.iter().all(|&b| b == seq as u8));
+        got.push(seq);
+    }
+    assert_eq!(got, [100, 101, 102, 104, 105]);
+    let s = a.stop().await;
+    assert_eq!((s.lost, s.sequence_gaps, s.duplicates), (1, 1, 1), "{s:?}");
+    assert_eq!(s.packets_received, 6);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stranger_cannot_take_over_a_latched_stream() {
+    let (mut a, b) = pair(cfg(Codec::Pcmu), cfg(Codec::Pcmu)).await;
+    let b_addr = b.local_addr();
+    // A hears B first and latches to it.
+    next_audio(&mut a).await;
+    let stranger = UdpSocket::bind((LOCALHOST, 0)).await.expect("bind");
+    for i in 0..10u16 {
+        let pkt = rtp(0, i, u32::from(i) * 160, 0x5757, &[0x11; 160]);
+        stranger.send_to(&pkt, a.local_addr()).await.expect("send");
+    }
+    // Keep reading A's audio for a while: none of it is the stranger's.
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_millis(500) {
+        let (_, ulaw) = next_audio(&mut a).await;
+        assert!(
+            ulaw.iter().all(|&x| x == 0xFF),
+            "only B's silence is played"
+        );
+    }
+    let s = a.stats();
+    assert_eq!(s.foreign_packets, 10, "{s:?}");
+    assert_eq!(s.remote, Some(b_addr));
+    drop(b);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_stream_from_the_same_source_is_followed() {
+    // A peer that switches SSRC and sequence space (e.g. a new prompt) keeps
+    // being heard, without counting the jump as loss.
+    let pool = pool();
+    let peer = UdpSocket::bind((LOCALHOST, 0)).await.expect("bind");
+    let mut a = bind(&pool)
+        .await
+        .start(peer.local_addr().expect("addr"), cfg(Codec::Pcmu));
+    let to = a.local_addr();
+    for (seq, ssrc) in [(10u16, 1u32), (11, 1), (50_000, 2), (50_001, 2)] {
+        let pkt = rtp(0, seq, u32::from(seq) * 160, ssrc, &[seq as u8; 160]);
+        peer.send_to(&pkt, to).await.expect("send");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        got.push(next_audio(&mut a).await.0);
+    }
+    assert_eq!(got, [10, 11, 50_000, 50_001]);
+    let s = a.stop().await;
+    assert_eq!(s.lost, 0, "{s:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn set_remote_moves_the_stream_to_the_new_address() {
+    let pool = pool();
+    let first = UdpSocket::bind((LOCALHOST, 0)).await.expect("bind");
+    let second = UdpSocket::bind((LOCALHOST, 0)).await.expect("bind");
+    let a = bind(&pool)
+        .await
+        .start(first.local_addr().expect("addr"), cfg(Codec::Pcmu));
+    let mut buf = [0u8; 1500];
+    timeout(GUARD, first.recv_from(&mut buf))
+        .await
+        .expect("first address gets packets")
+        .expect("recv");
+    a.set_remote(second.local_addr().expect("addr"));
+    let (n, from) = timeout(GUARD, second.recv_from(&mut buf))
+        .await
+        .expect("second address gets packets")
+        .expect("recv");
+    assert_eq!(from, a.local_addr());
+    assert!(rtp_rs::RtpReader::new(&buf[..n]).is_ok());
+    assert_eq!(a.stats().remote, second.local_addr().ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn received_dtmf_from_a_raw_peer_with_retransmits_is_reported_once() {
+    let pool = pool();
+    let peer = UdpSocket::bind((LOCALHOST, 0)).await.expect("bind");
+    let mut a = bind(&pool)
+        .await
+        .start(peer.local_addr().expect("addr"), cfg(Codec::Pcmu));
+    let to = a.local_addr();
+    let packets = herald::media::dtmf::digit_packets('3', 60, 10).expect("digit");
+    let mut seq = 500u16;
+    for round in 0..2 {
+        for p in &packets {
+            // The second round is a blind retransmission of the whole event.
+            let mut pkt = rtp(101, seq, 8000, 77, &p.payload);
+            if p.marker && round == 0 {
+                pkt[1] |= 0x80;
+            }
+            peer.send_to(&pkt, to).await.expect("send");
+            seq = seq.wrapping_add(1);
+        }
+    }
+    assert_eq!(next_non_audio(&mut a).await, MediaEvent::Dtmf('3'));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let s = a.stop().await;
+    assert_eq!(s.dtmf_received, 1, "{s:?}");
+    assert_eq!(s.packets_received, 2 * packets.len() as u64);
+}
