@@ -63,7 +63,8 @@ async fn run(calls: usize, duration: Duration) {
     };
     let rss_before = rss_kib();
     let stop = CancellationToken::new();
-    let mut tasks: JoinSet<(RtpStats, u64)> = JoinSet::new();
+    let window = CancellationToken::new();
+    let mut tasks: JoinSet<(RtpStats, RtpStats, u64)> = JoinSet::new();
     for _ in 0..calls {
         let a = RtpSession::bind(&pool, ip)
             .await
@@ -74,12 +75,18 @@ async fn run(calls: usize, duration: Duration) {
         let (la, lb) = (a.local_addr(), b.local_addr());
         for h in [a.start(lb, cfg.clone()), b.start(la, cfg.clone())] {
             let stop = stop.clone();
+            let window = window.clone();
             tasks.spawn(async move {
                 let mut h = h;
                 let mut frames = 0u64;
+                let mut at_start: Option<RtpStats> = None;
                 loop {
                     tokio::select! {
                         () = stop.cancelled() => break,
+                        () = window.cancelled(), if at_start.is_none() => {
+                            at_start = Some(h.stats());
+                            frames = 0;
+                        }
                         ev = h.next_event() => match ev {
                             Some(MediaEvent::Audio { .. }) => frames += 1,
                             Some(_) => {}
@@ -87,12 +94,15 @@ async fn run(calls: usize, duration: Duration) {
                         },
                     }
                 }
-                (h.stop().await, frames)
+                let at_end = h.stats();
+                h.stop().await;
+                (at_start.unwrap_or_default(), at_end, frames)
             });
         }
     }
     // Let every session start, then measure a steady window.
     tokio::time::sleep(Duration::from_secs(1)).await;
+    window.cancel();
     let (cpu0, t0) = (cpu_seconds(), Instant::now());
     tokio::time::sleep(duration).await;
     let (cpu1, elapsed) = (cpu_seconds(), t0.elapsed());
@@ -101,15 +111,16 @@ async fn run(calls: usize, duration: Duration) {
     let mut total = RtpStats::default();
     let mut frames = 0u64;
     while let Some(res) = tasks.join_next().await {
-        let Ok((s, f)) = res else { continue };
+        let Ok((s0, s, f)) = res else { continue };
+        // Counts inside the measured window only.
         frames += f;
-        total.packets_sent += s.packets_sent;
-        total.packets_received += s.packets_received;
-        total.lost += s.lost;
-        total.sequence_gaps += s.sequence_gaps;
-        total.late += s.late;
-        total.skipped_slots += s.skipped_slots;
-        total.audio_frames_dropped += s.audio_frames_dropped;
+        total.packets_sent += s.packets_sent - s0.packets_sent;
+        total.packets_received += s.packets_received - s0.packets_received;
+        total.lost += s.lost - s0.lost;
+        total.sequence_gaps += s.sequence_gaps - s0.sequence_gaps;
+        total.late += s.late - s0.late;
+        total.skipped_slots += s.skipped_slots - s0.skipped_slots;
+        total.audio_frames_dropped += s.audio_frames_dropped - s0.audio_frames_dropped;
         total.jitter = total.jitter.max(s.jitter);
     }
     let cpu = cpu1 - cpu0;
@@ -124,11 +135,11 @@ async fn run(calls: usize, duration: Duration) {
         cpu * 1e6 / (pps * 2.0 * secs)
     );
     println!(
-        "  packets: {} sent, {} received, {} audio events consumed (nominal {:.0} sent/s)",
+        "  packets in the window: {} sent, {} received, {} audio events consumed (nominal {:.0} sent/s)",
         total.packets_sent, total.packets_received, frames, pps
     );
     println!(
-        "  lost {}  sequence gaps {}  late {}  skipped send slots {}  dropped frames {}  max jitter {:.2} ms",
+        "  lost {}  sequence gaps {}  late {}  skipped send slots {}  dropped frames {}  jitter at the end (max) {:.2} ms",
         total.lost,
         total.sequence_gaps,
         total.late,
