@@ -387,7 +387,7 @@ impl Driver {
         match kind {
             Kind::ComfortNoise => {}
             Kind::Dtmf => {
-                if let Some(d) = self.dtmf_rx.on_packet(ssrc, timestamp, payload) {
+                if let Some(d) = self.dtmf_rx.on_packet(ssrc, timestamp, rtp.mark(), payload) {
                     self.stats.dtmf_received += 1;
                     self.events.push(MediaEvent::Dtmf(d));
                 }
