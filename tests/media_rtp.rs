@@ -591,3 +591,31 @@ async fn received_dtmf_from_a_raw_peer_with_retransmits_is_reported_once() {
     assert_eq!(s.dtmf_received, 1, "{s:?}");
     assert_eq!(s.packets_received, 2 * packets.len() as u64);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_control_clone_feeds_audio_while_the_handle_reads_events() {
+    let (a, mut b) = pair(cfg(Codec::Pcmu), cfg(Codec::Pcmu)).await;
+    let control = a.control();
+    let audio = pattern(1600, |_| true);
+    let feeder = {
+        let audio = audio.clone();
+        tokio::spawn(async move {
+            for chunk in audio.chunks(160) {
+                control.play(Bytes::copy_from_slice(chunk));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            control.mark("fed".into());
+        })
+    };
+    let got = receive_audio(&mut b, audio.len()).await;
+    assert_eq!(&got[..audio.len()], &audio[..]);
+    timeout(GUARD, feeder)
+        .await
+        .expect("feeder ends")
+        .expect("feeder task");
+    let mut a = a;
+    assert_eq!(
+        next_non_audio(&mut a).await,
+        MediaEvent::MarkPlayed("fed".into())
+    );
+}
