@@ -167,7 +167,7 @@ impl Driver {
                     Ok((n, src)) => self.on_datagram(buf.get(..n).unwrap_or_default(), src),
                     Err(e) => {
                         tracing::debug!(error = %e, "rtp receive error");
-                        self.stats.invalid_packets += 1;
+                        self.stats.recv_errors += 1;
                     }
                 },
             }
