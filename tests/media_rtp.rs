@@ -619,3 +619,31 @@ async fn a_control_clone_feeds_audio_while_the_handle_reads_events() {
         MediaEvent::MarkPlayed("fed".into())
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn interarrival_jitter_follows_rfc_3550() {
+    let pool = pool();
+    let peer = UdpSocket::bind((LOCALHOST, 0)).await.expect("bind");
+    let mut a = bind(&pool)
+        .await
+        .start(peer.local_addr().expect("addr"), cfg(Codec::Pcmu));
+    let to = a.local_addr();
+    // Packets 20 ms apart in RTP time arrive alternately 10 and 30 ms apart:
+    // |D| is 80 timestamp units every time, so J converges to 80 (10 ms).
+    for i in 0..100u16 {
+        let pkt = rtp(0, i, u32::from(i) * 160, 9, &[0x55; 160]);
+        peer.send_to(&pkt, to).await.expect("send");
+        let gap = if i % 2 == 0 { 10 } else { 30 };
+        tokio::time::sleep(Duration::from_millis(gap)).await;
+    }
+    next_audio(&mut a).await;
+    let s = a.stop().await;
+    assert_eq!(s.packets_received, 100);
+    assert!(
+        (75..=80).contains(&s.jitter),
+        "jitter {} ({:.2} ms)",
+        s.jitter,
+        s.jitter_ms()
+    );
+    assert_eq!(s.lost, 0);
+}
