@@ -17,10 +17,10 @@ const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const GUARD: Duration = Duration::from_secs(20);
 
 fn pool() -> Arc<PortPool> {
-    // A random even base so concurrent tests mostly use different ports;
-    // ports taken by anyone else are skipped by the pool.
+    // A random base so concurrent tests mostly use different ports, and a
+    // wide range: ports taken by anyone else are skipped by the pool.
     let base = 20_000 + 2 * (rand::random::<u16>() % 10_000);
-    PortPool::new(base, base + 400)
+    PortPool::new(base, base + 10_000)
 }
 
 fn cfg(codec: Codec) -> RtpConfig {
