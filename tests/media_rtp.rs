@@ -647,3 +647,18 @@ async fn interarrival_jitter_follows_rfc_3550() {
     );
     assert_eq!(s.lost, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_flows_on_the_real_clock_and_a_multi_thread_runtime() {
+    let (a, mut b) = pair(cfg(Codec::Pcma), cfg(Codec::Pcmu)).await;
+    let audio = pattern(1600, |u| g711::alaw_to_ulaw(g711::ulaw_to_alaw(u)) == u);
+    a.play(Bytes::from(audio.clone()));
+    let got = receive_audio(&mut b, audio.len()).await;
+    assert_eq!(&got[..audio.len()], &audio[..]);
+    let (sa, sb) = (a.stop().await, b.stop().await);
+    assert!(
+        sa.packets_sent >= 10 && sb.packets_received >= 10,
+        "{sa:?} {sb:?}"
+    );
+    assert_eq!(sb.lost, 0);
+}
