@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod app;
+pub mod campaign;
 pub mod cli;
 pub mod config;
 pub mod domain;
