@@ -81,6 +81,10 @@ CREATE TABLE campaigns (
     outplan_id  TEXT NOT NULL REFERENCES outplans(id),
     agent_id    TEXT REFERENCES agents(id),
     spec        TEXT NOT NULL,
+    -- Why the status is what it is (e.g. the trunk error that paused it).
+    status_reason TEXT,
+    started_at  BIGINT,
+    finished_at BIGINT,
     created_at  BIGINT NOT NULL,
     updated_at  BIGINT NOT NULL
 );
@@ -103,8 +107,13 @@ CREATE TABLE calls (
     sip_code          INTEGER,
     q850_cause        INTEGER,
     result            TEXT,
+    hangup_by         TEXT,
+    reason            TEXT,
     node_id           TEXT,
+    -- One-off calls: the request (to, from, max_retries, ...); campaign calls: {}.
     spec              TEXT NOT NULL DEFAULT '{}',
+    -- One-off calls keep earlier attempts' summaries here (JSON array).
+    attempts          TEXT NOT NULL DEFAULT '[]',
     created_at        BIGINT NOT NULL,
     scheduled_at      BIGINT,
     invite_sent_at    BIGINT,
@@ -116,6 +125,14 @@ CREATE TABLE calls (
 CREATE INDEX calls_campaign ON calls(campaign_id, id);
 CREATE INDEX calls_target ON calls(target_id, id);
 CREATE INDEX calls_open ON calls(node_id) WHERE ended_at IS NULL;
+CREATE INDEX calls_status ON calls(status, scheduled_at);
+
+-- herald processes sharing this database, for lease recovery.
+CREATE TABLE nodes (
+    id            TEXT PRIMARY KEY,
+    started_at    BIGINT NOT NULL,
+    heartbeat_at  BIGINT NOT NULL
+);
 
 CREATE TABLE dnc (
     number      TEXT PRIMARY KEY,

@@ -1,13 +1,13 @@
 //! Outdial-specific queries beyond the shared document ones.
 
-use super::{Result, Store, StoreError};
+use super::{BeginWrite, Result, Store, StoreError};
 use crate::with_pool;
 
 impl Store {
     /// Deletes an outdial and its targets, unless a campaign uses it.
     pub async fn delete_outdial(&self, id: &str) -> Result<()> {
         with_pool!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let used: Option<String> = sqlx::query_scalar("SELECT id FROM campaigns WHERE outdial_id = $1 LIMIT 1")
                 .bind(id).fetch_optional(&mut *tx).await?;
             if let Some(campaign) = used {
