@@ -1,0 +1,213 @@
+//! SIPp as a real callee for herald's call-control tests.
+//!
+//! Installs SIPp when missing (once per process, and once across processes
+//! under a `flock`), picks free ports by binding port 0, runs every SIPp under
+//! coreutils `timeout` with `-timeout`/`-recv_timeout`, and waits for it to
+//! listen by watching /proc/net/udp (no sleeps).
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Once;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+static INSTALL: Once = Once::new();
+
+/// Makes sure `sipp` is on PATH, installing Debian's `sip-tester` if needed.
+pub fn ensure_sipp() {
+    INSTALL.call_once(|| {
+        let script = "command -v sipp >/dev/null 2>&1 || \
+                      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sip-tester)";
+        let status = std::process::Command::new("flock")
+            .args(["/tmp/herald-sipp-install.lock", "sh", "-c", script])
+            .stdin(Stdio::null())
+            .status()
+            .expect("running flock/sh to install SIPp");
+        assert!(status.success(), "installing SIPp (sip-tester) failed");
+    });
+}
+
+/// A UDP port that was free a moment ago (bound to port 0, then released).
+pub fn free_udp_port() -> u16 {
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    s.local_addr().expect("local addr").port()
+}
+
+/// An even free UDP port whose odd neighbour is free too (RTP/RTCP).
+pub fn free_rtp_port() -> u16 {
+    for _ in 0..200 {
+        let port = free_udp_port() & !1;
+        if port < 1024 {
+            continue;
+        }
+        let a = UdpSocket::bind(("127.0.0.1", port));
+        let b = UdpSocket::bind(("127.0.0.1", port + 1));
+        if a.is_ok() && b.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free even/odd UDP port pair found");
+}
+
+/// The crate root, where `scenarios/` lives (SIPp resolves media paths from it).
+pub fn crate_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A running SIPp callee (UAS).
+pub struct SippUas {
+    pub addr: SocketAddr,
+    pub media_port: u16,
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+/// How a SIPp run ended.
+#[derive(Debug)]
+pub struct SippExit {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    /// SIPp's error and message logs, for failure messages.
+    pub logs: String,
+}
+
+impl SippExit {
+    pub fn assert_success(&self) {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "SIPp failed.\nstdout:\n{}\nstderr:\n{}\nlogs:\n{}",
+            tail(&self.stdout, 4000),
+            tail(&self.stderr, 4000),
+            tail(&self.logs, 8000)
+        );
+    }
+}
+
+fn tail(s: &str, n: usize) -> &str {
+    let start = s.len().saturating_sub(n);
+    let mut i = start;
+    while !s.is_char_boundary(i) {
+        i += 1;
+    }
+    &s[i..]
+}
+
+impl SippUas {
+    /// Starts `sipp -sf scenarios/<scenario>` for `calls` calls on a fresh port
+    /// and returns once it listens.
+    pub async fn start(scenario: &str, calls: u32, extra: &[&str]) -> SippUas {
+        ensure_sipp();
+        let port = free_udp_port();
+        let media_port = free_rtp_port();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let scenario_path = crate_root().join("scenarios").join(scenario);
+        assert!(
+            scenario_path.exists(),
+            "{} is missing",
+            scenario_path.display()
+        );
+        let mut args: Vec<String> = vec![
+            "60".into(),
+            "sipp".into(),
+            "-sf".into(),
+            scenario_path.display().to_string(),
+            "-i".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+            "-mp".into(),
+            media_port.to_string(),
+            "-m".into(),
+            calls.to_string(),
+            "-nostdin".into(),
+            "-timeout".into(),
+            "40s".into(),
+            "-recv_timeout".into(),
+            "15s".into(),
+            "-trace_err".into(),
+            "-error_file".into(),
+            dir.path().join("errors.log").display().to_string(),
+            "-trace_logs".into(),
+            "-log_file".into(),
+            dir.path().join("logs.log").display().to_string(),
+            "-trace_msg".into(),
+            "-message_file".into(),
+            dir.path().join("messages.log").display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let child = Command::new("timeout")
+            .args(&args)
+            .current_dir(crate_root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawning sipp");
+        wait_udp_listening(port).await;
+        SippUas {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            media_port,
+            child,
+            dir,
+        }
+    }
+
+    /// `sip:service@127.0.0.1:PORT` for this SIPp.
+    pub fn uri(&self) -> String {
+        format!("sip:service@{}", self.addr)
+    }
+
+    /// Waits for SIPp to exit (it does after its `-m` calls).
+    pub async fn finish(self) -> SippExit {
+        let out = tokio::time::timeout(Duration::from_secs(70), self.child.wait_with_output())
+            .await
+            .expect("SIPp did not exit (the coreutils timeout should have ended it)")
+            .expect("waiting for sipp");
+        let mut logs = String::new();
+        for f in ["errors.log", "logs.log", "messages.log"] {
+            if let Ok(s) = std::fs::read_to_string(self.dir.path().join(f)) {
+                logs.push_str(&format!("--- {f}\n{s}\n"));
+            }
+        }
+        SippExit {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            logs,
+        }
+    }
+
+    pub fn log_dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Waits until some socket is bound to UDP `port` on 127.0.0.1 (read from
+/// /proc/net/udp, so the port is never touched), checking every 5 ms; panics
+/// after 20 s.
+pub async fn wait_udp_listening(port: u16) {
+    let needle = format!("0100007F:{port:04X}");
+    let wait = async {
+        let mut tick = tokio::time::interval(Duration::from_millis(5));
+        loop {
+            tick.tick().await;
+            if let Ok(table) = tokio::fs::read_to_string("/proc/net/udp").await {
+                if table
+                    .lines()
+                    .any(|l| l.split_whitespace().nth(1) == Some(needle.as_str()))
+                {
+                    return;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), wait)
+        .await
+        .unwrap_or_else(|_| panic!("SIPp never listened on UDP port {port}"));
+}
