@@ -1,0 +1,273 @@
+//! The per-call RTP session: its public face.
+//!
+//! Owns: binding the call's RTP socket from the port pool ([`RtpSession`]),
+//! starting the session task, and the handle the call uses to play audio,
+//! place marks, send DTMF, follow SDP changes and read [`MediaEvent`]s
+//! ([`RtpHandle`]). The task itself lives in `session.rs`.
+//!
+//! Users always speak μ-law 8 kHz, whatever codec was negotiated: PCMA is
+//! transcoded inside the session.
+//!
+//! Must not: know about SIP or SDP text (the caller passes the negotiated
+//! codec, payload type and address), or outlive its handle.
+
+use super::events::EventQueue;
+use super::ports::{PortLease, PortPool};
+use super::session::{Command, Driver};
+pub use super::stats::RtpStats;
+use bytes::Bytes;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// The telephone-event payload type herald offers.
+pub const DEFAULT_DTMF_PAYLOAD_TYPE: u8 = 101;
+/// RTP payload type of comfort noise (RFC 3389): accepted, not decoded.
+pub const COMFORT_NOISE_PAYLOAD_TYPE: u8 = 13;
+/// Received audio frames held for a slow consumer before new ones are dropped.
+pub const AUDIO_EVENT_CAPACITY: usize = 100;
+
+/// A G.711 codec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Codec {
+    /// μ-law, payload type 0.
+    Pcmu,
+    /// A-law, payload type 8.
+    Pcma,
+}
+
+impl Codec {
+    /// The static RTP payload type.
+    pub fn payload_type(self) -> u8 {
+        match self {
+            Codec::Pcmu => 0,
+            Codec::Pcma => 8,
+        }
+    }
+
+    /// The codec of a static payload type; `None` for anything else.
+    pub fn from_payload_type(pt: u8) -> Option<Codec> {
+        match pt {
+            0 => Some(Codec::Pcmu),
+            8 => Some(Codec::Pcma),
+            _ => None,
+        }
+    }
+
+    /// The SDP encoding name (`a=rtpmap:0 PCMU/8000`).
+    pub fn encoding_name(self) -> &'static str {
+        match self {
+            Codec::Pcmu => "PCMU",
+            Codec::Pcma => "PCMA",
+        }
+    }
+}
+
+/// What the call negotiated, and local policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtpConfig {
+    /// The codec we send (received audio of either G.711 law is accepted).
+    pub codec: Codec,
+    /// `None`: telephone-event was not negotiated (DTMF is neither sent nor
+    /// decoded).
+    pub dtmf_payload_type: Option<u8>,
+    /// No RTP received for this long gives [`MediaEvent::Inactive`].
+    pub inactivity_timeout: Duration,
+    /// Receive playout delay of the jitter buffer, in ms.
+    pub jitter_ms: u32,
+}
+
+impl Default for RtpConfig {
+    fn default() -> Self {
+        RtpConfig {
+            codec: Codec::Pcmu,
+            dtmf_payload_type: Some(DEFAULT_DTMF_PAYLOAD_TYPE),
+            inactivity_timeout: Duration::from_secs(30),
+            jitter_ms: 40,
+        }
+    }
+}
+
+/// What a session reports to its user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaEvent {
+    /// One received frame (μ-law), in sequence order, after the jitter buffer.
+    Audio {
+        ulaw: Bytes,
+        seq: u16,
+        timestamp: u32,
+    },
+    /// A key press, once per press.
+    Dtmf(char),
+    /// All audio queued before this mark has been sent (or was cleared).
+    MarkPlayed(String),
+    /// No RTP was received for the inactivity timeout. Reported once per
+    /// silent spell.
+    Inactive,
+}
+
+/// A bound, not yet started RTP socket (bind before building the SDP offer).
+#[derive(Debug)]
+pub struct RtpSession {
+    socket: UdpSocket,
+    lease: PortLease,
+    local: SocketAddr,
+}
+
+impl RtpSession {
+    /// Binds an RTP socket on `ip` with a port from the pool (before the SDP
+    /// offer is built).
+    pub async fn bind(pool: &Arc<PortPool>, ip: IpAddr) -> io::Result<RtpSession> {
+        let (lease, std_socket) = pool.bind_udp(ip)?;
+        let socket = UdpSocket::from_std(std_socket)?;
+        let local = socket.local_addr()?;
+        Ok(RtpSession {
+            socket,
+            lease,
+            local,
+        })
+    }
+
+    /// The address to put in the SDP (`c=` and `m=audio`).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Starts sending/receiving; owns its tasks (stopped when the handle is
+    /// stopped or dropped). Must be called inside a tokio runtime.
+    pub fn start(self, remote: SocketAddr, cfg: RtpConfig) -> RtpHandle {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let events = Arc::new(EventQueue::new(AUDIO_EVENT_CAPACITY));
+        let shared = Arc::new(Mutex::new(RtpStats {
+            remote: Some(remote),
+            ..RtpStats::default()
+        }));
+        let driver = Driver::new(
+            self.socket,
+            self.lease,
+            remote,
+            cfg,
+            rx,
+            Arc::clone(&events),
+            Arc::clone(&shared),
+        );
+        let task = tokio::spawn(driver.run());
+        RtpHandle {
+            local: self.local,
+            commands: tx,
+            events,
+            shared,
+            task: Some(task),
+        }
+    }
+}
+
+/// Controls a running session. Dropping it stops the session and frees its port.
+#[derive(Debug)]
+pub struct RtpHandle {
+    local: SocketAddr,
+    commands: mpsc::UnboundedSender<Command>,
+    events: Arc<EventQueue>,
+    shared: Arc<Mutex<RtpStats>>,
+    task: Option<JoinHandle<RtpStats>>,
+}
+
+impl RtpHandle {
+    /// The local RTP address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Queues μ-law audio of any length; played out at 20 ms per 160 bytes.
+    pub fn play(&self, ulaw: Bytes) {
+        self.command(Command::Play(ulaw));
+    }
+
+    /// [`MediaEvent::MarkPlayed`]`(name)` once the audio queued before it has played.
+    pub fn mark(&self, name: String) {
+        self.command(Command::Mark(name));
+    }
+
+    /// Drops queued audio; pending marks are reported played (cleared).
+    pub fn clear(&self) {
+        self.command(Command::Clear);
+    }
+
+    /// Sends a key press as RFC 4733 events (ignored without a negotiated
+    /// telephone-event payload type, or for a non-DTMF character).
+    pub fn send_dtmf(&self, digit: char) {
+        self.command(Command::Dtmf(digit));
+    }
+
+    /// Sends to `addr` from now on (e.g. after a re-INVITE or a 183→200 SDP
+    /// change) and forgets the latched source, so it is learnt again.
+    pub fn set_remote(&self, addr: SocketAddr) {
+        self.command(Command::SetRemote(addr));
+    }
+
+    /// The next event; `None` once the session has stopped and every event
+    /// has been read.
+    pub async fn next_event(&mut self) -> Option<MediaEvent> {
+        self.events.next().await
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> RtpStats {
+        self.shared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Stops the task, frees the port, returns the final counters.
+    pub async fn stop(mut self) -> RtpStats {
+        self.command(Command::Stop);
+        match self.task.take() {
+            Some(task) => match task.await {
+                Ok(stats) => stats,
+                Err(_) => self.stats(),
+            },
+            None => self.stats(),
+        }
+    }
+
+    fn command(&self, c: Command) {
+        // The task only ends on stop/drop; a send after that has nowhere to go.
+        let _ = self.commands.send(c);
+    }
+}
+
+impl Drop for RtpHandle {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codecs_map_to_their_static_payload_types() {
+        assert_eq!(Codec::Pcmu.payload_type(), 0);
+        assert_eq!(Codec::Pcma.payload_type(), 8);
+        assert_eq!(Codec::from_payload_type(0), Some(Codec::Pcmu));
+        assert_eq!(Codec::from_payload_type(8), Some(Codec::Pcma));
+        assert_eq!(Codec::from_payload_type(3), None);
+        assert_eq!(Codec::Pcma.encoding_name(), "PCMA");
+    }
+
+    #[test]
+    fn default_config_is_pcmu_with_telephone_events_and_thirty_seconds() {
+        let c = RtpConfig::default();
+        assert_eq!(c.codec, Codec::Pcmu);
+        assert_eq!(c.dtmf_payload_type, Some(101));
+        assert_eq!(c.inactivity_timeout, Duration::from_secs(30));
+    }
+}

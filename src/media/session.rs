@@ -1,0 +1,443 @@
+//! The RTP session task: one tokio task per call.
+//!
+//! Owns: the socket and port lease of a running session; paced sending (one
+//! packet per 20 ms slot: DTMF if a key press is in progress, else queued
+//! audio, else silence); symmetric RTP latching; receiving (parse, drop
+//! garbage, jitter buffer, DTMF decode, RFC 3550 jitter); the inactivity
+//! check; and publishing counters.
+//!
+//! Pacing: `tokio::time::interval` with `MissedTickBehavior::Burst`, so slots
+//! stay on the grid fixed at start and the stream never drifts from real time.
+//! When the task falls behind by a little, the missed slots are sent at once
+//! (the receiver's jitter buffer absorbs that); slots more than
+//! [`MAX_SLOT_LATENESS`] late are skipped (their timestamps are still used up,
+//! as with silence suppression) rather than flooding the peer after a stall.
+//!
+//! Must not: block, sleep, or panic on anything received.
+
+use super::dtmf::{self, DtmfPacket, DtmfReceiver};
+use super::events::EventQueue;
+use super::g711;
+use super::jitter::JitterBuffer;
+use super::playout::{PlayoutQueue, FRAME_BYTES};
+use super::ports::PortLease;
+use super::rtp::{Codec, MediaEvent, RtpConfig, COMFORT_NOISE_PAYLOAD_TYPE};
+use super::stats::{InterarrivalJitter, RtpStats};
+use bytes::Bytes;
+use rtp_rs::{RtpPacketBuilder, RtpReader, Seq};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+
+/// One packet every 20 ms.
+pub const PTIME: Duration = Duration::from_millis(20);
+/// RTP timestamp units per packet (8 kHz × 20 ms).
+const SAMPLES_PER_FRAME: u32 = FRAME_BYTES as u32;
+/// A send slot later than this is skipped instead of sent in a burst.
+pub const MAX_SLOT_LATENESS: Duration = Duration::from_millis(200);
+/// Audio slots between two queued key presses.
+const DTMF_GAP_SLOTS: u8 = 3;
+/// Packets the jitter buffer holds at most (2 s of 20 ms frames).
+const JITTER_CAPACITY: usize = 100;
+/// Largest datagram read; bigger ones are truncated by the kernel and then
+/// fail to parse or carry a clipped payload.
+const RECV_BUFFER: usize = 2048;
+
+#[derive(Debug)]
+pub(crate) enum Command {
+    Play(Bytes),
+    Mark(String),
+    Clear,
+    Dtmf(char),
+    SetRemote(SocketAddr),
+    Stop,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Latch {
+    /// Sending to the signalled address; the first valid packet latches.
+    Open,
+    Latched {
+        addr: SocketAddr,
+        ssrc: u32,
+    },
+}
+
+/// What kind of packet a payload type means in this session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Audio(Codec),
+    Dtmf,
+    ComfortNoise,
+}
+
+pub(crate) struct Driver {
+    socket: UdpSocket,
+    _lease: PortLease,
+    cfg: RtpConfig,
+    commands: mpsc::UnboundedReceiver<Command>,
+    events: Arc<EventQueue>,
+    shared: Arc<Mutex<RtpStats>>,
+    stats: RtpStats,
+    started: Instant,
+
+    /// Where the signalling said the peer is.
+    signalled: SocketAddr,
+    /// Where packets go now (the signalled or the latched address).
+    remote: SocketAddr,
+    latch: Latch,
+    ssrc: u32,
+    seq: u16,
+    timestamp: u32,
+    sent_audio: bool,
+    playout: PlayoutQueue,
+    dtmf_queue: VecDeque<char>,
+    dtmf_current: Option<(VecDeque<DtmfPacket>, u32)>,
+    dtmf_gap: u8,
+
+    jitter: JitterBuffer,
+    arrival_jitter: InterarrivalJitter,
+    audio_ssrc: Option<u32>,
+    dtmf_rx: DtmfReceiver,
+    last_rx: Instant,
+    inactive_reported: bool,
+}
+
+impl Driver {
+    pub(crate) fn new(
+        socket: UdpSocket,
+        lease: PortLease,
+        remote: SocketAddr,
+        cfg: RtpConfig,
+        commands: mpsc::UnboundedReceiver<Command>,
+        events: Arc<EventQueue>,
+        shared: Arc<Mutex<RtpStats>>,
+    ) -> Driver {
+        let now = Instant::now();
+        let jitter = JitterBuffer::new(cfg.jitter_ms, JITTER_CAPACITY);
+        Driver {
+            socket,
+            _lease: lease,
+            cfg,
+            commands,
+            events,
+            shared,
+            stats: RtpStats {
+                remote: Some(remote),
+                ..RtpStats::default()
+            },
+            started: now,
+            signalled: remote,
+            remote,
+            latch: Latch::Open,
+            ssrc: rand::random(),
+            seq: rand::random(),
+            timestamp: rand::random(),
+            sent_audio: false,
+            playout: PlayoutQueue::new(),
+            dtmf_queue: VecDeque::new(),
+            dtmf_current: None,
+            dtmf_gap: 0,
+            jitter,
+            arrival_jitter: InterarrivalJitter::default(),
+            audio_ssrc: None,
+            dtmf_rx: DtmfReceiver::new(),
+            last_rx: now,
+            inactive_reported: false,
+        }
+    }
+
+    pub(crate) async fn run(mut self) -> RtpStats {
+        let mut ticks = tokio::time::interval_at(self.started, PTIME);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        let mut buf = vec![0u8; RECV_BUFFER];
+        loop {
+            tokio::select! {
+                biased;
+                cmd = self.commands.recv() => match cmd {
+                    Some(Command::Stop) | None => break,
+                    Some(c) => self.on_command(c),
+                },
+                slot = ticks.tick() => self.on_tick(slot).await,
+                res = self.socket.recv_from(&mut buf) => match res {
+                    Ok((n, src)) => self.on_datagram(buf.get(..n).unwrap_or_default(), src),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "rtp receive error");
+                        self.stats.invalid_packets += 1;
+                    }
+                },
+            }
+            self.publish();
+        }
+        self.publish();
+        self.stats.clone()
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn publish(&mut self) {
+        let c = self.jitter.counters();
+        self.stats.lost = c.lost;
+        self.stats.sequence_gaps = c.gaps;
+        self.stats.late = c.late;
+        self.stats.duplicates = c.duplicates;
+        self.stats.jitter = self.arrival_jitter.jitter();
+        self.stats.remote = Some(self.remote);
+        self.stats.latched = matches!(self.latch, Latch::Latched { .. });
+        let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        shared.clone_from(&self.stats);
+    }
+
+    fn on_command(&mut self, c: Command) {
+        match c {
+            Command::Play(b) => self.playout.push_audio(b),
+            Command::Mark(m) => self.playout.push_mark(m),
+            Command::Clear => {
+                for m in self.playout.clear() {
+                    self.events.push(MediaEvent::MarkPlayed(m));
+                }
+            }
+            Command::Dtmf(d) => {
+                if self.cfg.dtmf_payload_type.is_some() && dtmf::digit_to_event(d).is_some() {
+                    self.dtmf_queue.push_back(d);
+                } else {
+                    tracing::debug!(digit = %d, "DTMF not sent: no telephone-event or not a key");
+                }
+            }
+            Command::SetRemote(addr) => {
+                self.signalled = addr;
+                self.remote = addr;
+                self.latch = Latch::Open;
+            }
+            Command::Stop => {}
+        }
+    }
+
+    async fn on_tick(&mut self, slot: Instant) {
+        let slot_ts = self.timestamp;
+        self.timestamp = self.timestamp.wrapping_add(SAMPLES_PER_FRAME);
+        let now = Instant::now();
+        self.drain_jitter();
+        if !self.inactive_reported
+            && now.duration_since(self.last_rx) >= self.cfg.inactivity_timeout
+        {
+            self.inactive_reported = true;
+            self.events.push(MediaEvent::Inactive);
+        }
+        if now.duration_since(slot) > MAX_SLOT_LATENESS {
+            self.stats.skipped_slots += 1;
+            return;
+        }
+        if let Some((pkt, event_ts)) = self.next_dtmf_packet(slot_ts) {
+            if let Some(pt) = self.cfg.dtmf_payload_type {
+                if self.send(pt, pkt.marker, event_ts, &pkt.payload).await {
+                    self.stats.dtmf_packets_sent += 1;
+                }
+            }
+            return;
+        }
+        let frame = self.playout.next_frame();
+        let mut payload = frame.ulaw;
+        if self.cfg.codec == Codec::Pcma {
+            g711::ulaw_frame_to_alaw(&mut payload);
+        }
+        let marker = !self.sent_audio;
+        if self
+            .send(self.cfg.codec.payload_type(), marker, slot_ts, &payload)
+            .await
+        {
+            self.sent_audio = true;
+            if frame.audio_bytes == 0 {
+                self.stats.silence_frames_sent += 1;
+            }
+        }
+        for m in frame.marks {
+            self.events.push(MediaEvent::MarkPlayed(m));
+        }
+    }
+
+    /// The telephone-event packet for this slot, with the event's timestamp.
+    fn next_dtmf_packet(&mut self, slot_ts: u32) -> Option<(DtmfPacket, u32)> {
+        if self.dtmf_current.is_none() {
+            if self.dtmf_gap > 0 {
+                self.dtmf_gap -= 1;
+                return None;
+            }
+            let digit = self.dtmf_queue.pop_front()?;
+            let pkts = dtmf::digit_packets(digit, dtmf::DEFAULT_DURATION_MS, dtmf::DEFAULT_VOLUME)?;
+            self.dtmf_current = Some((pkts.into(), slot_ts));
+        }
+        let (pkts, event_ts) = self.dtmf_current.as_mut()?;
+        let event_ts = *event_ts;
+        let pkt = pkts.pop_front();
+        if pkts.is_empty() {
+            self.dtmf_current = None;
+            self.dtmf_gap = DTMF_GAP_SLOTS;
+        }
+        pkt.map(|p| (p, event_ts))
+    }
+
+    /// Builds and sends one packet; `false` if it could not be sent.
+    async fn send(&mut self, pt: u8, marker: bool, timestamp: u32, payload: &[u8]) -> bool {
+        let mut buf = [0u8; 12 + FRAME_BYTES];
+        let built = RtpPacketBuilder::new()
+            .payload_type(pt)
+            .marked(marker)
+            .sequence(Seq::from(self.seq))
+            .ssrc(self.ssrc)
+            .timestamp(timestamp)
+            .payload(payload)
+            .build_into(&mut buf);
+        let n = match built {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(?e, "rtp packet not built");
+                self.stats.send_errors += 1;
+                return false;
+            }
+        };
+        self.seq = self.seq.wrapping_add(1);
+        // UDP sends complete at once unless the socket buffer is full.
+        match self.socket.send_to(&buf[..n], self.remote).await {
+            Ok(_) => {
+                self.stats.packets_sent += 1;
+                self.stats.bytes_sent += payload.len() as u64;
+                true
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, remote = %self.remote, "rtp send failed");
+                self.stats.send_errors += 1;
+                false
+            }
+        }
+    }
+
+    fn kind_of(&self, pt: u8) -> Option<Kind> {
+        if self.cfg.dtmf_payload_type == Some(pt) {
+            return Some(Kind::Dtmf);
+        }
+        if pt == COMFORT_NOISE_PAYLOAD_TYPE {
+            return Some(Kind::ComfortNoise);
+        }
+        Codec::from_payload_type(pt).map(Kind::Audio)
+    }
+
+    /// Decides whether a valid packet from `src` is ours, and latches: the
+    /// first packet latches; later packets from another address are accepted
+    /// (and move the latch) only if they carry the latched SSRC, or come from
+    /// the signalled address (so a stray early packet cannot lock the real
+    /// peer out).
+    fn accept_source(&mut self, src: SocketAddr, ssrc: u32) -> bool {
+        if src == self.signalled {
+            self.latch = Latch::Latched { addr: src, ssrc };
+            self.remote = src;
+            return true;
+        }
+        match self.latch {
+            Latch::Open => {
+                if src != self.remote {
+                    tracing::debug!(from = %self.remote, to = %src, "rtp latched to the real source");
+                }
+                self.latch = Latch::Latched { addr: src, ssrc };
+                self.remote = src;
+                true
+            }
+            Latch::Latched { addr, .. } if addr == src => {
+                // Same source, maybe a new stream (SSRC change): follow it.
+                self.latch = Latch::Latched { addr, ssrc };
+                true
+            }
+            Latch::Latched { ssrc: latched, .. } if latched == ssrc => {
+                // The same stream moved (NAT rebinding): follow it.
+                tracing::debug!(to = %src, "rtp source moved, relatched");
+                self.latch = Latch::Latched { addr: src, ssrc };
+                self.remote = src;
+                true
+            }
+            Latch::Latched { .. } => false,
+        }
+    }
+
+    fn on_datagram(&mut self, data: &[u8], src: SocketAddr) {
+        let Ok(rtp) = RtpReader::new(data) else {
+            self.stats.invalid_packets += 1;
+            return;
+        };
+        let Some(kind) = self.kind_of(rtp.payload_type()) else {
+            self.stats.foreign_packets += 1;
+            return;
+        };
+        let ssrc = rtp.ssrc();
+        if !self.accept_source(src, ssrc) {
+            self.stats.foreign_packets += 1;
+            return;
+        }
+        let payload = rtp.payload();
+        let timestamp = rtp.timestamp();
+        self.stats.packets_received += 1;
+        self.stats.bytes_received += payload.len() as u64;
+        self.last_rx = Instant::now();
+        self.inactive_reported = false;
+        match kind {
+            Kind::ComfortNoise => {}
+            Kind::Dtmf => {
+                if let Some(d) = self.dtmf_rx.on_packet(ssrc, timestamp, payload) {
+                    self.stats.dtmf_received += 1;
+                    self.events.push(MediaEvent::Dtmf(d));
+                }
+            }
+            Kind::Audio(codec) => {
+                let arrival = (self.started.elapsed().as_micros() / 125) as u32;
+                self.arrival_jitter.on_packet(ssrc, timestamp, arrival);
+                if self.audio_ssrc != Some(ssrc) {
+                    if self.audio_ssrc.is_some() {
+                        for f in self.jitter.drain_all() {
+                            self.emit_audio(f.payload, f.seq, f.timestamp);
+                        }
+                        self.jitter.reset();
+                    }
+                    self.audio_ssrc = Some(ssrc);
+                }
+                let ulaw = match codec {
+                    Codec::Pcmu => Bytes::copy_from_slice(payload),
+                    Codec::Pcma => Bytes::from_iter(payload.iter().map(|&a| g711::alaw_to_ulaw(a))),
+                };
+                let now_ms = self.now_ms();
+                let seq: u16 = rtp.sequence_number().into();
+                self.jitter.push(seq, timestamp, ulaw, now_ms);
+                self.drain_jitter();
+            }
+        }
+    }
+
+    fn drain_jitter(&mut self) {
+        let now_ms = self.now_ms();
+        while let Some(f) = self.jitter.pop(now_ms) {
+            self.emit_audio(f.payload, f.seq, f.timestamp);
+        }
+    }
+
+    fn emit_audio(&mut self, ulaw: Bytes, seq: u16, timestamp: u32) {
+        let ev = MediaEvent::Audio {
+            ulaw,
+            seq,
+            timestamp,
+        };
+        if !self.events.push(ev) {
+            self.stats.audio_frames_dropped += 1;
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // Runs on stop, on abort and on panic: the consumer sees the end.
+        self.events.close();
+    }
+}
