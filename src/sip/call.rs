@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use super::classify::{self, OurCancel, SetupContext, SetupEnd};
-use super::media::PreparedMedia;
+use super::media::{self, PreparedMedia};
 use super::stack::{header_values, CallNote, Registry};
 use super::trunk::{Trunk, TrunkSlot};
 use super::{digest, sdp};
@@ -325,7 +325,7 @@ impl CallRun {
         });
     }
 
-    fn on_setup_state(&self, st: DialogState, rec: &mut Record) {
+    fn on_setup_state(&mut self, st: DialogState, rec: &mut Record) {
         match st {
             DialogState::Trying(_) if !rec.trying_seen => {
                 rec.trying_seen = true;
@@ -337,6 +337,7 @@ impl CallRun {
                 if code == 183 && is_sdp(&resp) {
                     match sdp::parse_answer(&resp.body) {
                         Ok(a) => {
+                            self.media.apply(&a);
                             rec.early_answer = Some(a);
                             early_media = true;
                         }
@@ -424,11 +425,29 @@ impl CallRun {
                 );
             }
         };
-        let media = self.media.start(&answer);
-        self.emit(CallEvent::Answered { at, media });
+        self.media.apply(&answer);
+        let Some(handle) = self.media.take_handle() else {
+            self.bye(&dialog).await;
+            self.dialogs.remove_dialog(&id);
+            return self.finish(
+                rec,
+                crate::domain::Outcome::TrunkError,
+                Some(resp.status_code.code()),
+                None,
+                HangupBy::Error,
+                "no media session".to_string(),
+            );
+        };
+        let (call_media, mut relay) = media::relay(handle, &answer);
+        self.emit(CallEvent::Answered {
+            at,
+            media: call_media,
+        });
         let code = Some(resp.status_code.code());
         let max_end = Instant::now() + self.target.max_duration;
         let mut states_open = true;
+        let mut media_open = true;
+        let mut commands_open = true;
         let (by, reason, q850, shutdown) = loop {
             tokio::select! {
                 st = states.recv(), if states_open => match st {
@@ -441,6 +460,19 @@ impl CallRun {
                     }
                     Some(st) => self.in_dialog_request(st).await,
                     None => states_open = false,
+                },
+                ev = relay.handle.next_event(), if media_open => match ev {
+                    Some(ev) => {
+                        if relay.forward(ev) {
+                            self.bye(&dialog).await;
+                            break (HangupBy::Timeout, "no RTP received (inactivity timeout)".to_string(), None, false);
+                        }
+                    }
+                    None => media_open = false,
+                },
+                cmd = relay.commands.recv(), if commands_open => match cmd {
+                    Some(cmd) => relay.apply(cmd),
+                    None => commands_open = false,
                 },
                 _ = tokio::time::sleep_until(max_end) => {
                     self.bye(&dialog).await;
@@ -456,15 +488,18 @@ impl CallRun {
                 }
             }
         };
+        let stats = relay.stop().await;
         self.dialogs.remove_dialog(&id);
-        self.finish(
+        let mut ended = self.finish(
             rec,
             classify::classify_answered(shutdown),
             code,
             q850,
             by,
             reason,
-        )
+        );
+        ended.media_stats = Some(stats);
+        ended
     }
 
     /// Answers requests the callee sends inside the dialog (OPTIONS, INFO,

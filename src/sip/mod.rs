@@ -30,7 +30,7 @@ use tracing::Instrument as _;
 use crate::config::{MediaConfig, SipConfig, TrunkConfig};
 use crate::domain::Outcome;
 
-pub use media::{CallMedia, MediaStats};
+pub use media::CallMedia;
 pub use trunk::TrunkStats;
 
 /// How long a shutting-down call control waits for live calls to send their
@@ -147,7 +147,8 @@ pub struct CallEnded {
     pub ringing_at: Option<DateTime<Utc>>,
     pub answered_at: Option<DateTime<Utc>>,
     pub ended_at: DateTime<Utc>,
-    pub media_stats: Option<media::MediaStats>,
+    /// RTP counters of an answered call.
+    pub media_stats: Option<crate::media::RtpStats>,
 }
 
 /// A call in progress: its events, and a way to end it. Dropping it hangs up.

@@ -211,3 +211,69 @@ pub async fn wait_udp_listening(port: u16) {
         .await
         .unwrap_or_else(|_| panic!("SIPp never listened on UDP port {port}"));
 }
+
+/// herald's side of the tests: a call control with one trunk, "sipp".
+pub mod herald {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use herald::config::{MediaConfig, Secret, SipConfig, TrunkConfig};
+    use herald::sip::{CallControl, DialDestination, OriginateRequest};
+    use tokio_util::sync::CancellationToken;
+
+    pub fn trunk(proxy: &str, username: &str, password: &str, max_calls: u32) -> TrunkConfig {
+        TrunkConfig {
+            proxy: proxy.to_string(),
+            transport: "udp".into(),
+            from_user: "herald".into(),
+            from_domain: "herald.test".into(),
+            caller_id: "+15550001111".into(),
+            username: username.into(),
+            password: Secret(password.into()),
+            password_env: String::new(),
+            max_concurrent_calls: max_calls,
+            max_calls_per_second: 100_000,
+        }
+    }
+
+    pub fn media_config(inactivity_s: u64) -> MediaConfig {
+        MediaConfig {
+            rtp_port_min: 20000,
+            rtp_port_max: 40000,
+            rtp_inactivity_timeout_s: inactivity_s,
+            jitter_buffer_ms: 40,
+        }
+    }
+
+    pub async fn start(
+        trunk_cfg: TrunkConfig,
+        media: MediaConfig,
+    ) -> (CallControl, CancellationToken) {
+        let sip = SipConfig {
+            listen: "127.0.0.1:0".into(),
+            public_addr: String::new(),
+            user_agent: "herald-test".into(),
+        };
+        let mut trunks = BTreeMap::new();
+        trunks.insert("sipp".to_string(), trunk_cfg);
+        let cancel = CancellationToken::new();
+        let cc = CallControl::start(&sip, &media, &trunks, cancel.clone())
+            .await
+            .expect("call control starts");
+        (cc, cancel)
+    }
+
+    pub fn tel(attempt: &str, ring_timeout: Duration, max_duration: Duration) -> OriginateRequest {
+        OriginateRequest {
+            attempt_id: attempt.to_string(),
+            destination: DialDestination::Tel {
+                number: "+15557654321".into(),
+                trunk: "sipp".into(),
+            },
+            caller_id: None,
+            ring_timeout,
+            max_duration,
+            headers: vec![("X-Herald-Campaign".into(), "c-1".into())],
+        }
+    }
+}
