@@ -403,3 +403,68 @@ async fn a_rejected_password_is_a_trunk_error_after_one_retry() {
     );
     assert_eq!(e.hangup_by, HangupBy::Callee);
 }
+
+#[tokio::test]
+async fn an_answer_racing_the_cancel_is_acked_hung_up_and_no_answer() {
+    let sipp = SippUas::start("uas_answer_races_cancel.xml", 1, &[]).await;
+    let (cc, cancel) = herald(&sipp).await;
+    let (names, e) = run_to_end(
+        cc.originate(tel(
+            "a-race",
+            Duration::from_millis(500),
+            Duration::from_secs(10),
+        ))
+        .await
+        .unwrap(),
+    )
+    .await;
+    // SIPp only succeeds if herald ACKed the 200 and sent BYE.
+    sipp.finish().await.assert_success();
+    assert_eq!(names, ["invite_sent", "ringing"], "{e:?}");
+    assert_eq!(
+        (e.outcome, e.sip_code),
+        (Outcome::NoAnswer, Some(200)),
+        "{e:?}"
+    );
+    assert_eq!(e.hangup_by, HangupBy::Timeout);
+    assert!(e.answered_at.is_none());
+    cancel.cancel();
+}
+
+#[tokio::test]
+async fn a_mixed_population_gets_every_outcome_right() {
+    const CALLS: usize = 60;
+    let sipp = SippUas::start("uas_mixed.xml", CALLS as u32, &[]).await;
+    let (cc, cancel) = herald_with(trunk(&format!("sip:{}", sipp.addr), "", "", 100)).await;
+    let mut running = Vec::new();
+    for i in 0..CALLS {
+        let call = cc
+            .originate(tel(
+                &format!("a-mix-{i}"),
+                Duration::from_secs(10),
+                Duration::from_millis(200),
+            ))
+            .await
+            .unwrap();
+        running.push(tokio::spawn(run_to_end(call)));
+    }
+    let exit = sipp.finish().await;
+    let mut counts = BTreeMap::new();
+    for r in running {
+        let (_, e) = r.await.unwrap();
+        let expected_code = match e.outcome {
+            Outcome::Answered => 200,
+            Outcome::Busy => 486,
+            Outcome::InvalidDestination => 404,
+            other => panic!("unexpected outcome {other}: {e:?}"),
+        };
+        assert_eq!(e.sip_code, Some(expected_code), "{e:?}");
+        assert_times_ordered(&e);
+        *counts.entry(e.outcome.as_str()).or_insert(0usize) += 1;
+    }
+    exit.assert_success();
+    assert_eq!(counts.values().sum::<usize>(), CALLS);
+    assert_eq!(counts.len(), 3, "all three branches seen: {counts:?}");
+    assert_eq!(cc.live_calls(), 0);
+    cancel.cancel();
+}

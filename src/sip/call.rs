@@ -31,6 +31,16 @@ use super::{digest, sdp};
 use super::{CallEnded, CallEvent, DialDestination, HangupBy, OriginateError, OriginateRequest};
 use crate::config::Secret;
 
+/// How long the INVITE may take to end after our CANCEL (64*T1).
+const CANCEL_WAIT: Duration = Duration::from_secs(32);
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Where and how to call, resolved from an [`OriginateRequest`].
 pub(super) struct Target {
     pub(super) attempt_id: String,
@@ -274,8 +284,14 @@ impl CallRun {
         rec: &mut Record,
     ) -> (Setup, DialogStateReceiver) {
         let mut states_open = true;
+        // After our CANCEL the INVITE must end within 64*T1 (RFC 3261 §9.1);
+        // a peer that never answers it must not keep the call forever.
+        let mut cancel_deadline = None;
         let result = loop {
             let can_cancel = rec.cancel.is_none();
+            if !can_cancel && cancel_deadline.is_none() {
+                cancel_deadline = Some(Instant::now() + CANCEL_WAIT);
+            }
             tokio::select! {
                 st = states.recv(), if states_open => match st {
                     Some(st) => self.on_setup_state(st, rec),
@@ -290,6 +306,10 @@ impl CallRun {
                 }
                 _ = self.shutdown.cancelled(), if can_cancel => {
                     self.cancel(dialog, rec, OurCancel::Shutdown, HangupBy::Herald, "shutdown");
+                }
+                _ = sleep_until_opt(cancel_deadline), if cancel_deadline.is_some() => {
+                    join.abort();
+                    break Ok(Ok((dialog.id(), None)));
                 }
             }
         };

@@ -88,9 +88,10 @@ impl Stack {
         stop: CancellationToken,
     ) -> anyhow::Result<Stack> {
         let transport = TransportLayer::new(stop.child_token());
-        let udp = UdpConnection::create_connection(listen, public, Some(stop.child_token()))
+        let socket = bind_udp(listen).with_context(|| format!("binding SIP UDP on {listen}"))?;
+        let udp = UdpConnection::from_socket(Arc::new(socket), public, Some(stop.child_token()))
             .await
-            .with_context(|| format!("binding SIP UDP on {listen}"))?;
+            .map_err(|e| anyhow::anyhow!("SIP UDP transport on {listen}: {e}"))?;
         transport.add_transport(udp.into());
         let endpoint = EndpointBuilder::new()
             .with_cancel_token(stop.clone())
@@ -123,6 +124,26 @@ impl Stack {
             registry,
         })
     }
+}
+
+/// Socket buffer size asked for the SIP socket: a burst of responses from a
+/// busy trunk must not overflow the kernel's default (~200 KB, which holds
+/// only ~170 small datagrams). The kernel caps it at `net.core.rmem_max`.
+const SIP_SOCKET_BUFFER: usize = 4 << 20;
+
+fn bind_udp(listen: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(listen),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )?;
+    // Best effort: a smaller buffer still works, it just drops bursts sooner.
+    socket.set_recv_buffer_size(SIP_SOCKET_BUFFER).ok();
+    socket.set_send_buffer_size(SIP_SOCKET_BUFFER).ok();
+    socket.set_nonblocking(true)?;
+    socket.bind(&listen.into())?;
+    tokio::net::UdpSocket::from_std(socket.into())
 }
 
 async fn incoming_loop(
