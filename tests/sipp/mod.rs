@@ -97,22 +97,41 @@ fn tail(s: &str, n: usize) -> &str {
     &s[i..]
 }
 
+/// How to run a SIPp callee.
+pub struct UasOptions<'a> {
+    pub scenario: &'a str,
+    /// `-m`: exit after this many calls; `None` runs until `timeout_s`.
+    pub calls: Option<u32>,
+    pub extra: &'a [&'a str],
+    /// `-timeout` (the coreutils `timeout` gets 20 s more).
+    pub timeout_s: u32,
+    /// Log every message (`-trace_msg`), for test failure messages.
+    pub trace: bool,
+}
+
 impl SippUas {
     /// Starts `sipp -sf scenarios/<scenario>` for `calls` calls on a fresh port
     /// and returns once it listens.
     pub async fn start(scenario: &str, calls: u32, extra: &[&str]) -> SippUas {
+        Self::start_with(UasOptions {
+            scenario,
+            calls: Some(calls),
+            extra,
+            timeout_s: 40,
+            trace: true,
+        })
+        .await
+    }
+
+    pub async fn start_with(o: UasOptions<'_>) -> SippUas {
         ensure_sipp();
         let port = free_udp_port();
         let media_port = free_rtp_port();
         let dir = tempfile::tempdir().expect("tempdir");
-        let scenario_path = crate_root().join("scenarios").join(scenario);
-        assert!(
-            scenario_path.exists(),
-            "{} is missing",
-            scenario_path.display()
-        );
+        let scenario_path = crate_root().join("scenarios").join(o.scenario);
+        assert!(scenario_path.exists(), "{} is missing", scenario_path.display());
         let mut args: Vec<String> = vec![
-            "60".into(),
+            (o.timeout_s + 20).to_string(),
             "sipp".into(),
             "-sf".into(),
             scenario_path.display().to_string(),
@@ -122,11 +141,9 @@ impl SippUas {
             port.to_string(),
             "-mp".into(),
             media_port.to_string(),
-            "-m".into(),
-            calls.to_string(),
             "-nostdin".into(),
             "-timeout".into(),
-            "40s".into(),
+            format!("{}s", o.timeout_s),
             "-recv_timeout".into(),
             "15s".into(),
             "-trace_err".into(),
@@ -135,11 +152,18 @@ impl SippUas {
             "-trace_logs".into(),
             "-log_file".into(),
             dir.path().join("logs.log").display().to_string(),
-            "-trace_msg".into(),
-            "-message_file".into(),
-            dir.path().join("messages.log").display().to_string(),
         ];
-        args.extend(extra.iter().map(|s| s.to_string()));
+        if let Some(calls) = o.calls {
+            args.extend(["-m".to_string(), calls.to_string()]);
+        }
+        if o.trace {
+            args.extend([
+                "-trace_msg".to_string(),
+                "-message_file".to_string(),
+                dir.path().join("messages.log").display().to_string(),
+            ]);
+        }
+        args.extend(o.extra.iter().map(|s| s.to_string()));
         let child = Command::new("timeout")
             .args(&args)
             .current_dir(crate_root())
@@ -158,6 +182,22 @@ impl SippUas {
         }
     }
 
+    /// Asks SIPp to finish its calls and exit (SIGUSR1, as pressing 'q').
+    pub fn quit(&self) {
+        // The child is coreutils `timeout`; SIPp is its only child.
+        let Some(timeout_pid) = self.child.id() else {
+            return;
+        };
+        let children = format!("/proc/{timeout_pid}/task/{timeout_pid}/children");
+        if let Ok(pids) = std::fs::read_to_string(children) {
+            for pid in pids.split_whitespace() {
+                let _ = std::process::Command::new("kill")
+                    .args(["-USR1", pid])
+                    .status();
+            }
+        }
+    }
+
     /// `sip:service@127.0.0.1:PORT` for this SIPp.
     pub fn uri(&self) -> String {
         format!("sip:service@{}", self.addr)
@@ -165,7 +205,7 @@ impl SippUas {
 
     /// Waits for SIPp to exit (it does after its `-m` calls).
     pub async fn finish(self) -> SippExit {
-        let out = tokio::time::timeout(Duration::from_secs(70), self.child.wait_with_output())
+        let out = tokio::time::timeout(Duration::from_secs(600), self.child.wait_with_output())
             .await
             .expect("SIPp did not exit (the coreutils timeout should have ended it)")
             .expect("waiting for sipp");
@@ -186,6 +226,62 @@ impl SippUas {
     pub fn log_dir(&self) -> &Path {
         self.dir.path()
     }
+}
+
+/// Runs SIPp's built-in UAC (`-sn uac`) against `target` at `rate` calls/s
+/// for `calls` calls, and waits for it.
+pub async fn run_uac(target: SocketAddr, rate: u32, calls: u32, timeout_s: u32) -> SippExit {
+    ensure_sipp();
+    let port = free_udp_port();
+    let out = Command::new("timeout")
+        .args([
+            (timeout_s + 20).to_string(),
+            "sipp".into(),
+            "-sn".into(),
+            "uac".into(),
+            target.to_string(),
+            "-i".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+            "-r".into(),
+            rate.to_string(),
+            "-m".into(),
+            calls.to_string(),
+            "-d".into(),
+            "0".into(),
+            "-l".into(),
+            "100000".into(),
+            "-nostdin".into(),
+            "-timeout".into(),
+            format!("{timeout_s}s"),
+            "-recv_timeout".into(),
+            "10s".into(),
+        ])
+        .current_dir(crate_root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("running sipp uac");
+    SippExit {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        logs: String::new(),
+    }
+}
+
+/// A cumulative counter from SIPp's final statistics screen, e.g.
+/// `"Successful call"` or `"Failed call"`.
+pub fn sipp_counter(stdout: &str, name: &str) -> Option<u64> {
+    stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with(name))
+        .filter_map(|l| l.rsplit('|').next()?.trim().parse().ok())
+        .last()
 }
 
 /// Waits until some socket is bound to UDP `port` on 127.0.0.1 (read from
