@@ -2,5 +2,316 @@
 //!
 //! Owns: originating calls (INVITE, ring timeout → CANCEL, max duration → BYE),
 //! digest auth, the incoming-request loop (BYE, OPTIONS, 481 for strangers),
-//! SDP offer/answer, and the pure classification of SIP responses into
-//! [`crate::domain::Outcome`]s. Nothing outside this module names rsipstack types.
+//! SDP offer/answer, trunk limits, and the pure classification of SIP
+//! responses into [`crate::domain::Outcome`]s. Nothing outside this module
+//! names rsipstack types: callers see [`CallControl`], [`Call`] and
+//! [`CallEvent`]. Must not: touch the database or decide retries.
+
+mod call;
+pub mod classify;
+pub mod digest;
+mod media;
+pub mod sdp;
+mod stack;
+mod trunk;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
+
+use crate::config::{MediaConfig, SipConfig, TrunkConfig};
+use crate::domain::Outcome;
+
+pub use media::CallMedia;
+pub use trunk::TrunkStats;
+
+/// How long a shutting-down call control waits for live calls to send their
+/// CANCEL/BYE before the transport closes.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// herald's SIP user agent. Cheap to clone; every clone drives the same stack.
+#[derive(Clone)]
+pub struct CallControl {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    stack: stack::Stack,
+    /// Address put in Contact, From (SIP destinations) and SDP.
+    advertised: SocketAddr,
+    trunks: BTreeMap<String, Arc<trunk::Trunk>>,
+    media: media::MediaFactory,
+    /// Per-call tasks.
+    calls: TaskTracker,
+    /// Stack tasks (endpoint, incoming loop, request handlers, CANCEL/BYE helpers).
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+/// One call to place.
+#[derive(Debug, Clone)]
+pub struct OriginateRequest {
+    /// The attempt id; also sent as header `X-Herald-Attempt`.
+    pub attempt_id: String,
+    pub destination: DialDestination,
+    /// E.164 caller ID; else the trunk's `caller_id`.
+    pub caller_id: Option<String>,
+    /// No answer by then → CANCEL, outcome `no_answer`.
+    pub ring_timeout: Duration,
+    /// Answered calls are hung up (BYE) after this long.
+    pub max_duration: Duration,
+    /// Extra headers, e.g. `X-Herald-*` for SIP agents.
+    pub headers: Vec<(String, String)>,
+}
+
+/// Where a call goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DialDestination {
+    /// An E.164 number, dialed through the named trunk's proxy.
+    Tel { number: String, trunk: String },
+    /// A SIP URI, dialed directly at its host.
+    Sip { uri: String },
+}
+
+/// Why a call could not be started at all (nothing was sent).
+#[derive(Debug, thiserror::Error)]
+pub enum OriginateError {
+    #[error("no trunk named {0:?}")]
+    UnknownTrunk(String),
+    #[error("trunk {trunk:?} is at its limit of {limit} concurrent calls")]
+    TrunkBusy { trunk: String, limit: u32 },
+    #[error("invalid destination: {0}")]
+    InvalidDestination(String),
+    #[error("invalid caller id {0:?}")]
+    InvalidCallerId(String),
+    #[error("cannot set up media: {0}")]
+    Media(#[from] std::io::Error),
+    #[error("call control is shutting down")]
+    ShuttingDown,
+}
+
+/// Who ended the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HangupBy {
+    /// The callee or the network: a final error response, or the callee's BYE.
+    Callee,
+    /// herald, on request ([`Call::hangup`]) or at shutdown.
+    Herald,
+    /// herald, because the ring timeout, the max duration or the RTP
+    /// inactivity timeout elapsed.
+    Timeout,
+    /// Nobody: the call failed (transport error, no response, bad SDP).
+    Error,
+}
+
+/// What happens to a call, in order. `Ended` is always last.
+#[derive(Debug)]
+pub enum CallEvent {
+    InviteSent {
+        at: DateTime<Utc>,
+    },
+    Trying,
+    Ringing {
+        at: DateTime<Utc>,
+        early_media: bool,
+    },
+    Answered {
+        at: DateTime<Utc>,
+        media: CallMedia,
+    },
+    Ended(CallEnded),
+}
+
+/// How a call ended, with everything the attempt row records.
+#[derive(Debug, Clone)]
+pub struct CallEnded {
+    pub outcome: Outcome,
+    /// The final SIP status of the INVITE, if one arrived.
+    pub sip_code: Option<u16>,
+    /// From `Reason: Q.850;cause=NN` on the final response or the callee's BYE.
+    pub q850_cause: Option<u16>,
+    /// From `Retry-After` on the final response.
+    pub retry_after: Option<Duration>,
+    pub hangup_by: HangupBy,
+    /// Human-readable detail, e.g. "486 Busy Here" or "ring timeout".
+    pub reason: String,
+    pub invite_sent_at: Option<DateTime<Utc>>,
+    pub ringing_at: Option<DateTime<Utc>>,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub ended_at: DateTime<Utc>,
+    /// RTP counters of an answered call.
+    pub media_stats: Option<crate::media::RtpStats>,
+}
+
+/// A call in progress: its events, and a way to end it. Dropping it hangs up.
+pub struct Call {
+    call_id: String,
+    events: mpsc::UnboundedReceiver<CallEvent>,
+    hangup: CancellationToken,
+    ended: bool,
+}
+
+impl Call {
+    /// The SIP Call-ID.
+    pub fn call_id(&self) -> &str {
+        &self.call_id
+    }
+
+    /// The next event; `None` once `Ended` has been returned.
+    pub async fn next_event(&mut self) -> Option<CallEvent> {
+        if self.ended {
+            return None;
+        }
+        let ev = self.events.recv().await;
+        if matches!(ev, Some(CallEvent::Ended(_)) | None) {
+            self.ended = true;
+        }
+        ev
+    }
+
+    /// CANCEL while ringing, BYE once answered. Idempotent.
+    pub fn hangup(&self) {
+        self.hangup.cancel();
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        self.hangup.cancel();
+    }
+}
+
+impl CallControl {
+    /// Binds the UDP transport on `sip.listen` and starts the incoming-request
+    /// loop; stops on `cancel` (live calls are hung up first).
+    pub async fn start(
+        sip: &SipConfig,
+        media: &MediaConfig,
+        trunks: &BTreeMap<String, TrunkConfig>,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<CallControl> {
+        let listen: SocketAddr = sip
+            .listen
+            .parse()
+            .with_context(|| format!("sip.listen {:?} is not an ip:port", sip.listen))?;
+        let public: Option<SocketAddr> = if sip.public_addr.is_empty() {
+            None
+        } else {
+            Some(parse_public(&sip.public_addr, listen.port())?)
+        };
+        let tasks = TaskTracker::new();
+        let calls = TaskTracker::new();
+        let stack_stop = CancellationToken::new();
+        let stack =
+            stack::Stack::start(listen, public, &sip.user_agent, &tasks, stack_stop.clone())
+                .await?;
+        let mut advertised = public.unwrap_or(stack.local_addr);
+        if advertised.ip().is_unspecified() {
+            advertised.set_ip(IpAddr::from([127, 0, 0, 1]));
+        }
+        // Shutdown: stop taking calls, let live ones hang up, then close the stack.
+        {
+            let calls = calls.clone();
+            let cancel = cancel.clone();
+            tasks.spawn(async move {
+                cancel.cancelled().await;
+                calls.close();
+                tokio::time::timeout(SHUTDOWN_GRACE, calls.wait())
+                    .await
+                    .ok();
+                stack_stop.cancel();
+            });
+        }
+        tasks.close();
+        let inner = Inner {
+            stack,
+            advertised,
+            trunks: trunks
+                .iter()
+                .map(|(name, cfg)| (name.clone(), trunk::Trunk::new(name, cfg)))
+                .collect(),
+            media: media::MediaFactory::new(media, advertised.ip()),
+            calls,
+            tasks,
+            shutdown: cancel,
+        };
+        Ok(CallControl {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The SIP socket's address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.stack.local_addr
+    }
+
+    /// Calls between their INVITE and their end.
+    pub fn live_calls(&self) -> usize {
+        self.inner.stack.registry.len()
+    }
+
+    /// Counters and limits of a trunk.
+    pub fn trunk_stats(&self, trunk: &str) -> Option<TrunkStats> {
+        self.inner.trunks.get(trunk).map(|t| t.stats())
+    }
+
+    /// Waits until every task of this call control has finished (after the
+    /// cancellation token given to [`CallControl::start`] was cancelled).
+    pub async fn stopped(&self) {
+        self.inner.calls.wait().await;
+        self.inner.tasks.wait().await;
+    }
+
+    /// Places a call. Returns once the call is set up locally (media socket
+    /// bound, task started); its progress comes as [`CallEvent`]s.
+    pub async fn originate(&self, req: OriginateRequest) -> Result<Call, OriginateError> {
+        let inner = &self.inner;
+        if inner.shutdown.is_cancelled() || inner.calls.is_closed() {
+            return Err(OriginateError::ShuttingDown);
+        }
+        let target = call::resolve(req, &inner.trunks, inner.advertised)?;
+        let media = inner.media.prepare().await?;
+        let call_id = format!("{}@herald", uuid::Uuid::new_v4().simple());
+        let notes = inner.stack.registry.insert(&call_id);
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let hangup = CancellationToken::new();
+        let span = tracing::info_span!("call", attempt = %target.attempt_id, call_id = %call_id);
+        let run = call::CallRun {
+            call_id: call_id.clone(),
+            target,
+            media,
+            dialogs: inner.stack.dialogs.clone(),
+            registry: inner.stack.registry.clone(),
+            tasks: inner.tasks.clone(),
+            events: events_tx,
+            notes,
+            hangup: hangup.clone(),
+            shutdown: inner.shutdown.clone(),
+        };
+        inner.calls.spawn(run.run().instrument(span));
+        Ok(Call {
+            call_id,
+            events: events_rx,
+            hangup,
+            ended: false,
+        })
+    }
+}
+
+fn parse_public(public: &str, port: u16) -> anyhow::Result<SocketAddr> {
+    if let Ok(addr) = public.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let ip: IpAddr = public
+        .parse()
+        .with_context(|| format!("sip.public_addr {public:?} is not an ip or ip:port"))?;
+    Ok(SocketAddr::new(ip, port))
+}

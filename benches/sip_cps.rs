@@ -1,0 +1,141 @@
+//! Calls per second: herald placing answer-and-hang-up calls at a SIPp UAS on
+//! loopback, at rising rates until more than 0.1% fail; at each rate SIPp's own
+//! UAC is run against the same UAS for comparison.
+//!
+//! Run: `cargo bench --bench sip_cps` (release build). Environment:
+//! `HERALD_CPS_RATES` (default `500,1000,2000,3000,4000,5000`),
+//! `HERALD_CPS_SECS` (seconds per step, default 5).
+
+#[path = "../tests/sipp/mod.rs"]
+mod sipp;
+
+use std::time::{Duration, Instant};
+
+use herald::domain::Outcome;
+use herald::sip::{CallControl, CallEvent, DialDestination, OriginateRequest};
+use sipp::herald::{media_config, start, trunk};
+use sipp::{run_uac, sipp_counter, SippUas, UasOptions};
+use tokio::task::JoinSet;
+
+/// Process CPU time (user + system) in seconds, from /proc/self/stat.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or_default();
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // Fields 14 and 15 (utime, stime) are at 11 and 12 after the ')'.
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
+struct Step {
+    attempted: u64,
+    failed: u64,
+    elapsed: f64,
+    cpu: f64,
+}
+
+async fn place(cc: CallControl, i: u64) -> bool {
+    let req = OriginateRequest {
+        attempt_id: format!("cps-{i}"),
+        destination: DialDestination::Tel {
+            number: "+15557654321".into(),
+            trunk: "sipp".into(),
+        },
+        caller_id: None,
+        ring_timeout: Duration::from_secs(10),
+        max_duration: Duration::ZERO,
+        headers: Vec::new(),
+    };
+    let Ok(mut call) = cc.originate(req).await else {
+        return false;
+    };
+    while let Some(ev) = call.next_event().await {
+        if let CallEvent::Ended(e) = ev {
+            return e.outcome == Outcome::Answered && e.sip_code == Some(200);
+        }
+    }
+    false
+}
+
+async fn herald_step(cc: &CallControl, rate: u32, secs: u32) -> Step {
+    let total = u64::from(rate) * u64::from(secs);
+    let mut calls = JoinSet::new();
+    let cpu0 = cpu_seconds();
+    let t0 = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut launched = 0u64;
+    while launched < total {
+        tick.tick().await;
+        let due = (t0.elapsed().as_secs_f64() * f64::from(rate)).ceil() as u64;
+        while launched < due.min(total) {
+            calls.spawn(place(cc.clone(), launched));
+            launched += 1;
+        }
+    }
+    let mut failed = 0;
+    while let Some(r) = calls.join_next().await {
+        if !matches!(r, Ok(true)) {
+            failed += 1;
+        }
+    }
+    Step {
+        attempted: total,
+        failed,
+        elapsed: t0.elapsed().as_secs_f64(),
+        cpu: cpu_seconds() - cpu0,
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let rates: Vec<u32> = std::env::var("HERALD_CPS_RATES")
+        .unwrap_or_else(|_| "500,1000,2000,3000,4000,5000".into())
+        .split(',')
+        .filter_map(|r| r.trim().parse().ok())
+        .collect();
+    let secs: u32 = std::env::var("HERALD_CPS_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let uas = SippUas::start_with(UasOptions {
+        scenario: "uas_cps.xml",
+        calls: None,
+        extra: &["-max_recv_loops", "10000", "-max_sched_loops", "10000"],
+        timeout_s: 600,
+        trace: false,
+    })
+    .await;
+    let mut media = media_config(30);
+    media.rtp_port_min = 20000;
+    media.rtp_port_max = 60000;
+    let (cc, cancel) = start(trunk(&format!("sip:{}", uas.addr), "", "", 1_000_000), media).await;
+
+    println!("| target CPS | herald achieved | herald failed | herald CPU µs/call | SIPp uac achieved | SIPp uac failed | ratio |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for rate in rates {
+        let h = herald_step(&cc, rate, secs).await;
+        let herald_cps = h.attempted as f64 / h.elapsed;
+        let total = rate * secs;
+        let t0 = Instant::now();
+        let uac = run_uac(uas.addr, rate, total, secs * 4 + 30).await;
+        let uac_elapsed = t0.elapsed().as_secs_f64();
+        let uac_ok = sipp_counter(&uac.stdout, "Successful call").unwrap_or(0);
+        let uac_failed = sipp_counter(&uac.stdout, "Failed call").unwrap_or(u64::from(total));
+        let uac_cps = uac_ok as f64 / uac_elapsed;
+        println!(
+            "| {rate} | {herald_cps:.0} | {} ({:.3}%) | {:.0} | {uac_cps:.0} | {uac_failed} | {:.2} |",
+            h.failed,
+            100.0 * h.failed as f64 / h.attempted as f64,
+            1e6 * h.cpu / h.attempted as f64,
+            herald_cps / uac_cps.max(1.0),
+        );
+        if h.failed as f64 > h.attempted as f64 * 0.001 {
+            println!("herald failures passed 0.1% at {rate} CPS; stopping.");
+            break;
+        }
+    }
+    cancel.cancel();
+    uas.quit();
+    let _ = uas.finish().await;
+}

@@ -1,0 +1,661 @@
+//! One outbound call, from INVITE to its end: the task behind a [`Call`].
+//!
+//! Owns: the INVITE (and its one authenticated retry), the ring timeout and
+//! CANCEL, the answer and its media, max duration and BYE, the callee's BYE,
+//! and the final [`CallEnded`]. Must not: classify responses itself (that is
+//! `classify`), or outlive its dialog without removing it from the layer.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason};
+use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::dialog::invitation::InviteOption;
+use rsipstack::dialog::invite_dialog::InviteDialog;
+use rsipstack::dialog::DialogId;
+use rsipstack::sip::{Header, Response, StatusCode, Uri};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use super::classify::{self, OurCancel, SetupContext, SetupEnd};
+use super::media::{self, PreparedMedia};
+use super::stack::{header_values, CallNote, Registry};
+use super::trunk::{Trunk, TrunkSlot};
+use super::{digest, sdp};
+use super::{CallEnded, CallEvent, DialDestination, HangupBy, OriginateError, OriginateRequest};
+use crate::config::Secret;
+
+/// How long the INVITE may take to end after our CANCEL (64*T1).
+const CANCEL_WAIT: Duration = Duration::from_secs(32);
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Where and how to call, resolved from an [`OriginateRequest`].
+pub(super) struct Target {
+    pub(super) attempt_id: String,
+    request_uri: Uri,
+    from_uri: Uri,
+    contact: Uri,
+    headers: Vec<(String, String)>,
+    credential: Option<(String, Secret)>,
+    ring_timeout: Duration,
+    max_duration: Duration,
+    _slot: Option<TrunkSlot>,
+}
+
+/// Checks the request and takes a trunk slot; nothing is sent yet.
+pub(super) fn resolve(
+    req: OriginateRequest,
+    trunks: &BTreeMap<String, Arc<Trunk>>,
+    advertised: SocketAddr,
+) -> Result<Target, OriginateError> {
+    let host = host_port(advertised);
+    let contact = parse_uri(&format!("sip:herald@{host}"))
+        .map_err(|_| OriginateError::InvalidCallerId(host.clone()))?;
+    let (request_uri, from_user, from_domain, credential, slot) = match &req.destination {
+        DialDestination::Tel { number, trunk } => {
+            let t = trunks
+                .get(trunk)
+                .ok_or_else(|| OriginateError::UnknownTrunk(trunk.clone()))?;
+            if !is_dialable_number(number) {
+                return Err(OriginateError::InvalidDestination(format!(
+                    "{number:?} is not an E.164 number"
+                )));
+            }
+            let proxy = parse_uri(&t.cfg.proxy).map_err(|e| {
+                OriginateError::InvalidDestination(format!("trunk proxy {:?}: {e}", t.cfg.proxy))
+            })?;
+            let uri = parse_uri(&format!("sip:{number}@{}", proxy.host_with_port))
+                .map_err(OriginateError::InvalidDestination)?;
+            let caller = req
+                .caller_id
+                .clone()
+                .unwrap_or_else(|| t.cfg.caller_id.clone());
+            let user = if caller.is_empty() {
+                t.cfg.from_user.clone()
+            } else {
+                caller
+            };
+            let credential = match (&t.password, t.cfg.username.is_empty()) {
+                (Some(p), false) => Some((t.cfg.username.clone(), p.clone())),
+                _ => None,
+            };
+            let slot = t.try_acquire().ok_or_else(|| OriginateError::TrunkBusy {
+                trunk: trunk.clone(),
+                limit: t.cfg.max_concurrent_calls,
+            })?;
+            (uri, user, t.cfg.from_domain.clone(), credential, Some(slot))
+        }
+        DialDestination::Sip { uri } => {
+            let uri = parse_uri(uri).map_err(OriginateError::InvalidDestination)?;
+            let user = req
+                .caller_id
+                .clone()
+                .unwrap_or_else(|| "herald".to_string());
+            (uri, user, host.clone(), None, None)
+        }
+    };
+    if !from_user
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "+-_.".contains(c))
+    {
+        return Err(OriginateError::InvalidCallerId(from_user));
+    }
+    let from_uri = parse_uri(&format!("sip:{from_user}@{from_domain}"))
+        .map_err(|_| OriginateError::InvalidCallerId(from_user.clone()))?;
+    Ok(Target {
+        attempt_id: req.attempt_id,
+        request_uri,
+        from_uri,
+        contact,
+        headers: req.headers,
+        credential,
+        ring_timeout: req.ring_timeout,
+        max_duration: req.max_duration,
+        _slot: slot,
+    })
+}
+
+fn is_dialable_number(n: &str) -> bool {
+    let digits = n.strip_prefix('+').unwrap_or(n);
+    (1..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn host_port(addr: SocketAddr) -> String {
+    match addr {
+        SocketAddr::V4(a) => a.to_string(),
+        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+    }
+}
+
+fn parse_uri(s: &str) -> Result<Uri, String> {
+    if !s.starts_with("sip:") && !s.starts_with("sips:") {
+        return Err(format!("{s:?} is not a sip: URI"));
+    }
+    Uri::try_from(s).map_err(|e| format!("{s:?} is not a valid SIP URI: {e}"))
+}
+
+/// Everything the call's task needs.
+pub(super) struct CallRun {
+    pub(super) call_id: String,
+    pub(super) target: Target,
+    pub(super) media: PreparedMedia,
+    pub(super) dialogs: Arc<DialogLayer>,
+    pub(super) registry: Registry,
+    pub(super) tasks: TaskTracker,
+    pub(super) events: mpsc::UnboundedSender<CallEvent>,
+    pub(super) notes: mpsc::UnboundedReceiver<CallNote>,
+    pub(super) hangup: CancellationToken,
+    pub(super) shutdown: CancellationToken,
+}
+
+/// What the call has learnt so far.
+#[derive(Default)]
+struct Record {
+    invite_sent_at: Option<DateTime<Utc>>,
+    ringing_at: Option<DateTime<Utc>>,
+    answered_at: Option<DateTime<Utc>>,
+    trying_seen: bool,
+    early_media: bool,
+    early_answer: Option<sdp::SdpAnswer>,
+    cancel: Option<(OurCancel, HangupBy, &'static str)>,
+}
+
+/// How the INVITE transaction ended.
+enum Setup {
+    Final(Response, Option<DialogId>),
+    NoResponse,
+    Failed(String),
+}
+
+impl CallRun {
+    pub(super) async fn run(mut self) {
+        let ended = self.place().await;
+        info!(
+            outcome = %ended.outcome,
+            sip_code = ?ended.sip_code,
+            hangup_by = ?ended.hangup_by,
+            reason = %ended.reason,
+            "call ended"
+        );
+        self.registry.remove(&self.call_id);
+        self.events.send(CallEvent::Ended(ended)).ok();
+    }
+
+    fn emit(&self, ev: CallEvent) {
+        self.events.send(ev).ok();
+    }
+
+    async fn place(&mut self) -> CallEnded {
+        let mut rec = Record::default();
+        let offer = sdp::build_offer(
+            self.media.local.ip(),
+            self.media.local.port(),
+            rand::random::<u32>().into(),
+        );
+        let ring_deadline = Instant::now() + self.target.ring_timeout;
+        let mut auth: Option<Header> = None;
+        let mut nc_retry_done = false;
+        loop {
+            let opt = self.invite_option(&offer, auth.clone());
+            let (state_tx, states) = self.dialogs.new_dialog_state_channel();
+            let (dialog, join) = match self.dialogs.do_invite_async(opt, state_tx) {
+                Ok(x) => x,
+                Err(e) => return self.failed(&rec, format!("INVITE not sent: {e}")),
+            };
+            if rec.invite_sent_at.is_none() {
+                let at = Utc::now();
+                rec.invite_sent_at = Some(at);
+                self.emit(CallEvent::InviteSent { at });
+            }
+            let (setup, states) = self
+                .drive_setup(&dialog, join, states, ring_deadline, &mut rec)
+                .await;
+            let (resp, confirmed) = match setup {
+                Setup::Final(resp, id) => (resp, id),
+                Setup::NoResponse => {
+                    return self.setup_ended(&rec, SetupEnd::NoResponse, None, "no response");
+                }
+                Setup::Failed(e) => {
+                    return self.setup_ended(&rec, SetupEnd::TransportError, None, &e);
+                }
+            };
+            let code = resp.status_code.code();
+            if (code == 401 || code == 407) && rec.cancel.is_none() && !nc_retry_done {
+                if let Some(h) = self.answer_challenge(&resp, code == 407) {
+                    nc_retry_done = true;
+                    auth = Some(h);
+                    continue;
+                }
+            }
+            if (200..300).contains(&code) && rec.cancel.is_none() {
+                if let Some(id) = confirmed {
+                    return self.answered(dialog, id, &resp, states, &mut rec).await;
+                }
+            }
+            let detail = status_line(&resp);
+            return self.setup_ended(&rec, SetupEnd::Response(code), Some(&resp), &detail);
+        }
+    }
+
+    fn invite_option(&self, offer: &str, auth: Option<Header>) -> InviteOption {
+        let t = &self.target;
+        let mut headers = vec![Header::Other(
+            "X-Herald-Attempt".into(),
+            t.attempt_id.clone(),
+        )];
+        for (name, value) in &t.headers {
+            if is_header_name(name) && !value.contains(['\r', '\n']) {
+                headers.push(Header::Other(name.clone(), value.clone()));
+            }
+        }
+        headers.extend(auth);
+        InviteOption {
+            caller: t.from_uri.clone(),
+            callee: t.request_uri.clone(),
+            contact: t.contact.clone(),
+            content_type: Some("application/sdp".into()),
+            offer: Some(offer.as_bytes().to_vec()),
+            headers: Some(headers),
+            call_id: Some(self.call_id.clone()),
+            ..Default::default()
+        }
+    }
+
+    /// Drives one INVITE transaction to its final response, sending CANCEL on
+    /// ring timeout, hangup or shutdown.
+    async fn drive_setup(
+        &mut self,
+        dialog: &InviteDialog,
+        mut join: tokio::task::JoinHandle<rsipstack::dialog::invitation::InviteAsyncResult>,
+        mut states: DialogStateReceiver,
+        ring_deadline: Instant,
+        rec: &mut Record,
+    ) -> (Setup, DialogStateReceiver) {
+        let mut states_open = true;
+        // After our CANCEL the INVITE must end within 64*T1 (RFC 3261 §9.1);
+        // a peer that never answers it must not keep the call forever.
+        let mut cancel_deadline = None;
+        let result = loop {
+            let can_cancel = rec.cancel.is_none();
+            if !can_cancel && cancel_deadline.is_none() {
+                cancel_deadline = Some(Instant::now() + CANCEL_WAIT);
+            }
+            tokio::select! {
+                st = states.recv(), if states_open => match st {
+                    Some(st) => self.on_setup_state(st, rec),
+                    None => states_open = false,
+                },
+                r = &mut join => break r,
+                _ = tokio::time::sleep_until(ring_deadline), if can_cancel => {
+                    self.cancel(dialog, rec, OurCancel::RingTimeout, HangupBy::Timeout, "ring timeout");
+                }
+                _ = self.hangup.cancelled(), if can_cancel => {
+                    self.cancel(dialog, rec, OurCancel::Hangup, HangupBy::Herald, "hung up by herald");
+                }
+                _ = self.shutdown.cancelled(), if can_cancel => {
+                    self.cancel(dialog, rec, OurCancel::Shutdown, HangupBy::Herald, "shutdown");
+                }
+                _ = sleep_until_opt(cancel_deadline), if cancel_deadline.is_some() => {
+                    join.abort();
+                    break Ok(Ok((dialog.id(), None)));
+                }
+            }
+        };
+        // States sent before the final response (e.g. the 180 right before a
+        // 486 in the same burst) are still worth recording.
+        while let Ok(st) = states.try_recv() {
+            self.on_setup_state(st, rec);
+        }
+        let setup = match result {
+            Ok(Ok((id, Some(resp)))) => Setup::Final(resp, Some(id)),
+            Ok(Ok((_, None))) => Setup::NoResponse,
+            Ok(Err(e)) => Setup::Failed(format!("transport error: {e}")),
+            Err(e) => Setup::Failed(format!("INVITE task failed: {e}")),
+        };
+        (setup, states)
+    }
+
+    fn cancel(
+        &self,
+        dialog: &InviteDialog,
+        rec: &mut Record,
+        why: OurCancel,
+        by: HangupBy,
+        reason: &'static str,
+    ) {
+        debug!(reason, "cancelling the INVITE");
+        rec.cancel = Some((why, by, reason));
+        let dialog = dialog.clone();
+        self.tasks.spawn(async move {
+            if let Err(e) = dialog.cancel().await {
+                debug!(error = %e, "CANCEL failed");
+            }
+        });
+    }
+
+    fn on_setup_state(&mut self, st: DialogState, rec: &mut Record) {
+        match st {
+            DialogState::Trying(_) if !rec.trying_seen => {
+                rec.trying_seen = true;
+                self.emit(CallEvent::Trying);
+            }
+            DialogState::Early(_, resp) => {
+                let code = resp.status_code.code();
+                let mut early_media = rec.early_media;
+                if code == 183 && is_sdp(&resp) {
+                    match sdp::parse_answer(&resp.body) {
+                        Ok(a) => {
+                            self.media.apply(&a);
+                            rec.early_answer = Some(a);
+                            early_media = true;
+                        }
+                        Err(e) => debug!(error = %e, "unusable SDP in 183"),
+                    }
+                }
+                let first = rec.ringing_at.is_none();
+                let at = Utc::now();
+                if first {
+                    rec.ringing_at = Some(at);
+                }
+                if first || early_media != rec.early_media {
+                    rec.early_media = early_media;
+                    self.emit(CallEvent::Ringing { at, early_media });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The header answering a 401/407, or `None` when herald cannot.
+    fn answer_challenge(&self, resp: &Response, proxy: bool) -> Option<Header> {
+        let (user, password) = self.target.credential.as_ref()?;
+        let name = if proxy {
+            "proxy-authenticate"
+        } else {
+            "www-authenticate"
+        };
+        let challenges: Vec<digest::Challenge> = header_values(&resp.headers, name)
+            .iter()
+            .filter_map(|v| digest::parse_challenge(v))
+            .collect();
+        let ch = digest::choose_challenge(&challenges)?;
+        let uri = self.target.request_uri.to_string();
+        let cnonce = format!("{:016x}", rand::random::<u64>());
+        let value = digest::authorization(
+            ch,
+            &digest::DigestInput {
+                username: user,
+                password: password.expose(),
+                method: "INVITE",
+                uri: &uri,
+                cnonce: &cnonce,
+                nc: 1,
+            },
+        )?;
+        debug!(realm = %ch.realm, algorithm = ?ch.algorithm, "answering the digest challenge");
+        Some(if proxy {
+            Header::ProxyAuthorization(value.into())
+        } else {
+            Header::Authorization(value.into())
+        })
+    }
+
+    async fn answered(
+        &mut self,
+        dialog: InviteDialog,
+        id: DialogId,
+        resp: &Response,
+        mut states: DialogStateReceiver,
+        rec: &mut Record,
+    ) -> CallEnded {
+        let at = Utc::now();
+        rec.answered_at = Some(at);
+        let answer = if is_sdp(resp) {
+            sdp::parse_answer(&resp.body).map_err(|e| e.to_string())
+        } else {
+            rec.early_answer
+                .clone()
+                .ok_or_else(|| "the answer has no SDP".to_string())
+        };
+        let answer = match answer {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(error = %e, "answered without usable SDP, hanging up");
+                self.bye(&dialog).await;
+                self.dialogs.remove_dialog(&id);
+                return self.finish(
+                    rec,
+                    crate::domain::Outcome::TrunkError,
+                    Some(resp.status_code.code()),
+                    None,
+                    HangupBy::Error,
+                    format!("answered without usable SDP: {e}"),
+                );
+            }
+        };
+        self.media.apply(&answer);
+        let Some(handle) = self.media.take_handle() else {
+            self.bye(&dialog).await;
+            self.dialogs.remove_dialog(&id);
+            return self.finish(
+                rec,
+                crate::domain::Outcome::TrunkError,
+                Some(resp.status_code.code()),
+                None,
+                HangupBy::Error,
+                "no media session".to_string(),
+            );
+        };
+        let (call_media, mut relay) = media::relay(handle, &answer);
+        self.emit(CallEvent::Answered {
+            at,
+            media: call_media,
+        });
+        let code = Some(resp.status_code.code());
+        let max_end = Instant::now() + self.target.max_duration;
+        let mut states_open = true;
+        let mut media_open = true;
+        let mut commands_open = true;
+        let (by, reason, q850, shutdown) = loop {
+            tokio::select! {
+                st = states.recv(), if states_open => match st {
+                    Some(DialogState::Terminated(_, TerminatedReason::UasBye)) => {
+                        let q850 = self.remote_bye_cause();
+                        break (HangupBy::Callee, "callee hung up".to_string(), q850, false);
+                    }
+                    Some(DialogState::Terminated(_, r)) => {
+                        break (HangupBy::Error, format!("dialog ended: {r:?}"), None, false);
+                    }
+                    Some(st) => self.in_dialog_request(st).await,
+                    None => states_open = false,
+                },
+                ev = relay.handle.next_event(), if media_open => match ev {
+                    Some(ev) => {
+                        if relay.forward(ev) {
+                            self.bye(&dialog).await;
+                            break (HangupBy::Timeout, "no RTP received (inactivity timeout)".to_string(), None, false);
+                        }
+                    }
+                    None => media_open = false,
+                },
+                cmd = relay.commands.recv(), if commands_open => match cmd {
+                    Some(cmd) => relay.apply(cmd),
+                    None => commands_open = false,
+                },
+                _ = tokio::time::sleep_until(max_end) => {
+                    self.bye(&dialog).await;
+                    break (HangupBy::Timeout, "max duration".to_string(), None, false);
+                }
+                _ = self.hangup.cancelled() => {
+                    self.bye(&dialog).await;
+                    break (HangupBy::Herald, "hung up by herald".to_string(), None, false);
+                }
+                _ = self.shutdown.cancelled() => {
+                    self.bye(&dialog).await;
+                    break (HangupBy::Herald, "shutdown".to_string(), None, true);
+                }
+            }
+        };
+        let stats = relay.stop().await;
+        self.dialogs.remove_dialog(&id);
+        let mut ended = self.finish(
+            rec,
+            classify::classify_answered(shutdown),
+            code,
+            q850,
+            by,
+            reason,
+        );
+        ended.media_stats = Some(stats);
+        ended
+    }
+
+    /// Answers requests the callee sends inside the dialog (OPTIONS, INFO,
+    /// UPDATE, re-INVITE, NOTIFY…) with 200; a re-INVITE gets herald's SDP.
+    async fn in_dialog_request(&self, st: DialogState) {
+        let (req, handle) = match st {
+            DialogState::Updated(_, req, h)
+            | DialogState::Info(_, req, h)
+            | DialogState::Options(_, req, h)
+            | DialogState::Notify(_, req, h)
+            | DialogState::Message(_, req, h) => (req, h),
+            DialogState::Refer(_, _, h) | DialogState::Publish(_, _, h) => {
+                h.reply(StatusCode::NotImplemented).await.ok();
+                return;
+            }
+            _ => return,
+        };
+        if req.method == rsipstack::sip::Method::Invite {
+            let offer = sdp::build_offer(self.media.local.ip(), self.media.local.port(), 2);
+            handle
+                .respond(
+                    StatusCode::OK,
+                    Some(vec![Header::ContentType("application/sdp".into())]),
+                    Some(offer.into_bytes()),
+                )
+                .await
+                .ok();
+        } else {
+            handle.reply(StatusCode::OK).await.ok();
+        }
+    }
+
+    fn remote_bye_cause(&mut self) -> Option<u16> {
+        let mut q850 = None;
+        while let Ok(note) = self.notes.try_recv() {
+            match note {
+                CallNote::RemoteBye { q850: c } => q850 = q850.or(c),
+            }
+        }
+        q850
+    }
+
+    async fn bye(&self, dialog: &InviteDialog) {
+        if let Err(e) = dialog.bye().await {
+            debug!(error = %e, "BYE failed");
+        }
+    }
+
+    fn setup_ended(
+        &self,
+        rec: &Record,
+        end: SetupEnd,
+        resp: Option<&Response>,
+        detail: &str,
+    ) -> CallEnded {
+        let cancel = rec.cancel.map(|c| c.0).unwrap_or(OurCancel::None);
+        let outcome = classify::classify(
+            end,
+            SetupContext {
+                ringing: rec.ringing_at.is_some(),
+                cancel,
+            },
+        );
+        let (by, reason) = match (rec.cancel, end) {
+            (Some((_, by, why)), _) => (by, format!("{why} ({detail})")),
+            (None, SetupEnd::Response(_)) => (HangupBy::Callee, detail.to_string()),
+            (None, _) => (HangupBy::Error, detail.to_string()),
+        };
+        let q850 = resp.and_then(|r| {
+            classify::parse_q850_cause(
+                header_values(&r.headers, "reason")
+                    .iter()
+                    .map(String::as_str),
+            )
+        });
+        let mut ended = self.finish(
+            rec,
+            outcome,
+            resp.map(|r| r.status_code.code()),
+            q850,
+            by,
+            reason,
+        );
+        ended.retry_after = resp.and_then(|r| {
+            header_values(&r.headers, "retry-after")
+                .first()
+                .and_then(|v| classify::parse_retry_after(v))
+        });
+        ended
+    }
+
+    fn failed(&self, rec: &Record, detail: String) -> CallEnded {
+        self.setup_ended(rec, SetupEnd::TransportError, None, &detail)
+    }
+
+    fn finish(
+        &self,
+        rec: &Record,
+        outcome: crate::domain::Outcome,
+        sip_code: Option<u16>,
+        q850_cause: Option<u16>,
+        hangup_by: HangupBy,
+        reason: String,
+    ) -> CallEnded {
+        CallEnded {
+            outcome,
+            sip_code,
+            q850_cause,
+            retry_after: None,
+            hangup_by,
+            reason,
+            invite_sent_at: rec.invite_sent_at,
+            ringing_at: rec.ringing_at,
+            answered_at: rec.answered_at,
+            ended_at: Utc::now(),
+            media_stats: None,
+        }
+    }
+}
+
+fn is_sdp(resp: &Response) -> bool {
+    let ct = header_values(&resp.headers, "content-type");
+    sdp::is_sdp(ct.first().map(String::as_str), &resp.body)
+}
+
+/// "486 Busy Here", with the peer's own phrase when it sent one.
+fn status_line(resp: &Response) -> String {
+    match &resp.wire_reason {
+        Some(phrase) => format!("{} {phrase}", resp.status_code.code()),
+        None => resp.status_code.to_string(),
+    }
+}
+
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}

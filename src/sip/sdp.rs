@@ -1,0 +1,338 @@
+//! SDP offer/answer for herald's calls (RFC 4566, RFC 3264), as pure functions.
+//!
+//! Owns: the offer herald sends (PCMU/0, PCMA/8, telephone-event/8000 on PT
+//! 101, ptime 20) and reading the callee's answer (where to send RTP, which
+//! codec was chosen, the telephone-event payload type). Must not: bind
+//! sockets, read clocks, or panic on whatever a peer sends.
+
+use std::net::{IpAddr, SocketAddr};
+
+/// The telephone-event payload type herald offers.
+pub const TELEPHONE_EVENT_PT: u8 = 101;
+
+/// The G.711 variants herald speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudioCodec {
+    /// μ-law, static payload type 0.
+    Pcmu,
+    /// A-law, static payload type 8.
+    Pcma,
+}
+
+impl AudioCodec {
+    pub fn payload_type(self) -> u8 {
+        match self {
+            AudioCodec::Pcmu => 0,
+            AudioCodec::Pcma => 8,
+        }
+    }
+}
+
+/// What herald needs from the callee's SDP answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SdpAnswer {
+    /// Where to send RTP (connection address and audio port).
+    pub remote: SocketAddr,
+    /// The first of the callee's formats that herald supports.
+    pub codec: AudioCodec,
+    /// The payload type the callee uses for telephone-event, if any.
+    pub telephone_event_pt: Option<u8>,
+    /// `a=ptime`, when given.
+    pub ptime_ms: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SdpError {
+    #[error("the SDP is not UTF-8 text")]
+    NotText,
+    #[error("the SDP has no usable audio stream (m=audio with a non-zero port)")]
+    NoAudio,
+    #[error("the SDP has no connection address (c=) for the audio stream")]
+    NoConnection,
+    #[error("the SDP connection address {0:?} is not an IP address")]
+    BadAddress(String),
+    #[error("the SDP offers none of PCMU or PCMA")]
+    NoCommonCodec,
+}
+
+/// herald's SDP offer for an RTP socket at `ip:port`. `session_id` should be
+/// unique per call (it is the `o=` session id and version).
+pub fn build_offer(ip: IpAddr, port: u16, session_id: u64) -> String {
+    let family = if ip.is_ipv6() { "IP6" } else { "IP4" };
+    let te = TELEPHONE_EVENT_PT;
+    format!(
+        "v=0\r\n\
+         o=herald {session_id} {session_id} IN {family} {ip}\r\n\
+         s=herald\r\n\
+         c=IN {family} {ip}\r\n\
+         t=0 0\r\n\
+         m=audio {port} RTP/AVP 0 8 {te}\r\n\
+         a=rtpmap:0 PCMU/8000\r\n\
+         a=rtpmap:8 PCMA/8000\r\n\
+         a=rtpmap:{te} telephone-event/8000\r\n\
+         a=fmtp:{te} 0-16\r\n\
+         a=ptime:20\r\n\
+         a=sendrecv\r\n"
+    )
+}
+
+/// Reads the callee's answer. The first `m=audio` line with a non-zero port
+/// is used; its own `c=` wins over the session's.
+pub fn parse_answer(body: &[u8]) -> Result<SdpAnswer, SdpError> {
+    let text = std::str::from_utf8(body).map_err(|_| SdpError::NotText)?;
+    let mut session_conn: Option<&str> = None;
+    let mut audio: Option<AudioSection> = None;
+    let mut in_other_media = false;
+    for line in text.lines() {
+        let line = line.trim_end_matches('\r');
+        let Some((kind, value)) = line.split_once('=') else {
+            continue;
+        };
+        match kind {
+            "m" => {
+                if audio.is_some() {
+                    // Only the first usable audio stream matters.
+                    break;
+                }
+                audio = AudioSection::from_m_line(value);
+                in_other_media = audio.is_none();
+            }
+            "c" if audio.is_none() && !in_other_media => session_conn = Some(value),
+            "c" => {
+                if let Some(a) = audio.as_mut() {
+                    a.conn = Some(value);
+                }
+            }
+            "a" => {
+                if let Some(a) = audio.as_mut() {
+                    a.attribute(value);
+                }
+            }
+            _ => {}
+        }
+    }
+    let audio = audio.ok_or(SdpError::NoAudio)?;
+    let conn = audio.conn.or(session_conn).ok_or(SdpError::NoConnection)?;
+    let ip = connection_ip(conn)?;
+    let codec = audio.choose_codec().ok_or(SdpError::NoCommonCodec)?;
+    let telephone_event_pt = audio
+        .rtpmaps
+        .iter()
+        .find(|(pt, name)| {
+            audio.formats.contains(pt) && name.eq_ignore_ascii_case("telephone-event/8000")
+        })
+        .map(|(pt, _)| *pt);
+    Ok(SdpAnswer {
+        remote: SocketAddr::new(ip, audio.port),
+        codec,
+        telephone_event_pt,
+        ptime_ms: audio.ptime,
+    })
+}
+
+/// Whether a message body looks like SDP worth parsing (for 183s without one).
+pub fn is_sdp(content_type: Option<&str>, body: &[u8]) -> bool {
+    !body.is_empty()
+        && content_type.is_none_or(|ct| {
+            ct.trim()
+                .to_ascii_lowercase()
+                .starts_with("application/sdp")
+        })
+}
+
+struct AudioSection<'a> {
+    port: u16,
+    formats: Vec<u8>,
+    conn: Option<&'a str>,
+    rtpmaps: Vec<(u8, String)>,
+    ptime: Option<u32>,
+}
+
+impl<'a> AudioSection<'a> {
+    fn from_m_line(value: &str) -> Option<AudioSection<'a>> {
+        let mut parts = value.split_whitespace();
+        if parts.next()? != "audio" {
+            return None;
+        }
+        // "port" or "port/count"
+        let port: u16 = parts.next()?.split('/').next()?.parse().ok()?;
+        if port == 0 {
+            return None;
+        }
+        let proto = parts.next()?;
+        if !proto.to_ascii_uppercase().starts_with("RTP/") {
+            return None;
+        }
+        let formats = parts.filter_map(|f| f.parse::<u8>().ok()).collect();
+        Some(AudioSection {
+            port,
+            formats,
+            conn: None,
+            rtpmaps: Vec::new(),
+            ptime: None,
+        })
+    }
+
+    fn attribute(&mut self, value: &str) {
+        if let Some(map) = value.strip_prefix("rtpmap:") {
+            let mut it = map.splitn(2, char::is_whitespace);
+            let pt = it.next().and_then(|p| p.trim().parse::<u8>().ok());
+            let name = it.next().map(|n| n.trim().to_string());
+            if let (Some(pt), Some(name)) = (pt, name) {
+                self.rtpmaps.push((pt, name));
+            }
+        } else if let Some(p) = value.strip_prefix("ptime:") {
+            self.ptime = p.trim().parse().ok();
+        }
+    }
+
+    /// The first listed format that is PCMU or PCMA (by static PT, or by a
+    /// dynamic PT mapped to it).
+    fn choose_codec(&self) -> Option<AudioCodec> {
+        self.formats.iter().find_map(|&pt| {
+            let mapped = self
+                .rtpmaps
+                .iter()
+                .find(|(p, _)| *p == pt)
+                .map(|(_, name)| name.to_ascii_uppercase());
+            match (pt, mapped.as_deref()) {
+                (_, Some(n)) if n.starts_with("PCMU/8000") => Some(AudioCodec::Pcmu),
+                (_, Some(n)) if n.starts_with("PCMA/8000") => Some(AudioCodec::Pcma),
+                (0, None) => Some(AudioCodec::Pcmu),
+                (8, None) => Some(AudioCodec::Pcma),
+                _ => None,
+            }
+        })
+    }
+}
+
+fn connection_ip(conn: &str) -> Result<IpAddr, SdpError> {
+    // "IN IP4 192.0.2.1" or "IN IP4 233.252.0.1/127" (multicast TTL)
+    let addr = conn
+        .split_whitespace()
+        .nth(2)
+        .ok_or(SdpError::NoConnection)?;
+    let addr = addr.split('/').next().unwrap_or(addr);
+    addr.parse()
+        .map_err(|_| SdpError::BadAddress(addr.chars().take(64).collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SIPP_ANSWER: &str = "v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.1\r\n\
+        s=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\n\
+        a=rtpmap:0 PCMU/8000\r\n";
+
+    #[test]
+    fn offer_lists_pcmu_pcma_and_telephone_event_at_20ms() {
+        let offer = build_offer("127.0.0.1".parse().unwrap(), 20002, 42);
+        assert!(offer.contains("c=IN IP4 127.0.0.1\r\n"));
+        assert!(offer.contains("m=audio 20002 RTP/AVP 0 8 101\r\n"));
+        assert!(offer.contains("a=rtpmap:101 telephone-event/8000\r\n"));
+        assert!(offer.contains("a=ptime:20\r\n"));
+        assert!(offer.contains("o=herald 42 42 IN IP4"));
+        // herald's own offer reads back as a valid answer.
+        let back = parse_answer(offer.as_bytes()).unwrap();
+        assert_eq!(back.remote, "127.0.0.1:20002".parse().unwrap());
+        assert_eq!(back.codec, AudioCodec::Pcmu);
+        assert_eq!(back.telephone_event_pt, Some(101));
+        assert_eq!(back.ptime_ms, Some(20));
+    }
+
+    #[test]
+    fn offer_uses_ip6_for_ipv6() {
+        let offer = build_offer("::1".parse().unwrap(), 4000, 1);
+        assert!(offer.contains("c=IN IP6 ::1\r\n"));
+        let back = parse_answer(offer.as_bytes()).unwrap();
+        assert_eq!(back.remote, "[::1]:4000".parse().unwrap());
+    }
+
+    #[test]
+    fn sipp_style_answer_is_parsed() {
+        let a = parse_answer(SIPP_ANSWER.as_bytes()).unwrap();
+        assert_eq!(a.remote, "127.0.0.1:6000".parse().unwrap());
+        assert_eq!(a.codec, AudioCodec::Pcmu);
+        assert_eq!(a.telephone_event_pt, None);
+    }
+
+    #[test]
+    fn media_connection_wins_and_dynamic_telephone_event_is_found() {
+        let sdp = "v=0\nc=IN IP4 10.0.0.1\nt=0 0\nm=video 5000 RTP/AVP 96\nc=IN IP4 10.9.9.9\n\
+                   m=audio 7078 RTP/AVP 8 0 96\nc=IN IP4 192.0.2.7\n\
+                   a=rtpmap:96 TELEPHONE-EVENT/8000\na=ptime:30\n";
+        let a = parse_answer(sdp.as_bytes()).unwrap();
+        assert_eq!(a.remote, "192.0.2.7:7078".parse().unwrap());
+        assert_eq!(a.codec, AudioCodec::Pcma);
+        assert_eq!(a.telephone_event_pt, Some(96));
+        assert_eq!(a.ptime_ms, Some(30));
+    }
+
+    #[test]
+    fn session_connection_is_used_when_the_stream_has_none() {
+        let sdp = "v=0\r\nc=IN IP4 198.51.100.4\r\nm=audio 9 RTP/AVP 18 0\r\n";
+        let a = parse_answer(sdp.as_bytes()).unwrap();
+        assert_eq!(a.remote, "198.51.100.4:9".parse().unwrap());
+        assert_eq!(a.codec, AudioCodec::Pcmu);
+    }
+
+    #[test]
+    fn dynamic_pt_mapped_to_pcma_is_accepted() {
+        let sdp = "c=IN IP4 1.2.3.4\nm=audio 10 RTP/AVP 97\na=rtpmap:97 PCMA/8000\n";
+        assert_eq!(
+            parse_answer(sdp.as_bytes()).unwrap().codec,
+            AudioCodec::Pcma
+        );
+    }
+
+    #[test]
+    fn bad_answers_are_errors_not_panics() {
+        let cases: &[(&[u8], SdpError)] = &[
+            (b"\xff\xfe", SdpError::NotText),
+            (b"", SdpError::NoAudio),
+            (
+                b"m=audio 0 RTP/AVP 0\r\nc=IN IP4 1.2.3.4",
+                SdpError::NoAudio,
+            ),
+            (b"m=audio 99999 RTP/AVP 0", SdpError::NoAudio),
+            (b"m=audio 4000 RTP/AVP 0", SdpError::NoConnection),
+            (b"c=IN IP4\nm=audio 4000 RTP/AVP 0", SdpError::NoConnection),
+            (
+                b"c=IN IP4 pbx.example\nm=audio 4000 RTP/AVP 0",
+                SdpError::BadAddress("pbx.example".into()),
+            ),
+            (
+                b"c=IN IP4 1.2.3.4\nm=audio 4000 RTP/AVP 18 9",
+                SdpError::NoCommonCodec,
+            ),
+            (b"=\n==\nm=\nm=audio\nm=audio x", SdpError::NoAudio),
+        ];
+        for (body, want) in cases {
+            assert_eq!(
+                parse_answer(body).as_ref(),
+                Err(want),
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn multicast_ttl_suffix_is_ignored() {
+        let sdp = "c=IN IP4 233.252.0.1/127\nm=audio 4000 RTP/AVP 0\n";
+        assert_eq!(
+            parse_answer(sdp.as_bytes()).unwrap().remote,
+            "233.252.0.1:4000".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn sdp_is_recognised_by_content_type_and_body() {
+        assert!(is_sdp(Some("application/sdp"), b"v=0"));
+        assert!(is_sdp(Some("Application/SDP; charset=x"), b"v=0"));
+        assert!(is_sdp(None, b"v=0"));
+        assert!(!is_sdp(Some("application/sdp"), b""));
+        assert!(!is_sdp(Some("text/plain"), b"hello"));
+    }
+}

@@ -1,0 +1,236 @@
+//! The SIP stack underneath call control: rsipstack's UDP transport,
+//! transaction endpoint and dialog layer, plus herald's incoming-request loop.
+//!
+//! Owns: binding the SIP socket, running the endpoint, answering requests
+//! nobody asked for (OPTIONS → 200, unknown dialogs → 481, new INVITEs → 603),
+//! routing in-dialog requests to their dialog, and small helpers that read
+//! header values out of rsipstack messages. Must not: decide outcomes (that is
+//! `classify`) or leak rsipstack types outside `src/sip/`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use rsipstack::dialog::dialog::Dialog;
+use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::sip::prelude::HeadersExt;
+use rsipstack::sip::{Header, Headers, Method, StatusCode};
+use rsipstack::transaction::transaction::Transaction;
+use rsipstack::transaction::TransactionReceiver;
+use rsipstack::transport::udp::UdpConnection;
+use rsipstack::transport::TransportLayer;
+use rsipstack::EndpointBuilder;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+use super::classify::parse_q850_cause;
+
+/// Methods herald answers, for `Allow`.
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
+
+/// What the incoming loop tells a live call about requests it routed to it.
+#[derive(Debug)]
+pub(super) enum CallNote {
+    /// The callee sent BYE (the dialog answers it); its Q.850 cause, if any.
+    RemoteBye { q850: Option<u16> },
+}
+
+/// Live calls by Call-ID, so the incoming loop can reach them.
+#[derive(Clone, Default)]
+pub(super) struct Registry(Arc<Mutex<HashMap<String, mpsc::UnboundedSender<CallNote>>>>);
+
+impl Registry {
+    pub(super) fn insert(&self, call_id: &str) -> mpsc::UnboundedReceiver<CallNote> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        if let Ok(mut map) = self.0.lock() {
+            map.insert(call_id.to_string(), tx);
+        }
+        rx
+    }
+
+    pub(super) fn remove(&self, call_id: &str) {
+        if let Ok(mut map) = self.0.lock() {
+            map.remove(call_id);
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.0.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    fn note(&self, call_id: &str, note: CallNote) {
+        if let Ok(map) = self.0.lock() {
+            if let Some(tx) = map.get(call_id) {
+                tx.send(note).ok();
+            }
+        }
+    }
+}
+
+/// The running stack.
+pub(super) struct Stack {
+    pub(super) dialogs: Arc<DialogLayer>,
+    pub(super) local_addr: SocketAddr,
+    pub(super) registry: Registry,
+}
+
+impl Stack {
+    /// Binds UDP on `listen` and starts the endpoint and the incoming loop on
+    /// `tasks`. Both stop when `stop` is cancelled.
+    pub(super) async fn start(
+        listen: SocketAddr,
+        public: Option<SocketAddr>,
+        user_agent: &str,
+        tasks: &TaskTracker,
+        stop: CancellationToken,
+    ) -> anyhow::Result<Stack> {
+        let transport = TransportLayer::new(stop.child_token());
+        let socket = bind_udp(listen).with_context(|| format!("binding SIP UDP on {listen}"))?;
+        let udp = UdpConnection::from_socket(Arc::new(socket), public, Some(stop.child_token()))
+            .await
+            .map_err(|e| anyhow::anyhow!("SIP UDP transport on {listen}: {e}"))?;
+        transport.add_transport(udp.into());
+        let endpoint = EndpointBuilder::new()
+            .with_cancel_token(stop.clone())
+            .with_transport_layer(transport)
+            .with_user_agent(user_agent)
+            .build();
+        let local_addr = endpoint
+            .get_addrs()
+            .first()
+            .and_then(|a| a.addr.to_string().parse::<SocketAddr>().ok())
+            .context("the SIP transport has no usable local address")?;
+        let incoming = endpoint
+            .incoming_transactions()
+            .map_err(|e| anyhow::anyhow!("taking the incoming request channel: {e}"))?;
+        let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));
+        let inner = endpoint.inner.clone();
+        tasks.spawn(async move { endpoint.serve().await });
+        let registry = Registry::default();
+        tasks.spawn(incoming_loop(
+            incoming,
+            dialogs.clone(),
+            registry.clone(),
+            tasks.clone(),
+            stop,
+        ));
+        drop(inner);
+        Ok(Stack {
+            dialogs,
+            local_addr,
+            registry,
+        })
+    }
+}
+
+/// Socket buffer size asked for the SIP socket: a burst of responses from a
+/// busy trunk must not overflow the kernel's default (~200 KB, which holds
+/// only ~170 small datagrams). The kernel caps it at `net.core.rmem_max`.
+const SIP_SOCKET_BUFFER: usize = 4 << 20;
+
+fn bind_udp(listen: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(listen),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )?;
+    // Best effort: a smaller buffer still works, it just drops bursts sooner.
+    socket.set_recv_buffer_size(SIP_SOCKET_BUFFER).ok();
+    socket.set_send_buffer_size(SIP_SOCKET_BUFFER).ok();
+    socket.set_nonblocking(true)?;
+    socket.bind(&listen.into())?;
+    tokio::net::UdpSocket::from_std(socket.into())
+}
+
+async fn incoming_loop(
+    mut incoming: TransactionReceiver,
+    dialogs: Arc<DialogLayer>,
+    registry: Registry,
+    tasks: TaskTracker,
+    stop: CancellationToken,
+) {
+    loop {
+        let tx = tokio::select! {
+            _ = stop.cancelled() => break,
+            tx = incoming.recv() => match tx {
+                Some(tx) => tx,
+                None => break,
+            },
+        };
+        route(tx, &dialogs, &registry, &tasks);
+    }
+    debug!("SIP incoming loop stopped");
+}
+
+/// Sends one request where it belongs. Never blocks the loop: replies are
+/// sent from tasks on `tasks`.
+fn route(mut tx: Transaction, dialogs: &DialogLayer, registry: &Registry, tasks: &TaskTracker) {
+    let method = tx.original.method;
+    let has_to_tag = tx
+        .original
+        .to_header()
+        .ok()
+        .and_then(|t| t.tag().ok().flatten())
+        .is_some();
+    if has_to_tag {
+        if let Some(Dialog::Invite(mut dialog)) = dialogs.match_dialog(&tx) {
+            if method == Method::Bye {
+                let q850 = parse_q850_cause(
+                    header_values(&tx.original.headers, "reason")
+                        .iter()
+                        .map(String::as_str),
+                );
+                registry.note(&dialog.id().call_id, CallNote::RemoteBye { q850 });
+            }
+            if method == Method::Options {
+                tasks.spawn(async move { reply(&mut tx, StatusCode::OK).await });
+                return;
+            }
+            tasks.spawn(async move {
+                if let Err(e) = dialog.handle(&mut tx).await {
+                    debug!(error = %e, "in-dialog request failed");
+                }
+            });
+            return;
+        }
+    }
+    let status = match method {
+        Method::Options => StatusCode::OK,
+        _ if has_to_tag => StatusCode::CallTransactionDoesNotExist,
+        // herald places calls; it does not take them.
+        Method::Invite => StatusCode::Decline,
+        _ => StatusCode::MethodNotAllowed,
+    };
+    tasks.spawn(async move { reply(&mut tx, status).await });
+}
+
+async fn reply(tx: &mut Transaction, status: StatusCode) {
+    let headers = vec![Header::Allow(ALLOW.into())];
+    if let Err(e) = tx.reply_with(status, headers, None).await {
+        warn!(error = %e, "replying to an incoming request failed");
+    }
+}
+
+/// The values of every header called `name` (case-insensitive; compact
+/// forms are not needed for the headers herald reads).
+pub(super) fn header_values(headers: &Headers, name: &str) -> Vec<String> {
+    headers
+        .iter()
+        .filter_map(|h| {
+            let (n, v): (&str, String) = match h {
+                Header::WwwAuthenticate(v) => ("www-authenticate", v.value().to_string()),
+                Header::ProxyAuthenticate(v) => ("proxy-authenticate", v.value().to_string()),
+                Header::Reason(v) => ("reason", v.value().to_string()),
+                Header::RetryAfter(v) => ("retry-after", v.value().to_string()),
+                Header::ContentType(v) => ("content-type", v.value().to_string()),
+                Header::Other(n, v) => (n.as_str(), v.clone()),
+                _ => return None,
+            };
+            n.eq_ignore_ascii_case(name).then_some(v)
+        })
+        .collect()
+}
