@@ -14,7 +14,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::{self, ApiDeps};
+use crate::campaign::dialer::Telephony;
+use crate::campaign::scheduler::{Scheduler, SchedulerDeps};
+use crate::sip::CallControl;
 use crate::config::Config;
+use crate::events::EventBus;
 use crate::store::apikeys::hash_key;
 use crate::store::Store;
 
@@ -24,13 +28,31 @@ pub const BOOTSTRAP_KEY_VAR: &str = "HERALD_BOOTSTRAP_API_KEY";
 pub struct App {
     pub addr: SocketAddr,
     pub store: Store,
+    pub events: EventBus,
+    /// herald's SIP address (where callees send requests).
+    pub sip_addr: Option<SocketAddr>,
     cancel: CancellationToken,
     tasks: TaskTracker,
+    scheduler: Option<Scheduler>,
+    call_control: Option<CallControl>,
+}
+
+/// What places herald's calls.
+pub enum TelephonyChoice {
+    /// SIP and RTP as configured (the default).
+    Sip,
+    /// Something else below the call-control interface (benchmarks, tests).
+    Custom(Arc<dyn Telephony>),
 }
 
 impl App {
     /// Starts herald with `config`; `bootstrap_key` is HERALD_BOOTSTRAP_API_KEY's value, if any.
     pub async fn start(config: &Config, bootstrap_key: Option<String>) -> anyhow::Result<App> {
+        Self::start_with(config, bootstrap_key, TelephonyChoice::Sip).await
+    }
+
+    /// As [`App::start`], choosing what places the calls.
+    pub async fn start_with(config: &Config, bootstrap_key: Option<String>, telephony: TelephonyChoice) -> anyhow::Result<App> {
         let store = Store::open(&config.database.url, config.database.max_connections)
             .await
             .with_context(|| {
@@ -54,6 +76,25 @@ impl App {
         };
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
+        let (telephony, call_control): (Arc<dyn Telephony>, Option<CallControl>) = match telephony {
+            TelephonyChoice::Sip => {
+                let cc = CallControl::start(&config.sip, &config.media, &config.trunks, cancel.child_token())
+                    .await
+                    .context("starting SIP call control")?;
+                (Arc::new(cc.clone()), Some(cc))
+            }
+            TelephonyChoice::Custom(t) => (t, None),
+        };
+        let sip_addr = call_control.as_ref().map(|cc| cc.local_addr());
+        let events = EventBus::default();
+        let scheduler = Scheduler::start(SchedulerDeps {
+            store: store.clone(),
+            events: events.clone(),
+            telephony,
+            node_id: format!("node-{}", uuid::Uuid::new_v4().simple()),
+        })
+        .await
+        .context("starting the scheduler")?;
         let stop = cancel.clone();
         let router = api::router(deps);
         tasks.spawn(async move {
@@ -65,18 +106,32 @@ impl App {
             }
         });
         tasks.close();
-        tracing::info!(%addr, backend = ?store.backend(), "herald is listening");
+        tracing::info!(%addr, sip = ?sip_addr, backend = ?store.backend(), "herald is listening");
         Ok(App {
             addr,
             store,
+            events,
+            sip_addr,
             cancel,
             tasks,
+            scheduler: Some(scheduler),
+            call_control,
         })
     }
 
     /// Stops every task and waits for them, then closes the store.
-    pub async fn shutdown(self) {
+    /// Stops dialing, hangs up live calls (recorded as interrupted), stops
+    /// the API, waits for every task, then closes the store.
+    pub async fn shutdown(mut self) {
+        // The scheduler first, while call control still runs, so that its
+        // hang-ups are sent and every attempt is recorded.
+        if let Some(s) = self.scheduler.take() {
+            s.shutdown().await;
+        }
         self.cancel.cancel();
+        if let Some(cc) = self.call_control.take() {
+            cc.stopped().await;
+        }
         self.tasks.wait().await;
         self.store.close().await;
     }

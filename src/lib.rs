@@ -15,6 +15,7 @@ pub mod campaign;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod events;
 pub mod media;
 pub mod sip;
 pub mod store;

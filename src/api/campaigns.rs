@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::body::Bytes;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::Value;
 
@@ -28,19 +29,26 @@ pub const STATUSES: [&str; 7] = [
 struct CampaignState {
     store: Store,
     trunks: Arc<Vec<String>>,
+    events: crate::events::EventBus,
 }
 
-pub fn router(store: Store, trunks: Arc<Vec<String>>) -> Router {
+pub fn router(store: Store, trunks: Arc<Vec<String>>, events: crate::events::EventBus) -> Router {
     Router::new()
         .route("/campaigns", get(list).post(create))
         .route("/campaigns/{id}", get(read).patch(update).delete(remove))
-        .with_state(CampaignState { store, trunks })
+        .route("/campaigns/{id}/start", post(start))
+        .route("/campaigns/{id}/pause", post(pause))
+        .route("/campaigns/{id}/resume", post(resume))
+        .route("/campaigns/{id}/stop", post(stop))
+        .route("/campaigns/{id}/stats", get(stats))
+        .with_state(CampaignState { store, trunks, events })
 }
 
 pub fn campaign_json(c: &CampaignRow) -> Value {
     let mut v = c.spec.clone();
     v["id"] = Value::String(c.id.clone());
     v["status"] = Value::String(c.status.clone());
+    v["status_reason"] = c.status_reason.clone().map_or(Value::Null, Value::String);
     v["created_at"] = ts(c.created_at);
     v["updated_at"] = ts(c.updated_at);
     v
@@ -170,4 +178,78 @@ async fn remove(State(s): State<CampaignState>, Path(id): Path<String>) -> ApiRe
         .await
         .map_err(|e| ApiError::from_store(e, "campaign", &id))?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Moves a campaign from one of `from` to `to`, or answers 409 with its current status.
+async fn control(s: &CampaignState, id: &str, verb: &str, from: &[&str], to: &str, reason: Option<&str>) -> ApiResult<Json<Value>> {
+    let changed = s
+        .store
+        .set_campaign_status(id, from, to, reason, now_ms())
+        .await
+        .map_err(|e| ApiError::from_store(e, "campaign", id))?;
+    let c = s.store.get_campaign(id).await.map_err(|e| ApiError::from_store(e, "campaign", id))?;
+    if changed {
+        s.events.campaign_status(id, to);
+    } else {
+        return Err(ApiError::conflict(format!(
+            "cannot {verb} a campaign that is {}; {verb} applies to: {}",
+            c.status,
+            from.join(", ")
+        ))
+        .with_details(serde_json::json!({"status": c.status})));
+    }
+    Ok(Json(campaign_json(&c)))
+}
+
+async fn start(State(s): State<CampaignState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    control(&s, &id, "start", &["draft", "stopped", "finished"], "running", None).await
+}
+
+async fn pause(State(s): State<CampaignState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    control(&s, &id, "pause", &["running", "waiting"], "paused", Some("paused by request")).await
+}
+
+async fn resume(State(s): State<CampaignState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    control(&s, &id, "resume", &["paused"], "running", None).await
+}
+
+/// `{"force": true}` hangs up live calls; otherwise they run to their end.
+async fn stop(State(s): State<CampaignState>, Path(id): Path<String>, body: Bytes) -> ApiResult<Json<Value>> {
+    let force = if body.is_empty() {
+        false
+    } else {
+        let v = super::extract::parse_json(&body)?;
+        Fields::new(&v, "")?.bool_or("force", false)?
+    };
+    let reason = if force { "force" } else { "stop requested" };
+    control(&s, &id, "stop", &["running", "waiting", "paused"], "stopping", Some(reason)).await
+}
+
+async fn stats(State(s): State<CampaignState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let c = s.store.get_campaign(&id).await.map_err(|e| ApiError::from_store(e, "campaign", &id))?;
+    let mut targets: serde_json::Map<String, Value> = crate::domain::TargetState::ALL
+        .iter()
+        .map(|st| (st.as_str().to_string(), Value::from(0)))
+        .collect();
+    let mut total = 0;
+    for (st, n) in s.store.count_targets_by_state(&c.outdial_id).await? {
+        targets.insert(st.as_str().to_string(), Value::from(n));
+        total += n;
+    }
+    let (by_outcome, live) = s.store.campaign_call_stats(&id).await?;
+    let attempts: i64 = by_outcome.iter().map(|(_, n)| n).sum::<i64>() + live;
+    let window_s = 5;
+    let recent = s.store.campaign_calls_since(&id, now_ms() - window_s * 1000).await?;
+    Ok(Json(serde_json::json!({
+        "id": c.id,
+        "status": c.status,
+        "status_reason": c.status_reason,
+        "targets": {"total": total, "by_state": targets},
+        "attempts": {
+            "total": attempts,
+            "by_outcome": by_outcome.into_iter().map(|(k, n)| (k, Value::from(n))).collect::<serde_json::Map<_, _>>(),
+        },
+        "live_calls": live,
+        "calls_per_second": {"current": recent as f64 / window_s as f64, "limit": c.spec["calls_per_second"]},
+    })))
 }

@@ -4,7 +4,9 @@
 //! dialing decisions.
 
 pub mod auth;
+pub mod calls;
 pub mod campaigns;
+pub mod dnc;
 pub mod documents;
 pub mod error;
 pub mod extract;
@@ -35,6 +37,7 @@ pub struct ApiDeps {
     pub csv_body_limit: u64,
     /// SHA-256 of HERALD_BOOTSTRAP_API_KEY, when set.
     pub bootstrap_key_hash: Option<Arc<str>>,
+    pub events: crate::events::EventBus,
 }
 
 pub fn router(deps: ApiDeps) -> Router {
@@ -51,7 +54,9 @@ pub fn router(deps: ApiDeps) -> Router {
             deps.json_body_limit,
             deps.csv_body_limit,
         ))
-        .merge(campaigns::router(deps.store.clone(), deps.trunks.clone()))
+        .merge(campaigns::router(deps.store.clone(), deps.trunks.clone(), deps.events.clone()))
+        .merge(dnc::router(deps.store.clone()))
+        .merge(calls::router(deps.store.clone()))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(middleware::from_fn_with_state(auth, auth::require_api_key));
     Router::new()

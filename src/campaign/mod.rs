@@ -1,4 +1,7 @@
 //! Campaigns: pure pacing/window/retry decisions (`rules`) and the scheduler
 //! that applies them (the only part that awaits).
 
+pub mod apply;
+pub mod dialer;
+pub mod scheduler;
 pub mod rules;

@@ -12,6 +12,8 @@ pub struct CampaignRow {
     pub id: String,
     pub name: String,
     pub status: String,
+    /// Why the status is what it is (a trunk error that paused it, a forced stop).
+    pub status_reason: Option<String>,
     pub outdial_id: String,
     pub outplan_id: String,
     pub agent_id: Option<String>,
@@ -44,6 +46,7 @@ macro_rules! decode_campaign {
             id: row.try_get("id")?,
             name: row.try_get("name")?,
             status: row.try_get("status")?,
+            status_reason: row.try_get("status_reason")?,
             outdial_id: row.try_get("outdial_id")?,
             outplan_id: row.try_get("outplan_id")?,
             agent_id: row.try_get("agent_id")?,

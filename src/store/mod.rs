@@ -11,6 +11,7 @@
 
 pub mod apikeys;
 pub mod campaigns;
+pub mod dialing;
 pub mod documents;
 pub mod outdials;
 pub mod page;

@@ -112,6 +112,20 @@ macro_rules! decode_target {
     }};
 }
 
+/// Decodes a row selected with the target columns.
+pub(crate) fn decode_target_row<R: Row>(row: &R) -> Result<TargetRow>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i32: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<i32>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(decode_target!(row))
+}
+
 impl Store {
     /// Stores a batch of validated targets in one transaction. The answer has
     /// one entry per input row, in order.
@@ -229,7 +243,7 @@ impl Store {
         let sql = format!("SELECT {TARGET_COLUMNS} FROM targets WHERE id = $1");
         with_pool!(self, p => {
             let row = sqlx::query(&sql).bind(id).fetch_optional(p).await?.ok_or(StoreError::NotFound)?;
-            Ok(decode_target!(&row))
+            decode_target_row(&row)
         })
     }
 
@@ -257,7 +271,7 @@ impl Store {
             let rows = q.fetch_all(p).await?;
             let mut out = Vec::with_capacity(rows.len());
             for row in &rows {
-                out.push(decode_target!(row));
+                out.push(decode_target_row(row)?);
             }
             Ok::<_, StoreError>(out)
         })?;

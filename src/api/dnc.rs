@@ -1,0 +1,68 @@
+//! The do-not-call list: E.164 numbers never dialed (checked right before each INVITE).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{ts, JsonBody};
+use crate::domain::destination::validate_e164;
+use crate::domain::fields::Fields;
+use crate::domain::FieldError;
+use crate::store::Store;
+
+pub fn router(store: Store) -> Router {
+    Router::new()
+        .route("/dnc", post(add))
+        .route("/dnc/{number}", get(read).delete(remove))
+        .with_state(store)
+}
+
+fn number_field(field: &str, n: &str) -> Result<String, FieldError> {
+    let n = n.trim();
+    validate_e164(n).map_err(|r| FieldError::new(field, r))?;
+    Ok(n.to_string())
+}
+
+/// `{"number": "+1…", "reason": "…"}` or `{"numbers": [...]}`.
+async fn add(State(store): State<Store>, JsonBody(body): JsonBody) -> ApiResult<(StatusCode, Json<Value>)> {
+    let f = Fields::new(&body, "")?;
+    f.deny_unknown(&["number", "numbers", "reason"])?;
+    let reason = f.str_opt("reason")?.unwrap_or("requested");
+    let mut numbers = Vec::new();
+    if let Some(n) = f.str_opt("number")? {
+        numbers.push(number_field("number", n)?);
+    }
+    for (i, n) in f.array_opt("numbers")?.into_iter().flatten().enumerate() {
+        let field = format!("numbers[{i}]");
+        let n = n.as_str().ok_or_else(|| FieldError::new(&field, "must be a string"))?;
+        numbers.push(number_field(&field, n)?);
+    }
+    if numbers.is_empty() {
+        return Err(FieldError::new("number", "is required").into());
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    for n in &numbers {
+        store.add_dnc(n, reason, now).await?;
+    }
+    Ok((StatusCode::CREATED, Json(json!({"added": numbers}))))
+}
+
+async fn read(State(store): State<Store>, Path(number): Path<String>) -> ApiResult<Json<Value>> {
+    let number = number_field("number", &number)?;
+    match store.get_dnc(&number).await? {
+        Some((reason, at)) => Ok(Json(json!({"number": number, "reason": reason, "created_at": ts(at)}))),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{number} is not on the do-not-call list"))),
+    }
+}
+
+async fn remove(State(store): State<Store>, Path(number): Path<String>) -> ApiResult<StatusCode> {
+    let number = number_field("number", &number)?;
+    if store.delete_dnc(&number).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{number} is not on the do-not-call list")))
+    }
+}

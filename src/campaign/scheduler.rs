@@ -1,0 +1,543 @@
+//! The scheduler: the only part of `campaign` that awaits.
+//!
+//! A supervisor polls the campaigns table every tick and keeps one task per
+//! active campaign (running, waiting, paused, stopping); status changes made
+//! through the API (or by another node) therefore take effect within a tick.
+//! Each campaign task claims due targets as pacing allows, places calls
+//! through [`Telephony`], and hands each finished attempt to the recorder,
+//! which writes them in batches. Every task is owned by a `TaskTracker`.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use rand::Rng;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use super::apply::{completion, Finished};
+use super::dialer::Telephony;
+use super::rules::retry::{decide, AttemptResult, RetryPolicy};
+use super::rules::timezone::resolve_timezone;
+use super::rules::window::Window;
+use crate::domain::{DestinationKind, Outcome};
+use crate::sip::{CallEvent, DialDestination, OriginateError, OriginateRequest};
+use crate::store::dialing::{ClaimAction, ClaimScope, Claimed, Completion};
+use crate::store::documents::{AGENTS, OUTPLANS};
+use crate::events::{Event, EventBus};
+use crate::store::{Store, StoreError};
+
+/// How often campaigns are looked at.
+pub const TICK: Duration = Duration::from_millis(100);
+/// How long a claimed target is leased before another node may take it back.
+const LEASE_MS: i64 = 10 * 60 * 1000;
+/// Completions written per transaction.
+const RECORD_BATCH: usize = 512;
+
+/// What the scheduler needs.
+#[derive(Clone)]
+pub struct SchedulerDeps {
+    pub store: Store,
+    pub events: EventBus,
+    pub telephony: Arc<dyn Telephony>,
+    pub node_id: String,
+}
+
+/// A running scheduler; owns its tasks.
+pub struct Scheduler {
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Scheduler {
+    /// Closes attempts left open by a crash, then starts the supervisor.
+    pub async fn start(deps: SchedulerDeps) -> Result<Scheduler, StoreError> {
+        recover_interrupted(&deps.store).await?;
+        let cancel = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let (record_tx, record_rx) = mpsc::channel::<Completion>(4 * RECORD_BATCH);
+        tasks.spawn(record_loop(deps.store.clone(), deps.events.clone(), record_rx));
+        tasks.spawn(supervise(deps, record_tx, cancel.clone(), tasks.clone()));
+        Ok(Scheduler { cancel, tasks })
+    }
+
+    /// Stops dialing, lets live calls be hung up by call control, waits for every task.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+/// At start: attempts still open were cut short (herald died). Each counts as
+/// a try with outcome `interrupted`, and its target leaves `dialing`.
+pub async fn recover_interrupted(store: &Store) -> Result<usize, StoreError> {
+    let open = store.open_attempts(None).await?;
+    let now = Utc::now();
+    let mut batch = Vec::new();
+    for a in &open {
+        let Some(target_id) = &a.target_id else { continue };
+        let target = match store.get_target(target_id).await {
+            Ok(t) => t,
+            Err(StoreError::NotFound) => continue,
+            Err(e) => return Err(e),
+        };
+        let policy = match &a.campaign_id {
+            Some(c) => campaign_policy(store, c).await?,
+            None => RetryPolicy::from_outplan(&Value::Null),
+        };
+        let ended = crate::sip::CallEnded {
+            outcome: Outcome::Interrupted,
+            sip_code: None,
+            q850_cause: None,
+            retry_after: None,
+            hangup_by: crate::sip::HangupBy::Error,
+            reason: "herald stopped during the call".into(),
+            invite_sent_at: None,
+            ringing_at: None,
+            answered_at: a.answered_at.map(crate::store::from_ms),
+            ended_at: now,
+            media_stats: None,
+        };
+        let index = a.destination_index.unwrap_or(0).max(0) as usize;
+        let decision = decide(
+            &target.destinations,
+            index,
+            target.try_count_max.map(|n| n as u32),
+            target.expires_at.map(crate::store::from_ms),
+            &AttemptResult { outcome: Outcome::Interrupted, agent_result: None, retry_after: None },
+            &policy,
+            now,
+            rand::thread_rng().gen(),
+        );
+        let number = target.destinations.get(index).map(|d| d.target.clone()).unwrap_or_default();
+        let f = Finished {
+            call_id: &a.call_id,
+            target_id,
+            campaign_id: a.campaign_id.as_deref(),
+            number: &number,
+            destination_index: index,
+            answer_recorded: target.state == crate::domain::TargetState::Answered,
+            ended: &ended,
+            sip_call_id: None,
+            agent_result: None,
+        };
+        batch.push(completion(&f, &decision));
+    }
+    store.record_completions(&batch, now.timestamp_millis()).await?;
+    if !open.is_empty() {
+        tracing::warn!(count = open.len(), "closed attempts left open by a previous run as interrupted");
+    }
+    Ok(open.len())
+}
+
+async fn campaign_policy(store: &Store, campaign_id: &str) -> Result<RetryPolicy, StoreError> {
+    let c = match store.get_campaign(campaign_id).await {
+        Ok(c) => c,
+        Err(StoreError::NotFound) => return Ok(RetryPolicy::from_outplan(&Value::Null)),
+        Err(e) => return Err(e),
+    };
+    let plan = store.get_doc(OUTPLANS, &c.outplan_id).await?;
+    Ok(RetryPolicy::from_outplan(&plan.spec))
+}
+
+async fn record_loop(store: Store, events: EventBus, mut rx: mpsc::Receiver<Completion>) {
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    while rx.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        let now = Utc::now().timestamp_millis();
+        // A failed write is retried: an attempt's outcome must not be lost.
+        let mut delay = Duration::from_millis(50);
+        while let Err(e) = store.record_completions(&batch, now).await {
+            tracing::error!(error = %e, rows = batch.len(), "recording attempt outcomes failed; retrying");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+        events.publish(Event::AttemptsRecorded { count: batch.len() });
+        batch.clear();
+    }
+}
+
+/// Keeps one task per active campaign.
+async fn supervise(deps: SchedulerDeps, record: mpsc::Sender<Completion>, cancel: CancellationToken, tasks: TaskTracker) {
+    let mut running: HashMap<String, CancellationToken> = HashMap::new();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let active = match deps.store.campaign_ids_with_status(&["running", "waiting", "paused", "stopping"]).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing campaigns failed");
+                continue;
+            }
+        };
+        running.retain(|id, token| {
+            let keep = !token.is_cancelled() && active.iter().any(|(a, _)| a == id);
+            if !keep {
+                token.cancel();
+            }
+            keep
+        });
+        for (id, _) in active {
+            if running.contains_key(&id) {
+                continue;
+            }
+            let token = cancel.child_token();
+            running.insert(id.clone(), token.clone());
+            tasks.spawn(run_campaign(deps.clone(), id, record.clone(), token, tasks.clone()));
+        }
+    }
+}
+
+/// A campaign's settings, reloaded every tick so PATCHes apply at once.
+struct Settings {
+    status: String,
+    status_reason: Option<String>,
+    outdial_id: String,
+    trunk: String,
+    agent_id: Option<String>,
+    agent_sessions: u32,
+    max_concurrent: u32,
+    cps: f64,
+    window: Option<(Window, chrono_tz::Tz)>,
+    emergency: bool,
+    end_continue: bool,
+    policy: RetryPolicy,
+    ring_timeout: Duration,
+    max_duration: Duration,
+    caller_id: Option<String>,
+}
+
+async fn load_settings(store: &Store, id: &str) -> Result<Settings, StoreError> {
+    let c = store.get_campaign(id).await?;
+    let plan = store.get_doc(OUTPLANS, &c.outplan_id).await?;
+    let agent_sessions = match &c.agent_id {
+        Some(a) => store.get_doc(AGENTS, a).await?.spec["max_concurrent_sessions"].as_u64().unwrap_or(100) as u32,
+        None => u32::MAX,
+    };
+    Ok(Settings {
+        status: c.status,
+        status_reason: c.status_reason,
+        outdial_id: c.outdial_id,
+        trunk: c.spec["trunk"].as_str().unwrap_or("default").to_string(),
+        agent_id: c.agent_id,
+        agent_sessions,
+        max_concurrent: c.spec["max_concurrent_calls"].as_u64().unwrap_or(10) as u32,
+        cps: c.spec["calls_per_second"].as_f64().unwrap_or(1.0),
+        window: Window::from_spec(&c.spec["calling_window"]),
+        emergency: c.spec["priority"] == "emergency",
+        end_continue: c.spec["end_handle"] == "continue",
+        policy: RetryPolicy::from_outplan(&plan.spec),
+        ring_timeout: Duration::from_secs(plan.spec["dial_timeout_s"].as_u64().unwrap_or(30)),
+        max_duration: Duration::from_secs(plan.spec["max_call_duration_s"].as_u64().unwrap_or(3600)),
+        caller_id: plan.spec["caller_id"].as_str().map(str::to_string),
+    })
+}
+
+fn limiter_for(cps: f64) -> DefaultDirectRateLimiter {
+    let period = Duration::from_secs_f64(1.0 / cps.max(0.001));
+    // Allow one tick's worth at once, so high rates are not capped by the tick.
+    let burst = ((cps * TICK.as_secs_f64()).ceil() as u32).max(1);
+    let quota = Quota::with_period(period).expect("positive period").allow_burst(NonZeroU32::new(burst).expect("burst ≥ 1"));
+    RateLimiter::direct(quota)
+}
+
+/// Live calls of one campaign: each has a token that hangs it up.
+type LiveCalls = Arc<std::sync::Mutex<HashMap<String, CancellationToken>>>;
+
+async fn run_campaign(deps: SchedulerDeps, id: String, record: mpsc::Sender<Completion>, cancel: CancellationToken, tasks: TaskTracker) {
+    let live: LiveCalls = Arc::default();
+    let mut limiter: Option<(f64, DefaultDirectRateLimiter)> = None;
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let s = match load_settings(&deps.store, &id).await {
+            Ok(s) => s,
+            Err(StoreError::NotFound) => break,
+            Err(e) => {
+                tracing::warn!(campaign = %id, error = %e, "loading campaign failed");
+                continue;
+            }
+        };
+        let in_flight = live.lock().expect("live calls").len() as u32;
+        let now = Utc::now();
+        match s.status.as_str() {
+            "paused" => continue,
+            "stopping" => {
+                if s.status_reason.as_deref() == Some("force") {
+                    for token in live.lock().expect("live calls").values() {
+                        token.cancel();
+                    }
+                }
+                if in_flight == 0 {
+                    set_status(&deps, &id, &["stopping"], "stopped", None).await;
+                    break;
+                }
+                continue;
+            }
+            _ => {}
+        }
+        // running or waiting: dial what pacing allows.
+        if limiter.as_ref().is_none_or(|(cps, _)| *cps != s.cps) {
+            limiter = Some((s.cps, limiter_for(s.cps)));
+        }
+        let rl = &limiter.as_ref().expect("limiter set").1;
+        let room = s.max_concurrent.saturating_sub(in_flight).min(s.agent_sessions.saturating_sub(in_flight));
+        let mut tokens = 0;
+        while tokens < room && rl.check().is_ok() {
+            tokens += 1;
+        }
+        let scope = ClaimScope {
+            campaign_id: &id,
+            outdial_id: &s.outdial_id,
+            node_id: &deps.node_id,
+            lease_ms: LEASE_MS,
+            trunk: &s.trunk,
+            agent_id: s.agent_id.as_deref(),
+        };
+        let mut deferred_only = false;
+        let claimed = if tokens > 0 {
+            let decided_defer = std::sync::atomic::AtomicUsize::new(0);
+            let r = deps
+                .store
+                .claim_due_targets(&scope, now.timestamp_millis(), tokens as usize, |t, on_dnc| {
+                    let a = claim_decision(t, on_dnc, &s, now);
+                    if matches!(a, ClaimAction::Defer { .. }) {
+                        decided_defer.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    a
+                })
+                .await;
+            match r {
+                Ok(c) => {
+                    deferred_only = c.is_empty() && decided_defer.into_inner() > 0;
+                    c
+                }
+                Err(e) => {
+                    tracing::warn!(campaign = %id, error = %e, "claiming targets failed");
+                    continue;
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let dialed = !claimed.is_empty();
+        if dialed {
+            deps.events.publish(Event::AttemptsClaimed { campaign_id: id.clone(), count: claimed.len() });
+        }
+        for c in claimed {
+            let token = cancel.child_token();
+            live.lock().expect("live calls").insert(c.call_id.clone(), token.clone());
+            let call = CallJob {
+                store: deps.store.clone(),
+                events: deps.events.clone(),
+                telephony: deps.telephony.clone(),
+                record: record.clone(),
+                campaign_id: id.clone(),
+                trunk: s.trunk.clone(),
+                policy: s.policy.clone(),
+                ring_timeout: s.ring_timeout,
+                max_duration: s.max_duration,
+                caller_id: s.caller_id.clone(),
+                live: live.clone(),
+            };
+            let span = tracing::info_span!("attempt", campaign = %id, target = %c.target.id, call = %c.call_id);
+            tasks.spawn(call.run(c, token).instrument(span));
+        }
+        // Status bookkeeping: waiting, running, finished.
+        if deferred_only && in_flight == 0 && s.status == "running" {
+            set_status(&deps, &id, &["running"], "waiting", Some("outside the calling window")).await;
+        } else if dialed && s.status == "waiting" {
+            set_status(&deps, &id, &["waiting"], "running", None).await;
+        } else if !dialed && in_flight == 0 && !s.end_continue && s.status == "running" {
+            if let Ok((open, _)) = deps.store.outdial_activity(&s.outdial_id).await {
+                if open == 0 && set_status(&deps, &id, &["running"], "finished", None).await {
+                    tracing::info!(campaign = %id, "campaign finished");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Changes a campaign's status if it is in one of `from`, and says so on the bus.
+async fn set_status(deps: &SchedulerDeps, id: &str, from: &[&str], to: &str, reason: Option<&str>) -> bool {
+    match deps.store.set_campaign_status(id, from, to, reason, Utc::now().timestamp_millis()).await {
+        Ok(true) => {
+            deps.events.campaign_status(id, to);
+            true
+        }
+        Ok(false) => false,
+        Err(e) => {
+            tracing::warn!(campaign = %id, error = %e, "changing campaign status failed");
+            false
+        }
+    }
+}
+
+/// Right before dialing: expired, on the DNC list, or outside its window?
+fn claim_decision(t: &crate::store::targets::TargetRow, on_dnc: bool, s: &Settings, now: DateTime<Utc>) -> ClaimAction {
+    if t.expires_at.is_some_and(|e| e <= now.timestamp_millis()) {
+        return ClaimAction::Fail { reason: "expired".into() };
+    }
+    if on_dnc {
+        return ClaimAction::Fail { reason: "dnc".into() };
+    }
+    let index = t.destination_index.max(0) as usize;
+    if index >= t.destinations.len() {
+        return ClaimAction::Fail { reason: "tries_exhausted".into() };
+    }
+    if let (Some((window, campaign_tz)), false) = (&s.window, s.emergency) {
+        let first_tel = t.destinations.iter().find(|d| d.kind == DestinationKind::Tel).map(|d| d.target.as_str());
+        let tz = resolve_timezone(t.timezone.as_deref(), first_tel, *campaign_tz);
+        if !window.is_open(tz, now) {
+            return ClaimAction::Defer { until: window.next_opening(tz, now).timestamp_millis() };
+        }
+    }
+    ClaimAction::Dial { destination_index: index }
+}
+
+/// One attempt: place the call, follow it to its end, hand over the outcome.
+struct CallJob {
+    store: Store,
+    events: EventBus,
+    telephony: Arc<dyn Telephony>,
+    record: mpsc::Sender<Completion>,
+    campaign_id: String,
+    trunk: String,
+    policy: RetryPolicy,
+    ring_timeout: Duration,
+    max_duration: Duration,
+    caller_id: Option<String>,
+    live: LiveCalls,
+}
+
+impl CallJob {
+    async fn run(self, c: Claimed, hangup: CancellationToken) {
+        let destination = match c.destination.kind {
+            DestinationKind::Tel => DialDestination::Tel { number: c.destination.target.clone(), trunk: self.trunk.clone() },
+            DestinationKind::Sip => DialDestination::Sip { uri: c.destination.target.clone() },
+        };
+        let req = OriginateRequest {
+            attempt_id: c.call_id.clone(),
+            destination,
+            caller_id: self.caller_id.clone(),
+            ring_timeout: self.ring_timeout,
+            max_duration: self.max_duration,
+            headers: Vec::new(),
+        };
+        let mut answer_recorded = false;
+        let mut sip_call_id = None;
+        let ended = match self.telephony.originate(req).await {
+            Err(e) => failed_to_start(&e),
+            Ok(mut call) => {
+                sip_call_id = Some(call.call_id().to_string());
+                let mut hung_up = false;
+                loop {
+                    let ev = tokio::select! {
+                        ev = call.next_event() => ev,
+                        _ = hangup.cancelled(), if !hung_up => {
+                            call.hangup();
+                            hung_up = true;
+                            continue;
+                        }
+                    };
+                    match ev {
+                        Some(CallEvent::Answered { at, media }) => {
+                            answer_recorded = self
+                                .store
+                                .record_answer(&c.call_id, &c.target.id, Some(&self.campaign_id), at.timestamp_millis())
+                                .await
+                                .unwrap_or(false);
+                            // Agent sessions attach here; without one the call is hung up.
+                            drop(media);
+                            call.hangup();
+                        }
+                        Some(CallEvent::Ended(mut e)) => {
+                            if hung_up || hangup.is_cancelled() {
+                                // Cut short by a forced stop or shutdown: a try, retried.
+                                e.outcome = Outcome::Interrupted;
+                                e.reason = format!("interrupted: {}", e.reason);
+                            }
+                            break e;
+                        }
+                        Some(_) => {}
+                        None => break failed_to_start(&OriginateError::ShuttingDown),
+                    }
+                }
+            }
+        };
+        let decision = decide(
+            &c.target.destinations,
+            c.destination_index,
+            c.target.try_count_max.map(|n| n as u32),
+            c.target.expires_at.map(crate::store::from_ms),
+            &AttemptResult { outcome: ended.outcome, agent_result: None, retry_after: ended.retry_after },
+            &self.policy,
+            Utc::now(),
+            rand::thread_rng().gen(),
+        );
+        let f = Finished {
+            call_id: &c.call_id,
+            target_id: &c.target.id,
+            campaign_id: Some(&self.campaign_id),
+            number: &c.destination.target,
+            destination_index: c.destination_index,
+            answer_recorded,
+            ended: &ended,
+            sip_call_id: sip_call_id.as_deref(),
+            agent_result: None,
+        };
+        let done = completion(&f, &decision);
+        if ended.outcome == Outcome::TrunkError {
+            // The trunk refuses us (credentials, codecs): stop dialing until someone looks.
+            let reason = format!("trunk_error: {}", ended.reason);
+            tracing::error!(campaign = %self.campaign_id, trunk = %self.trunk, %reason, "pausing the campaign");
+            if let Ok(true) = self
+                .store
+                .set_campaign_status(&self.campaign_id, &["running", "waiting"], "paused", Some(&reason), Utc::now().timestamp_millis())
+                .await
+            {
+                self.events.campaign_status(&self.campaign_id, "paused");
+            }
+        }
+        let _ = self.record.send(done).await;
+        self.live.lock().expect("live calls").remove(&c.call_id);
+    }
+}
+
+/// A call that could not be placed at all.
+fn failed_to_start(e: &OriginateError) -> crate::sip::CallEnded {
+    let outcome = match e {
+        OriginateError::InvalidDestination(_) => Outcome::InvalidDestination,
+        OriginateError::UnknownTrunk(_) | OriginateError::InvalidCallerId(_) => Outcome::TrunkError,
+        OriginateError::ShuttingDown => Outcome::Interrupted,
+        OriginateError::TrunkBusy { .. } | OriginateError::Media(_) => Outcome::TemporaryFailure,
+    };
+    crate::sip::CallEnded {
+        outcome,
+        sip_code: None,
+        q850_cause: None,
+        retry_after: None,
+        hangup_by: crate::sip::HangupBy::Error,
+        reason: e.to_string(),
+        invite_sent_at: None,
+        ringing_at: None,
+        answered_at: None,
+        ended_at: Utc::now(),
+        media_stats: None,
+    }
+}

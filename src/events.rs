@@ -1,0 +1,40 @@
+//! In-process events: what the scheduler and the API just did, for whoever
+//! listens (tests today; the SSE stream and webhooks build on the durable
+//! record in the database). Sending never blocks; a slow listener misses
+//! events (`broadcast` lag) rather than slowing dialing down.
+
+use tokio::sync::broadcast;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    CampaignStatusChanged { campaign_id: String, status: String },
+    /// Targets were claimed and their calls are being placed.
+    AttemptsClaimed { campaign_id: String, count: usize },
+    /// An attempt's outcome was written (after its transaction committed).
+    AttemptsRecorded { count: usize },
+}
+
+#[derive(Clone, Debug)]
+pub struct EventBus {
+    tx: broadcast::Sender<Event>,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        EventBus { tx: broadcast::channel(4096).0 }
+    }
+}
+
+impl EventBus {
+    pub fn publish(&self, e: Event) {
+        let _ = self.tx.send(e);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.tx.subscribe()
+    }
+
+    pub fn campaign_status(&self, campaign_id: &str, status: &str) {
+        self.publish(Event::CampaignStatusChanged { campaign_id: campaign_id.to_string(), status: status.to_string() });
+    }
+}
