@@ -1,3 +1,22 @@
 //! Pure campaign rules: retry decisions, calling windows, daily schedules,
 //! time-zone inference, pacing. Plain functions of their inputs and `now`:
-//! no clock reads, no I/O, no spawns.
+//! no clock reads, no I/O, no spawns, no randomness (jitter arrives as a
+//! number in `[0, 1)`). The scheduler applies them; it owns every side effect.
+//!
+//! - [`retry`]: finish, retry (when, on which destination) or fail after an attempt.
+//! - [`window`]: calling windows across DST; the local-time resolution rule.
+//! - [`schedule`]: daily runs (`schedule.daily_start`, days, zone).
+//! - [`timezone`]: a target's zone: its own, inferred from the number, the campaign's.
+//! - [`pacing`]: how many dials to launch now; trunk sharing by priority.
+
+pub mod pacing;
+pub mod retry;
+pub mod schedule;
+pub mod timezone;
+pub mod window;
+
+pub use pacing::{launch_count, share_trunk, PacingLimits, Priority};
+pub use retry::{decide, AttemptResult, Decision, RetryPolicy};
+pub use schedule::{daily_gate, next_daily_start, schedule_timezone, DailyGate, DailySchedule};
+pub use timezone::{infer_timezone, resolve_timezone};
+pub use window::{resolve_local, Window};
