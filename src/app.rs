@@ -65,8 +65,10 @@ impl App {
             .await
             .with_context(|| format!("binding the API listener on {}", config.api.listen))?;
         let addr = listener.local_addr()?;
+        let events = EventBus::default();
         let deps = ApiDeps {
             store: store.clone(),
+            events: events.clone(),
             trunks: Arc::new(config.trunks.keys().cloned().collect()),
             json_body_limit: config.api.body_limit_bytes,
             csv_body_limit: config.api.csv_body_limit_bytes,
@@ -86,7 +88,6 @@ impl App {
             TelephonyChoice::Custom(t) => (t, None),
         };
         let sip_addr = call_control.as_ref().map(|cc| cc.local_addr());
-        let events = EventBus::default();
         let scheduler = Scheduler::start(SchedulerDeps {
             store: store.clone(),
             events: events.clone(),

@@ -36,7 +36,7 @@ pub struct CampaignFields<'a> {
 pub const DELETABLE_STATUSES: [&str; 3] = ["draft", "stopped", "finished"];
 
 const COLUMNS: &str =
-    "id, name, status, outdial_id, outplan_id, agent_id, spec, created_at, updated_at";
+    "id, name, status, status_reason, outdial_id, outplan_id, agent_id, spec, created_at, updated_at";
 
 macro_rules! decode_campaign {
     ($row:expr) => {{

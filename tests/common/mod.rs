@@ -25,9 +25,21 @@ pub struct TestDb {
     schema: Option<String>,
 }
 
+/// Logs go to the test's captured output (shown when it fails).
+pub fn init_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "herald=info".into()))
+            .with_test_writer()
+            .try_init();
+    });
+}
+
 impl TestDb {
     /// `None` when PostgreSQL was asked for and is not reachable (the caller skips, loudly).
     pub async fn new(db: Db) -> Option<TestDb> {
+        init_logs();
         match db {
             Db::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
@@ -304,14 +316,24 @@ impl TestApp {
         }
     }
 
-    /// Rows of string columns.
+    /// Rows of columns as text (integers rendered as decimal).
     pub async fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
         use sqlx::Row;
+        macro_rules! cells {
+            ($r:expr) => {
+                (0..$r.len())
+                    .map(|i| {
+                        $r.try_get::<Option<String>, _>(i)
+                            .or_else(|_| $r.try_get::<Option<i64>, _>(i).map(|v| v.map(|n| n.to_string())))
+                            .or_else(|_| $r.try_get::<Option<i32>, _>(i).map(|v| v.map(|n| n.to_string())))
+                            .unwrap()
+                    })
+                    .collect()
+            };
+        }
         match &self.store().pool {
-            herald::store::Pool::Sqlite(p) => sqlx::query(sql).fetch_all(p).await.unwrap().iter()
-                .map(|r| (0..r.len()).map(|i| r.try_get::<Option<String>, _>(i).unwrap()).collect()).collect(),
-            herald::store::Pool::Postgres(p) => sqlx::query(sql).fetch_all(p).await.unwrap().iter()
-                .map(|r| (0..r.len()).map(|i| r.try_get::<Option<String>, _>(i).unwrap()).collect()).collect(),
+            herald::store::Pool::Sqlite(p) => sqlx::query(sql).fetch_all(p).await.unwrap().iter().map(|r| cells!(r)).collect(),
+            herald::store::Pool::Postgres(p) => sqlx::query(sql).fetch_all(p).await.unwrap().iter().map(|r| cells!(r)).collect(),
         }
     }
 
