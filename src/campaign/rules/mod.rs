@@ -8,13 +8,16 @@
 //! - [`schedule`]: daily runs (`schedule.daily_start`, days, zone).
 //! - [`timezone`]: a target's zone: its own, inferred from the number, the campaign's.
 //! - [`pacing`]: how many dials to launch now; trunk sharing by priority.
+//! - [`due`]: the check right before an INVITE (DNC, expiry, `not_before`, window).
 
+pub mod due;
 pub mod pacing;
 pub mod retry;
 pub mod schedule;
 pub mod timezone;
 pub mod window;
 
+pub use due::{check_before_dial, DialCheck, DialGate};
 pub use pacing::{launch_count, share_trunk, PacingLimits, Priority};
 pub use retry::{decide, AttemptResult, Decision, RetryPolicy};
 pub use schedule::{daily_gate, next_daily_start, schedule_timezone, DailyGate, DailySchedule};

@@ -133,7 +133,7 @@ pub fn daily_gate(
     drained_at: Option<DateTime<Utc>>,
 ) -> DailyGate {
     if let Some(start) = schedule.started_today(fallback_tz, now) {
-        if !drained_at.is_some_and(|d| d >= start) {
+        if drained_at.is_none_or(|d| d < start) {
             return DailyGate::Open { run_started: start };
         }
     }

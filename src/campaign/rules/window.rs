@@ -384,6 +384,50 @@ mod tests {
     }
 
     #[test]
+    fn validated_campaign_window_is_read() {
+        let (campaign, _) = crate::domain::specs::validate_campaign(&json!({
+            "name": "c", "outdial_id": "o", "outplan_id": "p", "agent_id": "a",
+            "calling_window": {"timezone": "Europe/London", "days": ["sat", "sun"], "start": "10:00", "end": "12:30"}
+        }))
+        .unwrap();
+        let (w, tz) = Window::from_spec(&campaign["calling_window"]).unwrap();
+        assert_eq!(tz, London);
+        assert_eq!(w.days, [false, false, false, false, false, true, true]);
+        assert_eq!((w.start, w.end), (hm(10, 0), hm(12, 30)));
+    }
+
+    #[test]
+    fn next_opening_is_an_open_boundary_all_year_in_new_york_and_london() {
+        // 01:30–02:30 touches both DST changes (Sundays) in both zones.
+        let w = Window {
+            days: [true, false, true, false, true, true, true],
+            start: hm(1, 30),
+            end: hm(2, 30),
+        };
+        for tz in [New_York, London] {
+            let mut from = utc("2026-01-01T00:00:00Z");
+            while from < utc("2027-01-01T00:00:00Z") {
+                let open = w.next_opening(tz, from);
+                assert!(open >= from, "{tz} {from}");
+                assert!(open - from < Duration::days(4), "{tz} {from} → {open}");
+                assert!(w.is_open(tz, open), "{tz} {from} → {open}");
+                if open > from {
+                    assert!(!w.is_open(tz, from), "{tz} {from}");
+                    assert!(!w.is_open(tz, open - Duration::seconds(1)), "{tz} {open}");
+                    assert_eq!(w.next_opening(tz, open - Duration::seconds(1)), open);
+                }
+                let close = w.closes_at(tz, open).unwrap();
+                assert!(
+                    close > open && close - open <= Duration::hours(2),
+                    "{tz} {open}"
+                );
+                assert!(!w.is_open(tz, close), "{tz} {close}");
+                from += Duration::minutes(37);
+            }
+        }
+    }
+
+    #[test]
     fn a_window_with_no_day_never_opens() {
         let w = Window {
             days: [false; 7],
