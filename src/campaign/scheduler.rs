@@ -24,6 +24,8 @@ use tracing::Instrument;
 use super::apply::{completion, Finished};
 use super::dialer::Telephony;
 use super::rules::retry::{decide, AttemptResult, RetryPolicy};
+use super::rules::due::{check_before_dial, DialCheck, DialGate};
+use super::rules::pacing::Priority;
 use super::rules::timezone::resolve_timezone;
 use super::rules::window::Window;
 use crate::domain::{DestinationKind, Outcome};
@@ -209,7 +211,7 @@ struct Settings {
     max_concurrent: u32,
     cps: f64,
     window: Option<(Window, chrono_tz::Tz)>,
-    emergency: bool,
+    priority: Priority,
     end_continue: bool,
     policy: RetryPolicy,
     ring_timeout: Duration,
@@ -234,7 +236,7 @@ async fn load_settings(store: &Store, id: &str) -> Result<Settings, StoreError> 
         max_concurrent: c.spec["max_concurrent_calls"].as_u64().unwrap_or(10) as u32,
         cps: c.spec["calls_per_second"].as_f64().unwrap_or(1.0),
         window: Window::from_spec(&c.spec["calling_window"]),
-        emergency: c.spec["priority"] == "emergency",
+        priority: Priority::from_spec(&c.spec),
         end_continue: c.spec["end_handle"] == "continue",
         policy: RetryPolicy::from_outplan(&plan.spec),
         ring_timeout: Duration::from_secs(plan.spec["dial_timeout_s"].as_u64().unwrap_or(30)),
@@ -388,26 +390,30 @@ async fn set_status(deps: &SchedulerDeps, id: &str, from: &[&str], to: &str, rea
     }
 }
 
-/// Right before dialing: expired, on the DNC list, or outside its window?
+/// Right before dialing: on the DNC list, expired, or not yet allowed
+/// (`not_before`, the calling window in the target's own zone)?
 fn claim_decision(t: &crate::store::targets::TargetRow, on_dnc: bool, s: &Settings, now: DateTime<Utc>) -> ClaimAction {
-    if t.expires_at.is_some_and(|e| e <= now.timestamp_millis()) {
-        return ClaimAction::Fail { reason: "expired".into() };
-    }
-    if on_dnc {
-        return ClaimAction::Fail { reason: "dnc".into() };
-    }
     let index = t.destination_index.max(0) as usize;
     if index >= t.destinations.len() {
         return ClaimAction::Fail { reason: "tries_exhausted".into() };
     }
-    if let (Some((window, campaign_tz)), false) = (&s.window, s.emergency) {
-        let first_tel = t.destinations.iter().find(|d| d.kind == DestinationKind::Tel).map(|d| d.target.as_str());
-        let tz = resolve_timezone(t.timezone.as_deref(), first_tel, *campaign_tz);
-        if !window.is_open(tz, now) {
-            return ClaimAction::Defer { until: window.next_opening(tz, now).timestamp_millis() };
-        }
+    let first_tel = t.destinations.iter().find(|d| d.kind == DestinationKind::Tel).map(|d| d.target.as_str());
+    let window = s
+        .window
+        .as_ref()
+        .map(|(w, campaign_tz)| (w, resolve_timezone(t.timezone.as_deref(), first_tel, *campaign_tz)));
+    let gate = DialGate {
+        not_before: t.not_before.map(crate::store::from_ms),
+        expires_at: t.expires_at.map(crate::store::from_ms),
+        window,
+        priority: s.priority,
+        on_dnc,
+    };
+    match check_before_dial(&gate, now) {
+        DialCheck::Dial => ClaimAction::Dial { destination_index: index },
+        DialCheck::WaitUntil(at) => ClaimAction::Defer { until: at.timestamp_millis() },
+        DialCheck::Fail { reason } => ClaimAction::Fail { reason: reason.into() },
     }
-    ClaimAction::Dial { destination_index: index }
 }
 
 /// One attempt: place the call, follow it to its end, hand over the outcome.
