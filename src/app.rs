@@ -16,9 +16,9 @@ use tokio_util::task::TaskTracker;
 use crate::api::{self, ApiDeps};
 use crate::campaign::dialer::Telephony;
 use crate::campaign::scheduler::{Scheduler, SchedulerDeps};
-use crate::sip::CallControl;
 use crate::config::Config;
 use crate::events::EventBus;
+use crate::sip::CallControl;
 use crate::store::apikeys::hash_key;
 use crate::store::Store;
 
@@ -52,7 +52,11 @@ impl App {
     }
 
     /// As [`App::start`], choosing what places the calls.
-    pub async fn start_with(config: &Config, bootstrap_key: Option<String>, telephony: TelephonyChoice) -> anyhow::Result<App> {
+    pub async fn start_with(
+        config: &Config,
+        bootstrap_key: Option<String>,
+        telephony: TelephonyChoice,
+    ) -> anyhow::Result<App> {
         let store = Store::open(&config.database.url, config.database.max_connections)
             .await
             .with_context(|| {
@@ -80,9 +84,14 @@ impl App {
         let tasks = TaskTracker::new();
         let (telephony, call_control): (Arc<dyn Telephony>, Option<CallControl>) = match telephony {
             TelephonyChoice::Sip => {
-                let cc = CallControl::start(&config.sip, &config.media, &config.trunks, cancel.child_token())
-                    .await
-                    .context("starting SIP call control")?;
+                let cc = CallControl::start(
+                    &config.sip,
+                    &config.media,
+                    &config.trunks,
+                    cancel.child_token(),
+                )
+                .await
+                .context("starting SIP call control")?;
                 (Arc::new(cc.clone()), Some(cc))
             }
             TelephonyChoice::Custom(t) => (t, None),

@@ -7,11 +7,19 @@ use tokio::sync::broadcast;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    CampaignStatusChanged { campaign_id: String, status: String },
+    CampaignStatusChanged {
+        campaign_id: String,
+        status: String,
+    },
     /// Targets were claimed and their calls are being placed.
-    AttemptsClaimed { campaign_id: String, count: usize },
+    AttemptsClaimed {
+        campaign_id: String,
+        count: usize,
+    },
     /// An attempt's outcome was written (after its transaction committed).
-    AttemptsRecorded { count: usize },
+    AttemptsRecorded {
+        count: usize,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -21,7 +29,9 @@ pub struct EventBus {
 
 impl Default for EventBus {
     fn default() -> Self {
-        EventBus { tx: broadcast::channel(4096).0 }
+        EventBus {
+            tx: broadcast::channel(4096).0,
+        }
     }
 }
 
@@ -35,6 +45,9 @@ impl EventBus {
     }
 
     pub fn campaign_status(&self, campaign_id: &str, status: &str) {
-        self.publish(Event::CampaignStatusChanged { campaign_id: campaign_id.to_string(), status: status.to_string() });
+        self.publish(Event::CampaignStatusChanged {
+            campaign_id: campaign_id.to_string(),
+            status: status.to_string(),
+        });
     }
 }

@@ -13,7 +13,9 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 fn numbers(n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("+1555{:07}", 1_000_000 + i)).collect()
+    (0..n)
+        .map(|i| format!("+1555{:07}", 1_000_000 + i))
+        .collect()
 }
 
 fn csv(numbers: &[String]) -> String {
@@ -31,45 +33,106 @@ fn quick_plan(tries: u32) -> serde_json::Value {
 }
 
 async fn a_campaign_walks_its_list_to_the_end(db: Db) {
-    let Some(app) = common::spawn_instant_app(db, &[]).await else { return };
+    let Some(app) = common::spawn_instant_app(db, &[]).await else {
+        return;
+    };
     let nums = numbers(300);
-    let (c, od) = app.campaign(csv(&nums), quick_plan(3), json!({"calls_per_second": 1000, "max_concurrent_calls": 100})).await;
+    let (c, od) = app
+        .campaign(
+            csv(&nums),
+            quick_plan(3),
+            json!({"calls_per_second": 1000, "max_concurrent_calls": 100}),
+        )
+        .await;
     let mut rx = app.events().subscribe();
-    expect_json(app.client.post(app.url(&format!("/v1/campaigns/{c}/start"))).header("x-api-key", &app.key).send().await.unwrap(), StatusCode::OK).await;
+    expect_json(
+        app.client
+            .post(app.url(&format!("/v1/campaigns/{c}/start")))
+            .header("x-api-key", &app.key)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
     wait_status(&mut rx, &c, "finished", Duration::from_secs(60)).await;
 
     // Every target ended finished or failed, as its number says.
     for n in &nums {
         let r = app.rows(&format!("SELECT state, try_count_current, reason FROM targets WHERE outdial_id = '{od}' AND dest_key = '{n}'")).await;
-        let (state, tries) = (r[0][0].clone().unwrap(), r[0][1].clone().unwrap().parse::<u32>().unwrap());
+        let (state, tries) = (
+            r[0][0].clone().unwrap(),
+            r[0][1].clone().unwrap().parse::<u32>().unwrap(),
+        );
         match InstantTelephony::outcome_for(n).0 {
             Outcome::Answered => assert_eq!((state.as_str(), tries), ("finished", 1), "{n}"),
-            Outcome::InvalidDestination => assert_eq!((state.as_str(), tries), ("failed", 1), "{n}: never retried"),
-            _ => assert_eq!((state.as_str(), tries), ("failed", 3), "{n}: retried to its budget"),
+            Outcome::InvalidDestination => {
+                assert_eq!((state.as_str(), tries), ("failed", 1), "{n}: never retried")
+            }
+            _ => assert_eq!(
+                (state.as_str(), tries),
+                ("failed", 3),
+                "{n}: retried to its budget"
+            ),
         }
     }
     assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM targets WHERE outdial_id = '{od}' AND state NOT IN ('finished', 'failed')")).await, 0);
     // One call row per dial, none left open, one idle->dialing event each.
-    let calls = app.scalar(&format!("SELECT COUNT(*) FROM calls WHERE campaign_id = '{c}'")).await;
-    let dials = app.scalar(&format!("SELECT COUNT(*) FROM target_events WHERE campaign_id = '{c}' AND to_state = 'dialing'")).await;
-    let tries = app.scalar(&format!("SELECT SUM(try_count_current) FROM targets WHERE outdial_id = '{od}'")).await;
+    let calls = app
+        .scalar(&format!(
+            "SELECT COUNT(*) FROM calls WHERE campaign_id = '{c}'"
+        ))
+        .await;
+    let dials = app
+        .scalar(&format!(
+            "SELECT COUNT(*) FROM target_events WHERE campaign_id = '{c}' AND to_state = 'dialing'"
+        ))
+        .await;
+    let tries = app
+        .scalar(&format!(
+            "SELECT SUM(try_count_current) FROM targets WHERE outdial_id = '{od}'"
+        ))
+        .await;
     assert_eq!(calls, dials);
     assert_eq!(calls, tries);
-    assert_eq!(app.scalar("SELECT COUNT(*) FROM calls WHERE ended_at IS NULL").await, 0);
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM calls WHERE ended_at IS NULL")
+            .await,
+        0
+    );
     assert_event_chains(&app, &od).await;
     // busy is recorded as a state on the way.
-    assert!(app.scalar(&format!("SELECT COUNT(*) FROM target_events WHERE campaign_id = '{c}' AND to_state = 'busy'")).await > 0);
+    assert!(
+        app.scalar(&format!(
+            "SELECT COUNT(*) FROM target_events WHERE campaign_id = '{c}' AND to_state = 'busy'"
+        ))
+        .await
+            > 0
+    );
 
-    let stats = expect_json(app.get(&format!("/v1/campaigns/{c}/stats")).await, StatusCode::OK).await;
+    let stats = expect_json(
+        app.get(&format!("/v1/campaigns/{c}/stats")).await,
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(stats["status"], "finished");
     assert_eq!(stats["attempts"]["total"], calls);
     assert_eq!(stats["live_calls"], 0);
     assert_eq!(stats["targets"]["by_state"]["idle"], 0);
-    let answered = nums.iter().filter(|n| InstantTelephony::outcome_for(n).0 == Outcome::Answered).count();
+    let answered = nums
+        .iter()
+        .filter(|n| InstantTelephony::outcome_for(n).0 == Outcome::Answered)
+        .count();
     assert_eq!(stats["attempts"]["by_outcome"]["answered"], answered as i64);
     assert_eq!(stats["targets"]["by_state"]["finished"], answered as i64);
     // Control verbs in the wrong state answer 409 with the status.
-    let r = app.client.post(app.url(&format!("/v1/campaigns/{c}/pause"))).header("x-api-key", &app.key).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url(&format!("/v1/campaigns/{c}/pause")))
+        .header("x-api-key", &app.key)
+        .send()
+        .await
+        .unwrap();
     let e = expect_error(r, StatusCode::CONFLICT, "conflict", "finished").await;
     assert_eq!(e["error"]["details"]["status"], "finished");
     app.stop().await;
@@ -77,48 +140,132 @@ async fn a_campaign_walks_its_list_to_the_end(db: Db) {
 on_both_backends!(walks_to_the_end, a_campaign_walks_its_list_to_the_end);
 
 async fn dnc_expired_and_windows_are_checked_before_dialing(db: Db) {
-    let Some(app) = common::spawn_instant_app(db, &[]).await else { return };
+    let Some(app) = common::spawn_instant_app(db, &[]).await else {
+        return;
+    };
     // +1555…000 is on the DNC list; one target expired already.
     let nums = numbers(3);
     let mut list = csv(&nums[..2]);
-    list = list.replace("phone\n", "phone,expires_at\n").replace(&format!("{}\n", nums[1]), &format!("{},2020-01-01T00:00:00Z\n", nums[1]));
+    list = list.replace("phone\n", "phone,expires_at\n").replace(
+        &format!("{}\n", nums[1]),
+        &format!("{},2020-01-01T00:00:00Z\n", nums[1]),
+    );
     list = list.replace(&format!("{}\n", nums[0]), &format!("{},\n", nums[0]));
-    let r = app.post("/v1/dnc", &json!({"number": nums[0], "reason": "asked"})).await;
+    let r = app
+        .post("/v1/dnc", &json!({"number": nums[0], "reason": "asked"}))
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    expect_json(app.get(&format!("/v1/dnc/{}", nums[0].replace('+', "%2B"))).await, StatusCode::OK).await;
-    expect_error(app.post("/v1/dnc", &json!({"number": "555"})).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "number").await;
-    let (c, od) = app.campaign(list, quick_plan(3), json!({"calls_per_second": 100})).await;
+    expect_json(
+        app.get(&format!("/v1/dnc/{}", nums[0].replace('+', "%2B")))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    expect_error(
+        app.post("/v1/dnc", &json!({"number": "555"})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+        "number",
+    )
+    .await;
+    let (c, od) = app
+        .campaign(list, quick_plan(3), json!({"calls_per_second": 100}))
+        .await;
     let mut rx = app.events().subscribe();
-    app.client.post(app.url(&format!("/v1/campaigns/{c}/start"))).header("x-api-key", &app.key).send().await.unwrap();
+    app.client
+        .post(app.url(&format!("/v1/campaigns/{c}/start")))
+        .header("x-api-key", &app.key)
+        .send()
+        .await
+        .unwrap();
     wait_status(&mut rx, &c, "finished", Duration::from_secs(30)).await;
     let rows = app.rows(&format!("SELECT dest_key, state, reason FROM targets WHERE outdial_id = '{od}' ORDER BY dest_key")).await;
     assert_eq!(rows[0][1].as_deref(), Some("failed"));
     assert_eq!(rows[0][2].as_deref(), Some("dnc"));
     assert_eq!(rows[1][2].as_deref(), Some("expired"));
-    assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM calls WHERE campaign_id = '{c}'")).await, 0, "nothing was dialed");
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT COUNT(*) FROM calls WHERE campaign_id = '{c}'"
+        ))
+        .await,
+        0,
+        "nothing was dialed"
+    );
     assert_event_chains(&app, &od).await;
 
     // A window that is closed right now (open only on a day that is not today):
     // the campaign waits and the target is not dialed early; emergency ignores it.
-    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(2)).format("%a").to_string().to_lowercase();
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(2))
+        .format("%a")
+        .to_string()
+        .to_lowercase();
     let window = json!({"timezone": "UTC", "days": [tomorrow], "start": "00:00", "end": "23:59"});
-    let (c2, od2) = app.campaign(csv(&numbers(1)[..1].iter().map(|n| n.replace("1000000", "2000001")).collect::<Vec<_>>()), quick_plan(1),
-        json!({"calling_window": window, "calls_per_second": 100})).await;
+    let (c2, od2) = app
+        .campaign(
+            csv(&numbers(1)[..1]
+                .iter()
+                .map(|n| n.replace("1000000", "2000001"))
+                .collect::<Vec<_>>()),
+            quick_plan(1),
+            json!({"calling_window": window, "calls_per_second": 100}),
+        )
+        .await;
     let mut rx = app.events().subscribe();
-    app.client.post(app.url(&format!("/v1/campaigns/{c2}/start"))).header("x-api-key", &app.key).send().await.unwrap();
+    app.client
+        .post(app.url(&format!("/v1/campaigns/{c2}/start")))
+        .header("x-api-key", &app.key)
+        .send()
+        .await
+        .unwrap();
     wait_status(&mut rx, &c2, "waiting", Duration::from_secs(10)).await;
-    assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM calls WHERE campaign_id = '{c2}'")).await, 0);
-    let next = app.scalar(&format!("SELECT next_attempt_at FROM targets WHERE outdial_id = '{od2}'")).await;
-    assert!(next > chrono::Utc::now().timestamp_millis() + 3_600_000, "deferred to the next opening");
-    let s = expect_json(app.get(&format!("/v1/campaigns/{c2}")).await, StatusCode::OK).await;
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT COUNT(*) FROM calls WHERE campaign_id = '{c2}'"
+        ))
+        .await,
+        0
+    );
+    let next = app
+        .scalar(&format!(
+            "SELECT next_attempt_at FROM targets WHERE outdial_id = '{od2}'"
+        ))
+        .await;
+    assert!(
+        next > chrono::Utc::now().timestamp_millis() + 3_600_000,
+        "deferred to the next opening"
+    );
+    let s = expect_json(
+        app.get(&format!("/v1/campaigns/{c2}")).await,
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(s["status_reason"], "outside the calling window");
 
-    let (c3, _) = app.campaign(csv(&[String::from("+15553000001")]), quick_plan(1),
-        json!({"calling_window": window, "priority": "emergency", "calls_per_second": 100})).await;
+    let (c3, _) = app
+        .campaign(
+            csv(&[String::from("+15553000001")]),
+            quick_plan(1),
+            json!({"calling_window": window, "priority": "emergency", "calls_per_second": 100}),
+        )
+        .await;
     let mut rx = app.events().subscribe();
-    app.client.post(app.url(&format!("/v1/campaigns/{c3}/start"))).header("x-api-key", &app.key).send().await.unwrap();
+    app.client
+        .post(app.url(&format!("/v1/campaigns/{c3}/start")))
+        .header("x-api-key", &app.key)
+        .send()
+        .await
+        .unwrap();
     wait_status(&mut rx, &c3, "finished", Duration::from_secs(10)).await;
-    assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM calls WHERE campaign_id = '{c3}'")).await, 1);
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT COUNT(*) FROM calls WHERE campaign_id = '{c3}'"
+        ))
+        .await,
+        1
+    );
     app.stop().await;
 }
-on_both_backends!(checks_before_dialing, dnc_expired_and_windows_are_checked_before_dialing);
+on_both_backends!(
+    checks_before_dialing,
+    dnc_expired_and_windows_are_checked_before_dialing
+);

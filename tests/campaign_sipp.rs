@@ -21,7 +21,14 @@ fn csv(n: usize, base: u64) -> String {
 }
 
 async fn uas(scenario: &str) -> SippUas {
-    SippUas::start_with(UasOptions { scenario, calls: None, extra: &[], timeout_s: 120, trace: false }).await
+    SippUas::start_with(UasOptions {
+        scenario,
+        calls: None,
+        extra: &[],
+        timeout_s: 120,
+        trace: false,
+    })
+    .await
 }
 
 async fn app_for(db: Db, uas: &SippUas) -> Option<TestApp> {
@@ -39,7 +46,14 @@ async fn app_for(db: Db, uas: &SippUas) -> Option<TestApp> {
 }
 
 async fn verb(app: &TestApp, c: &str, verb: &str, body: serde_json::Value) -> serde_json::Value {
-    let r = app.client.post(app.url(&format!("/v1/campaigns/{c}/{verb}"))).header("x-api-key", &app.key).json(&body).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url(&format!("/v1/campaigns/{c}/{verb}")))
+        .header("x-api-key", &app.key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     expect_json(r, StatusCode::OK).await
 }
 
@@ -60,48 +74,108 @@ async fn wait_claimed(rx: &mut tokio::sync::broadcast::Receiver<Event>, campaign
 }
 
 fn sipp_calls(stdout: &str) -> u64 {
-    sipp_counter(stdout, "Successful call").unwrap_or(0) + sipp_counter(stdout, "Failed call").unwrap_or(0)
+    sipp_counter(stdout, "Successful call").unwrap_or(0)
+        + sipp_counter(stdout, "Failed call").unwrap_or(0)
 }
 
 async fn a_300_target_campaign_against_a_mixed_population_finishes(db: Db) {
     let uas = uas("uas_mixed.xml").await;
-    let Some(app) = app_for(db, &uas).await else { return };
+    let Some(app) = app_for(db, &uas).await else {
+        return;
+    };
     let plan = json!({"name": "2x", "try_count_max": 2, "dial_timeout_s": 10, "retry": {"busy_s": 0, "no_answer_s": 0, "failed_s": 0}});
-    let (c, od) = app.campaign(csv(300, 1_000_000), plan, json!({"calls_per_second": 200, "max_concurrent_calls": 50})).await;
+    let (c, od) = app
+        .campaign(
+            csv(300, 1_000_000),
+            plan,
+            json!({"calls_per_second": 200, "max_concurrent_calls": 50}),
+        )
+        .await;
     let mut rx = app.events().subscribe();
     verb(&app, &c, "start", json!({})).await;
     wait_status(&mut rx, &c, "finished", Duration::from_secs(90)).await;
 
     assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM targets WHERE outdial_id = '{od}' AND state NOT IN ('finished', 'failed')")).await, 0);
-    assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM targets WHERE outdial_id = '{od}' AND try_count_current > 2")).await, 0, "budget exceeded");
-    assert_eq!(app.scalar("SELECT COUNT(*) FROM calls WHERE ended_at IS NULL").await, 0);
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT COUNT(*) FROM targets WHERE outdial_id = '{od}' AND try_count_current > 2"
+        ))
+        .await,
+        0,
+        "budget exceeded"
+    );
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM calls WHERE ended_at IS NULL")
+            .await,
+        0
+    );
     // 404s are never retried; busy ones are, up to the budget.
-    assert!(app.scalar(&format!("SELECT COUNT(*) FROM calls WHERE campaign_id = '{c}' AND sip_code = 404")).await > 0);
+    assert!(
+        app.scalar(&format!(
+            "SELECT COUNT(*) FROM calls WHERE campaign_id = '{c}' AND sip_code = 404"
+        ))
+        .await
+            > 0
+    );
     assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM calls a JOIN calls b ON a.target_id = b.target_id AND b.id > a.id \
         WHERE a.campaign_id = '{c}' AND a.outcome = 'invalid_destination'")).await, 0, "a 404 number is dialed again");
-    assert!(app.scalar(&format!("SELECT COUNT(*) FROM targets WHERE outdial_id = '{od}' AND try_count_current = 2")).await > 0, "busy ones are retried");
-    let finished = app.scalar(&format!("SELECT COUNT(*) FROM targets WHERE outdial_id = '{od}' AND state = 'finished'")).await;
+    assert!(
+        app.scalar(&format!(
+            "SELECT COUNT(*) FROM targets WHERE outdial_id = '{od}' AND try_count_current = 2"
+        ))
+        .await
+            > 0,
+        "busy ones are retried"
+    );
+    let finished = app
+        .scalar(&format!(
+            "SELECT COUNT(*) FROM targets WHERE outdial_id = '{od}' AND state = 'finished'"
+        ))
+        .await;
     assert!(finished > 100, "about half answer: {finished}");
     assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM targets t WHERE outdial_id = '{od}' AND state = 'finished' \
         AND NOT EXISTS (SELECT 1 FROM calls c WHERE c.target_id = t.id AND c.outcome = 'answered' AND c.sip_code = 200)")).await, 0);
     assert_event_chains(&app, &od).await;
-    let attempts = app.scalar(&format!("SELECT COUNT(*) FROM calls WHERE campaign_id = '{c}'")).await;
-    let invites = app.scalar(&format!("SELECT COUNT(*) FROM calls WHERE campaign_id = '{c}' AND invite_sent_at IS NOT NULL")).await;
+    let attempts = app
+        .scalar(&format!(
+            "SELECT COUNT(*) FROM calls WHERE campaign_id = '{c}'"
+        ))
+        .await;
+    let invites = app
+        .scalar(&format!(
+            "SELECT COUNT(*) FROM calls WHERE campaign_id = '{c}' AND invite_sent_at IS NOT NULL"
+        ))
+        .await;
     assert_eq!(attempts, invites);
     uas.quit();
     let exit = uas.finish().await;
     exit.assert_success();
-    assert_eq!(sipp_calls(&exit.stdout), attempts as u64, "SIPp's call count equals herald's attempts");
+    assert_eq!(
+        sipp_calls(&exit.stdout),
+        attempts as u64,
+        "SIPp's call count equals herald's attempts"
+    );
     app.stop().await;
 }
-on_both_backends!(mixed_population, a_300_target_campaign_against_a_mixed_population_finishes);
+on_both_backends!(
+    mixed_population,
+    a_300_target_campaign_against_a_mixed_population_finishes
+);
 
 #[tokio::test]
 async fn pause_stops_new_invites_and_resume_and_stop_drain() {
     let uas = uas("uas_cps.xml").await;
-    let Some(app) = app_for(Db::Sqlite, &uas).await else { return };
+    let Some(app) = app_for(Db::Sqlite, &uas).await else {
+        return;
+    };
     let plan = json!({"name": "1x", "try_count_max": 1, "dial_timeout_s": 10});
-    let (c, od) = app.campaign(csv(400, 2_000_000), plan, json!({"calls_per_second": 25, "max_concurrent_calls": 20})).await;
+    let (c, od) = app
+        .campaign(
+            csv(400, 2_000_000),
+            plan,
+            json!({"calls_per_second": 25, "max_concurrent_calls": 20}),
+        )
+        .await;
     let mut rx = app.events().subscribe();
     verb(&app, &c, "start", json!({})).await;
     wait_claimed(&mut rx, &c, 10).await;
@@ -110,18 +184,36 @@ async fn pause_stops_new_invites_and_resume_and_stop_drain() {
     let paused_at = chrono::Utc::now().timestamp_millis();
     // Give a running scheduler every chance to dial (it would, at 25/s), then look.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let late = app.scalar(&format!("SELECT COUNT(*) FROM calls WHERE campaign_id = '{c}' AND created_at > {}", paused_at + 1000)).await;
+    let late = app
+        .scalar(&format!(
+            "SELECT COUNT(*) FROM calls WHERE campaign_id = '{c}' AND created_at > {}",
+            paused_at + 1000
+        ))
+        .await;
     assert_eq!(late, 0, "no INVITE later than a second after the pause");
-    let before_resume = app.scalar(&format!("SELECT COUNT(*) FROM calls WHERE campaign_id = '{c}'")).await;
+    let before_resume = app
+        .scalar(&format!(
+            "SELECT COUNT(*) FROM calls WHERE campaign_id = '{c}'"
+        ))
+        .await;
     verb(&app, &c, "resume", json!({})).await;
     wait_claimed(&mut rx, &c, 10).await;
     let stopped = verb(&app, &c, "stop", json!({})).await;
     assert_eq!(stopped["status"], "stopping");
     wait_status(&mut rx, &c, "stopped", Duration::from_secs(30)).await;
-    let after = app.scalar(&format!("SELECT COUNT(*) FROM calls WHERE campaign_id = '{c}'")).await;
+    let after = app
+        .scalar(&format!(
+            "SELECT COUNT(*) FROM calls WHERE campaign_id = '{c}'"
+        ))
+        .await;
     assert!(after > before_resume, "resume dialed again");
     assert!(after < 400, "stop ended the campaign early");
-    assert_eq!(app.scalar("SELECT COUNT(*) FROM calls WHERE ended_at IS NULL").await, 0, "stop drains live calls");
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM calls WHERE ended_at IS NULL")
+            .await,
+        0,
+        "stop drains live calls"
+    );
     assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM targets WHERE outdial_id = '{od}' AND state IN ('dialing', 'answered')")).await, 0);
     assert_event_chains(&app, &od).await;
     uas.quit();
@@ -134,16 +226,30 @@ async fn pause_stops_new_invites_and_resume_and_stop_drain() {
 #[tokio::test]
 async fn force_stop_hangs_up_ringing_calls_as_interrupted() {
     let uas = uas("uas_ring_no_answer.xml").await;
-    let Some(app) = app_for(Db::Sqlite, &uas).await else { return };
+    let Some(app) = app_for(Db::Sqlite, &uas).await else {
+        return;
+    };
     let plan = json!({"name": "ring", "try_count_max": 3, "dial_timeout_s": 120});
-    let (c, od) = app.campaign(csv(12, 3_000_000), plan, json!({"calls_per_second": 100, "max_concurrent_calls": 12})).await;
+    let (c, od) = app
+        .campaign(
+            csv(12, 3_000_000),
+            plan,
+            json!({"calls_per_second": 100, "max_concurrent_calls": 12}),
+        )
+        .await;
     let mut rx = app.events().subscribe();
     verb(&app, &c, "start", json!({})).await;
     wait_claimed(&mut rx, &c, 12).await;
     let r = verb(&app, &c, "stop", json!({"force": true})).await;
     assert_eq!(r["status_reason"], "force");
     wait_status(&mut rx, &c, "stopped", Duration::from_secs(30)).await;
-    assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM calls WHERE campaign_id = '{c}' AND outcome = 'interrupted'")).await, 12);
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT COUNT(*) FROM calls WHERE campaign_id = '{c}' AND outcome = 'interrupted'"
+        ))
+        .await,
+        12
+    );
     // Interrupted counts as a try and is retried: the targets wait, idle.
     assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM targets WHERE outdial_id = '{od}' AND state = 'idle' AND try_count_current = 1")).await, 12);
     assert_event_chains(&app, &od).await;

@@ -19,18 +19,34 @@ pub fn router(store: Store) -> Router {
         .with_state(store)
 }
 
-async fn list(State(store): State<Store>, Query(q): Query<HashMap<String, String>>) -> ApiResult<Json<Value>> {
+async fn list(
+    State(store): State<Store>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
     let q = ListQuery(q);
     let outcome = match q.get("outcome") {
         None => None,
-        Some(o) => Some(Outcome::parse(o).ok_or_else(|| FieldError::new("outcome", format!("unknown outcome {o:?}")))?),
+        Some(o) => Some(
+            Outcome::parse(o)
+                .ok_or_else(|| FieldError::new("outcome", format!("unknown outcome {o:?}")))?,
+        ),
     };
     let page = store
-        .list_calls(q.get("campaign_id"), q.get("target_id"), outcome.map(|o| o.as_str()), &q.page()?)
+        .list_calls(
+            q.get("campaign_id"),
+            q.get("target_id"),
+            outcome.map(|o| o.as_str()),
+            &q.page()?,
+        )
         .await?;
     Ok(Json(serde_json::to_value(page).expect("page serializes")))
 }
 
 async fn read(State(store): State<Store>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(store.get_call(&id).await.map_err(|e| ApiError::from_store(e, "call", &id))?))
+    Ok(Json(
+        store
+            .get_call(&id)
+            .await
+            .map_err(|e| ApiError::from_store(e, "call", &id))?,
+    ))
 }

@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::body::Bytes;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::Value;
@@ -41,7 +41,11 @@ pub fn router(store: Store, trunks: Arc<Vec<String>>, events: crate::events::Eve
         .route("/campaigns/{id}/resume", post(resume))
         .route("/campaigns/{id}/stop", post(stop))
         .route("/campaigns/{id}/stats", get(stats))
-        .with_state(CampaignState { store, trunks, events })
+        .with_state(CampaignState {
+            store,
+            trunks,
+            events,
+        })
 }
 
 pub fn campaign_json(c: &CampaignRow) -> Value {
@@ -181,13 +185,24 @@ async fn remove(State(s): State<CampaignState>, Path(id): Path<String>) -> ApiRe
 }
 
 /// Moves a campaign from one of `from` to `to`, or answers 409 with its current status.
-async fn control(s: &CampaignState, id: &str, verb: &str, from: &[&str], to: &str, reason: Option<&str>) -> ApiResult<Json<Value>> {
+async fn control(
+    s: &CampaignState,
+    id: &str,
+    verb: &str,
+    from: &[&str],
+    to: &str,
+    reason: Option<&str>,
+) -> ApiResult<Json<Value>> {
     let changed = s
         .store
         .set_campaign_status(id, from, to, reason, now_ms())
         .await
         .map_err(|e| ApiError::from_store(e, "campaign", id))?;
-    let c = s.store.get_campaign(id).await.map_err(|e| ApiError::from_store(e, "campaign", id))?;
+    let c = s
+        .store
+        .get_campaign(id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "campaign", id))?;
     if changed {
         s.events.campaign_status(id, to);
     } else {
@@ -202,11 +217,27 @@ async fn control(s: &CampaignState, id: &str, verb: &str, from: &[&str], to: &st
 }
 
 async fn start(State(s): State<CampaignState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    control(&s, &id, "start", &["draft", "stopped", "finished"], "running", None).await
+    control(
+        &s,
+        &id,
+        "start",
+        &["draft", "stopped", "finished"],
+        "running",
+        None,
+    )
+    .await
 }
 
 async fn pause(State(s): State<CampaignState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    control(&s, &id, "pause", &["running", "waiting"], "paused", Some("paused by request")).await
+    control(
+        &s,
+        &id,
+        "pause",
+        &["running", "waiting"],
+        "paused",
+        Some("paused by request"),
+    )
+    .await
 }
 
 async fn resume(State(s): State<CampaignState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
@@ -214,7 +245,11 @@ async fn resume(State(s): State<CampaignState>, Path(id): Path<String>) -> ApiRe
 }
 
 /// `{"force": true}` hangs up live calls; otherwise they run to their end.
-async fn stop(State(s): State<CampaignState>, Path(id): Path<String>, body: Bytes) -> ApiResult<Json<Value>> {
+async fn stop(
+    State(s): State<CampaignState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
     let force = if body.is_empty() {
         false
     } else {
@@ -222,11 +257,23 @@ async fn stop(State(s): State<CampaignState>, Path(id): Path<String>, body: Byte
         Fields::new(&v, "")?.bool_or("force", false)?
     };
     let reason = if force { "force" } else { "stop requested" };
-    control(&s, &id, "stop", &["running", "waiting", "paused"], "stopping", Some(reason)).await
+    control(
+        &s,
+        &id,
+        "stop",
+        &["running", "waiting", "paused"],
+        "stopping",
+        Some(reason),
+    )
+    .await
 }
 
 async fn stats(State(s): State<CampaignState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let c = s.store.get_campaign(&id).await.map_err(|e| ApiError::from_store(e, "campaign", &id))?;
+    let c = s
+        .store
+        .get_campaign(&id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "campaign", &id))?;
     let mut targets: serde_json::Map<String, Value> = crate::domain::TargetState::ALL
         .iter()
         .map(|st| (st.as_str().to_string(), Value::from(0)))
@@ -239,7 +286,10 @@ async fn stats(State(s): State<CampaignState>, Path(id): Path<String>) -> ApiRes
     let (by_outcome, live) = s.store.campaign_call_stats(&id).await?;
     let attempts: i64 = by_outcome.iter().map(|(_, n)| n).sum::<i64>() + live;
     let window_s = 5;
-    let recent = s.store.campaign_calls_since(&id, now_ms() - window_s * 1000).await?;
+    let recent = s
+        .store
+        .campaign_calls_since(&id, now_ms() - window_s * 1000)
+        .await?;
     Ok(Json(serde_json::json!({
         "id": c.id,
         "status": c.status,

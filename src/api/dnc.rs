@@ -27,7 +27,10 @@ fn number_field(field: &str, n: &str) -> Result<String, FieldError> {
 }
 
 /// `{"number": "+1…", "reason": "…"}` or `{"numbers": [...]}`.
-async fn add(State(store): State<Store>, JsonBody(body): JsonBody) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn add(
+    State(store): State<Store>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     let f = Fields::new(&body, "")?;
     f.deny_unknown(&["number", "numbers", "reason"])?;
     let reason = f.str_opt("reason")?.unwrap_or("requested");
@@ -37,7 +40,9 @@ async fn add(State(store): State<Store>, JsonBody(body): JsonBody) -> ApiResult<
     }
     for (i, n) in f.array_opt("numbers")?.into_iter().flatten().enumerate() {
         let field = format!("numbers[{i}]");
-        let n = n.as_str().ok_or_else(|| FieldError::new(&field, "must be a string"))?;
+        let n = n
+            .as_str()
+            .ok_or_else(|| FieldError::new(&field, "must be a string"))?;
         numbers.push(number_field(&field, n)?);
     }
     if numbers.is_empty() {
@@ -53,8 +58,14 @@ async fn add(State(store): State<Store>, JsonBody(body): JsonBody) -> ApiResult<
 async fn read(State(store): State<Store>, Path(number): Path<String>) -> ApiResult<Json<Value>> {
     let number = number_field("number", &number)?;
     match store.get_dnc(&number).await? {
-        Some((reason, at)) => Ok(Json(json!({"number": number, "reason": reason, "created_at": ts(at)}))),
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{number} is not on the do-not-call list"))),
+        Some((reason, at)) => Ok(Json(
+            json!({"number": number, "reason": reason, "created_at": ts(at)}),
+        )),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{number} is not on the do-not-call list"),
+        )),
     }
 }
 
@@ -63,6 +74,10 @@ async fn remove(State(store): State<Store>, Path(number): Path<String>) -> ApiRe
     if store.delete_dnc(&number).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{number} is not on the do-not-call list")))
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{number} is not on the do-not-call list"),
+        ))
     }
 }

@@ -54,7 +54,11 @@ pub fn router(deps: ApiDeps) -> Router {
             deps.json_body_limit,
             deps.csv_body_limit,
         ))
-        .merge(campaigns::router(deps.store.clone(), deps.trunks.clone(), deps.events.clone()))
+        .merge(campaigns::router(
+            deps.store.clone(),
+            deps.trunks.clone(),
+            deps.events.clone(),
+        ))
         .merge(dnc::router(deps.store.clone()))
         .merge(calls::router(deps.store.clone()))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })

@@ -41,9 +41,16 @@ pub fn completion(f: &Finished<'_>, decision: &Decision) -> Completion {
     let outcome = f.ended.outcome;
     let (to, next_attempt_at, destination_index, reason) = match decision {
         Decision::Finish { reason } => (TargetState::Finished, None, f.destination_index, *reason),
-        Decision::Retry { at, destination_index, reason } => {
-            (TargetState::Idle, Some(at.timestamp_millis()), *destination_index, *reason)
-        }
+        Decision::Retry {
+            at,
+            destination_index,
+            reason,
+        } => (
+            TargetState::Idle,
+            Some(at.timestamp_millis()),
+            *destination_index,
+            *reason,
+        ),
         Decision::Fail { reason } => (TargetState::Failed, None, f.destination_index, *reason),
     };
     let mut transitions = Vec::new();
@@ -53,18 +60,34 @@ pub fn completion(f: &Finished<'_>, decision: &Decision) -> Completion {
         Outcome::NoAnswer => Some(TargetState::NoAnswer),
         _ => None,
     };
-    let expect = if f.answer_recorded { TargetState::Answered } else { TargetState::Dialing };
+    let expect = if f.answer_recorded {
+        TargetState::Answered
+    } else {
+        TargetState::Dialing
+    };
     let mut at = expect;
     if let Some(via) = via {
         if via != at {
-            transitions.push(Transition { from: at, to: via, reason: Some(outcome.as_str().to_string()) });
+            transitions.push(Transition {
+                from: at,
+                to: via,
+                reason: Some(outcome.as_str().to_string()),
+            });
             at = via;
         }
     }
     // An answered call that the agent marks done ends `finished`; an answered
     // target never goes back through `dialing`.
-    let to = if to == TargetState::Finished && at != TargetState::Answered { TargetState::Failed } else { to };
-    transitions.push(Transition { from: at, to, reason: Some(reason.to_string()) });
+    let to = if to == TargetState::Finished && at != TargetState::Answered {
+        TargetState::Failed
+    } else {
+        to
+    };
+    transitions.push(Transition {
+        from: at,
+        to,
+        reason: Some(reason.to_string()),
+    });
     let answered = outcome == Outcome::Answered;
     Completion {
         call_id: f.call_id.to_string(),
@@ -90,7 +113,13 @@ pub fn completion(f: &Finished<'_>, decision: &Decision) -> Completion {
             hangup_by: Some(hangup_by_str(f.ended.hangup_by).to_string()),
             reason: Some(f.ended.reason.clone()),
         },
-        dnc_add: matches!(decision, Decision::Finish { reason: "opted_out" }).then(|| f.number.to_string()),
+        dnc_add: matches!(
+            decision,
+            Decision::Finish {
+                reason: "opted_out"
+            }
+        )
+        .then(|| f.number.to_string()),
     }
 }
 
@@ -135,7 +164,11 @@ mod tests {
     #[test]
     fn busy_is_recorded_as_a_state_on_the_way_to_idle() {
         let e = ended(Outcome::Busy, 486);
-        let d = Decision::Retry { at: Utc::now(), destination_index: 0, reason: "busy" };
+        let d = Decision::Retry {
+            at: Utc::now(),
+            destination_index: 0,
+            reason: "busy",
+        };
         let c = completion(&finished(&e, false), &d);
         use TargetState::*;
         assert_eq!(path(&c), vec![(Dialing, Busy), (Busy, Idle)]);
@@ -146,11 +179,21 @@ mod tests {
     #[test]
     fn an_answer_recorded_live_is_not_recorded_twice() {
         let e = ended(Outcome::Answered, 200);
-        let c = completion(&finished(&e, true), &Decision::Finish { reason: "completed" });
+        let c = completion(
+            &finished(&e, true),
+            &Decision::Finish {
+                reason: "completed",
+            },
+        );
         use TargetState::*;
         assert_eq!(path(&c), vec![(Answered, Finished)]);
         assert_eq!(c.expect, Answered);
-        let c = completion(&finished(&e, false), &Decision::Finish { reason: "completed" });
+        let c = completion(
+            &finished(&e, false),
+            &Decision::Finish {
+                reason: "completed",
+            },
+        );
         assert_eq!(path(&c), vec![(Dialing, Answered), (Answered, Finished)]);
         assert_eq!(c.call.status, "completed");
     }
@@ -158,7 +201,12 @@ mod tests {
     #[test]
     fn errors_go_straight_back_to_idle_or_failed() {
         let e = ended(Outcome::InvalidDestination, 404);
-        let c = completion(&finished(&e, false), &Decision::Fail { reason: "invalid_destination" });
+        let c = completion(
+            &finished(&e, false),
+            &Decision::Fail {
+                reason: "invalid_destination",
+            },
+        );
         assert_eq!(path(&c), vec![(TargetState::Dialing, TargetState::Failed)]);
         assert_eq!(c.call.status, "failed");
         assert_eq!(c.call.sip_code, Some(404));
@@ -167,7 +215,12 @@ mod tests {
     #[test]
     fn opting_out_puts_the_number_on_the_dnc_list() {
         let e = ended(Outcome::Answered, 200);
-        let c = completion(&finished(&e, true), &Decision::Finish { reason: "opted_out" });
+        let c = completion(
+            &finished(&e, true),
+            &Decision::Finish {
+                reason: "opted_out",
+            },
+        );
         assert_eq!(c.dnc_add.as_deref(), Some("+15550001111"));
     }
 }

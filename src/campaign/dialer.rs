@@ -25,7 +25,8 @@ pub trait PlacedCall: Send {
 /// Places calls.
 #[async_trait]
 pub trait Telephony: Send + Sync + 'static {
-    async fn originate(&self, req: OriginateRequest) -> Result<Box<dyn PlacedCall>, OriginateError>;
+    async fn originate(&self, req: OriginateRequest)
+        -> Result<Box<dyn PlacedCall>, OriginateError>;
     /// Calls in flight, across every campaign.
     fn live_calls(&self) -> usize;
 }
@@ -45,7 +46,10 @@ impl PlacedCall for crate::sip::Call {
 
 #[async_trait]
 impl Telephony for CallControl {
-    async fn originate(&self, req: OriginateRequest) -> Result<Box<dyn PlacedCall>, OriginateError> {
+    async fn originate(
+        &self,
+        req: OriginateRequest,
+    ) -> Result<Box<dyn PlacedCall>, OriginateError> {
         Ok(Box::new(CallControl::originate(self, req).await?))
     }
     fn live_calls(&self) -> usize {
@@ -112,7 +116,10 @@ impl Drop for InstantCall {
 
 #[async_trait]
 impl Telephony for InstantTelephony {
-    async fn originate(&self, req: OriginateRequest) -> Result<Box<dyn PlacedCall>, OriginateError> {
+    async fn originate(
+        &self,
+        req: OriginateRequest,
+    ) -> Result<Box<dyn PlacedCall>, OriginateError> {
         let number = match &req.destination {
             crate::sip::DialDestination::Tel { number, .. } => number.clone(),
             crate::sip::DialDestination::Sip { uri } => uri.clone(),
@@ -149,10 +156,25 @@ mod tests {
 
     #[test]
     fn instant_outcomes_follow_the_last_two_digits() {
-        assert_eq!(InstantTelephony::outcome_for("+15550000012").0, Outcome::Answered);
-        assert_eq!(InstantTelephony::outcome_for("+15550000075").0, Outcome::Busy);
-        assert_eq!(InstantTelephony::outcome_for("+15550000088").0, Outcome::NoAnswer);
-        assert_eq!(InstantTelephony::outcome_for("+15550000091").0, Outcome::TemporaryFailure);
-        assert_eq!(InstantTelephony::outcome_for("+15550000099").0, Outcome::InvalidDestination);
+        assert_eq!(
+            InstantTelephony::outcome_for("+15550000012").0,
+            Outcome::Answered
+        );
+        assert_eq!(
+            InstantTelephony::outcome_for("+15550000075").0,
+            Outcome::Busy
+        );
+        assert_eq!(
+            InstantTelephony::outcome_for("+15550000088").0,
+            Outcome::NoAnswer
+        );
+        assert_eq!(
+            InstantTelephony::outcome_for("+15550000091").0,
+            Outcome::TemporaryFailure
+        );
+        assert_eq!(
+            InstantTelephony::outcome_for("+15550000099").0,
+            Outcome::InvalidDestination
+        );
     }
 }

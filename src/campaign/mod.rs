@@ -3,5 +3,5 @@
 
 pub mod apply;
 pub mod dialer;
-pub mod scheduler;
 pub mod rules;
+pub mod scheduler;

@@ -23,16 +23,16 @@ use tracing::Instrument;
 
 use super::apply::{completion, Finished};
 use super::dialer::Telephony;
-use super::rules::retry::{decide, AttemptResult, RetryPolicy};
 use super::rules::due::{check_before_dial, DialCheck, DialGate};
 use super::rules::pacing::Priority;
+use super::rules::retry::{decide, AttemptResult, RetryPolicy};
 use super::rules::timezone::resolve_timezone;
 use super::rules::window::Window;
 use crate::domain::{DestinationKind, Outcome};
+use crate::events::{Event, EventBus};
 use crate::sip::{CallEvent, DialDestination, OriginateError, OriginateRequest};
 use crate::store::dialing::{ClaimAction, ClaimScope, Claimed, Completion};
 use crate::store::documents::{AGENTS, OUTPLANS};
-use crate::events::{Event, EventBus};
 use crate::store::{Store, StoreError};
 
 /// How often campaigns are looked at.
@@ -64,7 +64,11 @@ impl Scheduler {
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
         let (record_tx, record_rx) = mpsc::channel::<Completion>(4 * RECORD_BATCH);
-        tasks.spawn(record_loop(deps.store.clone(), deps.events.clone(), record_rx));
+        tasks.spawn(record_loop(
+            deps.store.clone(),
+            deps.events.clone(),
+            record_rx,
+        ));
         tasks.spawn(supervise(deps, record_tx, cancel.clone(), tasks.clone()));
         Ok(Scheduler { cancel, tasks })
     }
@@ -84,7 +88,9 @@ pub async fn recover_interrupted(store: &Store) -> Result<usize, StoreError> {
     let now = Utc::now();
     let mut batch = Vec::new();
     for a in &open {
-        let Some(target_id) = &a.target_id else { continue };
+        let Some(target_id) = &a.target_id else {
+            continue;
+        };
         let target = match store.get_target(target_id).await {
             Ok(t) => t,
             Err(StoreError::NotFound) => continue,
@@ -113,12 +119,20 @@ pub async fn recover_interrupted(store: &Store) -> Result<usize, StoreError> {
             index,
             target.try_count_max.map(|n| n as u32),
             target.expires_at.map(crate::store::from_ms),
-            &AttemptResult { outcome: Outcome::Interrupted, agent_result: None, retry_after: None },
+            &AttemptResult {
+                outcome: Outcome::Interrupted,
+                agent_result: None,
+                retry_after: None,
+            },
             &policy,
             now,
             rand::thread_rng().gen(),
         );
-        let number = target.destinations.get(index).map(|d| d.target.clone()).unwrap_or_default();
+        let number = target
+            .destinations
+            .get(index)
+            .map(|d| d.target.clone())
+            .unwrap_or_default();
         let f = Finished {
             call_id: &a.call_id,
             target_id,
@@ -132,9 +146,14 @@ pub async fn recover_interrupted(store: &Store) -> Result<usize, StoreError> {
         };
         batch.push(completion(&f, &decision));
     }
-    store.record_completions(&batch, now.timestamp_millis()).await?;
+    store
+        .record_completions(&batch, now.timestamp_millis())
+        .await?;
     if !open.is_empty() {
-        tracing::warn!(count = open.len(), "closed attempts left open by a previous run as interrupted");
+        tracing::warn!(
+            count = open.len(),
+            "closed attempts left open by a previous run as interrupted"
+        );
     }
     Ok(open.len())
 }
@@ -166,7 +185,12 @@ async fn record_loop(store: Store, events: EventBus, mut rx: mpsc::Receiver<Comp
 }
 
 /// Keeps one task per active campaign.
-async fn supervise(deps: SchedulerDeps, record: mpsc::Sender<Completion>, cancel: CancellationToken, tasks: TaskTracker) {
+async fn supervise(
+    deps: SchedulerDeps,
+    record: mpsc::Sender<Completion>,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+) {
     let mut running: HashMap<String, CancellationToken> = HashMap::new();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -175,7 +199,11 @@ async fn supervise(deps: SchedulerDeps, record: mpsc::Sender<Completion>, cancel
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {}
         }
-        let active = match deps.store.campaign_ids_with_status(&["running", "waiting", "paused", "stopping"]).await {
+        let active = match deps
+            .store
+            .campaign_ids_with_status(&["running", "waiting", "paused", "stopping"])
+            .await
+        {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(error = %e, "listing campaigns failed");
@@ -195,7 +223,13 @@ async fn supervise(deps: SchedulerDeps, record: mpsc::Sender<Completion>, cancel
             }
             let token = cancel.child_token();
             running.insert(id.clone(), token.clone());
-            tasks.spawn(run_campaign(deps.clone(), id, record.clone(), token, tasks.clone()));
+            tasks.spawn(run_campaign(
+                deps.clone(),
+                id,
+                record.clone(),
+                token,
+                tasks.clone(),
+            ));
         }
     }
 }
@@ -223,7 +257,9 @@ async fn load_settings(store: &Store, id: &str) -> Result<Settings, StoreError> 
     let c = store.get_campaign(id).await?;
     let plan = store.get_doc(OUTPLANS, &c.outplan_id).await?;
     let agent_sessions = match &c.agent_id {
-        Some(a) => store.get_doc(AGENTS, a).await?.spec["max_concurrent_sessions"].as_u64().unwrap_or(100) as u32,
+        Some(a) => store.get_doc(AGENTS, a).await?.spec["max_concurrent_sessions"]
+            .as_u64()
+            .unwrap_or(100) as u32,
         None => u32::MAX,
     };
     Ok(Settings {
@@ -240,7 +276,9 @@ async fn load_settings(store: &Store, id: &str) -> Result<Settings, StoreError> 
         end_continue: c.spec["end_handle"] == "continue",
         policy: RetryPolicy::from_outplan(&plan.spec),
         ring_timeout: Duration::from_secs(plan.spec["dial_timeout_s"].as_u64().unwrap_or(30)),
-        max_duration: Duration::from_secs(plan.spec["max_call_duration_s"].as_u64().unwrap_or(3600)),
+        max_duration: Duration::from_secs(
+            plan.spec["max_call_duration_s"].as_u64().unwrap_or(3600),
+        ),
         caller_id: plan.spec["caller_id"].as_str().map(str::to_string),
     })
 }
@@ -249,14 +287,22 @@ fn limiter_for(cps: f64) -> DefaultDirectRateLimiter {
     let period = Duration::from_secs_f64(1.0 / cps.max(0.001));
     // Allow one tick's worth at once, so high rates are not capped by the tick.
     let burst = ((cps * TICK.as_secs_f64()).ceil() as u32).max(1);
-    let quota = Quota::with_period(period).expect("positive period").allow_burst(NonZeroU32::new(burst).expect("burst ≥ 1"));
+    let quota = Quota::with_period(period)
+        .expect("positive period")
+        .allow_burst(NonZeroU32::new(burst).expect("burst ≥ 1"));
     RateLimiter::direct(quota)
 }
 
 /// Live calls of one campaign: each has a token that hangs it up.
 type LiveCalls = Arc<std::sync::Mutex<HashMap<String, CancellationToken>>>;
 
-async fn run_campaign(deps: SchedulerDeps, id: String, record: mpsc::Sender<Completion>, cancel: CancellationToken, tasks: TaskTracker) {
+async fn run_campaign(
+    deps: SchedulerDeps,
+    id: String,
+    record: mpsc::Sender<Completion>,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+) {
     let live: LiveCalls = Arc::default();
     let mut limiter: Option<(f64, DefaultDirectRateLimiter)> = None;
     let mut tick = tokio::time::interval(TICK);
@@ -297,7 +343,10 @@ async fn run_campaign(deps: SchedulerDeps, id: String, record: mpsc::Sender<Comp
             limiter = Some((s.cps, limiter_for(s.cps)));
         }
         let rl = &limiter.as_ref().expect("limiter set").1;
-        let room = s.max_concurrent.saturating_sub(in_flight).min(s.agent_sessions.saturating_sub(in_flight));
+        let room = s
+            .max_concurrent
+            .saturating_sub(in_flight)
+            .min(s.agent_sessions.saturating_sub(in_flight));
         let mut tokens = 0;
         while tokens < room && rl.check().is_ok() {
             tokens += 1;
@@ -315,13 +364,18 @@ async fn run_campaign(deps: SchedulerDeps, id: String, record: mpsc::Sender<Comp
             let decided_defer = std::sync::atomic::AtomicUsize::new(0);
             let r = deps
                 .store
-                .claim_due_targets(&scope, now.timestamp_millis(), tokens as usize, |t, on_dnc| {
-                    let a = claim_decision(t, on_dnc, &s, now);
-                    if matches!(a, ClaimAction::Defer { .. }) {
-                        decided_defer.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    a
-                })
+                .claim_due_targets(
+                    &scope,
+                    now.timestamp_millis(),
+                    tokens as usize,
+                    |t, on_dnc| {
+                        let a = claim_decision(t, on_dnc, &s, now);
+                        if matches!(a, ClaimAction::Defer { .. }) {
+                            decided_defer.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        a
+                    },
+                )
                 .await;
             match r {
                 Ok(c) => {
@@ -338,11 +392,16 @@ async fn run_campaign(deps: SchedulerDeps, id: String, record: mpsc::Sender<Comp
         };
         let dialed = !claimed.is_empty();
         if dialed {
-            deps.events.publish(Event::AttemptsClaimed { campaign_id: id.clone(), count: claimed.len() });
+            deps.events.publish(Event::AttemptsClaimed {
+                campaign_id: id.clone(),
+                count: claimed.len(),
+            });
         }
         for c in claimed {
             let token = cancel.child_token();
-            live.lock().expect("live calls").insert(c.call_id.clone(), token.clone());
+            live.lock()
+                .expect("live calls")
+                .insert(c.call_id.clone(), token.clone());
             let call = CallJob {
                 store: deps.store.clone(),
                 events: deps.events.clone(),
@@ -361,7 +420,14 @@ async fn run_campaign(deps: SchedulerDeps, id: String, record: mpsc::Sender<Comp
         }
         // Status bookkeeping: waiting, running, finished.
         if deferred_only && in_flight == 0 && s.status == "running" {
-            set_status(&deps, &id, &["running"], "waiting", Some("outside the calling window")).await;
+            set_status(
+                &deps,
+                &id,
+                &["running"],
+                "waiting",
+                Some("outside the calling window"),
+            )
+            .await;
         } else if dialed && s.status == "waiting" {
             set_status(&deps, &id, &["waiting"], "running", None).await;
         } else if !dialed && in_flight == 0 && !s.end_continue && s.status == "running" {
@@ -376,8 +442,18 @@ async fn run_campaign(deps: SchedulerDeps, id: String, record: mpsc::Sender<Comp
 }
 
 /// Changes a campaign's status if it is in one of `from`, and says so on the bus.
-async fn set_status(deps: &SchedulerDeps, id: &str, from: &[&str], to: &str, reason: Option<&str>) -> bool {
-    match deps.store.set_campaign_status(id, from, to, reason, Utc::now().timestamp_millis()).await {
+async fn set_status(
+    deps: &SchedulerDeps,
+    id: &str,
+    from: &[&str],
+    to: &str,
+    reason: Option<&str>,
+) -> bool {
+    match deps
+        .store
+        .set_campaign_status(id, from, to, reason, Utc::now().timestamp_millis())
+        .await
+    {
         Ok(true) => {
             deps.events.campaign_status(id, to);
             true
@@ -392,16 +468,29 @@ async fn set_status(deps: &SchedulerDeps, id: &str, from: &[&str], to: &str, rea
 
 /// Right before dialing: on the DNC list, expired, or not yet allowed
 /// (`not_before`, the calling window in the target's own zone)?
-fn claim_decision(t: &crate::store::targets::TargetRow, on_dnc: bool, s: &Settings, now: DateTime<Utc>) -> ClaimAction {
+fn claim_decision(
+    t: &crate::store::targets::TargetRow,
+    on_dnc: bool,
+    s: &Settings,
+    now: DateTime<Utc>,
+) -> ClaimAction {
     let index = t.destination_index.max(0) as usize;
     if index >= t.destinations.len() {
-        return ClaimAction::Fail { reason: "tries_exhausted".into() };
+        return ClaimAction::Fail {
+            reason: "tries_exhausted".into(),
+        };
     }
-    let first_tel = t.destinations.iter().find(|d| d.kind == DestinationKind::Tel).map(|d| d.target.as_str());
-    let window = s
-        .window
-        .as_ref()
-        .map(|(w, campaign_tz)| (w, resolve_timezone(t.timezone.as_deref(), first_tel, *campaign_tz)));
+    let first_tel = t
+        .destinations
+        .iter()
+        .find(|d| d.kind == DestinationKind::Tel)
+        .map(|d| d.target.as_str());
+    let window = s.window.as_ref().map(|(w, campaign_tz)| {
+        (
+            w,
+            resolve_timezone(t.timezone.as_deref(), first_tel, *campaign_tz),
+        )
+    });
     let gate = DialGate {
         not_before: t.not_before.map(crate::store::from_ms),
         expires_at: t.expires_at.map(crate::store::from_ms),
@@ -410,9 +499,15 @@ fn claim_decision(t: &crate::store::targets::TargetRow, on_dnc: bool, s: &Settin
         on_dnc,
     };
     match check_before_dial(&gate, now) {
-        DialCheck::Dial => ClaimAction::Dial { destination_index: index },
-        DialCheck::WaitUntil(at) => ClaimAction::Defer { until: at.timestamp_millis() },
-        DialCheck::Fail { reason } => ClaimAction::Fail { reason: reason.into() },
+        DialCheck::Dial => ClaimAction::Dial {
+            destination_index: index,
+        },
+        DialCheck::WaitUntil(at) => ClaimAction::Defer {
+            until: at.timestamp_millis(),
+        },
+        DialCheck::Fail { reason } => ClaimAction::Fail {
+            reason: reason.into(),
+        },
     }
 }
 
@@ -434,8 +529,13 @@ struct CallJob {
 impl CallJob {
     async fn run(self, c: Claimed, hangup: CancellationToken) {
         let destination = match c.destination.kind {
-            DestinationKind::Tel => DialDestination::Tel { number: c.destination.target.clone(), trunk: self.trunk.clone() },
-            DestinationKind::Sip => DialDestination::Sip { uri: c.destination.target.clone() },
+            DestinationKind::Tel => DialDestination::Tel {
+                number: c.destination.target.clone(),
+                trunk: self.trunk.clone(),
+            },
+            DestinationKind::Sip => DialDestination::Sip {
+                uri: c.destination.target.clone(),
+            },
         };
         let req = OriginateRequest {
             attempt_id: c.call_id.clone(),
@@ -465,7 +565,12 @@ impl CallJob {
                         Some(CallEvent::Answered { at, media }) => {
                             answer_recorded = self
                                 .store
-                                .record_answer(&c.call_id, &c.target.id, Some(&self.campaign_id), at.timestamp_millis())
+                                .record_answer(
+                                    &c.call_id,
+                                    &c.target.id,
+                                    Some(&self.campaign_id),
+                                    at.timestamp_millis(),
+                                )
                                 .await
                                 .unwrap_or(false);
                             // Agent sessions attach here; without one the call is hung up.
@@ -491,7 +596,11 @@ impl CallJob {
             c.destination_index,
             c.target.try_count_max.map(|n| n as u32),
             c.target.expires_at.map(crate::store::from_ms),
-            &AttemptResult { outcome: ended.outcome, agent_result: None, retry_after: ended.retry_after },
+            &AttemptResult {
+                outcome: ended.outcome,
+                agent_result: None,
+                retry_after: ended.retry_after,
+            },
             &self.policy,
             Utc::now(),
             rand::thread_rng().gen(),
@@ -514,7 +623,13 @@ impl CallJob {
             tracing::error!(campaign = %self.campaign_id, trunk = %self.trunk, %reason, "pausing the campaign");
             if let Ok(true) = self
                 .store
-                .set_campaign_status(&self.campaign_id, &["running", "waiting"], "paused", Some(&reason), Utc::now().timestamp_millis())
+                .set_campaign_status(
+                    &self.campaign_id,
+                    &["running", "waiting"],
+                    "paused",
+                    Some(&reason),
+                    Utc::now().timestamp_millis(),
+                )
                 .await
             {
                 self.events.campaign_status(&self.campaign_id, "paused");

@@ -102,7 +102,8 @@ const CALL_COLUMNS: &str = "id, campaign_id, target_id, destination_index, attem
     sip_call_id, from_uri, to_uri, outcome, sip_code, q850_cause, result, hangup_by, reason, created_at, \
     invite_sent_at, ringing_at, answered_at, ended_at, duration_ms";
 
-const TARGET_COLUMNS: &str = "id, outdial_id, name, destinations, destination_index, try_count_max, \
+const TARGET_COLUMNS: &str =
+    "id, outdial_id, name, destinations, destination_index, try_count_max, \
     try_count_current, state, next_attempt_at, not_before, expires_at, timezone, variables, \
     client_token, last_outcome, reason, created_at, updated_at";
 
@@ -121,7 +122,11 @@ impl Store {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let lock = if self.backend() == super::Backend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+        let lock = if self.backend() == super::Backend::Postgres {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
         let select = format!(
             "SELECT {TARGET_COLUMNS} FROM targets WHERE outdial_id = $1 AND state = 'idle' \
              AND next_attempt_at <= $2 ORDER BY next_attempt_at LIMIT $3{lock}"
@@ -203,7 +208,13 @@ impl Store {
     }
 
     /// Records that a call was answered: dialing → answered, with its event.
-    pub async fn record_answer(&self, call_id: &str, target_id: &str, campaign_id: Option<&str>, at: i64) -> Result<bool> {
+    pub async fn record_answer(
+        &self,
+        call_id: &str,
+        target_id: &str,
+        campaign_id: Option<&str>,
+        at: i64,
+    ) -> Result<bool> {
         with_pool!(self, p => {
             let mut tx = p.begin_write().await?;
             sqlx::query("UPDATE calls SET answered_at = $2 WHERE id = $1").bind(call_id).bind(at).execute(&mut *tx).await?;
@@ -302,7 +313,14 @@ impl Store {
     }
 
     /// Sets a campaign's status if it is in one of `from`; returns whether it changed.
-    pub async fn set_campaign_status(&self, id: &str, from: &[&str], to: &str, reason: Option<&str>, now: i64) -> Result<bool> {
+    pub async fn set_campaign_status(
+        &self,
+        id: &str,
+        from: &[&str],
+        to: &str,
+        reason: Option<&str>,
+        now: i64,
+    ) -> Result<bool> {
         let mut qb_sql = String::from("UPDATE campaigns SET status = $2, status_reason = $3, updated_at = $4, \
             started_at = CASE WHEN $2 = 'running' AND started_at IS NULL THEN $4 ELSE started_at END, \
             finished_at = CASE WHEN $2 IN ('stopped', 'finished') THEN $4 ELSE NULL END WHERE id = $1 AND status IN (");
@@ -323,8 +341,15 @@ impl Store {
     }
 
     /// Campaigns in one of `statuses` (the scheduler's work list).
-    pub async fn campaign_ids_with_status(&self, statuses: &[&str]) -> Result<Vec<(String, String)>> {
-        let list = statuses.iter().map(|s| format!("'{}'", s.replace('\'', ""))).collect::<Vec<_>>().join(", ");
+    pub async fn campaign_ids_with_status(
+        &self,
+        statuses: &[&str],
+    ) -> Result<Vec<(String, String)>> {
+        let list = statuses
+            .iter()
+            .map(|s| format!("'{}'", s.replace('\'', "")))
+            .collect::<Vec<_>>()
+            .join(", ");
         let sql = format!("SELECT id, status FROM campaigns WHERE status IN ({list}) ORDER BY id");
         with_pool!(self, p => Ok(sqlx::query_as::<_, (String, String)>(&sql).fetch_all(p).await?))
     }
@@ -342,7 +367,10 @@ impl Store {
     }
 
     /// Attempts of a campaign by outcome, and how many are live.
-    pub async fn campaign_call_stats(&self, campaign_id: &str) -> Result<(Vec<(String, i64)>, i64)> {
+    pub async fn campaign_call_stats(
+        &self,
+        campaign_id: &str,
+    ) -> Result<(Vec<(String, i64)>, i64)> {
         with_pool!(self, p => {
             let by: Vec<(Option<String>, i64)> = sqlx::query_as(
                 "SELECT outcome, COUNT(*) FROM calls WHERE campaign_id = $1 GROUP BY outcome")
@@ -387,7 +415,11 @@ impl Store {
     ) -> Result<super::Page<Value>> {
         let mut sql = format!("SELECT {CALL_COLUMNS} FROM calls WHERE id > $1");
         let mut n = 2;
-        for (col, v) in [("campaign_id", campaign_id), ("target_id", target_id), ("outcome", outcome)] {
+        for (col, v) in [
+            ("campaign_id", campaign_id),
+            ("target_id", target_id),
+            ("outcome", outcome),
+        ] {
             if v.is_some() {
                 sql.push_str(&format!(" AND {col} = ${n}"));
                 n += 1;

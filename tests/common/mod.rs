@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-
 use herald::app::App;
 use herald::config::Config;
 use reqwest::{Client, Response, StatusCode};
@@ -30,7 +29,10 @@ pub fn init_logs() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "herald=info".into()))
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "herald=info".into()),
+            )
             .with_test_writer()
             .try_init();
     });
@@ -296,11 +298,21 @@ pub async fn spawn_instant_app(db: Db, extra: &[(&str, &str)]) -> Option<TestApp
     let db = TestDb::new(db).await?;
     let config = test_config(&db.url, extra);
     let telephony = std::sync::Arc::new(herald::campaign::dialer::InstantTelephony::default());
-    let app = App::start_with(&config, None, herald::app::TelephonyChoice::Custom(telephony))
-        .await
-        .expect("herald starts");
+    let app = App::start_with(
+        &config,
+        None,
+        herald::app::TelephonyChoice::Custom(telephony),
+    )
+    .await
+    .expect("herald starts");
     let (_, key) = app.store.create_api_key("test", 0).await.expect("api key");
-    Some(TestApp { base: format!("http://{}", app.addr), key, client: Client::new(), db, app: Some(app) })
+    Some(TestApp {
+        base: format!("http://{}", app.addr),
+        key,
+        client: Client::new(),
+        db,
+        app: Some(app),
+    })
 }
 
 impl TestApp {
@@ -324,68 +336,136 @@ impl TestApp {
                 (0..$r.len())
                     .map(|i| {
                         $r.try_get::<Option<String>, _>(i)
-                            .or_else(|_| $r.try_get::<Option<i64>, _>(i).map(|v| v.map(|n| n.to_string())))
-                            .or_else(|_| $r.try_get::<Option<i32>, _>(i).map(|v| v.map(|n| n.to_string())))
+                            .or_else(|_| {
+                                $r.try_get::<Option<i64>, _>(i)
+                                    .map(|v| v.map(|n| n.to_string()))
+                            })
+                            .or_else(|_| {
+                                $r.try_get::<Option<i32>, _>(i)
+                                    .map(|v| v.map(|n| n.to_string()))
+                            })
                             .unwrap()
                     })
                     .collect()
             };
         }
         match &self.store().pool {
-            herald::store::Pool::Sqlite(p) => sqlx::query(sql).fetch_all(p).await.unwrap().iter().map(|r| cells!(r)).collect(),
-            herald::store::Pool::Postgres(p) => sqlx::query(sql).fetch_all(p).await.unwrap().iter().map(|r| cells!(r)).collect(),
+            herald::store::Pool::Sqlite(p) => sqlx::query(sql)
+                .fetch_all(p)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| cells!(r))
+                .collect(),
+            herald::store::Pool::Postgres(p) => sqlx::query(sql)
+                .fetch_all(p)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| cells!(r))
+                .collect(),
         }
     }
 
     /// Creates an outdial with `csv` targets, an outplan and an agent, and a
     /// campaign over them (with `campaign` fields merged in); returns (campaign, outdial).
     pub async fn campaign(&self, csv: String, outplan: Value, campaign: Value) -> (String, String) {
-        let od = id_of(&self.post_ok("/v1/outdials", &serde_json::json!({"name": "list"}), StatusCode::CREATED).await);
-        let rep = expect_json(self.post_csv(&format!("/v1/outdials/{od}/targets"), csv).await, StatusCode::OK).await;
+        let od = id_of(
+            &self
+                .post_ok(
+                    "/v1/outdials",
+                    &serde_json::json!({"name": "list"}),
+                    StatusCode::CREATED,
+                )
+                .await,
+        );
+        let rep = expect_json(
+            self.post_csv(&format!("/v1/outdials/{od}/targets"), csv)
+                .await,
+            StatusCode::OK,
+        )
+        .await;
         assert_eq!(rep["invalid_count"], 0, "{rep}");
-        let op = id_of(&self.post_ok("/v1/outplans", &outplan, StatusCode::CREATED).await);
+        let op = id_of(
+            &self
+                .post_ok("/v1/outplans", &outplan, StatusCode::CREATED)
+                .await,
+        );
         let ag = id_of(
             &self.post_ok("/v1/agents", &serde_json::json!({"name": "bot", "kind": "media_stream", "url": "ws://127.0.0.1:9/s", "max_concurrent_sessions": 1000}), StatusCode::CREATED).await,
         );
-        let mut body = serde_json::json!({"name": "c", "outdial_id": od, "outplan_id": op, "agent_id": ag});
+        let mut body =
+            serde_json::json!({"name": "c", "outdial_id": od, "outplan_id": op, "agent_id": ag});
         herald::domain::fields::merge_patch(&mut body, &campaign);
-        let c = self.post_ok("/v1/campaigns", &body, StatusCode::CREATED).await;
+        let c = self
+            .post_ok("/v1/campaigns", &body, StatusCode::CREATED)
+            .await;
         (id_of(&c), od)
     }
 }
 
 /// Waits (bounded) for the campaign to reach `status` on the event bus.
-pub async fn wait_status(rx: &mut tokio::sync::broadcast::Receiver<herald::events::Event>, campaign: &str, status: &str, within: Duration) {
+pub async fn wait_status(
+    rx: &mut tokio::sync::broadcast::Receiver<herald::events::Event>,
+    campaign: &str,
+    status: &str,
+    within: Duration,
+) {
     let found = tokio::time::timeout(within, async {
         loop {
             match rx.recv().await {
-                Ok(herald::events::Event::CampaignStatusChanged { campaign_id, status: s }) if campaign_id == campaign && s == status => return,
+                Ok(herald::events::Event::CampaignStatusChanged {
+                    campaign_id,
+                    status: s,
+                }) if campaign_id == campaign && s == status => return,
                 Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(e) => panic!("event bus closed: {e}"),
             }
         }
     })
     .await;
-    assert!(found.is_ok(), "campaign {campaign} did not become {status} within {within:?}");
+    assert!(
+        found.is_ok(),
+        "campaign {campaign} did not become {status} within {within:?}"
+    );
 }
 
 /// Checks every target's event chain: it starts at idle, each step starts where
 /// the last ended, and it ends at the target's current state.
 pub async fn assert_event_chains(app: &TestApp, outdial: &str) {
-    let targets = app.rows(&format!("SELECT id, state FROM targets WHERE outdial_id = '{outdial}'")).await;
+    let targets = app
+        .rows(&format!(
+            "SELECT id, state FROM targets WHERE outdial_id = '{outdial}'"
+        ))
+        .await;
     let events = app.rows(&format!(
         "SELECT e.target_id, e.from_state, e.to_state FROM target_events e JOIN targets t ON t.id = e.target_id \
          WHERE t.outdial_id = '{outdial}' ORDER BY e.id")).await;
-    let mut at: std::collections::HashMap<String, String> =
-        targets.iter().map(|r| (r[0].clone().unwrap(), "idle".to_string())).collect();
+    let mut at: std::collections::HashMap<String, String> = targets
+        .iter()
+        .map(|r| (r[0].clone().unwrap(), "idle".to_string()))
+        .collect();
     for e in &events {
-        let (t, from, to) = (e[0].clone().unwrap(), e[1].clone().unwrap(), e[2].clone().unwrap());
+        let (t, from, to) = (
+            e[0].clone().unwrap(),
+            e[1].clone().unwrap(),
+            e[2].clone().unwrap(),
+        );
         let cur = at.get_mut(&t).expect("event of a known target");
-        assert_eq!(*cur, from, "target {t}: event {from}->{to} does not start where it was ({cur})");
+        assert_eq!(
+            *cur, from,
+            "target {t}: event {from}->{to} does not start where it was ({cur})"
+        );
         *cur = to;
     }
     for r in &targets {
         let id = r[0].as_ref().unwrap();
-        assert_eq!(at[id].as_str(), r[1].as_deref().unwrap(), "target {id}: events end at {} but the row says {:?}", at[id], r[1]);
+        assert_eq!(
+            at[id].as_str(),
+            r[1].as_deref().unwrap(),
+            "target {id}: events end at {} but the row says {:?}",
+            at[id],
+            r[1]
+        );
     }
 }
