@@ -33,7 +33,7 @@ use crate::events::{Event, EventBus};
 use crate::sip::{CallEvent, DialDestination, OriginateError, OriginateRequest};
 use crate::store::dialing::{ClaimAction, ClaimScope, Claimed, Completion};
 use crate::store::documents::{AGENTS, OUTPLANS};
-use crate::store::{Store, StoreError};
+use crate::store::{Backend, Store, StoreError};
 
 /// How often campaigns are looked at.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -58,11 +58,21 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Closes attempts left open by a crash, then starts the supervisor.
+    /// Registers this node, closes attempts left open by a crash (on SQLite:
+    /// all of them; on PostgreSQL: those of dead nodes), then starts the
+    /// supervisor and the liveness task.
     pub async fn start(deps: SchedulerDeps) -> Result<Scheduler, StoreError> {
-        recover_interrupted(&deps.store).await?;
+        let now = Utc::now().timestamp_millis();
+        deps.store.register_node(&deps.node_id, now).await?;
+        match deps.store.backend() {
+            Backend::Sqlite => {
+                recover_interrupted(&deps.store, None).await?;
+            }
+            Backend::Postgres => recover_dead_nodes(&deps.store, now).await?,
+        }
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
+        tasks.spawn(liveness(deps.clone(), cancel.clone()));
         let (record_tx, record_rx) = mpsc::channel::<Completion>(4 * RECORD_BATCH);
         tasks.spawn(record_loop(
             deps.store.clone(),
@@ -81,10 +91,53 @@ impl Scheduler {
     }
 }
 
-/// At start: attempts still open were cut short (herald died). Each counts as
-/// a try with outcome `interrupted`, and its target leaves `dialing`.
-pub async fn recover_interrupted(store: &Store) -> Result<usize, StoreError> {
-    let open = store.open_attempts(None).await?;
+/// How often a node says it is alive.
+const HEARTBEAT: Duration = Duration::from_secs(2);
+/// A node silent for this long is dead: its open attempts are closed by a live node.
+const NODE_DEAD_AFTER_MS: i64 = 15_000;
+
+/// Keeps this node's heartbeat and, on PostgreSQL, closes dead nodes' attempts.
+async fn liveness(deps: SchedulerDeps, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let now = Utc::now().timestamp_millis();
+        match deps.store.heartbeat(&deps.node_id, now).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::error!(node = %deps.node_id, "this node was declared dead by another; registering again");
+                let _ = deps.store.register_node(&deps.node_id, now).await;
+            }
+            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+        }
+        if deps.store.backend() == Backend::Postgres {
+            if let Err(e) = recover_dead_nodes(&deps.store, now).await {
+                tracing::warn!(error = %e, "recovering dead nodes' attempts failed");
+            }
+        }
+    }
+}
+
+/// Closes the open attempts of nodes that stopped heartbeating, then forgets them.
+async fn recover_dead_nodes(store: &Store, now: i64) -> Result<(), StoreError> {
+    let dead = store.dead_nodes(now - NODE_DEAD_AFTER_MS).await?;
+    if dead.is_empty() {
+        return Ok(());
+    }
+    let closed = recover_interrupted(store, Some(&dead)).await?;
+    store.forget_nodes(&dead).await?;
+    tracing::warn!(nodes = ?dead, closed, "nodes stopped heartbeating; their open attempts were closed as interrupted");
+    Ok(())
+}
+
+/// Attempts still open (of every node, or of `nodes`) were cut short: each
+/// counts as a try with outcome `interrupted`, and its target leaves `dialing`.
+pub async fn recover_interrupted(store: &Store, nodes: Option<&[String]>) -> Result<usize, StoreError> {
+    let open = store.open_attempts(nodes).await?;
     let now = Utc::now();
     let mut batch = Vec::new();
     for a in &open {
