@@ -109,7 +109,11 @@ async fn main() {
     let mut media = media_config(30);
     media.rtp_port_min = 20000;
     media.rtp_port_max = 60000;
-    let (cc, cancel) = start(trunk(&format!("sip:{}", uas.addr), "", "", 1_000_000), media).await;
+    let (cc, cancel) = start(
+        trunk(&format!("sip:{}", uas.addr), "", "", 1_000_000),
+        media,
+    )
+    .await;
 
     println!("| target CPS | herald achieved | herald failed | herald CPU µs/call | SIPp uac achieved | SIPp uac failed | ratio |");
     println!("|---:|---:|---:|---:|---:|---:|---:|");

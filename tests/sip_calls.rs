@@ -468,3 +468,48 @@ async fn a_mixed_population_gets_every_outcome_right() {
     assert_eq!(cc.live_calls(), 0);
     cancel.cancel();
 }
+
+#[tokio::test]
+async fn shutdown_hangs_up_live_calls_as_interrupted_and_stops_every_task() {
+    let sipp = SippUas::start("uas_answer_rtp.xml", 1, &[]).await;
+    let (cc, cancel) = herald(&sipp).await;
+    let mut call = cc
+        .originate(tel(
+            "a-shutdown",
+            Duration::from_secs(10),
+            Duration::from_secs(60),
+        ))
+        .await
+        .unwrap();
+    loop {
+        match tokio::time::timeout(GUARD, call.next_event())
+            .await
+            .unwrap()
+        {
+            Some(CallEvent::Answered { .. }) => break,
+            Some(CallEvent::Ended(e)) => panic!("ended early: {e:?}"),
+            Some(_) => {}
+            None => panic!("no events"),
+        }
+    }
+    cancel.cancel();
+    let (_, e) = run_to_end(call).await;
+    // SIPp only succeeds if herald sent BYE.
+    sipp.finish().await.assert_success();
+    assert_eq!(
+        (e.outcome, e.hangup_by),
+        (Outcome::Interrupted, HangupBy::Herald),
+        "{e:?}"
+    );
+    tokio::time::timeout(GUARD, cc.stopped())
+        .await
+        .expect("every task stops");
+    let refused = cc
+        .originate(tel(
+            "a-late",
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        ))
+        .await;
+    assert!(matches!(refused, Err(OriginateError::ShuttingDown)));
+}
