@@ -129,7 +129,11 @@ impl SippUas {
         let media_port = free_rtp_port();
         let dir = tempfile::tempdir().expect("tempdir");
         let scenario_path = crate_root().join("scenarios").join(o.scenario);
-        assert!(scenario_path.exists(), "{} is missing", scenario_path.display());
+        assert!(
+            scenario_path.exists(),
+            "{} is missing",
+            scenario_path.display()
+        );
         let mut args: Vec<String> = vec![
             (o.timeout_s + 20).to_string(),
             "sipp".into(),
@@ -279,9 +283,9 @@ pub async fn run_uac(target: SocketAddr, rate: u32, calls: u32, timeout_s: u32) 
 pub fn sipp_counter(stdout: &str, name: &str) -> Option<u64> {
     stdout
         .lines()
+        .rev()
         .filter(|l| l.trim_start().starts_with(name))
-        .filter_map(|l| l.rsplit('|').next()?.trim().parse().ok())
-        .last()
+        .find_map(|l| l.rsplit('|').next()?.trim().parse().ok())
 }
 
 /// Waits until some socket is bound to UDP `port` on 127.0.0.1 (read from
