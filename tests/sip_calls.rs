@@ -513,3 +513,13 @@ async fn shutdown_hangs_up_live_calls_as_interrupted_and_stops_every_task() {
         .await;
     assert!(matches!(refused, Err(OriginateError::ShuttingDown)));
 }
+
+#[tokio::test]
+async fn a_stale_nonce_is_answered_again_with_the_fresh_one() {
+    let (_, e) = authenticated("uas_auth_stale_nonce.xml", "s3cret").await;
+    assert_eq!(
+        (e.outcome, e.sip_code),
+        (Outcome::Answered, Some(200)),
+        "{e:?}"
+    );
+}

@@ -98,7 +98,7 @@ impl CallRun {
         );
         let ring_deadline = Instant::now() + self.target.ring_timeout;
         let mut auth: Option<Header> = None;
-        let mut nc_retry_done = false;
+        let mut auth_rounds = 0u32;
         loop {
             let opt = self.invite_option(&offer, auth.clone());
             let (state_tx, states) = self.dialogs.new_dialog_state_channel();
@@ -124,9 +124,9 @@ impl CallRun {
                 }
             };
             let code = resp.status_code.code();
-            if (code == 401 || code == 407) && rec.cancel.is_none() && !nc_retry_done {
-                if let Some(h) = self.answer_challenge(&resp, code == 407) {
-                    nc_retry_done = true;
+            if (code == 401 || code == 407) && rec.cancel.is_none() {
+                if let Some(h) = self.answer_challenge(&resp, code == 407, auth_rounds) {
+                    auth_rounds += 1;
                     auth = Some(h);
                     continue;
                 }
@@ -271,7 +271,8 @@ impl CallRun {
     }
 
     /// The header answering a 401/407, or `None` when herald cannot.
-    fn answer_challenge(&self, resp: &Response, proxy: bool) -> Option<Header> {
+    /// `rounds` challenges were answered already; see [`digest::should_answer`].
+    fn answer_challenge(&self, resp: &Response, proxy: bool, rounds: u32) -> Option<Header> {
         let (user, password) = self.target.credential.as_ref()?;
         let name = if proxy {
             "proxy-authenticate"
@@ -283,6 +284,10 @@ impl CallRun {
             .filter_map(|v| digest::parse_challenge(v))
             .collect();
         let ch = digest::choose_challenge(&challenges)?;
+        if !digest::should_answer(rounds, ch.stale) {
+            debug!(rounds, "credentials rejected, not retrying");
+            return None;
+        }
         let uri = self.target.request_uri.to_string();
         let cnonce = format!("{:016x}", rand::random::<u64>());
         let value = digest::authorization(
