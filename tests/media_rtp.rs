@@ -17,10 +17,10 @@ const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const GUARD: Duration = Duration::from_secs(20);
 
 fn pool() -> Arc<PortPool> {
-    // A random even base so concurrent tests mostly use different ports;
-    // ports taken by anyone else are skipped by the pool.
+    // A random base so concurrent tests mostly use different ports, and a
+    // wide range: ports taken by anyone else are skipped by the pool.
     let base = 20_000 + 2 * (rand::random::<u16>() % 10_000);
-    PortPool::new(base, base + 400)
+    PortPool::new(base, base + 10_000)
 }
 
 fn cfg(codec: Codec) -> RtpConfig {
@@ -590,4 +590,75 @@ async fn received_dtmf_from_a_raw_peer_with_retransmits_is_reported_once() {
     let s = a.stop().await;
     assert_eq!(s.dtmf_received, 1, "{s:?}");
     assert_eq!(s.packets_received, 2 * packets.len() as u64);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_control_clone_feeds_audio_while_the_handle_reads_events() {
+    let (a, mut b) = pair(cfg(Codec::Pcmu), cfg(Codec::Pcmu)).await;
+    let control = a.control();
+    let audio = pattern(1600, |_| true);
+    let feeder = {
+        let audio = audio.clone();
+        tokio::spawn(async move {
+            for chunk in audio.chunks(160) {
+                control.play(Bytes::copy_from_slice(chunk));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            control.mark("fed".into());
+        })
+    };
+    let got = receive_audio(&mut b, audio.len()).await;
+    assert_eq!(&got[..audio.len()], &audio[..]);
+    timeout(GUARD, feeder)
+        .await
+        .expect("feeder ends")
+        .expect("feeder task");
+    let mut a = a;
+    assert_eq!(
+        next_non_audio(&mut a).await,
+        MediaEvent::MarkPlayed("fed".into())
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn interarrival_jitter_follows_rfc_3550() {
+    let pool = pool();
+    let peer = UdpSocket::bind((LOCALHOST, 0)).await.expect("bind");
+    let mut a = bind(&pool)
+        .await
+        .start(peer.local_addr().expect("addr"), cfg(Codec::Pcmu));
+    let to = a.local_addr();
+    // Packets 20 ms apart in RTP time arrive alternately 10 and 30 ms apart:
+    // |D| is 80 timestamp units every time, so J converges to 80 (10 ms).
+    for i in 0..100u16 {
+        let pkt = rtp(0, i, u32::from(i) * 160, 9, &[0x55; 160]);
+        peer.send_to(&pkt, to).await.expect("send");
+        let gap = if i % 2 == 0 { 10 } else { 30 };
+        tokio::time::sleep(Duration::from_millis(gap)).await;
+    }
+    next_audio(&mut a).await;
+    let s = a.stop().await;
+    assert_eq!(s.packets_received, 100);
+    assert!(
+        (75..=80).contains(&s.jitter),
+        "jitter {} ({:.2} ms)",
+        s.jitter,
+        s.jitter_ms()
+    );
+    assert_eq!(s.lost, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_flows_on_the_real_clock_and_a_multi_thread_runtime() {
+    let (a, mut b) = pair(cfg(Codec::Pcma), cfg(Codec::Pcmu)).await;
+    let audio = pattern(1600, |u| g711::alaw_to_ulaw(g711::ulaw_to_alaw(u)) == u);
+    a.play(Bytes::from(audio.clone()));
+    let got = receive_audio(&mut b, audio.len()).await;
+    assert_eq!(&got[..audio.len()], &audio[..]);
+    let (sa, sb) = (a.stop().await, b.stop().await);
+    assert!(
+        sa.packets_sent >= 10 && sb.packets_received >= 10,
+        "{sa:?} {sb:?}"
+    );
+    assert_eq!(sb.lost, 0);
 }

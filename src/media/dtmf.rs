@@ -79,11 +79,13 @@ pub fn event_to_digit(event: u8) -> Option<char> {
 
 /// Reports each key press once, however many start, update, end and
 /// retransmitted packets carry it: a press is identified by its RTP
-/// timestamp (and the sender's SSRC).
+/// timestamp (and the sender's SSRC). A marked start packet after the end of
+/// a press with the same timestamp is a new press (a sender replaying a
+/// recorded event).
 #[derive(Debug, Default)]
 pub struct DtmfReceiver {
-    /// Recently reported presses, newest last.
-    recent: [Option<(u32, u32)>; 4],
+    /// Recently seen presses: (ssrc, timestamp, end seen).
+    recent: [Option<(u32, u32, bool)>; 4],
     next: usize,
 }
 
@@ -92,16 +94,32 @@ impl DtmfReceiver {
         DtmfReceiver::default()
     }
 
-    /// Feeds one telephone-event packet; returns the digit the first time a
-    /// press is seen. Malformed payloads and non-DTMF events give `None`.
-    pub fn on_packet(&mut self, ssrc: u32, timestamp: u32, payload: &[u8]) -> Option<char> {
+    /// Feeds one telephone-event packet (with its RTP marker bit); returns
+    /// the digit the first time a press is seen. Malformed payloads and
+    /// non-DTMF events give `None`.
+    pub fn on_packet(
+        &mut self,
+        ssrc: u32,
+        timestamp: u32,
+        marker: bool,
+        payload: &[u8],
+    ) -> Option<char> {
         let ev = TelephoneEvent::parse(payload)?;
         let digit = event_to_digit(ev.event)?;
-        let key = (ssrc, timestamp);
-        if self.recent.contains(&Some(key)) {
+        let known = self
+            .recent
+            .iter_mut()
+            .flatten()
+            .find(|(s, t, _)| *s == ssrc && *t == timestamp);
+        if let Some(entry) = known {
+            if entry.2 && marker && !ev.end {
+                entry.2 = false;
+                return Some(digit);
+            }
+            entry.2 |= ev.end;
             return None;
         }
-        self.recent[self.next] = Some(key);
+        self.recent[self.next] = Some((ssrc, timestamp, ev.end));
         self.next = (self.next + 1) % self.recent.len();
         Some(digit)
     }
@@ -198,25 +216,40 @@ mod tests {
         let mut rx = DtmfReceiver::new();
         let pkts = digit_packets('7', 100, 10).expect("a digit");
         let mut got = Vec::new();
-        for p in pkts.iter().chain(pkts.iter()) {
-            got.extend(rx.on_packet(42, 1000, &p.payload));
+        // Every packet twice, the start retransmitted with its marker.
+        for p in pkts.iter().flat_map(|p| [p, p]) {
+            got.extend(rx.on_packet(42, 1000, p.marker, &p.payload));
         }
         assert_eq!(got, ['7']);
         // The same key pressed again has a new timestamp: reported again.
-        assert_eq!(rx.on_packet(42, 2600, &pkts[0].payload), Some('7'));
+        assert_eq!(rx.on_packet(42, 2600, true, &pkts[0].payload), Some('7'));
         // Only end packets arrive (start lost): still reported once.
         let end = pkts.last().expect("end packet").payload;
-        assert_eq!(rx.on_packet(42, 5000, &end), Some('7'));
-        assert_eq!(rx.on_packet(42, 5000, &end), None);
+        assert_eq!(rx.on_packet(42, 5000, false, &end), Some('7'));
+        assert_eq!(rx.on_packet(42, 5000, false, &end), None);
         // A late retransmit of an earlier press is still recognised.
-        assert_eq!(rx.on_packet(42, 1000, &end), None);
+        assert_eq!(rx.on_packet(42, 1000, false, &end), None);
+    }
+
+    #[test]
+    fn a_replayed_recording_of_the_same_press_counts_again() {
+        // SIPp replays one recorded event: same SSRC and timestamp each time.
+        let mut rx = DtmfReceiver::new();
+        let pkts = digit_packets('1', 60, 10).expect("a digit");
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            for p in &pkts {
+                got.extend(rx.on_packet(0xE05384E, 13280, p.marker, &p.payload));
+            }
+        }
+        assert_eq!(got, ['1', '1']);
     }
 
     #[test]
     fn garbage_and_non_digits_are_ignored() {
         let mut rx = DtmfReceiver::new();
-        assert_eq!(rx.on_packet(1, 1, &[1]), None);
-        assert_eq!(rx.on_packet(1, 2, &[16, 0x0A, 0, 160]), None);
+        assert_eq!(rx.on_packet(1, 1, true, &[1]), None);
+        assert_eq!(rx.on_packet(1, 2, true, &[16, 0x0A, 0, 160]), None);
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! Owns: the backpressure rule: when the consumer falls behind, received audio
 //! frames beyond a fixed number are dropped (and counted); DTMF, marks and
 //! inactivity are never dropped (they are rare and small). Single consumer.
+//!
+//! Must not: block the session task (pushing never waits) or reorder events.
 
 use super::rtp::MediaEvent;
 use std::collections::VecDeque;

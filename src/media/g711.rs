@@ -2,8 +2,9 @@
 //!
 //! Owns: sample encode/decode (decode is table-driven, encode computes the
 //! segment with a leading-zero count), frame helpers, and μ-law ↔ A-law
-//! transcoding of a frame. Pure code: no I/O, no allocation beyond the output
-//! buffers callers ask for.
+//! transcoding of a frame.
+//!
+//! Must not: do I/O or allocate beyond the output buffers callers pass in.
 //!
 //! The arithmetic follows the reference implementation that accompanies the
 //! recommendation (the classic `g711.c`), so values agree bit for bit with

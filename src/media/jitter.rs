@@ -14,6 +14,9 @@ use std::collections::BTreeMap;
 
 /// A jump larger than this (either way) is a new stream, not loss (RFC 3550 A.1).
 const MAX_DROPOUT: i64 = 3000;
+/// A packet further behind than this is a candidate restart of the stream
+/// (RFC 3550 A.1 `MAX_MISORDER`): two in a row resynchronise.
+const MAX_MISORDER: i64 = 100;
 /// Extended sequence numbers start this far up so a stream can go backwards.
 const EXT_ORIGIN: i64 = 1 << 32;
 
@@ -67,6 +70,8 @@ pub struct JitterBuffer {
     slots: BTreeMap<i64, Slot>,
     highest: Option<i64>,
     next: Option<i64>,
+    /// The sequence number that would confirm a restart far behind.
+    restart_probe: Option<u16>,
     counters: JitterCounters,
 }
 
@@ -80,6 +85,7 @@ impl JitterBuffer {
             slots: BTreeMap::new(),
             highest: None,
             next: None,
+            restart_probe: None,
             counters: JitterCounters::default(),
         }
     }
@@ -123,10 +129,24 @@ impl JitterBuffer {
                 ext = self.extend(seq);
             }
         }
-        if self.next.is_some_and(|n| ext < n) {
-            self.counters.late += 1;
-            return Pushed::Late;
+        if let Some(n) = self.next.filter(|&n| ext < n) {
+            if n - ext > MAX_MISORDER {
+                if self.restart_probe == Some(seq) {
+                    // Two consecutive packets far behind: the sender restarted.
+                    self.counters.resyncs += 1;
+                    self.reset();
+                    ext = self.extend(seq);
+                } else {
+                    self.restart_probe = Some(seq.wrapping_add(1));
+                    self.counters.late += 1;
+                    return Pushed::Late;
+                }
+            } else {
+                self.counters.late += 1;
+                return Pushed::Late;
+            }
         }
+        self.restart_probe = None;
         if self.slots.contains_key(&ext) {
             self.counters.duplicates += 1;
             return Pushed::Duplicate;
@@ -169,6 +189,7 @@ impl JitterBuffer {
         self.slots.clear();
         self.highest = None;
         self.next = None;
+        self.restart_probe = None;
     }
 
     fn release(&mut self, ext: i64) -> Frame {
@@ -277,6 +298,26 @@ mod tests {
         assert_eq!(drain(&mut jb, 1), [40000, 40001]);
         let c = jb.counters();
         assert_eq!((c.lost, c.resyncs), (0, 1));
+    }
+
+    #[test]
+    fn a_sender_that_starts_over_is_followed_after_two_packets() {
+        let mut jb = JitterBuffer::new(0, 100);
+        for s in 1000..1300u16 {
+            jb.push(s, 0, p(0), 0);
+        }
+        assert_eq!(drain(&mut jb, 0).len(), 300);
+        // The same stream replayed from its first sequence number.
+        assert_eq!(jb.push(1000, 0, p(0), 1), Pushed::Late);
+        assert_eq!(jb.push(1001, 0, p(0), 1), Pushed::Queued);
+        assert_eq!(jb.push(1002, 0, p(0), 1), Pushed::Queued);
+        assert_eq!(drain(&mut jb, 1), [1001, 1002]);
+        let c = jb.counters();
+        assert_eq!((c.resyncs, c.late, c.lost), (1, 1, 0));
+        // A single stray old packet does not resynchronise.
+        assert_eq!(jb.push(500, 0, p(0), 2), Pushed::Late);
+        assert_eq!(jb.push(1003, 0, p(0), 2), Pushed::Queued);
+        assert_eq!(jb.counters().resyncs, 1);
     }
 
     #[test]

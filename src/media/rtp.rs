@@ -158,9 +158,11 @@ impl RtpSession {
         let task = tokio::spawn(driver.run());
         RtpHandle {
             local: self.local,
-            commands: tx,
+            control: RtpControl {
+                commands: tx,
+                shared,
+            },
             events,
-            shared,
             task: Some(task),
         }
     }
@@ -170,18 +172,20 @@ impl RtpSession {
 #[derive(Debug)]
 pub struct RtpHandle {
     local: SocketAddr,
-    commands: mpsc::UnboundedSender<Command>,
+    control: RtpControl,
     events: Arc<EventQueue>,
-    shared: Arc<Mutex<RtpStats>>,
     task: Option<JoinHandle<RtpStats>>,
 }
 
-impl RtpHandle {
-    /// The local RTP address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local
-    }
+/// A cloneable remote control of a session (for a task that feeds audio
+/// while another reads events). It does not keep the session alive.
+#[derive(Debug, Clone)]
+pub struct RtpControl {
+    commands: mpsc::UnboundedSender<Command>,
+    shared: Arc<Mutex<RtpStats>>,
+}
 
+impl RtpControl {
     /// Queues μ-law audio of any length; played out at 20 ms per 160 bytes.
     pub fn play(&self, ulaw: Bytes) {
         self.command(Command::Play(ulaw));
@@ -209,12 +213,6 @@ impl RtpHandle {
         self.command(Command::SetRemote(addr));
     }
 
-    /// The next event; `None` once the session has stopped and every event
-    /// has been read.
-    pub async fn next_event(&mut self) -> Option<MediaEvent> {
-        self.events.next().await
-    }
-
     /// A snapshot of the counters.
     pub fn stats(&self) -> RtpStats {
         self.shared
@@ -223,9 +221,64 @@ impl RtpHandle {
             .clone()
     }
 
+    fn command(&self, c: Command) {
+        // The task only ends on stop/drop; a send after that has nowhere to go.
+        let _ = self.commands.send(c);
+    }
+}
+
+impl RtpHandle {
+    /// The local RTP address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// A cloneable control for other tasks.
+    pub fn control(&self) -> RtpControl {
+        self.control.clone()
+    }
+
+    /// Queues μ-law audio of any length; played out at 20 ms per 160 bytes.
+    pub fn play(&self, ulaw: Bytes) {
+        self.control.play(ulaw);
+    }
+
+    /// [`MediaEvent::MarkPlayed`]`(name)` once the audio queued before it has played.
+    pub fn mark(&self, name: String) {
+        self.control.mark(name);
+    }
+
+    /// Drops queued audio; pending marks are reported played (cleared).
+    pub fn clear(&self) {
+        self.control.clear();
+    }
+
+    /// Sends a key press as RFC 4733 events (ignored without a negotiated
+    /// telephone-event payload type, or for a non-DTMF character).
+    pub fn send_dtmf(&self, digit: char) {
+        self.control.send_dtmf(digit);
+    }
+
+    /// Sends to `addr` from now on (e.g. after a re-INVITE or a 183→200 SDP
+    /// change) and forgets the latched source, so it is learnt again.
+    pub fn set_remote(&self, addr: SocketAddr) {
+        self.control.set_remote(addr);
+    }
+
+    /// The next event; `None` once the session has stopped and every event
+    /// has been read.
+    pub async fn next_event(&mut self) -> Option<MediaEvent> {
+        self.events.next().await
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> RtpStats {
+        self.control.stats()
+    }
+
     /// Stops the task, frees the port, returns the final counters.
     pub async fn stop(mut self) -> RtpStats {
-        self.command(Command::Stop);
+        self.control.command(Command::Stop);
         match self.task.take() {
             Some(task) => match task.await {
                 Ok(stats) => stats,
@@ -233,11 +286,6 @@ impl RtpHandle {
             },
             None => self.stats(),
         }
-    }
-
-    fn command(&self, c: Command) {
-        // The task only ends on stop/drop; a send after that has nowhere to go.
-        let _ = self.commands.send(c);
     }
 }
 

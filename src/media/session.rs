@@ -167,7 +167,7 @@ impl Driver {
                     Ok((n, src)) => self.on_datagram(buf.get(..n).unwrap_or_default(), src),
                     Err(e) => {
                         tracing::debug!(error = %e, "rtp receive error");
-                        self.stats.invalid_packets += 1;
+                        self.stats.recv_errors += 1;
                     }
                 },
             }
@@ -387,7 +387,7 @@ impl Driver {
         match kind {
             Kind::ComfortNoise => {}
             Kind::Dtmf => {
-                if let Some(d) = self.dtmf_rx.on_packet(ssrc, timestamp, payload) {
+                if let Some(d) = self.dtmf_rx.on_packet(ssrc, timestamp, rtp.mark(), payload) {
                     self.stats.dtmf_received += 1;
                     self.events.push(MediaEvent::Dtmf(d));
                 }

@@ -19,6 +19,8 @@ pub struct RtpStats {
     /// (the timestamp still advanced for them).
     pub skipped_slots: u64,
     pub send_errors: u64,
+    /// Socket receive errors (not counted as packets).
+    pub recv_errors: u64,
 
     /// Valid RTP packets accepted (audio, telephone-event, comfort noise).
     pub packets_received: u64,
