@@ -364,7 +364,6 @@ impl CallRun {
         let max_end = Instant::now() + self.target.max_duration;
         let mut states_open = true;
         let mut media_open = true;
-        let mut commands_open = true;
         let (by, reason, q850, shutdown) = loop {
             tokio::select! {
                 st = states.recv(), if states_open => match st {
@@ -386,10 +385,6 @@ impl CallRun {
                         }
                     }
                     None => media_open = false,
-                },
-                cmd = relay.commands.recv(), if commands_open => match cmd {
-                    Some(cmd) => relay.apply(cmd),
-                    None => commands_open = false,
                 },
                 _ = tokio::time::sleep_until(max_end) => {
                     self.bye(&dialog).await;
