@@ -27,6 +27,16 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) as f64 / 100.0
 }
 
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
 struct Step {
     attempted: u64,
     failed: u64,
@@ -146,8 +156,8 @@ async fn main() {
     )
     .await;
 
-    println!("| target CPS | herald answered/s | herald failed | call time p50 / p99 / max (ms) | herald CPU µs/call | SIPp uac answered/s | SIPp uac failed | ratio |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| target CPS | herald answered/s | herald failed | call time p50 / p99 / max (ms) | herald CPU µs/call | herald RSS after (MB) | SIPp uac answered/s | SIPp uac failed | ratio |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for rate in rates {
         let h = herald_step(&cc, rate, secs).await;
         // Successful calls per second of the launch window.
@@ -160,13 +170,14 @@ async fn main() {
         let uac_failed = sipp_counter(&uac.stdout, "Failed call").unwrap_or(u64::from(total));
         let uac_cps = uac_ok as f64 / uac_elapsed;
         println!(
-            "| {rate} | {herald_cps:.0} | {} ({:.3}%) | {:.0} / {:.0} / {:.0} | {:.0} | {uac_cps:.0} | {uac_failed} | {:.2} |",
+            "| {rate} | {herald_cps:.0} | {} ({:.3}%) | {:.0} / {:.0} / {:.0} | {:.0} | {:.0} | {uac_cps:.0} | {uac_failed} | {:.2} |",
             h.failed,
             100.0 * h.failed as f64 / h.attempted as f64,
             h.pct(0.5),
             h.pct(0.99),
             h.pct(1.0),
             1e6 * h.cpu / h.attempted as f64,
+            rss_mb(),
             herald_cps / uac_cps.max(1.0),
         );
         if h.failed as f64 > h.attempted as f64 * 0.001 {

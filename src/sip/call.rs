@@ -28,8 +28,8 @@ use super::target::Target;
 use super::{digest, sdp};
 use super::{CallEnded, CallEvent, HangupBy};
 
-/// How long the INVITE may take to end after our CANCEL (64*T1).
-const CANCEL_WAIT: Duration = Duration::from_secs(32);
+/// How long the INVITE may take to end after our CANCEL (64*T1, RFC 3261 §9.1).
+const CANCEL_WAIT: Duration = super::stack::TRANSACTION_TIMEOUT;
 
 async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
