@@ -135,6 +135,7 @@ async fn answered_call_is_hung_up_by_herald_at_max_duration() {
     assert!(talk >= chrono::Duration::milliseconds(790), "{talk:?}");
     assert_times_ordered(&e);
     assert_eq!(cc.live_calls(), 0);
+    assert_eq!(cc.sip_dialogs(), 0);
     cancel.cancel();
     cc.stopped().await;
 }
@@ -155,6 +156,7 @@ async fn callee_bye_ends_the_call_with_its_q850_cause() {
     assert_eq!(e.hangup_by, HangupBy::Callee, "{e:?}");
     assert_eq!(e.q850_cause, Some(16));
     assert_times_ordered(&e);
+    assert_eq!(cc.sip_dialogs(), 0);
     cancel.cancel();
 }
 
@@ -466,6 +468,7 @@ async fn a_mixed_population_gets_every_outcome_right() {
     assert_eq!(counts.values().sum::<usize>(), CALLS);
     assert_eq!(counts.len(), 3, "all three branches seen: {counts:?}");
     assert_eq!(cc.live_calls(), 0);
+    assert_eq!(cc.sip_dialogs(), 0, "every dialog was removed");
     cancel.cancel();
 }
 

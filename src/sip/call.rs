@@ -124,6 +124,14 @@ impl CallRun {
                 }
             };
             let code = resp.status_code.code();
+            if is_local_timeout(&resp) {
+                return self.setup_ended(
+                    &rec,
+                    SetupEnd::NoResponse,
+                    None,
+                    "no final response (transaction timeout)",
+                );
+            }
             if (code == 401 || code == 407) && rec.cancel.is_none() {
                 if let Some(h) = self.answer_challenge(&resp, code == 407, auth_rounds) {
                     auth_rounds += 1;
@@ -530,6 +538,18 @@ impl CallRun {
             media_stats: None,
         }
     }
+}
+
+/// rsipstack reports its own Timer B/C expiry as a 408 built from our INVITE,
+/// so without a To tag; a 408 from a peer carries one.
+fn is_local_timeout(resp: &Response) -> bool {
+    use rsipstack::sip::prelude::HeadersExt;
+    resp.status_code.code() == 408
+        && resp
+            .to_header()
+            .ok()
+            .and_then(|t| t.tag().ok().flatten())
+            .is_none()
 }
 
 fn is_sdp(resp: &Response) -> bool {

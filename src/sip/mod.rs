@@ -261,6 +261,12 @@ impl CallControl {
         self.inner.stack.registry.len()
     }
 
+    /// Dialogs the SIP stack still tracks; 0 once every call has ended
+    /// (a dialog left behind would be a leak).
+    pub fn sip_dialogs(&self) -> usize {
+        self.inner.stack.dialogs.len()
+    }
+
     /// Counters and limits of a trunk.
     pub fn trunk_stats(&self, trunk: &str) -> Option<TrunkStats> {
         self.inner.trunks.get(trunk).map(|t| t.stats())
