@@ -526,3 +526,28 @@ async fn a_stale_nonce_is_answered_again_with_the_fresh_one() {
         "{e:?}"
     );
 }
+
+#[tokio::test]
+async fn in_dialog_options_and_info_from_the_callee_are_answered() {
+    let sipp = SippUas::start("uas_in_dialog_requests.xml", 1, &[]).await;
+    let (cc, cancel) = herald(&sipp).await;
+    let (names, e) = run_to_end(
+        cc.originate(tel(
+            "a-indialog",
+            Duration::from_secs(10),
+            Duration::from_secs(20),
+        ))
+        .await
+        .unwrap(),
+    )
+    .await;
+    // SIPp fails unless both requests got a 200 and its BYE was answered.
+    sipp.finish().await.assert_success();
+    assert_eq!(names, ["invite_sent", "ringing", "answered"]);
+    assert_eq!(
+        (e.outcome, e.hangup_by),
+        (Outcome::Answered, HangupBy::Callee)
+    );
+    assert_eq!(cc.sip_dialogs(), 0);
+    cancel.cancel();
+}
