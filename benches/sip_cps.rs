@@ -27,14 +27,43 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) as f64 / 100.0
 }
 
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
 struct Step {
     attempted: u64,
     failed: u64,
-    elapsed: f64,
+    /// Launch window (s): calls were started at `rate` over this long.
+    launch: f64,
     cpu: f64,
+    /// Call durations (INVITE to the end of the BYE), sorted.
+    durations: Vec<Duration>,
 }
 
-async fn place(cc: CallControl, i: u64) -> bool {
+impl Step {
+    fn pct(&self, p: f64) -> f64 {
+        let i = ((self.durations.len() as f64 - 1.0) * p).round() as usize;
+        self.durations
+            .get(i)
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    }
+}
+
+/// Whether the call ended answered with 200, and how long it took end to end.
+async fn place(cc: CallControl, i: u64) -> (bool, Duration) {
+    let t0 = Instant::now();
+    let ok = place_inner(cc, i).await;
+    (ok, t0.elapsed())
+}
+
+async fn place_inner(cc: CallControl, i: u64) -> bool {
     let req = OriginateRequest {
         attempt_id: format!("cps-{i}"),
         destination: DialDestination::Tel {
@@ -73,17 +102,22 @@ async fn herald_step(cc: &CallControl, rate: u32, secs: u32) -> Step {
             launched += 1;
         }
     }
+    let launch = t0.elapsed().as_secs_f64();
     let mut failed = 0;
+    let mut durations = Vec::with_capacity(total as usize);
     while let Some(r) = calls.join_next().await {
-        if !matches!(r, Ok(true)) {
-            failed += 1;
+        match r {
+            Ok((true, d)) => durations.push(d),
+            _ => failed += 1,
         }
     }
+    durations.sort();
     Step {
         attempted: total,
         failed,
-        elapsed: t0.elapsed().as_secs_f64(),
+        launch,
         cpu: cpu_seconds() - cpu0,
+        durations,
     }
 }
 
@@ -101,7 +135,14 @@ async fn main() {
     let uas = SippUas::start_with(UasOptions {
         scenario: "uas_cps.xml",
         calls: None,
-        extra: &["-max_recv_loops", "10000", "-max_sched_loops", "10000"],
+        extra: &[
+            "-max_recv_loops",
+            "10000",
+            "-max_sched_loops",
+            "10000",
+            "-buff_size",
+            "4194304",
+        ],
         timeout_s: 600,
         trace: false,
     })
@@ -115,11 +156,12 @@ async fn main() {
     )
     .await;
 
-    println!("| target CPS | herald achieved | herald failed | herald CPU µs/call | SIPp uac achieved | SIPp uac failed | ratio |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| target CPS | herald answered/s | herald failed | call time p50 / p99 / max (ms) | herald CPU µs/call | herald RSS after (MB) | SIPp uac answered/s | SIPp uac failed | ratio |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for rate in rates {
         let h = herald_step(&cc, rate, secs).await;
-        let herald_cps = h.attempted as f64 / h.elapsed;
+        // Successful calls per second of the launch window.
+        let herald_cps = (h.attempted - h.failed) as f64 / h.launch;
         let total = rate * secs;
         let t0 = Instant::now();
         let uac = run_uac(uas.addr, rate, total, secs * 4 + 30).await;
@@ -128,10 +170,14 @@ async fn main() {
         let uac_failed = sipp_counter(&uac.stdout, "Failed call").unwrap_or(u64::from(total));
         let uac_cps = uac_ok as f64 / uac_elapsed;
         println!(
-            "| {rate} | {herald_cps:.0} | {} ({:.3}%) | {:.0} | {uac_cps:.0} | {uac_failed} | {:.2} |",
+            "| {rate} | {herald_cps:.0} | {} ({:.3}%) | {:.0} / {:.0} / {:.0} | {:.0} | {:.0} | {uac_cps:.0} | {uac_failed} | {:.2} |",
             h.failed,
             100.0 * h.failed as f64 / h.attempted as f64,
+            h.pct(0.5),
+            h.pct(0.99),
+            h.pct(1.0),
             1e6 * h.cpu / h.attempted as f64,
+            rss_mb(),
             herald_cps / uac_cps.max(1.0),
         );
         if h.failed as f64 > h.attempted as f64 * 0.001 {

@@ -135,6 +135,7 @@ async fn answered_call_is_hung_up_by_herald_at_max_duration() {
     assert!(talk >= chrono::Duration::milliseconds(790), "{talk:?}");
     assert_times_ordered(&e);
     assert_eq!(cc.live_calls(), 0);
+    assert_eq!(cc.sip_dialogs(), 0);
     cancel.cancel();
     cc.stopped().await;
 }
@@ -155,6 +156,7 @@ async fn callee_bye_ends_the_call_with_its_q850_cause() {
     assert_eq!(e.hangup_by, HangupBy::Callee, "{e:?}");
     assert_eq!(e.q850_cause, Some(16));
     assert_times_ordered(&e);
+    assert_eq!(cc.sip_dialogs(), 0);
     cancel.cancel();
 }
 
@@ -466,5 +468,86 @@ async fn a_mixed_population_gets_every_outcome_right() {
     assert_eq!(counts.values().sum::<usize>(), CALLS);
     assert_eq!(counts.len(), 3, "all three branches seen: {counts:?}");
     assert_eq!(cc.live_calls(), 0);
+    assert_eq!(cc.sip_dialogs(), 0, "every dialog was removed");
+    cancel.cancel();
+}
+
+#[tokio::test]
+async fn shutdown_hangs_up_live_calls_as_interrupted_and_stops_every_task() {
+    let sipp = SippUas::start("uas_answer_rtp.xml", 1, &[]).await;
+    let (cc, cancel) = herald(&sipp).await;
+    let mut call = cc
+        .originate(tel(
+            "a-shutdown",
+            Duration::from_secs(10),
+            Duration::from_secs(60),
+        ))
+        .await
+        .unwrap();
+    loop {
+        match tokio::time::timeout(GUARD, call.next_event())
+            .await
+            .unwrap()
+        {
+            Some(CallEvent::Answered { .. }) => break,
+            Some(CallEvent::Ended(e)) => panic!("ended early: {e:?}"),
+            Some(_) => {}
+            None => panic!("no events"),
+        }
+    }
+    cancel.cancel();
+    let (_, e) = run_to_end(call).await;
+    // SIPp only succeeds if herald sent BYE.
+    sipp.finish().await.assert_success();
+    assert_eq!(
+        (e.outcome, e.hangup_by),
+        (Outcome::Interrupted, HangupBy::Herald),
+        "{e:?}"
+    );
+    tokio::time::timeout(GUARD, cc.stopped())
+        .await
+        .expect("every task stops");
+    let refused = cc
+        .originate(tel(
+            "a-late",
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        ))
+        .await;
+    assert!(matches!(refused, Err(OriginateError::ShuttingDown)));
+}
+
+#[tokio::test]
+async fn a_stale_nonce_is_answered_again_with_the_fresh_one() {
+    let (_, e) = authenticated("uas_auth_stale_nonce.xml", "s3cret").await;
+    assert_eq!(
+        (e.outcome, e.sip_code),
+        (Outcome::Answered, Some(200)),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn in_dialog_options_and_info_from_the_callee_are_answered() {
+    let sipp = SippUas::start("uas_in_dialog_requests.xml", 1, &[]).await;
+    let (cc, cancel) = herald(&sipp).await;
+    let (names, e) = run_to_end(
+        cc.originate(tel(
+            "a-indialog",
+            Duration::from_secs(10),
+            Duration::from_secs(20),
+        ))
+        .await
+        .unwrap(),
+    )
+    .await;
+    // SIPp fails unless both requests got a 200 and its BYE was answered.
+    sipp.finish().await.assert_success();
+    assert_eq!(names, ["invite_sent", "ringing", "answered"]);
+    assert_eq!(
+        (e.outcome, e.hangup_by),
+        (Outcome::Answered, HangupBy::Callee)
+    );
+    assert_eq!(cc.sip_dialogs(), 0);
     cancel.cancel();
 }

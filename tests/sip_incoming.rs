@@ -259,3 +259,64 @@ async fn malformed_datagrams_do_not_stop_a_normal_call() {
     assert_eq!(ended.hangup_by, HangupBy::Callee);
     cancel.cancel();
 }
+
+#[tokio::test]
+async fn a_dead_destination_fails_without_hurting_the_stack() {
+    let sipp = SippUas::start("uas_busy_486.xml", 1, &[]).await;
+    let (cc, cancel) = start(
+        trunk(&format!("sip:{}", sipp.addr), "", "", 10),
+        media_config(30),
+    )
+    .await;
+    // Nothing listens there: the kernel answers ICMP port unreachable.
+    let dead = sipp::free_udp_port();
+    let mut call = cc
+        .originate(herald::sip::OriginateRequest {
+            destination: herald::sip::DialDestination::Sip {
+                uri: format!("sip:nobody@127.0.0.1:{dead}"),
+            },
+            ..tel("a-dead", Duration::from_secs(30), Duration::from_secs(5))
+        })
+        .await
+        .unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match call.next_event().await {
+                Some(CallEvent::Ended(e)) => return e,
+                Some(_) => {}
+                None => panic!("no Ended"),
+            }
+        }
+    })
+    .await
+    .expect("the dead call ends within the transaction timeout");
+    // Timer B ends it: no response at all, so no SIP code.
+    assert_eq!(ended.outcome, Outcome::TemporaryFailure, "{ended:?}");
+    assert_eq!(ended.sip_code, None, "{ended:?}");
+    assert_eq!(ended.hangup_by, HangupBy::Error, "{ended:?}");
+    assert!(ended.ringing_at.is_none() && ended.answered_at.is_none());
+
+    // The SIP socket still works.
+    let mut call = cc
+        .originate(tel(
+            "a-alive",
+            Duration::from_secs(10),
+            Duration::from_secs(10),
+        ))
+        .await
+        .unwrap();
+    let ended = tokio::time::timeout(GUARD, async {
+        loop {
+            match call.next_event().await {
+                Some(CallEvent::Ended(e)) => return e,
+                Some(_) => {}
+                None => panic!("no Ended"),
+            }
+        }
+    })
+    .await
+    .expect("the second call ends in time");
+    sipp.finish().await.assert_success();
+    assert_eq!((ended.outcome, ended.sip_code), (Outcome::Busy, Some(486)));
+    cancel.cancel();
+}

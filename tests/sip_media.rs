@@ -246,3 +246,44 @@ async fn a_call_without_rtp_is_hung_up_on_inactivity() {
     assert_eq!(e.media_stats.unwrap().packets_received, 0);
     cancel.cancel();
 }
+
+#[tokio::test]
+async fn early_media_on_183_starts_rtp_before_the_answer() {
+    let sipp = SippUas::start("uas_early_media_183.xml", 1, &[]).await;
+    let (cc, cancel) = start(
+        trunk(&format!("sip:{}", sipp.addr), "", "", 10),
+        media_config(30),
+    )
+    .await;
+    let mut call = cc
+        .originate(tel(
+            "a-early",
+            Duration::from_secs(10),
+            Duration::from_millis(800),
+        ))
+        .await
+        .unwrap();
+    let mut names = Vec::new();
+    let mut media = loop {
+        match tokio::time::timeout(GUARD, call.next_event())
+            .await
+            .unwrap()
+        {
+            Some(CallEvent::Ringing { early_media, .. }) => names.push(early_media),
+            Some(CallEvent::Answered { media, .. }) => break media,
+            Some(CallEvent::Ended(e)) => panic!("ended early: {e:?}"),
+            Some(_) => {}
+            None => panic!("no events"),
+        }
+    };
+    assert_eq!(names, [true], "one Ringing, with early media");
+    let (frames, _) = drain(&mut media).await;
+    let e = ended(&mut call).await;
+    sipp.finish().await.assert_success();
+    assert_eq!((e.outcome, e.sip_code), (Outcome::Answered, Some(200)));
+    let stats = e.media_stats.unwrap();
+    // 400 ms of early media plus 800 ms answered: more than the answered part alone.
+    assert!(stats.packets_received >= 50, "{stats:?}");
+    assert!(frames.iter().any(|(_, f)| f.iter().any(|&b| b != 0xFF)));
+    cancel.cancel();
+}

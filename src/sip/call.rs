@@ -1,12 +1,10 @@
-//! One outbound call, from INVITE to its end: the task behind a [`Call`].
+//! One outbound call, from INVITE to its end: the task behind a [`super::Call`].
 //!
 //! Owns: the INVITE (and its one authenticated retry), the ring timeout and
 //! CANCEL, the answer and its media, max duration and BYE, the callee's BYE,
 //! and the final [`CallEnded`]. Must not: classify responses itself (that is
 //! `classify`), or outlive its dialog without removing it from the layer.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +14,7 @@ use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invitation::InviteOption;
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::dialog::DialogId;
-use rsipstack::sip::{Header, Response, StatusCode, Uri};
+use rsipstack::sip::{Header, Response, StatusCode};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -26,124 +24,18 @@ use tracing::{debug, info, warn};
 use super::classify::{self, OurCancel, SetupContext, SetupEnd};
 use super::media::{self, PreparedMedia};
 use super::stack::{header_values, CallNote, Registry};
-use super::trunk::{Trunk, TrunkSlot};
+use super::target::Target;
 use super::{digest, sdp};
-use super::{CallEnded, CallEvent, DialDestination, HangupBy, OriginateError, OriginateRequest};
-use crate::config::Secret;
+use super::{CallEnded, CallEvent, HangupBy};
 
-/// How long the INVITE may take to end after our CANCEL (64*T1).
-const CANCEL_WAIT: Duration = Duration::from_secs(32);
+/// How long the INVITE may take to end after our CANCEL (64*T1, RFC 3261 §9.1).
+const CANCEL_WAIT: Duration = super::stack::TRANSACTION_TIMEOUT;
 
 async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
-}
-
-/// Where and how to call, resolved from an [`OriginateRequest`].
-pub(super) struct Target {
-    pub(super) attempt_id: String,
-    request_uri: Uri,
-    from_uri: Uri,
-    contact: Uri,
-    headers: Vec<(String, String)>,
-    credential: Option<(String, Secret)>,
-    ring_timeout: Duration,
-    max_duration: Duration,
-    _slot: Option<TrunkSlot>,
-}
-
-/// Checks the request and takes a trunk slot; nothing is sent yet.
-pub(super) fn resolve(
-    req: OriginateRequest,
-    trunks: &BTreeMap<String, Arc<Trunk>>,
-    advertised: SocketAddr,
-) -> Result<Target, OriginateError> {
-    let host = host_port(advertised);
-    let contact = parse_uri(&format!("sip:herald@{host}"))
-        .map_err(|_| OriginateError::InvalidCallerId(host.clone()))?;
-    let (request_uri, from_user, from_domain, credential, slot) = match &req.destination {
-        DialDestination::Tel { number, trunk } => {
-            let t = trunks
-                .get(trunk)
-                .ok_or_else(|| OriginateError::UnknownTrunk(trunk.clone()))?;
-            if !is_dialable_number(number) {
-                return Err(OriginateError::InvalidDestination(format!(
-                    "{number:?} is not an E.164 number"
-                )));
-            }
-            let proxy = parse_uri(&t.cfg.proxy).map_err(|e| {
-                OriginateError::InvalidDestination(format!("trunk proxy {:?}: {e}", t.cfg.proxy))
-            })?;
-            let uri = parse_uri(&format!("sip:{number}@{}", proxy.host_with_port))
-                .map_err(OriginateError::InvalidDestination)?;
-            let caller = req
-                .caller_id
-                .clone()
-                .unwrap_or_else(|| t.cfg.caller_id.clone());
-            let user = if caller.is_empty() {
-                t.cfg.from_user.clone()
-            } else {
-                caller
-            };
-            let credential = match (&t.password, t.cfg.username.is_empty()) {
-                (Some(p), false) => Some((t.cfg.username.clone(), p.clone())),
-                _ => None,
-            };
-            let slot = t.try_acquire().ok_or_else(|| OriginateError::TrunkBusy {
-                trunk: trunk.clone(),
-                limit: t.cfg.max_concurrent_calls,
-            })?;
-            (uri, user, t.cfg.from_domain.clone(), credential, Some(slot))
-        }
-        DialDestination::Sip { uri } => {
-            let uri = parse_uri(uri).map_err(OriginateError::InvalidDestination)?;
-            let user = req
-                .caller_id
-                .clone()
-                .unwrap_or_else(|| "herald".to_string());
-            (uri, user, host.clone(), None, None)
-        }
-    };
-    if !from_user
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "+-_.".contains(c))
-    {
-        return Err(OriginateError::InvalidCallerId(from_user));
-    }
-    let from_uri = parse_uri(&format!("sip:{from_user}@{from_domain}"))
-        .map_err(|_| OriginateError::InvalidCallerId(from_user.clone()))?;
-    Ok(Target {
-        attempt_id: req.attempt_id,
-        request_uri,
-        from_uri,
-        contact,
-        headers: req.headers,
-        credential,
-        ring_timeout: req.ring_timeout,
-        max_duration: req.max_duration,
-        _slot: slot,
-    })
-}
-
-fn is_dialable_number(n: &str) -> bool {
-    let digits = n.strip_prefix('+').unwrap_or(n);
-    (1..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
-}
-
-fn host_port(addr: SocketAddr) -> String {
-    match addr {
-        SocketAddr::V4(a) => a.to_string(),
-        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
-    }
-}
-
-fn parse_uri(s: &str) -> Result<Uri, String> {
-    if !s.starts_with("sip:") && !s.starts_with("sips:") {
-        return Err(format!("{s:?} is not a sip: URI"));
-    }
-    Uri::try_from(s).map_err(|e| format!("{s:?} is not a valid SIP URI: {e}"))
 }
 
 /// Everything the call's task needs.
@@ -206,7 +98,7 @@ impl CallRun {
         );
         let ring_deadline = Instant::now() + self.target.ring_timeout;
         let mut auth: Option<Header> = None;
-        let mut nc_retry_done = false;
+        let mut auth_rounds = 0u32;
         loop {
             let opt = self.invite_option(&offer, auth.clone());
             let (state_tx, states) = self.dialogs.new_dialog_state_channel();
@@ -232,9 +124,17 @@ impl CallRun {
                 }
             };
             let code = resp.status_code.code();
-            if (code == 401 || code == 407) && rec.cancel.is_none() && !nc_retry_done {
-                if let Some(h) = self.answer_challenge(&resp, code == 407) {
-                    nc_retry_done = true;
+            if is_local_timeout(&resp) {
+                return self.setup_ended(
+                    &rec,
+                    SetupEnd::NoResponse,
+                    None,
+                    "no final response (transaction timeout)",
+                );
+            }
+            if (code == 401 || code == 407) && rec.cancel.is_none() {
+                if let Some(h) = self.answer_challenge(&resp, code == 407, auth_rounds) {
+                    auth_rounds += 1;
                     auth = Some(h);
                     continue;
                 }
@@ -379,7 +279,8 @@ impl CallRun {
     }
 
     /// The header answering a 401/407, or `None` when herald cannot.
-    fn answer_challenge(&self, resp: &Response, proxy: bool) -> Option<Header> {
+    /// `rounds` challenges were answered already; see [`digest::should_answer`].
+    fn answer_challenge(&self, resp: &Response, proxy: bool, rounds: u32) -> Option<Header> {
         let (user, password) = self.target.credential.as_ref()?;
         let name = if proxy {
             "proxy-authenticate"
@@ -391,6 +292,10 @@ impl CallRun {
             .filter_map(|v| digest::parse_challenge(v))
             .collect();
         let ch = digest::choose_challenge(&challenges)?;
+        if !digest::should_answer(rounds, ch.stale) {
+            debug!(rounds, "credentials rejected, not retrying");
+            return None;
+        }
         let uri = self.target.request_uri.to_string();
         let cnonce = format!("{:016x}", rand::random::<u64>());
         let value = digest::authorization(
@@ -467,7 +372,6 @@ impl CallRun {
         let max_end = Instant::now() + self.target.max_duration;
         let mut states_open = true;
         let mut media_open = true;
-        let mut commands_open = true;
         let (by, reason, q850, shutdown) = loop {
             tokio::select! {
                 st = states.recv(), if states_open => match st {
@@ -489,10 +393,6 @@ impl CallRun {
                         }
                     }
                     None => media_open = false,
-                },
-                cmd = relay.commands.recv(), if commands_open => match cmd {
-                    Some(cmd) => relay.apply(cmd),
-                    None => commands_open = false,
                 },
                 _ = tokio::time::sleep_until(max_end) => {
                     self.bye(&dialog).await;
@@ -640,6 +540,18 @@ impl CallRun {
     }
 }
 
+/// rsipstack reports its own Timer B/C expiry as a 408 built from our INVITE,
+/// so without a To tag; a 408 from a peer carries one.
+fn is_local_timeout(resp: &Response) -> bool {
+    use rsipstack::sip::prelude::HeadersExt;
+    resp.status_code.code() == 408
+        && resp
+            .to_header()
+            .ok()
+            .and_then(|t| t.tag().ok().flatten())
+            .is_none()
+}
+
 fn is_sdp(resp: &Response) -> bool {
     let ct = header_values(&resp.headers, "content-type");
     sdp::is_sdp(ct.first().map(String::as_str), &resp.body)
@@ -658,4 +570,17 @@ fn is_header_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_token_header_names_are_passed_on() {
+        assert!(is_header_name("X-Herald-Campaign"));
+        assert!(!is_header_name("X Bad"));
+        assert!(!is_header_name(""));
+        assert!(!is_header_name("X:Y"));
+    }
 }

@@ -111,6 +111,18 @@ pub fn choose_challenge(challenges: &[Challenge]) -> Option<&Challenge> {
         .or_else(|| answerable().next())
 }
 
+/// Extra rounds allowed when the server only says the nonce went stale.
+pub const MAX_STALE_ROUNDS: u32 = 2;
+
+/// Whether to answer a challenge after `rounds_done` answered ones: the first
+/// always; a repeated one means the credentials were rejected (final, so a
+/// wrong password is one retry, never a loop), unless it says `stale=true`
+/// (the credentials were fine, the nonce expired), which is answered up to
+/// [`MAX_STALE_ROUNDS`] more times.
+pub fn should_answer(rounds_done: u32, stale: bool) -> bool {
+    rounds_done == 0 || (stale && rounds_done <= MAX_STALE_ROUNDS)
+}
+
 /// The credential inputs of one answer.
 pub struct DigestInput<'a> {
     pub username: &'a str,
@@ -401,6 +413,19 @@ mod tests {
         let header = authorization(&ch, &rfc7616_input()).unwrap();
         assert!(header.contains("realm=\"a, \\\"b\\\"\""), "{header}");
         assert!(header.contains("algorithm=SHA-256"), "{header}");
+    }
+
+    #[test]
+    fn a_repeated_challenge_is_final_unless_the_nonce_is_stale() {
+        assert!(should_answer(0, false));
+        assert!(should_answer(0, true));
+        assert!(!should_answer(1, false));
+        assert!(should_answer(1, true));
+        assert!(should_answer(2, true));
+        assert!(
+            !should_answer(3, true),
+            "a server always saying stale cannot loop us"
+        );
     }
 
     #[test]

@@ -3,19 +3,21 @@
 //! media or the 200), and handed to the user as a [`CallMedia`] once answered.
 //!
 //! Owns: turning SDP answers into a running [`crate::media::RtpSession`],
-//! relaying the user's commands to it and its events to the user, and noticing
-//! RTP inactivity (the call task hangs up on it). Must not: packetise audio
-//! itself (that is `crate::media`).
+//! relaying its events to the user, and noticing RTP inactivity (the call
+//! task hangs up on it). Must not: packetise audio itself (that is
+//! `crate::media`).
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::config::MediaConfig;
-use crate::media::{Codec, MediaEvent, PortPool, RtpConfig, RtpHandle, RtpSession, RtpStats};
+use crate::media::{
+    Codec, MediaEvent, PortPool, RtpConfig, RtpControl, RtpHandle, RtpSession, RtpStats,
+};
 
 use super::sdp::{AudioCodec, SdpAnswer};
 
@@ -97,15 +99,6 @@ impl PreparedMedia {
     }
 }
 
-/// What the user asks of the media.
-#[derive(Debug)]
-pub(super) enum MediaCommand {
-    Play(Bytes),
-    Mark(String),
-    Clear,
-    Dtmf(char),
-}
-
 /// The media of an answered call: μ-law 8 kHz in and out, whatever codec was
 /// negotiated. Dropping it does not end the call (hang up with
 /// [`super::Call::hangup`]); the session stops when the call ends.
@@ -114,10 +107,9 @@ pub struct CallMedia {
     local: SocketAddr,
     remote: SocketAddr,
     codec: Codec,
-    commands: mpsc::UnboundedSender<MediaCommand>,
+    control: RtpControl,
     audio: mpsc::Receiver<MediaEvent>,
-    control: mpsc::UnboundedReceiver<MediaEvent>,
-    stats: Arc<Mutex<RtpStats>>,
+    events: mpsc::UnboundedReceiver<MediaEvent>,
 }
 
 impl CallMedia {
@@ -136,61 +128,63 @@ impl CallMedia {
         self.codec
     }
 
+    /// A cloneable control of the session (play, mark, clear, DTMF, stats),
+    /// e.g. for a task that feeds audio while another reads events.
+    pub fn control(&self) -> RtpControl {
+        self.control.clone()
+    }
+
     /// Queues μ-law audio of any length; played out at 20 ms per 160 bytes.
     pub fn play(&self, ulaw: Bytes) {
-        self.commands.send(MediaCommand::Play(ulaw)).ok();
+        self.control.play(ulaw);
     }
 
     /// [`MediaEvent::MarkPlayed`]`(name)` once the audio queued before it has played.
     pub fn mark(&self, name: String) {
-        self.commands.send(MediaCommand::Mark(name)).ok();
+        self.control.mark(name);
     }
 
     /// Drops queued audio; pending marks are reported played.
     pub fn clear(&self) {
-        self.commands.send(MediaCommand::Clear).ok();
+        self.control.clear();
     }
 
     /// Sends a key press as RFC 4733 events (when telephone-event was negotiated).
     pub fn send_dtmf(&self, digit: char) {
-        self.commands.send(MediaCommand::Dtmf(digit)).ok();
+        self.control.send_dtmf(digit);
     }
 
-    /// The next received frame, key press or mark; `None` once the call has
-    /// ended. Key presses and marks are never dropped; audio frames are when
-    /// the reader falls more than 2 s behind.
+    /// The next received frame, key press, mark or `Inactive`; `None` once
+    /// the call has ended. Key presses and marks are never dropped; audio
+    /// frames are when the reader falls more than 2 s behind.
     pub async fn next_event(&mut self) -> Option<MediaEvent> {
         tokio::select! {
             biased;
-            Some(ev) = self.control.recv() => Some(ev),
+            Some(ev) = self.events.recv() => Some(ev),
             Some(ev) = self.audio.recv() => Some(ev),
             else => None,
         }
     }
 
-    /// Counters as of the last second (final ones are in `CallEnded`).
+    /// The session's counters now (the final ones are in `CallEnded`).
     pub fn stats(&self) -> RtpStats {
-        self.stats.lock().map(|s| s.clone()).unwrap_or_default()
+        self.control.stats()
     }
 }
 
-/// The call task's end of a [`CallMedia`]: relays events and commands.
+/// The call task's end of a [`CallMedia`]: passes the session's events on,
+/// and keeps `Inactive` for itself to act on.
 pub(super) struct MediaRelay {
     pub(super) handle: RtpHandle,
-    pub(super) commands: mpsc::UnboundedReceiver<MediaCommand>,
     audio: mpsc::Sender<MediaEvent>,
-    control: mpsc::UnboundedSender<MediaEvent>,
-    stats: Arc<Mutex<RtpStats>>,
-    events_since_stats: u32,
-    pub(super) audio_dropped: u64,
+    events: mpsc::UnboundedSender<MediaEvent>,
+    audio_dropped: u64,
 }
 
 /// Builds the user's [`CallMedia`] and the call task's relay for `handle`.
 pub(super) fn relay(handle: RtpHandle, answer: &SdpAnswer) -> (CallMedia, MediaRelay) {
-    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (audio_tx, audio_rx) = mpsc::channel(AUDIO_BACKLOG);
-    let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
-    let stats = Arc::new(Mutex::new(handle.stats()));
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let media = CallMedia {
         local: handle.local_addr(),
         remote: answer.remote,
@@ -198,18 +192,14 @@ pub(super) fn relay(handle: RtpHandle, answer: &SdpAnswer) -> (CallMedia, MediaR
             AudioCodec::Pcmu => Codec::Pcmu,
             AudioCodec::Pcma => Codec::Pcma,
         },
-        commands: cmd_tx,
+        control: handle.control(),
         audio: audio_rx,
-        control: ctl_rx,
-        stats: stats.clone(),
+        events: ev_rx,
     };
     let relay = MediaRelay {
         handle,
-        commands: cmd_rx,
         audio: audio_tx,
-        control: ctl_tx,
-        stats,
-        events_since_stats: 0,
+        events: ev_tx,
         audio_dropped: 0,
     };
     (media, relay)
@@ -217,15 +207,8 @@ pub(super) fn relay(handle: RtpHandle, answer: &SdpAnswer) -> (CallMedia, MediaR
 
 impl MediaRelay {
     /// Passes one session event to the user. Returns `true` for
-    /// [`MediaEvent::Inactive`], which the call task acts on.
+    /// [`MediaEvent::Inactive`] (also passed on), which the call task acts on.
     pub(super) fn forward(&mut self, ev: MediaEvent) -> bool {
-        self.events_since_stats += 1;
-        if self.events_since_stats >= 50 {
-            self.events_since_stats = 0;
-            if let Ok(mut s) = self.stats.lock() {
-                *s = self.handle.stats();
-            }
-        }
         match ev {
             MediaEvent::Audio { .. } => {
                 if self.audio.try_send(ev).is_err() {
@@ -234,22 +217,13 @@ impl MediaRelay {
                 false
             }
             MediaEvent::Inactive => {
-                self.control.send(MediaEvent::Inactive).ok();
+                self.events.send(MediaEvent::Inactive).ok();
                 true
             }
             other => {
-                self.control.send(other).ok();
+                self.events.send(other).ok();
                 false
             }
-        }
-    }
-
-    pub(super) fn apply(&self, cmd: MediaCommand) {
-        match cmd {
-            MediaCommand::Play(b) => self.handle.play(b),
-            MediaCommand::Mark(m) => self.handle.mark(m),
-            MediaCommand::Clear => self.handle.clear(),
-            MediaCommand::Dtmf(d) => self.handle.send_dtmf(d),
         }
     }
 
@@ -257,9 +231,6 @@ impl MediaRelay {
     pub(super) async fn stop(self) -> RtpStats {
         let mut stats = self.handle.stop().await;
         stats.audio_frames_dropped += self.audio_dropped;
-        if let Ok(mut s) = self.stats.lock() {
-            *s = stats.clone();
-        }
         stats
     }
 }

@@ -13,6 +13,7 @@ pub mod digest;
 mod media;
 pub mod sdp;
 mod stack;
+mod target;
 mod trunk;
 
 use std::collections::BTreeMap;
@@ -92,6 +93,8 @@ pub enum OriginateError {
     InvalidDestination(String),
     #[error("invalid caller id {0:?}")]
     InvalidCallerId(String),
+    #[error("trunk {trunk:?} uses transport {transport:?}; herald speaks SIP over UDP only")]
+    UnsupportedTransport { trunk: String, transport: String },
     #[error("cannot set up media: {0}")]
     Media(#[from] std::io::Error),
     #[error("call control is shutting down")]
@@ -258,6 +261,12 @@ impl CallControl {
         self.inner.stack.registry.len()
     }
 
+    /// Dialogs the SIP stack still tracks; 0 once every call has ended
+    /// (a dialog left behind would be a leak).
+    pub fn sip_dialogs(&self) -> usize {
+        self.inner.stack.dialogs.len()
+    }
+
     /// Counters and limits of a trunk.
     pub fn trunk_stats(&self, trunk: &str) -> Option<TrunkStats> {
         self.inner.trunks.get(trunk).map(|t| t.stats())
@@ -277,7 +286,7 @@ impl CallControl {
         if inner.shutdown.is_cancelled() || inner.calls.is_closed() {
             return Err(OriginateError::ShuttingDown);
         }
-        let target = call::resolve(req, &inner.trunks, inner.advertised)?;
+        let target = target::resolve(req, &inner.trunks, inner.advertised)?;
         let media = inner.media.prepare().await?;
         let call_id = format!("{}@herald", uuid::Uuid::new_v4().simple());
         let notes = inner.stack.registry.insert(&call_id);

@@ -16,6 +16,7 @@ use rsipstack::dialog::dialog::Dialog;
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, Headers, Method, StatusCode};
+use rsipstack::transaction::endpoint::EndpointOption;
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transaction::TransactionReceiver;
 use rsipstack::transport::udp::UdpConnection;
@@ -27,6 +28,12 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use super::classify::parse_q850_cause;
+
+/// RFC 3261's 64*T1 (Timers B, D, F, M…), 32 s by default. herald waits
+/// 8 s: a trunk that has not answered an INVITE at all by then is failing
+/// (`temporary_failure`), and every finished call's transactions are kept
+/// this long, so it bounds memory at high call rates (~25 KB per call).
+pub(super) const TRANSACTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
 
 /// Methods herald answers, for `Allow`.
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
@@ -94,6 +101,10 @@ impl Stack {
             .map_err(|e| anyhow::anyhow!("SIP UDP transport on {listen}: {e}"))?;
         transport.add_transport(udp.into());
         let endpoint = EndpointBuilder::new()
+            .with_option(EndpointOption {
+                t1x64: TRANSACTION_TIMEOUT,
+                ..EndpointOption::default()
+            })
             .with_cancel_token(stop.clone())
             .with_transport_layer(transport)
             .with_user_agent(user_agent)

@@ -283,26 +283,33 @@ pub async fn run_uac(target: SocketAddr, rate: u32, calls: u32, timeout_s: u32) 
 pub fn sipp_counter(stdout: &str, name: &str) -> Option<u64> {
     stdout
         .lines()
+        .rev()
         .filter(|l| l.trim_start().starts_with(name))
-        .filter_map(|l| l.rsplit('|').next()?.trim().parse().ok())
-        .next_back()
+        .find_map(|l| l.rsplit('|').next()?.trim().parse().ok())
 }
 
-/// Waits until some socket is bound to UDP `port` on 127.0.0.1 (read from
-/// /proc/net/udp, so the port is never touched), checking every 5 ms; panics
-/// after 20 s.
+/// Waits until some socket is bound to UDP `port` (on any local address; read
+/// from /proc/net/udp and udp6, so the port is never touched), checking every
+/// 5 ms; panics after 20 s.
 pub async fn wait_udp_listening(port: u16) {
-    let needle = format!("0100007F:{port:04X}");
+    let suffix = format!(":{port:04X}");
+    let bound = |table: &str| {
+        table.lines().skip(1).any(|l| {
+            let mut f = l.split_whitespace();
+            let local = f.nth(1).unwrap_or_default();
+            let remote = f.next().unwrap_or_default();
+            local.ends_with(&suffix) && remote.trim_start_matches('0').starts_with(':')
+        })
+    };
     let wait = async {
         let mut tick = tokio::time::interval(Duration::from_millis(5));
         loop {
             tick.tick().await;
-            if let Ok(table) = tokio::fs::read_to_string("/proc/net/udp").await {
-                if table
-                    .lines()
-                    .any(|l| l.split_whitespace().nth(1) == Some(needle.as_str()))
-                {
-                    return;
+            for table in ["/proc/net/udp", "/proc/net/udp6"] {
+                if let Ok(t) = tokio::fs::read_to_string(table).await {
+                    if bound(&t) {
+                        return;
+                    }
                 }
             }
         }
