@@ -214,10 +214,10 @@ impl Config {
                     format!("{:?} is not a sip: URI", t.proxy),
                 ));
             }
-            if !matches!(t.transport.as_str(), "udp" | "tcp") {
+            if t.transport != "udp" {
                 return Err(invalid(
                     &key("transport"),
-                    "must be \"udp\" or \"tcp\"".into(),
+                    format!("{:?} is not supported; trunks use \"udp\"", t.transport),
                 ));
             }
             if t.max_concurrent_calls == 0 || t.max_calls_per_second == 0 {

@@ -41,12 +41,23 @@ fn node(db_url: &str, proxy: &str) -> Node {
         .spawn()
         .expect("start herald");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    Node { child, base: line.trim().rsplit(' ').next().unwrap().to_string() }
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    Node {
+        child,
+        base: line.trim().rsplit(' ').next().unwrap().to_string(),
+    }
 }
 
 async fn post(c: &reqwest::Client, n: &Node, path: &str, body: Value) -> Value {
-    let r = c.post(format!("{}{path}", n.base)).header("x-api-key", KEY).json(&body).send().await.unwrap();
+    let r = c
+        .post(format!("{}{path}", n.base))
+        .header("x-api-key", KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert!(r.status().is_success(), "{path}: {}", r.status());
     r.json().await.unwrap()
 }
@@ -58,9 +69,19 @@ async fn two_nodes_share_a_campaign_and_one_survives_the_other() {
         return;
     };
     let schema = format!("mn_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin).await.unwrap();
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&admin)
+        .await
+        .unwrap();
     let url = format!("{PG}?options=-c%20search_path%3D{schema}");
-    let uas = SippUas::start_with(UasOptions { scenario: "uas_cps.xml", calls: None, extra: &[], timeout_s: 180, trace: false }).await;
+    let uas = SippUas::start_with(UasOptions {
+        scenario: "uas_ring_then_answer.xml",
+        calls: None,
+        extra: &[],
+        timeout_s: 180,
+        trace: false,
+    })
+    .await;
     let proxy = format!("sip:{}", uas.addr);
     let c = reqwest::Client::new();
 
@@ -72,12 +93,31 @@ async fn two_nodes_share_a_campaign_and_one_survives_the_other() {
     for i in 0..2000 {
         csv.push_str(&format!("+1555{:07}\n", 5_000_000 + i));
     }
-    let r = c.post(format!("{}/v1/outdials/{od}/targets", a.base)).header("x-api-key", KEY).header("content-type", "text/csv").body(csv).send().await.unwrap();
+    let r = c
+        .post(format!("{}/v1/outdials/{od}/targets", a.base))
+        .header("x-api-key", KEY)
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let op = post(&c, &a, "/v1/outplans", json!({"name": "p", "try_count_max": 3, "retry": {"failed_s": 0}})).await;
+    let op = post(
+        &c,
+        &a,
+        "/v1/outplans",
+        json!({"name": "p", "try_count_max": 3, "retry": {"failed_s": 0}}),
+    )
+    .await;
     let ag = post(&c, &a, "/v1/agents", json!({"name": "a", "kind": "media_stream", "url": "ws://127.0.0.1:9/s", "max_concurrent_sessions": 1000})).await;
-    let camp = post(&c, &a, "/v1/campaigns", json!({"name": "shared", "outdial_id": od, "outplan_id": op["id"], "agent_id": ag["id"],
-        "calls_per_second": 150, "max_concurrent_calls": 50})).await;
+    let camp = post(
+        &c,
+        &a,
+        "/v1/campaigns",
+        json!({"name": "shared", "outdial_id": od, "outplan_id": op["id"], "agent_id": ag["id"],
+        "calls_per_second": 150, "max_concurrent_calls": 50}),
+    )
+    .await;
     let camp = camp["id"].as_str().unwrap().to_string();
     post(&c, &b, &format!("/v1/campaigns/{camp}/start"), json!({})).await;
 
@@ -87,7 +127,11 @@ async fn two_nodes_share_a_campaign_and_one_survives_the_other() {
     tokio::time::timeout(Duration::from_secs(60), async {
         loop {
             tick.tick().await;
-            let (calls, nodes): (i64, i64) = sqlx::query_as("SELECT COUNT(*), COUNT(DISTINCT node_id) FROM calls").fetch_one(&db).await.unwrap();
+            let (calls, nodes): (i64, i64) =
+                sqlx::query_as("SELECT COUNT(*), COUNT(DISTINCT node_id) FROM calls")
+                    .fetch_one(&db)
+                    .await
+                    .unwrap();
             if calls >= 600 && nodes == 2 {
                 break;
             }
@@ -96,14 +140,20 @@ async fn two_nodes_share_a_campaign_and_one_survives_the_other() {
     .await
     .expect("both nodes dial");
     let mut a = a;
-    let _ = Command::new("kill").args(["-9", &a.child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-9", &a.child.id().to_string()])
+        .status();
     let _ = a.child.wait();
 
     // The survivor finishes: it closes the dead node's attempts and dials the rest.
     tokio::time::timeout(Duration::from_secs(120), async {
         loop {
             tick.tick().await;
-            let s: String = sqlx::query_scalar("SELECT status FROM campaigns WHERE id = $1").bind(&camp).fetch_one(&db).await.unwrap();
+            let s: String = sqlx::query_scalar("SELECT status FROM campaigns WHERE id = $1")
+                .bind(&camp)
+                .fetch_one(&db)
+                .await
+                .unwrap();
             if s == "finished" {
                 break;
             }
@@ -112,25 +162,63 @@ async fn two_nodes_share_a_campaign_and_one_survives_the_other() {
     .await
     .expect("the surviving node finishes the campaign");
 
-    let not_done: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM targets WHERE state <> 'finished'").fetch_one(&db).await.unwrap();
+    let not_done: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM targets WHERE state <> 'finished'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
     assert_eq!(not_done, 0, "every target was reached");
-    let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM calls WHERE ended_at IS NULL").fetch_one(&db).await.unwrap();
+    let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM calls WHERE ended_at IS NULL")
+        .fetch_one(&db)
+        .await
+        .unwrap();
     assert_eq!(open, 0);
     let overlaps: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM calls x JOIN calls y ON x.target_id = y.target_id AND x.id < y.id \
-         WHERE y.created_at < x.ended_at AND x.created_at < y.ended_at").fetch_one(&db).await.unwrap();
+         WHERE y.created_at < x.ended_at AND x.created_at < y.ended_at",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
     assert_eq!(overlaps, 0, "a target was dialed twice at the same time");
-    let per_node: Vec<(String, i64)> = sqlx::query_as("SELECT node_id, COUNT(*) FROM calls GROUP BY node_id").fetch_all(&db).await.unwrap();
+    let interrupted: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM calls WHERE outcome = 'interrupted'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    // Only the killed node's calls can end this way: the survivor ran to the end.
+    assert!(
+        interrupted > 0,
+        "the dead node's open attempts were closed as interrupted"
+    );
+    let per_node: Vec<(String, i64)> =
+        sqlx::query_as("SELECT node_id, COUNT(*) FROM calls GROUP BY node_id")
+            .fetch_all(&db)
+            .await
+            .unwrap();
     assert_eq!(per_node.len(), 2, "both nodes dialed: {per_node:?}");
-    let tries: i64 = sqlx::query_scalar("SELECT SUM(try_count_current) FROM targets").fetch_one(&db).await.unwrap();
-    let calls: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM calls").fetch_one(&db).await.unwrap();
+    let tries: i64 = sqlx::query_scalar("SELECT SUM(try_count_current) FROM targets")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    let calls: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM calls")
+        .fetch_one(&db)
+        .await
+        .unwrap();
     assert_eq!(tries, calls, "every dial counted once");
-    let dials: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM target_events WHERE to_state = 'dialing'").fetch_one(&db).await.unwrap();
+    let dials: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM target_events WHERE to_state = 'dialing'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
     assert_eq!(dials, calls, "every dial has its transition row");
 
     drop(b);
     db.close().await;
     uas.quit();
     let _ = uas.finish().await;
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&admin).await.unwrap();
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&admin)
+        .await
+        .unwrap();
 }

@@ -136,7 +136,10 @@ async fn recover_dead_nodes(store: &Store, now: i64) -> Result<(), StoreError> {
 
 /// Attempts still open (of every node, or of `nodes`) were cut short: each
 /// counts as a try with outcome `interrupted`, and its target leaves `dialing`.
-pub async fn recover_interrupted(store: &Store, nodes: Option<&[String]>) -> Result<usize, StoreError> {
+pub async fn recover_interrupted(
+    store: &Store,
+    nodes: Option<&[String]>,
+) -> Result<usize, StoreError> {
     let open = store.open_attempts(nodes).await?;
     let now = Utc::now();
     let mut batch = Vec::new();
@@ -697,7 +700,9 @@ impl CallJob {
 fn failed_to_start(e: &OriginateError) -> crate::sip::CallEnded {
     let outcome = match e {
         OriginateError::InvalidDestination(_) => Outcome::InvalidDestination,
-        OriginateError::UnknownTrunk(_) | OriginateError::InvalidCallerId(_) => Outcome::TrunkError,
+        OriginateError::UnknownTrunk(_)
+        | OriginateError::InvalidCallerId(_)
+        | OriginateError::UnsupportedTransport { .. } => Outcome::TrunkError,
         OriginateError::ShuttingDown => Outcome::Interrupted,
         OriginateError::TrunkBusy { .. } | OriginateError::Media(_) => Outcome::TemporaryFailure,
     };
