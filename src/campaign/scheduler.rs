@@ -487,8 +487,8 @@ async fn run_campaign(
         } else if dialed && s.status == "waiting" {
             set_status(&deps, &id, &["waiting"], "running", None).await;
         } else if !dialed && in_flight == 0 && !s.end_continue && s.status == "running" {
-            if let Ok((open, _)) = deps.store.outdial_activity(&s.outdial_id).await {
-                if open == 0 && set_status(&deps, &id, &["running"], "finished", None).await {
+            if let Ok(false) = deps.store.outdial_has_open_targets(&s.outdial_id).await {
+                if set_status(&deps, &id, &["running"], "finished", None).await {
                     tracing::info!(campaign = %id, "campaign finished");
                     break;
                 }

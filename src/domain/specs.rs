@@ -213,7 +213,7 @@ pub fn validate_campaign(v: &Value) -> Result<(Value, CampaignRefs), FieldError>
         "agent_id": refs.agent_id,
         "trunk": refs.trunk,
         "max_concurrent_calls": f.int_or("max_concurrent_calls", 1, 100_000, 10)?,
-        "calls_per_second": f.num_or("calls_per_second", 0.0, 10_000.0, true, 1.0)?,
+        "calls_per_second": f.num_or("calls_per_second", 0.0, 100_000.0, true, 1.0)?,
         "calling_window": window,
         "schedule": schedule,
         "priority": f.choice_or("priority", &["normal", "emergency"], "normal")?,

@@ -98,6 +98,10 @@ pub struct OpenAttempt {
     pub created_at: i64,
 }
 
+/// Rows per multi-row statement (13–15 parameters each, under both databases' limits).
+const CLAIM_ROWS_PER_STATEMENT: usize = 500;
+const RECORD_ROWS_PER_STATEMENT: usize = 400;
+
 const CALL_COLUMNS: &str = "id, campaign_id, target_id, destination_index, attempt, agent_id, trunk, status, \
     sip_call_id, from_uri, to_uri, outcome, sip_code, q850_cause, result, hangup_by, reason, created_at, \
     invite_sent_at, ringing_at, answered_at, ended_at, duration_ms";
@@ -181,26 +185,41 @@ impl Store {
                         t.try_count_current += 1;
                         t.destination_index = destination_index as i32;
                         t.state = TargetState::Dialing;
-                        let call_id = super::new_id();
-                        let dests = serde_json::to_string(&t.destinations).expect("destinations serialize");
-                        sqlx::query("UPDATE targets SET state = 'dialing', destinations = $2, destination_index = $3, \
-                                     try_count_current = try_count_current + 1, lease_owner = $4, lease_expires_at = $5, \
-                                     updated_at = $6 WHERE id = $1 AND state = 'idle'")
-                            .bind(&t.id).bind(&dests).bind(destination_index as i32).bind(scope.node_id)
-                            .bind(now + scope.lease_ms).bind(now).execute(&mut *tx).await?;
-                        sqlx::query("INSERT INTO target_events (target_id, campaign_id, from_state, to_state, at, attempt_id) \
-                                     VALUES ($1, $2, 'idle', 'dialing', $3, $4)")
-                            .bind(&t.id).bind(scope.campaign_id).bind(now).bind(&call_id).execute(&mut *tx).await?;
-                        sqlx::query("INSERT INTO calls (id, campaign_id, target_id, destination_index, attempt, agent_id, \
-                                     trunk, status, to_uri, node_id, created_at) \
-                                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'in_progress', $8, $9, $10)")
-                            .bind(&call_id).bind(scope.campaign_id).bind(&t.id).bind(destination_index as i32)
-                            .bind(t.try_count_current).bind(scope.agent_id).bind(scope.trunk).bind(&destination.target)
-                            .bind(scope.node_id).bind(now).execute(&mut *tx).await?;
                         let attempt = t.try_count_current as u32;
-                        claimed.push(Claimed { call_id, target: t, destination_index, destination, attempt });
+                        claimed.push(Claimed { call_id: super::new_id(), target: t, destination_index, destination, attempt });
                     }
                 }
+            }
+            // The dialed ones in three statements per chunk, not three per row.
+            for chunk in claimed.chunks(CLAIM_ROWS_PER_STATEMENT) {
+                let dests: Vec<String> = chunk.iter()
+                    .map(|c| serde_json::to_string(&c.target.destinations).expect("destinations serialize"))
+                    .collect();
+                let mut qb = sqlx::QueryBuilder::new("UPDATE targets SET state = 'dialing', destinations = v.column2, \
+                    destination_index = v.column3, try_count_current = try_count_current + 1, lease_owner = ");
+                qb.push_bind(scope.node_id).push(", lease_expires_at = ").push_bind(now + scope.lease_ms)
+                    .push(", updated_at = ").push_bind(now).push(" FROM (");
+                qb.push_values(chunk.iter().zip(&dests), |mut b, (c, d)| {
+                    b.push_bind(&c.target.id).push_bind(d).push_bind(c.destination_index as i32);
+                });
+                qb.push(") AS v WHERE targets.id = v.column1 AND targets.state = 'idle'");
+                qb.build().execute(&mut *tx).await?;
+                let mut qb = sqlx::QueryBuilder::new(
+                    "INSERT INTO target_events (target_id, campaign_id, from_state, to_state, at, attempt_id) ");
+                qb.push_values(chunk, |mut b, c| {
+                    b.push_bind(&c.target.id).push_bind(scope.campaign_id).push("'idle'").push("'dialing'")
+                        .push_bind(now).push_bind(&c.call_id);
+                });
+                qb.build().execute(&mut *tx).await?;
+                let mut qb = sqlx::QueryBuilder::new("INSERT INTO calls (id, campaign_id, target_id, destination_index, \
+                    attempt, agent_id, trunk, status, to_uri, node_id, created_at) ");
+                qb.push_values(chunk, |mut b, c| {
+                    b.push_bind(&c.call_id).push_bind(scope.campaign_id).push_bind(&c.target.id)
+                        .push_bind(c.destination_index as i32).push_bind(c.attempt as i32).push_bind(scope.agent_id)
+                        .push_bind(scope.trunk).push("'in_progress'").push_bind(&c.destination.target)
+                        .push_bind(scope.node_id).push_bind(now);
+                });
+                qb.build().execute(&mut *tx).await?;
             }
             tx.commit().await?;
             Ok(claimed)
@@ -230,48 +249,70 @@ impl Store {
         })
     }
 
-    /// Records finished attempts in one transaction. A completion whose
-    /// target is no longer in the expected state only closes its call row.
+    /// Records finished attempts in one transaction, in a few statements per
+    /// chunk. A completion whose target is no longer in the expected state
+    /// (another node or a recovery got there first) only closes its call row.
     pub async fn record_completions(&self, batch: &[Completion], now: i64) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
         with_pool!(self, p => {
             let mut tx = p.begin_write().await?;
-            for c in batch {
-                let f = &c.call;
-                sqlx::query("UPDATE calls SET status = $2, outcome = $3, sip_code = $4, q850_cause = $5, result = $6, \
-                             sip_call_id = COALESCE($7, sip_call_id), from_uri = COALESCE($8, from_uri), \
-                             to_uri = COALESCE($9, to_uri), invite_sent_at = $10, ringing_at = $11, \
-                             answered_at = COALESCE($12, answered_at), ended_at = $13, \
-                             duration_ms = CASE WHEN COALESCE($12, answered_at) IS NULL THEN NULL ELSE $13 - COALESCE($12, answered_at) END, \
-                             hangup_by = $14, reason = $15 WHERE id = $1")
-                    .bind(&c.call_id).bind(&f.status).bind(&f.outcome).bind(f.sip_code).bind(f.q850_cause)
-                    .bind(&f.result).bind(&f.sip_call_id).bind(&f.from_uri).bind(&f.to_uri)
-                    .bind(f.invite_sent_at).bind(f.ringing_at).bind(f.answered_at).bind(f.ended_at)
-                    .bind(&f.hangup_by).bind(&f.reason)
-                    .execute(&mut *tx).await?;
-                let Some(last) = c.transitions.last() else { continue };
-                let moved = sqlx::query("UPDATE targets SET state = $2, next_attempt_at = COALESCE($3, next_attempt_at), \
-                             destination_index = $4, last_outcome = $5, reason = $6, lease_owner = NULL, \
-                             lease_expires_at = NULL, updated_at = $7 WHERE id = $1 AND state = $8")
-                    .bind(&c.target_id).bind(last.to.as_str()).bind(c.next_attempt_at).bind(c.destination_index as i32)
-                    .bind(&f.outcome).bind(&last.reason).bind(now).bind(c.expect.as_str())
-                    .execute(&mut *tx).await?.rows_affected() == 1;
-                if !moved {
+            for chunk in batch.chunks(RECORD_ROWS_PER_STATEMENT) {
+                let mut qb = sqlx::QueryBuilder::new("UPDATE calls SET status = v.column2, outcome = v.column3, \
+                    sip_code = v.column4, q850_cause = v.column5, result = v.column6, \
+                    sip_call_id = COALESCE(v.column7, calls.sip_call_id), invite_sent_at = v.column8, \
+                    ringing_at = v.column9, answered_at = COALESCE(v.column10, calls.answered_at), ended_at = v.column11, \
+                    duration_ms = v.column11 - COALESCE(v.column10, calls.answered_at), \
+                    hangup_by = v.column12, reason = v.column13 FROM (");
+                qb.push_values(chunk, |mut b, c| {
+                    let f = &c.call;
+                    b.push_bind(&c.call_id).push_bind(&f.status).push_bind(&f.outcome).push_bind(f.sip_code)
+                        .push_bind(f.q850_cause).push_bind(&f.result).push_bind(&f.sip_call_id)
+                        .push_bind(f.invite_sent_at).push_bind(f.ringing_at).push_bind(f.answered_at)
+                        .push_bind(f.ended_at).push_bind(&f.hangup_by).push_bind(&f.reason);
+                });
+                qb.push(") AS v WHERE calls.id = v.column1");
+                qb.build().execute(&mut *tx).await?;
+
+                let moving: Vec<&Completion> = chunk.iter().filter(|c| !c.transitions.is_empty()).collect();
+                if moving.is_empty() {
                     continue;
                 }
-                for t in &c.transitions {
-                    let code = if t.from == c.expect && t.from == TargetState::Dialing { f.sip_code } else { None };
-                    sqlx::query("INSERT INTO target_events (target_id, campaign_id, from_state, to_state, at, attempt_id, sip_code, reason) \
-                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
-                        .bind(&c.target_id).bind(&c.campaign_id).bind(t.from.as_str()).bind(t.to.as_str())
-                        .bind(f.ended_at).bind(&c.call_id).bind(code).bind(&t.reason)
-                        .execute(&mut *tx).await?;
+                let mut qb = sqlx::QueryBuilder::new("UPDATE targets SET state = v.column2, \
+                    next_attempt_at = COALESCE(v.column3, targets.next_attempt_at), destination_index = v.column4, \
+                    last_outcome = v.column5, reason = v.column6, lease_owner = NULL, lease_expires_at = NULL, updated_at = ");
+                qb.push_bind(now).push(" FROM (");
+                qb.push_values(&moving, |mut b, c| {
+                    let last = c.transitions.last().expect("non-empty");
+                    b.push_bind(&c.target_id).push_bind(last.to.as_str()).push_bind(c.next_attempt_at)
+                        .push_bind(c.destination_index as i32).push_bind(&c.call.outcome).push_bind(&last.reason)
+                        .push_bind(c.expect.as_str());
+                });
+                qb.push(") AS v WHERE targets.id = v.column1 AND targets.state = v.column7 RETURNING targets.id");
+                let moved: std::collections::HashSet<String> =
+                    qb.build_query_scalar::<String>().fetch_all(&mut *tx).await?.into_iter().collect();
+
+                let events: Vec<(&Completion, &Transition)> = moving.iter()
+                    .filter(|c| moved.contains(&c.target_id))
+                    .flat_map(|c| c.transitions.iter().map(move |t| (*c, t)))
+                    .collect();
+                for ev_chunk in events.chunks(RECORD_ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::new("INSERT INTO target_events \
+                        (target_id, campaign_id, from_state, to_state, at, attempt_id, sip_code, reason) ");
+                    qb.push_values(ev_chunk, |mut b, (c, t)| {
+                        let code = if t.from == TargetState::Dialing { c.call.sip_code } else { None };
+                        b.push_bind(&c.target_id).push_bind(&c.campaign_id).push_bind(t.from.as_str())
+                            .push_bind(t.to.as_str()).push_bind(c.call.ended_at).push_bind(&c.call_id)
+                            .push_bind(code).push_bind(&t.reason);
+                    });
+                    qb.build().execute(&mut *tx).await?;
                 }
-                if let Some(n) = &c.dnc_add {
-                    sqlx::query("INSERT INTO dnc (number, reason, created_at) VALUES ($1, 'opted_out', $2) ON CONFLICT DO NOTHING")
-                        .bind(n).bind(now).execute(&mut *tx).await?;
+                for c in moving.iter().filter(|c| moved.contains(&c.target_id)) {
+                    if let Some(n) = &c.dnc_add {
+                        sqlx::query("INSERT INTO dnc (number, reason, created_at) VALUES ($1, 'opted_out', $2) ON CONFLICT DO NOTHING")
+                            .bind(n).bind(now).execute(&mut *tx).await?;
+                    }
                 }
             }
             tx.commit().await?;
@@ -354,16 +395,13 @@ impl Store {
         with_pool!(self, p => Ok(sqlx::query_as::<_, (String, String)>(&sql).fetch_all(p).await?))
     }
 
-    /// Whether the outdial has targets that are not finished or failed,
-    /// and whether any is due or being dialed (for `finished`).
-    pub async fn outdial_activity(&self, outdial_id: &str) -> Result<(i64, i64)> {
-        with_pool!(self, p => {
-            let row = sqlx::query("SELECT \
-                COALESCE(SUM(CASE WHEN state NOT IN ('finished', 'failed') THEN 1 ELSE 0 END), 0) AS open, \
-                COALESCE(SUM(CASE WHEN state IN ('dialing', 'answered') THEN 1 ELSE 0 END), 0) AS live \
-                FROM targets WHERE outdial_id = $1").bind(outdial_id).fetch_one(p).await?;
-            Ok((row.try_get::<i64, _>("open")?, row.try_get::<i64, _>("live")?))
-        })
+    /// Whether any target of the outdial is not finished or failed yet (an
+    /// index probe per state, however long the list).
+    pub async fn outdial_has_open_targets(&self, outdial_id: &str) -> Result<bool> {
+        with_pool!(self, p => Ok(sqlx::query_scalar::<_, String>(
+            "SELECT id FROM targets WHERE outdial_id = $1 \
+             AND state IN ('idle', 'dialing', 'answered', 'busy', 'no_answer') LIMIT 1")
+            .bind(outdial_id).fetch_optional(p).await?.is_some()))
     }
 
     /// Attempts of a campaign by outcome, and how many are live.
