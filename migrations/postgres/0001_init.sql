@@ -41,7 +41,6 @@ CREATE UNIQUE INDEX targets_outdial_token ON targets(outdial_id, client_token) W
 -- "due targets of outdial X": a range scan however large the list.
 CREATE INDEX targets_due ON targets(outdial_id, next_attempt_at) WHERE state = 'idle';
 CREATE INDEX targets_outdial_state ON targets(outdial_id, state, id);
-CREATE INDEX targets_dialing ON targets(lease_expires_at) WHERE state = 'dialing';
 
 CREATE TABLE target_events (
     id          BIGSERIAL PRIMARY KEY,
@@ -125,7 +124,8 @@ CREATE TABLE calls (
 CREATE INDEX calls_campaign ON calls(campaign_id, id);
 CREATE INDEX calls_target ON calls(target_id, id);
 CREATE INDEX calls_open ON calls(node_id) WHERE ended_at IS NULL;
-CREATE INDEX calls_status ON calls(status, scheduled_at);
+-- One-off calls waiting for their time (campaign attempts never are).
+CREATE INDEX calls_scheduled ON calls(scheduled_at) WHERE status IN ('pending', 'scheduled');
 
 -- herald processes sharing this database, for lease recovery.
 CREATE TABLE nodes (

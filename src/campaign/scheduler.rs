@@ -40,7 +40,7 @@ pub const TICK: Duration = Duration::from_millis(100);
 /// How long a claimed target is leased before another node may take it back.
 const LEASE_MS: i64 = 10 * 60 * 1000;
 /// Completions written per transaction.
-const RECORD_BATCH: usize = 512;
+const RECORD_BATCH: usize = 2048;
 
 /// What the scheduler needs.
 #[derive(Clone)]

@@ -135,6 +135,7 @@ impl Store {
             "SELECT {TARGET_COLUMNS} FROM targets WHERE outdial_id = $1 AND state = 'idle' \
              AND next_attempt_at <= $2 ORDER BY next_attempt_at LIMIT $3{lock}"
         );
+        let _write = self.write_guard().await;
         with_pool!(self, p => {
             let mut tx = p.begin_write().await?;
             let rows = sqlx::query(&select).bind(scope.outdial_id).bind(now).bind(limit as i64)
@@ -234,6 +235,7 @@ impl Store {
         campaign_id: Option<&str>,
         at: i64,
     ) -> Result<bool> {
+        let _write = self.write_guard().await;
         with_pool!(self, p => {
             let mut tx = p.begin_write().await?;
             sqlx::query("UPDATE calls SET answered_at = $2 WHERE id = $1").bind(call_id).bind(at).execute(&mut *tx).await?;
@@ -256,6 +258,7 @@ impl Store {
         if batch.is_empty() {
             return Ok(());
         }
+        let _write = self.write_guard().await;
         with_pool!(self, p => {
             let mut tx = p.begin_write().await?;
             for chunk in batch.chunks(RECORD_ROWS_PER_STATEMENT) {

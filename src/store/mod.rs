@@ -69,6 +69,9 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 #[derive(Clone, Debug)]
 pub struct Store {
     pub pool: Pool,
+    /// SQLite has one writer: write transactions queue here (and wake as soon
+    /// as the lock is free) instead of in SQLite's sleeping busy handler.
+    write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -86,7 +89,18 @@ impl Store {
         } else {
             Pool::Postgres(postgres::connect(url, max_connections).await?)
         };
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            write_lock: Default::default(),
+        })
+    }
+
+    /// Taken around write transactions; a no-op on PostgreSQL.
+    pub(crate) async fn write_guard(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.pool {
+            Pool::Sqlite(_) => Some(self.write_lock.lock().await),
+            Pool::Postgres(_) => None,
+        }
     }
 
     pub async fn migrate(&self) -> Result<()> {

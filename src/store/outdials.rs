@@ -6,6 +6,7 @@ use crate::with_pool;
 impl Store {
     /// Deletes an outdial and its targets, unless a campaign uses it.
     pub async fn delete_outdial(&self, id: &str) -> Result<()> {
+        let _write = self.write_guard().await;
         with_pool!(self, p => {
             let mut tx = p.begin_write().await?;
             let used: Option<String> = sqlx::query_scalar("SELECT id FROM campaigns WHERE outdial_id = $1 LIMIT 1")

@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::Value;
 use sqlx::Row;
 
-use super::{Page, PageRequest, Result, Store, StoreError};
+use super::{BeginWrite, Page, PageRequest, Result, Store, StoreError};
 pub use crate::domain::target::NewTarget;
 use crate::domain::{Destination, TargetState};
 use crate::with_pool;
@@ -145,8 +145,9 @@ impl Store {
         let mut inserted: HashSet<String> = HashSet::with_capacity(batch.len());
         let mut taken_by_token: HashMap<String, String> = HashMap::new();
         let mut taken_by_dest: HashMap<String, String> = HashMap::new();
+        let _write = self.write_guard().await;
         with_pool!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             for (chunk, enc) in batch.chunks(ROWS_PER_STATEMENT).zip(encoded.chunks(ROWS_PER_STATEMENT)) {
                 let mut qb = sqlx::QueryBuilder::new(
                     "INSERT INTO targets (id, outdial_id, name, destinations, dest_key, try_count_max, \
