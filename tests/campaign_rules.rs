@@ -269,3 +269,83 @@ on_both_backends!(
     checks_before_dialing,
     dnc_expired_and_windows_are_checked_before_dialing
 );
+
+/// A zone where it is about noon now, so "earlier today" and "later today" exist.
+fn noon_zone() -> String {
+    use chrono::Timelike;
+    let offset = 12 - chrono::Utc::now().hour() as i32;
+    if offset >= 0 {
+        format!("Etc/GMT-{offset}")
+    } else {
+        format!("Etc/GMT+{}", -offset)
+    }
+}
+
+async fn daily_schedules_wait_for_their_start_and_after_the_run(db: Db) {
+    let Some(app) = common::spawn_instant_app(db, &[]).await else {
+        return;
+    };
+    let tz = noon_zone();
+    // Starts later today: waits, dials nothing.
+    let (late, _) = app.campaign(csv(&[String::from("+15554000001")]), quick_plan(1),
+        json!({"schedule": {"daily_start": "15:00", "timezone": tz}, "calls_per_second": 100, "end_handle": "continue"})).await;
+    let mut rx = app.events().subscribe();
+    app.client
+        .post(app.url(&format!("/v1/campaigns/{late}/start")))
+        .header("x-api-key", &app.key)
+        .send()
+        .await
+        .unwrap();
+    wait_status(&mut rx, &late, "waiting", Duration::from_secs(10)).await;
+    let c = expect_json(
+        app.get(&format!("/v1/campaigns/{late}")).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert!(
+        c["status_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("waiting for the next daily start"),
+        "{c}"
+    );
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT COUNT(*) FROM calls WHERE campaign_id = '{late}'"
+        ))
+        .await,
+        0
+    );
+
+    // Started earlier today: dials its list, then waits for tomorrow (end_handle continue).
+    let nums: Vec<String> = (0..20).map(|i| format!("+1555401{i:04}")).collect();
+    let (early, od) = app.campaign(csv(&nums), quick_plan(1),
+        json!({"schedule": {"daily_start": "09:00", "timezone": tz}, "calls_per_second": 1000, "end_handle": "continue"})).await;
+    let mut rx = app.events().subscribe();
+    app.client
+        .post(app.url(&format!("/v1/campaigns/{early}/start")))
+        .header("x-api-key", &app.key)
+        .send()
+        .await
+        .unwrap();
+    wait_status(&mut rx, &early, "waiting", Duration::from_secs(20)).await;
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT COUNT(*) FROM calls WHERE campaign_id = '{early}'"
+        ))
+        .await,
+        20
+    );
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT COUNT(*) FROM targets WHERE outdial_id = '{od}' AND state = 'idle'"
+        ))
+        .await,
+        0
+    );
+    app.stop().await;
+}
+on_both_backends!(
+    daily_schedule,
+    daily_schedules_wait_for_their_start_and_after_the_run
+);

@@ -26,6 +26,7 @@ use super::dialer::Telephony;
 use super::rules::due::{check_before_dial, DialCheck, DialGate};
 use super::rules::pacing::Priority;
 use super::rules::retry::{decide, AttemptResult, RetryPolicy};
+use super::rules::schedule::{daily_gate, schedule_timezone, DailyGate, DailySchedule};
 use super::rules::timezone::resolve_timezone;
 use super::rules::window::Window;
 use crate::domain::{DestinationKind, Outcome};
@@ -37,10 +38,14 @@ use crate::store::{Backend, Store, StoreError};
 
 /// How often campaigns are looked at.
 pub const TICK: Duration = Duration::from_millis(100);
+/// The status reason of a campaign waiting for its next daily start.
+const DAILY_WAIT: &str = "waiting for the next daily start";
 /// How long a claimed target is leased before another node may take it back.
 const LEASE_MS: i64 = 10 * 60 * 1000;
 /// Completions written per transaction.
 const RECORD_BATCH: usize = 2048;
+/// Record transactions in flight at once on PostgreSQL.
+const RECORD_WRITERS_POSTGRES: usize = 4;
 
 /// What the scheduler needs.
 #[derive(Clone)]
@@ -225,19 +230,37 @@ async fn campaign_policy(store: &Store, campaign_id: &str) -> Result<RetryPolicy
 }
 
 async fn record_loop(store: Store, events: EventBus, mut rx: mpsc::Receiver<Completion>) {
-    let mut batch = Vec::with_capacity(RECORD_BATCH);
-    while rx.recv_many(&mut batch, RECORD_BATCH).await > 0 {
-        let now = Utc::now().timestamp_millis();
-        // A failed write is retried: an attempt's outcome must not be lost.
-        let mut delay = Duration::from_millis(50);
-        while let Err(e) = store.record_completions(&batch, now).await {
-            tracing::error!(error = %e, rows = batch.len(), "recording attempt outcomes failed; retrying");
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
+    // Completions of different targets are independent (a target has one live
+    // attempt at most), so PostgreSQL takes several batches at once; SQLite
+    // has one writer.
+    let parallel = match store.backend() {
+        Backend::Sqlite => 1,
+        Backend::Postgres => RECORD_WRITERS_POSTGRES,
+    };
+    let mut writing = tokio::task::JoinSet::new();
+    loop {
+        let mut batch = Vec::with_capacity(RECORD_BATCH);
+        if rx.recv_many(&mut batch, RECORD_BATCH).await == 0 {
+            break;
         }
-        events.publish(Event::AttemptsRecorded { count: batch.len() });
-        batch.clear();
+        while writing.len() >= parallel {
+            writing.join_next().await;
+        }
+        writing.spawn(record_batch(store.clone(), events.clone(), batch));
     }
+    while writing.join_next().await.is_some() {}
+}
+
+/// Writes one batch; a failed write is retried, as an attempt's outcome must not be lost.
+async fn record_batch(store: Store, events: EventBus, batch: Vec<Completion>) {
+    let now = Utc::now().timestamp_millis();
+    let mut delay = Duration::from_millis(50);
+    while let Err(e) = store.record_completions(&batch, now).await {
+        tracing::error!(error = %e, rows = batch.len(), "recording attempt outcomes failed; retrying");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+    events.publish(Event::AttemptsRecorded { count: batch.len() });
 }
 
 /// Keeps one task per active campaign.
@@ -303,6 +326,8 @@ struct Settings {
     window: Option<(Window, chrono_tz::Tz)>,
     priority: Priority,
     end_continue: bool,
+    schedule: Option<DailySchedule>,
+    schedule_tz: chrono_tz::Tz,
     policy: RetryPolicy,
     ring_timeout: Duration,
     max_duration: Duration,
@@ -329,6 +354,8 @@ async fn load_settings(store: &Store, id: &str) -> Result<Settings, StoreError> 
         cps: c.spec["calls_per_second"].as_f64().unwrap_or(1.0),
         window: Window::from_spec(&c.spec["calling_window"]),
         priority: Priority::from_spec(&c.spec),
+        schedule: DailySchedule::from_spec(&c.spec["schedule"]),
+        schedule_tz: schedule_timezone(&c.spec),
         end_continue: c.spec["end_handle"] == "continue",
         policy: RetryPolicy::from_outplan(&plan.spec),
         ring_timeout: Duration::from_secs(plan.spec["dial_timeout_s"].as_u64().unwrap_or(30)),
@@ -360,6 +387,8 @@ async fn run_campaign(
     tasks: TaskTracker,
 ) {
     let live: LiveCalls = Arc::default();
+    // When today's scheduled run last ran out of due targets.
+    let mut drained_at: Option<DateTime<Utc>> = None;
     let mut limiter: Option<(f64, DefaultDirectRateLimiter)> = None;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -393,6 +422,27 @@ async fn run_campaign(
                 continue;
             }
             _ => {}
+        }
+        // A daily schedule: nothing before today's start, nor after the run drained.
+        if let Some(schedule) = &s.schedule {
+            match daily_gate(schedule, s.schedule_tz, now, drained_at) {
+                DailyGate::Waiting { until } => {
+                    if s.status == "running" && in_flight == 0 {
+                        let reason = format!("{DAILY_WAIT} ({})", until.to_rfc3339());
+                        set_status(&deps, &id, &["running"], "waiting", Some(&reason)).await;
+                    }
+                    continue;
+                }
+                DailyGate::Open { .. } => {
+                    if s.status == "waiting"
+                        && s.status_reason
+                            .as_deref()
+                            .is_some_and(|r| r.starts_with(DAILY_WAIT))
+                    {
+                        set_status(&deps, &id, &["waiting"], "running", None).await;
+                    }
+                }
+            }
         }
         // running or waiting: dial what pacing allows.
         if limiter.as_ref().is_none_or(|(cps, _)| *cps != s.cps) {
@@ -486,11 +536,22 @@ async fn run_campaign(
             .await;
         } else if dialed && s.status == "waiting" {
             set_status(&deps, &id, &["waiting"], "running", None).await;
-        } else if !dialed && in_flight == 0 && !s.end_continue && s.status == "running" {
-            if let Ok(false) = deps.store.outdial_has_open_targets(&s.outdial_id).await {
-                if set_status(&deps, &id, &["running"], "finished", None).await {
-                    tracing::info!(campaign = %id, "campaign finished");
-                    break;
+        } else if !dialed && in_flight == 0 && s.status == "running" {
+            if !s.end_continue {
+                if let Ok(false) = deps.store.outdial_has_open_targets(&s.outdial_id).await {
+                    if set_status(&deps, &id, &["running"], "finished", None).await {
+                        tracing::info!(campaign = %id, "campaign finished");
+                        break;
+                    }
+                }
+            }
+            if s.schedule.is_some() {
+                if let Ok(false) = deps
+                    .store
+                    .outdial_has_due_targets(&s.outdial_id, now.timestamp_millis())
+                    .await
+                {
+                    drained_at = Some(now);
                 }
             }
         }

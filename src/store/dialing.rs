@@ -407,6 +407,13 @@ impl Store {
             .bind(outdial_id).fetch_optional(p).await?.is_some()))
     }
 
+    /// Whether any idle target of the outdial is due at `now` (an index probe).
+    pub async fn outdial_has_due_targets(&self, outdial_id: &str, now: i64) -> Result<bool> {
+        with_pool!(self, p => Ok(sqlx::query_scalar::<_, String>(
+            "SELECT id FROM targets WHERE outdial_id = $1 AND state = 'idle' AND next_attempt_at <= $2 LIMIT 1")
+            .bind(outdial_id).bind(now).fetch_optional(p).await?.is_some()))
+    }
+
     /// Attempts of a campaign by outcome, and how many are live.
     pub async fn campaign_call_stats(
         &self,
