@@ -7,46 +7,19 @@
 //! HERALD_BENCH_DB: sqlite, postgres or both (default both; PostgreSQL is
 //! skipped with a message when 127.0.0.1:5432 is unreachable).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use futures::stream;
+use process::HeraldProcess;
 
-const BIN: &str = env!("CARGO_BIN_EXE_herald");
+#[path = "../tests/common/process.rs"]
+mod process;
+
 const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
 const ROWS_PER_CHUNK: usize = 10_000;
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(db_url: &str, dir: &std::path::Path) -> Server {
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .current_dir(dir)
-        .env("HERALD__DATABASE__URL", db_url)
-        .env("HERALD__API__LISTEN", "127.0.0.1:0")
-        .env("HERALD_BOOTSTRAP_API_KEY", "bench")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start herald");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line.trim().rsplit(' ').next().unwrap().to_string();
-    Server { child, base }
+fn start(db_url: &str, dir: &std::path::Path) -> HeraldProcess {
+    HeraldProcess::start(dir, &[("HERALD__DATABASE__URL", db_url)], true)
 }
 
 fn peak_rss_mb(pid: u32) -> f64 {
@@ -77,7 +50,7 @@ async fn run(label: &str, db_url: &str, rows: usize) {
     let c = reqwest::Client::new();
     let od: serde_json::Value = c
         .post(format!("{}/v1/outdials", server.base))
-        .header("x-api-key", "bench")
+        .header("x-api-key", &server.key)
         .json(&serde_json::json!({"name": "bench"}))
         .send()
         .await
@@ -98,7 +71,7 @@ async fn run(label: &str, db_url: &str, rows: usize) {
     let started = Instant::now();
     let resp = c
         .post(format!("{}/v1/outdials/{od}/targets", server.base))
-        .header("x-api-key", "bench")
+        .header("x-api-key", &server.key)
         .header("content-type", "text/csv")
         .body(reqwest::Body::wrap_stream(futures::StreamExt::chain(
             header, body,

@@ -2,64 +2,29 @@
 //! campaign: no target is dialed twice at the same time; one node is killed
 //! (-9) midway and the other closes its open attempts and finishes.
 
+#[path = "common/process.rs"]
+mod process;
 mod sipp;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use process::HeraldProcess;
+use serde_json::json;
 use sipp::{SippUas, UasOptions};
 
-const BIN: &str = env!("CARGO_BIN_EXE_herald");
 const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
-const KEY: &str = "multinode-key";
 
-struct Node {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn node(db_url: &str, proxy: &str) -> Node {
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .env("HERALD__DATABASE__URL", db_url)
-        .env("HERALD__API__LISTEN", "127.0.0.1:0")
-        .env("HERALD__TRUNKS__DEFAULT__PROXY", proxy)
-        .env("HERALD__TRUNKS__DEFAULT__MAX_CALLS_PER_SECOND", "1000")
-        .env("HERALD_BOOTSTRAP_API_KEY", KEY)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start herald");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    Node {
-        child,
-        base: line.trim().rsplit(' ').next().unwrap().to_string(),
-    }
-}
-
-async fn post(c: &reqwest::Client, n: &Node, path: &str, body: Value) -> Value {
-    let r = c
-        .post(format!("{}{path}", n.base))
-        .header("x-api-key", KEY)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{path}: {}", r.status());
-    r.json().await.unwrap()
+fn node(db_url: &str, proxy: &str) -> HeraldProcess {
+    let dir = std::env::temp_dir();
+    HeraldProcess::start(
+        &dir,
+        &[
+            ("HERALD__DATABASE__URL", db_url),
+            ("HERALD__TRUNKS__DEFAULT__PROXY", proxy),
+            ("HERALD__TRUNKS__DEFAULT__MAX_CALLS_PER_SECOND", "1000"),
+        ],
+        false,
+    )
 }
 
 #[tokio::test]
@@ -87,7 +52,7 @@ async fn two_nodes_share_a_campaign_and_one_survives_the_other() {
 
     let a = node(&url, &proxy);
     let b = node(&url, &proxy);
-    let od = post(&c, &a, "/v1/outdials", json!({"name": "shared"})).await;
+    let od = a.post(&c, "/v1/outdials", json!({"name": "shared"})).await;
     let od = od["id"].as_str().unwrap().to_string();
     let mut csv = String::from("phone\n");
     for i in 0..2000 {
@@ -95,31 +60,32 @@ async fn two_nodes_share_a_campaign_and_one_survives_the_other() {
     }
     let r = c
         .post(format!("{}/v1/outdials/{od}/targets", a.base))
-        .header("x-api-key", KEY)
+        .header("x-api-key", &a.key)
         .header("content-type", "text/csv")
         .body(csv)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let op = post(
-        &c,
-        &a,
-        "/v1/outplans",
-        json!({"name": "p", "try_count_max": 3, "retry": {"failed_s": 0}}),
-    )
-    .await;
-    let ag = post(&c, &a, "/v1/agents", json!({"name": "a", "kind": "media_stream", "url": "ws://127.0.0.1:9/s", "max_concurrent_sessions": 1000})).await;
-    let camp = post(
-        &c,
-        &a,
-        "/v1/campaigns",
-        json!({"name": "shared", "outdial_id": od, "outplan_id": op["id"], "agent_id": ag["id"],
+    let op = a
+        .post(
+            &c,
+            "/v1/outplans",
+            json!({"name": "p", "try_count_max": 3, "retry": {"failed_s": 0}}),
+        )
+        .await;
+    let ag = a.post(&c, "/v1/agents", json!({"name": "a", "kind": "media_stream", "url": "ws://127.0.0.1:9/s", "max_concurrent_sessions": 1000})).await;
+    let camp = a
+        .post(
+            &c,
+            "/v1/campaigns",
+            json!({"name": "shared", "outdial_id": od, "outplan_id": op["id"], "agent_id": ag["id"],
         "calls_per_second": 150, "max_concurrent_calls": 50}),
-    )
-    .await;
+        )
+        .await;
     let camp = camp["id"].as_str().unwrap().to_string();
-    post(&c, &b, &format!("/v1/campaigns/{camp}/start"), json!({})).await;
+    b.post(&c, &format!("/v1/campaigns/{camp}/start"), json!({}))
+        .await;
 
     let db = sqlx::PgPool::connect(&url).await.unwrap();
     // Wait (bounded) until both nodes have dialed and a good part of the list is done.
@@ -140,10 +106,7 @@ async fn two_nodes_share_a_campaign_and_one_survives_the_other() {
     .await
     .expect("both nodes dial");
     let mut a = a;
-    let _ = Command::new("kill")
-        .args(["-9", &a.child.id().to_string()])
-        .status();
-    let _ = a.child.wait();
+    a.kill9();
 
     // The survivor finishes: it closes the dead node's attempts and dials the rest.
     tokio::time::timeout(Duration::from_secs(120), async {

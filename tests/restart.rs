@@ -3,83 +3,32 @@
 //! target stays in `dialing`, no target has two overlapping attempts, and the
 //! campaign completes.
 
+#[path = "common/process.rs"]
+mod process;
 mod sipp;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use process::HeraldProcess;
 use serde_json::{json, Value};
 use sipp::{SippUas, UasOptions};
 
-const BIN: &str = env!("CARGO_BIN_EXE_herald");
-const KEY: &str = "restart-test-key";
-
-struct Herald {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Herald {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(dir: &std::path::Path, proxy: &str) -> Herald {
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .current_dir(dir)
-        .env(
-            "HERALD__DATABASE__URL",
-            format!("sqlite://{}/herald.db", dir.display()),
-        )
-        .env("HERALD__API__LISTEN", "127.0.0.1:0")
-        .env("HERALD__TRUNKS__DEFAULT__PROXY", proxy)
-        .env("HERALD_BOOTSTRAP_API_KEY", KEY)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start herald");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    Herald {
-        child,
-        base: line.trim().rsplit(' ').next().unwrap().to_string(),
-    }
-}
-
-async fn post(c: &reqwest::Client, h: &Herald, path: &str, body: Value) -> Value {
-    let r = c
-        .post(format!("{}{path}", h.base))
-        .header("x-api-key", KEY)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{path}: {}", r.status());
-    r.json().await.unwrap()
-}
-
-async fn stats(c: &reqwest::Client, h: &Herald, campaign: &str) -> Value {
-    c.get(format!("{}/v1/campaigns/{campaign}/stats", h.base))
-        .header("x-api-key", KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+fn start(dir: &std::path::Path, proxy: &str) -> HeraldProcess {
+    let db = format!("sqlite://{}/herald.db", dir.display());
+    HeraldProcess::start(
+        dir,
+        &[
+            ("HERALD__DATABASE__URL", &db),
+            ("HERALD__TRUNKS__DEFAULT__PROXY", proxy),
+        ],
+        false,
+    )
 }
 
 /// Polls the stats (a separate process has no in-process events) until `ok`, for at most `within`.
 async fn until(
     c: &reqwest::Client,
-    h: &Herald,
+    h: &HeraldProcess,
     campaign: &str,
     within: Duration,
     ok: impl Fn(&Value) -> bool,
@@ -88,7 +37,7 @@ async fn until(
     tokio::time::timeout(within, async {
         loop {
             tick.tick().await;
-            let s = stats(c, h, campaign).await;
+            let s = h.get(c, &format!("/v1/campaigns/{campaign}/stats")).await;
             if ok(&s) {
                 return s;
             }
@@ -113,44 +62,41 @@ async fn kill_9_mid_campaign_then_restart_completes_with_nothing_stuck() {
     let c = reqwest::Client::new();
 
     let mut h = start(dir.path(), &proxy);
-    let od = post(&c, &h, "/v1/outdials", json!({"name": "crash"})).await;
+    let od = h.post(&c, "/v1/outdials", json!({"name": "crash"})).await;
     let od = od["id"].as_str().unwrap().to_string();
     let targets: Vec<Value> = (0..30).map(|i| json!({"destination": {"type": "tel", "target": format!("+1555{:07}", 4_000_000 + i)}})).collect();
-    post(
+    h.post(
         &c,
-        &h,
         &format!("/v1/outdials/{od}/targets"),
         json!({"targets": targets}),
     )
     .await;
-    let op = post(&c, &h, "/v1/outplans", json!({"name": "p", "try_count_max": 2, "dial_timeout_s": 5, "retry": {"no_answer_s": 0, "failed_s": 0}})).await;
-    let ag = post(
-        &c,
-        &h,
-        "/v1/agents",
-        json!({"name": "a", "kind": "media_stream", "url": "ws://127.0.0.1:9/s"}),
-    )
-    .await;
-    let camp = post(
-        &c,
-        &h,
-        "/v1/campaigns",
-        json!({"name": "crash", "outdial_id": od, "outplan_id": op["id"], "agent_id": ag["id"],
+    let op = h.post(&c, "/v1/outplans", json!({"name": "p", "try_count_max": 2, "dial_timeout_s": 5, "retry": {"no_answer_s": 0, "failed_s": 0}})).await;
+    let ag = h
+        .post(
+            &c,
+            "/v1/agents",
+            json!({"name": "a", "kind": "media_stream", "url": "ws://127.0.0.1:9/s"}),
+        )
+        .await;
+    let camp = h
+        .post(
+            &c,
+            "/v1/campaigns",
+            json!({"name": "crash", "outdial_id": od, "outplan_id": op["id"], "agent_id": ag["id"],
         "calls_per_second": 100, "max_concurrent_calls": 10}),
-    )
-    .await;
+        )
+        .await;
     let camp = camp["id"].as_str().unwrap().to_string();
-    post(&c, &h, &format!("/v1/campaigns/{camp}/start"), json!({})).await;
+    h.post(&c, &format!("/v1/campaigns/{camp}/start"), json!({}))
+        .await;
     until(&c, &h, &camp, Duration::from_secs(20), |s| {
         s["live_calls"].as_i64() >= Some(10)
     })
     .await;
 
     // kill -9: no chance to clean up.
-    let _ = Command::new("kill")
-        .args(["-9", &h.child.id().to_string()])
-        .status();
-    let _ = h.child.wait();
+    h.kill9();
     let db = sqlx::SqlitePool::connect(&format!("sqlite://{}/herald.db", dir.path().display()))
         .await
         .unwrap();

@@ -161,19 +161,12 @@ pub async fn recover_interrupted(
             Some(c) => campaign_policy(store, c).await?,
             None => RetryPolicy::from_outplan(&Value::Null),
         };
-        let ended = crate::sip::CallEnded {
-            outcome: Outcome::Interrupted,
-            sip_code: None,
-            q850_cause: None,
-            retry_after: None,
-            hangup_by: crate::sip::HangupBy::Error,
-            reason: "herald stopped during the call".into(),
-            invite_sent_at: None,
-            ringing_at: None,
-            answered_at: a.answered_at.map(crate::store::from_ms),
-            ended_at: now,
-            media_stats: None,
-        };
+        let ended = ended_without_a_call(
+            Outcome::Interrupted,
+            "herald stopped during the call".into(),
+            a.answered_at.map(crate::store::from_ms),
+            now,
+        );
         let index = a.destination_index.unwrap_or(0).max(0) as usize;
         let decision = decide(
             &target.destinations,
@@ -767,17 +760,28 @@ fn failed_to_start(e: &OriginateError) -> crate::sip::CallEnded {
         OriginateError::ShuttingDown => Outcome::Interrupted,
         OriginateError::TrunkBusy { .. } | OriginateError::Media(_) => Outcome::TemporaryFailure,
     };
+    ended_without_a_call(outcome, e.to_string(), None, Utc::now())
+}
+
+/// The end of an attempt that no SIP exchange finished: it never started, or
+/// herald died during it.
+fn ended_without_a_call(
+    outcome: Outcome,
+    reason: String,
+    answered_at: Option<DateTime<Utc>>,
+    ended_at: DateTime<Utc>,
+) -> crate::sip::CallEnded {
     crate::sip::CallEnded {
         outcome,
         sip_code: None,
         q850_cause: None,
         retry_after: None,
         hangup_by: crate::sip::HangupBy::Error,
-        reason: e.to_string(),
+        reason,
         invite_sent_at: None,
         ringing_at: None,
-        answered_at: None,
-        ended_at: Utc::now(),
+        answered_at,
+        ended_at,
         media_stats: None,
     }
 }
