@@ -72,6 +72,14 @@ async fn run(label: &str, url: &str, targets: usize) {
     let env = vec![
         ("HERALD__DATABASE__URL".to_string(), url.to_string()),
         ("HERALD__API__LISTEN".to_string(), "127.0.0.1:0".to_string()),
+        (
+            "HERALD__TRUNKS__DEFAULT__MAX_CALLS_PER_SECOND".to_string(),
+            "1000000".to_string(),
+        ),
+        (
+            "HERALD__TRUNKS__DEFAULT__MAX_CONCURRENT_CALLS".to_string(),
+            "1000000".to_string(),
+        ),
     ];
     let config = Config::load_from(None, env).unwrap();
     let app = App::start_with(

@@ -102,6 +102,7 @@ impl App {
             events: events.clone(),
             telephony,
             node_id: format!("node-{}", uuid::Uuid::new_v4().simple()),
+            trunks: crate::campaign::trunks::TrunkGates::new(&config.trunks),
         })
         .await
         .context("starting the scheduler")?;

@@ -349,3 +349,99 @@ on_both_backends!(
     daily_schedule,
     daily_schedules_wait_for_their_start_and_after_the_run
 );
+
+async fn an_emergency_campaign_takes_the_trunk_ahead_of_a_normal_one(db: Db) {
+    // The trunk allows 50 calls/s; both campaigns would take more.
+    let Some(app) = common::spawn_instant_app(
+        db,
+        &[("HERALD__TRUNKS__DEFAULT__MAX_CALLS_PER_SECOND", "50")],
+    )
+    .await
+    else {
+        return;
+    };
+    let normal_nums: Vec<String> = (0..400)
+        .map(|i| format!("+1555600{:04}", i * 100 % 10_000 + i % 70))
+        .collect();
+    let (normal, _) = app
+        .campaign(
+            csv(&normal_nums),
+            quick_plan(1),
+            json!({"calls_per_second": 1000}),
+        )
+        .await;
+    let mut rx = app.events().subscribe();
+    app.client
+        .post(app.url(&format!("/v1/campaigns/{normal}/start")))
+        .header("x-api-key", &app.key)
+        .send()
+        .await
+        .unwrap();
+    // Once the normal campaign is dialing, an emergency blast arrives.
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Ok(herald::events::Event::AttemptsClaimed { campaign_id, .. }) = rx.recv().await
+            {
+                if campaign_id == normal {
+                    break;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the normal campaign dials");
+    let blast: Vec<String> = (0..40)
+        .map(|i| format!("+1555700{:02}{:02}", i, i % 70))
+        .collect();
+    let (emergency, _) = app
+        .campaign(
+            csv(&blast),
+            quick_plan(1),
+            json!({"calls_per_second": 1000, "priority": "emergency"}),
+        )
+        .await;
+    app.client
+        .post(app.url(&format!("/v1/campaigns/{emergency}/start")))
+        .header("x-api-key", &app.key)
+        .send()
+        .await
+        .unwrap();
+    wait_status(&mut rx, &emergency, "finished", Duration::from_secs(20)).await;
+
+    let (first, last) = (
+        app.scalar(&format!(
+            "SELECT MIN(created_at) FROM calls WHERE campaign_id = '{emergency}'"
+        ))
+        .await,
+        app.scalar(&format!(
+            "SELECT MAX(created_at) FROM calls WHERE campaign_id = '{emergency}'"
+        ))
+        .await,
+    );
+    assert!(
+        last - first < 2_000,
+        "40 calls at the trunk's 50/s took {} ms",
+        last - first
+    );
+    let overlapping = app
+        .scalar(&format!("SELECT COUNT(*) FROM calls WHERE campaign_id = '{normal}' AND created_at > {} AND created_at < {last}", first + 300))
+        .await;
+    assert_eq!(
+        overlapping, 0,
+        "the normal campaign kept dialing during the emergency blast"
+    );
+    let normal_calls = app
+        .scalar(&format!(
+            "SELECT COUNT(*) FROM calls WHERE campaign_id = '{normal}'"
+        ))
+        .await;
+    assert!(
+        normal_calls < 400,
+        "the trunk's rate held the normal campaign back"
+    );
+    app.stop().await;
+}
+on_both_backends!(
+    emergency_priority,
+    an_emergency_campaign_takes_the_trunk_ahead_of_a_normal_one
+);

@@ -29,6 +29,10 @@ pub trait Telephony: Send + Sync + 'static {
         -> Result<Box<dyn PlacedCall>, OriginateError>;
     /// Calls in flight, across every campaign.
     fn live_calls(&self) -> usize;
+    /// Calls in flight on one trunk, when known (for its concurrency limit).
+    fn trunk_live_calls(&self, _trunk: &str) -> Option<u32> {
+        None
+    }
 }
 
 #[async_trait]
@@ -54,6 +58,9 @@ impl Telephony for CallControl {
     }
     fn live_calls(&self) -> usize {
         CallControl::live_calls(self)
+    }
+    fn trunk_live_calls(&self, trunk: &str) -> Option<u32> {
+        self.trunk_stats(trunk).map(|s| s.live_calls)
     }
 }
 

@@ -5,3 +5,4 @@ pub mod apply;
 pub mod dialer;
 pub mod rules;
 pub mod scheduler;
+pub mod trunks;

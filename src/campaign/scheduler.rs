@@ -29,6 +29,7 @@ use super::rules::retry::{decide, AttemptResult, RetryPolicy};
 use super::rules::schedule::{daily_gate, schedule_timezone, DailyGate, DailySchedule};
 use super::rules::timezone::resolve_timezone;
 use super::rules::window::Window;
+use super::trunks::TrunkGates;
 use crate::domain::{DestinationKind, Outcome};
 use crate::events::{Event, EventBus};
 use crate::sip::{CallEvent, DialDestination, OriginateError, OriginateRequest};
@@ -54,6 +55,7 @@ pub struct SchedulerDeps {
     pub events: EventBus,
     pub telephony: Arc<dyn Telephony>,
     pub node_id: String,
+    pub trunks: TrunkGates,
 }
 
 /// A running scheduler; owns its tasks.
@@ -450,6 +452,17 @@ async fn run_campaign(
         while tokens < room && rl.check().is_ok() {
             tokens += 1;
         }
+        // The trunk's own limits, shared with the other campaigns on it (a
+        // list's direct SIP destinations are counted against it too).
+        tokens = match deps.trunks.get(&s.trunk) {
+            Some(gate) => gate.take(
+                tokens,
+                deps.telephony.trunk_live_calls(&s.trunk),
+                s.priority,
+                now.timestamp_millis(),
+            ),
+            None => 0,
+        };
         let scope = ClaimScope {
             campaign_id: &id,
             outdial_id: &s.outdial_id,

@@ -118,7 +118,10 @@ pub fn test_config(db_url: &str, extra: &[(&str, &str)]) -> Config {
         ("HERALD__DATABASE__URL".to_string(), db_url.to_string()),
         ("HERALD__API__LISTEN".to_string(), "127.0.0.1:0".to_string()),
     ];
-    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    for (k, v) in extra {
+        env.retain(|(key, _)| key != k);
+        env.push((k.to_string(), v.to_string()));
+    }
     Config::load_from(None, env).expect("test config")
 }
 
@@ -296,7 +299,12 @@ macro_rules! on_both_backends {
 /// Like [`spawn_app_with`], with the instant-outcome telephony below the call-control interface.
 pub async fn spawn_instant_app(db: Db, extra: &[(&str, &str)]) -> Option<TestApp> {
     let db = TestDb::new(db).await?;
-    let config = test_config(&db.url, extra);
+    let mut settings = vec![
+        ("HERALD__TRUNKS__DEFAULT__MAX_CALLS_PER_SECOND", "100000"),
+        ("HERALD__TRUNKS__DEFAULT__MAX_CONCURRENT_CALLS", "100000"),
+    ];
+    settings.extend_from_slice(extra);
+    let config = test_config(&db.url, &settings);
     let telephony = std::sync::Arc::new(herald::campaign::dialer::InstantTelephony::default());
     let app = App::start_with(
         &config,

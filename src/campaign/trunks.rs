@@ -1,0 +1,118 @@
+//! Trunk capacity shared by every campaign of this node: each trunk's own
+//! calls-per-second bucket and concurrent-call limit, and its priority rule —
+//! while an emergency campaign wants more of a trunk than it gets, normal
+//! campaigns on that trunk start no calls.
+
+use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
+use super::rules::pacing::Priority;
+use crate::config::TrunkConfig;
+
+/// How long an emergency campaign's claim on a trunk holds normal ones back.
+const EMERGENCY_HOLD_MS: i64 = 300;
+
+pub struct TrunkGate {
+    limiter: DefaultDirectRateLimiter,
+    max_concurrent: u32,
+    /// Normal campaigns yield until this instant (epoch ms).
+    emergency_until: AtomicI64,
+}
+
+impl TrunkGate {
+    fn new(max_calls_per_second: u32, max_concurrent: u32) -> TrunkGate {
+        let cps = NonZeroU32::new(max_calls_per_second.max(1)).expect("positive");
+        // A tenth of a second's worth at once, so the bucket is not the tick's bottleneck.
+        let burst = NonZeroU32::new((max_calls_per_second / 10).max(1)).expect("positive");
+        TrunkGate {
+            limiter: RateLimiter::direct(Quota::per_second(cps).allow_burst(burst)),
+            max_concurrent,
+            emergency_until: AtomicI64::new(0),
+        }
+    }
+
+    /// How many of `wanted` calls a campaign may start now on this trunk,
+    /// taking that many of the trunk's tokens. `live` is the trunk's live
+    /// calls when telephony knows them.
+    pub fn take(&self, wanted: u32, live: Option<u32>, priority: Priority, now_ms: i64) -> u32 {
+        if wanted == 0 {
+            return 0;
+        }
+        if priority == Priority::Normal && now_ms < self.emergency_until.load(Ordering::Relaxed) {
+            return 0;
+        }
+        let free = live.map_or(wanted, |l| self.max_concurrent.saturating_sub(l));
+        let mut got = 0;
+        while got < wanted.min(free) && self.limiter.check().is_ok() {
+            got += 1;
+        }
+        if priority == Priority::Emergency {
+            self.emergency_until
+                .store(now_ms + EMERGENCY_HOLD_MS, Ordering::Relaxed);
+        }
+        got
+    }
+}
+
+/// The gates of the configured trunks.
+#[derive(Clone, Default)]
+pub struct TrunkGates {
+    gates: Arc<HashMap<String, Arc<TrunkGate>>>,
+}
+
+impl TrunkGates {
+    pub fn new(trunks: &BTreeMap<String, TrunkConfig>) -> TrunkGates {
+        let gates = trunks
+            .iter()
+            .map(|(name, t)| {
+                (
+                    name.clone(),
+                    Arc::new(TrunkGate::new(
+                        t.max_calls_per_second,
+                        t.max_concurrent_calls,
+                    )),
+                )
+            })
+            .collect();
+        TrunkGates {
+            gates: Arc::new(gates),
+        }
+    }
+
+    pub fn get(&self, trunk: &str) -> Option<Arc<TrunkGate>> {
+        self.gates.get(trunk).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrency_caps_what_a_campaign_may_start() {
+        let g = TrunkGate::new(1000, 10);
+        assert_eq!(g.take(50, Some(7), Priority::Normal, 0), 3);
+        assert_eq!(g.take(50, Some(10), Priority::Normal, 0), 0);
+    }
+
+    #[test]
+    fn the_rate_bucket_is_shared() {
+        let g = TrunkGate::new(20, 1000);
+        let a = g.take(100, None, Priority::Normal, 0);
+        let b = g.take(100, None, Priority::Normal, 0);
+        assert_eq!(a, 2, "a tenth of a second's worth at once");
+        assert_eq!(b, 0);
+    }
+
+    #[test]
+    fn normal_campaigns_yield_while_an_emergency_one_dials() {
+        let g = TrunkGate::new(1000, 1000);
+        assert!(g.take(5, None, Priority::Emergency, 1_000) > 0);
+        assert_eq!(g.take(5, None, Priority::Normal, 1_100), 0);
+        assert!(g.take(5, None, Priority::Normal, 2_000) > 0);
+    }
+}
