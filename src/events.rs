@@ -16,6 +16,11 @@ pub enum Event {
         campaign_id: String,
         count: usize,
     },
+    /// A one-off call's try was recorded; `status` is where the call stands.
+    CallFinished {
+        call_id: String,
+        status: String,
+    },
     /// An attempt's outcome was written (after its transaction committed).
     AttemptsRecorded {
         count: usize,

@@ -1,52 +1,195 @@
-//! Calls: one row per attempt (campaign attempts; one-off calls later).
+//! Calls: every attempt of a campaign, and one-off calls (`POST /v1/calls`,
+//! the seed API's `outboundCalls`): now or at `scheduled_at`, with their own
+//! retries; rescheduled while waiting, cancelled with a reason, deleted.
 
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
-use axum::routing::get;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult};
-use super::extract::ListQuery;
+use super::extract::{JsonBody, ListQuery};
+use crate::domain::fields::Fields;
+use crate::domain::specs::validate_call_request;
 use crate::domain::{FieldError, Outcome};
-use crate::store::Store;
+use crate::store::dialing::CallFilter;
+use crate::store::documents::AGENTS;
+use crate::store::oneoff::NewOneOff;
+use crate::store::{Store, StoreError};
 
-pub fn router(store: Store) -> Router {
+pub const STATUSES: [&str; 6] = [
+    "pending",
+    "scheduled",
+    "in_progress",
+    "completed",
+    "failed",
+    "cancelled",
+];
+
+#[derive(Clone)]
+struct CallsState {
+    store: Store,
+    trunks: std::sync::Arc<Vec<String>>,
+}
+
+pub fn router(store: Store, trunks: std::sync::Arc<Vec<String>>) -> Router {
     Router::new()
-        .route("/calls", get(list))
-        .route("/calls/{id}", get(read))
-        .with_state(store)
+        .route("/calls", get(list).post(create))
+        .route("/calls/{id}", get(read).patch(reschedule).delete(remove))
+        .route("/calls/{id}/cancel", post(cancel))
+        .with_state(CallsState { store, trunks })
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+async fn create(
+    State(s): State<CallsState>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let spec = validate_call_request(&body)?;
+    if let Some(agent) = spec["agent_id"].as_str() {
+        match s.store.get_doc(AGENTS, agent).await {
+            Ok(_) => {}
+            Err(StoreError::NotFound) => {
+                return Err(
+                    FieldError::new("agent_id", format!("no agent with id {agent:?}")).into(),
+                )
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let trunk = spec["trunk"].as_str().unwrap_or("default");
+    if !s.trunks.iter().any(|t| t == trunk) {
+        return Err(FieldError::new(
+            "trunk",
+            format!("no trunk named {trunk:?} in the configuration"),
+        )
+        .into());
+    }
+    let now = now_ms();
+    let scheduled = spec["schedule_type"] == "scheduled";
+    let id = s
+        .store
+        .insert_one_off(
+            &NewOneOff {
+                to: spec["to"].as_str().unwrap_or_default(),
+                from: spec["from"].as_str(),
+                agent_id: spec["agent_id"].as_str(),
+                trunk,
+                status: if scheduled { "scheduled" } else { "pending" },
+                scheduled_at: spec["scheduled_at"].as_i64().unwrap_or(now),
+                spec: &spec,
+            },
+            now,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(s.store.get_call(&id).await?)))
 }
 
 async fn list(
-    State(store): State<Store>,
+    State(s): State<CallsState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     let q = ListQuery(q);
-    let outcome = match q.get("outcome") {
-        None => None,
-        Some(o) => Some(
-            Outcome::parse(o)
-                .ok_or_else(|| FieldError::new("outcome", format!("unknown outcome {o:?}")))?,
-        ),
+    if let Some(o) = q.get("outcome") {
+        Outcome::parse(o)
+            .ok_or_else(|| FieldError::new("outcome", format!("unknown outcome {o:?}")))?;
+    }
+    if let Some(st) = q.get("status") {
+        if !STATUSES.contains(&st) {
+            return Err(FieldError::new(
+                "status",
+                format!("must be one of {}", STATUSES.join(", ")),
+            )
+            .into());
+        }
+    }
+    let time = |key: &str| -> Result<Option<i64>, FieldError> {
+        q.get(key)
+            .map(|t| {
+                chrono::DateTime::parse_from_rfc3339(t)
+                    .map(|d| d.timestamp_millis())
+                    .map_err(|_| {
+                        FieldError::new(key, format!("must be an RFC 3339 timestamp, got {t:?}"))
+                    })
+            })
+            .transpose()
     };
-    let page = store
-        .list_calls(
-            q.get("campaign_id"),
-            q.get("target_id"),
-            outcome.map(|o| o.as_str()),
-            &q.page()?,
-        )
-        .await?;
+    let filter = CallFilter {
+        campaign_id: q.get("campaign_id"),
+        target_id: q.get("target_id"),
+        outcome: q.get("outcome"),
+        status: q.get("status"),
+        agent_id: q.get("agent_id"),
+        created_after: time("created_after")?,
+        created_before: time("created_before")?,
+    };
+    let page = s.store.list_calls(&filter, &q.page()?).await?;
     Ok(Json(serde_json::to_value(page).expect("page serializes")))
 }
 
-async fn read(State(store): State<Store>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn read(State(s): State<CallsState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     Ok(Json(
-        store
+        s.store
             .get_call(&id)
             .await
             .map_err(|e| ApiError::from_store(e, "call", &id))?,
     ))
+}
+
+/// The 409 for a call that is not waiting any more.
+async fn not_waiting(s: &CallsState, id: &str, verb: &str) -> ApiError {
+    match s.store.get_call(id).await {
+        Ok(c) => ApiError::conflict(format!(
+            "cannot {verb} a call that is {}",
+            c["status"].as_str().unwrap_or("?")
+        ))
+        .with_details(json!({"status": c["status"]})),
+        Err(e) => ApiError::from_store(e, "call", id),
+    }
+}
+
+/// `{"scheduled_at": "…"}` moves a pending or scheduled one-off call.
+async fn reschedule(
+    State(s): State<CallsState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    let f = Fields::new(&body, "")?;
+    f.deny_unknown(&["scheduled_at"])?;
+    let at = f
+        .timestamp_opt("scheduled_at")?
+        .ok_or_else(|| f.err("scheduled_at", "is required"))?;
+    if !s.store.reschedule_one_off(&id, at).await? {
+        return Err(not_waiting(&s, &id, "reschedule").await);
+    }
+    Ok(Json(s.store.get_call(&id).await?))
+}
+
+/// `{"reason": "…"}` cancels a pending or scheduled one-off call.
+async fn cancel(
+    State(s): State<CallsState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    let f = Fields::new(&body, "")?;
+    f.deny_unknown(&["reason"])?;
+    let reason = f.str_opt("reason")?.unwrap_or("cancelled by request");
+    if !s.store.cancel_one_off(&id, reason, now_ms()).await? {
+        return Err(not_waiting(&s, &id, "cancel").await);
+    }
+    Ok(Json(s.store.get_call(&id).await?))
+}
+
+async fn remove(State(s): State<CallsState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    if s.store.delete_call(&id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(not_waiting(&s, &id, "delete").await)
+    }
 }

@@ -60,7 +60,7 @@ pub fn router(deps: ApiDeps) -> Router {
             deps.events.clone(),
         ))
         .merge(dnc::router(deps.store.clone()))
-        .merge(calls::router(deps.store.clone()))
+        .merge(calls::router(deps.store.clone(), deps.trunks.clone()))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(middleware::from_fn_with_state(auth, auth::require_api_key));
     Router::new()

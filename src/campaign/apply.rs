@@ -36,6 +36,31 @@ pub fn hangup_by_str(h: HangupBy) -> &'static str {
     }
 }
 
+/// The attempt row's final fields for a call that ended as `ended`.
+pub fn call_final(
+    ended: &CallEnded,
+    status: &str,
+    sip_call_id: Option<&str>,
+    agent_result: Option<&str>,
+) -> CallFinal {
+    CallFinal {
+        status: status.to_string(),
+        outcome: ended.outcome.as_str().to_string(),
+        sip_code: ended.sip_code.map(i32::from),
+        q850_cause: ended.q850_cause.map(i32::from),
+        result: agent_result.map(str::to_string),
+        sip_call_id: sip_call_id.map(str::to_string),
+        from_uri: None,
+        to_uri: None,
+        invite_sent_at: ms(ended.invite_sent_at),
+        ringing_at: ms(ended.ringing_at),
+        answered_at: ms(ended.answered_at),
+        ended_at: ended.ended_at.timestamp_millis(),
+        hangup_by: Some(hangup_by_str(ended.hangup_by).to_string()),
+        reason: Some(ended.reason.clone()),
+    }
+}
+
 /// The rows to write for a finished attempt under `decision`.
 pub fn completion(f: &Finished<'_>, decision: &Decision) -> Completion {
     let outcome = f.ended.outcome;
@@ -97,22 +122,12 @@ pub fn completion(f: &Finished<'_>, decision: &Decision) -> Completion {
         transitions,
         next_attempt_at,
         destination_index,
-        call: CallFinal {
-            status: if answered { "completed" } else { "failed" }.to_string(),
-            outcome: outcome.as_str().to_string(),
-            sip_code: f.ended.sip_code.map(i32::from),
-            q850_cause: f.ended.q850_cause.map(i32::from),
-            result: f.agent_result.map(str::to_string),
-            sip_call_id: f.sip_call_id.map(str::to_string),
-            from_uri: None,
-            to_uri: None,
-            invite_sent_at: ms(f.ended.invite_sent_at),
-            ringing_at: ms(f.ended.ringing_at),
-            answered_at: ms(f.ended.answered_at),
-            ended_at: f.ended.ended_at.timestamp_millis(),
-            hangup_by: Some(hangup_by_str(f.ended.hangup_by).to_string()),
-            reason: Some(f.ended.reason.clone()),
-        },
+        call: call_final(
+            f.ended,
+            if answered { "completed" } else { "failed" },
+            f.sip_call_id,
+            f.agent_result,
+        ),
         dnc_add: matches!(
             decision,
             Decision::Finish {
@@ -121,6 +136,29 @@ pub fn completion(f: &Finished<'_>, decision: &Decision) -> Completion {
         )
         .then(|| f.number.to_string()),
     }
+}
+
+/// When a one-off call tries again after `outcome` on try `attempt`
+/// (1-based), or `None` when it is done: answered, never-retried outcomes
+/// (invalid destination, trunk error), or out of retries. Retry-After is
+/// honoured when later than the delay.
+pub fn one_off_retry_at(
+    outcome: Outcome,
+    attempt: u32,
+    max_retries: u32,
+    retry_delay: std::time::Duration,
+    retry_after: Option<std::time::Duration>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let retryable = !matches!(
+        outcome,
+        Outcome::Answered | Outcome::InvalidDestination | Outcome::TrunkError
+    );
+    if !retryable || attempt > max_retries {
+        return None;
+    }
+    let wait = retry_after.map_or(retry_delay, |ra| ra.max(retry_delay));
+    Some(now + chrono::Duration::from_std(wait).unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -210,6 +248,41 @@ mod tests {
         assert_eq!(path(&c), vec![(TargetState::Dialing, TargetState::Failed)]);
         assert_eq!(c.call.status, "failed");
         assert_eq!(c.call.sip_code, Some(404));
+    }
+
+    #[test]
+    fn one_off_calls_retry_within_their_budget() {
+        use std::time::Duration as D;
+        let now = Utc::now();
+        assert_eq!(
+            one_off_retry_at(Outcome::Busy, 1, 2, D::from_secs(60), None, now),
+            Some(now + chrono::Duration::seconds(60))
+        );
+        assert_eq!(
+            one_off_retry_at(Outcome::Busy, 3, 2, D::from_secs(60), None, now),
+            None,
+            "retries spent"
+        );
+        assert_eq!(
+            one_off_retry_at(Outcome::Answered, 1, 2, D::ZERO, None, now),
+            None
+        );
+        assert_eq!(
+            one_off_retry_at(Outcome::InvalidDestination, 1, 2, D::ZERO, None, now),
+            None
+        );
+        assert_eq!(
+            one_off_retry_at(
+                Outcome::TemporaryFailure,
+                1,
+                1,
+                D::from_secs(10),
+                Some(D::from_secs(120)),
+                now
+            ),
+            Some(now + chrono::Duration::seconds(120)),
+            "Retry-After wins when later"
+        );
     }
 
     #[test]

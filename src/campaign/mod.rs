@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod dialer;
+pub mod oneoff;
 pub mod rules;
 pub mod scheduler;
 pub mod trunks;

@@ -86,6 +86,11 @@ impl Scheduler {
             deps.events.clone(),
             record_rx,
         ));
+        tasks.spawn(super::oneoff::one_off_loop(
+            deps.clone(),
+            cancel.clone(),
+            tasks.clone(),
+        ));
         tasks.spawn(supervise(deps, record_tx, cancel.clone(), tasks.clone()));
         Ok(Scheduler { cancel, tasks })
     }
@@ -152,6 +157,9 @@ pub async fn recover_interrupted(
     let mut batch = Vec::new();
     for a in &open {
         let Some(target_id) = &a.target_id else {
+            if a.campaign_id.is_none() {
+                recover_one_off(store, &a.call_id, a.answered_at, now).await?;
+            }
             continue;
         };
         let target = match store.get_target(target_id).await {
@@ -212,6 +220,42 @@ pub async fn recover_interrupted(
         );
     }
     Ok(open.len())
+}
+
+/// A one-off call cut short: a try, retried if it has retries left.
+async fn recover_one_off(
+    store: &Store,
+    id: &str,
+    answered_at: Option<i64>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let call = store.get_call(id).await?;
+    let attempt = call["attempt"].as_u64().unwrap_or(1).max(1) as u32;
+    let max_retries = call["request"]["max_retries"].as_u64().unwrap_or(0) as u32;
+    let delay = Duration::from_secs(call["request"]["retry_delay"].as_u64().unwrap_or(60));
+    let retry_at = super::apply::one_off_retry_at(
+        Outcome::Interrupted,
+        attempt,
+        max_retries,
+        delay,
+        None,
+        now,
+    );
+    let status = if retry_at.is_some() {
+        "scheduled"
+    } else {
+        "failed"
+    };
+    let ended = ended_without_a_call(
+        Outcome::Interrupted,
+        "herald stopped during the call".into(),
+        answered_at.map(crate::store::from_ms),
+        now,
+    );
+    let f = super::apply::call_final(&ended, status, None, None);
+    store
+        .finish_one_off(id, &f, status, retry_at.map(|t| t.timestamp_millis()))
+        .await
 }
 
 async fn campaign_policy(store: &Store, campaign_id: &str) -> Result<RetryPolicy, StoreError> {
@@ -668,52 +712,21 @@ impl CallJob {
             max_duration: self.max_duration,
             headers: Vec::new(),
         };
-        let mut answer_recorded = false;
-        let mut sip_call_id = None;
-        let ended = match self.telephony.originate(req).await {
-            Err(e) => failed_to_start(&e),
-            Ok(mut call) => {
-                sip_call_id = Some(call.call_id().to_string());
-                let mut hung_up = false;
-                loop {
-                    let ev = tokio::select! {
-                        ev = call.next_event() => ev,
-                        _ = hangup.cancelled(), if !hung_up => {
-                            call.hangup();
-                            hung_up = true;
-                            continue;
-                        }
-                    };
-                    match ev {
-                        Some(CallEvent::Answered { at, media }) => {
-                            answer_recorded = self
-                                .store
-                                .record_answer(
-                                    &c.call_id,
-                                    &c.target.id,
-                                    Some(&self.campaign_id),
-                                    at.timestamp_millis(),
-                                )
-                                .await
-                                .unwrap_or(false);
-                            // Agent sessions attach here; without one the call is hung up.
-                            drop(media);
-                            call.hangup();
-                        }
-                        Some(CallEvent::Ended(mut e)) => {
-                            if hung_up || hangup.is_cancelled() {
-                                // Cut short by a forced stop or shutdown: a try, retried.
-                                e.outcome = Outcome::Interrupted;
-                                e.reason = format!("interrupted: {}", e.reason);
-                            }
-                            break e;
-                        }
-                        Some(_) => {}
-                        None => break failed_to_start(&OriginateError::ShuttingDown),
-                    }
-                }
-            }
-        };
+        let (store, claimed, campaign_id) = (&self.store, &c, self.campaign_id.as_str());
+        let placed = place_call(self.telephony.as_ref(), req, &hangup, |at| async move {
+            store
+                .record_answer(
+                    &claimed.call_id,
+                    &claimed.target.id,
+                    Some(campaign_id),
+                    at.timestamp_millis(),
+                )
+                .await
+                .unwrap_or(false)
+        })
+        .await;
+        let (ended, sip_call_id, answer_recorded) =
+            (placed.ended, placed.sip_call_id, placed.answer_recorded);
         let decision = decide(
             &c.target.destinations,
             c.destination_index,
@@ -760,6 +773,73 @@ impl CallJob {
         }
         let _ = self.record.send(done).await;
         self.live.lock().expect("live calls").remove(&c.call_id);
+    }
+}
+
+/// How a placed call went.
+pub(crate) struct Placed {
+    pub ended: crate::sip::CallEnded,
+    pub sip_call_id: Option<String>,
+    /// What `on_answer` returned, if the call was answered.
+    pub answer_recorded: bool,
+}
+
+/// Places a call and follows it to its end. `on_answer` runs when it is
+/// answered (agent sessions attach there; without one the call is hung up).
+/// A call hung up through `hangup` (forced stop, shutdown) ends `interrupted`.
+pub(crate) async fn place_call<F, Fut>(
+    telephony: &dyn Telephony,
+    req: OriginateRequest,
+    hangup: &CancellationToken,
+    mut on_answer: F,
+) -> Placed
+where
+    F: FnMut(DateTime<Utc>) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let mut call = match telephony.originate(req).await {
+        Err(e) => {
+            return Placed {
+                ended: failed_to_start(&e),
+                sip_call_id: None,
+                answer_recorded: false,
+            }
+        }
+        Ok(call) => call,
+    };
+    let sip_call_id = Some(call.call_id().to_string());
+    let mut answer_recorded = false;
+    let mut hung_up = false;
+    let ended = loop {
+        let ev = tokio::select! {
+            ev = call.next_event() => ev,
+            _ = hangup.cancelled(), if !hung_up => {
+                call.hangup();
+                hung_up = true;
+                continue;
+            }
+        };
+        match ev {
+            Some(CallEvent::Answered { at, media }) => {
+                answer_recorded = on_answer(at).await;
+                drop(media);
+                call.hangup();
+            }
+            Some(CallEvent::Ended(mut e)) => {
+                if hung_up || hangup.is_cancelled() {
+                    e.outcome = Outcome::Interrupted;
+                    e.reason = format!("interrupted: {}", e.reason);
+                }
+                break e;
+            }
+            Some(_) => {}
+            None => break failed_to_start(&OriginateError::ShuttingDown),
+        }
+    };
+    Placed {
+        ended,
+        sip_call_id,
+        answer_recorded,
     }
 }
 

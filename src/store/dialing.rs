@@ -104,7 +104,19 @@ const RECORD_ROWS_PER_STATEMENT: usize = 400;
 
 const CALL_COLUMNS: &str = "id, campaign_id, target_id, destination_index, attempt, agent_id, trunk, status, \
     sip_call_id, from_uri, to_uri, outcome, sip_code, q850_cause, result, hangup_by, reason, created_at, \
-    invite_sent_at, ringing_at, answered_at, ended_at, duration_ms";
+    invite_sent_at, ringing_at, answered_at, ended_at, duration_ms, scheduled_at, spec, attempts";
+
+/// Filters of `GET /v1/calls`.
+#[derive(Debug, Default, Clone)]
+pub struct CallFilter<'a> {
+    pub campaign_id: Option<&'a str>,
+    pub target_id: Option<&'a str>,
+    pub outcome: Option<&'a str>,
+    pub status: Option<&'a str>,
+    pub agent_id: Option<&'a str>,
+    pub created_after: Option<i64>,
+    pub created_before: Option<i64>,
+}
 
 const TARGET_COLUMNS: &str =
     "id, outdial_id, name, destinations, destination_index, try_count_max, \
@@ -456,27 +468,40 @@ impl Store {
     /// A page of calls, filtered.
     pub async fn list_calls(
         &self,
-        campaign_id: Option<&str>,
-        target_id: Option<&str>,
-        outcome: Option<&str>,
+        f: &CallFilter<'_>,
         page: &super::PageRequest,
     ) -> Result<super::Page<Value>> {
         let mut sql = format!("SELECT {CALL_COLUMNS} FROM calls WHERE id > $1");
         let mut n = 2;
-        for (col, v) in [
-            ("campaign_id", campaign_id),
-            ("target_id", target_id),
-            ("outcome", outcome),
-        ] {
+        let texts = [
+            ("campaign_id", f.campaign_id),
+            ("target_id", f.target_id),
+            ("outcome", f.outcome),
+            ("status", f.status),
+            ("agent_id", f.agent_id),
+        ];
+        for (col, v) in texts {
             if v.is_some() {
                 sql.push_str(&format!(" AND {col} = ${n}"));
+                n += 1;
+            }
+        }
+        for (cond, v) in [
+            ("created_at >= ", f.created_after),
+            ("created_at < ", f.created_before),
+        ] {
+            if v.is_some() {
+                sql.push_str(&format!(" AND {cond}${n}"));
                 n += 1;
             }
         }
         sql.push_str(&format!(" ORDER BY id LIMIT ${n}"));
         let rows = with_pool!(self, p => {
             let mut q = sqlx::query(&sql).bind(page.after_or_start());
-            for v in [campaign_id, target_id, outcome].into_iter().flatten() {
+            for v in texts.iter().filter_map(|(_, v)| *v) {
+                q = q.bind(v);
+            }
+            for v in [f.created_after, f.created_before].into_iter().flatten() {
                 q = q.bind(v);
             }
             let rows = q.bind(page.fetch_limit()).fetch_all(p).await?;
@@ -534,6 +559,9 @@ where
         "answered_at": ts("answered_at")?,
         "ended_at": ts("ended_at")?,
         "duration_ms": row.try_get::<Option<i64>, _>("duration_ms")?,
+        "scheduled_at": ts("scheduled_at")?,
+        "request": serde_json::from_str::<Value>(&row.try_get::<String, _>("spec")?).unwrap_or(Value::Null),
+        "attempts": serde_json::from_str::<Value>(&row.try_get::<String, _>("attempts")?).unwrap_or(Value::Null),
     }))
 }
 

@@ -13,6 +13,7 @@ pub mod apikeys;
 pub mod campaigns;
 pub mod dialing;
 pub mod documents;
+pub mod oneoff;
 pub mod outdials;
 pub mod page;
 pub mod postgres;

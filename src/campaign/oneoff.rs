@@ -1,0 +1,120 @@
+//! One-off calls (`POST /v1/calls`): due ones are claimed every tick, placed
+//! through the same telephony as campaigns (and the same trunk limits), and
+//! closed with their outcome; a call with retries left is scheduled again.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use super::apply::{call_final, one_off_retry_at};
+use super::rules::pacing::Priority;
+use super::scheduler::{place_call, SchedulerDeps, TICK};
+use crate::domain::Outcome;
+use crate::events::Event;
+use crate::sip::{DialDestination, OriginateRequest};
+use crate::store::oneoff::OneOffClaim;
+
+/// One-off calls claimed per tick at most.
+const CLAIM_LIMIT: usize = 100;
+
+pub(crate) async fn one_off_loop(
+    deps: SchedulerDeps,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let now = Utc::now();
+        let claims = match deps
+            .store
+            .claim_due_one_offs(&deps.node_id, now.timestamp_millis(), CLAIM_LIMIT)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming one-off calls failed");
+                continue;
+            }
+        };
+        for c in claims {
+            let span = tracing::info_span!("one_off_call", call = %c.id, attempt = c.attempt);
+            tasks.spawn(run(deps.clone(), c, cancel.child_token()).instrument(span));
+        }
+    }
+}
+
+async fn run(deps: SchedulerDeps, c: OneOffClaim, hangup: CancellationToken) {
+    let secs = |k: &str, d: u64| Duration::from_secs(c.spec[k].as_u64().unwrap_or(d));
+    // The trunk's rate and concurrency apply to one-off calls too; wait for a slot.
+    if let Some(gate) = deps.trunks.get(&c.trunk) {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            tick.tick().await;
+            let live = deps.telephony.trunk_live_calls(&c.trunk);
+            if gate.take(1, live, Priority::Normal, Utc::now().timestamp_millis()) == 1
+                || hangup.is_cancelled()
+            {
+                break;
+            }
+        }
+    }
+    let destination = if c.to.starts_with("sip:") || c.to.starts_with("sips:") {
+        DialDestination::Sip { uri: c.to.clone() }
+    } else {
+        DialDestination::Tel {
+            number: c.to.clone(),
+            trunk: c.trunk.clone(),
+        }
+    };
+    let req = OriginateRequest {
+        attempt_id: c.id.clone(),
+        destination,
+        caller_id: c.from.clone(),
+        ring_timeout: secs("ring_timeout", 30),
+        max_duration: secs("max_duration", 3600),
+        headers: Vec::new(),
+    };
+    let (store, id) = (&deps.store, c.id.as_str());
+    let placed = place_call(deps.telephony.as_ref(), req, &hangup, |at| async move {
+        store
+            .mark_call_answered(id, at.timestamp_millis())
+            .await
+            .is_ok()
+    })
+    .await;
+    let ended = placed.ended;
+    let max_retries = c.spec["max_retries"].as_u64().unwrap_or(0) as u32;
+    let retry_at = one_off_retry_at(
+        ended.outcome,
+        c.attempt.max(1) as u32,
+        max_retries,
+        secs("retry_delay", 60),
+        ended.retry_after,
+        Utc::now(),
+    );
+    let status = match (ended.outcome, retry_at) {
+        (Outcome::Answered, _) => "completed",
+        (_, Some(_)) => "scheduled",
+        (_, None) => "failed",
+    };
+    let f = call_final(&ended, status, placed.sip_call_id.as_deref(), None);
+    let next = retry_at.map(|t| t.timestamp_millis());
+    let mut delay = Duration::from_millis(50);
+    while let Err(e) = deps.store.finish_one_off(&c.id, &f, status, next).await {
+        tracing::error!(error = %e, "recording a one-off call failed; retrying");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+    deps.events.publish(Event::CallFinished {
+        call_id: c.id.clone(),
+        status: status.to_string(),
+    });
+}

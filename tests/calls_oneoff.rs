@@ -1,0 +1,185 @@
+//! One-off calls (`POST /v1/calls`) against a real SIPp callee: retries
+//! inside the call, answered calls, scheduling, rescheduling, cancelling.
+
+mod common;
+mod sipp;
+
+use std::time::Duration;
+
+use common::{expect_error, expect_json, Db, TestApp};
+use herald::events::Event;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sipp::SippUas;
+
+async fn app_for(uas: &SippUas) -> TestApp {
+    let proxy = format!("sip:{}", uas.addr);
+    common::spawn_app_with(
+        Db::Sqlite,
+        &[("HERALD__TRUNKS__DEFAULT__PROXY", proxy.as_str())],
+        None,
+    )
+    .await
+    .expect("sqlite app")
+}
+
+/// Waits (bounded) for the call to reach a final status.
+async fn wait_final(rx: &mut tokio::sync::broadcast::Receiver<Event>, id: &str) -> String {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Ok(Event::CallFinished { call_id, status }) = rx.recv().await {
+                if call_id == id && status != "scheduled" {
+                    return status;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the call finished")
+}
+
+#[tokio::test]
+async fn a_busy_callee_is_retried_inside_the_call_until_its_retries_are_spent() {
+    let uas = SippUas::start("uas_busy_486.xml", 3, &[]).await;
+    let app = app_for(&uas).await;
+    let mut rx = app.events().subscribe();
+    let c = app.post_ok("/v1/calls", &json!({"to": "+15557770001", "from": "+15550001111", "max_retries": 2, "retry_delay": 0}), StatusCode::CREATED).await;
+    assert_eq!(c["status"], "pending");
+    let id = c["id"].as_str().unwrap().to_string();
+    assert_eq!(wait_final(&mut rx, &id).await, "failed");
+    let c = expect_json(app.get(&format!("/v1/calls/{id}")).await, StatusCode::OK).await;
+    assert_eq!(c["status"], "failed");
+    assert_eq!(c["outcome"], "busy");
+    assert_eq!(c["sip_code"], 486);
+    assert_eq!(c["attempt"], 3);
+    let attempts = c["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 3, "{c}");
+    assert!(attempts
+        .iter()
+        .all(|a| a["outcome"] == "busy" && a["sip_code"] == 486));
+    assert_eq!(c["from"], "+15550001111");
+    uas.finish().await.assert_success();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_answered_call_completes_and_scheduled_calls_wait_move_and_cancel() {
+    let uas = SippUas::start("uas_cps.xml", 2, &[]).await;
+    let app = app_for(&uas).await;
+    let mut rx = app.events().subscribe();
+    let now = app
+        .post_ok(
+            "/v1/calls",
+            &json!({"to": "+15557770002", "max_retries": 3}),
+            StatusCode::CREATED,
+        )
+        .await;
+    let id = now["id"].as_str().unwrap().to_string();
+    assert_eq!(wait_final(&mut rx, &id).await, "completed");
+    let c = expect_json(app.get(&format!("/v1/calls/{id}")).await, StatusCode::OK).await;
+    assert_eq!(c["outcome"], "answered");
+    assert!(c["answered_at"].is_string());
+    assert_eq!(c["attempts"].as_array().unwrap().len(), 1);
+
+    // Scheduled an hour out: it waits.
+    let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let s = app
+        .post_ok(
+            "/v1/calls",
+            &json!({"to": "+15557770003", "schedule_type": "scheduled", "scheduled_at": later}),
+            StatusCode::CREATED,
+        )
+        .await;
+    let sid = s["id"].as_str().unwrap().to_string();
+    assert_eq!(s["status"], "scheduled");
+    let listed = expect_json(app.get("/v1/calls?status=scheduled").await, StatusCode::OK).await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    // Rescheduled to now: it is dialed.
+    let moved = expect_json(
+        app.patch(
+            &format!("/v1/calls/{sid}"),
+            &json!({"scheduled_at": chrono::Utc::now().to_rfc3339()}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(moved["status"], "scheduled");
+    assert_eq!(wait_final(&mut rx, &sid).await, "completed");
+    let r = app
+        .patch(&format!("/v1/calls/{sid}"), &json!({"scheduled_at": later}))
+        .await;
+    let e = expect_error(r, StatusCode::CONFLICT, "conflict", "completed").await;
+    assert_eq!(e["error"]["details"]["status"], "completed");
+
+    // Another, cancelled with a reason, then deleted.
+    let x = app
+        .post_ok(
+            "/v1/calls",
+            &json!({"to": "+15557770004", "schedule_type": "scheduled", "scheduled_at": later}),
+            StatusCode::CREATED,
+        )
+        .await;
+    let xid = x["id"].as_str().unwrap().to_string();
+    let r = app
+        .post(
+            &format!("/v1/calls/{xid}/cancel"),
+            &json!({"reason": "patient called back"}),
+        )
+        .await;
+    let cancelled: Value = expect_json(r, StatusCode::OK).await;
+    assert_eq!(cancelled["status"], "cancelled");
+    assert_eq!(cancelled["reason"], "patient called back");
+    expect_error(
+        app.post(&format!("/v1/calls/{xid}/cancel"), &json!({}))
+            .await,
+        StatusCode::CONFLICT,
+        "conflict",
+        "cancelled",
+    )
+    .await;
+    assert_eq!(
+        app.delete(&format!("/v1/calls/{xid}")).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    expect_error(
+        app.get(&format!("/v1/calls/{xid}")).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "call",
+    )
+    .await;
+
+    // Bad requests name their field.
+    for (body, field) in [
+        (json!({"to": "555"}), "to"),
+        (
+            json!({"to": "+15557770005", "agent_id": "nobody"}),
+            "agent_id",
+        ),
+        (json!({"to": "+15557770005", "trunk": "nowhere"}), "trunk"),
+        (
+            json!({"to": "+15557770005", "schedule_type": "scheduled"}),
+            "scheduled_at",
+        ),
+    ] {
+        expect_error(
+            app.post("/v1/calls", &body).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            field,
+        )
+        .await;
+    }
+    expect_error(
+        app.get("/v1/calls?created_after=yesterday").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+        "created_after",
+    )
+    .await;
+    let done = expect_json(app.get("/v1/calls?status=completed").await, StatusCode::OK).await;
+    assert_eq!(done["items"].as_array().unwrap().len(), 2);
+    uas.finish().await.assert_success();
+    app.stop().await;
+}
