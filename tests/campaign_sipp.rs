@@ -182,8 +182,22 @@ async fn pause_stops_new_invites_and_resume_and_stop_drain() {
     let paused = verb(&app, &c, "pause", json!({})).await;
     assert_eq!(paused["status"], "paused");
     let paused_at = chrono::Utc::now().timestamp_millis();
-    // Give a running scheduler every chance to dial (it would, at 25/s), then look.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Proving an absence takes a window: no claim for this campaign for 1.5 s
+    // (at 25 calls/s a running one would claim dozens), then the rows agree.
+    let claimed_while_paused = tokio::time::timeout(Duration::from_millis(1500), async {
+        loop {
+            if let Ok(Event::AttemptsClaimed { campaign_id, .. }) = rx.recv().await {
+                if campaign_id == c {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(
+        claimed_while_paused.is_err(),
+        "a paused campaign claimed targets"
+    );
     let late = app
         .scalar(&format!(
             "SELECT COUNT(*) FROM calls WHERE campaign_id = '{c}' AND created_at > {}",

@@ -134,9 +134,20 @@ pub async fn spawn_app_with(
     extra: &[(&str, &str)],
     bootstrap: Option<&str>,
 ) -> Option<TestApp> {
+    spawn(db, extra, bootstrap, herald::app::TelephonyChoice::Sip).await
+}
+
+/// Starts herald on a fresh database with `extra` settings and `telephony`,
+/// and creates an API key for the client.
+async fn spawn(
+    db: Db,
+    extra: &[(&str, &str)],
+    bootstrap: Option<&str>,
+    telephony: herald::app::TelephonyChoice,
+) -> Option<TestApp> {
     let db = TestDb::new(db).await?;
     let config = test_config(&db.url, extra);
-    let app = App::start(&config, bootstrap.map(str::to_string))
+    let app = App::start_with(&config, bootstrap.map(str::to_string), telephony)
         .await
         .expect("herald starts");
     let (_, key) = app.store.create_api_key("test", 0).await.expect("api key");
@@ -298,29 +309,19 @@ macro_rules! on_both_backends {
 
 /// Like [`spawn_app_with`], with the instant-outcome telephony below the call-control interface.
 pub async fn spawn_instant_app(db: Db, extra: &[(&str, &str)]) -> Option<TestApp> {
-    let db = TestDb::new(db).await?;
     let mut settings = vec![
         ("HERALD__TRUNKS__DEFAULT__MAX_CALLS_PER_SECOND", "100000"),
         ("HERALD__TRUNKS__DEFAULT__MAX_CONCURRENT_CALLS", "100000"),
     ];
     settings.extend_from_slice(extra);
-    let config = test_config(&db.url, &settings);
     let telephony = std::sync::Arc::new(herald::campaign::dialer::InstantTelephony::default());
-    let app = App::start_with(
-        &config,
+    spawn(
+        db,
+        &settings,
         None,
         herald::app::TelephonyChoice::Custom(telephony),
     )
     .await
-    .expect("herald starts");
-    let (_, key) = app.store.create_api_key("test", 0).await.expect("api key");
-    Some(TestApp {
-        base: format!("http://{}", app.addr),
-        key,
-        client: Client::new(),
-        db,
-        app: Some(app),
-    })
 }
 
 impl TestApp {
