@@ -103,6 +103,7 @@ impl App {
             telephony,
             node_id: format!("node-{}", uuid::Uuid::new_v4().simple()),
             trunks: crate::campaign::trunks::TrunkGates::new(&config.trunks),
+            agents: Default::default(),
         })
         .await
         .context("starting the scheduler")?;

@@ -272,3 +272,68 @@ async fn force_stop_hangs_up_ringing_calls_as_interrupted() {
     exit.assert_success();
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_agents_session_limit_holds_across_the_campaigns_sharing_it() {
+    let uas = uas("uas_ring_no_answer.xml").await;
+    let Some(app) = app_for(Db::Sqlite, &uas).await else {
+        return;
+    };
+    let agent = app
+        .post_ok("/v1/agents", &json!({"name": "desk", "kind": "media_stream", "url": "ws://127.0.0.1:9/s", "max_concurrent_sessions": 5}), StatusCode::CREATED)
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let plan = json!({"name": "ring", "try_count_max": 1, "dial_timeout_s": 60});
+    let mut rx = app.events().subscribe();
+    let mut campaigns = Vec::new();
+    for base in [6_000_000, 7_000_000] {
+        let (c, _) = app
+            .campaign(
+                csv(10, base),
+                plan.clone(),
+                json!({"agent_id": agent, "calls_per_second": 100, "max_concurrent_calls": 10}),
+            )
+            .await;
+        verb(&app, &c, "start", json!({})).await;
+        campaigns.push(c);
+    }
+    // Five calls start, then nothing more while they ring: a window with no claims.
+    let mut claimed = 0;
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while claimed < 5 {
+            if let Ok(Event::AttemptsClaimed { count, .. }) = rx.recv().await {
+                claimed += count;
+            }
+        }
+    })
+    .await
+    .expect("five calls start");
+    let more = tokio::time::timeout(Duration::from_millis(700), async {
+        loop {
+            if let Ok(Event::AttemptsClaimed { .. }) = rx.recv().await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        more.is_err(),
+        "a sixth call started beyond the agent's 5 sessions"
+    );
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM calls WHERE ended_at IS NULL")
+            .await,
+        5
+    );
+    for c in &campaigns {
+        verb(&app, c, "stop", json!({"force": true})).await;
+    }
+    for c in &campaigns {
+        wait_status(&mut rx, c, "stopped", Duration::from_secs(30)).await;
+    }
+    uas.quit();
+    uas.finish().await.assert_success();
+    app.stop().await;
+}

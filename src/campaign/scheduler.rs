@@ -29,7 +29,7 @@ use super::rules::retry::{decide, AttemptResult, RetryPolicy};
 use super::rules::schedule::{daily_gate, schedule_timezone, DailyGate, DailySchedule};
 use super::rules::timezone::resolve_timezone;
 use super::rules::window::Window;
-use super::trunks::TrunkGates;
+use super::trunks::{AgentSessions, SessionSlot, TrunkGates};
 use crate::domain::{DestinationKind, Outcome};
 use crate::events::{Event, EventBus};
 use crate::sip::{CallEvent, DialDestination, OriginateError, OriginateRequest};
@@ -56,6 +56,7 @@ pub struct SchedulerDeps {
     pub telephony: Arc<dyn Telephony>,
     pub node_id: String,
     pub trunks: TrunkGates,
+    pub agents: AgentSessions,
 }
 
 /// A running scheduler; owns its tasks.
@@ -488,10 +489,7 @@ async fn run_campaign(
             limiter = Some((s.cps, limiter_for(s.cps)));
         }
         let rl = &limiter.as_ref().expect("limiter set").1;
-        let room = s
-            .max_concurrent
-            .saturating_sub(in_flight)
-            .min(s.agent_sessions.saturating_sub(in_flight));
+        let room = s.max_concurrent.saturating_sub(in_flight);
         let mut tokens = 0;
         while tokens < room && rl.check().is_ok() {
             tokens += 1;
@@ -507,6 +505,18 @@ async fn run_campaign(
             ),
             None => 0,
         };
+        // The agent's sessions, shared with every campaign using it: taken
+        // before claiming so that two campaigns cannot both overshoot.
+        let mut sessions = Vec::new();
+        if let Some(agent) = &s.agent_id {
+            while sessions.len() < tokens as usize {
+                match deps.agents.try_take(agent, s.agent_sessions) {
+                    Some(slot) => sessions.push(slot),
+                    None => break,
+                }
+            }
+            tokens = sessions.len() as u32;
+        }
         let scope = ClaimScope {
             campaign_id: &id,
             outdial_id: &s.outdial_id,
@@ -554,11 +564,13 @@ async fn run_campaign(
             });
         }
         for c in claimed {
+            let session = sessions.pop();
             let token = cancel.child_token();
             live.lock()
                 .expect("live calls")
                 .insert(c.call_id.clone(), token.clone());
             let call = CallJob {
+                _session: session,
                 store: deps.store.clone(),
                 events: deps.events.clone(),
                 telephony: deps.telephony.clone(),
@@ -680,6 +692,8 @@ fn claim_decision(
 
 /// One attempt: place the call, follow it to its end, hand over the outcome.
 struct CallJob {
+    /// The agent session this call holds until it ends.
+    _session: Option<SessionSlot>,
     store: Store,
     events: EventBus,
     telephony: Arc<dyn Telephony>,

@@ -1,7 +1,8 @@
-//! Trunk capacity shared by every campaign of this node: each trunk's own
+//! Capacity shared by every campaign of this node: each trunk's own
 //! calls-per-second bucket and concurrent-call limit, and its priority rule —
 //! while an emergency campaign wants more of a trunk than it gets, normal
-//! campaigns on that trunk start no calls.
+//! campaigns on that trunk start no calls — and each agent's concurrent
+//! sessions (`max_concurrent_sessions`), counted across the campaigns using it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
@@ -114,5 +115,73 @@ mod tests {
         assert!(g.take(5, None, Priority::Emergency, 1_000) > 0);
         assert_eq!(g.take(5, None, Priority::Normal, 1_100), 0);
         assert!(g.take(5, None, Priority::Normal, 2_000) > 0);
+    }
+}
+
+/// Live agent sessions per agent on this node, shared by every campaign that
+/// uses the agent, so its `max_concurrent_sessions` holds across them.
+#[derive(Clone, Default)]
+pub struct AgentSessions {
+    live: Arc<std::sync::Mutex<HashMap<String, u32>>>,
+}
+
+/// One session held for a call; released when dropped.
+pub struct SessionSlot {
+    sessions: AgentSessions,
+    agent: String,
+}
+
+impl AgentSessions {
+    /// Sessions in use by `agent` right now.
+    pub fn live(&self, agent: &str) -> u32 {
+        self.live
+            .lock()
+            .expect("agent sessions")
+            .get(agent)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Takes a slot for `agent` if fewer than `max` are in use.
+    pub fn try_take(&self, agent: &str, max: u32) -> Option<SessionSlot> {
+        let mut live = self.live.lock().expect("agent sessions");
+        let n = live.entry(agent.to_string()).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(SessionSlot {
+            sessions: self.clone(),
+            agent: agent.to_string(),
+        })
+    }
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        let mut live = self.sessions.live.lock().expect("agent sessions");
+        if let Some(n) = live.get_mut(&self.agent) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod agent_tests {
+    use super::*;
+
+    #[test]
+    fn an_agents_sessions_are_counted_across_campaigns() {
+        let s = AgentSessions::default();
+        let a = s.try_take("bot", 2).unwrap();
+        let _b = s.clone().try_take("bot", 2).unwrap();
+        assert!(
+            s.try_take("bot", 2).is_none(),
+            "the third session is refused"
+        );
+        assert_eq!(s.live("other"), 0);
+        drop(a);
+        assert_eq!(s.live("bot"), 1);
+        assert!(s.try_take("bot", 2).is_some());
     }
 }
