@@ -327,10 +327,15 @@ async fn an_agents_session_limit_holds_across_the_campaigns_sharing_it() {
             .await,
         5
     );
+    // One receiver per campaign, subscribed before its stop: a wait must not
+    // swallow the other campaign's event.
+    let mut waits = Vec::new();
     for c in &campaigns {
+        let rx = app.events().subscribe();
         verb(&app, c, "stop", json!({"force": true})).await;
+        waits.push((c, rx));
     }
-    for c in &campaigns {
+    for (c, mut rx) in waits {
         wait_status(&mut rx, c, "stopped", Duration::from_secs(30)).await;
     }
     uas.quit();
