@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::agent::{AgentDeps, AgentRuntime};
 use crate::api::{self, ApiDeps};
 use crate::campaign::dialer::Telephony;
 use crate::campaign::scheduler::{Scheduler, SchedulerDeps};
@@ -70,16 +71,6 @@ impl App {
             .with_context(|| format!("binding the API listener on {}", config.api.listen))?;
         let addr = listener.local_addr()?;
         let events = EventBus::default();
-        let deps = ApiDeps {
-            store: store.clone(),
-            events: events.clone(),
-            trunks: Arc::new(config.trunks.keys().cloned().collect()),
-            json_body_limit: config.api.body_limit_bytes,
-            csv_body_limit: config.api.csv_body_limit_bytes,
-            bootstrap_key_hash: bootstrap_key
-                .filter(|k| !k.is_empty())
-                .map(|k| Arc::from(hash_key(&k))),
-        };
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
         let (telephony, call_control): (Arc<dyn Telephony>, Option<CallControl>) = match telephony {
@@ -97,6 +88,24 @@ impl App {
             TelephonyChoice::Custom(t) => (t, None),
         };
         let sip_addr = call_control.as_ref().map(|cc| cc.local_addr());
+        let runtime = AgentRuntime::new(
+            AgentDeps {
+                telephony: telephony.clone(),
+            },
+            config.agents.account_sid.clone(),
+            std::time::Duration::from_millis(config.agents.prepare_timeout_ms),
+        );
+        let deps = ApiDeps {
+            store: store.clone(),
+            events: events.clone(),
+            trunks: Arc::new(config.trunks.keys().cloned().collect()),
+            json_body_limit: config.api.body_limit_bytes,
+            csv_body_limit: config.api.csv_body_limit_bytes,
+            bootstrap_key_hash: bootstrap_key
+                .filter(|k| !k.is_empty())
+                .map(|k| Arc::from(hash_key(&k))),
+            runtime: runtime.clone(),
+        };
         let scheduler = Scheduler::start(SchedulerDeps {
             store: store.clone(),
             events: events.clone(),
@@ -104,6 +113,7 @@ impl App {
             node_id: format!("node-{}", uuid::Uuid::new_v4().simple()),
             trunks: crate::campaign::trunks::TrunkGates::new(&config.trunks),
             agents: Default::default(),
+            runtime,
         })
         .await
         .context("starting the scheduler")?;

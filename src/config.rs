@@ -25,7 +25,14 @@ pub struct Config {
     pub log: LogConfig,
     pub sip: SipConfig,
     pub media: MediaConfig,
+    pub agents: AgentsConfig,
     pub trunks: BTreeMap<String, TrunkConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AgentsConfig {
+    pub account_sid: String,
+    pub prepare_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -193,6 +200,22 @@ impl Config {
             key: key.into(),
             message,
         };
+        let sid = &self.agents.account_sid;
+        if sid.len() != 34
+            || !sid.starts_with("AC")
+            || !sid[2..].bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Err(invalid(
+                "agents.account_sid",
+                "must be AC followed by 32 hex digits".into(),
+            ));
+        }
+        if !(100..=60_000).contains(&self.agents.prepare_timeout_ms) {
+            return Err(invalid(
+                "agents.prepare_timeout_ms",
+                "must be from 100 to 60000".into(),
+            ));
+        }
         if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres"))
         {
             return Err(invalid(

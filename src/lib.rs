@@ -9,6 +9,7 @@
 //! - [`media`]: RTP, G.711, RFC 4733, jitter buffer, port pool.
 //! - [`app`]: builds the parts, owns every task, shuts down on signal.
 
+pub mod agent;
 pub mod api;
 pub mod app;
 pub mod campaign;

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, ListQuery};
+use crate::agent::AgentRuntime;
 use crate::domain::fields::Fields;
 use crate::domain::specs::validate_call_request;
 use crate::domain::{FieldError, Outcome};
@@ -33,14 +34,53 @@ pub const STATUSES: [&str; 6] = [
 struct CallsState {
     store: Store,
     trunks: std::sync::Arc<Vec<String>>,
+    runtime: AgentRuntime,
 }
 
-pub fn router(store: Store, trunks: std::sync::Arc<Vec<String>>) -> Router {
+pub fn router(store: Store, trunks: std::sync::Arc<Vec<String>>, runtime: AgentRuntime) -> Router {
     Router::new()
         .route("/calls", get(list).post(create))
         .route("/calls/{id}", get(read).patch(reschedule).delete(remove))
         .route("/calls/{id}/cancel", post(cancel))
-        .with_state(CallsState { store, trunks })
+        .route("/calls/{id}/result", post(set_result))
+        .with_state(CallsState {
+            store,
+            trunks,
+            runtime,
+        })
+}
+
+/// `POST /v1/calls/{id}/result` `{"result": "..."}`: an agent's result for a
+/// live call (`completed`, `retry`, `opted_out` or a disposition), recorded
+/// with the attempt when the call ends. The last one set wins.
+async fn set_result(
+    State(s): State<CallsState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    let f = Fields::new(&body, "")?;
+    f.deny_unknown(&["result"])?;
+    let result = f.str_req("result")?;
+    match s.runtime.sessions.get(&id) {
+        Some(ctl) => {
+            ctl.set_result(result)
+                .map_err(|why| FieldError::new("result", why))?;
+            Ok(Json(
+                json!({"id": id, "result": ctl.result(), "live": true}),
+            ))
+        }
+        None => {
+            let call = s.store.get_call(&id).await?;
+            Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "call_not_live",
+                format!(
+                    "call {id} is not in progress (status {}); a result is set during the call",
+                    call["status"].as_str().unwrap_or("unknown")
+                ),
+            ))
+        }
+    }
 }
 
 fn now_ms() -> i64 {

@@ -12,6 +12,7 @@ pub mod error;
 pub mod extract;
 pub mod import;
 pub mod targets;
+pub mod twilio;
 
 use std::sync::Arc;
 
@@ -38,6 +39,8 @@ pub struct ApiDeps {
     /// SHA-256 of HERALD_BOOTSTRAP_API_KEY, when set.
     pub bootstrap_key_hash: Option<Arc<str>>,
     pub events: crate::events::EventBus,
+    /// Agents and the live calls' controls.
+    pub runtime: crate::agent::AgentRuntime,
 }
 
 pub fn router(deps: ApiDeps) -> Router {
@@ -60,12 +63,24 @@ pub fn router(deps: ApiDeps) -> Router {
             deps.events.clone(),
         ))
         .merge(dnc::router(deps.store.clone()))
-        .merge(calls::router(deps.store.clone(), deps.trunks.clone()))
+        .merge(calls::router(
+            deps.store.clone(),
+            deps.trunks.clone(),
+            deps.runtime.clone(),
+        ))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
-        .layer(middleware::from_fn_with_state(auth, auth::require_api_key));
+        .layer(middleware::from_fn_with_state(
+            auth.clone(),
+            auth::require_api_key,
+        ));
     Router::new()
         .route("/healthz", get(healthz).with_state(deps.store.clone()))
         .nest("/v1", v1)
+        .merge(twilio::router(
+            auth.clone(),
+            deps.store.clone(),
+            deps.runtime.clone(),
+        ))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(deps.json_body_limit))
         .layer(TraceLayer::new_for_http())

@@ -11,10 +11,11 @@ use tracing::Instrument;
 
 use super::apply::{call_final, one_off_retry_at};
 use super::rules::pacing::Priority;
-use super::scheduler::{place_call, SchedulerDeps, TICK};
+use super::scheduler::{place_call, AgentLink, SchedulerDeps, TICK};
 use crate::domain::Outcome;
 use crate::events::Event;
 use crate::sip::{DialDestination, OriginateRequest};
+use crate::store::documents::AGENTS;
 use crate::store::oneoff::OneOffClaim;
 
 /// One-off calls claimed per tick at most.
@@ -82,13 +83,49 @@ async fn run(deps: SchedulerDeps, c: OneOffClaim, hangup: CancellationToken) {
         max_duration: secs("max_duration", 3600),
         headers: Vec::new(),
     };
+    let agent = match c.spec["agent_id"].as_str() {
+        Some(a) => match deps.store.get_doc(AGENTS, a).await {
+            Ok(doc) => match deps.runtime.agent(a, &doc.spec) {
+                Ok(agent) => Some(agent),
+                Err(e) => {
+                    tracing::warn!(agent = %a, error = %e, "the call's agent cannot be built");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!(agent = %a, error = %e, "the call's agent cannot be loaded");
+                None
+            }
+        },
+        None => None,
+    };
+    let (ctl, _registered) = deps.runtime.sessions.register(&c.id);
+    let link = AgentLink {
+        agent,
+        ctx: deps.runtime.context(
+            &c.id,
+            None,
+            None,
+            &c.to,
+            c.from.as_deref(),
+            &c.spec["variables"],
+        ),
+        ctl,
+        prepare_timeout: deps.runtime.prepare_timeout,
+    };
     let (store, id) = (&deps.store, c.id.as_str());
-    let placed = place_call(deps.telephony.as_ref(), req, &hangup, |at| async move {
-        store
-            .mark_call_answered(id, at.timestamp_millis())
-            .await
-            .is_ok()
-    })
+    let placed = place_call(
+        deps.telephony.as_ref(),
+        req,
+        &hangup,
+        link,
+        |at| async move {
+            store
+                .mark_call_answered(id, at.timestamp_millis())
+                .await
+                .is_ok()
+        },
+    )
     .await;
     let ended = placed.ended;
     let max_retries = c.spec["max_retries"].as_u64().unwrap_or(0) as u32;
@@ -105,7 +142,24 @@ async fn run(deps: SchedulerDeps, c: OneOffClaim, hangup: CancellationToken) {
         (_, Some(_)) => "scheduled",
         (_, None) => "failed",
     };
-    let f = call_final(&ended, status, placed.sip_call_id.as_deref(), None);
+    let result = placed
+        .agent_result
+        .filter(|_| ended.outcome == Outcome::Answered);
+    if result.as_deref() == Some("opted_out") {
+        if let Err(e) = deps
+            .store
+            .add_dnc(&c.to, "opted_out", Utc::now().timestamp_millis())
+            .await
+        {
+            tracing::error!(error = %e, "adding an opted-out number to the DNC list failed");
+        }
+    }
+    let f = call_final(
+        &ended,
+        status,
+        placed.sip_call_id.as_deref(),
+        result.as_deref(),
+    );
     let next = retry_at.map(|t| t.timestamp_millis());
     let mut delay = Duration::from_millis(50);
     while let Err(e) = deps.store.finish_one_off(&c.id, &f, status, next).await {

@@ -30,6 +30,7 @@ use super::rules::schedule::{daily_gate, schedule_timezone, DailyGate, DailySche
 use super::rules::timezone::resolve_timezone;
 use super::rules::window::Window;
 use super::trunks::{AgentSessions, SessionSlot, TrunkGates};
+use crate::agent::{Agent, AgentRuntime, SessionContext, SessionControl, SESSION_END_GRACE};
 use crate::domain::{DestinationKind, Outcome};
 use crate::events::{Event, EventBus};
 use crate::sip::{CallEvent, DialDestination, OriginateError, OriginateRequest};
@@ -57,6 +58,8 @@ pub struct SchedulerDeps {
     pub node_id: String,
     pub trunks: TrunkGates,
     pub agents: AgentSessions,
+    /// Builds agents and holds the live calls' controls.
+    pub runtime: AgentRuntime,
 }
 
 /// A running scheduler; owns its tasks.
@@ -361,6 +364,8 @@ struct Settings {
     trunk: String,
     agent_id: Option<String>,
     agent_sessions: u32,
+    /// The agent's stored spec.
+    agent_spec: Option<Value>,
     max_concurrent: u32,
     cps: f64,
     window: Option<(Window, chrono_tz::Tz)>,
@@ -377,10 +382,12 @@ struct Settings {
 async fn load_settings(store: &Store, id: &str) -> Result<Settings, StoreError> {
     let c = store.get_campaign(id).await?;
     let plan = store.get_doc(OUTPLANS, &c.outplan_id).await?;
-    let agent_sessions = match &c.agent_id {
-        Some(a) => store.get_doc(AGENTS, a).await?.spec["max_concurrent_sessions"]
-            .as_u64()
-            .unwrap_or(100) as u32,
+    let agent_spec = match &c.agent_id {
+        Some(a) => Some(store.get_doc(AGENTS, a).await?.spec),
+        None => None,
+    };
+    let agent_sessions = match &agent_spec {
+        Some(spec) => spec["max_concurrent_sessions"].as_u64().unwrap_or(100) as u32,
         None => u32::MAX,
     };
     Ok(Settings {
@@ -390,6 +397,7 @@ async fn load_settings(store: &Store, id: &str) -> Result<Settings, StoreError> 
         trunk: c.spec["trunk"].as_str().unwrap_or("default").to_string(),
         agent_id: c.agent_id,
         agent_sessions,
+        agent_spec,
         max_concurrent: c.spec["max_concurrent_calls"].as_u64().unwrap_or(10) as u32,
         cps: c.spec["calls_per_second"].as_f64().unwrap_or(1.0),
         window: Window::from_spec(&c.spec["calling_window"]),
@@ -484,7 +492,19 @@ async fn run_campaign(
                 }
             }
         }
-        // running or waiting: dial what pacing allows.
+        // running or waiting: dial what pacing allows, to the campaign's agent.
+        let agent = match (&s.agent_id, &s.agent_spec) {
+            (Some(a), Some(spec)) => match deps.runtime.agent(a, spec) {
+                Ok(agent) => Some(agent),
+                Err(e) => {
+                    let reason = format!("agent {a}: {e}");
+                    tracing::error!(campaign = %id, %reason, "pausing the campaign");
+                    set_status(&deps, &id, &["running", "waiting"], "paused", Some(&reason)).await;
+                    continue;
+                }
+            },
+            _ => None,
+        };
         if limiter.as_ref().is_none_or(|(cps, _)| *cps != s.cps) {
             limiter = Some((s.cps, limiter_for(s.cps)));
         }
@@ -582,6 +602,8 @@ async fn run_campaign(
                 max_duration: s.max_duration,
                 caller_id: s.caller_id.clone(),
                 live: live.clone(),
+                agent: agent.clone(),
+                runtime: deps.runtime.clone(),
             };
             let span = tracing::info_span!("attempt", campaign = %id, target = %c.target.id, call = %c.call_id);
             tasks.spawn(call.run(c, token).instrument(span));
@@ -705,6 +727,8 @@ struct CallJob {
     max_duration: Duration,
     caller_id: Option<String>,
     live: LiveCalls,
+    agent: Option<Arc<dyn Agent>>,
+    runtime: AgentRuntime,
 }
 
 impl CallJob {
@@ -727,20 +751,44 @@ impl CallJob {
             headers: Vec::new(),
         };
         let (store, claimed, campaign_id) = (&self.store, &c, self.campaign_id.as_str());
-        let placed = place_call(self.telephony.as_ref(), req, &hangup, |at| async move {
-            store
-                .record_answer(
-                    &claimed.call_id,
-                    &claimed.target.id,
-                    Some(campaign_id),
-                    at.timestamp_millis(),
-                )
-                .await
-                .unwrap_or(false)
-        })
+        let (ctl, _registered) = self.runtime.sessions.register(&c.call_id);
+        let link = AgentLink {
+            agent: self.agent.clone(),
+            ctx: self.runtime.context(
+                &c.call_id,
+                Some(campaign_id),
+                Some(&c.target.id),
+                &c.destination.target,
+                self.caller_id.as_deref(),
+                &c.target.variables,
+            ),
+            ctl,
+            prepare_timeout: self.runtime.prepare_timeout,
+        };
+        let placed = place_call(
+            self.telephony.as_ref(),
+            req,
+            &hangup,
+            link,
+            |at| async move {
+                store
+                    .record_answer(
+                        &claimed.call_id,
+                        &claimed.target.id,
+                        Some(campaign_id),
+                        at.timestamp_millis(),
+                    )
+                    .await
+                    .unwrap_or(false)
+            },
+        )
         .await;
         let (ended, sip_call_id, answer_recorded) =
             (placed.ended, placed.sip_call_id, placed.answer_recorded);
+        // A result only counts for a call that was answered and kept.
+        let agent_result = placed
+            .agent_result
+            .filter(|_| ended.outcome == Outcome::Answered);
         let decision = decide(
             &c.target.destinations,
             c.destination_index,
@@ -748,7 +796,7 @@ impl CallJob {
             c.target.expires_at.map(crate::store::from_ms),
             &AttemptResult {
                 outcome: ended.outcome,
-                agent_result: None,
+                agent_result: agent_result.as_deref(),
                 retry_after: ended.retry_after,
             },
             &self.policy,
@@ -764,7 +812,7 @@ impl CallJob {
             answer_recorded,
             ended: &ended,
             sip_call_id: sip_call_id.as_deref(),
-            agent_result: None,
+            agent_result: agent_result.as_deref(),
         };
         let done = completion(&f, &decision);
         if ended.outcome == Outcome::TrunkError {
@@ -796,15 +844,38 @@ pub(crate) struct Placed {
     pub sip_call_id: Option<String>,
     /// What `on_answer` returned, if the call was answered.
     pub answer_recorded: bool,
+    /// The result the agent session set, if any.
+    pub agent_result: Option<String>,
+}
+
+/// The agent that takes an answered call, and the call's control (its
+/// result, and a way for the agent or the REST API to hang up).
+pub(crate) struct AgentLink {
+    pub agent: Option<Arc<dyn Agent>>,
+    pub ctx: SessionContext,
+    pub ctl: Arc<SessionControl>,
+    pub prepare_timeout: Duration,
+}
+
+/// Aborts a task when dropped (a session prepared for a call that was not answered).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Places a call and follows it to its end. `on_answer` runs when it is
-/// answered (agent sessions attach there; without one the call is hung up).
-/// A call hung up through `hangup` (forced stop, shutdown) ends `interrupted`.
+/// answered. The agent's session is prepared while the phone rings and runs
+/// on the answered call; without an agent the call is hung up at once. An
+/// agent that cannot be had ends the attempt `agent_unavailable`. A call hung
+/// up through `hangup` (forced stop, shutdown) ends `interrupted`.
 pub(crate) async fn place_call<F, Fut>(
     telephony: &dyn Telephony,
     req: OriginateRequest,
     hangup: &CancellationToken,
+    link: AgentLink,
     mut on_answer: F,
 ) -> Placed
 where
@@ -817,13 +888,23 @@ where
                 ended: failed_to_start(&e),
                 sip_call_id: None,
                 answer_recorded: false,
+                agent_result: None,
             }
         }
         Ok(call) => call,
     };
     let sip_call_id = Some(call.call_id().to_string());
+    let ctl = link.ctl.clone();
+    let prepare = |agent: &Arc<dyn Agent>| {
+        let (agent, ctx) = (agent.clone(), link.ctx.clone());
+        AbortOnDrop(tokio::spawn(async move { agent.prepare(&ctx).await }))
+    };
+    let mut prepared = None;
+    let mut session: Option<AbortOnDrop<()>> = None;
+    let mut unavailable: Option<String> = None;
     let mut answer_recorded = false;
     let mut hung_up = false;
+    let mut agent_hung_up = false;
     let ended = loop {
         let ev = tokio::select! {
             ev = call.next_event() => ev,
@@ -832,17 +913,61 @@ where
                 hung_up = true;
                 continue;
             }
+            _ = ctl.hangup_requested().cancelled(), if !agent_hung_up => {
+                call.hangup();
+                agent_hung_up = true;
+                continue;
+            }
+            _ = async { (&mut session.as_mut().expect("session").0).await }, if session.is_some() && !agent_hung_up => {
+                // The session is over: so is the call.
+                session = None;
+                call.hangup();
+                agent_hung_up = true;
+                continue;
+            }
         };
         match ev {
+            Some(CallEvent::Ringing { .. }) => {
+                if let (None, Some(agent)) = (&prepared, &link.agent) {
+                    prepared = Some(prepare(agent));
+                }
+            }
             Some(CallEvent::Answered { at, media }) => {
                 answer_recorded = on_answer(at).await;
-                drop(media);
-                call.hangup();
+                ctl.mark_answered();
+                let Some(agent) = &link.agent else {
+                    drop(media);
+                    call.hangup();
+                    continue;
+                };
+                let mut ready = prepared.take().unwrap_or_else(|| prepare(agent));
+                let mut media = Some(media);
+                match tokio::time::timeout(link.prepare_timeout, &mut ready.0).await {
+                    Ok(Ok(Ok(s))) => {
+                        let (media, ctl) = (media.take().expect("media"), ctl.clone());
+                        session = Some(AbortOnDrop(tokio::spawn(s.run(media, ctl))));
+                    }
+                    Ok(Ok(Err(e))) => unavailable = Some(e.0),
+                    Ok(Err(e)) => unavailable = Some(format!("agent session failed: {e}")),
+                    Err(_) => {
+                        unavailable = Some(format!(
+                            "agent not ready within {} ms",
+                            link.prepare_timeout.as_millis()
+                        ))
+                    }
+                }
+                if unavailable.is_some() {
+                    drop(media);
+                    call.hangup();
+                }
             }
             Some(CallEvent::Ended(mut e)) => {
                 if hung_up || hangup.is_cancelled() {
                     e.outcome = Outcome::Interrupted;
                     e.reason = format!("interrupted: {}", e.reason);
+                } else if let Some(why) = &unavailable {
+                    e.outcome = Outcome::AgentUnavailable;
+                    e.reason = format!("agent_unavailable: {why}");
                 }
                 break e;
             }
@@ -850,10 +975,20 @@ where
             None => break failed_to_start(&OriginateError::ShuttingDown),
         }
     };
+    if let Some(mut s) = session {
+        // The call is over; the session sees its media end and wraps up.
+        if tokio::time::timeout(SESSION_END_GRACE, &mut s.0)
+            .await
+            .is_err()
+        {
+            tracing::warn!("agent session did not end with its call; stopped");
+        }
+    }
     Placed {
         ended,
         sip_call_id,
         answer_recorded,
+        agent_result: ctl.result(),
     }
 }
 
