@@ -280,7 +280,7 @@ async fn an_agents_session_limit_holds_across_the_campaigns_sharing_it() {
         return;
     };
     let agent = app
-        .post_ok("/v1/agents", &json!({"name": "desk", "kind": "media_stream", "url": "ws://127.0.0.1:9/s", "max_concurrent_sessions": 5}), StatusCode::CREATED)
+        .post_ok("/v1/agents", &json!({"name": "desk", "kind": "script", "script": {"start": "bye", "steps": {"bye": {"result": "completed"}}}, "max_concurrent_sessions": 5}), StatusCode::CREATED)
         .await["id"]
         .as_str()
         .unwrap()

@@ -74,7 +74,7 @@ async fn two_nodes_share_a_campaign_and_one_survives_the_other() {
             json!({"name": "p", "try_count_max": 3, "retry": {"failed_s": 0}}),
         )
         .await;
-    let ag = a.post(&c, "/v1/agents", json!({"name": "a", "kind": "media_stream", "url": "ws://127.0.0.1:9/s", "max_concurrent_sessions": 1000})).await;
+    let ag = a.post(&c, "/v1/agents", json!({"name": "a", "kind": "script", "script": {"start": "bye", "steps": {"bye": {"result": "completed"}}}, "max_concurrent_sessions": 1000})).await;
     let camp = a
         .post(
             &c,

@@ -76,7 +76,7 @@ async fn kill_9_mid_campaign_then_restart_completes_with_nothing_stuck() {
         .post(
             &c,
             "/v1/agents",
-            json!({"name": "a", "kind": "media_stream", "url": "ws://127.0.0.1:9/s"}),
+            json!({"name": "a", "kind": "script", "script": {"start": "bye", "steps": {"bye": {"result": "completed"}}}}),
         )
         .await;
     let camp = h

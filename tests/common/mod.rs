@@ -2,6 +2,8 @@
 //! database (a temp SQLite file, or a fresh PostgreSQL schema), and talk HTTP.
 #![allow(dead_code)]
 
+pub mod capture;
+
 use std::time::Duration;
 
 use herald::app::App;
@@ -401,7 +403,7 @@ impl TestApp {
                 .await,
         );
         let ag = id_of(
-            &self.post_ok("/v1/agents", &serde_json::json!({"name": "bot", "kind": "media_stream", "url": "ws://127.0.0.1:9/s", "max_concurrent_sessions": 1000}), StatusCode::CREATED).await,
+            &self.post_ok("/v1/agents", &serde_json::json!({"name": "bot", "kind": "script", "script": hang_up_script(), "max_concurrent_sessions": 1000}), StatusCode::CREATED).await,
         );
         let mut body =
             serde_json::json!({"name": "c", "outdial_id": od, "outplan_id": op, "agent_id": ag});
@@ -411,6 +413,12 @@ impl TestApp {
             .await;
         (id_of(&c), od)
     }
+}
+
+/// A script agent's script that ends the call at once with `completed`:
+/// campaigns whose tests are about dialing, not about agents.
+pub fn hang_up_script() -> Value {
+    serde_json::json!({"start": "bye", "steps": {"bye": {"result": "completed"}}})
 }
 
 /// Waits (bounded) for the campaign to reach `status` on the event bus.
