@@ -9,7 +9,7 @@ mod sipp;
 
 use std::time::Duration;
 
-use common::{expect_json, id_of, Db, TestApp};
+use common::{id_of, Db, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sipp::{SippExit, SippUas};
@@ -51,15 +51,7 @@ async fn one_target_campaign(app: &TestApp, uri: &str, agent: Value) -> (String,
         )
         .await,
     );
-    let r = app
-        .client
-        .post(app.url(&format!("/v1/campaigns/{c}/start")))
-        .header("x-api-key", &app.key)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    expect_json(r, StatusCode::OK).await;
+    app.campaign_verb(&c, "start", json!({})).await;
     (c, target)
 }
 

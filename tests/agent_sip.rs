@@ -9,7 +9,7 @@ mod sipp;
 use std::time::Duration;
 
 use common::capture::{flows_carrying, Capture, Payloads};
-use common::{expect_json, id_of, Db, TestApp};
+use common::{id_of, Db, TestApp};
 use reqwest::StatusCode;
 use serde_json::json;
 use sipp::{SippExit, SippUas};
@@ -50,15 +50,7 @@ async fn bridge_campaign(app: &TestApp, callee: &str, agent: &str) -> String {
         )
         .await,
     );
-    let r = app
-        .client
-        .post(app.url(&format!("/v1/campaigns/{c}/start")))
-        .header("x-api-key", &app.key)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    expect_json(r, StatusCode::OK).await;
+    app.campaign_verb(&c, "start", json!({})).await;
     c
 }
 

@@ -378,6 +378,12 @@ impl TestApp {
         }
     }
 
+    /// `POST /v1/campaigns/{c}/{verb}` with `body`; expects 200.
+    pub async fn campaign_verb(&self, c: &str, verb: &str, body: Value) -> Value {
+        self.post_ok(&format!("/v1/campaigns/{c}/{verb}"), &body, StatusCode::OK)
+            .await
+    }
+
     /// Creates an outdial with `csv` targets, an outplan and an agent, and a
     /// campaign over them (with `campaign` fields merged in); returns (campaign, outdial).
     pub async fn campaign(&self, csv: String, outplan: Value, campaign: Value) -> (String, String) {
