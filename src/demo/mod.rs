@@ -160,8 +160,8 @@ async fn drive(
         .post(
             "/v1/outplans",
             json!({"name": "demo: 3 tries, quick retries", "caller_id": "+15550001111",
-                   "dial_timeout_s": 6, "try_count_max": 3,
-                   "retry": {"busy_s": 5, "no_answer_s": 8, "failed_s": 5, "backoff": 1.5, "jitter_s": 2},
+                   "dial_timeout_s": 5, "try_count_max": 3,
+                   "retry": {"busy_s": 3, "no_answer_s": 4, "failed_s": 3, "backoff": 1.5, "jitter_s": 1},
                    "max_call_duration_s": 60}),
         )
         .await?;
