@@ -32,7 +32,7 @@ pub async fn run(base: Config, args: DemoArgs) -> anyhow::Result<u8> {
     if args.targets == 0 || args.targets > people::MAX_PEOPLE {
         bail!("--targets must be between 1 and {}", people::MAX_PEOPLE);
     }
-    if !(args.cps > 0.0) || args.concurrency == 0 {
+    if !args.cps.is_finite() || args.cps <= 0.0 || args.concurrency == 0 {
         bail!("--cps and --concurrency must be above 0");
     }
     let scratch =

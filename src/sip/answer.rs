@@ -342,18 +342,14 @@ impl IncomingCall {
         };
         if !ring.is_zero() {
             call.dialog.ringing(None, None).ok();
-            let deadline = tokio::time::sleep(ring);
-            tokio::pin!(deadline);
-            loop {
-                tokio::select! {
-                    end = call.next_end() => {
-                        return Err(match end {
-                            CallEnd::Cancelled => Unanswered::Cancelled,
-                            _ => Unanswered::Gone,
-                        });
-                    }
-                    _ = &mut deadline => break,
+            tokio::select! {
+                end = call.next_end() => {
+                    return Err(match end {
+                        CallEnd::Cancelled => Unanswered::Cancelled,
+                        _ => Unanswered::Gone,
+                    });
                 }
+                _ = tokio::time::sleep(ring) => {}
             }
         }
         let local = session
