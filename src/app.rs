@@ -3,7 +3,9 @@
 //! [`App::start`] opens the store (migrating it), binds the API listener and
 //! returns a handle that owns the server task; [`App::shutdown`] stops it and
 //! waits. `herald serve` runs one until Ctrl-C or SIGTERM; tests run one on
-//! port 0 against a fresh database.
+//! port 0 against a fresh database. With `[simulator] enabled`, the callee
+//! simulator starts first and trunks whose proxy is "simulator" dial it; it
+//! stops last.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,8 +19,9 @@ use crate::agent::{AgentDeps, AgentRuntime};
 use crate::api::{self, ApiDeps};
 use crate::campaign::dialer::Telephony;
 use crate::campaign::scheduler::{Scheduler, SchedulerDeps};
-use crate::config::Config;
+use crate::config::{Config, SIMULATOR_PROXY};
 use crate::events::EventBus;
+use crate::sim::{Simulator, SimulatorConfig};
 use crate::sip::CallControl;
 use crate::store::apikeys::hash_key;
 use crate::store::Store;
@@ -32,10 +35,13 @@ pub struct App {
     pub events: EventBus,
     /// herald's SIP address (where callees send requests).
     pub sip_addr: Option<SocketAddr>,
+    /// The embedded callee simulator's SIP address, when it runs.
+    pub simulator_addr: Option<SocketAddr>,
     cancel: CancellationToken,
     tasks: TaskTracker,
     scheduler: Option<Scheduler>,
     call_control: Option<CallControl>,
+    simulator: Option<Simulator>,
 }
 
 /// What places herald's calls.
@@ -73,16 +79,27 @@ impl App {
         let events = EventBus::default();
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
+        let mut simulator = None;
+        let mut trunks = config.trunks.clone();
+        if config.simulator.enabled && matches!(telephony, TelephonyChoice::Sip) {
+            let sim = Simulator::start(SimulatorConfig::from_section(&config.simulator)?)
+                .await
+                .context("starting the callee simulator")?;
+            // Trunks that say "simulator" dial its actual (port 0) address.
+            for t in trunks.values_mut() {
+                if t.proxy == SIMULATOR_PROXY {
+                    t.proxy = format!("sip:{}", sim.addr());
+                }
+            }
+            simulator = Some(sim);
+        }
+        let simulator_addr = simulator.as_ref().map(Simulator::addr);
         let (telephony, call_control): (Arc<dyn Telephony>, Option<CallControl>) = match telephony {
             TelephonyChoice::Sip => {
-                let cc = CallControl::start(
-                    &config.sip,
-                    &config.media,
-                    &config.trunks,
-                    cancel.child_token(),
-                )
-                .await
-                .context("starting SIP call control")?;
+                let cc =
+                    CallControl::start(&config.sip, &config.media, &trunks, cancel.child_token())
+                        .await
+                        .context("starting SIP call control")?;
                 (Arc::new(cc.clone()), Some(cc))
             }
             TelephonyChoice::Custom(t) => (t, None),
@@ -128,12 +145,14 @@ impl App {
             }
         });
         tasks.close();
-        tracing::info!(%addr, sip = ?sip_addr, backend = ?store.backend(), "herald is listening");
+        tracing::info!(%addr, sip = ?sip_addr, simulator = ?simulator_addr, backend = ?store.backend(), "herald is listening");
         Ok(App {
             addr,
             store,
             events,
             sip_addr,
+            simulator_addr,
+            simulator,
             cancel,
             tasks,
             scheduler: Some(scheduler),
@@ -154,8 +173,17 @@ impl App {
         if let Some(cc) = self.call_control.take() {
             cc.stopped().await;
         }
+        // The simulator last: herald's hang-ups above still reach it.
+        if let Some(sim) = self.simulator.take() {
+            sim.shutdown().await;
+        }
         self.tasks.wait().await;
         self.store.close().await;
+    }
+
+    /// The embedded callee simulator, when it runs.
+    pub fn simulator(&self) -> Option<&Simulator> {
+        self.simulator.as_ref()
     }
 
     /// Runs until Ctrl-C or SIGTERM, then shuts down.
@@ -167,7 +195,8 @@ impl App {
     }
 }
 
-async fn shutdown_signal() {
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -1,4 +1,4 @@
-//! Command-line interface: `herald serve | migrate | apikey create`.
+//! Command-line interface: `herald serve | migrate | apikey create | sim | demo`.
 
 use std::path::PathBuf;
 
@@ -25,6 +25,44 @@ pub enum Command {
         #[command(subcommand)]
         command: ApikeyCommand,
     },
+    /// Run the callee simulator alone: a SIP UAS answering like a population
+    /// of people, until Ctrl-C.
+    Sim {
+        /// UDP address of its SIP socket (port 0 picks one; it is printed).
+        #[arg(long, default_value = "127.0.0.1:5090")]
+        listen: String,
+        /// Population file (TOML, see scenarios/population/); default: the embedded default.
+        #[arg(long, value_name = "FILE")]
+        population: Option<PathBuf>,
+        /// Seed of the per-call choices.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Run a self-contained demonstration: a temporary herald, the simulator,
+    /// and an appointment-confirmation campaign to 1,000 synthetic people.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// How many people to call.
+    #[arg(long, default_value_t = 1000)]
+    pub targets: u32,
+    /// The campaign's calls per second.
+    #[arg(long, default_value_t = 50.0)]
+    pub cps: f64,
+    /// The campaign's concurrent calls.
+    #[arg(long, default_value_t = 100)]
+    pub concurrency: u32,
+    /// Seed of the simulator's per-call choices.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Keep the SQLite database at this path (default: a temporary one, removed at the end).
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Keep herald running after the summary, until Ctrl-C.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 #[derive(Debug, Subcommand)]

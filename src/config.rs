@@ -26,7 +26,22 @@ pub struct Config {
     pub sip: SipConfig,
     pub media: MediaConfig,
     pub agents: AgentsConfig,
+    pub simulator: SimulatorSection,
     pub trunks: BTreeMap<String, TrunkConfig>,
+}
+
+/// The trunk proxy value that means "the embedded simulator".
+pub const SIMULATOR_PROXY: &str = "simulator";
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SimulatorSection {
+    pub enabled: bool,
+    pub listen: String,
+    /// A population file; empty: the embedded default.
+    pub population: String,
+    pub seed: u64,
+    pub rtp_port_min: u16,
+    pub rtp_port_max: u16,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -229,12 +244,32 @@ impl Config {
                 "must be even and below media.rtp_port_max".into(),
             ));
         }
+        let sim = &self.simulator;
+        if sim.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "simulator.listen",
+                format!("{:?} is not an ip:port", sim.listen),
+            ));
+        }
+        if sim.rtp_port_min >= sim.rtp_port_max || sim.rtp_port_min % 2 == 1 {
+            return Err(invalid(
+                "simulator.rtp_port_min",
+                "must be even and below simulator.rtp_port_max".into(),
+            ));
+        }
         for (name, t) in &self.trunks {
             let key = |k: &str| format!("trunks.{name}.{k}");
-            if !t.proxy.starts_with("sip:") {
+            if t.proxy == SIMULATOR_PROXY {
+                if !sim.enabled {
+                    return Err(invalid(
+                        &key("proxy"),
+                        "\"simulator\" needs the simulator: set simulator.enabled = true, or give a sip: URI".into(),
+                    ));
+                }
+            } else if !t.proxy.starts_with("sip:") {
                 return Err(invalid(
                     &key("proxy"),
-                    format!("{:?} is not a sip: URI", t.proxy),
+                    format!("{:?} is not a sip: URI (or \"simulator\")", t.proxy),
                 ));
             }
             if t.transport != "udp" {
@@ -441,6 +476,28 @@ mod tests {
         let err =
             Config::load_from(None, env(&[("HERALD__DATABASE__URL", "mysql://x")])).unwrap_err();
         assert!(err.to_string().contains("database.url"), "{err}");
+    }
+
+    #[test]
+    fn the_default_trunk_dials_the_simulator_which_must_be_enabled() {
+        let c = Config::load_from(None, env(&[])).unwrap();
+        assert!(c.simulator.enabled);
+        assert_eq!(c.trunks["default"].proxy, SIMULATOR_PROXY);
+        let err =
+            Config::load_from(None, env(&[("HERALD__SIMULATOR__ENABLED", "false")])).unwrap_err();
+        assert!(err.to_string().contains("trunks.default.proxy"), "{err}");
+        let c = Config::load_from(
+            None,
+            env(&[
+                ("HERALD__SIMULATOR__ENABLED", "false"),
+                ("HERALD__TRUNKS__DEFAULT__PROXY", "sip:127.0.0.1:5070"),
+            ]),
+        )
+        .unwrap();
+        assert!(!c.simulator.enabled);
+        let err =
+            Config::load_from(None, env(&[("HERALD__SIMULATOR__LISTEN", "nowhere")])).unwrap_err();
+        assert!(err.to_string().contains("simulator.listen"), "{err}");
     }
 
     #[test]

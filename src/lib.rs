@@ -7,6 +7,7 @@
 //! - [`api`]: the REST surface (axum), one router per resource.
 //! - [`sip`]: call control over rsipstack; nothing outside it names rsipstack types.
 //! - [`media`]: RTP, G.711, RFC 4733, jitter buffer, port pool.
+//! - [`sim`]: the callee simulator (a UAS answering as a population would).
 //! - [`app`]: builds the parts, owns every task, shuts down on signal.
 
 pub mod agent;
@@ -15,8 +16,10 @@ pub mod app;
 pub mod campaign;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod domain;
 pub mod events;
 pub mod media;
+pub mod sim;
 pub mod sip;
 pub mod store;

@@ -1,21 +1,73 @@
 use anyhow::Context;
 use clap::Parser;
-use herald::app::{App, BOOTSTRAP_KEY_VAR};
+use herald::app::{shutdown_signal, App, BOOTSTRAP_KEY_VAR};
 use herald::cli::{ApikeyCommand, Cli, Command};
 use herald::config::{Config, LogFormat};
+use herald::sim::{Population, Simulator, SimulatorConfig};
 use herald::store::Store;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
-    let config = Config::load(cli.config.as_deref())?;
+    let mut config = Config::load(cli.config.as_deref())?;
+    if matches!(cli.command, Command::Demo(_)) {
+        // The demo's own output is the point; logs only when something is wrong.
+        config.log.level = "warn".into();
+    }
     init_tracing(&config);
-    match cli.command {
+    if let Command::Demo(args) = cli.command {
+        let code = herald::demo::run(config, args).await?;
+        return Ok(std::process::ExitCode::from(code));
+    }
+    run(cli.command, config).await?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
         Command::Serve => {
             let app = App::start(&config, std::env::var(BOOTSTRAP_KEY_VAR).ok()).await?;
             println!("herald listening on http://{}", app.addr);
+            if let Some(sim) = app.simulator_addr {
+                println!("callee simulator listening on sip:{sim}");
+            }
             app.run_until_signal().await
         }
+        Command::Sim {
+            listen,
+            population,
+            seed,
+        } => {
+            let population = match population {
+                Some(path) => Population::load(&path)?,
+                None => Population::default_population(),
+            };
+            let listen = listen
+                .parse()
+                .with_context(|| format!("--listen {listen:?} is not an ip:port"))?;
+            let name = population.name.clone();
+            let sim = Simulator::start(SimulatorConfig {
+                listen,
+                population,
+                seed,
+                rtp_port_min: config.simulator.rtp_port_min,
+                rtp_port_max: config.simulator.rtp_port_max,
+            })
+            .await?;
+            println!(
+                "herald sim listening on sip:{} (population {name}, seed {seed}); Ctrl-C stops it",
+                sim.addr()
+            );
+            shutdown_signal().await;
+            let c = sim.counts();
+            sim.shutdown().await;
+            println!(
+                "{} calls: {} answered, {} busy, {} unanswered (cancelled), {} invalid number, {} temporary failure, {} other",
+                c.calls, c.answered, c.busy, c.cancelled, c.invalid_number, c.temporary_failure, c.other
+            );
+            Ok(())
+        }
+        Command::Demo(_) => unreachable!("handled above"),
         Command::Migrate => {
             let store = Store::open(&config.database.url, 1)
                 .await

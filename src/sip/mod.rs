@@ -7,6 +7,7 @@
 //! names rsipstack types: callers see [`CallControl`], [`Call`] and
 //! [`CallEvent`]. Must not: touch the database or decide retries.
 
+pub mod answer;
 mod call;
 pub mod classify;
 pub mod digest;
@@ -213,9 +214,15 @@ impl CallControl {
         let tasks = TaskTracker::new();
         let calls = TaskTracker::new();
         let stack_stop = CancellationToken::new();
-        let stack =
-            stack::Stack::start(listen, public, &sip.user_agent, &tasks, stack_stop.clone())
-                .await?;
+        let stack = stack::Stack::start(
+            listen,
+            public,
+            &sip.user_agent,
+            &tasks,
+            stack_stop.clone(),
+            None,
+        )
+        .await?;
         let mut advertised = public.unwrap_or(stack.local_addr);
         if advertised.ip().is_unspecified() {
             advertised.set_ip(IpAddr::from([127, 0, 0, 1]));

@@ -76,6 +76,43 @@ pub fn build_offer(ip: IpAddr, port: u16, session_id: u64) -> String {
     )
 }
 
+/// The SDP answer to an offer read with [`parse_offer`]: RTP at `ip:port`,
+/// the chosen codec, and telephone-event on the offer's payload type when
+/// the offer had one.
+pub fn build_answer(ip: IpAddr, port: u16, session_id: u64, offer: &SdpAnswer) -> String {
+    let family = if ip.is_ipv6() { "IP6" } else { "IP4" };
+    let (pt, name) = match offer.codec {
+        AudioCodec::Pcmu => (0, "PCMU"),
+        AudioCodec::Pcma => (8, "PCMA"),
+    };
+    let mut formats = pt.to_string();
+    let mut attrs = format!("a=rtpmap:{pt} {name}/8000\r\n");
+    if let Some(te) = offer.telephone_event_pt {
+        formats.push_str(&format!(" {te}"));
+        attrs.push_str(&format!(
+            "a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\n"
+        ));
+    }
+    format!(
+        "v=0\r\n\
+         o=herald {session_id} {session_id} IN {family} {ip}\r\n\
+         s=herald\r\n\
+         c=IN {family} {ip}\r\n\
+         t=0 0\r\n\
+         m=audio {port} RTP/AVP {formats}\r\n\
+         {attrs}\
+         a=ptime:20\r\n\
+         a=sendrecv\r\n"
+    )
+}
+
+/// Reads a caller's offer: the same facts as an answer (where to send RTP,
+/// the first supported codec in the caller's order, its telephone-event
+/// payload type).
+pub fn parse_offer(body: &[u8]) -> Result<SdpAnswer, SdpError> {
+    parse_answer(body)
+}
+
 /// Reads the callee's answer. The first `m=audio` line with a non-zero port
 /// is used; its own `c=` wins over the session's.
 pub fn parse_answer(body: &[u8]) -> Result<SdpAnswer, SdpError> {
@@ -224,6 +261,25 @@ mod tests {
     const SIPP_ANSWER: &str = "v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.1\r\n\
         s=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\n\
         a=rtpmap:0 PCMU/8000\r\n";
+
+    #[test]
+    fn an_answer_to_herald_s_offer_is_read_back_as_pcmu_with_telephone_events() {
+        let offer = build_offer("127.0.0.1".parse().unwrap(), 20002, 42);
+        let o = parse_offer(offer.as_bytes()).unwrap();
+        let answer = build_answer("127.0.0.1".parse().unwrap(), 30000, 7, &o);
+        let a = parse_answer(answer.as_bytes()).unwrap();
+        assert_eq!(a.remote, "127.0.0.1:30000".parse().unwrap());
+        assert_eq!(a.codec, AudioCodec::Pcmu);
+        assert_eq!(a.telephone_event_pt, Some(TELEPHONE_EVENT_PT));
+        let plain = SdpAnswer {
+            telephone_event_pt: None,
+            codec: AudioCodec::Pcma,
+            ..o
+        };
+        let answer = build_answer("127.0.0.1".parse().unwrap(), 30000, 7, &plain);
+        assert!(answer.contains("m=audio 30000 RTP/AVP 8\r\n"), "{answer}");
+        assert!(!answer.contains("telephone-event"));
+    }
 
     #[test]
     fn offer_lists_pcmu_pcma_and_telephone_event_at_20ms() {

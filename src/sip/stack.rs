@@ -2,9 +2,10 @@
 //! transaction endpoint and dialog layer, plus herald's incoming-request loop.
 //!
 //! Owns: binding the SIP socket, running the endpoint, answering requests
-//! nobody asked for (OPTIONS → 200, unknown dialogs → 481, new INVITEs → 603),
-//! routing in-dialog requests to their dialog, and small helpers that read
-//! header values out of rsipstack messages. Must not: decide outcomes (that is
+//! nobody asked for (OPTIONS → 200, unknown dialogs → 481, new INVITEs → 603
+//! unless the stack was started with an INVITE handler, as the callee
+//! simulator's is), routing in-dialog requests to their dialog, and small
+//! helpers that read header values out of rsipstack messages. Must not: decide outcomes (that is
 //! `classify`) or leak rsipstack types outside `src/sip/`.
 
 use std::collections::HashMap;
@@ -93,6 +94,7 @@ impl Stack {
         user_agent: &str,
         tasks: &TaskTracker,
         stop: CancellationToken,
+        invites: Option<InviteSender>,
     ) -> anyhow::Result<Stack> {
         let transport = TransportLayer::new(stop.child_token());
         let socket = bind_udp(listen).with_context(|| format!("binding SIP UDP on {listen}"))?;
@@ -126,6 +128,7 @@ impl Stack {
             dialogs.clone(),
             registry.clone(),
             tasks.clone(),
+            invites,
             stop,
         ));
         drop(inner);
@@ -157,11 +160,15 @@ fn bind_udp(listen: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
     tokio::net::UdpSocket::from_std(socket.into())
 }
 
+/// Where new INVITEs go when the stack takes calls (the callee simulator).
+pub(super) type InviteSender = mpsc::UnboundedSender<Transaction>;
+
 async fn incoming_loop(
     mut incoming: TransactionReceiver,
     dialogs: Arc<DialogLayer>,
     registry: Registry,
     tasks: TaskTracker,
+    invites: Option<InviteSender>,
     stop: CancellationToken,
 ) {
     loop {
@@ -172,14 +179,20 @@ async fn incoming_loop(
                 None => break,
             },
         };
-        route(tx, &dialogs, &registry, &tasks);
+        route(tx, &dialogs, &registry, &tasks, invites.as_ref());
     }
     debug!("SIP incoming loop stopped");
 }
 
 /// Sends one request where it belongs. Never blocks the loop: replies are
 /// sent from tasks on `tasks`.
-fn route(mut tx: Transaction, dialogs: &DialogLayer, registry: &Registry, tasks: &TaskTracker) {
+fn route(
+    mut tx: Transaction,
+    dialogs: &DialogLayer,
+    registry: &Registry,
+    tasks: &TaskTracker,
+    invites: Option<&InviteSender>,
+) {
     let method = tx.original.method;
     let has_to_tag = tx
         .original
@@ -206,6 +219,14 @@ fn route(mut tx: Transaction, dialogs: &DialogLayer, registry: &Registry, tasks:
                     debug!(error = %e, "in-dialog request failed");
                 }
             });
+            return;
+        }
+    }
+    if method == Method::Invite && !has_to_tag {
+        if let Some(invites) = invites {
+            // The handler answers it; if it is gone (shutting down) the
+            // transaction is dropped and the caller's INVITE times out.
+            invites.send(tx).ok();
             return;
         }
     }

@@ -327,6 +327,15 @@ pub async fn spawn_instant_app(db: Db, extra: &[(&str, &str)]) -> Option<TestApp
 }
 
 impl TestApp {
+    /// The embedded callee simulator's counters (zeros when it does not run).
+    pub fn simulator_counts(&self) -> herald::sim::SimCounts {
+        self.app
+            .as_ref()
+            .and_then(|a| a.simulator())
+            .map(|s| s.counts())
+            .unwrap_or_default()
+    }
+
     pub fn events(&self) -> herald::events::EventBus {
         self.app.as_ref().expect("running").events.clone()
     }

@@ -1,0 +1,162 @@
+//! What the demo prints: a live progress line (redrawn on a terminal,
+//! periodic lines otherwise), the closing summary read from the database,
+//! and the REST URLs to explore.
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::Ids;
+use crate::domain::TargetState;
+use crate::store::Store;
+
+const BAR: usize = 24;
+
+/// The live progress display.
+pub(super) struct Progress {
+    tty: bool,
+    total: u32,
+    drawn: bool,
+}
+
+impl Progress {
+    pub(super) fn new(tty: bool, total: u32) -> Progress {
+        Progress {
+            tty,
+            total,
+            drawn: false,
+        }
+    }
+
+    /// One update from the campaign's stats.
+    pub(super) fn show(&mut self, stats: &Value, elapsed: Duration) {
+        let by = &stats["targets"]["by_state"];
+        let n = |s: &str| by[s].as_u64().unwrap_or(0);
+        let done = n("finished") + n("failed");
+        let frac = if self.total == 0 {
+            1.0
+        } else {
+            done as f64 / f64::from(self.total)
+        };
+        let filled = ((frac * BAR as f64).round() as usize).min(BAR);
+        let states: Vec<String> = TargetState::ALL
+            .iter()
+            .map(|s| format!("{} {}", s.as_str(), n(s.as_str())))
+            .collect();
+        let line = format!(
+            "{:>5.1}s [{}{}] {:>3.0}% | {} | in flight {} | {:.1} calls/s",
+            elapsed.as_secs_f64(),
+            "#".repeat(filled),
+            "-".repeat(BAR - filled),
+            frac * 100.0,
+            states.join(", "),
+            stats["live_calls"].as_u64().unwrap_or(0),
+            stats["calls_per_second"]["current"].as_f64().unwrap_or(0.0),
+        );
+        let mut out = std::io::stdout().lock();
+        if self.tty {
+            // Carriage return and clear-line: the line is redrawn in place.
+            let _ = write!(out, "\r\x1b[2K{line}");
+        } else {
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = out.flush();
+        self.drawn = true;
+    }
+
+    /// Ends a redrawn line so what follows starts on its own.
+    pub(super) fn finish(&mut self) {
+        if self.tty && self.drawn {
+            println!();
+        }
+        self.drawn = false;
+    }
+}
+
+/// The demo's outcome, from the database.
+pub(super) struct Summary {
+    targets: Vec<(String, i64)>,
+    outcomes: Vec<(String, i64)>,
+    results: Vec<(String, i64)>,
+    attempts: i64,
+    retries: i64,
+    elapsed: Duration,
+}
+
+impl Summary {
+    pub(super) async fn load(
+        store: &Store,
+        ids: &Ids,
+        elapsed: Duration,
+    ) -> anyhow::Result<Summary> {
+        let targets: Vec<(String, i64)> = crate::with_pool!(store, p => sqlx::query_as(
+            "SELECT state, COUNT(*) FROM targets WHERE outdial_id = $1 GROUP BY state ORDER BY state")
+            .bind(&ids.outdial).fetch_all(p).await)?;
+        let outcomes: Vec<(String, i64)> = crate::with_pool!(store, p => sqlx::query_as(
+            "SELECT COALESCE(outcome, 'in_progress'), COUNT(*) FROM calls WHERE campaign_id = $1 \
+             GROUP BY 1 ORDER BY 1")
+            .bind(&ids.campaign).fetch_all(p).await)?;
+        let results: Vec<(String, i64)> = crate::with_pool!(store, p => sqlx::query_as(
+            "SELECT COALESCE(result, 'none'), COUNT(*) FROM calls WHERE campaign_id = $1 \
+             AND outcome = 'answered' GROUP BY 1 ORDER BY 1")
+            .bind(&ids.campaign).fetch_all(p).await)?;
+        let (attempts, dialed): (i64, i64) = crate::with_pool!(store, p => sqlx::query_as(
+            "SELECT COUNT(*), COUNT(DISTINCT target_id) FROM calls WHERE campaign_id = $1")
+            .bind(&ids.campaign).fetch_one(p).await)?;
+        Ok(Summary {
+            targets,
+            outcomes,
+            results,
+            attempts,
+            retries: attempts - dialed,
+            elapsed,
+        })
+    }
+
+    pub(super) fn print(&self, interrupted: bool) {
+        let how = if interrupted { "stopped" } else { "finished" };
+        println!(
+            "Summary: the campaign {how} after {:.1} s",
+            self.elapsed.as_secs_f64()
+        );
+        println!("  {:<8} {:<22} {:>8}", "what", "", "count");
+        let total: i64 = self.targets.iter().map(|(_, n)| n).sum();
+        for (state, n) in &self.targets {
+            println!("  {:<8} {:<22} {:>8}", "target", state, n);
+        }
+        println!("  {:<8} {:<22} {:>8}", "target", "(all)", total);
+        for (outcome, n) in &self.outcomes {
+            println!("  {:<8} {:<22} {:>8}", "attempt", outcome, n);
+        }
+        println!("  {:<8} {:<22} {:>8}", "attempt", "(all)", self.attempts);
+        println!("  {:<8} {:<22} {:>8}", "retries", "", self.retries);
+        for (result, n) in &self.results {
+            println!("  {:<8} {:<22} {:>8}", "result", result, n);
+        }
+        println!(
+            "  {:<8} {:<22} {:>8.1}",
+            "seconds",
+            "",
+            self.elapsed.as_secs_f64()
+        );
+    }
+}
+
+/// Where to look next, with the demo's API key.
+pub(super) fn print_urls(base: &str, key: &str, ids: &Ids, keep: bool) {
+    println!();
+    if keep {
+        println!("herald keeps running at {base} until Ctrl-C. Explore it:");
+    } else {
+        println!("The REST API to explore (run with --keep to keep it up; it stops now):");
+    }
+    let c = &ids.campaign;
+    let o = &ids.outdial;
+    println!("  export H='X-API-Key: {key}'");
+    println!("  curl -s -H \"$H\" {base}/v1/campaigns/{c}/stats");
+    println!("  curl -s -H \"$H\" '{base}/v1/calls?campaign_id={c}&page_size=5'");
+    println!("  curl -s -H \"$H\" '{base}/v1/calls?campaign_id={c}&outcome=busy&page_size=5'");
+    println!("  curl -s -H \"$H\" '{base}/v1/outdials/{o}/targets?state=failed&page_size=5'");
+    println!("  curl -s -H \"$H\" {base}/v1/targets/TARGET_ID/events");
+}

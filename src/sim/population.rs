@@ -1,0 +1,678 @@
+//! A callee population: what share of calls is answered, busy, unanswered,
+//! invalid or failing, how long they ring and talk, who hangs up, what is
+//! played and which keys are pressed — read from TOML, and turned into one
+//! [`CallPlan`] per call as a pure function of the seed and the call's
+//! arrival index.
+//!
+//! Must not: touch sockets or clocks. Loading reads the population file and
+//! a WAV prompt, nothing else.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use toml::Value;
+
+/// The population used when none is given (`scenarios/population/default.toml`).
+pub const DEFAULT_POPULATION: &str = include_str!("../../scenarios/population/default.toml");
+
+/// The longest ring, talk or key-press time accepted (one hour).
+const MAX_MS: u64 = 3_600_000;
+
+/// A bad population file: the key and why.
+#[derive(Debug, thiserror::Error)]
+pub enum PopulationError {
+    #[error("cannot read population file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("population {origin} is not valid TOML: {message}")]
+    Syntax { origin: String, message: String },
+    #[error("population {origin}: key `{key}`: {message}")]
+    Invalid {
+        origin: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// A time in milliseconds: fixed, or uniform over `min..=max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Millis {
+    pub min: u64,
+    pub max: u64,
+}
+
+impl Millis {
+    pub const ZERO: Millis = Millis { min: 0, max: 0 };
+
+    fn fixed(ms: u64) -> Millis {
+        Millis { min: ms, max: ms }
+    }
+
+    fn draw(&self, rng: &mut StdRng) -> Duration {
+        let ms = if self.max > self.min {
+            rng.gen_range(self.min..=self.max)
+        } else {
+            self.min
+        };
+        Duration::from_millis(ms)
+    }
+}
+
+/// What the callee plays once it has answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audio {
+    /// Nothing (the RTP session sends silence).
+    Silence,
+    /// One second of a 440 Hz tone.
+    Tone,
+    /// A WAV file (any rate the media module reads), as μ-law 8 kHz.
+    Wav { path: PathBuf, ulaw: Bytes },
+}
+
+impl Audio {
+    /// The μ-law bytes to queue after the answer; `None` for silence.
+    pub fn ulaw(&self) -> Option<Bytes> {
+        match self {
+            Audio::Silence => None,
+            Audio::Tone => Some(tone_440hz_1s()),
+            Audio::Wav { ulaw, .. } => Some(ulaw.clone()),
+        }
+    }
+}
+
+/// A key-press choice: `share` of answered calls press `digits` at `at_ms`
+/// after the answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DtmfChoice {
+    pub digits: String,
+    pub share: f64,
+    pub at_ms: Millis,
+}
+
+/// The shares of each outcome (weights, normalised).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Shares {
+    pub answer: f64,
+    pub busy: f64,
+    pub no_answer: f64,
+    pub invalid_number: f64,
+    pub temporary_failure: f64,
+}
+
+/// A whole population.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Population {
+    pub name: String,
+    pub shares: Shares,
+    /// Ringing before the answer.
+    pub ring_ms: Millis,
+    /// Ringing before a busy, invalid-number or temporary-failure response.
+    pub reject_ms: Millis,
+    /// From the answer to the callee's BYE (when the callee hangs up).
+    pub talk_ms: Millis,
+    /// Share of answered calls that the callee ends; the rest wait for the caller.
+    pub callee_hangs_up: f64,
+    /// `Retry-After` on 503s.
+    pub retry_after_s: Option<u64>,
+    /// Whether answered calls get an RTP session (else a sink).
+    pub media: bool,
+    pub audio: Audio,
+    pub dtmf: Vec<DtmfChoice>,
+}
+
+/// What one call does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallPlan {
+    Answer {
+        ring: Duration,
+        /// `Some(t)`: the callee hangs up `t` after the answer.
+        hangup_after: Option<Duration>,
+        /// Keys pressed, and when (after the answer).
+        dtmf: Option<(String, Duration)>,
+    },
+    /// 486 Busy Here (Q.850 cause 17).
+    Busy { ring: Duration },
+    /// 180 until CANCEL, then 487.
+    NoAnswer,
+    /// 404 Not Found (Q.850 cause 1).
+    InvalidNumber { ring: Duration },
+    /// 503 Service Unavailable, with `Retry-After` when set.
+    TemporaryFailure {
+        ring: Duration,
+        retry_after: Option<Duration>,
+    },
+}
+
+impl CallPlan {
+    /// A stable name for counting: answer, busy, no_answer, invalid_number, temporary_failure.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallPlan::Answer { .. } => "answer",
+            CallPlan::Busy { .. } => "busy",
+            CallPlan::NoAnswer => "no_answer",
+            CallPlan::InvalidNumber { .. } => "invalid_number",
+            CallPlan::TemporaryFailure { .. } => "temporary_failure",
+        }
+    }
+}
+
+impl Population {
+    /// The embedded default population.
+    pub fn default_population() -> Population {
+        Population::parse(DEFAULT_POPULATION, "(embedded default)", None)
+            .expect("the embedded default population is valid")
+    }
+
+    /// Reads a population file; a WAV path in it is relative to the file.
+    pub fn load(path: &Path) -> Result<Population, PopulationError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PopulationError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Population::parse(&text, &path.display().to_string(), path.parent())
+    }
+
+    /// Parses population TOML; `origin` names it in errors, `dir` is where
+    /// relative WAV paths start (else the working directory).
+    pub fn parse(
+        text: &str,
+        origin: &str,
+        dir: Option<&Path>,
+    ) -> Result<Population, PopulationError> {
+        let root: Value = text
+            .parse()
+            .map_err(|e: toml::de::Error| PopulationError::Syntax {
+                origin: origin.to_string(),
+                message: e.message().to_string(),
+            })?;
+        let p = Parser { origin };
+        let top = p.table(&root, "")?;
+        p.known(
+            top,
+            "",
+            &[
+                "name",
+                "outcomes",
+                "ring_ms",
+                "reject_ms",
+                "talk_ms",
+                "callee_hangs_up",
+                "retry_after_s",
+                "media",
+                "audio",
+                "dtmf",
+            ],
+        )?;
+        let name = match top.get("name") {
+            Some(v) => p.string(v, "name")?.to_string(),
+            None => "unnamed".into(),
+        };
+        let outcomes = p.table(p.required(top, "outcomes")?, "outcomes")?;
+        p.known(
+            outcomes,
+            "outcomes",
+            &[
+                "answer",
+                "busy",
+                "no_answer",
+                "invalid_number",
+                "temporary_failure",
+            ],
+        )?;
+        let share = |k: &str| -> Result<f64, PopulationError> {
+            let key = format!("outcomes.{k}");
+            match outcomes.get(k) {
+                Some(v) => p.share(v, &key, None),
+                None => Ok(0.0),
+            }
+        };
+        let shares = Shares {
+            answer: share("answer")?,
+            busy: share("busy")?,
+            no_answer: share("no_answer")?,
+            invalid_number: share("invalid_number")?,
+            temporary_failure: share("temporary_failure")?,
+        };
+        let total = shares.answer
+            + shares.busy
+            + shares.no_answer
+            + shares.invalid_number
+            + shares.temporary_failure;
+        if total <= 0.0 {
+            return Err(p.err(
+                "outcomes",
+                "at least one of answer, busy, no_answer, invalid_number, temporary_failure must be above 0",
+            ));
+        }
+        let millis = |k: &str, default: Millis| -> Result<Millis, PopulationError> {
+            match top.get(k) {
+                Some(v) => p.millis(v, k),
+                None => Ok(default),
+            }
+        };
+        let ring_ms = millis("ring_ms", Millis::ZERO)?;
+        let reject_ms = millis("reject_ms", Millis::ZERO)?;
+        let talk_ms = millis("talk_ms", Millis::ZERO)?;
+        let callee_hangs_up = match top.get("callee_hangs_up") {
+            Some(v) => p.share(v, "callee_hangs_up", Some(1.0))?,
+            None => 1.0,
+        };
+        let retry_after_s = match top.get("retry_after_s") {
+            Some(v) => match p.integer(v, "retry_after_s", 86_400)? {
+                0 => None,
+                n => Some(n),
+            },
+            None => None,
+        };
+        let media = match top.get("media") {
+            None => true,
+            Some(v) => match p.string(v, "media")? {
+                "rtp" => true,
+                "none" => false,
+                other => {
+                    return Err(p.err(
+                        "media",
+                        &format!("must be \"rtp\" or \"none\", got {other:?}"),
+                    ))
+                }
+            },
+        };
+        let audio = match top.get("audio") {
+            None => Audio::Silence,
+            Some(v) => match p.string(v, "audio")? {
+                "silence" => Audio::Silence,
+                "tone" => Audio::Tone,
+                path => {
+                    let full = match dir {
+                        Some(d) if Path::new(path).is_relative() => d.join(path),
+                        _ => PathBuf::from(path),
+                    };
+                    let ulaw = crate::media::wav::read_wav(&full).map_err(|e| {
+                        p.err(
+                            "audio",
+                            &format!(
+                                "must be \"silence\", \"tone\" or a readable WAV file: {}: {e}",
+                                full.display()
+                            ),
+                        )
+                    })?;
+                    Audio::Wav { path: full, ulaw }
+                }
+            },
+        };
+        if !media && audio != Audio::Silence {
+            return Err(p.err(
+                "audio",
+                "needs media = \"rtp\" (calls without media play nothing)",
+            ));
+        }
+        let mut dtmf = Vec::new();
+        if let Some(v) = top.get("dtmf") {
+            let list = v
+                .as_array()
+                .ok_or_else(|| p.err("dtmf", "must be an array of tables ([[dtmf]])"))?;
+            let mut sum = 0.0;
+            for (i, item) in list.iter().enumerate() {
+                let key = format!("dtmf[{i}]");
+                let t = p.table(item, &key)?;
+                p.known(t, &key, &["digits", "share", "at_ms"])?;
+                let digits = p
+                    .string(p.required_at(t, &key, "digits")?, &format!("{key}.digits"))?
+                    .to_string();
+                if digits.is_empty()
+                    || !digits
+                        .chars()
+                        .all(|c| c.is_ascii_digit() || "*#ABCDabcd".contains(c))
+                {
+                    return Err(p.err(
+                        &format!("{key}.digits"),
+                        &format!("must be one or more of 0-9, *, #, A-D; got {digits:?}"),
+                    ));
+                }
+                let share = p.share(
+                    p.required_at(t, &key, "share")?,
+                    &format!("{key}.share"),
+                    Some(1.0),
+                )?;
+                let at_ms = p.millis(p.required_at(t, &key, "at_ms")?, &format!("{key}.at_ms"))?;
+                sum += share;
+                dtmf.push(DtmfChoice {
+                    digits,
+                    share,
+                    at_ms,
+                });
+            }
+            if sum > 1.0 + 1e-9 {
+                return Err(p.err(
+                    "dtmf",
+                    &format!("the shares add up to {sum}, more than 1 (the rest press nothing)"),
+                ));
+            }
+            if !dtmf.is_empty() && !media {
+                return Err(p.err("dtmf", "needs media = \"rtp\" (key presses travel as RTP)"));
+            }
+        }
+        Ok(Population {
+            name,
+            shares,
+            ring_ms,
+            reject_ms,
+            talk_ms,
+            callee_hangs_up,
+            retry_after_s,
+            media,
+            audio,
+            dtmf,
+        })
+    }
+
+    /// The plan of the call that arrived `index`-th (from 0) under `seed`:
+    /// the same seed and index always give the same plan.
+    pub fn plan(&self, seed: u64, index: u64) -> CallPlan {
+        let mut rng = StdRng::seed_from_u64(mix(seed, index));
+        let s = &self.shares;
+        let total = s.answer + s.busy + s.no_answer + s.invalid_number + s.temporary_failure;
+        let mut x = rng.gen::<f64>() * total;
+        let mut pick = |w: f64| {
+            let hit = x < w;
+            x -= w;
+            hit
+        };
+        // Every draw below is made whatever the outcome, so adding a key to
+        // one outcome does not reshuffle the others.
+        let ring = self.ring_ms.draw(&mut rng);
+        let reject = self.reject_ms.draw(&mut rng);
+        let talk = self.talk_ms.draw(&mut rng);
+        let callee_ends = rng.gen::<f64>() < self.callee_hangs_up;
+        let mut y = rng.gen::<f64>();
+        let mut dtmf = None;
+        for d in &self.dtmf {
+            let at = d.at_ms.draw(&mut rng);
+            if dtmf.is_none() && y < d.share {
+                dtmf = Some((d.digits.clone(), at));
+            }
+            y -= d.share;
+        }
+        if pick(s.answer) {
+            CallPlan::Answer {
+                ring,
+                hangup_after: callee_ends.then_some(talk),
+                dtmf,
+            }
+        } else if pick(s.busy) {
+            CallPlan::Busy { ring: reject }
+        } else if pick(s.no_answer) {
+            CallPlan::NoAnswer
+        } else if pick(s.invalid_number) {
+            CallPlan::InvalidNumber { ring: reject }
+        } else if s.temporary_failure > 0.0 {
+            CallPlan::TemporaryFailure {
+                ring: reject,
+                retry_after: self.retry_after_s.map(Duration::from_secs),
+            }
+        } else {
+            // Rounding left x just past the last non-zero share.
+            CallPlan::Answer {
+                ring,
+                hangup_after: callee_ends.then_some(talk),
+                dtmf,
+            }
+        }
+    }
+}
+
+/// SplitMix64 over seed and index: neighbouring indexes get unrelated streams.
+fn mix(seed: u64, index: u64) -> u64 {
+    let mut z = seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// One second of a 440 Hz tone at half scale, μ-law 8 kHz.
+fn tone_440hz_1s() -> Bytes {
+    let samples: Vec<i16> = (0..8000)
+        .map(|n| {
+            let t = n as f64 / 8000.0;
+            (16000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16
+        })
+        .collect();
+    let mut out = Vec::with_capacity(samples.len());
+    crate::media::g711::encode_ulaw(&samples, &mut out);
+    Bytes::from(out)
+}
+
+struct Parser<'a> {
+    origin: &'a str,
+}
+
+type Table = toml::map::Map<String, Value>;
+
+impl Parser<'_> {
+    fn err(&self, key: &str, message: &str) -> PopulationError {
+        PopulationError::Invalid {
+            origin: self.origin.to_string(),
+            key: if key.is_empty() { "(top)" } else { key }.to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    fn table<'v>(&self, v: &'v Value, key: &str) -> Result<&'v Table, PopulationError> {
+        v.as_table().ok_or_else(|| self.err(key, "must be a table"))
+    }
+
+    fn known(&self, t: &Table, prefix: &str, keys: &[&str]) -> Result<(), PopulationError> {
+        for k in t.keys() {
+            if !keys.contains(&k.as_str()) {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                return Err(self.err(
+                    &key,
+                    &format!("unknown key; expected one of {}", keys.join(", ")),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn required<'v>(&self, t: &'v Table, k: &str) -> Result<&'v Value, PopulationError> {
+        t.get(k).ok_or_else(|| self.err(k, "is required"))
+    }
+
+    fn required_at<'v>(
+        &self,
+        t: &'v Table,
+        prefix: &str,
+        k: &str,
+    ) -> Result<&'v Value, PopulationError> {
+        t.get(k)
+            .ok_or_else(|| self.err(&format!("{prefix}.{k}"), "is required"))
+    }
+
+    fn string<'v>(&self, v: &'v Value, key: &str) -> Result<&'v str, PopulationError> {
+        v.as_str().ok_or_else(|| self.err(key, "must be a string"))
+    }
+
+    fn number(&self, v: &Value, key: &str) -> Result<f64, PopulationError> {
+        match v {
+            Value::Integer(i) => Ok(*i as f64),
+            Value::Float(f) if f.is_finite() => Ok(*f),
+            _ => Err(self.err(key, "must be a number")),
+        }
+    }
+
+    fn share(&self, v: &Value, key: &str, max: Option<f64>) -> Result<f64, PopulationError> {
+        let x = self.number(v, key)?;
+        if x < 0.0 {
+            return Err(self.err(key, &format!("must not be negative, got {x}")));
+        }
+        if let Some(m) = max {
+            if x > m {
+                return Err(self.err(key, &format!("must be between 0 and {m}, got {x}")));
+            }
+        }
+        Ok(x)
+    }
+
+    fn integer(&self, v: &Value, key: &str, max: u64) -> Result<u64, PopulationError> {
+        match v {
+            Value::Integer(i) if *i >= 0 && (*i as u64) <= max => Ok(*i as u64),
+            Value::Integer(i) => {
+                Err(self.err(key, &format!("must be between 0 and {max}, got {i}")))
+            }
+            _ => Err(self.err(key, "must be a whole number")),
+        }
+    }
+
+    /// `1500` or `{ min = 1000, max = 3000 }`.
+    fn millis(&self, v: &Value, key: &str) -> Result<Millis, PopulationError> {
+        match v {
+            Value::Integer(_) => Ok(Millis::fixed(self.integer(v, key, MAX_MS)?)),
+            Value::Table(t) => {
+                self.known(t, key, &["min", "max"])?;
+                let min = self.integer(
+                    self.required_at(t, key, "min")?,
+                    &format!("{key}.min"),
+                    MAX_MS,
+                )?;
+                let max = self.integer(
+                    self.required_at(t, key, "max")?,
+                    &format!("{key}.max"),
+                    MAX_MS,
+                )?;
+                if min > max {
+                    return Err(self.err(key, &format!("min ({min}) is above max ({max})")));
+                }
+                Ok(Millis { min, max })
+            }
+            _ => Err(self.err(
+                key,
+                "must be milliseconds: a whole number, or { min = …, max = … }",
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Population, PopulationError> {
+        Population::parse(text, "test.toml", None)
+    }
+
+    fn err(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_shipped_populations_load() {
+        let d = Population::default_population();
+        assert!(d.shares.answer > 0.5);
+        for f in ["default.toml", "benchmark.toml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("scenarios/population")
+                .join(f);
+            Population::load(&path).unwrap_or_else(|e| panic!("{f}: {e}"));
+        }
+    }
+
+    #[test]
+    fn the_same_seed_and_index_give_the_same_plan() {
+        let p = Population::default_population();
+        for i in 0..200 {
+            assert_eq!(p.plan(7, i), p.plan(7, i));
+        }
+        let a: Vec<_> = (0..50).map(|i| p.plan(7, i)).collect();
+        let b: Vec<_> = (0..50).map(|i| p.plan(8, i)).collect();
+        assert_ne!(a, b, "another seed gives another sequence");
+    }
+
+    #[test]
+    fn shares_hold_over_many_calls() {
+        let p = parse(
+            "ring_ms = { min = 100, max = 200 }\n\
+             [outcomes]\nanswer = 5\nbusy = 2\nno_answer = 1\ninvalid_number = 1\ntemporary_failure = 1\n\
+             [[dtmf]]\ndigits = \"1\"\nshare = 0.7\nat_ms = 3000\n\
+             [[dtmf]]\ndigits = \"2\"\nshare = 0.2\nat_ms = 3000\n",
+        )
+        .unwrap();
+        let n = 20_000;
+        let mut counts = std::collections::HashMap::new();
+        let mut ones = 0;
+        let mut answered = 0;
+        for i in 0..n {
+            let plan = p.plan(1, i);
+            *counts.entry(plan.kind()).or_insert(0) += 1;
+            if let CallPlan::Answer { ring, dtmf, .. } = plan {
+                assert!((100..=200).contains(&(ring.as_millis() as u64)));
+                answered += 1;
+                if dtmf.map(|d| d.0) == Some("1".into()) {
+                    ones += 1;
+                }
+            }
+        }
+        let near = |k: &str, share: f64| {
+            let got = counts[k] as f64 / n as f64;
+            assert!((got - share).abs() < 0.015, "{k}: {got} vs {share}");
+        };
+        near("answer", 0.5);
+        near("busy", 0.2);
+        near("no_answer", 0.1);
+        near("invalid_number", 0.1);
+        near("temporary_failure", 0.1);
+        let got = ones as f64 / answered as f64;
+        assert!((got - 0.7).abs() < 0.02, "{got}");
+    }
+
+    #[test]
+    fn errors_name_the_key_and_why() {
+        assert!(err("").contains("`outcomes`: is required"), "{}", err(""));
+        let e = err("[outcomes]\nanswer = -1\n");
+        assert!(
+            e.contains("`outcomes.answer`") && e.contains("negative"),
+            "{e}"
+        );
+        let e = err("[outcomes]\nanswr = 1\n");
+        assert!(
+            e.contains("`outcomes.answr`") && e.contains("unknown key"),
+            "{e}"
+        );
+        let e = err("[outcomes]\nanswer = 0\n");
+        assert!(e.contains("`outcomes`") && e.contains("above 0"), "{e}");
+        let e = err("ring_ms = { min = 5, max = 1 }\n[outcomes]\nanswer = 1\n");
+        assert!(e.contains("`ring_ms`") && e.contains("above max"), "{e}");
+        let e = err("talk_ms = \"long\"\n[outcomes]\nanswer = 1\n");
+        assert!(e.contains("`talk_ms`") && e.contains("milliseconds"), "{e}");
+        let e = err("[outcomes]\nanswer = 1\n[[dtmf]]\ndigits = \"x\"\nshare = 0.5\nat_ms = 1\n");
+        assert!(e.contains("`dtmf[0].digits`"), "{e}");
+        let e = err(
+            "[outcomes]\nanswer = 1\n[[dtmf]]\ndigits = \"1\"\nshare = 0.7\nat_ms = 1\n\
+             [[dtmf]]\ndigits = \"2\"\nshare = 0.7\nat_ms = 1\n",
+        );
+        assert!(e.contains("`dtmf`") && e.contains("more than 1"), "{e}");
+        let e = err("audio = \"missing.wav\"\n[outcomes]\nanswer = 1\n");
+        assert!(e.contains("`audio`") && e.contains("missing.wav"), "{e}");
+        let e = err("media = \"none\"\naudio = \"tone\"\n[outcomes]\nanswer = 1\n");
+        assert!(e.contains("`audio`"), "{e}");
+        let e = err("callee_hangs_up = 2\n[outcomes]\nanswer = 1\n");
+        assert!(e.contains("`callee_hangs_up`"), "{e}");
+        let e = err("[outcomes\n");
+        assert!(e.contains("not valid TOML"), "{e}");
+    }
+
+    #[test]
+    fn the_tone_is_one_second_of_mu_law() {
+        let t = Audio::Tone.ulaw().unwrap();
+        assert_eq!(t.len(), 8000);
+        assert!(t.iter().any(|&b| b != 0xFF));
+    }
+}

@@ -1,0 +1,119 @@
+//! `herald demo` as a new user runs it: it exits 0 on its own, and its
+//! closing summary is what the database it kept says.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_herald");
+
+/// The summary's rows: `  KIND     NAME     COUNT`, by (kind, name).
+fn summary_rows(stdout: &str) -> BTreeMap<(String, String), f64> {
+    let mut rows = BTreeMap::new();
+    let mut in_summary = false;
+    for line in stdout.lines() {
+        if line.starts_with("Summary:") {
+            in_summary = true;
+            continue;
+        }
+        if !in_summary || line.trim().is_empty() {
+            if in_summary {
+                break;
+            }
+            continue;
+        }
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        let (kind, name, n) = match cells.as_slice() {
+            [kind, n] => (*kind, "", *n),
+            [kind, name, n] => (*kind, *name, *n),
+            _ => panic!("unexpected summary line {line:?}"),
+        };
+        if kind == "what" {
+            continue;
+        }
+        let n: f64 = n.parse().unwrap_or_else(|_| panic!("no count in {line:?}"));
+        rows.insert((kind.to_string(), name.to_string()), n);
+    }
+    rows
+}
+
+#[tokio::test]
+async fn the_demo_finishes_on_its_own_and_its_summary_matches_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("demo.db");
+    let child = tokio::process::Command::new(BIN)
+        .args(["demo", "--targets", "100", "--seed", "3", "--db"])
+        .arg(&db)
+        .current_dir(dir.path())
+        .env_remove("HERALD_BOOTSTRAP_API_KEY")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .expect("the demo finishes within 2 minutes")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(
+        !stdout.contains('\x1b'),
+        "no terminal redraws without a terminal"
+    );
+    assert!(stdout.contains("/v1/campaigns/"), "REST URLs are shown");
+    let rows = summary_rows(&stdout);
+    let row = |k: &str, n: &str| rows.get(&(k.into(), n.into())).copied().unwrap_or(0.0) as i64;
+
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let status: String = sqlx::query_scalar("SELECT status FROM campaigns")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "finished");
+    let targets: Vec<(String, i64)> =
+        sqlx::query_as("SELECT state, COUNT(*) FROM targets GROUP BY state")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(targets.iter().map(|(_, n)| n).sum::<i64>(), 100);
+    for (state, n) in &targets {
+        assert!(
+            state == "finished" || state == "failed",
+            "{state} is not final"
+        );
+        assert_eq!(row("target", state), *n, "targets {state}\n{stdout}");
+    }
+    assert_eq!(row("target", "(all)"), 100);
+    let outcomes: Vec<(String, i64)> =
+        sqlx::query_as("SELECT outcome, COUNT(*) FROM calls GROUP BY outcome")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    for (outcome, n) in &outcomes {
+        assert_eq!(row("attempt", outcome), *n, "attempts {outcome}\n{stdout}");
+    }
+    let (attempts, dialed): (i64, i64) =
+        sqlx::query_as("SELECT COUNT(*), COUNT(DISTINCT target_id) FROM calls")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(row("attempt", "(all)"), attempts);
+    assert_eq!(row("retries", ""), attempts - dialed);
+    assert_eq!(dialed, 100, "every person was called");
+    assert!(attempts > dialed, "some calls were retried\n{stdout}");
+    assert!(
+        row("attempt", "answered") >= 50,
+        "the default population answers most calls\n{stdout}"
+    );
+    pool.close().await;
+}
