@@ -1,1 +1,428 @@
-fn main() {}
+//! 1,000 concurrent answered calls bridged to a Twilio Media Streams echo bot.
+//!
+//! herald's call control places the calls at SIPp callees that echo every
+//! RTP packet (`-rtp_echo`, as in `sip_concurrent`); each answered call gets
+//! a `media_stream` session (prepared on 180, run on 200, exactly as the
+//! scheduler does) connected to a WebSocket bot that sends every `media`
+//! frame straight back and, once a second, a `mark` after it. The bot runs in
+//! a child process (this binary again), so the CPU measured in this process
+//! is herald's: call control, RTP, and the sessions.
+//!
+//! Reported: herald's CPU per call (% of one core) and RSS per call over the
+//! measured window; frame gaps (RTP sequence gaps seen by herald, `chunk` and
+//! `timestamp` steps seen by the bot, frames dropped for a slow reader);
+//! answer-to-`start` latency (the 200 OK's arrival to the bot's receipt of
+//! `start`); and bot-audio-to-RTP latency (a `mark` sent after echoed audio
+//! comes back once that audio has gone out as RTP).
+//!
+//! Run: `cargo bench --bench agent_stream`. Environment: `HERALD_CALLS`
+//! (default 1000), `HERALD_HOLD_SECS` (measured window, default 10),
+//! `HERALD_SIPPS` (default 5).
+
+#[path = "../tests/sipp/mod.rs"]
+mod sipp;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::{SinkExt, StreamExt};
+use herald::agent::media_stream::MediaStreamAgent;
+use herald::agent::{
+    call_sid, stream_sid, Agent, AgentConfig, AgentKind, SessionContext, SessionControl,
+};
+use herald::domain::Outcome;
+use herald::sip::{CallControl, CallEvent, DialDestination, OriginateRequest};
+use serde_json::{json, Value};
+use sipp::herald::{media_config, start, trunk};
+use sipp::{SippUas, UasOptions};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::Message;
+
+const BOT_ROLE: &str = "HERALD_AGENT_STREAM_BOT";
+
+fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or_default();
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn unix_us(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+// ---------------------------------------------------------------- the bot
+
+/// What the bot saw on one socket.
+#[derive(Default)]
+struct BotCall {
+    call_sid: String,
+    start_us: i64,
+    frames: u64,
+    chunk_gaps: u64,
+    ts_gaps: u64,
+    marks_ms: Vec<f64>,
+    stopped: bool,
+}
+
+async fn bot_socket(s: tokio::net::TcpStream) -> BotCall {
+    let mut r = BotCall::default();
+    let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
+        return r;
+    };
+    let mut sid = String::new();
+    let mut last_chunk = 0u64;
+    let mut last_ts: Option<u64> = None;
+    let mut pending: HashMap<String, Instant> = HashMap::new();
+    while let Some(Ok(m)) = ws.next().await {
+        let Message::Text(t) = m else { continue };
+        let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else {
+            continue;
+        };
+        match v["event"].as_str() {
+            Some("start") => {
+                r.start_us = unix_us(SystemTime::now());
+                r.call_sid = v["start"]["callSid"].as_str().unwrap_or_default().into();
+                sid = v["streamSid"].as_str().unwrap_or_default().into();
+            }
+            Some("media") => {
+                r.frames += 1;
+                let chunk: u64 = v["media"]["chunk"]
+                    .as_str()
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(0);
+                if chunk != last_chunk + 1 {
+                    r.chunk_gaps += 1;
+                }
+                last_chunk = chunk;
+                let ts: u64 = v["media"]["timestamp"]
+                    .as_str()
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(0);
+                if last_ts.is_some_and(|l| ts != l + 20) {
+                    r.ts_gaps += 1;
+                }
+                last_ts = Some(ts);
+                let echo = json!({"event": "media", "streamSid": sid,
+                                  "media": {"payload": v["media"]["payload"]}});
+                if ws
+                    .send(Message::Text(echo.to_string().into()))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                if r.frames % 50 == 0 {
+                    let name = format!("m{}", r.frames);
+                    pending.insert(name.clone(), Instant::now());
+                    let mark = json!({"event": "mark", "streamSid": sid, "mark": {"name": name}});
+                    if ws
+                        .send(Message::Text(mark.to_string().into()))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+            Some("mark") => {
+                if let Some(t0) = v["mark"]["name"].as_str().and_then(|n| pending.remove(n)) {
+                    r.marks_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+                }
+            }
+            Some("stop") => {
+                r.stopped = true;
+                let _ = ws.close(None).await;
+            }
+            _ => {}
+        }
+    }
+    r
+}
+
+/// The bot process: listens, prints its URL, serves `HERALD_CALLS` sockets,
+/// then prints one JSON line with what it saw.
+async fn bot_main() {
+    let n: usize = env_num("HERALD_CALLS", 1000);
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bot bind");
+    println!("ws://{}/stream", listener.local_addr().expect("addr"));
+    let mut socks = JoinSet::new();
+    for _ in 0..n {
+        let Ok((s, _)) = listener.accept().await else {
+            break;
+        };
+        let _ = s.set_nodelay(true);
+        socks.spawn(bot_socket(s));
+    }
+    let mut calls = Vec::new();
+    while let Some(r) = socks.join_next().await {
+        if let Ok(r) = r {
+            calls.push(r);
+        }
+    }
+    let mut marks: Vec<f64> = calls.iter().flat_map(|c| c.marks_ms.clone()).collect();
+    marks.sort_by(f64::total_cmp);
+    let out = json!({
+        "sockets": calls.len(),
+        "frames": calls.iter().map(|c| c.frames).sum::<u64>(),
+        "chunk_gaps": calls.iter().map(|c| c.chunk_gaps).sum::<u64>(),
+        "ts_gaps": calls.iter().map(|c| c.ts_gaps).sum::<u64>(),
+        "stopped": calls.iter().filter(|c| c.stopped).count(),
+        "marks": marks.len(),
+        "mark_ms": [percentile(&marks, 0.5), percentile(&marks, 0.99), marks.last().copied().unwrap_or(f64::NAN)],
+        "starts": calls.iter().map(|c| (c.call_sid.clone(), json!(c.start_us))).collect::<serde_json::Map<_, _>>(),
+        "cpu_s": cpu_seconds("self"),
+    });
+    println!("{out}");
+}
+
+// ---------------------------------------------------------------- herald's side
+
+#[derive(Default)]
+struct CallResult {
+    answered: bool,
+    call_sid: String,
+    answered_us: i64,
+    sent: u64,
+    received: u64,
+    gaps: u64,
+    dropped: u64,
+}
+
+async fn call(
+    cc: CallControl,
+    agent: Arc<dyn Agent>,
+    i: usize,
+    uri: String,
+    hold: Duration,
+) -> CallResult {
+    let attempt = uuid::Uuid::now_v7().to_string();
+    let ctx = SessionContext {
+        attempt_id: attempt.clone(),
+        call_sid: call_sid(&attempt),
+        stream_sid: stream_sid(),
+        account_sid: format!("AC{}", "0".repeat(32)),
+        campaign_id: None,
+        target_id: Some(format!("bench-{i}")),
+        to: uri.clone(),
+        from: None,
+        variables: serde_json::Map::new(),
+    };
+    let req = OriginateRequest {
+        attempt_id: attempt,
+        destination: DialDestination::Sip { uri },
+        caller_id: None,
+        ring_timeout: Duration::from_secs(20),
+        max_duration: hold,
+        headers: Vec::new(),
+    };
+    let mut r = CallResult {
+        call_sid: ctx.call_sid.clone(),
+        ..CallResult::default()
+    };
+    let Ok(mut c) = cc.originate(req).await else {
+        return r;
+    };
+    let ctl = Arc::new(SessionControl::default());
+    let prepare = |agent: &Arc<dyn Agent>| {
+        let (agent, ctx) = (agent.clone(), ctx.clone());
+        tokio::spawn(async move { agent.prepare(&ctx).await })
+    };
+    let mut prepared = None;
+    let mut session = None;
+    while let Some(ev) = c.next_event().await {
+        match ev {
+            CallEvent::Ringing { .. } if prepared.is_none() => prepared = Some(prepare(&agent)),
+            CallEvent::Answered { at, media } => {
+                r.answered_us = at.timestamp_micros();
+                let ready = prepared.take().unwrap_or_else(|| prepare(&agent));
+                match ready.await {
+                    Ok(Ok(s)) => session = Some(tokio::spawn(s.run(media, ctl.clone()))),
+                    _ => c.hangup(),
+                }
+            }
+            CallEvent::Ended(e) => {
+                r.answered = e.outcome == Outcome::Answered;
+                if let Some(s) = e.media_stats {
+                    r.sent = s.packets_sent;
+                    r.received = s.packets_received;
+                    r.gaps = s.sequence_gaps;
+                    r.dropped = s.audio_frames_dropped;
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = session {
+        let _ = tokio::time::timeout(herald::agent::SESSION_END_GRACE, s).await;
+    }
+    r
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::var_os(BOT_ROLE).is_some() {
+        return bot_main().await;
+    }
+    let n: usize = env_num("HERALD_CALLS", 1000);
+    let hold_secs: u64 = env_num("HERALD_HOLD_SECS", 10);
+    let sipps: usize = env_num("HERALD_SIPPS", 5usize).max(1);
+
+    let mut bot = tokio::process::Command::new(std::env::current_exe().expect("exe"))
+        .env(BOT_ROLE, "1")
+        .env("HERALD_CALLS", n.to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("bot process");
+    let bot_pid = bot.id().expect("bot pid").to_string();
+    let mut bot_out = BufReader::new(bot.stdout.take().expect("bot stdout")).lines();
+    let url = bot_out
+        .next_line()
+        .await
+        .expect("bot output")
+        .expect("bot url");
+
+    let mut uases = Vec::new();
+    for k in 0..sipps {
+        let calls = (n / sipps + usize::from(k < n % sipps)) as u32;
+        uases.push(
+            SippUas::start_with(UasOptions {
+                scenario: "uas_answer_echo.xml",
+                calls: Some(calls),
+                extra: &["-rtp_echo", "-max_recv_loops", "10000"],
+                timeout_s: 120,
+                trace: false,
+            })
+            .await,
+        );
+    }
+    let uris: Vec<String> = uases.iter().map(|u| u.uri()).collect();
+    let mut media = media_config(30);
+    media.rtp_port_min = 20000;
+    media.rtp_port_max = 60000;
+    let (cc, cancel) = start(trunk("sip:127.0.0.1:9", "", "", 1), media).await;
+    let config = AgentConfig {
+        id: "bench".into(),
+        name: "echo-bot".into(),
+        kind: AgentKind::MediaStream { url: url.clone() },
+        parameters: serde_json::Map::new(),
+        max_concurrent_sessions: n as u32,
+    };
+    let agent: Arc<dyn Agent> = Arc::new(MediaStreamAgent::new(url, config));
+    let rss0 = rss_kb();
+    // Ramp up at 200 calls/s; every call lasts the ramp + the window + 2 s.
+    let rate = 200.0;
+    let ramp = Duration::from_secs_f64(n as f64 / rate);
+    let hold = ramp + Duration::from_secs(hold_secs + 2);
+    let mut calls = JoinSet::new();
+    let t0 = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let mut launched = 0;
+    while launched < n {
+        tick.tick().await;
+        let due = ((t0.elapsed().as_secs_f64() * rate).ceil() as usize).min(n);
+        while launched < due {
+            let uri = uris[launched % uris.len()].clone();
+            calls.spawn(call(cc.clone(), agent.clone(), launched, uri, hold));
+            launched += 1;
+        }
+    }
+    // The measured window, once every call is up (a measurement, not a wait).
+    tokio::time::sleep_until((t0 + ramp + Duration::from_secs(1)).into()).await;
+    let live = cc.live_calls();
+    let (cpu0, bot_cpu0) = (cpu_seconds("self"), cpu_seconds(&bot_pid));
+    let w0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(hold_secs)).await;
+    let cpu = cpu_seconds("self") - cpu0;
+    let bot_cpu = cpu_seconds(&bot_pid) - bot_cpu0;
+    let window = w0.elapsed().as_secs_f64();
+    let rss1 = rss_kb();
+
+    let mut results = Vec::new();
+    while let Some(r) = calls.join_next().await {
+        if let Ok(r) = r {
+            results.push(r);
+        }
+    }
+    cancel.cancel();
+    let report: Value = match bot_out.next_line().await {
+        Ok(Some(line)) => serde_json::from_str(&line).unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
+    let _ = bot.wait().await;
+    let mut sipp_exits = Vec::new();
+    for u in uases {
+        sipp_exits.push(u.finish().await.code);
+    }
+
+    let answered = results.iter().filter(|r| r.answered).count();
+    let starts = report["starts"].as_object().cloned().unwrap_or_default();
+    let mut start_ms: Vec<f64> = results
+        .iter()
+        .filter_map(|r| {
+            let s = starts.get(&r.call_sid)?.as_i64()?;
+            Some((s - r.answered_us) as f64 / 1000.0)
+        })
+        .collect();
+    start_ms.sort_by(f64::total_cmp);
+    let sum = |f: fn(&CallResult) -> u64| results.iter().map(f).sum::<u64>();
+    let per = |x: f64| x / live.max(1) as f64;
+    println!("| calls | live in window | answered | herald CPU (% of one core) | per call | RSS per call | bot CPU | RTP sent | RTP received | RTP gaps | frames dropped | bot frames | chunk gaps | timestamp gaps | stops | answer→start p50 / p99 / max | bot audio→RTP (mark) p50 / p99 / max | SIPp exits |");
+    println!(
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|"
+    );
+    let m = &report["mark_ms"];
+    println!(
+        "| {n} | {live} | {answered} | {:.1}% | {:.4}% | {:.1} KB | {:.1}% | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} / {:.1} / {:.1} ms | {:.1} / {:.1} / {:.1} ms ({} marks) | {:?} |",
+        100.0 * cpu / window,
+        per(100.0 * cpu / window),
+        per(rss1.saturating_sub(rss0) as f64),
+        100.0 * bot_cpu / window,
+        sum(|r| r.sent),
+        sum(|r| r.received),
+        sum(|r| r.gaps),
+        sum(|r| r.dropped),
+        report["frames"],
+        report["chunk_gaps"],
+        report["ts_gaps"],
+        report["stopped"],
+        percentile(&start_ms, 0.5),
+        percentile(&start_ms, 0.99),
+        start_ms.last().copied().unwrap_or(f64::NAN),
+        m[0].as_f64().unwrap_or(f64::NAN),
+        m[1].as_f64().unwrap_or(f64::NAN),
+        m[2].as_f64().unwrap_or(f64::NAN),
+        report["marks"],
+        sipp_exits,
+    );
+}

@@ -5,7 +5,7 @@ RTP/PCMU capture for SIPp's play_pcap_audio (scenarios/audio/chirp_1s.pcap:
 50 packets of 160 bytes, 20 ms apart, seq 1000.., timestamp 16000..).
 
 Run from the crate root: python3 scenarios/tools/chirp_pcap.py
-The output is deterministic; the test checks the capture carries the file.
+The output is deterministic.
 """
 import math
 import struct

@@ -45,7 +45,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_millis(1000);
 const MAX_MESSAGE: usize = 2 << 20;
 /// Socket buffers: messages are small (a 20 ms frame is ~300 bytes), and
 /// there may be thousands of sessions.
-const READ_BUFFER: usize = 16 << 10;
+const READ_BUFFER: usize = 4 << 10;
 const WRITE_BUFFER: usize = 0;
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
