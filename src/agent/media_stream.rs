@@ -236,7 +236,59 @@ impl MediaStreamSession {
 
 #[cfg(test)]
 mod tests {
-    use super::redacted;
+    use super::*;
+
+    fn agent(url: &str) -> MediaStreamAgent {
+        let config = AgentConfig {
+            id: "a".into(),
+            name: "bot".into(),
+            kind: super::super::AgentKind::MediaStream { url: url.into() },
+            parameters: Map::new(),
+            max_concurrent_sessions: 1,
+        };
+        MediaStreamAgent::new(url.into(), config)
+    }
+
+    fn ctx() -> SessionContext {
+        SessionContext {
+            attempt_id: "0".into(),
+            call_sid: "CA0".into(),
+            stream_sid: "MZ0".into(),
+            account_sid: "AC0".into(),
+            campaign_id: None,
+            target_id: None,
+            to: "+15550001111".into(),
+            from: None,
+            variables: Map::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_is_not_a_websocket_server_is_unavailable_with_the_reason() {
+        // A TCP peer that closes at once: neither the TLS nor the upgrade succeeds.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            for _ in 0..2 {
+                let (s, _) = l.accept().await.unwrap();
+                drop(s);
+            }
+        });
+        for scheme in ["wss", "ws"] {
+            let url = format!("{scheme}://user:pw@{addr}/s?token=secret");
+            let Err(e) = agent(&url).prepare(&ctx()).await else {
+                panic!("{scheme}: connected to a closed socket");
+            };
+            let reason = e.to_string();
+            assert!(reason.contains("cannot connect"), "{reason}");
+            assert!(reason.contains(&format!("{scheme}://{addr}/s")), "{reason}");
+            assert!(
+                !reason.contains("secret") && !reason.contains("pw"),
+                "{reason}"
+            );
+        }
+        server.await.unwrap();
+    }
 
     #[test]
     fn urls_in_reasons_lose_credentials_and_query() {
