@@ -17,5 +17,7 @@ pub mod config;
 pub mod domain;
 pub mod events;
 pub mod media;
+pub mod metrics;
 pub mod sip;
 pub mod store;
+pub mod webhooks;

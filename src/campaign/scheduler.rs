@@ -741,6 +741,8 @@ impl CallJob {
         .await;
         let (ended, sip_call_id, answer_recorded) =
             (placed.ended, placed.sip_call_id, placed.answer_recorded);
+        self.store.metrics().call_media(ended.media_stats.as_ref());
+        tracing::debug!(outcome = %ended.outcome, sip_code = ?ended.sip_code, "attempt ended");
         let decision = decide(
             &c.target.destinations,
             c.destination_index,
