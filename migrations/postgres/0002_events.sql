@@ -14,7 +14,7 @@ CREATE TABLE event_pages (
     first_seq   BIGINT NOT NULL,
     last_seq    BIGINT NOT NULL,
     at          BIGINT NOT NULL,
-    -- JSON array of {"type", "at", ...fields}.
+    -- JSON array of events, each [code, at, field...] (src/store/events.rs, LAYOUTS).
     events      TEXT NOT NULL,
     PRIMARY KEY (campaign_id, last_seq)
 );

@@ -307,11 +307,15 @@ impl Store {
             return Ok(());
         }
         let started = std::time::Instant::now();
+        // Serialized before the write lock is taken: only the choice of which
+        // transitions to log waits for the transaction.
+        let mut prepared: Vec<PreparedEvents> = batch.iter().map(prepare_events).collect();
         let _write = self.write_guard().await;
         let logged = with_pool!(self, p => {
             let mut tx = p.begin_write().await?;
             let mut log = EventLog::default();
-            for chunk in batch.chunks(RECORD_ROWS_PER_STATEMENT) {
+            for (chunk, prepared) in batch.chunks(RECORD_ROWS_PER_STATEMENT)
+                .zip(prepared.chunks_mut(RECORD_ROWS_PER_STATEMENT)) {
                 let mut qb = sqlx::QueryBuilder::new("UPDATE calls SET status = v.column2, outcome = v.column3, \
                     sip_code = v.column4, q850_cause = v.column5, result = v.column6, \
                     sip_call_id = COALESCE(v.column7, calls.sip_call_id), invite_sent_at = v.column8, \
@@ -330,7 +334,7 @@ impl Store {
 
                 let moving: Vec<&Completion> = chunk.iter().filter(|c| !c.transitions.is_empty()).collect();
                 if moving.is_empty() {
-                    log_completions(&mut log, chunk, &Default::default());
+                    log_completions(&mut log, chunk, prepared, &Default::default());
                     continue;
                 }
                 let mut qb = sqlx::QueryBuilder::new("UPDATE targets SET state = v.column2, \
@@ -346,7 +350,7 @@ impl Store {
                 qb.push(") AS v WHERE targets.id = v.column1 AND targets.state = v.column7 RETURNING targets.id");
                 let moved: std::collections::HashSet<String> =
                     qb.build_query_scalar::<String>().fetch_all(&mut *tx).await?.into_iter().collect();
-                log_completions(&mut log, chunk, &moved);
+                log_completions(&mut log, chunk, prepared, &moved);
 
                 let events: Vec<(&Completion, &Transition)> = moving.iter()
                     .filter(|c| moved.contains(&c.target_id))
@@ -428,7 +432,7 @@ impl Store {
         now: i64,
     ) -> Result<bool> {
         let lock = if self.backend() == super::Backend::Postgres {
-            " FOR UPDATE"
+            " FOR NO KEY UPDATE"
         } else {
             ""
         };
@@ -582,79 +586,96 @@ impl Store {
     }
 }
 
-/// The events of a recorded chunk: each attempt's end (and its answer when
-/// it was not recorded live, and the agent's result), then the transitions of
+/// One completion's events, serialized: the attempt's (its answer when it
+/// was not recorded live, its end, the agent's result) and the target's
+/// transitions (logged only if the target moved).
+struct PreparedEvents {
+    attempt: Vec<String>,
+    transitions: Vec<String>,
+}
+
+fn prepare_events(c: &Completion) -> PreparedEvents {
+    let mut p = PreparedEvents {
+        attempt: Vec::new(),
+        transitions: Vec::new(),
+    };
+    if c.campaign_id.is_none() {
+        return p;
+    }
+    let f = &c.call;
+    let (attempt_id, target_id) = (c.call_id.as_str(), c.target_id.as_str());
+    if c.expect == TargetState::Dialing {
+        if let Some(at) = f.answered_at {
+            p.attempt
+                .push(EventLog::serialize(&EventRecord::AttemptAnswered {
+                    at,
+                    attempt_id,
+                    target_id,
+                }));
+        }
+    }
+    p.attempt
+        .push(EventLog::serialize(&EventRecord::AttemptEnded {
+            at: f.ended_at,
+            attempt_id,
+            target_id,
+            outcome: &f.outcome,
+            sip_code: f.sip_code,
+            q850_cause: f.q850_cause,
+            hangup_by: f.hangup_by.as_deref(),
+            reason: f.reason.as_deref(),
+            invite_sent_at: f.invite_sent_at,
+            ringing_at: f.ringing_at,
+            answered_at: f.answered_at,
+            ended_at: f.ended_at,
+        }));
+    if let Some(result) = f.result.as_deref() {
+        p.attempt
+            .push(EventLog::serialize(&EventRecord::AgentResult {
+                at: f.ended_at,
+                attempt_id,
+                target_id,
+                result,
+            }));
+    }
+    for t in &c.transitions {
+        let sip_code = if t.from == TargetState::Dialing {
+            f.sip_code
+        } else {
+            None
+        };
+        p.transitions
+            .push(EventLog::serialize(&EventRecord::Transition {
+                at: f.ended_at,
+                target_id,
+                attempt_id: Some(attempt_id),
+                from: t.from.as_str(),
+                to: t.to.as_str(),
+                sip_code,
+                reason: t.reason.as_deref(),
+            }));
+    }
+    p
+}
+
+/// Logs a recorded chunk's events: every attempt's, then the transitions of
 /// the targets that moved.
 fn log_completions(
     log: &mut EventLog,
     chunk: &[Completion],
+    prepared: &mut [PreparedEvents],
     moved: &std::collections::HashSet<String>,
 ) {
-    for c in chunk {
+    for (c, p) in chunk.iter().zip(prepared) {
         let Some(campaign) = c.campaign_id.as_deref() else {
             continue;
         };
-        let f = &c.call;
-        let (attempt_id, target_id) = (c.call_id.as_str(), c.target_id.as_str());
-        if c.expect == TargetState::Dialing {
-            if let Some(at) = f.answered_at {
-                log.push(
-                    campaign,
-                    &EventRecord::AttemptAnswered {
-                        at,
-                        attempt_id,
-                        target_id,
-                    },
-                );
-            }
-        }
-        log.push(
-            campaign,
-            &EventRecord::AttemptEnded {
-                at: f.ended_at,
-                attempt_id,
-                target_id,
-                outcome: &f.outcome,
-                sip_code: f.sip_code,
-                q850_cause: f.q850_cause,
-                hangup_by: f.hangup_by.as_deref(),
-                reason: f.reason.as_deref(),
-                invite_sent_at: f.invite_sent_at,
-                ringing_at: f.ringing_at,
-                answered_at: f.answered_at,
-                ended_at: f.ended_at,
-            },
-        );
-        if let Some(result) = f.result.as_deref() {
-            log.push(
-                campaign,
-                &EventRecord::AgentResult {
-                    at: f.ended_at,
-                    attempt_id,
-                    target_id,
-                    result,
-                },
-            );
+        for e in p.attempt.drain(..) {
+            log.push_json(campaign, e);
         }
         if moved.contains(&c.target_id) {
-            for t in &c.transitions {
-                let sip_code = if t.from == TargetState::Dialing {
-                    f.sip_code
-                } else {
-                    None
-                };
-                log.push(
-                    campaign,
-                    &EventRecord::Transition {
-                        at: f.ended_at,
-                        target_id,
-                        attempt_id: Some(attempt_id),
-                        from: t.from.as_str(),
-                        to: t.to.as_str(),
-                        sip_code,
-                        reason: t.reason.as_deref(),
-                    },
-                );
+            for e in p.transitions.drain(..) {
+                log.push_json(campaign, e);
             }
         }
     }

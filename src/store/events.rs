@@ -16,7 +16,6 @@
 //! `last_seq`; in-process wake-ups come from [`Store::log_watch`], bumped
 //! after every commit that logged events.
 
-use serde::Serialize;
 use serde_json::{Map, Value};
 use sqlx::Row;
 
@@ -36,12 +35,59 @@ pub const EVENT_TYPES: [&str; 6] = [
     "campaign.status",
 ];
 
+/// Field names of each type's stored form, after its code and `at`. Pages
+/// store an event as a JSON array `[code, at, field…]` (positional, to keep
+/// the log small; the dialing path writes several events per attempt).
+const LAYOUTS: [(&str, &str, &[&str]); 6] = [
+    (
+        "T",
+        "target.transition",
+        &[
+            "target_id",
+            "attempt_id",
+            "from",
+            "to",
+            "sip_code",
+            "reason",
+        ],
+    ),
+    (
+        "S",
+        "attempt.started",
+        &[
+            "attempt_id",
+            "target_id",
+            "destination_index",
+            "destination",
+            "attempt",
+        ],
+    ),
+    ("A", "attempt.answered", &["attempt_id", "target_id"]),
+    (
+        "E",
+        "attempt.ended",
+        &[
+            "attempt_id",
+            "target_id",
+            "outcome",
+            "sip_code",
+            "q850_cause",
+            "hangup_by",
+            "reason",
+            "invite_sent_at",
+            "ringing_at",
+            "answered_at",
+            "ended_at",
+        ],
+    ),
+    ("R", "agent.result", &["attempt_id", "target_id", "result"]),
+    ("C", "campaign.status", &["from", "to", "reason"]),
+];
+
 /// One event as written. Times are epoch milliseconds.
-#[derive(Debug, Serialize)]
-#[serde(tag = "type")]
+#[derive(Debug)]
 pub enum EventRecord<'a> {
     /// A row of `target_events`.
-    #[serde(rename = "target.transition")]
     Transition {
         at: i64,
         target_id: &'a str,
@@ -52,7 +98,6 @@ pub enum EventRecord<'a> {
         reason: Option<&'a str>,
     },
     /// An attempt row was opened: the call is being placed.
-    #[serde(rename = "attempt.started")]
     AttemptStarted {
         at: i64,
         attempt_id: &'a str,
@@ -62,14 +107,12 @@ pub enum EventRecord<'a> {
         /// The target's try number.
         attempt: u32,
     },
-    #[serde(rename = "attempt.answered")]
     AttemptAnswered {
         at: i64,
         attempt_id: &'a str,
         target_id: &'a str,
     },
     /// The attempt row was closed; `ringing_at` says whether and when it rang.
-    #[serde(rename = "attempt.ended")]
     AttemptEnded {
         at: i64,
         attempt_id: &'a str,
@@ -85,14 +128,12 @@ pub enum EventRecord<'a> {
         ended_at: i64,
     },
     /// The agent's result stored on the attempt (`calls.result`).
-    #[serde(rename = "agent.result")]
     AgentResult {
         at: i64,
         attempt_id: &'a str,
         target_id: &'a str,
         result: &'a str,
     },
-    #[serde(rename = "campaign.status")]
     CampaignStatus {
         at: i64,
         from: &'a str,
@@ -109,7 +150,91 @@ pub struct EventLog {
 
 impl EventLog {
     pub fn push(&mut self, campaign_id: &str, e: &EventRecord<'_>) {
-        let json = serde_json::to_string(e).expect("events serialize");
+        self.push_json(campaign_id, Self::serialize(e));
+    }
+
+    /// An event's stored form.
+    pub fn serialize(e: &EventRecord<'_>) -> String {
+        use EventRecord as E;
+        let json = match *e {
+            E::Transition {
+                at,
+                target_id,
+                attempt_id,
+                from,
+                to,
+                sip_code,
+                reason,
+            } => {
+                serde_json::to_string(&("T", at, target_id, attempt_id, from, to, sip_code, reason))
+            }
+            E::AttemptStarted {
+                at,
+                attempt_id,
+                target_id,
+                destination_index,
+                destination,
+                attempt,
+            } => serde_json::to_string(&(
+                "S",
+                at,
+                attempt_id,
+                target_id,
+                destination_index,
+                destination,
+                attempt,
+            )),
+            E::AttemptAnswered {
+                at,
+                attempt_id,
+                target_id,
+            } => serde_json::to_string(&("A", at, attempt_id, target_id)),
+            E::AttemptEnded {
+                at,
+                attempt_id,
+                target_id,
+                outcome,
+                sip_code,
+                q850_cause,
+                hangup_by,
+                reason,
+                invite_sent_at,
+                ringing_at,
+                answered_at,
+                ended_at,
+            } => serde_json::to_string(&(
+                "E",
+                at,
+                attempt_id,
+                target_id,
+                outcome,
+                sip_code,
+                q850_cause,
+                hangup_by,
+                reason,
+                invite_sent_at,
+                ringing_at,
+                answered_at,
+                ended_at,
+            )),
+            E::AgentResult {
+                at,
+                attempt_id,
+                target_id,
+                result,
+            } => serde_json::to_string(&("R", at, attempt_id, target_id, result)),
+            E::CampaignStatus {
+                at,
+                from,
+                to,
+                reason,
+            } => serde_json::to_string(&("C", at, from, to, reason)),
+        };
+        json.expect("events serialize")
+    }
+
+    /// Appends an event already serialized with [`EventLog::serialize`].
+    pub fn push_json(&mut self, campaign_id: &str, json: String) {
         match self.campaigns.iter_mut().find(|(c, _)| c == campaign_id) {
             Some((_, v)) => v.push(json),
             None => self.campaigns.push((campaign_id.to_string(), vec![json])),
@@ -240,29 +365,40 @@ fn rfc3339(ms: i64) -> Value {
 
 /// Splits a stored page into events with their numbers.
 fn decode_page(campaign_id: &str, first_seq: i64, text: &str) -> Result<Vec<LoggedEvent>> {
-    let items: Vec<Map<String, Value>> = serde_json::from_str(text).map_err(|e| {
+    let corrupt = |why: String| {
         StoreError::Corrupt(format!(
-            "event page of campaign {campaign_id} at {first_seq}: {e}"
+            "event page of campaign {campaign_id} at {first_seq}: {why}"
         ))
-    })?;
-    Ok(items
-        .into_iter()
-        .enumerate()
-        .map(|(i, mut fields)| {
-            let kind = match fields.remove("type") {
-                Some(Value::String(s)) => s,
-                _ => String::new(),
-            };
-            let at = fields.remove("at").and_then(|v| v.as_i64()).unwrap_or(0);
-            LoggedEvent {
-                campaign_id: campaign_id.to_string(),
-                seq: first_seq + i as i64,
-                kind,
-                at,
-                fields,
-            }
-        })
-        .collect())
+    };
+    let items: Vec<Vec<Value>> = serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let mut values = item.into_iter();
+        let code = values.next().unwrap_or(Value::Null);
+        let Some((_, kind, names)) = LAYOUTS.iter().find(|(c, _, _)| code == *c) else {
+            return Err(corrupt(format!("unknown event code {code}")));
+        };
+        let at = values
+            .next()
+            .and_then(|v| v.as_i64())
+            .ok_or_else(|| corrupt("no time".into()))?;
+        let flat: Vec<Value> = values.collect();
+        if flat.len() != names.len() {
+            return Err(corrupt(format!(
+                "{kind} has {} fields, expected {}",
+                flat.len(),
+                names.len()
+            )));
+        }
+        out.push(LoggedEvent {
+            campaign_id: campaign_id.to_string(),
+            seq: first_seq + i as i64,
+            kind: kind.to_string(),
+            at,
+            fields: names.iter().map(|n| n.to_string()).zip(flat).collect(),
+        });
+    }
+    Ok(out)
 }
 
 impl Store {
@@ -359,5 +495,91 @@ mod tests {
     fn a_corrupt_page_is_an_error_not_a_panic() {
         assert!(decode_page("c", 1, "{not json").is_err());
         assert!(decode_page("c", 1, "[1, 2]").is_err());
+        assert!(decode_page("c", 1, "[[\"Z\", 1]]").is_err());
+        assert!(decode_page("c", 1, "[[\"C\", 1, \"a\"]]").is_err());
+        assert!(decode_page("c", 1, "[[\"C\"]]").is_err());
+    }
+
+    #[test]
+    fn every_type_round_trips_with_its_field_names() {
+        let mut log = EventLog::default();
+        log.push(
+            "c",
+            &EventRecord::AttemptEnded {
+                at: 5,
+                attempt_id: "a",
+                target_id: "t",
+                outcome: "busy",
+                sip_code: Some(486),
+                q850_cause: None,
+                hangup_by: Some("callee"),
+                reason: Some("486 Busy Here"),
+                invite_sent_at: Some(1),
+                ringing_at: None,
+                answered_at: None,
+                ended_at: 5,
+            },
+        );
+        log.push(
+            "c",
+            &EventRecord::Transition {
+                at: 5,
+                target_id: "t",
+                attempt_id: Some("a"),
+                from: "dialing",
+                to: "busy",
+                sip_code: Some(486),
+                reason: None,
+            },
+        );
+        log.push(
+            "c",
+            &EventRecord::AttemptStarted {
+                at: 1,
+                attempt_id: "a",
+                target_id: "t",
+                destination_index: 1,
+                destination: "+15550001111",
+                attempt: 2,
+            },
+        );
+        log.push(
+            "c",
+            &EventRecord::AttemptAnswered {
+                at: 1,
+                attempt_id: "a",
+                target_id: "t",
+            },
+        );
+        log.push(
+            "c",
+            &EventRecord::AgentResult {
+                at: 1,
+                attempt_id: "a",
+                target_id: "t",
+                result: "completed",
+            },
+        );
+        let pages = log.into_pages();
+        let ev = decode_page("c", 1, &pages[0].2[0]).unwrap();
+        let kinds: Vec<&str> = ev.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "attempt.ended",
+                "target.transition",
+                "attempt.started",
+                "attempt.answered",
+                "agent.result"
+            ]
+        );
+        let ended = ev[0].to_json();
+        assert_eq!(ended["data"]["sip_code"], 486);
+        assert_eq!(ended["data"]["reason"], "486 Busy Here");
+        assert_eq!(ended["data"]["ringing_at"], Value::Null);
+        assert_eq!(ended["data"]["invite_sent_at"], "1970-01-01T00:00:00.001Z");
+        assert_eq!(ev[2].to_json()["data"]["destination"], "+15550001111");
+        assert_eq!(ev[2].fields["attempt"], 2);
+        assert_eq!(ev[4].fields["result"], "completed");
     }
 }
