@@ -291,6 +291,22 @@ async fn the_event_stream_matches_the_database_and_resumes_without_gaps(db: Db) 
 
     check_metrics(&app, &c, &od, n).await;
 
+    // Deleting the campaign ends an open stream.
+    let mut open = SseClient::connect(
+        &app.client,
+        &events_url(&app, &c, &format!("?after={n}")),
+        &app.key,
+        None,
+    )
+    .await;
+    let r = app.delete(&format!("/v1/campaigns/{c}")).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        open.next(Duration::from_secs(10)).await,
+        None,
+        "the stream ends"
+    );
+
     uas.quit();
     uas.finish().await.assert_success();
     app.stop().await;

@@ -6,7 +6,7 @@
 //! or a poll tick for other nodes' writes, and reads again: it never skips a
 //! number, because numbers are committed in order (see `store::events`).
 //! Keep-alive comments are sent while nothing happens. The stream ends when
-//! herald shuts down.
+//! herald shuts down or the campaign is deleted.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -172,7 +172,12 @@ impl Reader {
                         tokio::time::sleep(POLL).await;
                     }
                 }
-                _ = tokio::time::sleep(POLL) => {}
+                _ = tokio::time::sleep(POLL) => {
+                    // Quiet for a while: a deleted campaign ends its stream.
+                    if let Ok(None) = self.store.campaign_event_seq(&self.campaign).await {
+                        return None;
+                    }
+                }
             }
         }
     }
