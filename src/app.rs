@@ -16,15 +16,18 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::agent::{AgentDeps, AgentRuntime};
+use crate::api::metrics::MetricsSources;
 use crate::api::{self, ApiDeps};
 use crate::campaign::dialer::Telephony;
 use crate::campaign::scheduler::{Scheduler, SchedulerDeps};
+use crate::campaign::trunks::AgentSessions;
 use crate::config::{Config, SIMULATOR_PROXY};
 use crate::events::EventBus;
 use crate::sim::{Simulator, SimulatorConfig};
 use crate::sip::CallControl;
 use crate::store::apikeys::hash_key;
 use crate::store::Store;
+use crate::webhooks::{Dispatcher, Settings as WebhookSettings};
 
 /// Environment variable whose value is accepted as an admin API key.
 pub const BOOTSTRAP_KEY_VAR: &str = "HERALD_BOOTSTRAP_API_KEY";
@@ -40,6 +43,7 @@ pub struct App {
     cancel: CancellationToken,
     tasks: TaskTracker,
     scheduler: Option<Scheduler>,
+    webhooks: Option<Dispatcher>,
     call_control: Option<CallControl>,
     simulator: Option<Simulator>,
 }
@@ -112,6 +116,10 @@ impl App {
             config.agents.account_sid.clone(),
             std::time::Duration::from_millis(config.agents.prepare_timeout_ms),
         );
+        let node_id = format!("node-{}", uuid::Uuid::new_v4().simple());
+        let agents = AgentSessions::default();
+        let live = telephony.clone();
+        let webhook_changes = Arc::new(tokio::sync::Notify::new());
         let deps = ApiDeps {
             store: store.clone(),
             events: events.clone(),
@@ -122,18 +130,33 @@ impl App {
                 .filter(|k| !k.is_empty())
                 .map(|k| Arc::from(hash_key(&k))),
             runtime: runtime.clone(),
+            shutdown: cancel.child_token(),
+            sse_keep_alive: std::time::Duration::from_millis(config.events.keep_alive_ms),
+            webhook_changes: webhook_changes.clone(),
+            metrics: MetricsSources {
+                live_calls: Arc::new(move || live.live_calls()),
+                agents: agents.clone(),
+            },
+            metrics_require_api_key: config.metrics.require_api_key,
         };
         let scheduler = Scheduler::start(SchedulerDeps {
             store: store.clone(),
             events: events.clone(),
             telephony,
-            node_id: format!("node-{}", uuid::Uuid::new_v4().simple()),
+            node_id: node_id.clone(),
             trunks: crate::campaign::trunks::TrunkGates::new(&config.trunks),
-            agents: Default::default(),
+            agents,
             runtime,
         })
         .await
         .context("starting the scheduler")?;
+        let webhooks = Dispatcher::start(
+            store.clone(),
+            WebhookSettings::from(&config.webhooks),
+            node_id,
+            webhook_changes,
+        )
+        .context("starting webhook delivery")?;
         let stop = cancel.clone();
         let router = api::router(deps);
         tasks.spawn(async move {
@@ -156,6 +179,7 @@ impl App {
             cancel,
             tasks,
             scheduler: Some(scheduler),
+            webhooks: Some(webhooks),
             call_control,
         })
     }
@@ -168,6 +192,9 @@ impl App {
         // hang-ups are sent and every attempt is recorded.
         if let Some(s) = self.scheduler.take() {
             s.shutdown().await;
+        }
+        if let Some(w) = self.webhooks.take() {
+            w.shutdown().await;
         }
         self.cancel.cancel();
         if let Some(cc) = self.call_control.take() {

@@ -27,6 +27,9 @@ pub struct Config {
     pub media: MediaConfig,
     pub agents: AgentsConfig,
     pub simulator: SimulatorSection,
+    pub events: EventsConfig,
+    pub webhooks: WebhooksConfig,
+    pub metrics: MetricsConfig,
     pub trunks: BTreeMap<String, TrunkConfig>,
 }
 
@@ -48,6 +51,25 @@ pub struct SimulatorSection {
 pub struct AgentsConfig {
     pub account_sid: String,
     pub prepare_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EventsConfig {
+    pub keep_alive_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhooksConfig {
+    pub backoff_base_ms: u64,
+    pub backoff_cap_ms: u64,
+    pub disable_after_s: u64,
+    pub timeout_ms: u64,
+    pub poll_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MetricsConfig {
+    pub require_api_key: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -242,6 +264,25 @@ impl Config {
             return Err(invalid(
                 "media.rtp_port_min",
                 "must be even and below media.rtp_port_max".into(),
+            ));
+        }
+        if self.events.keep_alive_ms == 0 {
+            return Err(invalid("events.keep_alive_ms", "must be positive".into()));
+        }
+        let w = &self.webhooks;
+        for (key, v) in [
+            ("webhooks.backoff_base_ms", w.backoff_base_ms),
+            ("webhooks.timeout_ms", w.timeout_ms),
+            ("webhooks.poll_interval_ms", w.poll_interval_ms),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be positive".into()));
+            }
+        }
+        if w.backoff_cap_ms < w.backoff_base_ms {
+            return Err(invalid(
+                "webhooks.backoff_cap_ms",
+                "must be at least webhooks.backoff_base_ms".into(),
             ));
         }
         let sim = &self.simulator;
@@ -498,6 +539,22 @@ mod tests {
         let err =
             Config::load_from(None, env(&[("HERALD__SIMULATOR__LISTEN", "nowhere")])).unwrap_err();
         assert!(err.to_string().contains("simulator.listen"), "{err}");
+    }
+
+    #[test]
+    fn webhook_backoff_must_be_consistent() {
+        let err = Config::load_from(
+            None,
+            env(&[
+                ("HERALD__WEBHOOKS__BACKOFF_BASE_MS", "1000"),
+                ("HERALD__WEBHOOKS__BACKOFF_CAP_MS", "10"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("webhooks.backoff_cap_ms"), "{err}");
+        let c =
+            Config::load_from(None, env(&[("HERALD__METRICS__REQUIRE_API_KEY", "true")])).unwrap();
+        assert!(c.metrics.require_api_key);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! In-process events: what the scheduler and the API just did, for whoever
-//! listens (tests today; the SSE stream and webhooks build on the durable
-//! record in the database). Sending never blocks; a slow listener misses
-//! events (`broadcast` lag) rather than slowing dialing down.
+//! listens (tests, benchmarks). The SSE stream and webhooks do not read this
+//! bus: they read the durable event log (`store::events`), woken by the
+//! store's log watch after each commit. Sending never blocks; a slow
+//! listener misses events (`broadcast` lag) rather than slowing dialing down.
 
 use tokio::sync::broadcast;
 

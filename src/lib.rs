@@ -20,6 +20,8 @@ pub mod demo;
 pub mod domain;
 pub mod events;
 pub mod media;
+pub mod metrics;
 pub mod sim;
 pub mod sip;
 pub mod store;
+pub mod webhooks;

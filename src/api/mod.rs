@@ -9,10 +9,13 @@ pub mod campaigns;
 pub mod dnc;
 pub mod documents;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod import;
+pub mod metrics;
 pub mod targets;
 pub mod twilio;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -41,6 +44,15 @@ pub struct ApiDeps {
     pub events: crate::events::EventBus,
     /// Agents and the live calls' controls.
     pub runtime: crate::agent::AgentRuntime,
+    /// Ends long-lived responses (event streams) at shutdown.
+    pub shutdown: tokio_util::sync::CancellationToken,
+    /// Keep-alive interval of event streams.
+    pub sse_keep_alive: std::time::Duration,
+    /// Notified when webhooks are created or deleted.
+    pub webhook_changes: Arc<tokio::sync::Notify>,
+    pub metrics: metrics::MetricsSources,
+    /// Whether /metrics needs an API key.
+    pub metrics_require_api_key: bool,
 }
 
 pub fn router(deps: ApiDeps) -> Router {
@@ -68,13 +80,30 @@ pub fn router(deps: ApiDeps) -> Router {
             deps.trunks.clone(),
             deps.runtime.clone(),
         ))
+        .merge(events::router(
+            deps.store.clone(),
+            deps.sse_keep_alive,
+            deps.shutdown.clone(),
+        ))
+        .merge(webhooks::router(
+            deps.store.clone(),
+            deps.webhook_changes.clone(),
+        ))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(middleware::from_fn_with_state(
             auth.clone(),
             auth::require_api_key,
         ));
+    let mut scrape = metrics::router(deps.store.clone(), deps.metrics.clone());
+    if deps.metrics_require_api_key {
+        scrape = scrape.layer(middleware::from_fn_with_state(
+            auth.clone(),
+            auth::require_api_key,
+        ));
+    }
     Router::new()
         .route("/healthz", get(healthz).with_state(deps.store.clone()))
+        .merge(scrape)
         .nest("/v1", v1)
         .merge(twilio::router(
             auth.clone(),

@@ -128,6 +128,7 @@ async fn run(deps: SchedulerDeps, c: OneOffClaim, hangup: CancellationToken) {
     )
     .await;
     let ended = placed.ended;
+    deps.store.metrics().call_media(ended.media_stats.as_ref());
     let max_retries = c.spec["max_retries"].as_u64().unwrap_or(0) as u32;
     let retry_at = one_off_retry_at(
         ended.outcome,

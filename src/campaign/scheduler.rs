@@ -785,6 +785,8 @@ impl CallJob {
         .await;
         let (ended, sip_call_id, answer_recorded) =
             (placed.ended, placed.sip_call_id, placed.answer_recorded);
+        self.store.metrics().call_media(ended.media_stats.as_ref());
+        tracing::debug!(outcome = %ended.outcome, sip_code = ?ended.sip_code, "attempt ended");
         // A result only counts for a call that was answered and kept.
         let agent_result = placed
             .agent_result

@@ -142,6 +142,18 @@ impl AgentSessions {
             .unwrap_or(0)
     }
 
+    /// Sessions in use per agent (agents with none are left out).
+    pub fn snapshot(&self) -> Vec<(String, u32)> {
+        let live = self.live.lock().expect("agent sessions");
+        let mut v: Vec<_> = live
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(a, n)| (a.clone(), *n))
+            .collect();
+        v.sort();
+        v
+    }
+
     /// Takes a slot for `agent` if fewer than `max` are in use.
     pub fn try_take(&self, agent: &str, max: u32) -> Option<SessionSlot> {
         let mut live = self.live.lock().expect("agent sessions");

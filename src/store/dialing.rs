@@ -6,10 +6,11 @@
 use serde_json::Value;
 use sqlx::Row;
 
+use super::events::{EventLog, EventRecord};
 use super::targets::TargetRow;
 use super::{BeginWrite, Result, Store, StoreError};
 use crate::domain::{Destination, TargetState};
-use crate::with_pool;
+use crate::{append_event_pages, with_pool};
 
 /// What to do with one due target, decided by the caller's rules.
 #[derive(Debug, Clone, PartialEq)]
@@ -147,8 +148,9 @@ impl Store {
             "SELECT {TARGET_COLUMNS} FROM targets WHERE outdial_id = $1 AND state = 'idle' \
              AND next_attempt_at <= $2 ORDER BY next_attempt_at LIMIT $3{lock}"
         );
+        let started = std::time::Instant::now();
         let _write = self.write_guard().await;
-        with_pool!(self, p => {
+        let (claimed, logged) = with_pool!(self, p => {
             let mut tx = p.begin_write().await?;
             let rows = sqlx::query(&select).bind(scope.outdial_id).bind(now).bind(limit as i64)
                 .fetch_all(&mut *tx).await?;
@@ -159,6 +161,7 @@ impl Store {
             if candidates.is_empty() {
                 return Ok(Vec::new());
             }
+            let mut log = EventLog::default();
             // The DNC list, for each candidate's next destination.
             let numbers: Vec<&str> = candidates.iter()
                 .filter_map(|t| t.destinations.get(t.destination_index as usize).map(|d| d.target.as_str()))
@@ -188,6 +191,10 @@ impl Store {
                         sqlx::query("INSERT INTO target_events (target_id, campaign_id, from_state, to_state, at, reason) \
                                      VALUES ($1, $2, 'idle', 'failed', $3, $4)")
                             .bind(&t.id).bind(scope.campaign_id).bind(now).bind(&reason).execute(&mut *tx).await?;
+                        log.push(scope.campaign_id, &EventRecord::Transition {
+                            at: now, target_id: &t.id, attempt_id: None, from: "idle", to: "failed",
+                            sip_code: None, reason: Some(reason.as_str()),
+                        });
                     }
                     ClaimAction::Dial { destination_index } => {
                         let Some(dest) = t.destinations.get_mut(destination_index) else {
@@ -199,7 +206,18 @@ impl Store {
                         t.destination_index = destination_index as i32;
                         t.state = TargetState::Dialing;
                         let attempt = t.try_count_current as u32;
-                        claimed.push(Claimed { call_id: super::new_id(), target: t, destination_index, destination, attempt });
+                        let due = t.next_attempt_at.max(t.not_before.unwrap_or(0));
+                        self.metrics.scheduler_lag.observe((now - due).max(0) as f64 / 1000.0);
+                        let call_id = super::new_id();
+                        log.push(scope.campaign_id, &EventRecord::AttemptStarted {
+                            at: now, attempt_id: &call_id, target_id: &t.id, destination_index,
+                            destination: &destination.target, attempt,
+                        });
+                        log.push(scope.campaign_id, &EventRecord::Transition {
+                            at: now, target_id: &t.id, attempt_id: Some(call_id.as_str()), from: "idle", to: "dialing",
+                            sip_code: None, reason: None,
+                        });
+                        claimed.push(Claimed { call_id, target: t, destination_index, destination, attempt });
                     }
                 }
             }
@@ -234,9 +252,14 @@ impl Store {
                 });
                 qb.build().execute(&mut *tx).await?;
             }
+            let logged = append_event_pages!(tx, log, now);
             tx.commit().await?;
-            Ok(claimed)
-        })
+            Ok::<_, StoreError>((claimed, logged))
+        })?;
+        self.logged(logged);
+        self.metrics.attempts_started.add(claimed.len() as u64);
+        self.observe("claim", started);
+        Ok(claimed)
     }
 
     /// Records that a call was answered: dialing → answered, with its event.
@@ -247,20 +270,33 @@ impl Store {
         campaign_id: Option<&str>,
         at: i64,
     ) -> Result<bool> {
+        let started = std::time::Instant::now();
         let _write = self.write_guard().await;
-        with_pool!(self, p => {
+        let (moved, logged) = with_pool!(self, p => {
             let mut tx = p.begin_write().await?;
             sqlx::query("UPDATE calls SET answered_at = $2 WHERE id = $1").bind(call_id).bind(at).execute(&mut *tx).await?;
             let moved = sqlx::query("UPDATE targets SET state = 'answered', updated_at = $2 WHERE id = $1 AND state = 'dialing'")
                 .bind(target_id).bind(at).execute(&mut *tx).await?.rows_affected() == 1;
+            let mut log = EventLog::default();
             if moved {
                 sqlx::query("INSERT INTO target_events (target_id, campaign_id, from_state, to_state, at, attempt_id, sip_code) \
                              VALUES ($1, $2, 'dialing', 'answered', $3, $4, 200)")
                     .bind(target_id).bind(campaign_id).bind(at).bind(call_id).execute(&mut *tx).await?;
+                if let Some(c) = campaign_id {
+                    log.push(c, &EventRecord::AttemptAnswered { at, attempt_id: call_id, target_id });
+                    log.push(c, &EventRecord::Transition {
+                        at, target_id, attempt_id: Some(call_id), from: "dialing", to: "answered",
+                        sip_code: Some(200), reason: None,
+                    });
+                }
             }
+            let logged = append_event_pages!(tx, log, at);
             tx.commit().await?;
-            Ok(moved)
-        })
+            Ok::<_, StoreError>((moved, logged))
+        })?;
+        self.logged(logged);
+        self.observe("answer", started);
+        Ok(moved)
     }
 
     /// Records finished attempts in one transaction, in a few statements per
@@ -270,10 +306,16 @@ impl Store {
         if batch.is_empty() {
             return Ok(());
         }
+        let started = std::time::Instant::now();
+        // Serialized before the write lock is taken: only the choice of which
+        // transitions to log waits for the transaction.
+        let mut prepared: Vec<PreparedEvents> = batch.iter().map(prepare_events).collect();
         let _write = self.write_guard().await;
-        with_pool!(self, p => {
+        let logged = with_pool!(self, p => {
             let mut tx = p.begin_write().await?;
-            for chunk in batch.chunks(RECORD_ROWS_PER_STATEMENT) {
+            let mut log = EventLog::default();
+            for (chunk, prepared) in batch.chunks(RECORD_ROWS_PER_STATEMENT)
+                .zip(prepared.chunks_mut(RECORD_ROWS_PER_STATEMENT)) {
                 let mut qb = sqlx::QueryBuilder::new("UPDATE calls SET status = v.column2, outcome = v.column3, \
                     sip_code = v.column4, q850_cause = v.column5, result = v.column6, \
                     sip_call_id = COALESCE(v.column7, calls.sip_call_id), invite_sent_at = v.column8, \
@@ -292,6 +334,7 @@ impl Store {
 
                 let moving: Vec<&Completion> = chunk.iter().filter(|c| !c.transitions.is_empty()).collect();
                 if moving.is_empty() {
+                    log_completions(&mut log, chunk, prepared, &Default::default());
                     continue;
                 }
                 let mut qb = sqlx::QueryBuilder::new("UPDATE targets SET state = v.column2, \
@@ -307,6 +350,7 @@ impl Store {
                 qb.push(") AS v WHERE targets.id = v.column1 AND targets.state = v.column7 RETURNING targets.id");
                 let moved: std::collections::HashSet<String> =
                     qb.build_query_scalar::<String>().fetch_all(&mut *tx).await?.into_iter().collect();
+                log_completions(&mut log, chunk, prepared, &moved);
 
                 let events: Vec<(&Completion, &Transition)> = moving.iter()
                     .filter(|c| moved.contains(&c.target_id))
@@ -330,9 +374,19 @@ impl Store {
                     }
                 }
             }
+            let logged = append_event_pages!(tx, log, now);
             tx.commit().await?;
-            Ok(())
-        })
+            Ok::<_, StoreError>(logged)
+        })?;
+        self.logged(logged);
+        for c in batch {
+            self.metrics.attempts_ended.add(&c.call.outcome, 1);
+            if let Some(code) = c.call.sip_code {
+                self.metrics.sip_final.add(&code.to_string(), 1);
+            }
+        }
+        self.observe("record", started);
+        Ok(())
     }
 
     /// Attempts still open: all of them (`node_ids` None, single node at
@@ -377,23 +431,35 @@ impl Store {
         reason: Option<&str>,
         now: i64,
     ) -> Result<bool> {
-        let mut qb_sql = String::from("UPDATE campaigns SET status = $2, status_reason = $3, updated_at = $4, \
-            started_at = CASE WHEN $2 = 'running' AND started_at IS NULL THEN $4 ELSE started_at END, \
-            finished_at = CASE WHEN $2 IN ('stopped', 'finished') THEN $4 ELSE NULL END WHERE id = $1 AND status IN (");
-        for (i, _) in from.iter().enumerate() {
-            if i > 0 {
-                qb_sql.push_str(", ");
+        let lock = if self.backend() == super::Backend::Postgres {
+            " FOR NO KEY UPDATE"
+        } else {
+            ""
+        };
+        let select = format!("SELECT status FROM campaigns WHERE id = $1{lock}");
+        let started = std::time::Instant::now();
+        let _write = self.write_guard().await;
+        let logged = with_pool!(self, p => {
+            let mut tx = p.begin_write().await?;
+            let Some(current) = sqlx::query_scalar::<_, String>(&select).bind(id).fetch_optional(&mut *tx).await? else {
+                return Ok(false);
+            };
+            if !from.contains(&current.as_str()) {
+                return Ok(false);
             }
-            qb_sql.push_str(&format!("${}", i + 5));
-        }
-        qb_sql.push(')');
-        with_pool!(self, p => {
-            let mut q = sqlx::query(&qb_sql).bind(id).bind(to).bind(reason).bind(now);
-            for f in from {
-                q = q.bind(*f);
-            }
-            Ok(q.execute(p).await?.rows_affected() == 1)
-        })
+            sqlx::query("UPDATE campaigns SET status = $2, status_reason = $3, updated_at = $4, \
+                started_at = CASE WHEN $2 = 'running' AND started_at IS NULL THEN $4 ELSE started_at END, \
+                finished_at = CASE WHEN $2 IN ('stopped', 'finished') THEN $4 ELSE NULL END WHERE id = $1")
+                .bind(id).bind(to).bind(reason).bind(now).execute(&mut *tx).await?;
+            let mut log = EventLog::default();
+            log.push(id, &EventRecord::CampaignStatus { at: now, from: &current, to, reason });
+            let logged = append_event_pages!(tx, log, now);
+            tx.commit().await?;
+            Ok::<_, StoreError>(logged)
+        })?;
+        self.logged(logged);
+        self.observe("campaign_status", started);
+        Ok(true)
     }
 
     /// Campaigns in one of `statuses` (the scheduler's work list).
@@ -517,6 +583,101 @@ impl Store {
                 .bind(id).fetch_optional(p).await?.ok_or(StoreError::NotFound)?;
             call_row_json(&row)
         })
+    }
+}
+
+/// One completion's events, serialized: the attempt's (its answer when it
+/// was not recorded live, its end, the agent's result) and the target's
+/// transitions (logged only if the target moved).
+struct PreparedEvents {
+    attempt: Vec<String>,
+    transitions: Vec<String>,
+}
+
+fn prepare_events(c: &Completion) -> PreparedEvents {
+    let mut p = PreparedEvents {
+        attempt: Vec::new(),
+        transitions: Vec::new(),
+    };
+    if c.campaign_id.is_none() {
+        return p;
+    }
+    let f = &c.call;
+    let (attempt_id, target_id) = (c.call_id.as_str(), c.target_id.as_str());
+    if c.expect == TargetState::Dialing {
+        if let Some(at) = f.answered_at {
+            p.attempt
+                .push(EventLog::serialize(&EventRecord::AttemptAnswered {
+                    at,
+                    attempt_id,
+                    target_id,
+                }));
+        }
+    }
+    p.attempt
+        .push(EventLog::serialize(&EventRecord::AttemptEnded {
+            at: f.ended_at,
+            attempt_id,
+            target_id,
+            outcome: &f.outcome,
+            sip_code: f.sip_code,
+            q850_cause: f.q850_cause,
+            hangup_by: f.hangup_by.as_deref(),
+            reason: f.reason.as_deref(),
+            invite_sent_at: f.invite_sent_at,
+            ringing_at: f.ringing_at,
+            answered_at: f.answered_at,
+            ended_at: f.ended_at,
+        }));
+    if let Some(result) = f.result.as_deref() {
+        p.attempt
+            .push(EventLog::serialize(&EventRecord::AgentResult {
+                at: f.ended_at,
+                attempt_id,
+                target_id,
+                result,
+            }));
+    }
+    for t in &c.transitions {
+        let sip_code = if t.from == TargetState::Dialing {
+            f.sip_code
+        } else {
+            None
+        };
+        p.transitions
+            .push(EventLog::serialize(&EventRecord::Transition {
+                at: f.ended_at,
+                target_id,
+                attempt_id: Some(attempt_id),
+                from: t.from.as_str(),
+                to: t.to.as_str(),
+                sip_code,
+                reason: t.reason.as_deref(),
+            }));
+    }
+    p
+}
+
+/// Logs a recorded chunk's events: every attempt's, then the transitions of
+/// the targets that moved.
+fn log_completions(
+    log: &mut EventLog,
+    chunk: &[Completion],
+    prepared: &mut [PreparedEvents],
+    moved: &std::collections::HashSet<String>,
+) {
+    for (c, p) in chunk.iter().zip(prepared) {
+        let Some(campaign) = c.campaign_id.as_deref() else {
+            continue;
+        };
+        for e in p.attempt.drain(..) {
+            log.push_json(campaign, e);
+        }
+        if moved.contains(&c.target_id) {
+            for e in p.transitions.drain(..) {
+                log.push_json(campaign, e);
+            }
+        }
     }
 }
 

@@ -13,12 +13,14 @@ pub mod apikeys;
 pub mod campaigns;
 pub mod dialing;
 pub mod documents;
+pub mod events;
 pub mod oneoff;
 pub mod outdials;
 pub mod page;
 pub mod postgres;
 pub mod sqlite;
 pub mod targets;
+pub mod webhooks;
 
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::{PgPool, SqlitePool};
@@ -73,6 +75,10 @@ pub struct Store {
     /// SQLite has one writer: write transactions queue here (and wake as soon
     /// as the lock is free) instead of in SQLite's sleeping busy handler.
     write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// This process's metrics (store latency, attempts, events).
+    pub(crate) metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// Bumped after each commit that logged events (wakes streams and webhooks).
+    log_tail: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Store {
@@ -93,6 +99,8 @@ impl Store {
         Ok(Store {
             pool,
             write_lock: Default::default(),
+            metrics: Default::default(),
+            log_tail: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
         })
     }
 
@@ -110,6 +118,18 @@ impl Store {
             Pool::Postgres(p) => sqlx::migrate!("migrations/postgres").run(p).await?,
         }
         Ok(())
+    }
+
+    /// This process's metrics registry.
+    pub fn metrics(&self) -> &std::sync::Arc<crate::metrics::Metrics> {
+        &self.metrics
+    }
+
+    /// Records how long the store operation `op` took since `started`.
+    pub(crate) fn observe(&self, op: &'static str, started: std::time::Instant) {
+        self.metrics
+            .store_latency
+            .observe(op, started.elapsed().as_secs_f64());
     }
 
     pub fn backend(&self) -> Backend {

@@ -127,8 +127,13 @@ impl Store {
                 .bind(&f.reason).bind(Value::Array(list).to_string()).bind(next_at)
                 .execute(&mut *tx).await?;
             tx.commit().await?;
-            Ok(())
-        })
+            Ok::<_, StoreError>(())
+        })?;
+        self.metrics.one_off_tries.add(&f.outcome, 1);
+        if let Some(code) = f.sip_code {
+            self.metrics.sip_final.add(&code.to_string(), 1);
+        }
+        Ok(())
     }
 
     /// Notes when a one-off call was answered.

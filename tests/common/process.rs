@@ -22,6 +22,25 @@ impl HeraldProcess {
     /// Starts `herald serve` in `dir` with `env` on top of: listen on port 0,
     /// a bootstrap key, warnings-only logs (to stderr, inherited when `show_logs`).
     pub fn start(dir: &Path, env: &[(&str, &str)], show_logs: bool) -> HeraldProcess {
+        let stderr = if show_logs {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        };
+        Self::start_with_stderr(dir, env, stderr)
+    }
+
+    /// As [`HeraldProcess::start`], with the logs (stderr) appended to `log`.
+    pub fn start_logging(dir: &Path, env: &[(&str, &str)], log: &Path) -> HeraldProcess {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open the log file");
+        Self::start_with_stderr(dir, env, Stdio::from(file))
+    }
+
+    fn start_with_stderr(dir: &Path, env: &[(&str, &str)], stderr: Stdio) -> HeraldProcess {
         let key = "process-test-key".to_string();
         let mut cmd = Command::new(BIN);
         cmd.arg("serve")
@@ -31,11 +50,7 @@ impl HeraldProcess {
             .env("HERALD_BOOTSTRAP_API_KEY", &key)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(if show_logs {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            });
+            .stderr(stderr);
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -1,0 +1,202 @@
+//! `GET /v1/campaigns/{id}/events`: the campaign's event log as Server-Sent
+//! Events. Each event's SSE `id:` is its sequence number; a client that
+//! reconnects with `Last-Event-ID: N` (or asks `?after=N`) gets every event
+//! numbered above N, in order, then the live ones. The stream reads the log
+//! (catch-up), then waits for a commit on this node (the store's log watch),
+//! or a poll tick for other nodes' writes, and reads again: it never skips a
+//! number, because numbers are committed in order (see `store::events`).
+//! Keep-alive comments are sent while nothing happens. The stream ends when
+//! herald shuts down or the campaign is deleted.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::routing::get;
+use axum::Router;
+use futures::Stream;
+use tokio_util::sync::CancellationToken;
+
+use super::error::{ApiError, ApiResult};
+use crate::domain::FieldError;
+use crate::metrics::Metrics;
+use crate::store::events::LoggedEvent;
+use crate::store::Store;
+
+/// How often an idle stream looks for events written by other nodes.
+const POLL: Duration = Duration::from_secs(1);
+/// Events read from the log at once.
+const READ_EVENTS: usize = 500;
+
+#[derive(Clone)]
+struct EventsState {
+    store: Store,
+    keep_alive: Duration,
+    shutdown: CancellationToken,
+}
+
+pub fn router(store: Store, keep_alive: Duration, shutdown: CancellationToken) -> Router {
+    Router::new()
+        .route("/campaigns/{id}/events", get(stream))
+        .with_state(EventsState {
+            store,
+            keep_alive,
+            shutdown,
+        })
+}
+
+/// Where to start: `Last-Event-ID` (a reconnecting client) wins over `?after=`.
+fn start_after(headers: &HeaderMap, after: Option<&str>) -> Result<i64, FieldError> {
+    let parse = |field: &str, v: &str| {
+        v.trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| {
+                FieldError::new(
+                    field,
+                    format!("must be an event sequence number (an integer >= 0), got {v:?}"),
+                )
+            })
+    };
+    if let Some(h) = headers.get("last-event-id") {
+        let v = h
+            .to_str()
+            .map_err(|_| FieldError::new("Last-Event-ID", "is not valid text"))?;
+        if !v.trim().is_empty() {
+            return parse("Last-Event-ID", v);
+        }
+    }
+    match after {
+        Some(v) => parse("after", v),
+        None => Ok(0),
+    }
+}
+
+async fn stream(
+    State(s): State<EventsState>,
+    Path(id): Path<String>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    let after = start_after(&headers, q.get("after").map(String::as_str))?;
+    if s.store.campaign_event_seq(&id).await?.is_none() {
+        return Err(ApiError::not_found("campaign", &id));
+    }
+    let reader = Reader {
+        log: s.store.log_watch(),
+        _open: OpenStream::new(s.store.metrics().clone()),
+        store: s.store,
+        campaign: id,
+        after,
+        buf: VecDeque::new(),
+        shutdown: s.shutdown,
+    };
+    let events = futures::stream::unfold(reader, |mut r| async move {
+        let e = r.next().await?;
+        Some((Ok(sse_event(&e)), r))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(s.keep_alive)))
+}
+
+fn sse_event(e: &LoggedEvent) -> SseEvent {
+    SseEvent::default()
+        .id(e.seq.to_string())
+        .event(e.kind.as_str())
+        .data(e.to_json().to_string())
+}
+
+/// Counts open streams for /metrics.
+struct OpenStream(Arc<Metrics>);
+
+impl OpenStream {
+    fn new(m: Arc<Metrics>) -> Self {
+        m.sse_streams.add(1);
+        OpenStream(m)
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.sse_streams.add(-1);
+    }
+}
+
+/// One client's position in a campaign's log.
+struct Reader {
+    store: Store,
+    campaign: String,
+    /// The last number handed out.
+    after: i64,
+    buf: VecDeque<LoggedEvent>,
+    log: tokio::sync::watch::Receiver<u64>,
+    shutdown: CancellationToken,
+    _open: OpenStream,
+}
+
+impl Reader {
+    /// The next event; `None` when herald shuts down.
+    async fn next(&mut self) -> Option<LoggedEvent> {
+        loop {
+            if let Some(e) = self.buf.pop_front() {
+                self.after = e.seq;
+                return Some(e);
+            }
+            if self.shutdown.is_cancelled() {
+                return None;
+            }
+            // Seen before reading: a commit after the read wakes the wait below.
+            self.log.borrow_and_update();
+            match self
+                .store
+                .events_after(&self.campaign, self.after, READ_EVENTS)
+                .await
+            {
+                Ok(events) if !events.is_empty() => {
+                    self.buf.extend(events);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(campaign = %self.campaign, error = %e, "reading the event log failed")
+                }
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return None,
+                r = self.log.changed() => {
+                    if r.is_err() {
+                        tokio::time::sleep(POLL).await;
+                    }
+                }
+                _ = tokio::time::sleep(POLL) => {
+                    // Quiet for a while: a deleted campaign ends its stream.
+                    if let Ok(None) = self.store.campaign_event_seq(&self.campaign).await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_event_id_wins_over_after_and_bad_values_name_their_field() {
+        let mut h = HeaderMap::new();
+        assert_eq!(start_after(&h, None).unwrap(), 0);
+        assert_eq!(start_after(&h, Some("12")).unwrap(), 12);
+        h.insert("last-event-id", "40".parse().unwrap());
+        assert_eq!(start_after(&h, Some("12")).unwrap(), 40);
+        h.insert("last-event-id", "x".parse().unwrap());
+        assert_eq!(start_after(&h, None).unwrap_err().field, "Last-Event-ID");
+        let h = HeaderMap::new();
+        assert_eq!(start_after(&h, Some("-1")).unwrap_err().field, "after");
+    }
+}
