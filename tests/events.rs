@@ -230,7 +230,7 @@ async fn the_event_stream_matches_the_database_and_resumes_without_gaps(db: Db) 
 
     // Attempts: started once, answered iff answered_at, ended once with the row's outcome and code.
     let calls = app.rows(&format!(
-        "SELECT id, target_id, outcome, sip_code, answered_at FROM calls WHERE campaign_id = '{c}'")).await;
+        "SELECT id, target_id, outcome, sip_code, answered_at, result FROM calls WHERE campaign_id = '{c}'")).await;
     assert!(calls.len() >= 60);
     let mut kinds: HashMap<String, Vec<(usize, &Value)>> = HashMap::new();
     for (i, e) in body.iter().enumerate() {
@@ -253,14 +253,26 @@ async fn the_event_stream_matches_the_database_and_resumes_without_gaps(db: Db) 
             .iter()
             .map(|(_, e)| e["type"].as_str().unwrap())
             .collect();
-        let want: Vec<&str> = if row[4].is_some() {
+        let mut want: Vec<&str> = if row[4].is_some() {
             answered += 1;
             vec!["attempt.started", "attempt.answered", "attempt.ended"]
         } else {
             vec!["attempt.started", "attempt.ended"]
         };
+        // The campaign's agent (a script that hangs up) says `completed` on answered calls.
+        if row[4].is_some() {
+            assert_eq!(row[5].as_deref(), Some("completed"), "attempt {id}");
+        }
+        if let Some(result) = &row[5] {
+            want.push("agent.result");
+            assert_eq!(s(&evs.last().unwrap().1["data"]["result"]), *result);
+        }
         assert_eq!(types, want, "attempt {id}");
-        let ended = &evs.last().unwrap().1["data"];
+        let ended = &evs
+            .iter()
+            .find(|(_, e)| e["type"] == "attempt.ended")
+            .unwrap()
+            .1["data"];
         assert_eq!(s(&ended["outcome"]), row[2].clone().unwrap());
         assert_eq!(
             s(&ended["sip_code"]),
