@@ -261,21 +261,31 @@ impl IncomingCall {
             })
     }
 
-    /// Rings (180) until the caller gives up: CANCEL, answered 487.
-    pub async fn ring_until_cancel(mut self) -> Unanswered {
+    /// Rings (180) until the caller gives up: CANCEL, answered 487. A
+    /// caller that never does gets 480 Temporarily Unavailable after
+    /// `give_up`, as a network would answer.
+    pub async fn ring_until_cancel(mut self, give_up: Duration) -> Unanswered {
         self.tag();
         self.tx
             .reply_with(StatusCode::Ringing, vec![], None)
             .await
             .ok();
+        let deadline = tokio::time::sleep(give_up);
+        tokio::pin!(deadline);
         loop {
-            match self.tx.receive().await {
-                Some(SipMessage::Request(r)) if r.method == Method::Cancel => {
-                    self.tx.reply(StatusCode::RequestTerminated).await.ok();
-                    return Unanswered::Cancelled;
+            tokio::select! {
+                m = self.tx.receive() => match m {
+                    Some(SipMessage::Request(r)) if r.method == Method::Cancel => {
+                        self.tx.reply(StatusCode::RequestTerminated).await.ok();
+                        return Unanswered::Cancelled;
+                    }
+                    Some(_) => {}
+                    None => return Unanswered::Gone,
+                },
+                _ = &mut deadline => {
+                    self.tx.reply(StatusCode::TemporarilyUnavailable).await.ok();
+                    return Unanswered::Gone;
                 }
-                Some(_) => {}
-                None => return Unanswered::Gone,
             }
         }
     }
