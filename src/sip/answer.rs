@@ -336,7 +336,10 @@ impl IncomingCall {
         let id = dialog.id();
         let mut handler = dialog.clone();
         let mut tx = self.tx;
-        inner.tasks.spawn(async move {
+        // Drives the INVITE transaction (responses, ACK, CANCEL). Started
+        // before ringing; for an immediate answer, after `accept` queued the
+        // 200, which then goes out without a 100 Trying before it.
+        let mut drive = Some(async move {
             if let Err(e) = handler.handle(&mut tx).await {
                 debug!(error = %e, "INVITE transaction ended with an error");
             }
@@ -351,6 +354,9 @@ impl IncomingCall {
             ended: None,
         };
         if !ring.is_zero() {
+            if let Some(d) = drive.take() {
+                inner.tasks.spawn(d);
+            }
             call.dialog.ringing(None, None).ok();
             tokio::select! {
                 end = call.next_end() => {
@@ -380,6 +386,9 @@ impl IncomingCall {
         {
             inner.dialogs.remove_dialog(&id);
             return Err(Unanswered::Gone);
+        }
+        if let Some(d) = drive.take() {
+            inner.tasks.spawn(d);
         }
         call.media = session.map(|s| {
             s.start(
