@@ -26,7 +26,8 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) as f64 / 100.0
 }
 
-async fn place(cc: CallControl, i: u64) -> bool {
+/// `None` when the call ended answered with 200, else why it did not.
+async fn place(cc: CallControl, i: u64) -> Option<String> {
     let req = OriginateRequest {
         attempt_id: format!("sim-cps-{i}"),
         destination: DialDestination::Tel {
@@ -38,15 +39,19 @@ async fn place(cc: CallControl, i: u64) -> bool {
         max_duration: Duration::ZERO,
         headers: Vec::new(),
     };
-    let Ok(mut call) = cc.originate(req).await else {
-        return false;
+    let mut call = match cc.originate(req).await {
+        Ok(c) => c,
+        Err(e) => return Some(e.to_string()),
     };
     while let Some(ev) = call.next_event().await {
         if let CallEvent::Ended(e) = ev {
-            return e.outcome == Outcome::Answered && e.sip_code == Some(200);
+            if e.outcome == Outcome::Answered && e.sip_code == Some(200) {
+                return None;
+            }
+            return Some(format!("{} {:?}: {}", e.outcome, e.sip_code, e.reason));
         }
     }
-    false
+    Some("no end".into())
 }
 
 #[tokio::main]
@@ -129,9 +134,18 @@ async fn main() {
         }
         let launch = t0.elapsed().as_secs_f64();
         let mut failed = 0u64;
+        let mut why: BTreeMap<String, u64> = BTreeMap::new();
         while let Some(r) = calls.join_next().await {
-            if !matches!(r, Ok(true)) {
-                failed += 1;
+            match r {
+                Ok(None) => {}
+                Ok(Some(reason)) => {
+                    failed += 1;
+                    *why.entry(reason).or_default() += 1;
+                }
+                Err(e) => {
+                    failed += 1;
+                    *why.entry(e.to_string()).or_default() += 1;
+                }
             }
         }
         let cpu = cpu_seconds() - cpu0;
@@ -143,7 +157,7 @@ async fn main() {
             sim.counts().calls - before,
         );
         if failed as f64 > total as f64 * 0.001 {
-            println!("failures passed 0.1% at {rate} CPS; stopping.");
+            println!("failures passed 0.1% at {rate} CPS; stopping. Why: {why:?}");
             break;
         }
     }

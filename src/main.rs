@@ -26,12 +26,13 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => {
+            let stop = shutdown_signal();
             let app = App::start(&config, std::env::var(BOOTSTRAP_KEY_VAR).ok()).await?;
             println!("herald listening on http://{}", app.addr);
             if let Some(sim) = app.simulator_addr {
                 println!("callee simulator listening on sip:{sim}");
             }
-            app.run_until_signal().await
+            app.run_until(stop).await
         }
         Command::Sim {
             listen,
@@ -46,6 +47,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 .parse()
                 .with_context(|| format!("--listen {listen:?} is not an ip:port"))?;
             let name = population.name.clone();
+            let stop = shutdown_signal();
             let sim = Simulator::start(SimulatorConfig {
                 listen,
                 population,
@@ -58,7 +60,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 "herald sim listening on sip:{} (population {name}, seed {seed}); Ctrl-C stops it",
                 sim.addr()
             );
-            shutdown_signal().await;
+            stop.await;
             let c = sim.counts();
             sim.shutdown().await;
             println!(

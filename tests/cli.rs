@@ -109,3 +109,128 @@ fn an_unknown_config_key_is_named_and_nothing_starts() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("database.pool"));
     assert!(!dir.path().join("x.db").exists(), "nothing was created");
 }
+
+#[tokio::test]
+async fn sim_answers_as_its_population_says_and_stops_on_ctrl_c() {
+    use herald::config::{MediaConfig, Secret, SipConfig, TrunkConfig};
+    use herald::sip::{CallControl, CallEvent, DialDestination, OriginateRequest};
+    use tokio::io::AsyncBufReadExt as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[outcomes]\nanswer = \"most\"\n",
+    )
+    .unwrap();
+    let out = herald(dir.path())
+        .args(["sim", "--listen", "127.0.0.1:0", "--population", "bad.toml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("outcomes.answer"), "{err}");
+
+    std::fs::write(
+        dir.path().join("busy.toml"),
+        "name = \"all busy\"\n[outcomes]\nbusy = 1\n",
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::from(herald(dir.path()))
+        .args([
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--population",
+            "busy.toml",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next_line().await.unwrap().unwrap();
+    let addr = first
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("sip:"))
+        .unwrap_or_else(|| panic!("no address in {first:?}"))
+        .to_string();
+    assert!(first.contains("all busy"), "{first}");
+
+    let mut trunks = std::collections::BTreeMap::new();
+    trunks.insert(
+        "sim".to_string(),
+        TrunkConfig {
+            proxy: format!("sip:{addr}"),
+            transport: "udp".into(),
+            from_user: "herald".into(),
+            from_domain: "herald.test".into(),
+            caller_id: "+15550001111".into(),
+            username: String::new(),
+            password: Secret::default(),
+            password_env: String::new(),
+            max_concurrent_calls: 10,
+            max_calls_per_second: 10,
+        },
+    );
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let cc = CallControl::start(
+        &SipConfig {
+            listen: "127.0.0.1:0".into(),
+            public_addr: String::new(),
+            user_agent: "herald-test".into(),
+        },
+        &MediaConfig {
+            rtp_port_min: 20000,
+            rtp_port_max: 40000,
+            rtp_inactivity_timeout_s: 30,
+            jitter_buffer_ms: 40,
+        },
+        &trunks,
+        cancel.clone(),
+    )
+    .await
+    .unwrap();
+    let mut call = cc
+        .originate(OriginateRequest {
+            attempt_id: "cli-sim".into(),
+            destination: DialDestination::Tel {
+                number: "+15557654321".into(),
+                trunk: "sim".into(),
+            },
+            caller_id: None,
+            ring_timeout: std::time::Duration::from_secs(10),
+            max_duration: std::time::Duration::from_secs(10),
+            headers: Vec::new(),
+        })
+        .await
+        .unwrap();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            if let Some(CallEvent::Ended(e)) = call.next_event().await {
+                return e;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(ended.sip_code, Some(486), "{ended:?}");
+    cancel.cancel();
+    cc.stopped().await;
+
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let mut rest = String::new();
+    while let Some(l) = lines.next_line().await.unwrap() {
+        rest.push_str(&l);
+    }
+    assert!(rest.contains("1 calls: 0 answered, 1 busy"), "{rest}");
+}

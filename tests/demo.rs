@@ -117,3 +117,69 @@ async fn the_demo_finishes_on_its_own_and_its_summary_matches_the_database() {
     );
     pool.close().await;
 }
+
+#[tokio::test]
+async fn ctrl_c_stops_the_demo_s_campaign_and_exits_130() {
+    use tokio::io::AsyncBufReadExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("demo.db");
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["demo", "--targets", "1000", "--db"])
+        .arg(&db)
+        .current_dir(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // The first progress line: the campaign is dialing.
+    let progressing = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(l) = lines.next_line().await.unwrap() {
+            if l.contains("in flight") {
+                return;
+            }
+        }
+        panic!("the demo ended before showing progress");
+    })
+    .await;
+    assert!(progressing.is_ok(), "no progress within a minute");
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut rest = String::new();
+    let exit = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(l) = lines.next_line().await.unwrap() {
+            rest.push_str(&l);
+            rest.push('\n');
+        }
+        child.wait().await.unwrap()
+    })
+    .await
+    .expect("the demo stops within a minute of Ctrl-C");
+    assert_eq!(exit.code(), Some(130), "{rest}");
+    assert!(rest.contains("interrupted"), "{rest}");
+    assert!(rest.contains("Summary: the campaign stopped"), "{rest}");
+
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let status: String = sqlx::query_scalar("SELECT status FROM campaigns")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "stopped");
+    let (dialing, open): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM targets WHERE state = 'dialing'), \
+                (SELECT COUNT(*) FROM calls WHERE ended_at IS NULL)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((dialing, open), (0, 0), "nothing is left mid-call");
+    pool.close().await;
+}

@@ -73,6 +73,7 @@ fn demo_config(mut config: Config, args: &DemoArgs, db_path: &std::path::Path) -
 
 async fn run_in(base: Config, args: &DemoArgs, db_path: &std::path::Path) -> anyhow::Result<u8> {
     let config = demo_config(base, args, db_path);
+    let signal = shutdown_signal();
     let app = App::start(&config, None).await.context("starting herald")?;
     let now = chrono::Utc::now();
     let (_, key) = app
@@ -92,7 +93,8 @@ async fn run_in(base: Config, args: &DemoArgs, db_path: &std::path::Path) -> any
             .unwrap_or_default()
     );
     println!("database: {}", db_path.display());
-    let outcome = drive(&app, &api, args, now).await;
+    tokio::pin!(signal);
+    let outcome = drive(&api, args, now, signal.as_mut()).await;
     let code = match outcome {
         Ok((ids, started, interrupted)) => {
             let summary = report::Summary::load(&app.store, &ids, started.elapsed()).await?;
@@ -100,7 +102,7 @@ async fn run_in(base: Config, args: &DemoArgs, db_path: &std::path::Path) -> any
             summary.print(interrupted);
             report::print_urls(&api.base, &api.key, &ids, args.keep && !interrupted);
             if args.keep && !interrupted {
-                shutdown_signal().await;
+                signal.await;
             }
             if interrupted {
                 EXIT_INTERRUPTED
@@ -125,10 +127,10 @@ pub(crate) struct Ids {
 
 /// Creates everything, starts the campaign and follows it to its end (or Ctrl-C).
 async fn drive(
-    _app: &App,
     api: &Api,
     args: &DemoArgs,
     now: chrono::DateTime<chrono::Utc>,
+    mut signal: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
 ) -> anyhow::Result<(Ids, Instant, bool)> {
     let agent = api
         .post(
@@ -194,13 +196,11 @@ async fn drive(
     } else {
         Duration::from_secs(2)
     };
-    let signal = shutdown_signal();
-    tokio::pin!(signal);
     let stats_path = format!("/v1/campaigns/{}/stats", ids.campaign);
     let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
-            _ = &mut signal => {
+            _ = signal.as_mut() => {
                 progress.finish();
                 println!("interrupted: stopping the campaign (live calls are hung up)");
                 stop(api, &ids.campaign).await;

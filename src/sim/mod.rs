@@ -175,6 +175,8 @@ impl Simulator {
             .await
             .ok();
         self.stack_stop.cancel();
-        self.answerer.stopped().await;
+        tokio::time::timeout(SHUTDOWN_GRACE, self.answerer.stopped())
+            .await
+            .ok();
     }
 }

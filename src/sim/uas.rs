@@ -15,6 +15,11 @@ use tokio_util::sync::CancellationToken;
 use super::population::CallPlan;
 use crate::sip::answer::{AnswerMedia, CallEnd, IncomingCall, Unanswered};
 
+/// A ringing call nobody cancels gets 480 after this long.
+const RING_LIMIT: Duration = Duration::from_secs(180);
+/// An answered call nobody hangs up is ended by the callee after this long.
+const CALL_LIMIT: Duration = Duration::from_secs(3600);
+
 /// What the simulator has done since it started.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -102,7 +107,7 @@ pub(super) async fn run(call: IncomingCall, plan: CallPlan, kit: CallKit<'_>) {
         ),
         CallPlan::NoAnswer => {
             let end = tokio::select! {
-                end = call.ring_until_cancel() => end,
+                end = call.ring_until_cancel(RING_LIMIT) => end,
                 _ = kit.stop.cancelled() => Unanswered::Gone,
             };
             rejected(c, &c.cancelled, Err(end));
@@ -157,7 +162,7 @@ async fn answer(
         _ => (String::new(), None),
     };
     let press = sleep_opt(press_at);
-    let hang = sleep_opt(hangup_after);
+    let hang = sleep_opt(Some(hangup_after.unwrap_or(CALL_LIMIT).min(CALL_LIMIT)));
     tokio::pin!(press, hang);
     let mut pressed = press_at.is_none();
     loop {

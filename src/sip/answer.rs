@@ -261,21 +261,31 @@ impl IncomingCall {
             })
     }
 
-    /// Rings (180) until the caller gives up: CANCEL, answered 487.
-    pub async fn ring_until_cancel(mut self) -> Unanswered {
+    /// Rings (180) until the caller gives up: CANCEL, answered 487. A
+    /// caller that never does gets 480 Temporarily Unavailable after
+    /// `give_up`, as a network would answer.
+    pub async fn ring_until_cancel(mut self, give_up: Duration) -> Unanswered {
         self.tag();
         self.tx
             .reply_with(StatusCode::Ringing, vec![], None)
             .await
             .ok();
+        let deadline = tokio::time::sleep(give_up);
+        tokio::pin!(deadline);
         loop {
-            match self.tx.receive().await {
-                Some(SipMessage::Request(r)) if r.method == Method::Cancel => {
-                    self.tx.reply(StatusCode::RequestTerminated).await.ok();
-                    return Unanswered::Cancelled;
+            tokio::select! {
+                m = self.tx.receive() => match m {
+                    Some(SipMessage::Request(r)) if r.method == Method::Cancel => {
+                        self.tx.reply(StatusCode::RequestTerminated).await.ok();
+                        return Unanswered::Cancelled;
+                    }
+                    Some(_) => {}
+                    None => return Unanswered::Gone,
+                },
+                _ = &mut deadline => {
+                    self.tx.reply(StatusCode::TemporarilyUnavailable).await.ok();
+                    return Unanswered::Gone;
                 }
-                Some(_) => {}
-                None => return Unanswered::Gone,
             }
         }
     }
@@ -326,7 +336,10 @@ impl IncomingCall {
         let id = dialog.id();
         let mut handler = dialog.clone();
         let mut tx = self.tx;
-        inner.tasks.spawn(async move {
+        // Drives the INVITE transaction (responses, ACK, CANCEL). Started
+        // before ringing; for an immediate answer, after `accept` queued the
+        // 200, which then goes out without a 100 Trying before it.
+        let mut drive = Some(async move {
             if let Err(e) = handler.handle(&mut tx).await {
                 debug!(error = %e, "INVITE transaction ended with an error");
             }
@@ -341,6 +354,9 @@ impl IncomingCall {
             ended: None,
         };
         if !ring.is_zero() {
+            if let Some(d) = drive.take() {
+                inner.tasks.spawn(d);
+            }
             call.dialog.ringing(None, None).ok();
             tokio::select! {
                 end = call.next_end() => {
@@ -370,6 +386,9 @@ impl IncomingCall {
         {
             inner.dialogs.remove_dialog(&id);
             return Err(Unanswered::Gone);
+        }
+        if let Some(d) = drive.take() {
+            inner.tasks.spawn(d);
         }
         call.media = session.map(|s| {
             s.start(
