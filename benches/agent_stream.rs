@@ -1,7 +1,8 @@
 //! 1,000 concurrent answered calls bridged to a Twilio Media Streams echo bot.
 //!
-//! herald's call control places the calls at SIPp callees that echo every
-//! RTP packet (`-rtp_echo`, as in `sip_concurrent`); each answered call gets
+//! herald's call control places the calls at SIPp callees that ring for
+//! 500 ms, answer, and echo every RTP packet (`scenarios/uas_ring_answer_echo.xml`
+//! with `-rtp_echo`, spread over several SIPps as in `sip_concurrent`); each answered call gets
 //! a `media_stream` session (prepared on 180, run on 200, exactly as the
 //! scheduler does) connected to a WebSocket bot that sends every `media`
 //! frame straight back and, once a second, a `mark` after it. The bot runs in
@@ -93,6 +94,30 @@ struct BotCall {
     stopped: bool,
 }
 
+/// The fields of one of herald's `media` messages, read without a full parse.
+struct MediaFrame<'a> {
+    chunk: u64,
+    timestamp: u64,
+    payload: &'a str,
+}
+
+fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    let at = text.find(key)? + key.len();
+    let rest = &text[at..];
+    Some(&rest[..rest.find('"')?])
+}
+
+fn media_frame(text: &str) -> Option<MediaFrame<'_>> {
+    if !text.starts_with(r#"{"event":"media""#) {
+        return None;
+    }
+    Some(MediaFrame {
+        chunk: field(text, r#""chunk":""#)?.parse().ok()?,
+        timestamp: field(text, r#""timestamp":""#)?.parse().ok()?,
+        payload: field(text, r#""payload":""#)?,
+    })
+}
+
 async fn bot_socket(s: tokio::net::TcpStream) -> BotCall {
     let mut r = BotCall::default();
     let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
@@ -104,7 +129,40 @@ async fn bot_socket(s: tokio::net::TcpStream) -> BotCall {
     let mut pending: HashMap<String, Instant> = HashMap::new();
     while let Some(Ok(m)) = ws.next().await {
         let Message::Text(t) = m else { continue };
-        let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else {
+        let text = t.as_str();
+        // Media frames are most of the traffic: echo them without a full parse.
+        if let Some(frame) = media_frame(text) {
+            r.frames += 1;
+            if frame.chunk != last_chunk + 1 {
+                r.chunk_gaps += 1;
+            }
+            last_chunk = frame.chunk;
+            if last_ts.is_some_and(|l| frame.timestamp != l + 20) {
+                r.ts_gaps += 1;
+            }
+            last_ts = Some(frame.timestamp);
+            let echo = format!(
+                r#"{{"event":"media","streamSid":"{sid}","media":{{"payload":"{}"}}}}"#,
+                frame.payload
+            );
+            if ws.send(Message::Text(echo.into())).await.is_err() {
+                break;
+            }
+            if r.frames % 50 == 0 {
+                let name = format!("m{}", r.frames);
+                pending.insert(name.clone(), Instant::now());
+                let mark = json!({"event": "mark", "streamSid": sid, "mark": {"name": name}});
+                if ws
+                    .send(Message::Text(mark.to_string().into()))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            continue;
+        }
+        let Ok(v) = serde_json::from_str::<Value>(text) else {
             continue;
         };
         match v["event"].as_str() {
@@ -112,46 +170,6 @@ async fn bot_socket(s: tokio::net::TcpStream) -> BotCall {
                 r.start_us = unix_us(SystemTime::now());
                 r.call_sid = v["start"]["callSid"].as_str().unwrap_or_default().into();
                 sid = v["streamSid"].as_str().unwrap_or_default().into();
-            }
-            Some("media") => {
-                r.frames += 1;
-                let chunk: u64 = v["media"]["chunk"]
-                    .as_str()
-                    .and_then(|c| c.parse().ok())
-                    .unwrap_or(0);
-                if chunk != last_chunk + 1 {
-                    r.chunk_gaps += 1;
-                }
-                last_chunk = chunk;
-                let ts: u64 = v["media"]["timestamp"]
-                    .as_str()
-                    .and_then(|c| c.parse().ok())
-                    .unwrap_or(0);
-                if last_ts.is_some_and(|l| ts != l + 20) {
-                    r.ts_gaps += 1;
-                }
-                last_ts = Some(ts);
-                let echo = json!({"event": "media", "streamSid": sid,
-                                  "media": {"payload": v["media"]["payload"]}});
-                if ws
-                    .send(Message::Text(echo.to_string().into()))
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
-                if r.frames % 50 == 0 {
-                    let name = format!("m{}", r.frames);
-                    pending.insert(name.clone(), Instant::now());
-                    let mark = json!({"event": "mark", "streamSid": sid, "mark": {"name": name}});
-                    if ws
-                        .send(Message::Text(mark.to_string().into()))
-                        .await
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
             }
             Some("mark") => {
                 if let Some(t0) = v["mark"]["name"].as_str().and_then(|n| pending.remove(n)) {
@@ -317,9 +335,16 @@ async fn main() {
         let calls = (n / sipps + usize::from(k < n % sipps)) as u32;
         uases.push(
             SippUas::start_with(UasOptions {
-                scenario: "uas_answer_echo.xml",
+                scenario: "uas_ring_answer_echo.xml",
                 calls: Some(calls),
-                extra: &["-rtp_echo", "-max_recv_loops", "10000"],
+                // Calls last longer than the runner's default 15 s receive timeout.
+                extra: &[
+                    "-rtp_echo",
+                    "-max_recv_loops",
+                    "10000",
+                    "-recv_timeout",
+                    "90s",
+                ],
                 timeout_s: 120,
                 trace: false,
             })
