@@ -28,9 +28,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Serve => {
             let stop = shutdown_signal();
             let app = App::start(&config, std::env::var(BOOTSTRAP_KEY_VAR).ok()).await?;
-            println!("herald listening on http://{}", app.addr);
+            say(format_args!("herald listening on http://{}", app.addr));
             if let Some(sim) = app.simulator_addr {
-                println!("callee simulator listening on sip:{sim}");
+                say(format_args!("callee simulator listening on sip:{sim}"));
             }
             app.run_until(stop).await
         }
@@ -56,17 +56,17 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 rtp_port_max: config.simulator.rtp_port_max,
             })
             .await?;
-            println!(
+            say(format_args!(
                 "herald sim listening on sip:{} (population {name}, seed {seed}); Ctrl-C stops it",
                 sim.addr()
-            );
+            ));
             stop.await;
             let c = sim.counts();
             sim.shutdown().await;
-            println!(
+            say(format_args!(
                 "{} calls: {} answered, {} busy, {} unanswered (cancelled), {} invalid number, {} temporary failure, {} other",
                 c.calls, c.answered, c.busy, c.cancelled, c.invalid_number, c.temporary_failure, c.other
-            );
+            ));
             Ok(())
         }
         Command::Demo(_) => unreachable!("handled above"),
@@ -105,4 +105,13 @@ fn init_tracing(config: &Config) {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+}
+
+/// Prints a line for whoever started herald. A closed stdout (the starter
+/// stopped reading) is no reason to stop serving, so write errors are ignored.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }

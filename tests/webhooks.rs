@@ -348,8 +348,8 @@ async fn every_event_arrives_signed_through_failures_and_a_kill_9() {
             );
         }
         for line in text.lines() {
-            let v: Value =
-                serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            let v: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {line:?} in\n{text}"));
             if v["span"]["campaign"] == camp.as_str()
                 && v["span"]["call"].is_string()
                 && v["span"]["target"].is_string()
