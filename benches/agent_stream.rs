@@ -5,7 +5,8 @@
 //! with `-rtp_echo`, spread over several SIPps as in `sip_concurrent`); each answered call gets
 //! a `media_stream` session (prepared on 180, run on 200, exactly as the
 //! scheduler does) connected to a WebSocket bot that sends every `media`
-//! frame straight back and, once a second, a `mark` after it. The bot runs in
+//! frame straight back and, once a second, `clear` before a frame and a
+//! `mark` after it (bot-audio-to-RTP latency from an empty queue). The bot runs in
 //! a child process (this binary again), so the CPU measured in this process
 //! is herald's: call control, RTP, and the sessions.
 //!
@@ -13,8 +14,8 @@
 //! measured window; frame gaps (RTP sequence gaps seen by herald, `chunk` and
 //! `timestamp` steps seen by the bot, frames dropped for a slow reader);
 //! answer-to-`start` latency (the 200 OK's arrival to the bot's receipt of
-//! `start`); and bot-audio-to-RTP latency (a `mark` sent after echoed audio
-//! comes back once that audio has gone out as RTP).
+//! `start`); and bot-audio-to-RTP latency (a `mark` sent right after a frame
+//! comes back once that frame has gone out as RTP).
 //!
 //! Run: `cargo bench --bench agent_stream`. Environment: `HERALD_CALLS`
 //! (default 1000), `HERALD_HOLD_SECS` (measured window, default 10),
@@ -141,6 +142,16 @@ async fn bot_socket(s: tokio::net::TcpStream) -> BotCall {
                 r.ts_gaps += 1;
             }
             last_ts = Some(frame.timestamp);
+            if r.frames % 50 == 0 {
+                // Every frame herald sends comes back (SIPp, then this echo),
+                // so each stall adds frames that circulate for ever: drop
+                // what is queued, so the mark measures the playout of this frame.
+                let clear = format!(r#"{{"event":"clear","streamSid":"{sid}"}}"#);
+                if ws.send(Message::Text(clear.into())).await.is_err() {
+                    break;
+                }
+            }
+            let echo_sent = Instant::now();
             let echo = format!(
                 r#"{{"event":"media","streamSid":"{sid}","media":{{"payload":"{}"}}}}"#,
                 frame.payload
@@ -150,7 +161,7 @@ async fn bot_socket(s: tokio::net::TcpStream) -> BotCall {
             }
             if r.frames % 50 == 0 {
                 let name = format!("m{}", r.frames);
-                pending.insert(name.clone(), Instant::now());
+                pending.insert(name.clone(), echo_sent);
                 let mark = json!({"event": "mark", "streamSid": sid, "mark": {"name": name}});
                 if ws
                     .send(Message::Text(mark.to_string().into()))
