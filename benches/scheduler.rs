@@ -128,7 +128,11 @@ async fn run(label: &str, url: &str, targets: usize) {
         .insert_doc(
             AGENTS,
             "a",
-            &json!({"name": "a", "max_concurrent_sessions": 100_000}),
+            &herald::domain::specs::validate_agent(&json!({
+                "name": "a", "kind": "script", "max_concurrent_sessions": 100_000,
+                "script": {"start": "bye", "steps": {"bye": {"result": "completed"}}},
+            }))
+            .unwrap(),
             0,
         )
         .await
@@ -160,6 +164,13 @@ async fn run(label: &str, url: &str, targets: usize) {
                 campaign_id,
                 status,
             }) if campaign_id == c.id && status == "finished" => break,
+            Ok(Event::CampaignStatusChanged {
+                campaign_id,
+                status,
+            }) if campaign_id == c.id && (status == "paused" || status == "stopped") => {
+                let row = store.get_campaign(&c.id).await.unwrap();
+                panic!("the campaign went {status}: {row:?}");
+            }
             Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
             Err(e) => panic!("{e}"),
         }

@@ -205,3 +205,120 @@ async fn assert_due_query_uses_the_index(store: &Store, outdial_id: &str) {
         "due query sorts:\n{plan}"
     );
 }
+
+async fn count(store: &Store, sql: &str) -> i64 {
+    match &store.pool {
+        herald::store::Pool::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
+        herald::store::Pool::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
+    }
+}
+
+/// `calls` and `target_events` carry no per-row foreign-key checks (they are
+/// the per-attempt hot path); deleting a target, an outdial or a campaign
+/// still removes the target's events and detaches its calls.
+async fn deleting_keeps_calls_and_events_consistent(db: Db) {
+    use herald::store::dialing::{ClaimAction, ClaimScope};
+    let Some(tdb) = TestDb::new(db).await else {
+        return;
+    };
+    let store = Store::open(&tdb.url, 4).await.unwrap();
+    let od = store
+        .insert_doc(OUTDIALS, "l", &json!({"name": "l"}), 1)
+        .await
+        .unwrap();
+    let batch = vec![
+        target("+15550000011", None),
+        target("+15550000012", None),
+        target("+15550000013", None),
+    ];
+    store.insert_targets(&od.id, &batch, 1).await.unwrap();
+    let op = store
+        .insert_doc(OUTPLANS, "p", &json!({"name": "p"}), 1)
+        .await
+        .unwrap();
+    let spec = json!({"name": "c"});
+    let c = store
+        .insert_campaign(
+            &herald::store::campaigns::CampaignFields {
+                name: "c",
+                outdial_id: &od.id,
+                outplan_id: &op.id,
+                agent_id: None,
+                spec: &spec,
+            },
+            1,
+        )
+        .await
+        .unwrap();
+    let scope = ClaimScope {
+        campaign_id: &c.id,
+        outdial_id: &od.id,
+        node_id: "n1",
+        lease_ms: 60_000,
+        trunk: "default",
+        agent_id: None,
+    };
+    let claimed = store
+        .claim_due_targets(&scope, 10, 10, |_, _| ClaimAction::Dial {
+            destination_index: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 3);
+    // Targets are deleted once their call is over: close the attempts the
+    // way a recovery does (dialing -> idle).
+    exec(&store, "UPDATE targets SET state = 'idle'").await;
+    exec(
+        &store,
+        "UPDATE calls SET status = 'completed', ended_at = 20",
+    )
+    .await;
+    let events = |t: &str| format!("SELECT COUNT(*) FROM target_events WHERE target_id = '{t}'");
+    let calls_of = |t: &str| format!("SELECT COUNT(*) FROM calls WHERE target_id = '{t}'");
+    let (a, b) = (&batch[0].id, &batch[1].id);
+    assert_eq!(count(&store, &events(a)).await, 1);
+    assert_eq!(count(&store, &calls_of(a)).await, 1);
+
+    store.delete_target(a).await.unwrap();
+    assert_eq!(
+        count(&store, &events(a)).await,
+        0,
+        "the target's events go with it"
+    );
+    assert_eq!(count(&store, &calls_of(a)).await, 0, "its call is detached");
+    assert_eq!(
+        count(&store, "SELECT COUNT(*) FROM calls").await,
+        3,
+        "calls are kept"
+    );
+    assert_eq!(
+        count(&store, &events(b)).await,
+        1,
+        "other targets keep theirs"
+    );
+
+    store.delete_campaign(&c.id).await.unwrap();
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM calls WHERE campaign_id IS NOT NULL"
+        )
+        .await,
+        0,
+        "the campaign's calls are detached"
+    );
+    store.delete_outdial(&od.id).await.unwrap();
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM target_events").await, 0);
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM calls WHERE target_id IS NOT NULL"
+        )
+        .await,
+        0
+    );
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM calls").await, 3);
+    store.close().await;
+    tdb.cleanup().await;
+}
+on_both_backends!(deleting, deleting_keeps_calls_and_events_consistent);
