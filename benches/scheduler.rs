@@ -10,6 +10,10 @@
 //! 10% no answer, 5% temporary failure, 5% invalid); retries are immediate
 //! and the budget is 3 tries, so a list of N makes about 1.5 N attempts.
 
+/// The allocator of the herald binary (src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

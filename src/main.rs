@@ -1,3 +1,8 @@
+/// mimalloc: the scheduler's hot path allocates per row and per statement,
+/// and glibc's malloc was a quarter of its CPU (docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::Context;
 use clap::Parser;
 use herald::app::{shutdown_signal, App, BOOTSTRAP_KEY_VAR};
