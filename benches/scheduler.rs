@@ -187,6 +187,23 @@ async fn run(label: &str, url: &str, targets: usize) {
         "{label:<9} targets={targets:>8} (filled in {fill_s:.1} s)  attempts={attempts:>8} in {secs:>6.1} s = {:>7.0} attempts/s",
         attempts as f64 / secs
     );
+    // Time spent in the store's writes (lock wait included), from /metrics.
+    let text = store.metrics().render(&Default::default());
+    let stat = |op: &str, what: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(&format!("herald_store_query_seconds_{what}{{op=\"{op}\"}}")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    for op in ["claim", "record"] {
+        let (n, sum) = (stat(op, "count"), stat(op, "sum"));
+        println!(
+            "{label:<9}   {op:<6} transactions: {n:>6.0}, {:>6.2} s in all, {:>6.2} ms each",
+            sum,
+            if n > 0.0 { sum * 1000.0 / n } else { 0.0 }
+        );
+    }
     for (n, d) in latencies {
         println!(
             "{label:<9}   claim query (LIMIT 100) on {n:>8} targets: {:>7.2} ms median",

@@ -322,3 +322,71 @@ async fn deleting_keeps_calls_and_events_consistent(db: Db) {
     tdb.cleanup().await;
 }
 on_both_backends!(deleting, deleting_keeps_calls_and_events_consistent);
+
+/// On SQLite a claim reads and decides before it takes the writer; a target
+/// that changes in between (here: deleted) is not dialed, and no call or
+/// event row is written for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_changed_while_a_claim_decides_is_left_alone() {
+    use herald::store::dialing::{ClaimAction, ClaimScope};
+    let tdb = TestDb::new(Db::Sqlite)
+        .await
+        .expect("SQLite is always there");
+    let store = Store::open(&tdb.url, 4).await.unwrap();
+    let od = store
+        .insert_doc(OUTDIALS, "l", &json!({"name": "l"}), 1)
+        .await
+        .unwrap();
+    let batch = vec![target("+15550000021", None), target("+15550000022", None)];
+    store.insert_targets(&od.id, &batch, 1).await.unwrap();
+    let victim = batch[0].id.clone();
+    let (ask, asked) = std::sync::mpsc::channel::<String>();
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let deleter = {
+        let store = store.clone();
+        let asked = std::sync::Mutex::new(asked);
+        tokio::spawn(async move {
+            let id = tokio::task::block_in_place(|| asked.lock().unwrap().recv().unwrap());
+            store.delete_target(&id).await.unwrap();
+            done.send(()).unwrap();
+        })
+    };
+    let scope = ClaimScope {
+        campaign_id: "c1",
+        outdial_id: &od.id,
+        node_id: "n1",
+        lease_ms: 60_000,
+        trunk: "default",
+        agent_id: None,
+    };
+    let claimed = store
+        .claim_due_targets(&scope, 10, 10, |t, _| {
+            if t.id == victim {
+                ask.send(t.id.clone()).unwrap();
+                finished.recv().unwrap();
+            }
+            ClaimAction::Dial {
+                destination_index: 0,
+            }
+        })
+        .await
+        .unwrap();
+    deleter.await.unwrap();
+    let ids: Vec<&str> = claimed.iter().map(|c| c.target.id.as_str()).collect();
+    assert_eq!(ids, vec![batch[1].id.as_str()]);
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM calls").await, 1);
+    assert_eq!(
+        count(
+            &store,
+            &format!("SELECT COUNT(*) FROM target_events WHERE target_id = '{victim}'")
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        store.get_target(&batch[1].id).await.unwrap().state,
+        TargetState::Dialing
+    );
+    store.close().await;
+    tdb.cleanup().await;
+}

@@ -124,11 +124,46 @@ const TARGET_COLUMNS: &str =
     try_count_current, state, next_attempt_at, not_before, expires_at, timezone, variables, \
     client_token, last_outcome, reason, created_at, updated_at";
 
+/// The numbers on the DNC list among the candidates' next destinations.
+macro_rules! dnc_of {
+    ($candidates:expr, $exec:expr) => {{
+        let numbers: Vec<&str> = $candidates
+            .iter()
+            .filter_map(|t: &TargetRow| {
+                t.destinations
+                    .get(t.destination_index as usize)
+                    .map(|d| d.target.as_str())
+            })
+            .collect();
+        let mut qb = sqlx::QueryBuilder::new("SELECT number FROM dnc WHERE number IN (");
+        let mut sep = qb.separated(", ");
+        for n in &numbers {
+            sep.push_bind(*n);
+        }
+        qb.push(")");
+        let blocked: std::collections::HashSet<String> = qb
+            .build_query_scalar::<String>()
+            .fetch_all($exec)
+            .await?
+            .into_iter()
+            .collect();
+        blocked
+    }};
+}
+
 impl Store {
     /// Claims up to `limit` due idle targets of the scope's outdial. `decide`
     /// sees each candidate and whether its next destination is on the DNC
     /// list, and says what to do; dialed ones come back with their attempt
-    /// rows opened. On PostgreSQL rows locked by another node are skipped.
+    /// rows opened.
+    ///
+    /// On PostgreSQL the candidates are read `FOR UPDATE SKIP LOCKED` in the
+    /// writing transaction (rows another node holds are skipped). On SQLite
+    /// they are read, decided and their statements built before the single
+    /// writer is taken, so that this work overlaps the recorder's writes; the
+    /// writes are then guarded on the row being as read (idle, same
+    /// `updated_at` and try count), and a target that changed in between is
+    /// left for the next claim.
     pub async fn claim_due_targets(
         &self,
         scope: &ClaimScope<'_>,
@@ -139,7 +174,8 @@ impl Store {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let lock = if self.backend() == super::Backend::Postgres {
+        let postgres = self.backend() == super::Backend::Postgres;
+        let lock = if postgres {
             " FOR UPDATE SKIP LOCKED"
         } else {
             ""
@@ -149,111 +185,106 @@ impl Store {
              AND next_attempt_at <= $2 ORDER BY next_attempt_at LIMIT $3{lock}"
         );
         let started = std::time::Instant::now();
-        let _write = self.write_guard().await;
         let (claimed, logged) = with_pool!(self, p => {
-            let mut tx = p.begin_write().await?;
-            let rows = sqlx::query(&select).bind(scope.outdial_id).bind(now).bind(limit as i64)
-                .fetch_all(&mut *tx).await?;
-            let mut candidates = Vec::with_capacity(rows.len());
-            for row in &rows {
-                candidates.push(super::targets::decode_target_row(row)?);
-            }
-            if candidates.is_empty() {
-                return Ok(Vec::new());
-            }
-            let mut log = EventLog::default();
-            // The DNC list, for each candidate's next destination.
-            let numbers: Vec<&str> = candidates.iter()
-                .filter_map(|t| t.destinations.get(t.destination_index as usize).map(|d| d.target.as_str()))
-                .collect();
-            let mut qb = sqlx::QueryBuilder::new("SELECT number FROM dnc WHERE number IN (");
-            let mut sep = qb.separated(", ");
-            for n in &numbers {
-                sep.push_bind(*n);
-            }
-            qb.push(")");
-            let blocked: std::collections::HashSet<String> =
-                qb.build_query_scalar::<String>().fetch_all(&mut *tx).await?.into_iter().collect();
-
-            let mut claimed = Vec::new();
-            for mut t in candidates {
-                let next = t.destinations.get(t.destination_index as usize).map(|d| d.target.clone());
-                let on_dnc = next.as_ref().is_some_and(|n| blocked.contains(n));
-                match decide(&t, on_dnc) {
-                    ClaimAction::Defer { until } => {
-                        sqlx::query("UPDATE targets SET next_attempt_at = $2 WHERE id = $1 AND state = 'idle'")
-                            .bind(&t.id).bind(until).execute(&mut *tx).await?;
-                    }
-                    ClaimAction::Fail { reason } => {
-                        sqlx::query("UPDATE targets SET state = 'failed', reason = $2, updated_at = $3 \
-                                     WHERE id = $1 AND state = 'idle'")
-                            .bind(&t.id).bind(&reason).bind(now).execute(&mut *tx).await?;
-                        sqlx::query("INSERT INTO target_events (target_id, campaign_id, from_state, to_state, at, reason) \
-                                     VALUES ($1, $2, 'idle', 'failed', $3, $4)")
-                            .bind(&t.id).bind(scope.campaign_id).bind(now).bind(&reason).execute(&mut *tx).await?;
-                        log.push(scope.campaign_id, &EventRecord::Transition {
-                            at: now, target_id: &t.id, attempt_id: None, from: "idle", to: "failed",
-                            sip_code: None, reason: Some(reason.as_str()),
-                        });
-                    }
-                    ClaimAction::Dial { destination_index } => {
-                        let Some(dest) = t.destinations.get_mut(destination_index) else {
-                            return Err(StoreError::Corrupt(format!("target {} has no destination {destination_index}", t.id)));
-                        };
-                        dest.try_count += 1;
-                        let destination = dest.clone();
-                        t.try_count_current += 1;
-                        t.destination_index = destination_index as i32;
-                        t.state = TargetState::Dialing;
-                        let attempt = t.try_count_current as u32;
-                        let due = t.next_attempt_at.max(t.not_before.unwrap_or(0));
-                        self.metrics.scheduler_lag.observe((now - due).max(0) as f64 / 1000.0);
-                        let call_id = super::new_id();
-                        log.push(scope.campaign_id, &EventRecord::AttemptStarted {
-                            at: now, attempt_id: &call_id, target_id: &t.id, destination_index,
-                            destination: &destination.target, attempt,
-                        });
-                        log.push(scope.campaign_id, &EventRecord::Transition {
-                            at: now, target_id: &t.id, attempt_id: Some(call_id.as_str()), from: "idle", to: "dialing",
-                            sip_code: None, reason: None,
-                        });
-                        claimed.push(Claimed { call_id, target: t, destination_index, destination, attempt });
-                    }
+            // SQLite: read and decide outside the writer.
+            let mut plan = None;
+            if !postgres {
+                let rows = sqlx::query(&select).bind(scope.outdial_id).bind(now).bind(limit as i64)
+                    .fetch_all(p).await?;
+                let candidates = decode_candidates(&rows)?;
+                if candidates.is_empty() {
+                    return Ok(Vec::new());
                 }
+                let blocked = dnc_of!(&candidates, p);
+                plan = Some(ClaimPlan::new(now, candidates, &blocked, &decide, &self.metrics)?);
+            }
+            let _write = self.write_guard().await;
+            let mut tx = p.begin_write().await?;
+            let plan = match plan {
+                Some(plan) => plan,
+                None => {
+                    let rows = sqlx::query(&select).bind(scope.outdial_id).bind(now).bind(limit as i64)
+                        .fetch_all(&mut *tx).await?;
+                    let candidates = decode_candidates(&rows)?;
+                    if candidates.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let blocked = dnc_of!(&candidates, &mut *tx);
+                    ClaimPlan::new(now, candidates, &blocked, &decide, &self.metrics)?
+                }
+            };
+            let ClaimPlan { mut claimed, started_events, fails, defers } = plan;
+            let mut log = EventLog::default();
+            for (id, until, updated_at) in &defers {
+                sqlx::query("UPDATE targets SET next_attempt_at = $2 WHERE id = $1 AND state = 'idle' AND updated_at = $3")
+                    .bind(id).bind(until).bind(updated_at).execute(&mut *tx).await?;
+            }
+            for (id, reason, updated_at) in &fails {
+                let moved = sqlx::query("UPDATE targets SET state = 'failed', reason = $2, updated_at = $3 \
+                             WHERE id = $1 AND state = 'idle' AND updated_at = $4")
+                    .bind(id).bind(reason).bind(now).bind(updated_at).execute(&mut *tx).await?.rows_affected() == 1;
+                if !moved {
+                    continue;
+                }
+                sqlx::query("INSERT INTO target_events (target_id, campaign_id, from_state, to_state, at, reason) \
+                             VALUES ($1, $2, 'idle', 'failed', $3, $4)")
+                    .bind(id).bind(scope.campaign_id).bind(now).bind(reason).execute(&mut *tx).await?;
+                log.push(scope.campaign_id, &EventRecord::Transition {
+                    at: now, target_id: id, attempt_id: None, from: "idle", to: "failed",
+                    sip_code: None, reason: Some(reason.as_str()),
+                });
             }
             // The dialed ones in three statements per chunk, not three per row.
-            for chunk in claimed.chunks(CLAIM_ROWS_PER_STATEMENT) {
-                let dests: Vec<String> = chunk.iter()
-                    .map(|c| serde_json::to_string(&c.target.destinations).expect("destinations serialize"))
-                    .collect();
+            let dests: Vec<String> = claimed.iter()
+                .map(|c| serde_json::to_string(&c.target.destinations).expect("destinations serialize"))
+                .collect();
+            let mut dialed = std::collections::HashSet::new();
+            for (chunk, dests) in claimed.chunks(CLAIM_ROWS_PER_STATEMENT).zip(dests.chunks(CLAIM_ROWS_PER_STATEMENT)) {
                 let mut qb = sqlx::QueryBuilder::new("UPDATE targets SET state = 'dialing', destinations = v.column2, \
                     destination_index = v.column3, try_count_current = try_count_current + 1, lease_owner = ");
                 qb.push_bind(scope.node_id).push(", lease_expires_at = ").push_bind(now + scope.lease_ms)
                     .push(", updated_at = ").push_bind(now).push(" FROM (");
-                qb.push_values(chunk.iter().zip(&dests), |mut b, (c, d)| {
-                    b.push_bind(&c.target.id).push_bind(d).push_bind(c.destination_index as i32);
+                qb.push_values(chunk.iter().zip(dests), |mut b, (c, d)| {
+                    b.push_bind(&c.target.id).push_bind(d).push_bind(c.destination_index as i32)
+                        .push_bind(c.target.updated_at).push_bind(c.target.try_count_current - 1);
                 });
-                qb.push(") AS v WHERE targets.id = v.column1 AND targets.state = 'idle'");
-                qb.build().execute(&mut *tx).await?;
+                qb.push(") AS v WHERE targets.id = v.column1 AND targets.state = 'idle' \
+                    AND targets.updated_at = v.column4 AND targets.try_count_current = v.column5 RETURNING targets.id");
+                let moved: Vec<String> = qb.build_query_scalar::<String>().fetch_all(&mut *tx).await?;
+                let all = moved.len() == chunk.len();
+                let moved: std::collections::HashSet<String> = moved.into_iter().collect();
+                let rows: Vec<&Claimed> = chunk.iter().filter(|c| all || moved.contains(&c.target.id)).collect();
+                if rows.is_empty() {
+                    continue;
+                }
                 let mut qb = sqlx::QueryBuilder::new(
                     "INSERT INTO target_events (target_id, campaign_id, from_state, to_state, at, attempt_id) ");
-                qb.push_values(chunk, |mut b, c| {
+                qb.push_values(&rows, |mut b, c| {
                     b.push_bind(&c.target.id).push_bind(scope.campaign_id).push("'idle'").push("'dialing'")
                         .push_bind(now).push_bind(&c.call_id);
                 });
                 qb.build().execute(&mut *tx).await?;
                 let mut qb = sqlx::QueryBuilder::new("INSERT INTO calls (id, campaign_id, target_id, destination_index, \
                     attempt, agent_id, trunk, status, to_uri, node_id, created_at) ");
-                qb.push_values(chunk, |mut b, c| {
+                qb.push_values(&rows, |mut b, c| {
                     b.push_bind(&c.call_id).push_bind(scope.campaign_id).push_bind(&c.target.id)
                         .push_bind(c.destination_index as i32).push_bind(c.attempt as i32).push_bind(scope.agent_id)
                         .push_bind(scope.trunk).push("'in_progress'").push_bind(&c.destination.target)
                         .push_bind(scope.node_id).push_bind(now);
                 });
                 qb.build().execute(&mut *tx).await?;
+                dialed.extend(rows.iter().map(|c| c.call_id.clone()));
+            }
+            for (c, events) in claimed.iter().zip(started_events) {
+                if dialed.contains(&c.call_id) {
+                    for e in events {
+                        log.push_json(scope.campaign_id, e);
+                    }
+                }
             }
             let logged = append_event_pages!(tx, log, now);
             tx.commit().await?;
+            claimed.retain(|c| dialed.contains(&c.call_id));
             Ok::<_, StoreError>((claimed, logged))
         })?;
         self.logged(logged);
@@ -584,6 +615,103 @@ impl Store {
             call_row_json(&row)
         })
     }
+}
+
+/// A claim decided: the targets to dial (with their `attempt.started` and
+/// `idle → dialing` events, serialized), to fail and to defer. Failed and
+/// deferred targets carry the `updated_at` they were read with.
+struct ClaimPlan {
+    claimed: Vec<Claimed>,
+    started_events: Vec<[String; 2]>,
+    fails: Vec<(String, String, i64)>,
+    defers: Vec<(String, i64, i64)>,
+}
+
+impl ClaimPlan {
+    fn new(
+        now: i64,
+        candidates: Vec<TargetRow>,
+        blocked: &std::collections::HashSet<String>,
+        decide: &impl Fn(&TargetRow, bool) -> ClaimAction,
+        metrics: &crate::metrics::Metrics,
+    ) -> Result<ClaimPlan> {
+        let mut plan = ClaimPlan {
+            claimed: Vec::with_capacity(candidates.len()),
+            started_events: Vec::with_capacity(candidates.len()),
+            fails: Vec::new(),
+            defers: Vec::new(),
+        };
+        for mut t in candidates {
+            let next = t
+                .destinations
+                .get(t.destination_index as usize)
+                .map(|d| d.target.as_str());
+            let on_dnc = next.is_some_and(|n| blocked.contains(n));
+            match decide(&t, on_dnc) {
+                ClaimAction::Defer { until } => plan.defers.push((t.id, until, t.updated_at)),
+                ClaimAction::Fail { reason } => plan.fails.push((t.id, reason, t.updated_at)),
+                ClaimAction::Dial { destination_index } => {
+                    let Some(dest) = t.destinations.get_mut(destination_index) else {
+                        return Err(StoreError::Corrupt(format!(
+                            "target {} has no destination {destination_index}",
+                            t.id
+                        )));
+                    };
+                    dest.try_count += 1;
+                    let destination = dest.clone();
+                    t.try_count_current += 1;
+                    t.destination_index = destination_index as i32;
+                    t.state = TargetState::Dialing;
+                    let attempt = t.try_count_current as u32;
+                    let due = t.next_attempt_at.max(t.not_before.unwrap_or(0));
+                    metrics
+                        .scheduler_lag
+                        .observe((now - due).max(0) as f64 / 1000.0);
+                    let call_id = super::new_id();
+                    plan.started_events.push([
+                        EventLog::serialize(&EventRecord::AttemptStarted {
+                            at: now,
+                            attempt_id: &call_id,
+                            target_id: &t.id,
+                            destination_index,
+                            destination: &destination.target,
+                            attempt,
+                        }),
+                        EventLog::serialize(&EventRecord::Transition {
+                            at: now,
+                            target_id: &t.id,
+                            attempt_id: Some(call_id.as_str()),
+                            from: "idle",
+                            to: "dialing",
+                            sip_code: None,
+                            reason: None,
+                        }),
+                    ]);
+                    plan.claimed.push(Claimed {
+                        call_id,
+                        target: t,
+                        destination_index,
+                        destination,
+                        attempt,
+                    });
+                }
+            }
+        }
+        Ok(plan)
+    }
+}
+
+fn decode_candidates<R: Row>(rows: &[R]) -> Result<Vec<TargetRow>>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<i32>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i32: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    rows.iter().map(super::targets::decode_target_row).collect()
 }
 
 /// One completion's events, serialized: the attempt's (its answer when it
