@@ -341,62 +341,93 @@ impl Store {
         // Serialized before the write lock is taken: only the choice of which
         // transitions to log waits for the transaction.
         let mut prepared: Vec<PreparedEvents> = batch.iter().map(prepare_events).collect();
-        let _write = self.write_guard().await;
         let logged = with_pool!(self, p => {
-            let mut tx = p.begin_write().await?;
-            let mut log = EventLog::default();
-            for (chunk, prepared) in batch.chunks(RECORD_ROWS_PER_STATEMENT)
-                .zip(prepared.chunks_mut(RECORD_ROWS_PER_STATEMENT)) {
-                let mut qb = sqlx::QueryBuilder::new("UPDATE calls SET status = v.column2, outcome = v.column3, \
+            // Every statement is built before the writer is taken; only the
+            // events of a target that did not move (rare: another node or a
+            // recovery got there first) are rebuilt inside.
+            let mut statements = Vec::new();
+            for chunk in batch.chunks(RECORD_ROWS_PER_STATEMENT) {
+                let mut calls = sqlx::QueryBuilder::new("UPDATE calls SET status = v.column2, outcome = v.column3, \
                     sip_code = v.column4, q850_cause = v.column5, result = v.column6, \
                     sip_call_id = COALESCE(v.column7, calls.sip_call_id), invite_sent_at = v.column8, \
                     ringing_at = v.column9, answered_at = COALESCE(v.column10, calls.answered_at), ended_at = v.column11, \
                     duration_ms = v.column11 - COALESCE(v.column10, calls.answered_at), \
                     hangup_by = v.column12, reason = v.column13 FROM (");
-                qb.push_values(chunk, |mut b, c| {
+                calls.push_values(chunk, |mut b, c| {
                     let f = &c.call;
                     b.push_bind(&c.call_id).push_bind(&f.status).push_bind(&f.outcome).push_bind(f.sip_code)
                         .push_bind(f.q850_cause).push_bind(&f.result).push_bind(&f.sip_call_id)
                         .push_bind(f.invite_sent_at).push_bind(f.ringing_at).push_bind(f.answered_at)
                         .push_bind(f.ended_at).push_bind(&f.hangup_by).push_bind(&f.reason);
                 });
-                qb.push(") AS v WHERE calls.id = v.column1");
-                qb.build().execute(&mut *tx).await?;
-
+                calls.push(") AS v WHERE calls.id = v.column1");
                 let moving: Vec<&Completion> = chunk.iter().filter(|c| !c.transitions.is_empty()).collect();
-                if moving.is_empty() {
+                let mut targets = None;
+                let mut events = Vec::new();
+                if !moving.is_empty() {
+                    let mut qb = sqlx::QueryBuilder::new("UPDATE targets SET state = v.column2, \
+                        next_attempt_at = COALESCE(v.column3, targets.next_attempt_at), destination_index = v.column4, \
+                        last_outcome = v.column5, reason = v.column6, lease_owner = NULL, lease_expires_at = NULL, updated_at = ");
+                    qb.push_bind(now).push(" FROM (");
+                    qb.push_values(&moving, |mut b, c| {
+                        let last = c.transitions.last().expect("non-empty");
+                        b.push_bind(&c.target_id).push_bind(last.to.as_str()).push_bind(c.next_attempt_at)
+                            .push_bind(c.destination_index as i32).push_bind(&c.call.outcome).push_bind(&last.reason)
+                            .push_bind(c.expect.as_str());
+                    });
+                    qb.push(") AS v WHERE targets.id = v.column1 AND targets.state = v.column7 RETURNING targets.id");
+                    targets = Some(qb);
+                    let all: Vec<(&Completion, &Transition)> = moving.iter()
+                        .flat_map(|c| c.transitions.iter().map(move |t| (*c, t)))
+                        .collect();
+                    for ev_chunk in all.chunks(RECORD_ROWS_PER_STATEMENT) {
+                        let mut qb = sqlx::QueryBuilder::new("INSERT INTO target_events \
+                            (target_id, campaign_id, from_state, to_state, at, attempt_id, sip_code, reason) ");
+                        qb.push_values(ev_chunk, |mut b, (c, t)| {
+                            let code = if t.from == TargetState::Dialing { c.call.sip_code } else { None };
+                            b.push_bind(&c.target_id).push_bind(&c.campaign_id).push_bind(t.from.as_str())
+                                .push_bind(t.to.as_str()).push_bind(c.call.ended_at).push_bind(&c.call_id)
+                                .push_bind(code).push_bind(&t.reason);
+                        });
+                        events.push(qb);
+                    }
+                }
+                statements.push((calls, moving, targets, events));
+            }
+            let _write = self.write_guard().await;
+            let mut tx = p.begin_write().await?;
+            let mut log = EventLog::default();
+            for ((chunk, prepared), (mut calls, moving, targets, events)) in batch.chunks(RECORD_ROWS_PER_STATEMENT)
+                .zip(prepared.chunks_mut(RECORD_ROWS_PER_STATEMENT)).zip(statements) {
+                calls.build().execute(&mut *tx).await?;
+                let Some(mut targets) = targets else {
                     log_completions(&mut log, chunk, prepared, &Default::default());
                     continue;
-                }
-                let mut qb = sqlx::QueryBuilder::new("UPDATE targets SET state = v.column2, \
-                    next_attempt_at = COALESCE(v.column3, targets.next_attempt_at), destination_index = v.column4, \
-                    last_outcome = v.column5, reason = v.column6, lease_owner = NULL, lease_expires_at = NULL, updated_at = ");
-                qb.push_bind(now).push(" FROM (");
-                qb.push_values(&moving, |mut b, c| {
-                    let last = c.transitions.last().expect("non-empty");
-                    b.push_bind(&c.target_id).push_bind(last.to.as_str()).push_bind(c.next_attempt_at)
-                        .push_bind(c.destination_index as i32).push_bind(&c.call.outcome).push_bind(&last.reason)
-                        .push_bind(c.expect.as_str());
-                });
-                qb.push(") AS v WHERE targets.id = v.column1 AND targets.state = v.column7 RETURNING targets.id");
+                };
                 let moved: std::collections::HashSet<String> =
-                    qb.build_query_scalar::<String>().fetch_all(&mut *tx).await?.into_iter().collect();
+                    targets.build_query_scalar::<String>().fetch_all(&mut *tx).await?.into_iter().collect();
                 log_completions(&mut log, chunk, prepared, &moved);
-
-                let events: Vec<(&Completion, &Transition)> = moving.iter()
-                    .filter(|c| moved.contains(&c.target_id))
-                    .flat_map(|c| c.transitions.iter().map(move |t| (*c, t)))
-                    .collect();
-                for ev_chunk in events.chunks(RECORD_ROWS_PER_STATEMENT) {
-                    let mut qb = sqlx::QueryBuilder::new("INSERT INTO target_events \
-                        (target_id, campaign_id, from_state, to_state, at, attempt_id, sip_code, reason) ");
-                    qb.push_values(ev_chunk, |mut b, (c, t)| {
-                        let code = if t.from == TargetState::Dialing { c.call.sip_code } else { None };
-                        b.push_bind(&c.target_id).push_bind(&c.campaign_id).push_bind(t.from.as_str())
-                            .push_bind(t.to.as_str()).push_bind(c.call.ended_at).push_bind(&c.call_id)
-                            .push_bind(code).push_bind(&t.reason);
-                    });
-                    qb.build().execute(&mut *tx).await?;
+                if moved.len() == moving.len() {
+                    for mut qb in events {
+                        qb.build().execute(&mut *tx).await?;
+                    }
+                } else {
+                    drop(events);
+                    let rows: Vec<(&Completion, &Transition)> = moving.iter()
+                        .filter(|c| moved.contains(&c.target_id))
+                        .flat_map(|c| c.transitions.iter().map(move |t| (*c, t)))
+                        .collect();
+                    for ev_chunk in rows.chunks(RECORD_ROWS_PER_STATEMENT) {
+                        let mut qb = sqlx::QueryBuilder::new("INSERT INTO target_events \
+                            (target_id, campaign_id, from_state, to_state, at, attempt_id, sip_code, reason) ");
+                        qb.push_values(ev_chunk, |mut b, (c, t)| {
+                            let code = if t.from == TargetState::Dialing { c.call.sip_code } else { None };
+                            b.push_bind(&c.target_id).push_bind(&c.campaign_id).push_bind(t.from.as_str())
+                                .push_bind(t.to.as_str()).push_bind(c.call.ended_at).push_bind(&c.call_id)
+                                .push_bind(code).push_bind(&t.reason);
+                        });
+                        qb.build().execute(&mut *tx).await?;
+                    }
                 }
                 for c in moving.iter().filter(|c| moved.contains(&c.target_id)) {
                     if let Some(n) = &c.dnc_add {
