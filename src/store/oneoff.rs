@@ -84,7 +84,7 @@ impl Store {
                 sqlx::query("UPDATE calls SET status = 'in_progress', node_id = $2, attempt = $3, outcome = NULL, \
                              sip_code = NULL, q850_cause = NULL, sip_call_id = NULL, invite_sent_at = NULL, \
                              ringing_at = NULL, answered_at = NULL, ended_at = NULL, duration_ms = NULL, \
-                             hangup_by = NULL, reason = NULL WHERE id = $1")
+                             hangup_by = NULL, reason = NULL, result = NULL WHERE id = $1")
                     .bind(&claim.id).bind(node_id).bind(claim.attempt).execute(&mut *tx).await?;
                 out.push(claim);
             }
@@ -116,15 +116,15 @@ impl Store {
                 "attempt": attempt, "outcome": f.outcome, "sip_code": f.sip_code, "q850_cause": f.q850_cause,
                 "sip_call_id": f.sip_call_id, "invite_sent_at": ts(f.invite_sent_at), "ringing_at": ts(f.ringing_at),
                 "answered_at": ts(f.answered_at), "ended_at": ts(Some(f.ended_at)), "hangup_by": f.hangup_by,
-                "reason": f.reason,
+                "reason": f.reason, "result": f.result,
             }));
             sqlx::query("UPDATE calls SET status = $2, outcome = $3, sip_code = $4, q850_cause = $5, sip_call_id = $6, \
                          invite_sent_at = $7, ringing_at = $8, answered_at = COALESCE($9, answered_at), ended_at = $10, \
                          duration_ms = $10 - COALESCE($9, answered_at), hangup_by = $11, reason = $12, attempts = $13, \
-                         scheduled_at = COALESCE($14, scheduled_at), node_id = NULL WHERE id = $1")
+                         scheduled_at = COALESCE($14, scheduled_at), node_id = NULL, result = $15 WHERE id = $1")
                 .bind(id).bind(status).bind(&f.outcome).bind(f.sip_code).bind(f.q850_cause).bind(&f.sip_call_id)
                 .bind(f.invite_sent_at).bind(f.ringing_at).bind(f.answered_at).bind(f.ended_at).bind(&f.hangup_by)
-                .bind(&f.reason).bind(Value::Array(list).to_string()).bind(next_at)
+                .bind(&f.reason).bind(Value::Array(list).to_string()).bind(next_at).bind(&f.result)
                 .execute(&mut *tx).await?;
             tx.commit().await?;
             Ok::<_, StoreError>(())
