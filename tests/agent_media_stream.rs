@@ -752,3 +752,51 @@ async fn a_bot_cannot_queue_more_than_five_minutes_of_audio() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn one_off_calls_hold_the_agents_sessions_and_wait_for_a_free_one() {
+    let uas = SippUas::start("uas_answer_echo.xml", 3, &[]).await;
+    let app = app_for(Db::Sqlite, &uas).await.expect("sqlite app");
+    let mut bot = Bot::start().await;
+    let a = app
+        .post_ok(
+            "/v1/agents",
+            &json!({"name": "one-at-a-time", "kind": "media_stream", "url": bot.url,
+                    "max_concurrent_sessions": 1}),
+            StatusCode::CREATED,
+        )
+        .await;
+    let ag = common::id_of(&a);
+    let mut rx = app.events().subscribe();
+    let first = one_off(&app, "+15557650008", Some(&ag)).await;
+    let mut ws1 = bot.accept().await;
+    started(&mut ws1).await;
+    // The call holds the agent's one session, the one campaigns count too.
+    let in_use = format!("herald_agent_sessions_in_use{{agent=\"{ag}\"}}");
+    assert_eq!(metric(&app, &in_use).await, Some(1.0));
+
+    // A second call to the agent waits; a call without an agent, made after
+    // it, is dialed (so the second was seen due and left waiting).
+    let second = one_off(&app, "+15557650009", Some(&ag)).await;
+    let probe = one_off(&app, "+15557650010", None).await;
+    assert_eq!(wait_call(&mut rx, &probe).await, "completed");
+    let c = expect_json(
+        app.get(&format!("/v1/calls/{second}")).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(c["status"], "pending", "{c}");
+    assert!(bot.conns.try_recv().is_err(), "the bot got a second call");
+
+    // The first call ends: the second is dialed and reaches the bot.
+    ws1.close(None).await.expect("close");
+    while next(&mut ws1).await.is_some() {}
+    assert_eq!(wait_call(&mut rx, &first).await, "completed");
+    let mut ws2 = bot.accept().await;
+    started(&mut ws2).await;
+    ws2.close(None).await.expect("close");
+    while next(&mut ws2).await.is_some() {}
+    assert_eq!(wait_call(&mut rx, &second).await, "completed");
+    uas.finish().await.assert_success();
+    app.stop().await;
+}

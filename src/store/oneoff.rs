@@ -49,11 +49,26 @@ impl Store {
         Ok(id)
     }
 
-    /// Claims up to `limit` one-off calls due at `now` (skipping ones another node holds).
+    /// How many one-off calls are due at `now`, per agent (`None`: calls
+    /// without an agent).
+    pub async fn due_one_offs_by_agent(&self, now: i64) -> Result<Vec<(Option<String>, i64)>> {
+        with_pool!(self, p => {
+            let rows = sqlx::query("SELECT agent_id, COUNT(*) AS n FROM calls WHERE status IN ('pending', 'scheduled') \
+                AND scheduled_at <= $1 GROUP BY agent_id")
+                .bind(now).fetch_all(p).await?;
+            rows.iter()
+                .map(|r| Ok((r.try_get::<Option<String>, _>("agent_id")?, r.try_get::<i64, _>("n")?)))
+                .collect::<Result<Vec<_>>>()
+        })
+    }
+
+    /// Claims up to `limit` one-off calls of `agent` (`None`: calls without
+    /// an agent) due at `now`, oldest first (skipping ones another node holds).
     pub async fn claim_due_one_offs(
         &self,
         node_id: &str,
         now: i64,
+        agent: Option<&str>,
         limit: usize,
     ) -> Result<Vec<OneOffClaim>> {
         let lock = if self.backend() == super::Backend::Postgres {
@@ -61,14 +76,19 @@ impl Store {
         } else {
             ""
         };
+        let of_agent = if agent.is_some() {
+            "agent_id = $3"
+        } else {
+            "agent_id IS NULL AND $3 IS NULL"
+        };
         let select = format!(
             "SELECT id, to_uri, from_uri, trunk, spec, attempt FROM calls WHERE status IN ('pending', 'scheduled') \
-             AND scheduled_at <= $1 ORDER BY scheduled_at LIMIT $2{lock}"
+             AND scheduled_at <= $1 AND {of_agent} ORDER BY scheduled_at LIMIT $2{lock}"
         );
         let _write = self.write_guard().await;
         with_pool!(self, p => {
             let mut tx = p.begin_write().await?;
-            let rows = sqlx::query(&select).bind(now).bind(limit as i64).fetch_all(&mut *tx).await?;
+            let rows = sqlx::query(&select).bind(now).bind(limit as i64).bind(agent).fetch_all(&mut *tx).await?;
             let mut out = Vec::with_capacity(rows.len());
             for row in &rows {
                 let spec: String = row.try_get("spec")?;
