@@ -10,16 +10,25 @@
 //! a child process (this binary again), so the CPU measured in this process
 //! is herald's: call control, RTP, and the sessions.
 //!
+//! The load generators (the SIPps and the bot) run at a lower scheduling
+//! priority (`nice -n HERALD_PEER_NICE`, default 10): on a small machine they
+//! would otherwise compete with herald for the same cores, and the
+//! measurement is of herald as it runs when its peers are elsewhere. Their
+//! CPU is still reported.
+//!
 //! Reported: herald's CPU per call (% of one core) and RSS per call over the
-//! measured window; frame gaps (RTP sequence gaps seen by herald, `chunk` and
-//! `timestamp` steps seen by the bot, frames dropped for a slow reader);
+//! measured window; frame gaps (RTP sequence gaps seen by herald, send slots
+//! herald skipped for running more than 200 ms late, `chunk` and `timestamp`
+//! steps seen by the bot, frames dropped for a slow reader); silence frames
+//! herald filled into the bot's stream (slots with no echoed RTP in time);
 //! answer-to-`start` latency (the 200 OK's arrival to the bot's receipt of
 //! `start`); and bot-audio-to-RTP latency (a `mark` sent right after a frame
 //! comes back once that frame has gone out as RTP).
 //!
 //! Run: `cargo bench --bench agent_stream`. Environment: `HERALD_CALLS`
 //! (default 1000), `HERALD_HOLD_SECS` (measured window, default 10),
-//! `HERALD_SIPPS` (default 5).
+//! `HERALD_SIPPS` (default 5), `HERALD_PEER_NICE` (default 10; 0 runs the
+//! peers at herald's priority).
 
 #[path = "../tests/sipp/mod.rs"]
 mod sipp;
@@ -58,6 +67,16 @@ fn cpu_seconds(pid: &str) -> f64 {
     let f: Vec<&str> = after.split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
+/// The 1-minute load average.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .next()
+        .unwrap_or("?")
+        .to_string()
 }
 
 fn rss_kb() -> u64 {
@@ -243,6 +262,8 @@ struct CallResult {
     sent: u64,
     received: u64,
     gaps: u64,
+    skipped: u64,
+    filled: u64,
     dropped: u64,
 }
 
@@ -304,6 +325,8 @@ async fn call(
                     r.sent = s.packets_sent;
                     r.received = s.packets_received;
                     r.gaps = s.sequence_gaps;
+                    r.skipped = s.skipped_slots;
+                    r.filled = s.silence_frames_filled;
                     r.dropped = s.audio_frames_dropped;
                 }
             }
@@ -324,8 +347,13 @@ async fn main() {
     let n: usize = env_num("HERALD_CALLS", 1000);
     let hold_secs: u64 = env_num("HERALD_HOLD_SECS", 10);
     let sipps: usize = env_num("HERALD_SIPPS", 5usize).max(1);
+    let nice: i32 = env_num("HERALD_PEER_NICE", 10);
 
-    let mut bot = tokio::process::Command::new(std::env::current_exe().expect("exe"))
+    // `nice` execs the bot in place: the child's pid is the bot's.
+    let mut bot = tokio::process::Command::new("nice")
+        .arg("-n")
+        .arg(nice.to_string())
+        .arg(std::env::current_exe().expect("exe"))
         .env(BOT_ROLE, "1")
         .env("HERALD_CALLS", n.to_string())
         .stdin(std::process::Stdio::null())
@@ -345,20 +373,23 @@ async fn main() {
     for k in 0..sipps {
         let calls = (n / sipps + usize::from(k < n % sipps)) as u32;
         uases.push(
-            SippUas::start_with(UasOptions {
-                scenario: "uas_ring_answer_echo.xml",
-                calls: Some(calls),
-                // Calls last longer than the runner's default 15 s receive timeout.
-                extra: &[
-                    "-rtp_echo",
-                    "-max_recv_loops",
-                    "10000",
-                    "-recv_timeout",
-                    "90s",
-                ],
-                timeout_s: 120,
-                trace: false,
-            })
+            SippUas::start_niced(
+                UasOptions {
+                    scenario: "uas_ring_answer_echo.xml",
+                    calls: Some(calls),
+                    // Calls last longer than the runner's default 15 s receive timeout.
+                    extra: &[
+                        "-rtp_echo",
+                        "-max_recv_loops",
+                        "10000",
+                        "-recv_timeout",
+                        "90s",
+                    ],
+                    timeout_s: 120,
+                    trace: false,
+                },
+                nice,
+            )
             .await,
         );
     }
@@ -396,11 +427,15 @@ async fn main() {
     // The measured window, once every call is up (a measurement, not a wait).
     tokio::time::sleep_until((t0 + ramp + Duration::from_secs(1)).into()).await;
     let live = cc.live_calls();
-    let (cpu0, bot_cpu0) = (cpu_seconds("self"), cpu_seconds(&bot_pid));
+    let sipp_pids: Vec<String> = uases.iter().filter_map(|u| u.sipp_pid()).collect();
+    let sipp_cpu = || sipp_pids.iter().map(|p| cpu_seconds(p)).sum::<f64>();
+    let (cpu0, bot_cpu0, sipp_cpu0) = (cpu_seconds("self"), cpu_seconds(&bot_pid), sipp_cpu());
+    let load0 = load_average();
     let w0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(hold_secs)).await;
     let cpu = cpu_seconds("self") - cpu0;
     let bot_cpu = cpu_seconds(&bot_pid) - bot_cpu0;
+    let sipps_cpu = sipp_cpu() - sipp_cpu0;
     let window = w0.elapsed().as_secs_f64();
     let rss1 = rss_kb();
 
@@ -433,20 +468,24 @@ async fn main() {
     start_ms.sort_by(f64::total_cmp);
     let sum = |f: fn(&CallResult) -> u64| results.iter().map(f).sum::<u64>();
     let per = |x: f64| x / live.max(1) as f64;
-    println!("| calls | live in window | answered | herald CPU (% of one core) | per call | RSS per call | bot CPU | RTP sent | RTP received | RTP gaps | frames dropped | bot frames | chunk gaps | timestamp gaps | stops | answer→start p50 / p99 / max | bot audio→RTP (mark) p50 / p99 / max | SIPp exits |");
+    println!("load average at the window's start: {load0}");
+    println!("| calls | live in window | answered | herald CPU (% of one core) | per call | RSS per call | bot CPU | SIPps CPU | RTP sent | RTP received | RTP gaps | skipped send slots | silence filled | frames dropped | bot frames | chunk gaps | timestamp gaps | stops | answer→start p50 / p99 / max | bot audio→RTP (mark) p50 / p99 / max | SIPp exits |");
     println!(
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|"
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|"
     );
     let m = &report["mark_ms"];
     println!(
-        "| {n} | {live} | {answered} | {:.1}% | {:.4}% | {:.1} KB | {:.1}% | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} / {:.1} / {:.1} ms | {:.1} / {:.1} / {:.1} ms ({} marks) | {:?} |",
+        "| {n} | {live} | {answered} | {:.1}% | {:.4}% | {:.1} KB | {:.1}% | {:.1}% | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} / {:.1} / {:.1} ms | {:.1} / {:.1} / {:.1} ms ({} marks) | {:?} |",
         100.0 * cpu / window,
         per(100.0 * cpu / window),
         per(rss1.saturating_sub(rss0) as f64),
         100.0 * bot_cpu / window,
+        100.0 * sipps_cpu / window,
         sum(|r| r.sent),
         sum(|r| r.received),
         sum(|r| r.gaps),
+        sum(|r| r.skipped),
+        sum(|r| r.filled),
         sum(|r| r.dropped),
         report["frames"],
         report["chunk_gaps"],
