@@ -236,10 +236,15 @@ impl Driver {
         ticks.set_missed_tick_behavior(MissedTickBehavior::Burst);
         let mut buf = vec![0u8; RECV_BUFFER];
         let mailbox = Arc::clone(&self.mailbox);
+        // One waiter on the mailbox for the whole run, renewed when it fires
+        // (not one per loop).
+        let wake = mailbox.wake.notified();
+        tokio::pin!(wake);
         loop {
             tokio::select! {
                 biased;
-                _ = mailbox.wake.notified() => {
+                _ = &mut wake => {
+                    wake.set(mailbox.wake.notified());
                     if self.take_commands() {
                         break;
                     }
@@ -252,7 +257,13 @@ impl Driver {
                     self.on_tick(slot).await;
                     self.publish();
                 }
-                res = self.socket.recv_from(&mut buf) => match res {
+                // Polled in place: no readiness future per datagram.
+                res = std::future::poll_fn(|cx| {
+                    let mut rb = tokio::io::ReadBuf::new(&mut buf);
+                    self.socket
+                        .poll_recv_from(cx, &mut rb)
+                        .map(|r| r.map(|src| (rb.filled().len(), src)))
+                }) => match res {
                     Ok((n, src)) => self.on_datagram(buf.get(..n).unwrap_or_default(), src),
                     Err(e) => {
                         tracing::debug!(error = %e, "rtp receive error");
