@@ -192,6 +192,7 @@ impl MediaStreamSession {
         if self.ws.send(Message::Text(start)).await.is_err() {
             return End::BotGone;
         }
+        tracing::debug!(call = %self.attempt_id, "start sent");
         media.continuous_audio();
         let mut audio = BytesMut::new();
         loop {
