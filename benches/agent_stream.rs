@@ -10,16 +10,28 @@
 //! a child process (this binary again), so the CPU measured in this process
 //! is herald's: call control, RTP, and the sessions.
 //!
-//! Reported: herald's CPU per call (% of one core) and RSS per call over the
-//! measured window; frame gaps (RTP sequence gaps seen by herald, `chunk` and
-//! `timestamp` steps seen by the bot, frames dropped for a slow reader);
-//! answer-to-`start` latency (the 200 OK's arrival to the bot's receipt of
-//! `start`); and bot-audio-to-RTP latency (a `mark` sent right after a frame
+//! The load generators (the SIPps and the bot) run at a lower scheduling
+//! priority (`nice -n HERALD_PEER_NICE`, default 10): on a small machine they
+//! would otherwise compete with herald for the same cores, and the
+//! measurement is of herald as it runs when its peers are elsewhere. Their
+//! CPU is still reported.
+//!
+//! Reported: herald's CPU per call (% of one core, and its user/system
+//! split) and RSS per call over the measured window; datagrams the kernel
+//! dropped on herald's and on the SIPps' sockets; frame gaps (RTP sequence
+//! gaps seen by herald, send slots
+//! herald skipped for running more than 200 ms late, `chunk` and `timestamp`
+//! steps seen by the bot, frames dropped for a slow reader); silence frames
+//! herald filled into the bot's stream (slots with no echoed RTP in time);
+//! answer-to-`start` latency (the 200 OK's arrival to herald's writing of
+//! `start`, from herald's `start sent` debug event, and to the bot's receipt
+//! of it); and bot-audio-to-RTP latency (a `mark` sent right after a frame
 //! comes back once that frame has gone out as RTP).
 //!
 //! Run: `cargo bench --bench agent_stream`. Environment: `HERALD_CALLS`
 //! (default 1000), `HERALD_HOLD_SECS` (measured window, default 10),
-//! `HERALD_SIPPS` (default 5).
+//! `HERALD_SIPPS` (default 5), `HERALD_PEER_NICE` (default 10; 0 runs the
+//! peers at herald's priority).
 
 #[path = "../tests/sipp/mod.rs"]
 mod sipp;
@@ -52,12 +64,92 @@ fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-fn cpu_seconds(pid: &str) -> f64 {
+/// User and system CPU seconds of a process (all its threads).
+fn cpu_user_sys(pid: &str) -> (f64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit(')').next().unwrap_or_default();
     let f: Vec<&str> = after.split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    (ticks(11) + ticks(12)) as f64 / 100.0
+    (ticks(11) as f64 / 100.0, ticks(12) as f64 / 100.0)
+}
+
+fn cpu_seconds(pid: &str) -> f64 {
+    let (user, sys) = cpu_user_sys(pid);
+    user + sys
+}
+
+/// When herald's sessions wrote `start`, by attempt id (from the session's
+/// `start sent` debug event).
+#[derive(Clone, Default)]
+struct StartsSent(Arc<std::sync::Mutex<HashMap<String, i64>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for StartsSent {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        #[derive(Default)]
+        struct Fields {
+            call: Option<String>,
+            start_sent: bool,
+        }
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                match f.name() {
+                    "call" => self.call = Some(format!("{v:?}")),
+                    "message" => self.start_sent = format!("{v:?}") == "start sent",
+                    _ => {}
+                }
+            }
+        }
+        let at = unix_us(SystemTime::now());
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        if let (true, Some(call)) = (fields.start_sent, fields.call) {
+            self.0.lock().expect("starts").insert(call, at);
+        }
+    }
+}
+
+/// Datagrams dropped by the kernel for a full receive buffer, summed over
+/// the UDP sockets that `pick` selects by (local port, inode).
+fn udp_drops(pick: impl Fn(u16, u64) -> bool) -> u64 {
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
+            let inode: u64 = f.get(9)?.parse().ok()?;
+            let drops: u64 = f.last()?.parse().ok()?;
+            pick(port, inode).then_some(drops)
+        })
+        .sum()
+}
+
+/// The inodes of this process's sockets.
+fn own_socket_inodes() -> std::collections::HashSet<u64> {
+    std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let link = std::fs::read_link(e.ok()?.path()).ok()?;
+            let s = link.to_str()?;
+            s.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+        })
+        .collect()
+}
+
+/// The 1-minute load average.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .next()
+        .unwrap_or("?")
+        .to_string()
 }
 
 fn rss_kb() -> u64 {
@@ -238,11 +330,14 @@ async fn bot_main() {
 #[derive(Default)]
 struct CallResult {
     answered: bool,
+    attempt: String,
     call_sid: String,
     answered_us: i64,
     sent: u64,
     received: u64,
     gaps: u64,
+    skipped: u64,
+    filled: u64,
     dropped: u64,
 }
 
@@ -274,6 +369,7 @@ async fn call(
         headers: Vec::new(),
     };
     let mut r = CallResult {
+        attempt: ctx.attempt_id.clone(),
         call_sid: ctx.call_sid.clone(),
         ..CallResult::default()
     };
@@ -304,6 +400,8 @@ async fn call(
                     r.sent = s.packets_sent;
                     r.received = s.packets_received;
                     r.gaps = s.sequence_gaps;
+                    r.skipped = s.skipped_slots;
+                    r.filled = s.silence_frames_filled;
                     r.dropped = s.audio_frames_dropped;
                 }
             }
@@ -321,11 +419,26 @@ async fn main() {
     if std::env::var_os(BOT_ROLE).is_some() {
         return bot_main().await;
     }
+    let starts_sent = StartsSent::default();
+    {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::Layer;
+        let only_start = tracing_subscriber::filter::Targets::new()
+            .with_target("herald::agent::media_stream", tracing::Level::DEBUG);
+        let subscriber =
+            tracing_subscriber::registry().with(starts_sent.clone().with_filter(only_start));
+        tracing::subscriber::set_global_default(subscriber).expect("subscriber");
+    }
     let n: usize = env_num("HERALD_CALLS", 1000);
     let hold_secs: u64 = env_num("HERALD_HOLD_SECS", 10);
     let sipps: usize = env_num("HERALD_SIPPS", 5usize).max(1);
+    let nice: i32 = env_num("HERALD_PEER_NICE", 10);
 
-    let mut bot = tokio::process::Command::new(std::env::current_exe().expect("exe"))
+    // `nice` execs the bot in place: the child's pid is the bot's.
+    let mut bot = tokio::process::Command::new("nice")
+        .arg("-n")
+        .arg(nice.to_string())
+        .arg(std::env::current_exe().expect("exe"))
         .env(BOT_ROLE, "1")
         .env("HERALD_CALLS", n.to_string())
         .stdin(std::process::Stdio::null())
@@ -345,20 +458,23 @@ async fn main() {
     for k in 0..sipps {
         let calls = (n / sipps + usize::from(k < n % sipps)) as u32;
         uases.push(
-            SippUas::start_with(UasOptions {
-                scenario: "uas_ring_answer_echo.xml",
-                calls: Some(calls),
-                // Calls last longer than the runner's default 15 s receive timeout.
-                extra: &[
-                    "-rtp_echo",
-                    "-max_recv_loops",
-                    "10000",
-                    "-recv_timeout",
-                    "90s",
-                ],
-                timeout_s: 120,
-                trace: false,
-            })
+            SippUas::start_niced(
+                UasOptions {
+                    scenario: "uas_ring_answer_echo.xml",
+                    calls: Some(calls),
+                    // Calls last longer than the runner's default 15 s receive timeout.
+                    extra: &[
+                        "-rtp_echo",
+                        "-max_recv_loops",
+                        "10000",
+                        "-recv_timeout",
+                        "90s",
+                    ],
+                    timeout_s: 120,
+                    trace: false,
+                },
+                nice,
+            )
             .await,
         );
     }
@@ -396,11 +512,22 @@ async fn main() {
     // The measured window, once every call is up (a measurement, not a wait).
     tokio::time::sleep_until((t0 + ramp + Duration::from_secs(1)).into()).await;
     let live = cc.live_calls();
-    let (cpu0, bot_cpu0) = (cpu_seconds("self"), cpu_seconds(&bot_pid));
+    let sipp_pids: Vec<String> = uases.iter().filter_map(|u| u.sipp_pid()).collect();
+    let sipp_cpu = || sipp_pids.iter().map(|p| cpu_seconds(p)).sum::<f64>();
+    let (user0, sys0) = cpu_user_sys("self");
+    let (bot_cpu0, sipp_cpu0) = (cpu_seconds(&bot_pid), sipp_cpu());
+    let load0 = load_average();
     let w0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(hold_secs)).await;
-    let cpu = cpu_seconds("self") - cpu0;
+    let (user1, sys1) = cpu_user_sys("self");
+    let (user, sys) = (user1 - user0, sys1 - sys0);
+    let cpu = user + sys;
     let bot_cpu = cpu_seconds(&bot_pid) - bot_cpu0;
+    let sipps_cpu = sipp_cpu() - sipp_cpu0;
+    let inodes = own_socket_inodes();
+    let herald_drops = udp_drops(|_, inode| inodes.contains(&inode));
+    let sipp_ports: Vec<u16> = uases.iter().map(|u| u.media_port).collect();
+    let sipp_drops = udp_drops(|port, _| sipp_ports.contains(&port));
     let window = w0.elapsed().as_secs_f64();
     let rss1 = rss_kb();
 
@@ -431,27 +558,45 @@ async fn main() {
         })
         .collect();
     start_ms.sort_by(f64::total_cmp);
+    let sent = starts_sent.0.lock().expect("starts").clone();
+    let mut sent_ms: Vec<f64> = results
+        .iter()
+        .filter_map(|r| Some((sent.get(&r.attempt)? - r.answered_us) as f64 / 1000.0))
+        .collect();
+    sent_ms.sort_by(f64::total_cmp);
     let sum = |f: fn(&CallResult) -> u64| results.iter().map(f).sum::<u64>();
     let per = |x: f64| x / live.max(1) as f64;
-    println!("| calls | live in window | answered | herald CPU (% of one core) | per call | RSS per call | bot CPU | RTP sent | RTP received | RTP gaps | frames dropped | bot frames | chunk gaps | timestamp gaps | stops | answer→start p50 / p99 / max | bot audio→RTP (mark) p50 / p99 / max | SIPp exits |");
+    println!("load average at the window's start: {load0}");
     println!(
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|"
+        "UDP receive-buffer drops until the window's end: herald's sockets {herald_drops}, the SIPps' echo sockets {sipp_drops}"
+    );
+    println!("| calls | live in window | answered | herald CPU (% of one core) | user / sys | per call | RSS per call | bot CPU | SIPps CPU | RTP sent | RTP received | RTP gaps | skipped send slots | silence filled | frames dropped | bot frames | chunk gaps | timestamp gaps | stops | answer→start sent p50 / p99 / max | answer→start at the bot p50 / p99 / max | bot audio→RTP (mark) p50 / p99 / max | SIPp exits |");
+    println!(
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|"
     );
     let m = &report["mark_ms"];
     println!(
-        "| {n} | {live} | {answered} | {:.1}% | {:.4}% | {:.1} KB | {:.1}% | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} / {:.1} / {:.1} ms | {:.1} / {:.1} / {:.1} ms ({} marks) | {:?} |",
+        "| {n} | {live} | {answered} | {:.1}% | {:.1}% / {:.1}% | {:.4}% | {:.1} KB | {:.1}% | {:.1}% | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} / {:.1} / {:.1} ms | {:.1} / {:.1} / {:.1} ms | {:.1} / {:.1} / {:.1} ms ({} marks) | {:?} |",
         100.0 * cpu / window,
+        100.0 * user / window,
+        100.0 * sys / window,
         per(100.0 * cpu / window),
         per(rss1.saturating_sub(rss0) as f64),
         100.0 * bot_cpu / window,
+        100.0 * sipps_cpu / window,
         sum(|r| r.sent),
         sum(|r| r.received),
         sum(|r| r.gaps),
+        sum(|r| r.skipped),
+        sum(|r| r.filled),
         sum(|r| r.dropped),
         report["frames"],
         report["chunk_gaps"],
         report["ts_gaps"],
         report["stopped"],
+        percentile(&sent_ms, 0.5),
+        percentile(&sent_ms, 0.99),
+        sent_ms.last().copied().unwrap_or(f64::NAN),
         percentile(&start_ms, 0.5),
         percentile(&start_ms, 0.99),
         start_ms.last().copied().unwrap_or(f64::NAN),

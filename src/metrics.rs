@@ -149,6 +149,9 @@ pub struct Metrics {
     pub rtp_packets_sent: Counter,
     pub rtp_packets_received: Counter,
     pub rtp_packets_lost: Counter,
+    /// Audio given to calls to play (a bot's, a prompt) and dropped because
+    /// a call's playout queue was full, in μ-law bytes (8,000 a second).
+    pub playout_dropped_bytes: Counter,
     /// Interarrival jitter of each answered call at its end, in milliseconds.
     pub rtp_jitter_ms: Histogram,
     /// How late a due target was claimed, in seconds.
@@ -175,6 +178,7 @@ impl Default for Metrics {
             rtp_packets_sent: Counter::default(),
             rtp_packets_received: Counter::default(),
             rtp_packets_lost: Counter::default(),
+            playout_dropped_bytes: Counter::default(),
             rtp_jitter_ms: Histogram::new(JITTER_BOUNDS),
             scheduler_lag: Histogram::new(LAG_BOUNDS),
             store_latency: LabeledHistogram::new(LATENCY_BOUNDS),
@@ -206,6 +210,7 @@ impl Metrics {
             self.rtp_packets_sent.add(s.packets_sent);
             self.rtp_packets_received.add(s.packets_received);
             self.rtp_packets_lost.add(s.lost);
+            self.playout_dropped_bytes.add(s.playout_bytes_dropped);
             self.rtp_jitter_ms.observe(s.jitter_ms());
         }
     }
@@ -317,6 +322,18 @@ impl Metrics {
             "herald_rtp_packets_lost_total",
             &[],
             self.rtp_packets_lost.get() as f64,
+        );
+        header(
+            o,
+            "herald_playout_dropped_bytes_total",
+            "counter",
+            "Audio to play dropped because a call's playout queue was full (mu-law bytes, 8000 a second), over ended calls.",
+        );
+        sample(
+            o,
+            "herald_playout_dropped_bytes_total",
+            &[],
+            self.playout_dropped_bytes.get() as f64,
         );
         histogram(
             o,

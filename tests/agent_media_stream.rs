@@ -271,10 +271,17 @@ async fn the_bot_gets_start_the_callees_audio_byte_exact_and_one_key_press_and_i
         "the chirp arrived byte-exact"
     );
     assert_eq!(at % 160, 0);
-    let frames = &stamps[at / 160..at / 160 + known.len() / 160];
     assert!(
-        frames.windows(2).all(|w| w[1] - w[0] == 20),
-        "media timestamps 20 ms apart: {frames:?}"
+        stamps.windows(2).all(|w| w[1] - w[0] == 20) && stamps[0] == 0,
+        "media timestamps from 0, 20 ms apart: {stamps:?}"
+    );
+    // Between the chirp's end and the key press the callee sends no audio:
+    // the stream goes on with silence.
+    let after = &audio[at + known.len()..];
+    assert!(
+        after.len() >= 160 * 5 && after.iter().all(|&b| b == 0xFF),
+        "{} bytes after the chirp",
+        after.len()
     );
 
     // Half a second of silence and a mark: the key press's trailing packets
@@ -595,5 +602,201 @@ async fn an_unreachable_bot_ends_the_attempt_agent_unavailable() {
         reason.contains("stream-bot") && reason.contains("cannot connect"),
         "{reason}"
     );
+    app.stop().await;
+}
+
+/// A one-off call to `to` with `agent` (or none); returns its id.
+async fn one_off(app: &TestApp, to: &str, agent: Option<&str>) -> String {
+    let mut body = json!({"to": to});
+    if let Some(a) = agent {
+        body["agent_id"] = json!(a);
+    }
+    let call = app.post_ok("/v1/calls", &body, StatusCode::CREATED).await;
+    common::id_of(&call)
+}
+
+/// Reads `connected` and `start`; returns the stream sid.
+async fn started(ws: &mut Ws) -> String {
+    assert_eq!(recv(ws).await["event"], "connected");
+    let start = recv(ws).await;
+    assert_eq!(start["event"], "start");
+    start["streamSid"].as_str().unwrap().to_string()
+}
+
+/// The name of the next `mark` echo (media frames are skipped).
+async fn next_mark(ws: &mut Ws) -> Value {
+    loop {
+        let m = recv(ws).await;
+        match m["event"].as_str() {
+            Some("media") => {}
+            Some("mark") => return m["mark"]["name"].clone(),
+            other => panic!("unexpected {other:?}: {m}"),
+        }
+    }
+}
+
+/// One sample of the Prometheus text (`name` with its labels, exactly).
+async fn metric(app: &TestApp, name: &str) -> Option<f64> {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn the_bot_gets_a_media_frame_every_20_ms_when_the_callee_sends_no_rtp() {
+    // No -rtp_echo: SIPp answers and sends no RTP at all.
+    let uas = SippUas::start("uas_answer_echo.xml", 1, &[]).await;
+    let app = app_for(Db::Sqlite, &uas).await.expect("sqlite app");
+    let mut bot = Bot::start().await;
+    let ag = agent(&app, &bot.url).await;
+    let mut rx = app.events().subscribe();
+    let id = one_off(&app, "+15557650005", Some(&ag)).await;
+    let mut ws = bot.accept().await;
+    assert_eq!(recv(&mut ws).await["event"], "connected");
+    let mut seq = Sequence(0);
+    seq.check(&recv(&mut ws).await);
+    let mut first = None;
+    for n in 1..=100u64 {
+        let m = recv(&mut ws).await;
+        seq.check(&m);
+        assert_eq!(m["event"], "media", "{m}");
+        assert_eq!(m["media"]["chunk"], n.to_string());
+        assert_eq!(m["media"]["timestamp"], ((n - 1) * 20).to_string());
+        assert_eq!(payload(&m), vec![0xFF; 160], "μ-law silence");
+        first.get_or_insert_with(Instant::now);
+    }
+    // Paced in real time, not a burst: 99 steps of 20 ms (some slack for
+    // a late first frame).
+    let span = first.unwrap().elapsed();
+    assert!(
+        span >= Duration::from_millis(1500),
+        "100 frames in {span:?}"
+    );
+    ws.close(None).await.expect("close");
+    while next(&mut ws).await.is_some() {}
+    assert_eq!(wait_call(&mut rx, &id).await, "completed");
+    uas.finish().await.assert_success();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_result_mark_dropped_by_clear_is_echoed_but_sets_no_result() {
+    let uas = SippUas::start("uas_answer_echo.xml", 1, &[]).await;
+    let app = app_for(Db::Sqlite, &uas).await.expect("sqlite app");
+    let mut bot = Bot::start().await;
+    let ag = agent(&app, &bot.url).await;
+    let mut rx = app.events().subscribe();
+    let id = one_off(&app, "+15557650006", Some(&ag)).await;
+    let mut ws = bot.accept().await;
+    let sid = started(&mut ws).await;
+    let mark = |name: &str| json!({"event": "mark", "streamSid": sid, "mark": {"name": name}});
+    // Played (nothing queued before it): sets the result.
+    send(&mut ws, mark("herald.result:confirmed")).await;
+    assert_eq!(next_mark(&mut ws).await, "herald.result:confirmed");
+    // Queued behind 10 s of audio, then cleared: echoed, sets nothing.
+    send_audio(&mut ws, &sid, &[0x5A; 80_000]).await;
+    send(&mut ws, mark("herald.result:retry")).await;
+    send(&mut ws, json!({"event": "clear", "streamSid": sid})).await;
+    assert_eq!(next_mark(&mut ws).await, "herald.result:retry");
+    ws.close(None).await.expect("close");
+    while next(&mut ws).await.is_some() {}
+    assert_eq!(wait_call(&mut rx, &id).await, "completed");
+    uas.finish().await.assert_success();
+    let c = expect_json(app.get(&format!("/v1/calls/{id}")).await, StatusCode::OK).await;
+    assert_eq!(c["result"], "confirmed", "{c}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_bot_cannot_queue_more_than_five_minutes_of_audio() {
+    let uas = SippUas::start("uas_answer_echo.xml", 1, &[]).await;
+    let app = app_for(Db::Sqlite, &uas).await.expect("sqlite app");
+    let mut bot = Bot::start().await;
+    let ag = agent(&app, &bot.url).await;
+    let mut rx = app.events().subscribe();
+    let id = one_off(&app, "+15557650007", Some(&ag)).await;
+    let mut ws = bot.accept().await;
+    let sid = started(&mut ws).await;
+    // 6 minutes and 15 s in three messages (each under the 2 MiB message
+    // limit): 75 s more than the queue holds.
+    let piece = vec![0x5Au8; 1_000_000];
+    for _ in 0..3 {
+        send_audio(&mut ws, &sid, &piece).await;
+    }
+    // The clear's mark echo: every message before it has been handled.
+    send(
+        &mut ws,
+        json!({"event": "mark", "streamSid": sid, "mark": {"name": "end"}}),
+    )
+    .await;
+    send(&mut ws, json!({"event": "clear", "streamSid": sid})).await;
+    loop {
+        let m = recv(&mut ws).await;
+        if m["event"] == "mark" {
+            assert_eq!(m["mark"]["name"], "end");
+            break;
+        }
+    }
+    ws.close(None).await.expect("close");
+    while next(&mut ws).await.is_some() {}
+    assert_eq!(wait_call(&mut rx, &id).await, "completed");
+    uas.finish().await.assert_success();
+    // 600,000 bytes (75 s) over the limit, less what played while the
+    // pieces arrived (the metric is counted when the call ends).
+    let dropped = metric(&app, "herald_playout_dropped_bytes_total")
+        .await
+        .expect("the metric");
+    assert!(
+        dropped <= 600_000.0 && dropped > 600_000.0 - 8_000.0 * 5.0,
+        "{dropped} bytes dropped"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn one_off_calls_hold_the_agents_sessions_and_wait_for_a_free_one() {
+    let uas = SippUas::start("uas_answer_echo.xml", 3, &[]).await;
+    let app = app_for(Db::Sqlite, &uas).await.expect("sqlite app");
+    let mut bot = Bot::start().await;
+    let a = app
+        .post_ok(
+            "/v1/agents",
+            &json!({"name": "one-at-a-time", "kind": "media_stream", "url": bot.url,
+                    "max_concurrent_sessions": 1}),
+            StatusCode::CREATED,
+        )
+        .await;
+    let ag = common::id_of(&a);
+    let mut rx = app.events().subscribe();
+    let first = one_off(&app, "+15557650008", Some(&ag)).await;
+    let mut ws1 = bot.accept().await;
+    started(&mut ws1).await;
+    // The call holds the agent's one session, the one campaigns count too.
+    let in_use = format!("herald_agent_sessions_in_use{{agent=\"{ag}\"}}");
+    assert_eq!(metric(&app, &in_use).await, Some(1.0));
+
+    // A second call to the agent waits; a call without an agent, made after
+    // it, is dialed (so the second was seen due and left waiting).
+    let second = one_off(&app, "+15557650009", Some(&ag)).await;
+    let probe = one_off(&app, "+15557650010", None).await;
+    assert_eq!(wait_call(&mut rx, &probe).await, "completed");
+    let c = expect_json(
+        app.get(&format!("/v1/calls/{second}")).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(c["status"], "pending", "{c}");
+    assert!(bot.conns.try_recv().is_err(), "the bot got a second call");
+
+    // The first call ends: the second is dialed and reaches the bot.
+    ws1.close(None).await.expect("close");
+    while next(&mut ws1).await.is_some() {}
+    assert_eq!(wait_call(&mut rx, &first).await, "completed");
+    let mut ws2 = bot.accept().await;
+    started(&mut ws2).await;
+    ws2.close(None).await.expect("close");
+    while next(&mut ws2).await.is_some() {}
+    assert_eq!(wait_call(&mut rx, &second).await, "completed");
+    uas.finish().await.assert_success();
     app.stop().await;
 }

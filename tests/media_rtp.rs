@@ -253,9 +253,119 @@ async fn marks_are_reported_after_their_audio_and_clear_reports_pending_marks() 
     let t1 = Instant::now();
     assert_eq!(
         next_non_audio(&mut a).await,
-        MediaEvent::MarkPlayed("ten-seconds-later".into())
+        MediaEvent::MarkCleared("ten-seconds-later".into())
     );
     assert!(t1.elapsed() < Duration::from_millis(100));
+}
+
+#[tokio::test(start_paused = true)]
+async fn audio_beyond_five_minutes_queued_is_dropped_and_counted() {
+    let (mut a, _b) = pair(cfg(Codec::Pcmu), cfg(Codec::Pcmu)).await;
+    let max = herald::media::playout::MAX_QUEUED_BYTES;
+    a.play(Bytes::from(vec![0x10u8; max - 1000]));
+    a.play(Bytes::from(vec![0x11u8; 3000]));
+    a.play(Bytes::from(vec![0x12u8; 500]));
+    a.mark("after".into());
+    a.clear();
+    assert_eq!(
+        next_non_audio(&mut a).await,
+        MediaEvent::MarkCleared("after".into())
+    );
+    // All three were taken at one tick, before the first frame went out.
+    let s = a.stop().await;
+    assert_eq!(s.playout_bytes_dropped, 2000 + 500, "{s:?}");
+}
+
+/// The next audio frame's payload and when it came.
+async fn next_frame(h: &mut RtpHandle) -> (Bytes, Instant) {
+    let (_, ulaw) = next_audio(h).await;
+    (ulaw, Instant::now())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_continuous_feed_gives_silence_every_20_ms_when_nothing_is_received() {
+    let pool = pool();
+    // A peer that never sends.
+    let peer = UdpSocket::bind((LOCALHOST, 0)).await.expect("bind");
+    let mut a = bind(&pool)
+        .await
+        .start(peer.local_addr().expect("addr"), cfg(Codec::Pcmu));
+    let t0 = Instant::now();
+    a.continuous_audio();
+    let mut at = Vec::new();
+    for _ in 0..50 {
+        let (ulaw, t) = next_frame(&mut a).await;
+        assert_eq!(&ulaw[..], &[0xFF; 160][..]);
+        at.push(t - t0);
+    }
+    // Silence once the slack has passed, then one frame per 20 ms.
+    assert!(at[0] <= Duration::from_millis(100), "{:?}", at[0]);
+    for w in at.windows(2) {
+        assert_eq!(w[1] - w[0], Duration::from_millis(20), "{at:?}");
+    }
+    let s = a.stop().await;
+    assert_eq!(s.silence_frames_filled, 50, "{s:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_continuous_feed_fills_silent_spells_and_gaps_without_repeating_or_reordering_audio() {
+    let pool = pool();
+    let peer = UdpSocket::bind((LOCALHOST, 0)).await.expect("bind");
+    let mut a = bind(&pool)
+        .await
+        .start(peer.local_addr().expect("addr"), cfg(Codec::Pcmu));
+    let to = a.local_addr();
+    a.continuous_audio();
+    // 10 frames, 500 ms of silence suppression, 10 frames with seq 25 lost,
+    // then nothing. Payloads are their sequence numbers.
+    let sends: Vec<(u64, u16)> = (0..10u16)
+        .map(|i| (u64::from(i) * 20, 10 + i))
+        .chain(
+            (0..10u16)
+                .filter(|&i| i != 5)
+                .map(|i| (700 + u64::from(i) * 20, 20 + i)),
+        )
+        .collect();
+    let t0 = Instant::now();
+    let sender = tokio::spawn(async move {
+        for (ms, seq) in sends {
+            tokio::time::sleep_until(t0 + Duration::from_millis(ms)).await;
+            let ts = u32::from(seq) * 160 + if seq >= 20 { 8000 } else { 0 };
+            let pkt = rtp(0, seq, ts, 9, &[seq as u8; 160]);
+            peer.send_to(&pkt, to).await.expect("send");
+        }
+        peer
+    });
+    let mut got = Vec::new();
+    while got.len() < 100 {
+        let (ulaw, t) = next_frame(&mut a).await;
+        assert_eq!(ulaw.len(), 160);
+        assert!(ulaw.iter().all(|&b| b == ulaw[0]), "one value per frame");
+        got.push((ulaw[0], t - t0));
+    }
+    let _peer = sender.await.expect("sender");
+    let audio: Vec<u8> = got.iter().map(|g| g.0).filter(|&b| b != 0xFF).collect();
+    let expect: Vec<u8> = (10..20).chain((20..30).filter(|&s| s != 25)).collect();
+    assert_eq!(audio, expect, "every frame once, in order");
+    let pos = |v: u8| got.iter().position(|g| g.0 == v).expect("frame");
+    // The first spurt is contiguous; the spell between the spurts is filled
+    // (about 500 ms of silence, give or take the slack).
+    assert_eq!(pos(19) - pos(10), 9);
+    let spell = pos(20) - pos(19) - 1;
+    assert!(
+        (20..=28).contains(&spell),
+        "{spell} frames of silence: {got:?}"
+    );
+    // The lost frame is filled in place.
+    assert_eq!(pos(26) - pos(24), 2);
+    assert_eq!(got[pos(24) + 1].0, 0xFF);
+    // After the last frame, silence every 20 ms.
+    let tail = &got[pos(29) + 1..];
+    assert!(tail.len() > 20 && tail.iter().all(|g| g.0 == 0xFF));
+    for w in tail[1..].windows(2) {
+        assert_eq!(w[1].1 - w[0].1, Duration::from_millis(20), "{got:?}");
+    }
+    drop(a);
 }
 
 #[tokio::test(start_paused = true)]

@@ -2,14 +2,22 @@
 //! protocol, herald playing Twilio's side.
 //!
 //! The socket is opened while the phone rings ([`Agent::prepare`]) and
-//! greeted with `connected`. On answer the session sends `start`, then one
-//! `media` message per received 20 ms frame, `dtmf` per key press and `mark`
-//! echoes once the bot's audio before a mark has played; `stop` when the
-//! call ends, then the socket is closed. The bot's `media` is queued for
-//! playout (any length, any speed: the RTP session paces it), its `mark`s
-//! are placed in the playout queue, `clear` drops queued audio (pending
-//! marks are echoed). A mark named `herald.result:<value>` sets the result
-//! when it plays. The bot closing the socket hangs up.
+//! greeted with `connected`. On answer the session sends `start`, then a
+//! `media` message every 20 ms until `stop`, as Twilio does: the callee's
+//! frames as they arrive, μ-law silence for 20 ms slots in which the callee
+//! sent nothing (silence suppression, lost packets, no RTP at all; the RTP
+//! session's continuous feed). Also `dtmf` per key press and `mark` echoes
+//! once the bot's audio before a mark has played; `stop` when the call
+//! ends, then the socket is closed.
+//!
+//! The bot's `media` is queued for playout (any length, any speed: the RTP
+//! session paces it), up to five minutes of queued audio per call
+//! ([`crate::media::playout::MAX_QUEUED_BYTES`]; beyond it the excess is
+//! dropped, logged once and counted in `herald_playout_dropped_bytes_total`).
+//! Its `mark`s are placed in the playout queue; `clear` drops queued audio
+//! and echoes the pending marks. A mark named `herald.result:<value>` sets
+//! the result when it plays; one dropped by `clear` is echoed but sets
+//! nothing (its audio never played). The bot closing the socket hangs up.
 //!
 //! One task per session: it selects over the socket and the call's media
 //! events, and writes from the same loop.
@@ -184,6 +192,8 @@ impl MediaStreamSession {
         if self.ws.send(Message::Text(start)).await.is_err() {
             return End::BotGone;
         }
+        tracing::debug!(call = %self.attempt_id, "start sent");
+        media.continuous_audio();
         let mut audio = BytesMut::new();
         loop {
             let msg = tokio::select! {
@@ -191,7 +201,7 @@ impl MediaStreamSession {
                 ev = media.next_event() => {
                     let Some(ev) = ev else { return End::CallOver };
                     let msg = match ev {
-                        MediaEvent::Audio { ulaw, timestamp, .. } => self.out.media(&ulaw, timestamp),
+                        MediaEvent::Audio { ulaw, .. } => self.out.media(&ulaw),
                         MediaEvent::Dtmf(d) => self.out.dtmf(d),
                         MediaEvent::MarkPlayed(name) => {
                             if let Some(value) = name.strip_prefix(RESULT_MARK_PREFIX) {
@@ -202,6 +212,7 @@ impl MediaStreamSession {
                             }
                             self.out.mark(&name)
                         }
+                        MediaEvent::MarkCleared(name) => self.out.mark(&name),
                         MediaEvent::Inactive => continue,
                     };
                     if self.ws.send(Message::Text(msg)).await.is_err() {

@@ -139,10 +139,23 @@ impl AgentConfig {
             name: spec["name"].as_str().unwrap_or_default().to_string(),
             kind,
             parameters: spec["parameters"].as_object().cloned().unwrap_or_default(),
-            max_concurrent_sessions: spec["max_concurrent_sessions"].as_u64().unwrap_or(100) as u32,
+            max_concurrent_sessions: max_concurrent_sessions(spec),
         })
     }
 }
+
+/// Sessions an agent may run at once (`max_concurrent_sessions`, 100 when
+/// unset), on this node, across the campaigns and one-off calls using it.
+pub fn max_concurrent_sessions(spec: &Value) -> u32 {
+    spec["max_concurrent_sessions"]
+        .as_u64()
+        .map_or(DEFAULT_MAX_SESSIONS, |n| {
+            u32::try_from(n).unwrap_or(u32::MAX)
+        })
+}
+
+/// `max_concurrent_sessions` when an agent does not say.
+pub const DEFAULT_MAX_SESSIONS: u32 = 100;
 
 /// Why a session could not be had: the attempt ends `agent_unavailable`.
 #[derive(Debug, thiserror::Error)]

@@ -409,7 +409,9 @@ async fn wait_for_mark(media: &mut CallMedia, mark: &str) -> bool {
     loop {
         match media.next_event().await {
             None => return false,
-            Some(MediaEvent::MarkPlayed(m)) if m == mark => return true,
+            Some(MediaEvent::MarkPlayed(m) | MediaEvent::MarkCleared(m)) if m == mark => {
+                return true
+            }
             Some(_) => {}
         }
     }
@@ -437,7 +439,7 @@ async fn gather(media: &mut CallMedia, g: Gather, mark: &str) -> Gathered {
         };
         match ev {
             None => return Gathered::CallEnded,
-            Some(MediaEvent::MarkPlayed(m)) if m == mark => {
+            Some(MediaEvent::MarkPlayed(m) | MediaEvent::MarkCleared(m)) if m == mark => {
                 prompts_done = true;
                 if deadline.is_none() {
                     deadline = Some(tokio::time::Instant::now() + g.timeout);

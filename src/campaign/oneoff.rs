@@ -1,6 +1,12 @@
 //! One-off calls (`POST /v1/calls`): due ones are claimed every tick, placed
 //! through the same telephony as campaigns (and the same trunk limits), and
 //! closed with their outcome; a call with retries left is scheduled again.
+//!
+//! A call with an agent holds one of the agent's sessions
+//! (`max_concurrent_sessions`, shared with the campaigns using the agent)
+//! from its claim to the end of its try. While all are in use the call is
+//! not claimed: it stays `pending` (or `scheduled`) and is dialed at the
+//! first tick after a session frees.
 
 use std::time::Duration;
 
@@ -12,13 +18,14 @@ use tracing::Instrument;
 use super::apply::{call_final, one_off_retry_at};
 use super::rules::pacing::Priority;
 use super::scheduler::{place_call, AgentLink, SchedulerDeps, TICK};
+use super::trunks::SessionSlot;
 use crate::domain::Outcome;
 use crate::events::Event;
 use crate::sip::{DialDestination, OriginateRequest};
 use crate::store::documents::AGENTS;
 use crate::store::oneoff::OneOffClaim;
 
-/// One-off calls claimed per tick at most.
+/// One-off calls claimed per tick at most, per agent.
 const CLAIM_LIMIT: usize = 100;
 
 pub(crate) async fn one_off_loop(
@@ -33,26 +40,71 @@ pub(crate) async fn one_off_loop(
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {}
         }
-        let now = Utc::now();
-        let claims = match deps
-            .store
-            .claim_due_one_offs(&deps.node_id, now.timestamp_millis(), CLAIM_LIMIT)
-            .await
-        {
-            Ok(c) => c,
+        let now = Utc::now().timestamp_millis();
+        let due = match deps.store.due_one_offs_by_agent(now).await {
+            Ok(d) => d,
             Err(e) => {
-                tracing::warn!(error = %e, "claiming one-off calls failed");
+                tracing::warn!(error = %e, "finding due one-off calls failed");
                 continue;
             }
         };
-        for c in claims {
-            let span = tracing::info_span!("one_off_call", call = %c.id, attempt = c.attempt);
-            tasks.spawn(run(deps.clone(), c, cancel.child_token()).instrument(span));
+        for (agent, count) in due {
+            let wanted = usize::try_from(count).unwrap_or(0).min(CLAIM_LIMIT);
+            let mut slots = Vec::new();
+            if let Some(a) = &agent {
+                // A missing agent is reported by the call itself.
+                if let Some(max) = session_limit(&deps, a).await {
+                    while slots.len() < wanted {
+                        match deps.agents.try_take(a, max) {
+                            Some(slot) => slots.push(slot),
+                            None => break,
+                        }
+                    }
+                    if slots.is_empty() {
+                        continue;
+                    }
+                }
+            }
+            let limit = if slots.is_empty() {
+                wanted
+            } else {
+                slots.len()
+            };
+            let claims = match deps
+                .store
+                .claim_due_one_offs(&deps.node_id, now, agent.as_deref(), limit)
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming one-off calls failed");
+                    continue;
+                }
+            };
+            for c in claims {
+                let slot = slots.pop();
+                let span = tracing::info_span!("one_off_call", call = %c.id, attempt = c.attempt);
+                tasks.spawn(run(deps.clone(), c, slot, cancel.child_token()).instrument(span));
+            }
         }
     }
 }
 
-async fn run(deps: SchedulerDeps, c: OneOffClaim, hangup: CancellationToken) {
+/// The agent's `max_concurrent_sessions`; `None` if it cannot be loaded.
+async fn session_limit(deps: &SchedulerDeps, agent: &str) -> Option<u32> {
+    match deps.store.get_doc(AGENTS, agent).await {
+        Ok(doc) => Some(crate::agent::max_concurrent_sessions(&doc.spec)),
+        Err(_) => None,
+    }
+}
+
+/// One try of a claimed call; `_session` is the agent session it holds.
+async fn run(
+    deps: SchedulerDeps,
+    c: OneOffClaim,
+    _session: Option<SessionSlot>,
+    hangup: CancellationToken,
+) {
     let secs = |k: &str, d: u64| Duration::from_secs(c.spec[k].as_u64().unwrap_or(d));
     // The trunk's rate and concurrency apply to one-off calls too; wait for a slot.
     if let Some(gate) = deps.trunks.get(&c.trunk) {

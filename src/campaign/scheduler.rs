@@ -387,7 +387,7 @@ async fn load_settings(store: &Store, id: &str) -> Result<Settings, StoreError> 
         None => None,
     };
     let agent_sessions = match &agent_spec {
-        Some(spec) => spec["max_concurrent_sessions"].as_u64().unwrap_or(100) as u32,
+        Some(spec) => crate::agent::max_concurrent_sessions(spec),
         None => u32::MAX,
     };
     Ok(Settings {

@@ -21,4 +21,6 @@ pub mod stats;
 pub mod wav;
 
 pub use ports::{PortLease, PortPool};
-pub use rtp::{Codec, MediaEvent, RtpConfig, RtpControl, RtpHandle, RtpSession, RtpStats};
+pub use rtp::{
+    Codec, MediaEvent, MediaEvents, RtpConfig, RtpControl, RtpHandle, RtpSession, RtpStats,
+};

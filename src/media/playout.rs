@@ -3,7 +3,10 @@
 //! Owns: queued audio as one continuous byte stream (chunks of any length),
 //! marks placed between chunks, and the rule that a mark is played once all
 //! audio queued before it has gone out. Frames are padded with μ-law silence
-//! when the queue runs dry.
+//! when the queue runs dry. Queued audio is capped at [`MAX_QUEUED_BYTES`]
+//! (five minutes): whatever is pushed beyond it is dropped, and the caller
+//! is told how much, so that a peer sending audio much faster than real time
+//! cannot grow a call's memory without bound.
 //!
 //! Must not: read the clock or send anything; the RTP session asks for one
 //! frame per 20 ms tick.
@@ -14,6 +17,10 @@ use std::collections::VecDeque;
 
 /// Samples (and μ-law bytes) in one 20 ms frame at 8 kHz.
 pub const FRAME_BYTES: usize = 160;
+/// The most audio a queue holds by default: five minutes of 8 kHz μ-law
+/// (2,400,000 bytes). Longer than any prompt or bot utterance, short enough
+/// that thousands of calls cannot exhaust memory.
+pub const MAX_QUEUED_BYTES: usize = 5 * 60 * 8000;
 
 #[derive(Debug)]
 enum Item {
@@ -32,24 +39,45 @@ pub struct PlayoutFrame {
 }
 
 /// Audio and marks waiting to be played.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PlayoutQueue {
     items: VecDeque<Item>,
     queued_bytes: usize,
+    max_bytes: usize,
+}
+
+impl Default for PlayoutQueue {
+    fn default() -> Self {
+        PlayoutQueue::with_limit(MAX_QUEUED_BYTES)
+    }
 }
 
 impl PlayoutQueue {
+    /// A queue holding at most [`MAX_QUEUED_BYTES`] of audio.
     pub fn new() -> PlayoutQueue {
         PlayoutQueue::default()
     }
 
-    /// Queues μ-law audio of any length.
-    pub fn push_audio(&mut self, ulaw: Bytes) {
-        if ulaw.is_empty() {
-            return;
+    /// A queue holding at most `max_bytes` of audio.
+    pub fn with_limit(max_bytes: usize) -> PlayoutQueue {
+        PlayoutQueue {
+            items: VecDeque::new(),
+            queued_bytes: 0,
+            max_bytes,
         }
-        self.queued_bytes += ulaw.len();
-        self.items.push_back(Item::Audio(ulaw));
+    }
+
+    /// Queues μ-law audio of any length, up to the queue's limit; returns
+    /// how many bytes did not fit and were dropped (the end of `ulaw`).
+    pub fn push_audio(&mut self, mut ulaw: Bytes) -> usize {
+        let room = self.max_bytes.saturating_sub(self.queued_bytes);
+        let dropped = ulaw.len().saturating_sub(room);
+        ulaw.truncate(ulaw.len() - dropped);
+        if !ulaw.is_empty() {
+            self.queued_bytes += ulaw.len();
+            self.items.push_back(Item::Audio(ulaw));
+        }
+        dropped
     }
 
     /// Queues a mark after the audio queued so far.
@@ -62,16 +90,22 @@ impl PlayoutQueue {
         self.queued_bytes
     }
 
-    /// Drops all queued audio; returns the pending marks, in order.
-    pub fn clear(&mut self) -> Vec<String> {
+    /// Drops all queued audio. Returns the pending marks, in order, in two
+    /// lists: those with no audio left before them (played: all the audio
+    /// queued before them has gone out), and those dropped with audio still
+    /// before them.
+    pub fn clear(&mut self) -> (Vec<String>, Vec<String>) {
         self.queued_bytes = 0;
-        self.items
-            .drain(..)
-            .filter_map(|i| match i {
-                Item::Mark(m) => Some(m),
-                Item::Audio(_) => None,
-            })
-            .collect()
+        let (mut played, mut dropped) = (Vec::new(), Vec::new());
+        let mut audio_before = false;
+        for item in self.items.drain(..) {
+            match item {
+                Item::Mark(m) if audio_before => dropped.push(m),
+                Item::Mark(m) => played.push(m),
+                Item::Audio(_) => audio_before = true,
+            }
+        }
+        (played, dropped)
     }
 
     /// Takes the next 20 ms frame.
@@ -168,14 +202,57 @@ mod tests {
     }
 
     #[test]
+    fn audio_beyond_the_limit_is_dropped_and_counted_marks_are_kept() {
+        let mut q = PlayoutQueue::with_limit(400);
+        assert_eq!(q.push_audio(Bytes::from(vec![1u8; 300])), 0);
+        assert_eq!(q.push_audio(Bytes::from(vec![2u8; 300])), 200);
+        q.push_mark("after".into());
+        assert_eq!(q.push_audio(Bytes::from(vec![3u8; 10])), 10);
+        assert_eq!(q.queued_bytes(), 400);
+        q.next_frame();
+        let f = q.next_frame();
+        assert_eq!(&f.ulaw[..140], &[1u8; 140][..]);
+        assert_eq!(&f.ulaw[140..], &[2u8; 20][..]);
+        let f = q.next_frame();
+        assert_eq!(f.audio_bytes, 80);
+        assert_eq!(f.marks, ["after"]);
+        // Room again once played.
+        assert_eq!(q.push_audio(Bytes::from(vec![4u8; 400])), 0);
+        assert_eq!(PlayoutQueue::new().max_bytes, 2_400_000);
+    }
+
+    #[test]
     fn clear_drops_audio_and_returns_pending_marks() {
         let mut q = PlayoutQueue::new();
         q.push_audio(Bytes::from(vec![1u8; 1000]));
         q.push_mark("a".into());
         q.push_audio(Bytes::from(vec![1u8; 1000]));
         q.push_mark("b".into());
-        assert_eq!(q.clear(), ["a", "b"]);
+        assert_eq!(
+            q.clear(),
+            (Vec::<String>::new(), vec!["a".to_string(), "b".to_string()])
+        );
         assert_eq!(q.queued_bytes(), 0);
         assert_eq!(q.next_frame().audio_bytes, 0);
+    }
+
+    #[test]
+    fn marks_with_no_audio_left_before_them_count_as_played_on_clear() {
+        let mut q = PlayoutQueue::new();
+        q.push_audio(Bytes::from(vec![1u8; 160]));
+        q.push_mark("a".into());
+        q.push_mark("b".into());
+        q.push_audio(Bytes::from(vec![1u8; 1000]));
+        q.push_mark("c".into());
+        assert_eq!(q.next_frame().marks, ["a", "b"]);
+        let mut q2 = PlayoutQueue::new();
+        q2.push_mark("first".into());
+        q2.push_audio(Bytes::from(vec![1u8; 1000]));
+        q2.push_mark("second".into());
+        assert_eq!(
+            q2.clear(),
+            (vec!["first".to_string()], vec!["second".to_string()])
+        );
+        assert_eq!(q.clear(), (vec![], vec!["c".to_string()]));
     }
 }

@@ -3,7 +3,11 @@
 //! Owns: binding the call's RTP socket from the port pool ([`RtpSession`]),
 //! starting the session task, and the handle the call uses to play audio,
 //! place marks, send DTMF, follow SDP changes and read [`MediaEvent`]s
-//! ([`RtpHandle`]). The task itself lives in `session.rs`.
+//! ([`RtpHandle`], [`MediaEvents`]). The task itself lives in `session.rs`.
+//!
+//! Playing, marks, `clear` and DTMF are posted to the session's mailbox
+//! without waking its task: they take effect at its next 20 ms tick, which
+//! is when they matter. Stopping and remote changes wake it at once.
 //!
 //! Users always speak μ-law 8 kHz, whatever codec was negotiated: PCMA is
 //! transcoded inside the session.
@@ -13,7 +17,7 @@
 
 use super::events::EventQueue;
 use super::ports::{PortLease, PortPool};
-use super::session::{Command, Driver};
+use super::session::{Command, Driver, Mailbox};
 pub use super::stats::RtpStats;
 use bytes::Bytes;
 use std::io;
@@ -21,7 +25,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 /// The telephone-event payload type herald offers.
@@ -30,6 +34,10 @@ pub const DEFAULT_DTMF_PAYLOAD_TYPE: u8 = 101;
 pub const COMFORT_NOISE_PAYLOAD_TYPE: u8 = 13;
 /// Received audio frames held for a slow consumer before new ones are dropped.
 pub const AUDIO_EVENT_CAPACITY: usize = 100;
+/// In a continuous feed ([`RtpControl::continuous_audio`]), how far behind
+/// real time the received audio may fall, with nothing waiting in the
+/// jitter buffer, before a slot is filled with silence: three 20 ms frames.
+pub const CONTINUOUS_SLACK: Duration = Duration::from_millis(60);
 
 /// A G.711 codec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -103,8 +111,11 @@ pub enum MediaEvent {
     },
     /// A key press, once per press.
     Dtmf(char),
-    /// All audio queued before this mark has been sent (or was cleared).
+    /// All audio queued before this mark has been sent.
     MarkPlayed(String),
+    /// The mark was dropped by `clear` before the audio queued ahead of it
+    /// had all been sent.
+    MarkCleared(String),
     /// No RTP was received for the inactivity timeout. Reported once per
     /// silent spell.
     Inactive,
@@ -140,8 +151,9 @@ impl RtpSession {
     /// Starts sending/receiving; owns its tasks (stopped when the handle is
     /// stopped or dropped). Must be called inside a tokio runtime.
     pub fn start(self, remote: SocketAddr, cfg: RtpConfig) -> RtpHandle {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let mailbox = Arc::new(Mailbox::default());
         let events = Arc::new(EventQueue::new(AUDIO_EVENT_CAPACITY));
+        let inactive = Arc::new(Notify::new());
         let shared = Arc::new(Mutex::new(RtpStats {
             remote: Some(remote),
             ..RtpStats::default()
@@ -151,20 +163,31 @@ impl RtpSession {
             self.lease,
             remote,
             cfg,
-            rx,
+            Arc::clone(&mailbox),
             Arc::clone(&events),
+            Arc::clone(&inactive),
             Arc::clone(&shared),
         );
         let task = tokio::spawn(driver.run());
         RtpHandle {
             local: self.local,
-            control: RtpControl {
-                commands: tx,
-                shared,
-            },
-            events,
+            control: RtpControl { mailbox, shared },
+            events: MediaEvents(events),
+            inactive,
             task: Some(task),
         }
+    }
+}
+
+/// The session's events, for their one reader (see [`RtpHandle::events`]).
+#[derive(Debug, Clone)]
+pub struct MediaEvents(Arc<EventQueue>);
+
+impl MediaEvents {
+    /// The next event; `None` once the session has stopped and every event
+    /// has been read.
+    pub async fn next(&self) -> Option<MediaEvent> {
+        self.0.next().await
     }
 }
 
@@ -173,7 +196,8 @@ impl RtpSession {
 pub struct RtpHandle {
     local: SocketAddr,
     control: RtpControl,
-    events: Arc<EventQueue>,
+    events: MediaEvents,
+    inactive: Arc<Notify>,
     task: Option<JoinHandle<RtpStats>>,
 }
 
@@ -181,12 +205,14 @@ pub struct RtpHandle {
 /// while another reads events). It does not keep the session alive.
 #[derive(Debug, Clone)]
 pub struct RtpControl {
-    commands: mpsc::UnboundedSender<Command>,
+    mailbox: Arc<Mailbox>,
     shared: Arc<Mutex<RtpStats>>,
 }
 
 impl RtpControl {
     /// Queues μ-law audio of any length; played out at 20 ms per 160 bytes.
+    /// Beyond [`super::playout::MAX_QUEUED_BYTES`] queued, the excess is
+    /// dropped (counted in [`RtpStats::playout_bytes_dropped`], logged once).
     pub fn play(&self, ulaw: Bytes) {
         self.command(Command::Play(ulaw));
     }
@@ -196,9 +222,20 @@ impl RtpControl {
         self.command(Command::Mark(name));
     }
 
-    /// Drops queued audio; pending marks are reported played (cleared).
+    /// Drops queued audio; pending marks are reported as
+    /// [`MediaEvent::MarkCleared`], in order.
     pub fn clear(&self) {
         self.command(Command::Clear);
+    }
+
+    /// From now on, received audio is a continuous feed: one frame per 20 ms
+    /// slot, μ-law silence for slots in which nothing was received (silence
+    /// suppression, lost packets, no RTP at all). Received frames still come
+    /// as soon as the jitter buffer releases them, never twice or reordered;
+    /// a slot counts as empty once the feed is [`CONTINUOUS_SLACK`] behind
+    /// real time with nothing waiting.
+    pub fn continuous_audio(&self) {
+        self.command(Command::Continuous);
     }
 
     /// Sends a key press as RFC 4733 events (ignored without a negotiated
@@ -222,8 +259,8 @@ impl RtpControl {
     }
 
     fn command(&self, c: Command) {
-        // The task only ends on stop/drop; a send after that has nowhere to go.
-        let _ = self.commands.send(c);
+        // The task only ends on stop/drop; a command after that has no effect.
+        self.mailbox.post(c);
     }
 }
 
@@ -259,6 +296,11 @@ impl RtpHandle {
         self.control.send_dtmf(digit);
     }
 
+    /// Makes received audio a continuous feed (see [`RtpControl::continuous_audio`]).
+    pub fn continuous_audio(&self) {
+        self.control.continuous_audio();
+    }
+
     /// Sends to `addr` from now on (e.g. after a re-INVITE or a 183→200 SDP
     /// change) and forgets the latched source, so it is learnt again.
     pub fn set_remote(&self, addr: SocketAddr) {
@@ -269,6 +311,19 @@ impl RtpHandle {
     /// has been read.
     pub async fn next_event(&mut self) -> Option<MediaEvent> {
         self.events.next().await
+    }
+
+    /// The events, for a reader elsewhere (e.g. the user of an answered
+    /// call). There is one stream of events: read it here or there, not both.
+    pub fn events(&self) -> MediaEvents {
+        self.events.clone()
+    }
+
+    /// Resolves when the session reports [`MediaEvent::Inactive`] (also
+    /// passed to the reader of the events); at once if it did since the
+    /// last call.
+    pub async fn inactive(&self) {
+        self.inactive.notified().await;
     }
 
     /// A snapshot of the counters.

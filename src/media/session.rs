@@ -3,8 +3,23 @@
 //! Owns: the socket and port lease of a running session; paced sending (one
 //! packet per 20 ms slot: DTMF if a key press is in progress, else queued
 //! audio, else silence); symmetric RTP latching; receiving (parse, drop
-//! garbage, jitter buffer, DTMF decode, RFC 3550 jitter); the inactivity
-//! check; and publishing counters.
+//! garbage, jitter buffer, DTMF decode, RFC 3550 jitter); the continuous
+//! feed of received audio when asked for; the inactivity check; and
+//! publishing counters (at each tick).
+//!
+//! Wake-ups: the task wakes for its tick, for each received datagram, and for
+//! the rare urgent command (stop, a new remote address). Play, mark, clear
+//! and DTMF wait in the [`Mailbox`] and are taken at the next tick.
+//!
+//! Continuous feed: once asked for, the consumer gets one frame per 20 ms
+//! slot. Received frames go out as the jitter buffer releases them; at each
+//! tick the feed's position is compared with real time, counting frames
+//! still in the jitter buffer as on their way, and once it is more than
+//! [`CONTINUOUS_SLACK`] behind, slots are filled with μ-law silence (after
+//! reading whatever is already waiting on the socket). Frames a sequence gap
+//! skipped are filled in place. The first packet after a silent spell
+//! starts the count afresh, so a new talk spurt has the whole slack to
+//! absorb its jitter.
 //!
 //! Pacing: `tokio::time::interval` with `MissedTickBehavior::Burst`, so slots
 //! stay on the grid fixed at start and the stream never drifts from real time.
@@ -19,9 +34,10 @@ use super::dtmf::{self, DtmfPacket, DtmfReceiver};
 use super::events::EventQueue;
 use super::g711;
 use super::jitter::JitterBuffer;
-use super::playout::{PlayoutQueue, FRAME_BYTES};
+use super::jitter::Pushed;
+use super::playout::{PlayoutQueue, FRAME_BYTES, MAX_QUEUED_BYTES};
 use super::ports::PortLease;
-use super::rtp::{Codec, MediaEvent, RtpConfig, COMFORT_NOISE_PAYLOAD_TYPE};
+use super::rtp::{Codec, MediaEvent, RtpConfig, COMFORT_NOISE_PAYLOAD_TYPE, CONTINUOUS_SLACK};
 use super::stats::{InterarrivalJitter, RtpStats};
 use bytes::Bytes;
 use rtp_rs::{RtpPacketBuilder, RtpReader, Seq};
@@ -30,7 +46,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior};
 
 /// One packet every 20 ms.
@@ -46,6 +62,13 @@ const JITTER_CAPACITY: usize = 100;
 /// Largest datagram read; bigger ones are truncated by the kernel and then
 /// fail to parse or carry a clipped payload.
 const RECV_BUFFER: usize = 2048;
+/// One 20 ms frame of μ-law silence (fills a continuous feed).
+static SILENCE_FRAME: [u8; FRAME_BYTES] = [g711::ULAW_SILENCE; FRAME_BYTES];
+/// [`CONTINUOUS_SLACK`] in samples (μ-law bytes).
+const FEED_SLACK: i64 = CONTINUOUS_SLACK.as_millis() as i64 * 8;
+/// At most this many frames skipped by one sequence gap are filled in place
+/// (1 s); the tick fills the rest if the feed falls behind.
+const MAX_GAP_FILL: u64 = 50;
 
 #[derive(Debug)]
 pub(crate) enum Command {
@@ -53,8 +76,50 @@ pub(crate) enum Command {
     Mark(String),
     Clear,
     Dtmf(char),
+    Continuous,
     SetRemote(SocketAddr),
     Stop,
+}
+
+impl Command {
+    /// Commands that wake the task; the others wait for its next tick.
+    fn is_urgent(&self) -> bool {
+        matches!(self, Command::SetRemote(_) | Command::Stop)
+    }
+}
+
+/// Commands for the session task, in order.
+#[derive(Debug, Default)]
+pub(crate) struct Mailbox {
+    queue: Mutex<Vec<Command>>,
+    wake: Notify,
+}
+
+impl Mailbox {
+    pub(crate) fn post(&self, c: Command) {
+        let urgent = c.is_urgent();
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).push(c);
+        if urgent {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Moves the waiting commands into `into` (empty), keeping both buffers.
+    fn take(&self, into: &mut Vec<Command>) {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::swap(&mut *q, into);
+    }
+}
+
+/// The continuous feed of received audio, counted in samples (μ-law bytes).
+#[derive(Debug, Default)]
+struct Feed {
+    /// Samples due by now: one frame per tick since the feed started.
+    due: i64,
+    /// Samples handed to the consumer since, received or silence.
+    delivered: i64,
+    /// The last frame handed out was silence.
+    filling: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,11 +144,16 @@ pub(crate) struct Driver {
     socket: UdpSocket,
     _lease: PortLease,
     cfg: RtpConfig,
-    commands: mpsc::UnboundedReceiver<Command>,
+    mailbox: Arc<Mailbox>,
+    /// The commands being handled (swapped with the mailbox's buffer).
+    commands: Vec<Command>,
     events: Arc<EventQueue>,
+    inactive: Arc<Notify>,
     shared: Arc<Mutex<RtpStats>>,
     stats: RtpStats,
     started: Instant,
+    /// The span the session was started in (the call's), for its warnings.
+    span: tracing::Span,
 
     /// Where the signalling said the peer is.
     signalled: SocketAddr,
@@ -105,16 +175,21 @@ pub(crate) struct Driver {
     dtmf_rx: DtmfReceiver,
     last_rx: Instant,
     inactive_reported: bool,
+    feed: Option<Feed>,
+    /// Sequence number and timestamp of the last frame handed out.
+    last_out: (u16, u32),
 }
 
 impl Driver {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         socket: UdpSocket,
         lease: PortLease,
         remote: SocketAddr,
         cfg: RtpConfig,
-        commands: mpsc::UnboundedReceiver<Command>,
+        mailbox: Arc<Mailbox>,
         events: Arc<EventQueue>,
+        inactive: Arc<Notify>,
         shared: Arc<Mutex<RtpStats>>,
     ) -> Driver {
         let now = Instant::now();
@@ -123,14 +198,17 @@ impl Driver {
             socket,
             _lease: lease,
             cfg,
-            commands,
+            mailbox,
+            commands: Vec::new(),
             events,
+            inactive,
             shared,
             stats: RtpStats {
                 remote: Some(remote),
                 ..RtpStats::default()
             },
             started: now,
+            span: tracing::Span::current(),
             signalled: remote,
             remote,
             latch: Latch::Open,
@@ -148,6 +226,8 @@ impl Driver {
             dtmf_rx: DtmfReceiver::new(),
             last_rx: now,
             inactive_reported: false,
+            feed: None,
+            last_out: (0, 0),
         }
     }
 
@@ -155,15 +235,35 @@ impl Driver {
         let mut ticks = tokio::time::interval_at(self.started, PTIME);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Burst);
         let mut buf = vec![0u8; RECV_BUFFER];
+        let mailbox = Arc::clone(&self.mailbox);
+        // One waiter on the mailbox for the whole run, renewed when it fires
+        // (not one per loop).
+        let wake = mailbox.wake.notified();
+        tokio::pin!(wake);
         loop {
             tokio::select! {
                 biased;
-                cmd = self.commands.recv() => match cmd {
-                    Some(Command::Stop) | None => break,
-                    Some(c) => self.on_command(c),
-                },
-                slot = ticks.tick() => self.on_tick(slot).await,
-                res = self.socket.recv_from(&mut buf) => match res {
+                _ = &mut wake => {
+                    wake.set(mailbox.wake.notified());
+                    if self.take_commands() {
+                        break;
+                    }
+                    self.publish();
+                }
+                slot = ticks.tick() => {
+                    if self.take_commands() {
+                        break;
+                    }
+                    self.on_tick(slot).await;
+                    self.publish();
+                }
+                // Polled in place: no readiness future per datagram.
+                res = std::future::poll_fn(|cx| {
+                    let mut rb = tokio::io::ReadBuf::new(&mut buf);
+                    self.socket
+                        .poll_recv_from(cx, &mut rb)
+                        .map(|r| r.map(|src| (rb.filled().len(), src)))
+                }) => match res {
                     Ok((n, src)) => self.on_datagram(buf.get(..n).unwrap_or_default(), src),
                     Err(e) => {
                         tracing::debug!(error = %e, "rtp receive error");
@@ -171,10 +271,26 @@ impl Driver {
                     }
                 },
             }
-            self.publish();
         }
         self.publish();
         self.stats.clone()
+    }
+
+    /// Handles the commands in the mailbox; `true` once told to stop.
+    fn take_commands(&mut self) -> bool {
+        let mut commands = std::mem::take(&mut self.commands);
+        self.mailbox.take(&mut commands);
+        let mut stop = false;
+        for c in commands.drain(..) {
+            if matches!(c, Command::Stop) {
+                stop = true;
+                break;
+            }
+            self.on_command(c);
+        }
+        commands.clear();
+        self.commands = commands;
+        stop
     }
 
     fn now_ms(&self) -> u64 {
@@ -196,11 +312,33 @@ impl Driver {
 
     fn on_command(&mut self, c: Command) {
         match c {
-            Command::Play(b) => self.playout.push_audio(b),
+            Command::Play(b) => {
+                let dropped = self.playout.push_audio(b);
+                if dropped > 0 {
+                    if self.stats.playout_bytes_dropped == 0 {
+                        self.span.in_scope(|| {
+                            tracing::warn!(
+                                limit_s = MAX_QUEUED_BYTES / 8000,
+                                "more audio queued to play than the limit: dropping the excess"
+                            )
+                        });
+                    }
+                    self.stats.playout_bytes_dropped += dropped as u64;
+                }
+            }
             Command::Mark(m) => self.playout.push_mark(m),
             Command::Clear => {
-                for m in self.playout.clear() {
+                let (played, cleared) = self.playout.clear();
+                for m in played {
                     self.events.push(MediaEvent::MarkPlayed(m));
+                }
+                for m in cleared {
+                    self.events.push(MediaEvent::MarkCleared(m));
+                }
+            }
+            Command::Continuous => {
+                if self.feed.is_none() {
+                    self.feed = Some(Feed::default());
                 }
             }
             Command::Dtmf(d) => {
@@ -224,11 +362,15 @@ impl Driver {
         self.timestamp = self.timestamp.wrapping_add(SAMPLES_PER_FRAME);
         let now = Instant::now();
         self.drain_jitter();
+        if self.feed.is_some() {
+            self.feed_tick();
+        }
         if !self.inactive_reported
             && now.duration_since(self.last_rx) >= self.cfg.inactivity_timeout
         {
             self.inactive_reported = true;
             self.events.push(MediaEvent::Inactive);
+            self.inactive.notify_one();
         }
         if now.duration_since(slot) > MAX_SLOT_LATENESS {
             self.stats.skipped_slots += 1;
@@ -410,7 +552,10 @@ impl Driver {
                 };
                 let now_ms = self.now_ms();
                 let seq: u16 = rtp.sequence_number().into();
-                self.jitter.push(seq, timestamp, ulaw, now_ms);
+                let pushed = self.jitter.push(seq, timestamp, ulaw, now_ms);
+                if pushed == Pushed::Queued {
+                    self.restart_feed_after_silence();
+                }
                 self.drain_jitter();
             }
         }
@@ -419,11 +564,82 @@ impl Driver {
     fn drain_jitter(&mut self) {
         let now_ms = self.now_ms();
         while let Some(f) = self.jitter.pop(now_ms) {
+            if self.feed.is_some() {
+                for _ in 0..f.lost_before.min(MAX_GAP_FILL) {
+                    self.emit_silence();
+                }
+            }
             self.emit_audio(f.payload, f.seq, f.timestamp);
         }
     }
 
+    /// The continuous feed at a tick: one more frame is due; fill with
+    /// silence if the feed is too far behind.
+    fn feed_tick(&mut self) {
+        let pending = self.jitter.len() as i64 * FRAME_BYTES as i64;
+        let Some(feed) = self.feed.as_mut() else {
+            return;
+        };
+        feed.due += FRAME_BYTES as i64;
+        if feed.due - feed.delivered - pending > FEED_SLACK {
+            // Count what already waits on the socket before calling it missing.
+            self.read_waiting();
+        }
+        loop {
+            let pending = self.jitter.len() as i64 * FRAME_BYTES as i64;
+            let Some(feed) = self.feed.as_mut() else {
+                return;
+            };
+            let lag = feed.due - feed.delivered - pending;
+            if lag <= FEED_SLACK {
+                // Credit for audio that came early is bounded too, so a
+                // silent spell is noticed as soon after a long call as at its start.
+                if lag < -FEED_SLACK {
+                    feed.due = feed.delivered + pending - FEED_SLACK;
+                }
+                return;
+            }
+            self.emit_silence();
+        }
+    }
+
+    /// Reads the datagrams already waiting on the socket, without waiting.
+    fn read_waiting(&mut self) {
+        let mut buf = [0u8; RECV_BUFFER];
+        loop {
+            match self.socket.try_recv_from(&mut buf) {
+                Ok((n, src)) => self.on_datagram(buf.get(..n).unwrap_or_default(), src),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "rtp receive error");
+                    self.stats.recv_errors += 1;
+                    break;
+                }
+            }
+        }
+        self.drain_jitter();
+    }
+
+    /// One frame of silence for the continuous feed.
+    fn emit_silence(&mut self) {
+        let (seq, ts) = self.last_out;
+        self.stats.silence_frames_filled += 1;
+        self.emit_audio(
+            Bytes::from_static(&SILENCE_FRAME),
+            seq,
+            ts.wrapping_add(SAMPLES_PER_FRAME),
+        );
+        if let Some(feed) = self.feed.as_mut() {
+            feed.filling = true;
+        }
+    }
+
     fn emit_audio(&mut self, ulaw: Bytes, seq: u16, timestamp: u32) {
+        if let Some(feed) = self.feed.as_mut() {
+            feed.delivered += ulaw.len() as i64;
+            feed.filling = false;
+        }
+        self.last_out = (seq, timestamp);
         let ev = MediaEvent::Audio {
             ulaw,
             seq,
@@ -431,6 +647,18 @@ impl Driver {
         };
         if !self.events.push(ev) {
             self.stats.audio_frames_dropped += 1;
+        }
+    }
+}
+
+impl Driver {
+    /// A frame arrived after the feed was filled with silence: the feed is
+    /// on time from here (a new talk spurt gets the whole slack).
+    fn restart_feed_after_silence(&mut self) {
+        let pending = self.jitter.len() as i64 * FRAME_BYTES as i64;
+        if let Some(feed) = self.feed.as_mut().filter(|f| f.filling) {
+            feed.due = feed.delivered + pending;
+            feed.filling = false;
         }
     }
 }

@@ -40,6 +40,12 @@ pub struct RtpStats {
     pub foreign_packets: u64,
     /// Received audio frames dropped because the consumer was too slow.
     pub audio_frames_dropped: u64,
+    /// Silence frames handed to the consumer of a continuous feed for slots
+    /// in which nothing was received (silence suppression, loss, no RTP).
+    pub silence_frames_filled: u64,
+    /// Audio bytes given to play that were dropped because the playout
+    /// queue was full ([`crate::media::playout::MAX_QUEUED_BYTES`]).
+    pub playout_bytes_dropped: u64,
     pub dtmf_received: u64,
 
     /// Where audio is being sent now.

@@ -363,7 +363,7 @@ impl CallRun {
                 "no media session".to_string(),
             );
         };
-        let (call_media, mut relay) = media::relay(handle, &answer);
+        let (call_media, relay) = media::relay(handle, &answer);
         self.emit(CallEvent::Answered {
             at,
             media: call_media,
@@ -371,7 +371,6 @@ impl CallRun {
         let code = Some(resp.status_code.code());
         let max_end = Instant::now() + self.target.max_duration;
         let mut states_open = true;
-        let mut media_open = true;
         let (by, reason, q850, shutdown) = loop {
             tokio::select! {
                 st = states.recv(), if states_open => match st {
@@ -385,15 +384,10 @@ impl CallRun {
                     Some(st) => self.in_dialog_request(st).await,
                     None => states_open = false,
                 },
-                ev = relay.handle.next_event(), if media_open => match ev {
-                    Some(ev) => {
-                        if relay.forward(ev) {
-                            self.bye(&dialog).await;
-                            break (HangupBy::Timeout, "no RTP received (inactivity timeout)".to_string(), None, false);
-                        }
-                    }
-                    None => media_open = false,
-                },
+                _ = relay.inactive() => {
+                    self.bye(&dialog).await;
+                    break (HangupBy::Timeout, "no RTP received (inactivity timeout)".to_string(), None, false);
+                }
                 _ = tokio::time::sleep_until(max_end) => {
                     self.bye(&dialog).await;
                     break (HangupBy::Timeout, "max duration".to_string(), None, false);

@@ -3,27 +3,23 @@
 //! media or the 200), and handed to the user as a [`CallMedia`] once answered.
 //!
 //! Owns: turning SDP answers into a running [`crate::media::RtpSession`],
-//! relaying its events to the user, and noticing RTP inactivity (the call
-//! task hangs up on it). Must not: packetise audio itself (that is
-//! `crate::media`).
+//! handing its events to the user (who reads them straight from the
+//! session), and noticing RTP inactivity (the call task hangs up on it).
+//! Must not: packetise audio itself (that is `crate::media`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
 
 use crate::config::MediaConfig;
 use crate::media::{
-    Codec, MediaEvent, PortPool, RtpConfig, RtpControl, RtpHandle, RtpSession, RtpStats,
+    Codec, MediaEvent, MediaEvents, PortPool, RtpConfig, RtpControl, RtpHandle, RtpSession,
+    RtpStats,
 };
 
 use super::sdp::{AudioCodec, SdpAnswer};
-
-/// Received audio frames held for a slow [`CallMedia`] reader before new ones
-/// are dropped (2 s).
-const AUDIO_BACKLOG: usize = 100;
 
 /// Binds media sessions for new calls.
 pub(super) struct MediaFactory {
@@ -108,8 +104,7 @@ pub struct CallMedia {
     remote: SocketAddr,
     codec: Codec,
     control: RtpControl,
-    audio: mpsc::Receiver<MediaEvent>,
-    events: mpsc::UnboundedReceiver<MediaEvent>,
+    events: MediaEvents,
 }
 
 impl CallMedia {
@@ -144,9 +139,17 @@ impl CallMedia {
         self.control.mark(name);
     }
 
-    /// Drops queued audio; pending marks are reported played.
+    /// Drops queued audio; pending marks are reported as
+    /// [`MediaEvent::MarkCleared`].
     pub fn clear(&self) {
         self.control.clear();
+    }
+
+    /// Makes received audio a continuous feed: one frame per 20 ms from now
+    /// on, μ-law silence where the callee sent nothing (see
+    /// [`RtpControl::continuous_audio`]).
+    pub fn continuous_audio(&self) {
+        self.control.continuous_audio();
     }
 
     /// Sends a key press as RFC 4733 events (when telephone-event was negotiated).
@@ -154,16 +157,11 @@ impl CallMedia {
         self.control.send_dtmf(digit);
     }
 
-    /// The next received frame, key press, mark or `Inactive`; `None` once
-    /// the call has ended. Key presses and marks are never dropped; audio
-    /// frames are when the reader falls more than 2 s behind.
+    /// The next received frame, key press, mark or `Inactive`, in order;
+    /// `None` once the call has ended. Key presses and marks are never
+    /// dropped; audio frames are when the reader falls more than 2 s behind.
     pub async fn next_event(&mut self) -> Option<MediaEvent> {
-        tokio::select! {
-            biased;
-            Some(ev) = self.events.recv() => Some(ev),
-            Some(ev) = self.audio.recv() => Some(ev),
-            else => None,
-        }
+        self.events.next().await
     }
 
     /// The session's counters now (the final ones are in `CallEnded`).
@@ -172,19 +170,14 @@ impl CallMedia {
     }
 }
 
-/// The call task's end of a [`CallMedia`]: passes the session's events on,
-/// and keeps `Inactive` for itself to act on.
+/// The call task's end of a [`CallMedia`]: owns the session, and waits for
+/// its inactivity to act on.
 pub(super) struct MediaRelay {
-    pub(super) handle: RtpHandle,
-    audio: mpsc::Sender<MediaEvent>,
-    events: mpsc::UnboundedSender<MediaEvent>,
-    audio_dropped: u64,
+    handle: RtpHandle,
 }
 
-/// Builds the user's [`CallMedia`] and the call task's relay for `handle`.
+/// Builds the user's [`CallMedia`] and the call task's end for `handle`.
 pub(super) fn relay(handle: RtpHandle, answer: &SdpAnswer) -> (CallMedia, MediaRelay) {
-    let (audio_tx, audio_rx) = mpsc::channel(AUDIO_BACKLOG);
-    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let media = CallMedia {
         local: handle.local_addr(),
         remote: answer.remote,
@@ -193,44 +186,20 @@ pub(super) fn relay(handle: RtpHandle, answer: &SdpAnswer) -> (CallMedia, MediaR
             AudioCodec::Pcma => Codec::Pcma,
         },
         control: handle.control(),
-        audio: audio_rx,
-        events: ev_rx,
+        events: handle.events(),
     };
-    let relay = MediaRelay {
-        handle,
-        audio: audio_tx,
-        events: ev_tx,
-        audio_dropped: 0,
-    };
-    (media, relay)
+    (media, MediaRelay { handle })
 }
 
 impl MediaRelay {
-    /// Passes one session event to the user. Returns `true` for
-    /// [`MediaEvent::Inactive`] (also passed on), which the call task acts on.
-    pub(super) fn forward(&mut self, ev: MediaEvent) -> bool {
-        match ev {
-            MediaEvent::Audio { .. } => {
-                if self.audio.try_send(ev).is_err() {
-                    self.audio_dropped += 1;
-                }
-                false
-            }
-            MediaEvent::Inactive => {
-                self.events.send(MediaEvent::Inactive).ok();
-                true
-            }
-            other => {
-                self.events.send(other).ok();
-                false
-            }
-        }
+    /// Resolves when no RTP has been received for the inactivity timeout
+    /// (the user sees [`MediaEvent::Inactive`] too).
+    pub(super) async fn inactive(&self) {
+        self.handle.inactive().await;
     }
 
     /// Stops the session; its final counters.
     pub(super) async fn stop(self) -> RtpStats {
-        let mut stats = self.handle.stop().await;
-        stats.audio_frames_dropped += self.audio_dropped;
-        stats
+        self.handle.stop().await
     }
 }

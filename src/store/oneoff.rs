@@ -49,11 +49,26 @@ impl Store {
         Ok(id)
     }
 
-    /// Claims up to `limit` one-off calls due at `now` (skipping ones another node holds).
+    /// How many one-off calls are due at `now`, per agent (`None`: calls
+    /// without an agent).
+    pub async fn due_one_offs_by_agent(&self, now: i64) -> Result<Vec<(Option<String>, i64)>> {
+        with_pool!(self, p => {
+            let rows = sqlx::query("SELECT agent_id, COUNT(*) AS n FROM calls WHERE status IN ('pending', 'scheduled') \
+                AND scheduled_at <= $1 GROUP BY agent_id")
+                .bind(now).fetch_all(p).await?;
+            rows.iter()
+                .map(|r| Ok((r.try_get::<Option<String>, _>("agent_id")?, r.try_get::<i64, _>("n")?)))
+                .collect::<Result<Vec<_>>>()
+        })
+    }
+
+    /// Claims up to `limit` one-off calls of `agent` (`None`: calls without
+    /// an agent) due at `now`, oldest first (skipping ones another node holds).
     pub async fn claim_due_one_offs(
         &self,
         node_id: &str,
         now: i64,
+        agent: Option<&str>,
         limit: usize,
     ) -> Result<Vec<OneOffClaim>> {
         let lock = if self.backend() == super::Backend::Postgres {
@@ -61,14 +76,19 @@ impl Store {
         } else {
             ""
         };
+        let of_agent = if agent.is_some() {
+            "agent_id = $3"
+        } else {
+            "agent_id IS NULL AND $3 IS NULL"
+        };
         let select = format!(
             "SELECT id, to_uri, from_uri, trunk, spec, attempt FROM calls WHERE status IN ('pending', 'scheduled') \
-             AND scheduled_at <= $1 ORDER BY scheduled_at LIMIT $2{lock}"
+             AND scheduled_at <= $1 AND {of_agent} ORDER BY scheduled_at LIMIT $2{lock}"
         );
         let _write = self.write_guard().await;
         with_pool!(self, p => {
             let mut tx = p.begin_write().await?;
-            let rows = sqlx::query(&select).bind(now).bind(limit as i64).fetch_all(&mut *tx).await?;
+            let rows = sqlx::query(&select).bind(now).bind(limit as i64).bind(agent).fetch_all(&mut *tx).await?;
             let mut out = Vec::with_capacity(rows.len());
             for row in &rows {
                 let spec: String = row.try_get("spec")?;
@@ -84,7 +104,7 @@ impl Store {
                 sqlx::query("UPDATE calls SET status = 'in_progress', node_id = $2, attempt = $3, outcome = NULL, \
                              sip_code = NULL, q850_cause = NULL, sip_call_id = NULL, invite_sent_at = NULL, \
                              ringing_at = NULL, answered_at = NULL, ended_at = NULL, duration_ms = NULL, \
-                             hangup_by = NULL, reason = NULL WHERE id = $1")
+                             hangup_by = NULL, reason = NULL, result = NULL WHERE id = $1")
                     .bind(&claim.id).bind(node_id).bind(claim.attempt).execute(&mut *tx).await?;
                 out.push(claim);
             }
@@ -116,15 +136,15 @@ impl Store {
                 "attempt": attempt, "outcome": f.outcome, "sip_code": f.sip_code, "q850_cause": f.q850_cause,
                 "sip_call_id": f.sip_call_id, "invite_sent_at": ts(f.invite_sent_at), "ringing_at": ts(f.ringing_at),
                 "answered_at": ts(f.answered_at), "ended_at": ts(Some(f.ended_at)), "hangup_by": f.hangup_by,
-                "reason": f.reason,
+                "reason": f.reason, "result": f.result,
             }));
             sqlx::query("UPDATE calls SET status = $2, outcome = $3, sip_code = $4, q850_cause = $5, sip_call_id = $6, \
                          invite_sent_at = $7, ringing_at = $8, answered_at = COALESCE($9, answered_at), ended_at = $10, \
                          duration_ms = $10 - COALESCE($9, answered_at), hangup_by = $11, reason = $12, attempts = $13, \
-                         scheduled_at = COALESCE($14, scheduled_at), node_id = NULL WHERE id = $1")
+                         scheduled_at = COALESCE($14, scheduled_at), node_id = NULL, result = $15 WHERE id = $1")
                 .bind(id).bind(status).bind(&f.outcome).bind(f.sip_code).bind(f.q850_cause).bind(&f.sip_call_id)
                 .bind(f.invite_sent_at).bind(f.ringing_at).bind(f.answered_at).bind(f.ended_at).bind(&f.hangup_by)
-                .bind(&f.reason).bind(Value::Array(list).to_string()).bind(next_at)
+                .bind(&f.reason).bind(Value::Array(list).to_string()).bind(next_at).bind(&f.result)
                 .execute(&mut *tx).await?;
             tx.commit().await?;
             Ok::<_, StoreError>(())

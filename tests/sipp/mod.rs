@@ -124,6 +124,13 @@ impl SippUas {
     }
 
     pub async fn start_with(o: UasOptions<'_>) -> SippUas {
+        Self::start_niced(o, 0).await
+    }
+
+    /// As [`SippUas::start_with`], at scheduling priority `nice` (`nice -n`;
+    /// every SIPp thread inherits it): a load generator that yields the CPU
+    /// to the process being measured.
+    pub async fn start_niced(o: UasOptions<'_>, nice: i32) -> SippUas {
         ensure_sipp();
         let port = free_udp_port();
         let media_port = free_rtp_port();
@@ -168,7 +175,15 @@ impl SippUas {
             ]);
         }
         args.extend(o.extra.iter().map(|s| s.to_string()));
-        let child = Command::new("timeout")
+        let mut command = if nice == 0 {
+            Command::new("timeout")
+        } else {
+            // `nice` execs `timeout` in place: the child's pid stays the same.
+            let mut c = Command::new("nice");
+            c.args(["-n", &nice.to_string(), "timeout"]);
+            c
+        };
+        let child = command
             .args(&args)
             .current_dir(crate_root())
             .stdin(Stdio::null())
@@ -200,6 +215,13 @@ impl SippUas {
                     .status();
             }
         }
+    }
+
+    /// The pid of SIPp itself (the child is coreutils `timeout`).
+    pub fn sipp_pid(&self) -> Option<String> {
+        let pid = self.child.id()?;
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+        children.split_whitespace().next().map(str::to_string)
     }
 
     /// `sip:service@127.0.0.1:PORT` for this SIPp.

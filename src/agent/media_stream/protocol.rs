@@ -3,8 +3,10 @@
 //! from a bot (`media`, `mark`, `clear`).
 //!
 //! Owns: the exact JSON shapes (ids and counters as strings), the message
-//! sequence numbers and media chunk numbers, the media timestamp, and
-//! decoding bots' audio. Media frames are written into one reused buffer.
+//! sequence numbers and media chunk numbers, the media timestamp (the
+//! milliseconds of audio sent before the frame: the stream is continuous,
+//! so this is the time since the stream started), and decoding bots'
+//! audio. Media frames are written into one reused buffer.
 //!
 //! Must not: touch sockets, read the clock, or panic on anything a bot sends.
 
@@ -33,38 +35,8 @@ const B64_IN: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-/// RTP timestamp units per millisecond (8 kHz).
-const SAMPLES_PER_MS: u32 = 8;
-/// A forward RTP timestamp step up to this long (60 s) is elapsed media time;
-/// anything else (a new stream, a step back) counts as one frame.
-const MAX_TIMESTAMP_STEP: u32 = 60_000 * SAMPLES_PER_MS;
-/// Media time of one frame, when the RTP timestamps cannot tell.
-const FRAME_MS: u64 = 20;
-
-/// The `media.timestamp` of received frames: milliseconds of media since the
-/// first frame, following the RTP timestamps; a discontinuity (a new RTP
-/// stream, e.g. another source's key press) advances it by one frame.
-#[derive(Debug, Default)]
-pub struct MediaClock {
-    last_rtp: Option<u32>,
-    ms: u64,
-}
-
-impl MediaClock {
-    /// The timestamp of a frame with RTP timestamp `rtp`.
-    pub fn next(&mut self, rtp: u32) -> u64 {
-        if let Some(last) = self.last_rtp {
-            let step = rtp.wrapping_sub(last);
-            self.ms += if step > 0 && step <= MAX_TIMESTAMP_STEP {
-                u64::from(step / SAMPLES_PER_MS)
-            } else {
-                FRAME_MS
-            };
-        }
-        self.last_rtp = Some(rtp);
-        self.ms
-    }
-}
+/// μ-law bytes (samples) per millisecond (8 kHz).
+const SAMPLES_PER_MS: u64 = 8;
 
 /// Builds herald's messages for one stream, numbering them.
 #[derive(Debug)]
@@ -74,7 +46,8 @@ pub struct Outbound {
     sequence: u64,
     /// The last media `chunk` used.
     chunk: u64,
-    clock: MediaClock,
+    /// Audio bytes sent in `media` so far.
+    samples: u64,
     buf: BytesMut,
 }
 
@@ -99,7 +72,7 @@ impl Outbound {
             stream_sid: stream_sid.to_string(),
             sequence: 0,
             chunk: 0,
-            clock: MediaClock::default(),
+            samples: 0,
             buf: BytesMut::with_capacity(512),
         }
     }
@@ -132,11 +105,13 @@ impl Outbound {
         Utf8Bytes::from(v.to_string())
     }
 
-    /// `media`: one received frame (μ-law) with RTP timestamp `rtp`.
-    pub fn media(&mut self, ulaw: &[u8], rtp: u32) -> Utf8Bytes {
+    /// `media`: the next frame (μ-law) of the continuous stream; its
+    /// timestamp is the audio sent before it, in milliseconds.
+    pub fn media(&mut self, ulaw: &[u8]) -> Utf8Bytes {
         self.sequence += 1;
         self.chunk += 1;
-        let ts = self.clock.next(rtp);
+        let ts = self.samples / SAMPLES_PER_MS;
+        self.samples += ulaw.len() as u64;
         let b = &mut self.buf;
         b.reserve(160 + self.stream_sid.len() + ulaw.len().div_ceil(3) * 4);
         // Writing to a BytesMut cannot fail.
@@ -295,7 +270,7 @@ mod tests {
             json!({"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1})
         );
         let frame: Vec<u8> = (0..160u32).map(|i| (i * 7) as u8).collect();
-        let m = json_of(&o.media(&frame, 1000));
+        let m = json_of(&o.media(&frame));
         assert_eq!(m["event"], "media");
         assert_eq!(m["sequenceNumber"], "2");
         assert_eq!(m["streamSid"], "MZ0123");
@@ -304,7 +279,7 @@ mod tests {
         assert_eq!(m["media"]["timestamp"], "0");
         let payload = B64_OUT.decode(m["media"]["payload"].as_str().unwrap());
         assert_eq!(payload.unwrap(), frame);
-        let m = json_of(&o.media(&frame, 1160));
+        let m = json_of(&o.media(&frame));
         assert_eq!(
             (
                 &m["sequenceNumber"],
@@ -338,15 +313,19 @@ mod tests {
     }
 
     #[test]
-    fn media_timestamps_follow_rtp_time_and_survive_stream_changes() {
-        let mut c = MediaClock::default();
-        assert_eq!(c.next(u32::MAX - 159), 0);
-        assert_eq!(c.next(0), 20, "wraps around");
-        assert_eq!(c.next(320), 60, "a lost frame is a 40 ms step");
-        assert_eq!(c.next(7), 80, "a new stream (step back) is one frame");
-        assert_eq!(c.next(7 + 3_000_000), 100, "so is a huge jump");
-        assert_eq!(c.next(7 + 3_000_160), 120);
-        assert_eq!(c.next(7 + 3_000_160), 140, "a repeated timestamp too");
+    fn media_timestamps_count_the_audio_sent_before_each_frame() {
+        let mut o = Outbound::new("MZ1");
+        let ts = |m: Utf8Bytes| json_of(&m)["media"]["timestamp"].clone();
+        assert_eq!(ts(o.media(&[0xFF; 160])), "0");
+        assert_eq!(ts(o.media(&[0xFF; 240])), "20");
+        assert_eq!(ts(o.media(&[0xFF; 160])), "50", "a 30 ms frame before");
+        assert_eq!(ts(o.media(&[0xFF; 4])), "70");
+        assert_eq!(
+            ts(o.media(&[0xFF; 160])),
+            "70",
+            "half a millisecond is not one yet"
+        );
+        assert_eq!(ts(o.media(&[0xFF; 160])), "90");
     }
 
     #[test]
