@@ -124,6 +124,40 @@ const TARGET_COLUMNS: &str =
     try_count_current, state, next_attempt_at, not_before, expires_at, timezone, variables, \
     client_token, last_outcome, reason, created_at, updated_at";
 
+/// The `target_events` inserts for the transitions of some completions, a
+/// multi-row statement per [`RECORD_ROWS_PER_STATEMENT`] events.
+macro_rules! transition_inserts {
+    ($completions:expr) => {{
+        let rows: Vec<(&Completion, &Transition)> = $completions
+            .flat_map(|c: &Completion| c.transitions.iter().map(move |t| (c, t)))
+            .collect();
+        let mut statements = Vec::new();
+        for chunk in rows.chunks(RECORD_ROWS_PER_STATEMENT) {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO target_events \
+                 (target_id, campaign_id, from_state, to_state, at, attempt_id, sip_code, reason) ",
+            );
+            qb.push_values(chunk, |mut b, (c, t)| {
+                let code = if t.from == TargetState::Dialing {
+                    c.call.sip_code
+                } else {
+                    None
+                };
+                b.push_bind(&c.target_id)
+                    .push_bind(&c.campaign_id)
+                    .push_bind(t.from.as_str())
+                    .push_bind(t.to.as_str())
+                    .push_bind(c.call.ended_at)
+                    .push_bind(&c.call_id)
+                    .push_bind(code)
+                    .push_bind(&t.reason);
+            });
+            statements.push(qb);
+        }
+        statements
+    }};
+}
+
 /// The numbers on the DNC list among the candidates' next destinations.
 macro_rules! dnc_of {
     ($candidates:expr, $exec:expr) => {{
@@ -188,30 +222,27 @@ impl Store {
         let (claimed, logged) = with_pool!(self, p => {
             // SQLite: read and decide outside the writer.
             let mut plan = None;
+            // Reads the due targets and the DNC entries with `$exec`, and decides.
+            macro_rules! read_and_decide {
+                ($exec:expr) => {{
+                    let rows = sqlx::query(&select).bind(scope.outdial_id).bind(now).bind(limit as i64)
+                        .fetch_all($exec).await?;
+                    let candidates = decode_candidates(&rows)?;
+                    if candidates.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let blocked = dnc_of!(&candidates, $exec);
+                    ClaimPlan::new(now, candidates, &blocked, &decide, &self.metrics)?
+                }};
+            }
             if !postgres {
-                let rows = sqlx::query(&select).bind(scope.outdial_id).bind(now).bind(limit as i64)
-                    .fetch_all(p).await?;
-                let candidates = decode_candidates(&rows)?;
-                if candidates.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let blocked = dnc_of!(&candidates, p);
-                plan = Some(ClaimPlan::new(now, candidates, &blocked, &decide, &self.metrics)?);
+                plan = Some(read_and_decide!(p));
             }
             let _write = self.write_guard().await;
             let mut tx = p.begin_write().await?;
             let plan = match plan {
                 Some(plan) => plan,
-                None => {
-                    let rows = sqlx::query(&select).bind(scope.outdial_id).bind(now).bind(limit as i64)
-                        .fetch_all(&mut *tx).await?;
-                    let candidates = decode_candidates(&rows)?;
-                    if candidates.is_empty() {
-                        return Ok(Vec::new());
-                    }
-                    let blocked = dnc_of!(&candidates, &mut *tx);
-                    ClaimPlan::new(now, candidates, &blocked, &decide, &self.metrics)?
-                }
+                None => read_and_decide!(&mut *tx),
             };
             let ClaimPlan { mut claimed, started_events, fails, defers } = plan;
             let mut log = EventLog::default();
@@ -377,20 +408,7 @@ impl Store {
                     });
                     qb.push(") AS v WHERE targets.id = v.column1 AND targets.state = v.column7 RETURNING targets.id");
                     targets = Some(qb);
-                    let all: Vec<(&Completion, &Transition)> = moving.iter()
-                        .flat_map(|c| c.transitions.iter().map(move |t| (*c, t)))
-                        .collect();
-                    for ev_chunk in all.chunks(RECORD_ROWS_PER_STATEMENT) {
-                        let mut qb = sqlx::QueryBuilder::new("INSERT INTO target_events \
-                            (target_id, campaign_id, from_state, to_state, at, attempt_id, sip_code, reason) ");
-                        qb.push_values(ev_chunk, |mut b, (c, t)| {
-                            let code = if t.from == TargetState::Dialing { c.call.sip_code } else { None };
-                            b.push_bind(&c.target_id).push_bind(&c.campaign_id).push_bind(t.from.as_str())
-                                .push_bind(t.to.as_str()).push_bind(c.call.ended_at).push_bind(&c.call_id)
-                                .push_bind(code).push_bind(&t.reason);
-                        });
-                        events.push(qb);
-                    }
+                    events = transition_inserts!(moving.iter().copied());
                 }
                 statements.push((calls, moving, targets, events));
             }
@@ -413,19 +431,8 @@ impl Store {
                     }
                 } else {
                     drop(events);
-                    let rows: Vec<(&Completion, &Transition)> = moving.iter()
-                        .filter(|c| moved.contains(&c.target_id))
-                        .flat_map(|c| c.transitions.iter().map(move |t| (*c, t)))
-                        .collect();
-                    for ev_chunk in rows.chunks(RECORD_ROWS_PER_STATEMENT) {
-                        let mut qb = sqlx::QueryBuilder::new("INSERT INTO target_events \
-                            (target_id, campaign_id, from_state, to_state, at, attempt_id, sip_code, reason) ");
-                        qb.push_values(ev_chunk, |mut b, (c, t)| {
-                            let code = if t.from == TargetState::Dialing { c.call.sip_code } else { None };
-                            b.push_bind(&c.target_id).push_bind(&c.campaign_id).push_bind(t.from.as_str())
-                                .push_bind(t.to.as_str()).push_bind(c.call.ended_at).push_bind(&c.call_id)
-                                .push_bind(code).push_bind(&t.reason);
-                        });
+                    let moved_only = moving.iter().copied().filter(|c| moved.contains(&c.target_id));
+                    for mut qb in transition_inserts!(moved_only) {
                         qb.build().execute(&mut *tx).await?;
                     }
                 }
