@@ -390,3 +390,52 @@ async fn a_target_changed_while_a_claim_decides_is_left_alone() {
     store.close().await;
     tdb.cleanup().await;
 }
+
+/// A write transaction's pages reach the database file itself soon after it
+/// commits, copied by the background checkpointer rather than by a later
+/// writer once the WAL is large.
+#[tokio::test]
+async fn committed_writes_are_copied_into_the_database_file_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.db");
+    let store = Store::open(&format!("sqlite://{}", path.display()), 4)
+        .await
+        .unwrap();
+    let od = store
+        .insert_doc(OUTDIALS, "leads", &json!({"name": "leads"}), 1)
+        .await
+        .unwrap();
+    let mut checkpoints = store
+        .checkpoints()
+        .expect("a file database has a checkpointer");
+    checkpoints.borrow_and_update();
+    store
+        .insert_targets(&od.id, &[target("+15550001111", None)], 1)
+        .await
+        .unwrap();
+    // The database file alone, without the WAL.
+    let file_only = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .read_only(true)
+        .immutable(true);
+    // (Before the first checkpoint the file may not even hold the schema.)
+    let in_file = || async {
+        let mut c = sqlx::ConnectOptions::connect(&file_only).await.unwrap();
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM targets WHERE outdial_id = $1")
+            .bind(&od.id)
+            .fetch_one(&mut c)
+            .await
+            .unwrap_or(0)
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            checkpoints.changed().await.unwrap();
+            if in_file().await == 1 {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the target reached the database file within 30 s");
+    store.close().await;
+}

@@ -75,6 +75,8 @@ pub struct Store {
     /// SQLite has one writer: write transactions queue here (and wake as soon
     /// as the lock is free) instead of in SQLite's sleeping busy handler.
     write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// SQLite: copies the WAL into the database after write transactions.
+    checkpointer: Option<std::sync::Arc<sqlite::Checkpointer>>,
     /// This process's metrics (store latency, attempts, events).
     pub(crate) metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// Bumped after each commit that logged events (wakes streams and webhooks).
@@ -91,24 +93,36 @@ impl Store {
 
     /// Opens `url` without migrating.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store> {
-        let pool = if url.starts_with("sqlite:") {
-            Pool::Sqlite(sqlite::connect(url, max_connections).await?)
+        let (pool, checkpointer) = if url.starts_with("sqlite:") {
+            let (pool, checkpointer) = sqlite::connect(url, max_connections).await?;
+            (Pool::Sqlite(pool), checkpointer.map(std::sync::Arc::new))
         } else {
-            Pool::Postgres(postgres::connect(url, max_connections).await?)
+            (
+                Pool::Postgres(postgres::connect(url, max_connections).await?),
+                None,
+            )
         };
         Ok(Store {
             pool,
             write_lock: Default::default(),
+            checkpointer,
             metrics: Default::default(),
             log_tail: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
         })
     }
 
-    /// Taken around write transactions; a no-op on PostgreSQL.
-    pub(crate) async fn write_guard(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+    /// Taken around write transactions; a no-op on PostgreSQL. On SQLite,
+    /// releasing it wakes the checkpointer.
+    pub(crate) async fn write_guard(&self) -> WriteGuard<'_> {
         match self.pool {
-            Pool::Sqlite(_) => Some(self.write_lock.lock().await),
-            Pool::Postgres(_) => None,
+            Pool::Sqlite(_) => WriteGuard {
+                _lock: Some(self.write_lock.lock().await),
+                checkpointer: self.checkpointer.as_deref(),
+            },
+            Pool::Postgres(_) => WriteGuard {
+                _lock: None,
+                checkpointer: None,
+            },
         }
     }
 
@@ -145,8 +159,28 @@ impl Store {
         Ok(())
     }
 
+    /// SQLite on a file: the number of background checkpoints completed, as
+    /// it changes.
+    pub fn checkpoints(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.checkpointer.as_ref().map(|c| c.completed())
+    }
+
     pub async fn close(&self) {
         with_pool!(self, p => p.close().await)
+    }
+}
+
+/// The single writer's turn (SQLite); see [`Store::write_guard`].
+pub(crate) struct WriteGuard<'a> {
+    _lock: Option<tokio::sync::MutexGuard<'a, ()>>,
+    checkpointer: Option<&'a sqlite::Checkpointer>,
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.checkpointer {
+            c.written();
+        }
     }
 }
 
