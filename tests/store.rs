@@ -439,3 +439,137 @@ async fn committed_writes_are_copied_into_the_database_file_in_the_background() 
     .expect("the target reached the database file within 30 s");
     store.close().await;
 }
+
+/// A claim and a record batch far larger than one statement can carry (the
+/// databases cap a statement's parameters) are split, and every row lands:
+/// 7,000 targets claimed in one call, their 7,000 outcomes recorded in one.
+async fn claims_and_records_larger_than_a_statement(db: Db) {
+    use herald::store::dialing::{CallFinal, ClaimAction, ClaimScope, Completion, Transition};
+    const N: usize = 7_000;
+    let Some(tdb) = TestDb::new(db).await else {
+        return;
+    };
+    let store = Store::open(&tdb.url, 4).await.unwrap();
+    let od = store
+        .insert_doc(OUTDIALS, "l", &json!({"name": "l"}), 1)
+        .await
+        .unwrap();
+    let batch: Vec<_> = (0..N)
+        .map(|i| target(&format!("+1555{:07}", i), None))
+        .collect();
+    store.insert_targets(&od.id, &batch, 1).await.unwrap();
+    let op = store
+        .insert_doc(OUTPLANS, "p", &json!({"name": "p"}), 1)
+        .await
+        .unwrap();
+    let spec = json!({"name": "c"});
+    let c = store
+        .insert_campaign(
+            &herald::store::campaigns::CampaignFields {
+                name: "c",
+                outdial_id: &od.id,
+                outplan_id: &op.id,
+                agent_id: None,
+                spec: &spec,
+            },
+            1,
+        )
+        .await
+        .unwrap();
+    let scope = ClaimScope {
+        campaign_id: &c.id,
+        outdial_id: &od.id,
+        node_id: "n1",
+        lease_ms: 60_000,
+        trunk: "default",
+        agent_id: None,
+    };
+    let claimed = store
+        .claim_due_targets(&scope, 10, N, |_, _| ClaimAction::Dial {
+            destination_index: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), N);
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM targets WHERE state = 'dialing' AND try_count_current = 1"
+        )
+        .await,
+        N as i64
+    );
+    assert_eq!(
+        count(&store, "SELECT COUNT(*) FROM calls WHERE ended_at IS NULL").await,
+        N as i64
+    );
+
+    let completions: Vec<Completion> = claimed
+        .iter()
+        .map(|cl| Completion {
+            call_id: cl.call_id.clone(),
+            target_id: cl.target.id.clone(),
+            campaign_id: Some(c.id.clone()),
+            expect: TargetState::Dialing,
+            transitions: vec![
+                Transition {
+                    from: TargetState::Dialing,
+                    to: TargetState::Answered,
+                    reason: None,
+                },
+                Transition {
+                    from: TargetState::Answered,
+                    to: TargetState::Finished,
+                    reason: Some("completed".into()),
+                },
+            ],
+            next_attempt_at: None,
+            destination_index: 0,
+            call: CallFinal {
+                status: "completed".into(),
+                outcome: "answered".into(),
+                sip_code: Some(200),
+                invite_sent_at: Some(11),
+                answered_at: Some(12),
+                ended_at: 20,
+                ..Default::default()
+            },
+            dnc_add: None,
+        })
+        .collect();
+    store.record_completions(&completions, 20).await.unwrap();
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM targets WHERE state = 'finished' AND reason = 'completed'"
+        )
+        .await,
+        N as i64
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM calls WHERE outcome = 'answered' AND duration_ms = 8"
+        )
+        .await,
+        N as i64
+    );
+    // idle -> dialing, dialing -> answered, answered -> finished.
+    assert_eq!(
+        count(&store, "SELECT COUNT(*) FROM target_events").await,
+        3 * N as i64
+    );
+    // The event log: attempt started + idle -> dialing per claim; answered,
+    // ended and the two transitions per outcome.
+    assert_eq!(
+        count(
+            &store,
+            &format!("SELECT event_seq FROM campaigns WHERE id = '{}'", c.id)
+        )
+        .await,
+        6 * N as i64
+    );
+    store.close().await;
+    tdb.cleanup().await;
+}
+on_both_backends!(large_batches, claims_and_records_larger_than_a_statement);

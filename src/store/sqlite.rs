@@ -44,6 +44,8 @@ pub async fn connect(
     }
     let pool = SqlitePoolOptions::new()
         .max_connections(max_connections.max(1))
+        // A local file does not go stale: no round trip to check it on every acquire.
+        .test_before_acquire(false)
         .connect_with(opts.clone())
         .await?;
     let checkpointer = if in_memory {
