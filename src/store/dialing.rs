@@ -6,6 +6,7 @@
 use serde_json::Value;
 use sqlx::Row;
 
+use super::bulk::{self, Column};
 use super::events::{EventLog, EventRecord};
 use super::targets::TargetRow;
 use super::{BeginWrite, Result, Store, StoreError};
@@ -138,23 +139,21 @@ macro_rules! transition_inserts {
         for chunk in rows.chunks(RECORD_ROWS_PER_STATEMENT) {
             let mut qb = sqlx::QueryBuilder::new(
                 "INSERT INTO target_events \
-                 (target_id, campaign_id, from_state, to_state, at, attempt_id, sip_code, reason) ",
+                 (target_id, campaign_id, from_state, to_state, at, attempt_id, sip_code, reason) \
+                 SELECT column1, column2, column3, column4, column5, column6, column7, column8 FROM ",
             );
-            qb.push_values(chunk, |mut b, (c, t)| {
-                let code = if t.from == TargetState::Dialing {
-                    c.call.sip_code
-                } else {
-                    None
-                };
-                b.push_bind(&c.target_id)
-                    .push_bind(&c.campaign_id)
-                    .push_bind(t.from.as_str())
-                    .push_bind(t.to.as_str())
-                    .push_bind(c.call.ended_at)
-                    .push_bind(&c.call_id)
-                    .push_bind(code)
-                    .push_bind(&t.reason);
-            });
+            bulk::rows(&mut qb, vec![
+                Column::Text(chunk.iter().map(|(c, _)| Some(c.target_id.as_str())).collect()),
+                Column::Text(chunk.iter().map(|(c, _)| c.campaign_id.as_deref()).collect()),
+                Column::Text(chunk.iter().map(|(_, t)| Some(t.from.as_str())).collect()),
+                Column::Text(chunk.iter().map(|(_, t)| Some(t.to.as_str())).collect()),
+                Column::BigInt(chunk.iter().map(|(c, _)| Some(c.call.ended_at)).collect()),
+                Column::Text(chunk.iter().map(|(c, _)| Some(c.call_id.as_str())).collect()),
+                Column::Int(chunk.iter().map(|(c, t)| {
+                    if t.from == TargetState::Dialing { c.call.sip_code } else { None }
+                }).collect()),
+                Column::Text(chunk.iter().map(|(_, t)| t.reason.as_deref()).collect()),
+            ]);
             statements.push(qb);
         }
         statements
@@ -172,12 +171,8 @@ macro_rules! dnc_of {
                     .map(|d| d.target.as_str())
             })
             .collect();
-        let mut qb = sqlx::QueryBuilder::new("SELECT number FROM dnc WHERE number IN (");
-        let mut sep = qb.separated(", ");
-        for n in &numbers {
-            sep.push_bind(*n);
-        }
-        qb.push(")");
+        let mut qb = sqlx::QueryBuilder::new("SELECT number FROM dnc WHERE ");
+        bulk::is_in(&mut qb, "number", numbers);
         let blocked: std::collections::HashSet<String> = qb
             .build_query_scalar::<String>()
             .fetch_all($exec)
@@ -277,12 +272,15 @@ impl Store {
                 let mut qb = sqlx::QueryBuilder::new("UPDATE targets SET state = 'dialing', destinations = v.column2, \
                     destination_index = v.column3, try_count_current = try_count_current + 1, lease_owner = ");
                 qb.push_bind(scope.node_id).push(", lease_expires_at = ").push_bind(now + scope.lease_ms)
-                    .push(", updated_at = ").push_bind(now).push(" FROM (");
-                qb.push_values(chunk.iter().zip(dests), |mut b, (c, d)| {
-                    b.push_bind(&c.target.id).push_bind(d).push_bind(c.destination_index as i32)
-                        .push_bind(c.target.updated_at).push_bind(c.target.try_count_current - 1);
-                });
-                qb.push(") AS v WHERE targets.id = v.column1 AND targets.state = 'idle' \
+                    .push(", updated_at = ").push_bind(now).push(" FROM ");
+                bulk::rows(&mut qb, vec![
+                    Column::Text(chunk.iter().map(|c| Some(c.target.id.as_str())).collect()),
+                    Column::Text(dests.iter().map(|d| Some(d.as_str())).collect()),
+                    Column::Int(chunk.iter().map(|c| Some(c.destination_index as i32)).collect()),
+                    Column::BigInt(chunk.iter().map(|c| Some(c.target.updated_at)).collect()),
+                    Column::Int(chunk.iter().map(|c| Some(c.target.try_count_current - 1)).collect()),
+                ]);
+                qb.push(" WHERE targets.id = v.column1 AND targets.state = 'idle' \
                     AND targets.updated_at = v.column4 AND targets.try_count_current = v.column5 RETURNING targets.id");
                 let moved: Vec<String> = qb.build_query_scalar::<String>().fetch_all(&mut *tx).await?;
                 let all = moved.len() == chunk.len();
@@ -292,20 +290,25 @@ impl Store {
                     continue;
                 }
                 let mut qb = sqlx::QueryBuilder::new(
-                    "INSERT INTO target_events (target_id, campaign_id, from_state, to_state, at, attempt_id) ");
-                qb.push_values(&rows, |mut b, c| {
-                    b.push_bind(&c.target.id).push_bind(scope.campaign_id).push("'idle'").push("'dialing'")
-                        .push_bind(now).push_bind(&c.call_id);
-                });
+                    "INSERT INTO target_events (target_id, campaign_id, from_state, to_state, at, attempt_id) SELECT column1, ");
+                qb.push_bind(scope.campaign_id).push(", 'idle', 'dialing', ").push_bind(now).push(", column2 FROM ");
+                bulk::rows(&mut qb, vec![
+                    Column::Text(rows.iter().map(|c| Some(c.target.id.as_str())).collect()),
+                    Column::Text(rows.iter().map(|c| Some(c.call_id.as_str())).collect()),
+                ]);
                 qb.build().execute(&mut *tx).await?;
                 let mut qb = sqlx::QueryBuilder::new("INSERT INTO calls (id, campaign_id, target_id, destination_index, \
-                    attempt, agent_id, trunk, status, to_uri, node_id, created_at) ");
-                qb.push_values(&rows, |mut b, c| {
-                    b.push_bind(&c.call_id).push_bind(scope.campaign_id).push_bind(&c.target.id)
-                        .push_bind(c.destination_index as i32).push_bind(c.attempt as i32).push_bind(scope.agent_id)
-                        .push_bind(scope.trunk).push("'in_progress'").push_bind(&c.destination.target)
-                        .push_bind(scope.node_id).push_bind(now);
-                });
+                    attempt, agent_id, trunk, status, to_uri, node_id, created_at) SELECT column1, ");
+                qb.push_bind(scope.campaign_id).push(", column2, column3, column4, ").push_bind(scope.agent_id)
+                    .push(", ").push_bind(scope.trunk).push(", 'in_progress', column5, ").push_bind(scope.node_id)
+                    .push(", ").push_bind(now).push(" FROM ");
+                bulk::rows(&mut qb, vec![
+                    Column::Text(rows.iter().map(|c| Some(c.call_id.as_str())).collect()),
+                    Column::Text(rows.iter().map(|c| Some(c.target.id.as_str())).collect()),
+                    Column::Int(rows.iter().map(|c| Some(c.destination_index as i32)).collect()),
+                    Column::Int(rows.iter().map(|c| Some(c.attempt as i32)).collect()),
+                    Column::Text(rows.iter().map(|c| Some(c.destination.target.as_str())).collect()),
+                ]);
                 qb.build().execute(&mut *tx).await?;
                 dialed.extend(rows.iter().map(|c| c.call_id.clone()));
             }
@@ -386,15 +389,26 @@ impl Store {
                     sip_call_id = COALESCE(v.column7, calls.sip_call_id), invite_sent_at = v.column8, \
                     ringing_at = v.column9, answered_at = COALESCE(v.column10, calls.answered_at), ended_at = v.column11, \
                     duration_ms = v.column11 - COALESCE(v.column10, calls.answered_at), \
-                    hangup_by = v.column12, reason = v.column13 FROM (");
-                calls.push_values(chunk, |mut b, c| {
-                    let f = &c.call;
-                    b.push_bind(&c.call_id).push_bind(&f.status).push_bind(&f.outcome).push_bind(f.sip_code)
-                        .push_bind(f.q850_cause).push_bind(&f.result).push_bind(&f.sip_call_id)
-                        .push_bind(f.invite_sent_at).push_bind(f.ringing_at).push_bind(f.answered_at)
-                        .push_bind(f.ended_at).push_bind(&f.hangup_by).push_bind(&f.reason);
-                });
-                calls.push(") AS v WHERE calls.id = v.column1");
+                    hangup_by = v.column12, reason = v.column13 FROM ");
+                let f = |get: fn(&CallFinal) -> Option<&str>| Column::Text(chunk.iter().map(|c| get(&c.call)).collect());
+                let t = |get: fn(&CallFinal) -> Option<i64>| Column::BigInt(chunk.iter().map(|c| get(&c.call)).collect());
+                let i = |get: fn(&CallFinal) -> Option<i32>| Column::Int(chunk.iter().map(|c| get(&c.call)).collect());
+                bulk::rows(&mut calls, vec![
+                    Column::Text(chunk.iter().map(|c| Some(c.call_id.as_str())).collect()),
+                    f(|f| Some(f.status.as_str())),
+                    f(|f| Some(f.outcome.as_str())),
+                    i(|f| f.sip_code),
+                    i(|f| f.q850_cause),
+                    f(|f| f.result.as_deref()),
+                    f(|f| f.sip_call_id.as_deref()),
+                    t(|f| f.invite_sent_at),
+                    t(|f| f.ringing_at),
+                    t(|f| f.answered_at),
+                    t(|f| Some(f.ended_at)),
+                    f(|f| f.hangup_by.as_deref()),
+                    f(|f| f.reason.as_deref()),
+                ]);
+                calls.push(" WHERE calls.id = v.column1");
                 let moving: Vec<&Completion> = chunk.iter().filter(|c| !c.transitions.is_empty()).collect();
                 let mut targets = None;
                 let mut events = Vec::new();
@@ -402,14 +416,20 @@ impl Store {
                     let mut qb = sqlx::QueryBuilder::new("UPDATE targets SET state = v.column2, \
                         next_attempt_at = COALESCE(v.column3, targets.next_attempt_at), destination_index = v.column4, \
                         last_outcome = v.column5, reason = v.column6, lease_owner = NULL, lease_expires_at = NULL, updated_at = ");
-                    qb.push_bind(now).push(" FROM (");
-                    qb.push_values(&moving, |mut b, c| {
-                        let last = c.transitions.last().expect("non-empty");
-                        b.push_bind(&c.target_id).push_bind(last.to.as_str()).push_bind(c.next_attempt_at)
-                            .push_bind(c.destination_index as i32).push_bind(&c.call.outcome).push_bind(&last.reason)
-                            .push_bind(c.expect.as_str());
-                    });
-                    qb.push(") AS v WHERE targets.id = v.column1 AND targets.state = v.column7 RETURNING targets.id");
+                    qb.push_bind(now).push(" FROM ");
+                    fn last(c: &Completion) -> &Transition {
+                        c.transitions.last().expect("non-empty")
+                    }
+                    bulk::rows(&mut qb, vec![
+                        Column::Text(moving.iter().map(|c| Some(c.target_id.as_str())).collect()),
+                        Column::Text(moving.iter().map(|c| Some(last(c).to.as_str())).collect()),
+                        Column::BigInt(moving.iter().map(|c| c.next_attempt_at).collect()),
+                        Column::Int(moving.iter().map(|c| Some(c.destination_index as i32)).collect()),
+                        Column::Text(moving.iter().map(|c| Some(c.call.outcome.as_str())).collect()),
+                        Column::Text(moving.iter().map(|c| last(c).reason.as_deref()).collect()),
+                        Column::Text(moving.iter().map(|c| Some(c.expect.as_str())).collect()),
+                    ]);
+                    qb.push(" WHERE targets.id = v.column1 AND targets.state = v.column7 RETURNING targets.id");
                     targets = Some(qb);
                     events = transition_inserts!(moving.iter().copied());
                 }

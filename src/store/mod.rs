@@ -10,6 +10,7 @@
 //! persists atomically (a state change and its event row in one transaction).
 
 pub mod apikeys;
+pub mod bulk;
 pub mod campaigns;
 pub mod dialing;
 pub mod documents;
