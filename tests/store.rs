@@ -437,7 +437,16 @@ async fn committed_writes_are_copied_into_the_database_file_in_the_background() 
     })
     .await
     .expect("the target reached the database file within 30 s");
+    // Closing the store closes the checkpointer's connection too: the last
+    // connection to close checkpoints what is left and removes the WAL.
     store.close().await;
+    let wal = dir.path().join("herald.db-wal");
+    assert!(!wal.exists(), "{} is left after close", wal.display());
+    assert_eq!(in_file().await, 1);
+    // An in-memory database has no file to copy into.
+    let memory = Store::open("sqlite::memory:", 1).await.unwrap();
+    assert!(memory.checkpoints().is_none());
+    memory.close().await;
 }
 
 /// A claim and a record batch far larger than one statement can carry (the

@@ -29,15 +29,32 @@ impl Column<'_> {
 
 /// How a database takes a set of rows, or a list of values, as parameters.
 pub trait Bulk: sqlx::Database {
+    /// Whether a statement built with [`rows`] is worth keeping prepared on
+    /// its connection: on PostgreSQL its text is the same for any number of
+    /// rows; on SQLite each row count is a new text, and a cached
+    /// 2,000-row statement would hold its memory for nothing.
+    const KEEP_PREPARED: bool;
     /// Pushes the row source `… AS v` (columns `column1` … `columnN`).
     fn push_rows<'a>(qb: &mut QueryBuilder<'a, Self>, columns: Vec<Column<'a>>);
     /// Pushes `expr IN (…)` (SQLite) or `expr = ANY(…)` (PostgreSQL).
     fn push_in<'a>(qb: &mut QueryBuilder<'a, Self>, expr: &str, values: Vec<&'a str>);
 }
 
-/// [`Bulk::push_rows`] for the query builder's database.
+/// [`Bulk::push_rows`] for the query builder's database. Every column must
+/// hold the same, non-zero number of rows.
 pub fn rows<'a, DB: Bulk>(qb: &mut QueryBuilder<'a, DB>, columns: Vec<Column<'a>>) {
+    let n = columns.first().map_or(0, Column::len);
+    assert!(n > 0, "a row source needs at least one row and one column");
+    assert!(
+        columns.iter().all(|c| c.len() == n),
+        "a row source's columns differ in length"
+    );
     DB::push_rows(qb, columns)
+}
+
+/// [`Bulk::KEEP_PREPARED`] for the query builder's database.
+pub fn keep_prepared<DB: Bulk>(_: &QueryBuilder<'_, DB>) -> bool {
+    DB::KEEP_PREPARED
 }
 
 /// [`Bulk::push_in`] for the query builder's database.
@@ -46,9 +63,10 @@ pub fn is_in<'a, DB: Bulk>(qb: &mut QueryBuilder<'a, DB>, expr: &str, values: Ve
 }
 
 impl Bulk for Sqlite {
+    const KEEP_PREPARED: bool = false;
+
     fn push_rows<'a>(qb: &mut QueryBuilder<'a, Self>, columns: Vec<Column<'a>>) {
         let n = columns.first().map_or(0, Column::len);
-        debug_assert!(columns.iter().all(|c| c.len() == n), "ragged columns");
         let mut cells: Vec<_> = columns.into_iter().map(Cells::from).collect();
         qb.push("(VALUES ");
         for row in 0..n {
@@ -82,6 +100,8 @@ impl Bulk for Sqlite {
 }
 
 impl Bulk for Postgres {
+    const KEEP_PREPARED: bool = true;
+
     fn push_rows<'a>(qb: &mut QueryBuilder<'a, Self>, columns: Vec<Column<'a>>) {
         let n = columns.len();
         qb.push("UNNEST(");

@@ -100,12 +100,15 @@ pub struct OpenAttempt {
     pub created_at: i64,
 }
 
-/// Rows per multi-row statement: as many as SQLite's 32,766 parameters allow
-/// (10 per row in a claim's `calls` insert, 13 in a record's `calls` update),
-/// so that a claim or a record batch takes a few statements, not a few per
-/// 500 rows: each statement is a round trip to the connection's thread.
+/// Rows per multi-row statement: on SQLite each row's cells are parameters,
+/// and a statement takes at most 32,766 (a claim's statements take up to 5
+/// per row, a record's `calls` update 13), so that a claim or a record batch
+/// is a few statements, not a few per 500 rows: each statement is a round
+/// trip to the connection's thread.
 const CLAIM_ROWS_PER_STATEMENT: usize = 3_000;
 const RECORD_ROWS_PER_STATEMENT: usize = 2_048;
+/// Numbers per DNC lookup (one parameter each on SQLite).
+const DNC_NUMBERS_PER_STATEMENT: usize = 10_000;
 
 const CALL_COLUMNS: &str = "id, campaign_id, target_id, destination_index, attempt, agent_id, trunk, status, \
     sip_call_id, from_uri, to_uri, outcome, sip_code, q850_cause, result, hangup_by, reason, created_at, \
@@ -171,14 +174,18 @@ macro_rules! dnc_of {
                     .map(|d| d.target.as_str())
             })
             .collect();
-        let mut qb = sqlx::QueryBuilder::new("SELECT number FROM dnc WHERE ");
-        bulk::is_in(&mut qb, "number", numbers);
-        let blocked: std::collections::HashSet<String> = qb
-            .build_query_scalar::<String>()
-            .fetch_all($exec)
-            .await?
-            .into_iter()
-            .collect();
+        let mut blocked = std::collections::HashSet::new();
+        for chunk in numbers.chunks(DNC_NUMBERS_PER_STATEMENT) {
+            let mut qb = sqlx::QueryBuilder::new("SELECT number FROM dnc WHERE ");
+            bulk::is_in(&mut qb, "number", chunk.to_vec());
+            let keep = bulk::keep_prepared(&qb);
+            blocked.extend(
+                qb.build_query_scalar::<String>()
+                    .persistent(keep)
+                    .fetch_all($exec)
+                    .await?,
+            );
+        }
         blocked
     }};
 }
@@ -282,7 +289,8 @@ impl Store {
                 ]);
                 qb.push(" WHERE targets.id = v.column1 AND targets.state = 'idle' \
                     AND targets.updated_at = v.column4 AND targets.try_count_current = v.column5 RETURNING targets.id");
-                let moved: Vec<String> = qb.build_query_scalar::<String>().fetch_all(&mut *tx).await?;
+                let keep = bulk::keep_prepared(&qb);
+                let moved: Vec<String> = qb.build_query_scalar::<String>().persistent(keep).fetch_all(&mut *tx).await?;
                 let all = moved.len() == chunk.len();
                 let moved: std::collections::HashSet<String> = moved.into_iter().collect();
                 let rows: Vec<&Claimed> = chunk.iter().filter(|c| all || moved.contains(&c.target.id)).collect();
@@ -296,7 +304,7 @@ impl Store {
                     Column::Text(rows.iter().map(|c| Some(c.target.id.as_str())).collect()),
                     Column::Text(rows.iter().map(|c| Some(c.call_id.as_str())).collect()),
                 ]);
-                qb.build().execute(&mut *tx).await?;
+                qb.build().persistent(keep).execute(&mut *tx).await?;
                 let mut qb = sqlx::QueryBuilder::new("INSERT INTO calls (id, campaign_id, target_id, destination_index, \
                     attempt, agent_id, trunk, status, to_uri, node_id, created_at) SELECT column1, ");
                 qb.push_bind(scope.campaign_id).push(", column2, column3, column4, ").push_bind(scope.agent_id)
@@ -309,7 +317,7 @@ impl Store {
                     Column::Int(rows.iter().map(|c| Some(c.attempt as i32)).collect()),
                     Column::Text(rows.iter().map(|c| Some(c.destination.target.as_str())).collect()),
                 ]);
-                qb.build().execute(&mut *tx).await?;
+                qb.build().persistent(keep).execute(&mut *tx).await?;
                 dialed.extend(rows.iter().map(|c| c.call_id.clone()));
             }
             for (c, events) in claimed.iter().zip(started_events) {
@@ -440,23 +448,24 @@ impl Store {
             let mut log = EventLog::default();
             for ((chunk, prepared), (mut calls, moving, targets, events)) in batch.chunks(RECORD_ROWS_PER_STATEMENT)
                 .zip(prepared.chunks_mut(RECORD_ROWS_PER_STATEMENT)).zip(statements) {
-                calls.build().execute(&mut *tx).await?;
+                let keep = bulk::keep_prepared(&calls);
+                calls.build().persistent(keep).execute(&mut *tx).await?;
                 let Some(mut targets) = targets else {
                     log_completions(&mut log, chunk, prepared, &Default::default());
                     continue;
                 };
                 let moved: std::collections::HashSet<String> =
-                    targets.build_query_scalar::<String>().fetch_all(&mut *tx).await?.into_iter().collect();
+                    targets.build_query_scalar::<String>().persistent(keep).fetch_all(&mut *tx).await?.into_iter().collect();
                 log_completions(&mut log, chunk, prepared, &moved);
                 if moved.len() == moving.len() {
                     for mut qb in events {
-                        qb.build().execute(&mut *tx).await?;
+                        qb.build().persistent(keep).execute(&mut *tx).await?;
                     }
                 } else {
                     drop(events);
                     let moved_only = moving.iter().copied().filter(|c| moved.contains(&c.target_id));
                     for mut qb in transition_inserts!(moved_only) {
-                        qb.build().execute(&mut *tx).await?;
+                        qb.build().persistent(keep).execute(&mut *tx).await?;
                     }
                 }
                 for c in moving.iter().filter(|c| moved.contains(&c.target_id)) {
@@ -611,6 +620,7 @@ impl Store {
     pub async fn add_dnc(&self, number: &str, reason: &str, now: i64) -> Result<()> {
         with_pool!(self, p => sqlx::query("INSERT INTO dnc (number, reason, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
             .bind(number).bind(reason).bind(now).execute(p).await.map(|r| r.rows_affected()))?;
+        self.wrote();
         Ok(())
     }
 
@@ -620,7 +630,9 @@ impl Store {
     }
 
     pub async fn delete_dnc(&self, number: &str) -> Result<bool> {
-        with_pool!(self, p => Ok(sqlx::query("DELETE FROM dnc WHERE number = $1").bind(number).execute(p).await?.rows_affected() == 1))
+        let r = with_pool!(self, p => Ok(sqlx::query("DELETE FROM dnc WHERE number = $1").bind(number).execute(p).await?.rows_affected() == 1));
+        self.wrote();
+        r
     }
 
     /// A page of calls, filtered.

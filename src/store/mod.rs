@@ -166,8 +166,19 @@ impl Store {
         self.checkpointer.as_ref().map(|c| c.completed())
     }
 
+    /// SQLite: wakes the checkpointer after a write made without
+    /// [`Store::write_guard`] (whose release does it).
+    pub(crate) fn wrote(&self) {
+        if let Some(c) = &self.checkpointer {
+            c.written();
+        }
+    }
+
     pub async fn close(&self) {
-        with_pool!(self, p => p.close().await)
+        with_pool!(self, p => p.close().await);
+        if let Some(c) = &self.checkpointer {
+            c.close().await;
+        }
     }
 }
 

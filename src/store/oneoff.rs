@@ -46,6 +46,7 @@ impl Store {
              VALUES ($1, 0, $2, $3, $4, $5, $6, $7, $8, $9)")
             .bind(&id).bind(c.agent_id).bind(c.trunk).bind(c.status).bind(c.to).bind(c.from).bind(&spec)
             .bind(now).bind(c.scheduled_at).execute(p).await.map(|r| r.rows_affected()))?;
+        self.wrote();
         Ok(id)
     }
 
@@ -160,26 +161,33 @@ impl Store {
     pub async fn mark_call_answered(&self, id: &str, at: i64) -> Result<()> {
         with_pool!(self, p => sqlx::query("UPDATE calls SET answered_at = $2 WHERE id = $1")
             .bind(id).bind(at).execute(p).await.map(|r| r.rows_affected()))?;
+        self.wrote();
         Ok(())
     }
 
     /// Moves a pending or scheduled one-off call to `at`; false if it is not waiting.
     pub async fn reschedule_one_off(&self, id: &str, at: i64) -> Result<bool> {
-        with_pool!(self, p => Ok(sqlx::query("UPDATE calls SET scheduled_at = $2, status = 'scheduled' \
+        let r = with_pool!(self, p => Ok(sqlx::query("UPDATE calls SET scheduled_at = $2, status = 'scheduled' \
             WHERE id = $1 AND campaign_id IS NULL AND status IN ('pending', 'scheduled')")
-            .bind(id).bind(at).execute(p).await?.rows_affected() == 1))
+            .bind(id).bind(at).execute(p).await?.rows_affected() == 1));
+        self.wrote();
+        r
     }
 
     /// Cancels a pending or scheduled one-off call; false if it is not waiting.
     pub async fn cancel_one_off(&self, id: &str, reason: &str, now: i64) -> Result<bool> {
-        with_pool!(self, p => Ok(sqlx::query("UPDATE calls SET status = 'cancelled', reason = $2, ended_at = $3 \
+        let r = with_pool!(self, p => Ok(sqlx::query("UPDATE calls SET status = 'cancelled', reason = $2, ended_at = $3 \
             WHERE id = $1 AND campaign_id IS NULL AND status IN ('pending', 'scheduled')")
-            .bind(id).bind(reason).bind(now).execute(p).await?.rows_affected() == 1))
+            .bind(id).bind(reason).bind(now).execute(p).await?.rows_affected() == 1));
+        self.wrote();
+        r
     }
 
     /// Deletes a call that is not being dialed; false if it is.
     pub async fn delete_call(&self, id: &str) -> Result<bool> {
-        with_pool!(self, p => Ok(sqlx::query("DELETE FROM calls WHERE id = $1 AND status <> 'in_progress'")
-            .bind(id).execute(p).await?.rows_affected() == 1))
+        let r = with_pool!(self, p => Ok(sqlx::query("DELETE FROM calls WHERE id = $1 AND status <> 'in_progress'")
+            .bind(id).execute(p).await?.rows_affected() == 1));
+        self.wrote();
+        r
     }
 }

@@ -4,19 +4,22 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{ConnectOptions, Connection, SqlitePool};
 use tokio::sync::Notify;
 
 /// WAL pages after which a committing writer checkpoints by itself. The
 /// [`Checkpointer`] normally keeps the WAL far below this; it is the
-/// backstop for when it cannot (a long read pinning old pages).
+/// backstop for when it cannot (a long read pinning old pages, or a run of
+/// writes that do not wake it).
 const WAL_AUTOCHECKPOINT_PAGES: &str = "16384";
 /// A WAL file larger than this is truncated back to it once checkpointed.
 const WAL_SIZE_LIMIT_BYTES: &str = "67108864";
 
 /// Opens (creating if missing, parent directories included) a WAL-mode
-/// database, and starts its [`Checkpointer`].
+/// database, and starts its [`Checkpointer`] (not for an in-memory one).
 pub async fn connect(
     url: &str,
     max_connections: u32,
@@ -35,8 +38,9 @@ pub async fn connect(
         // waits for the caller: a claim reads thousands of rows, and at the
         // default (50) every 50 rows cost two thread switches.
         .row_buffer_size(2048);
+    // (sqlx turns `:memory:` into a shared-cache `file:` name.)
+    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
     let path = opts.get_filename();
-    let in_memory = path.to_str() == Some(":memory:");
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() && !in_memory {
             std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
@@ -48,11 +52,7 @@ pub async fn connect(
         .test_before_acquire(false)
         .connect_with(opts.clone())
         .await?;
-    let checkpointer = if in_memory {
-        None
-    } else {
-        Some(Checkpointer::start(opts).await?)
-    };
+    let checkpointer = (!in_memory).then(|| Checkpointer::start(opts));
     Ok((pool, checkpointer))
 }
 
@@ -60,44 +60,73 @@ pub async fn connect(
 /// after each write transaction, so that this copy and its fsyncs run beside
 /// the next writer instead of inside a writer's commit. A passive checkpoint
 /// never waits for readers or writers; what it cannot copy yet is copied by
-/// the next one. The task ends when the checkpointer is dropped.
+/// the next one. The task ends on [`Checkpointer::close`] or when the
+/// checkpointer is dropped.
 #[derive(Debug)]
 pub struct Checkpointer {
     wake: Arc<Notify>,
     /// Checkpoints completed so far.
     done: tokio::sync::watch::Receiver<u64>,
     stop: tokio_util::sync::CancellationToken,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Checkpointer {
-    async fn start(opts: SqliteConnectOptions) -> Result<Checkpointer, sqlx::Error> {
-        let mut conn = opts.connect().await?;
+    fn start(opts: SqliteConnectOptions) -> Checkpointer {
         let wake = Arc::new(Notify::new());
         let stop = tokio_util::sync::CancellationToken::new();
         let (woken, stopped) = (wake.clone(), stop.clone());
         let (count, done) = tokio::sync::watch::channel(0u64);
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
+            let mut conn: Option<SqliteConnection> = None;
+            // Whether the last attempt failed (one warning per run of failures).
+            let mut failing = false;
             loop {
                 tokio::select! {
                     _ = woken.notified() => {}
                     _ = stopped.cancelled() => break,
                 }
-                match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                    .execute(&mut conn)
-                    .await
-                {
-                    Ok(_) => count.send_modify(|n| *n += 1),
+                let result = match conn.as_mut() {
+                    Some(c) => checkpoint(c).await,
+                    None => match opts.connect().await {
+                        Ok(mut c) => {
+                            let r = checkpoint(&mut c).await;
+                            conn = Some(c);
+                            r
+                        }
+                        Err(e) => Err(e),
+                    },
+                };
+                match result {
+                    Ok(()) => {
+                        failing = false;
+                        count.send_modify(|n| *n += 1);
+                    }
                     Err(e) => {
-                        tracing::warn!(error = %e, "SQLite checkpoint failed; the next write retries it")
+                        if !failing {
+                            tracing::warn!(error = %e, "SQLite checkpoint failed; writers checkpoint by themselves until it works again");
+                        }
+                        failing = true;
+                        // A fresh connection for the next attempt.
+                        if let Some(c) = conn.take() {
+                            let _ = c.close().await;
+                        }
                     }
                 }
             }
-            let _ = conn.close().await;
+            if let Some(c) = conn {
+                let _ = c.close().await;
+            }
         });
-        Ok(Checkpointer { wake, done, stop })
+        Checkpointer {
+            wake,
+            done,
+            stop,
+            task: std::sync::Mutex::new(Some(task)),
+        }
     }
 
-    /// A write transaction ended: its pages can be copied.
+    /// Something was written: its pages can be copied.
     pub fn written(&self) {
         self.wake.notify_one();
     }
@@ -106,6 +135,23 @@ impl Checkpointer {
     pub fn completed(&self) -> tokio::sync::watch::Receiver<u64> {
         self.done.clone()
     }
+
+    /// Stops the task and closes its connection (call after closing the
+    /// pool: the last connection to close checkpoints and removes the WAL).
+    pub async fn close(&self) {
+        self.stop.cancel();
+        let task = self.task.lock().expect("checkpointer task").take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}
+
+async fn checkpoint(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+        .execute(conn)
+        .await
+        .map(|_| ())
 }
 
 impl Drop for Checkpointer {

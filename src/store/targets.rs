@@ -283,6 +283,7 @@ impl Store {
     pub async fn delete_target(&self, id: &str) -> Result<()> {
         let done = with_pool!(self, p => sqlx::query("DELETE FROM targets WHERE id = $1 AND state <> 'dialing'")
             .bind(id).execute(p).await.map(|r| r.rows_affected()))?;
+        self.wrote();
         if done == 0 {
             let t = self.get_target(id).await?;
             return Err(StoreError::Conflict(format!(
