@@ -213,25 +213,16 @@ async fn count(store: &Store, sql: &str) -> i64 {
     }
 }
 
-/// `calls` and `target_events` carry no per-row foreign-key checks (they are
-/// the per-attempt hot path); deleting a target, an outdial or a campaign
-/// still removes the target's events and detaches its calls.
-async fn deleting_keeps_calls_and_events_consistent(db: Db) {
-    use herald::store::dialing::{ClaimAction, ClaimScope};
-    let Some(tdb) = TestDb::new(db).await else {
-        return;
-    };
-    let store = Store::open(&tdb.url, 4).await.unwrap();
+/// An outdial holding `targets` and a campaign on it: their ids.
+async fn campaign_over(
+    store: &Store,
+    targets: &[herald::domain::target::NewTarget],
+) -> (String, String) {
     let od = store
         .insert_doc(OUTDIALS, "l", &json!({"name": "l"}), 1)
         .await
         .unwrap();
-    let batch = vec![
-        target("+15550000011", None),
-        target("+15550000012", None),
-        target("+15550000013", None),
-    ];
-    store.insert_targets(&od.id, &batch, 1).await.unwrap();
+    store.insert_targets(&od.id, targets, 1).await.unwrap();
     let op = store
         .insert_doc(OUTPLANS, "p", &json!({"name": "p"}), 1)
         .await
@@ -250,14 +241,37 @@ async fn deleting_keeps_calls_and_events_consistent(db: Db) {
         )
         .await
         .unwrap();
-    let scope = ClaimScope {
-        campaign_id: &c.id,
-        outdial_id: &od.id,
+    (od.id, c.id)
+}
+
+/// How node `n1` claims for `campaign` on `outdial`.
+fn scope_of<'a>(campaign: &'a str, outdial: &'a str) -> herald::store::dialing::ClaimScope<'a> {
+    herald::store::dialing::ClaimScope {
+        campaign_id: campaign,
+        outdial_id: outdial,
         node_id: "n1",
         lease_ms: 60_000,
         trunk: "default",
         agent_id: None,
+    }
+}
+
+/// `calls` and `target_events` carry no per-row foreign-key checks (they are
+/// the per-attempt hot path); deleting a target, an outdial or a campaign
+/// still removes the target's events and detaches its calls.
+async fn deleting_keeps_calls_and_events_consistent(db: Db) {
+    use herald::store::dialing::ClaimAction;
+    let Some(tdb) = TestDb::new(db).await else {
+        return;
     };
+    let store = Store::open(&tdb.url, 4).await.unwrap();
+    let batch = vec![
+        target("+15550000011", None),
+        target("+15550000012", None),
+        target("+15550000013", None),
+    ];
+    let (od, campaign) = campaign_over(&store, &batch).await;
+    let scope = scope_of(&campaign, &od);
     let claimed = store
         .claim_due_targets(&scope, 10, 10, |_, _| ClaimAction::Dial {
             destination_index: 0,
@@ -297,7 +311,7 @@ async fn deleting_keeps_calls_and_events_consistent(db: Db) {
         "other targets keep theirs"
     );
 
-    store.delete_campaign(&c.id).await.unwrap();
+    store.delete_campaign(&campaign).await.unwrap();
     assert_eq!(
         count(
             &store,
@@ -307,7 +321,7 @@ async fn deleting_keeps_calls_and_events_consistent(db: Db) {
         0,
         "the campaign's calls are detached"
     );
-    store.delete_outdial(&od.id).await.unwrap();
+    store.delete_outdial(&od).await.unwrap();
     assert_eq!(count(&store, "SELECT COUNT(*) FROM target_events").await, 0);
     assert_eq!(
         count(
@@ -328,7 +342,7 @@ on_both_backends!(deleting, deleting_keeps_calls_and_events_consistent);
 /// event row is written for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_changed_while_a_claim_decides_is_left_alone() {
-    use herald::store::dialing::{ClaimAction, ClaimScope};
+    use herald::store::dialing::ClaimAction;
     let tdb = TestDb::new(Db::Sqlite)
         .await
         .expect("SQLite is always there");
@@ -351,14 +365,7 @@ async fn a_target_changed_while_a_claim_decides_is_left_alone() {
             done.send(()).unwrap();
         })
     };
-    let scope = ClaimScope {
-        campaign_id: "c1",
-        outdial_id: &od.id,
-        node_id: "n1",
-        lease_ms: 60_000,
-        trunk: "default",
-        agent_id: None,
-    };
+    let scope = scope_of("c1", &od.id);
     let claimed = store
         .claim_due_targets(&scope, 10, 10, |t, _| {
             if t.id == victim {
@@ -453,46 +460,17 @@ async fn committed_writes_are_copied_into_the_database_file_in_the_background() 
 /// databases cap a statement's parameters) are split, and every row lands:
 /// 7,000 targets claimed in one call, their 7,000 outcomes recorded in one.
 async fn claims_and_records_larger_than_a_statement(db: Db) {
-    use herald::store::dialing::{CallFinal, ClaimAction, ClaimScope, Completion, Transition};
+    use herald::store::dialing::{CallFinal, ClaimAction, Completion, Transition};
     const N: usize = 7_000;
     let Some(tdb) = TestDb::new(db).await else {
         return;
     };
     let store = Store::open(&tdb.url, 4).await.unwrap();
-    let od = store
-        .insert_doc(OUTDIALS, "l", &json!({"name": "l"}), 1)
-        .await
-        .unwrap();
     let batch: Vec<_> = (0..N)
         .map(|i| target(&format!("+1555{:07}", i), None))
         .collect();
-    store.insert_targets(&od.id, &batch, 1).await.unwrap();
-    let op = store
-        .insert_doc(OUTPLANS, "p", &json!({"name": "p"}), 1)
-        .await
-        .unwrap();
-    let spec = json!({"name": "c"});
-    let c = store
-        .insert_campaign(
-            &herald::store::campaigns::CampaignFields {
-                name: "c",
-                outdial_id: &od.id,
-                outplan_id: &op.id,
-                agent_id: None,
-                spec: &spec,
-            },
-            1,
-        )
-        .await
-        .unwrap();
-    let scope = ClaimScope {
-        campaign_id: &c.id,
-        outdial_id: &od.id,
-        node_id: "n1",
-        lease_ms: 60_000,
-        trunk: "default",
-        agent_id: None,
-    };
+    let (od, campaign) = campaign_over(&store, &batch).await;
+    let scope = scope_of(&campaign, &od);
     let claimed = store
         .claim_due_targets(&scope, 10, N, |_, _| ClaimAction::Dial {
             destination_index: 0,
@@ -518,7 +496,7 @@ async fn claims_and_records_larger_than_a_statement(db: Db) {
         .map(|cl| Completion {
             call_id: cl.call_id.clone(),
             target_id: cl.target.id.clone(),
-            campaign_id: Some(c.id.clone()),
+            campaign_id: Some(campaign.clone()),
             expect: TargetState::Dialing,
             transitions: vec![
                 Transition {
@@ -573,7 +551,7 @@ async fn claims_and_records_larger_than_a_statement(db: Db) {
     assert_eq!(
         count(
             &store,
-            &format!("SELECT event_seq FROM campaigns WHERE id = '{}'", c.id)
+            &format!("SELECT event_seq FROM campaigns WHERE id = '{campaign}'")
         )
         .await,
         6 * N as i64

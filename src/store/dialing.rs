@@ -232,7 +232,7 @@ impl Store {
                 ($exec:expr) => {{
                     let rows = sqlx::query(&select).bind(scope.outdial_id).bind(now).bind(limit as i64)
                         .fetch_all($exec).await?;
-                    let candidates = decode_candidates(&rows)?;
+                    let candidates = rows.iter().map(super::targets::decode_target_row).collect::<Result<Vec<_>>>()?;
                     if candidates.is_empty() {
                         return Ok(Vec::new());
                     }
@@ -772,19 +772,6 @@ impl ClaimPlan {
         }
         Ok(plan)
     }
-}
-
-fn decode_candidates<R: Row>(rows: &[R]) -> Result<Vec<TargetRow>>
-where
-    for<'a> &'a str: sqlx::ColumnIndex<R>,
-    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    for<'a> Option<i32>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    for<'a> i32: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-{
-    rows.iter().map(super::targets::decode_target_row).collect()
 }
 
 /// One completion's events, serialized: the attempt's (its answer when it
