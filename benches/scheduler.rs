@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use herald::app::{App, TelephonyChoice};
-use herald::campaign::dialer::InstantTelephony;
+use herald::sim::InstantTelephony;
 use herald::config::Config;
 use herald::domain::target::parse_target;
 use herald::events::Event;

@@ -18,13 +18,13 @@ use tokio_util::task::TaskTracker;
 use crate::agent::{AgentDeps, AgentRuntime};
 use crate::api::metrics::MetricsSources;
 use crate::api::{self, ApiDeps};
-use crate::campaign::dialer::Telephony;
 use crate::campaign::scheduler::{Scheduler, SchedulerDeps};
 use crate::campaign::trunks::AgentSessions;
+use crate::clock::Clock;
 use crate::config::{Config, SIMULATOR_PROXY};
 use crate::events::EventBus;
 use crate::sim::{Simulator, SimulatorConfig};
-use crate::sip::CallControl;
+use crate::sip::{CallControl, Telephony};
 use crate::store::apikeys::hash_key;
 use crate::store::Store;
 use crate::webhooks::{Dispatcher, Settings as WebhookSettings};
@@ -67,6 +67,17 @@ impl App {
         config: &Config,
         bootstrap_key: Option<String>,
         telephony: TelephonyChoice,
+    ) -> anyhow::Result<App> {
+        Self::start_with_clock(config, bootstrap_key, telephony, Clock::system()).await
+    }
+
+    /// As [`App::start_with`], with the scheduler reading `clock` (tests move
+    /// a manual one across window openings and daily starts).
+    pub async fn start_with_clock(
+        config: &Config,
+        bootstrap_key: Option<String>,
+        telephony: TelephonyChoice,
+        clock: Clock,
     ) -> anyhow::Result<App> {
         let store = Store::open(&config.database.url, config.database.max_connections)
             .await
@@ -147,6 +158,7 @@ impl App {
             trunks: crate::campaign::trunks::TrunkGates::new(&config.trunks),
             agents,
             runtime,
+            clock,
         })
         .await
         .context("starting the scheduler")?;

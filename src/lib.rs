@@ -8,6 +8,7 @@
 //! - [`sip`]: call control over rsipstack; nothing outside it names rsipstack types.
 //! - [`media`]: RTP, G.711, RFC 4733, jitter buffer, port pool.
 //! - [`sim`]: the callee simulator (a UAS answering as a population would).
+//! - [`clock`]: wall time for the scheduler (the system's, or one tests move).
 //! - [`app`]: builds the parts, owns every task, shuts down on signal.
 
 pub mod agent;
@@ -15,6 +16,7 @@ pub mod api;
 pub mod app;
 pub mod campaign;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod domain;

@@ -183,3 +183,92 @@ async fn an_answered_call_completes_and_scheduled_calls_wait_move_and_cancel() {
     uas.finish().await.assert_success();
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_one_off_call_to_a_number_on_the_dnc_list_is_refused_without_an_invite() {
+    // SIPp takes one call: the call that is not on the list. A second INVITE
+    // would find it gone and that call would not complete.
+    let uas = SippUas::start("uas_cps.xml", 1, &[]).await;
+    let app = app_for(&uas).await;
+    let mut rx = app.events().subscribe();
+    let blocked = "+15557654321";
+    let r = app
+        .post("/v1/dnc", &json!({"number": blocked, "reason": "asked"}))
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let c = app
+        .post_ok("/v1/calls", &json!({"to": blocked, "max_retries": 2, "retry_delay": 0}), StatusCode::CREATED)
+        .await;
+    let id = c["id"].as_str().unwrap().to_string();
+    assert_eq!(wait_final(&mut rx, &id).await, "failed");
+    let c = expect_json(app.get(&format!("/v1/calls/{id}")).await, StatusCode::OK).await;
+    assert_eq!(c["status"], "failed", "{c}");
+    assert_eq!(c["reason"], "dnc", "{c}");
+    assert!(c["sip_call_id"].is_null(), "{c}");
+    assert!(c["invite_sent_at"].is_null(), "{c}");
+    assert!(c["answered_at"].is_null(), "{c}");
+    assert_eq!(c["attempts"].as_array().unwrap().len(), 0, "no try was made: {c}");
+
+    let ok = app
+        .post_ok("/v1/calls", &json!({"to": "+15557654300"}), StatusCode::CREATED)
+        .await;
+    let ok_id = ok["id"].as_str().unwrap().to_string();
+    assert_eq!(wait_final(&mut rx, &ok_id).await, "completed");
+    let exit = uas.finish().await;
+    exit.assert_success();
+    assert_eq!(
+        exit.logs.matches("INVITE sip:").count(),
+        1,
+        "SIPp saw one INVITE:\n{}",
+        exit.logs
+    );
+    assert!(
+        !exit.logs.contains("5557654321"),
+        "the number on the DNC list reached SIPp:\n{}",
+        exit.logs
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_opt_out_from_a_one_off_calls_agent_puts_the_number_on_the_dnc_list() {
+    let uas = SippUas::start("uas_cps.xml", 1, &[]).await;
+    let app = app_for(&uas).await;
+    let mut rx = app.events().subscribe();
+    let agent = app
+        .post_ok(
+            "/v1/agents",
+            &json!({"name": "opt-out", "kind": "script",
+                    "script": {"start": "bye", "steps": {"bye": {"result": "opted_out"}}}}),
+            StatusCode::CREATED,
+        )
+        .await;
+    let to = "+15557654322";
+    let c = app
+        .post_ok(
+            "/v1/calls",
+            &json!({"to": to, "agent_id": agent["id"]}),
+            StatusCode::CREATED,
+        )
+        .await;
+    let id = c["id"].as_str().unwrap().to_string();
+    assert_eq!(wait_final(&mut rx, &id).await, "completed");
+    let c = expect_json(app.get(&format!("/v1/calls/{id}")).await, StatusCode::OK).await;
+    assert_eq!(c["result"], "opted_out", "{c}");
+    let dnc = expect_json(
+        app.get(&format!("/v1/dnc/{}", to.replace('+', "%2B"))).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(dnc["reason"], "opted_out", "{dnc}");
+    // Written with the call's result: same instant as the call's end.
+    let rows = app
+        .rows(&format!(
+            "SELECT d.created_at, c.ended_at FROM dnc d, calls c WHERE d.number = '{to}' AND c.id = '{id}'"
+        ))
+        .await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0][0], rows[0][1], "the DNC row is stamped with the call's end");
+    uas.finish().await.assert_success();
+    app.stop().await;
+}

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{assert_event_chains, expect_error, expect_json, wait_status, Db};
-use herald::campaign::dialer::InstantTelephony;
+use herald::sim::InstantTelephony;
 use herald::domain::Outcome;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -445,3 +445,153 @@ on_both_backends!(
     emergency_priority,
     an_emergency_campaign_takes_the_trunk_ahead_of_a_normal_one
 );
+
+fn utc(s: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
+const ALL_DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+/// Polls (bounded) until `sql` counts at least `n`.
+async fn wait_count(app: &common::TestApp, sql: &str, n: i64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = app.scalar(sql).await;
+        if got >= n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{sql}: {got} < {n} after 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn a_waiting_campaign_dials_at_its_window_opening_across_spring_forward_and_stops_at_the_close(
+    db: Db,
+) {
+    // Sunday 2027-03-14, 01:00 EST; clocks in New York jump from 02:00 EST
+    // to 03:00 EDT at 07:00Z, so 09:00 that morning is 13:00Z, not 14:00Z.
+    let Some((app, clock)) = common::spawn_instant_app_at(db, utc("2027-03-14T06:00:00Z")).await
+    else {
+        return;
+    };
+    let nums: Vec<String> = (0..40).map(|i| format!("+1212555{:04}", 1000 + i)).collect();
+    let window = json!({"timezone": "America/New_York", "days": ALL_DAYS, "start": "09:00", "end": "17:00"});
+    // Two calls a second (by the wall clock), so the close finds the list half done.
+    let (c, od) = app
+        .campaign(
+            csv(&nums),
+            quick_plan(1),
+            json!({"calling_window": window, "calls_per_second": 2}),
+        )
+        .await;
+    let mut rx = app.events().subscribe();
+    app.campaign_verb(&c, "start", json!({})).await;
+    wait_status(&mut rx, &c, "waiting", Duration::from_secs(10)).await;
+    let calls = format!("SELECT COUNT(*) FROM calls WHERE campaign_id = '{c}'");
+    assert_eq!(app.scalar(&calls).await, 0);
+    let opening = utc("2027-03-14T13:00:00Z").timestamp_millis();
+    let deferred_to = format!(
+        "SELECT COUNT(*) FROM targets WHERE outdial_id = '{od}' AND state = 'idle' AND next_attempt_at = {opening}"
+    );
+    assert!(
+        app.scalar(&deferred_to).await >= 1,
+        "the first target is deferred to 09:00 EDT"
+    );
+
+    // A second before the opening: still nothing.
+    clock.set(utc("2027-03-14T12:59:59Z"));
+    common::wait_clock_reads(&clock, 40).await;
+    assert_eq!(app.scalar(&calls).await, 0, "dialed before the opening");
+
+    // At the opening it dials.
+    clock.set(utc("2027-03-14T13:00:00Z"));
+    wait_status(&mut rx, &c, "running", Duration::from_secs(10)).await;
+    wait_count(&app, &calls, 3).await;
+    assert_eq!(
+        app.scalar(&format!("SELECT MIN(created_at) FROM calls WHERE campaign_id = '{c}'"))
+            .await,
+        opening
+    );
+
+    // 17:00 EDT: the window closes; the rest waits for Monday 09:00 EDT.
+    let close = utc("2027-03-14T21:00:00Z");
+    clock.set(close);
+    wait_status(&mut rx, &c, "waiting", Duration::from_secs(10)).await;
+    let dialed = app.scalar(&calls).await;
+    assert!(dialed < nums.len() as i64, "the whole list was dialed");
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT COUNT(*) FROM calls WHERE campaign_id = '{c}' AND created_at >= {}",
+            close.timestamp_millis()
+        ))
+        .await,
+        0,
+        "dialed after the close"
+    );
+    let monday = utc("2027-03-15T13:00:00Z").timestamp_millis();
+    let waiting_for_monday = app
+        .scalar(&format!(
+            "SELECT COUNT(*) FROM targets WHERE outdial_id = '{od}' AND state = 'idle' AND next_attempt_at = {monday}"
+        ))
+        .await;
+    assert!(waiting_for_monday >= 1, "a target is deferred to Monday's opening");
+    common::wait_clock_reads(&clock, 40).await;
+    assert_eq!(app.scalar(&calls).await, dialed, "dialed while closed");
+    app.stop().await;
+}
+on_both_backends!(
+    window_opening_and_close,
+    a_waiting_campaign_dials_at_its_window_opening_across_spring_forward_and_stops_at_the_close
+);
+
+async fn a_daily_schedule_wakes_at_its_start(db: Db) {
+    // Sunday 2027-03-14, 08:00 EDT.
+    let Some((app, clock)) = common::spawn_instant_app_at(db, utc("2027-03-14T12:00:00Z")).await
+    else {
+        return;
+    };
+    let nums: Vec<String> = (0..5).map(|i| format!("+1212556{:04}", 1000 + i)).collect();
+    let (c, od) = app
+        .campaign(
+            csv(&nums),
+            quick_plan(1),
+            json!({"schedule": {"daily_start": "09:00", "timezone": "America/New_York"}, "calls_per_second": 1000}),
+        )
+        .await;
+    let mut rx = app.events().subscribe();
+    app.campaign_verb(&c, "start", json!({})).await;
+    wait_status(&mut rx, &c, "waiting", Duration::from_secs(10)).await;
+    let shown = expect_json(app.get(&format!("/v1/campaigns/{c}")).await, StatusCode::OK).await;
+    assert_eq!(
+        shown["status_reason"],
+        "waiting for the next daily start (2027-03-14T13:00:00+00:00)"
+    );
+    let calls = format!("SELECT COUNT(*) FROM calls WHERE campaign_id = '{c}'");
+    clock.set(utc("2027-03-14T12:59:59Z"));
+    common::wait_clock_reads(&clock, 40).await;
+    assert_eq!(app.scalar(&calls).await, 0, "dialed before the daily start");
+
+    clock.set(utc("2027-03-14T13:00:00Z"));
+    wait_status(&mut rx, &c, "running", Duration::from_secs(10)).await;
+    wait_status(&mut rx, &c, "finished", Duration::from_secs(20)).await;
+    assert_eq!(app.scalar(&calls).await, 5);
+    assert_eq!(
+        app.scalar(&format!("SELECT MIN(created_at) FROM calls WHERE campaign_id = '{c}'"))
+            .await,
+        utc("2027-03-14T13:00:00Z").timestamp_millis()
+    );
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT COUNT(*) FROM targets WHERE outdial_id = '{od}' AND state = 'idle'"
+        ))
+        .await,
+        0
+    );
+    app.stop().await;
+}
+on_both_backends!(daily_start_wakes, a_daily_schedule_wakes_at_its_start);

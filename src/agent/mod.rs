@@ -26,7 +26,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use crate::campaign::dialer::Telephony;
+use crate::sip::Telephony;
 use crate::sip::CallMedia;
 
 /// How long a session may take to wrap up after its call has ended.

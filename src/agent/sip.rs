@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::{Agent, AgentConfig, AgentUnavailable, Session, SessionContext, SessionControl};
-use crate::campaign::dialer::{PlacedCall, Telephony};
+use crate::sip::{PlacedCall, Telephony};
 use crate::media::MediaEvent;
 use crate::sip::{CallEvent, CallMedia, DialDestination, OriginateRequest};
 

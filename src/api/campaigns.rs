@@ -16,7 +16,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{ts, JsonBody, ListQuery};
 use crate::domain::fields::{merge_patch, Fields};
 use crate::domain::specs::{validate_campaign, CampaignRefs};
-use crate::domain::FieldError;
+use crate::domain::{FieldError, StatusCause, StatusMove};
 use crate::store::campaigns::{CampaignFields, CampaignRow};
 use crate::store::documents::{AGENTS, OUTDIALS, OUTPLANS};
 use crate::store::{Store, StoreError};
@@ -184,18 +184,20 @@ async fn remove(State(s): State<CampaignState>, Path(id): Path<String>) -> ApiRe
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Moves a campaign from one of `from` to `to`, or answers 409 with its current status.
+/// Makes the move `m` (named `verb`) with `reason`, or answers 409 with the
+/// campaign's current status.
 async fn control(
     s: &CampaignState,
     id: &str,
     verb: &str,
-    from: &[&str],
-    to: &str,
+    m: StatusMove,
     reason: Option<&str>,
+    cause: Option<StatusCause>,
 ) -> ApiResult<Json<Value>> {
+    let to = m.to().as_str();
     let changed = s
         .store
-        .set_campaign_status(id, from, to, reason, now_ms())
+        .set_campaign_status_because(id, &m.from_strs(), to, reason, cause, now_ms())
         .await
         .map_err(|e| ApiError::from_store(e, "campaign", id))?;
     let c = s
@@ -209,7 +211,7 @@ async fn control(
         return Err(ApiError::conflict(format!(
             "cannot {verb} a campaign that is {}; {verb} applies to: {}",
             c.status,
-            from.join(", ")
+            m.from_strs().join(", ")
         ))
         .with_details(serde_json::json!({"status": c.status})));
     }
@@ -217,31 +219,16 @@ async fn control(
 }
 
 async fn start(State(s): State<CampaignState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    control(
-        &s,
-        &id,
-        "start",
-        &["draft", "stopped", "finished"],
-        "running",
-        None,
-    )
-    .await
+    control(&s, &id, "start", StatusMove::Start, None, None).await
 }
 
 async fn pause(State(s): State<CampaignState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    control(
-        &s,
-        &id,
-        "pause",
-        &["running", "waiting"],
-        "paused",
-        Some("paused by request"),
-    )
-    .await
+    let reason = Some("paused by request");
+    control(&s, &id, "pause", StatusMove::Pause, reason, None).await
 }
 
 async fn resume(State(s): State<CampaignState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    control(&s, &id, "resume", &["paused"], "running", None).await
+    control(&s, &id, "resume", StatusMove::Resume, None, None).await
 }
 
 /// `{"force": true}` hangs up live calls; otherwise they run to their end.
@@ -256,16 +243,12 @@ async fn stop(
         let v = super::extract::parse_json(&body)?;
         Fields::new(&v, "")?.bool_or("force", false)?
     };
-    let reason = if force { "force" } else { "stop requested" };
-    control(
-        &s,
-        &id,
-        "stop",
-        &["running", "waiting", "paused"],
-        "stopping",
-        Some(reason),
-    )
-    .await
+    let (reason, cause) = if force {
+        ("force", Some(StatusCause::ForceStop))
+    } else {
+        ("stop requested", None)
+    };
+    control(&s, &id, "stop", StatusMove::Stop, Some(reason), cause).await
 }
 
 async fn stats(State(s): State<CampaignState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {

@@ -1,9 +1,17 @@
-//! Campaigns: pure pacing/window/retry decisions (`rules`) and the scheduler
-//! that applies them (the only part that awaits).
+//! Campaigns and one-off calls: pure pacing/window/retry/status decisions
+//! (`rules`) and the drivers that apply them: the supervisor (`scheduler`),
+//! a campaign's task (`task`, `settings`), one attempt for campaigns and
+//! one-off calls alike (`attempt`), the one-off call loop (`oneoff`), the
+//! recorder (`recorder`), and recovery of cut attempts (`recovery`).
 
 pub mod apply;
-pub mod dialer;
+pub(crate) mod attempt;
+pub mod deps;
 pub mod oneoff;
+pub mod recorder;
+pub mod recovery;
 pub mod rules;
 pub mod scheduler;
+pub(crate) mod settings;
+pub(crate) mod task;
 pub mod trunks;

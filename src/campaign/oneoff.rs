@@ -1,6 +1,10 @@
-//! One-off calls (`POST /v1/calls`): due ones are claimed every tick, placed
-//! through the same telephony as campaigns (and the same trunk limits), and
-//! closed with their outcome; a call with retries left is scheduled again.
+//! One-off calls (`POST /v1/calls`): due ones are claimed every tick, checked
+//! right before dialing like campaign targets (`rules::due`: a number on the
+//! do-not-call list is refused, `failed` with reason `dnc`, and never
+//! dialed), placed through the same attempt driver and telephony as
+//! campaigns (and the same trunk limits), and closed with their outcome; a
+//! call with retries left is scheduled again. An opt-out set by the call's
+//! agent is written with the call's result, in one transaction.
 //!
 //! A call with an agent holds one of the agent's sessions
 //! (`max_concurrent_sessions`, shared with the campaigns using the agent)
@@ -8,20 +12,23 @@
 //! not claimed: it stays `pending` (or `scheduled`) and is dialed at the
 //! first tick after a session frees.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::apply::{call_final, one_off_retry_at};
+use super::attempt::{run_attempt, until_written, AttemptCall, AttemptRecord, Placed};
+use super::deps::{SchedulerDeps, TICK};
+use super::rules::due::{check_before_dial, DialCheck, DialGate};
 use super::rules::pacing::Priority;
-use super::scheduler::{place_call, AgentLink, SchedulerDeps, TICK};
 use super::trunks::SessionSlot;
-use crate::domain::Outcome;
+use crate::agent::Agent;
+use crate::domain::{DestinationKind, Outcome};
 use crate::events::Event;
-use crate::sip::{DialDestination, OriginateRequest};
 use crate::store::documents::AGENTS;
 use crate::store::oneoff::OneOffClaim;
 
@@ -40,7 +47,7 @@ pub(crate) async fn one_off_loop(
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {}
         }
-        let now = Utc::now().timestamp_millis();
+        let now = deps.clock.now_ms();
         let due = match deps.store.due_one_offs_by_agent(now).await {
             Ok(d) => d,
             Err(e) => {
@@ -105,123 +112,138 @@ async fn run(
     _session: Option<SessionSlot>,
     hangup: CancellationToken,
 ) {
-    let secs = |k: &str, d: u64| Duration::from_secs(c.spec[k].as_u64().unwrap_or(d));
+    // The check right before dialing, as for campaign targets.
+    let on_dnc = until_written("looking up the do-not-call list", || {
+        deps.store.get_dnc(&c.to)
+    })
+    .await
+    .is_some();
+    if let DialCheck::Fail { reason } = check_before_dial(&DialGate::one_off(on_dnc), deps.clock.now()) {
+        refuse(&deps, &c, reason).await;
+        return;
+    }
+    let kind = match DestinationKind::of_address(&c.to) {
+        Ok(kind) => kind,
+        Err(why) => {
+            // Validated when the call was created: a stored row was changed.
+            tracing::error!(call = %c.id, %why, "a one-off call's destination is not an address");
+            refuse(&deps, &c, "invalid_destination").await;
+            return;
+        }
+    };
     // The trunk's rate and concurrency apply to one-off calls too; wait for a slot.
     if let Some(gate) = deps.trunks.get(&c.trunk) {
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         loop {
             tick.tick().await;
             let live = deps.telephony.trunk_live_calls(&c.trunk);
-            if gate.take(1, live, Priority::Normal, Utc::now().timestamp_millis()) == 1
+            if gate.take(1, live, Priority::Normal, deps.clock.now_ms()) == 1
                 || hangup.is_cancelled()
             {
                 break;
             }
         }
     }
-    let destination = if c.to.starts_with("sip:") || c.to.starts_with("sips:") {
-        DialDestination::Sip { uri: c.to.clone() }
-    } else {
-        DialDestination::Tel {
-            number: c.to.clone(),
-            trunk: c.trunk.clone(),
-        }
-    };
-    let req = OriginateRequest {
-        attempt_id: c.id.clone(),
-        destination,
-        caller_id: c.from.clone(),
+    let secs = |k: &str, d: u64| Duration::from_secs(c.spec[k].as_u64().unwrap_or(d));
+    let agent = call_agent(&deps, c.spec["agent_id"].as_str()).await;
+    let call = AttemptCall {
+        call_id: &c.id,
+        kind,
+        to: &c.to,
+        trunk: &c.trunk,
+        caller_id: c.from.as_deref(),
         ring_timeout: secs("ring_timeout", 30),
         max_duration: secs("max_duration", 3600),
-        headers: Vec::new(),
+        agent,
+        campaign_id: None,
+        target_id: None,
+        variables: &c.spec["variables"],
     };
-    let agent = match c.spec["agent_id"].as_str() {
-        Some(a) => match deps.store.get_doc(AGENTS, a).await {
-            Ok(doc) => match deps.runtime.agent(a, &doc.spec) {
-                Ok(agent) => Some(agent),
-                Err(e) => {
-                    tracing::warn!(agent = %a, error = %e, "the call's agent cannot be built");
-                    None
-                }
-            },
+    let record = OneOffAttempt {
+        deps: deps.clone(),
+        claim: c.clone(),
+    };
+    run_attempt(&deps, call, hangup, record).await;
+}
+
+/// The call's agent, if it names one that can be built (else the call goes
+/// on without one, and says why in the log).
+async fn call_agent(deps: &SchedulerDeps, id: Option<&str>) -> Option<Arc<dyn Agent>> {
+    let a = id?;
+    match deps.store.get_doc(AGENTS, a).await {
+        Ok(doc) => match deps.runtime.agent(a, &doc.spec) {
+            Ok(agent) => Some(agent),
             Err(e) => {
-                tracing::warn!(agent = %a, error = %e, "the call's agent cannot be loaded");
+                tracing::warn!(agent = %a, error = %e, "the call's agent cannot be built");
                 None
             }
         },
-        None => None,
-    };
-    let (ctl, _registered) = deps.runtime.sessions.register(&c.id);
-    let link = AgentLink {
-        agent,
-        ctx: deps.runtime.context(
-            &c.id,
-            None,
-            None,
-            &c.to,
-            c.from.as_deref(),
-            &c.spec["variables"],
-        ),
-        ctl,
-        prepare_timeout: deps.runtime.prepare_timeout,
-    };
-    let (store, id) = (&deps.store, c.id.as_str());
-    let placed = place_call(
-        deps.telephony.as_ref(),
-        req,
-        &hangup,
-        link,
-        |at| async move {
-            store
-                .mark_call_answered(id, at.timestamp_millis())
-                .await
-                .is_ok()
-        },
-    )
-    .await;
-    let ended = placed.ended;
-    deps.store.metrics().call_media(ended.media_stats.as_ref());
-    let max_retries = c.spec["max_retries"].as_u64().unwrap_or(0) as u32;
-    let retry_at = one_off_retry_at(
-        ended.outcome,
-        c.attempt.max(1) as u32,
-        max_retries,
-        secs("retry_delay", 60),
-        ended.retry_after,
-        Utc::now(),
-    );
-    let status = match (ended.outcome, retry_at) {
-        (Outcome::Answered, _) => "completed",
-        (_, Some(_)) => "scheduled",
-        (_, None) => "failed",
-    };
-    let result = placed
-        .agent_result
-        .filter(|_| ended.outcome == Outcome::Answered);
-    if result.as_deref() == Some("opted_out") {
-        if let Err(e) = deps
-            .store
-            .add_dnc(&c.to, "opted_out", Utc::now().timestamp_millis())
-            .await
-        {
-            tracing::error!(error = %e, "adding an opted-out number to the DNC list failed");
+        Err(e) => {
+            tracing::warn!(agent = %a, error = %e, "the call's agent cannot be loaded");
+            None
         }
     }
-    let f = call_final(
-        &ended,
-        status,
-        placed.sip_call_id.as_deref(),
-        result.as_deref(),
-    );
-    let next = retry_at.map(|t| t.timestamp_millis());
-    let mut delay = Duration::from_millis(50);
-    while let Err(e) = deps.store.finish_one_off(&c.id, &f, status, next).await {
-        tracing::error!(error = %e, "recording a one-off call failed; retrying");
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(5));
-    }
+}
+
+/// Closes a claimed call without dialing it.
+async fn refuse(deps: &SchedulerDeps, c: &OneOffClaim, reason: &str) {
+    tracing::info!(call = %c.id, %reason, "one-off call not dialed");
+    let now = deps.clock.now_ms();
+    until_written("recording a refused one-off call", || {
+        deps.store.refuse_one_off(&c.id, reason, now)
+    })
+    .await;
     deps.events.publish(Event::CallFinished {
         call_id: c.id.clone(),
-        status: status.to_string(),
+        status: "failed".to_string(),
     });
+}
+
+/// Where a one-off call's try is written: its own row.
+struct OneOffAttempt {
+    deps: SchedulerDeps,
+    claim: OneOffClaim,
+}
+
+impl AttemptRecord for OneOffAttempt {
+    async fn answered(&self, at: DateTime<Utc>) -> bool {
+        self.deps
+            .store
+            .mark_call_answered(&self.claim.id, at.timestamp_millis())
+            .await
+            .is_ok()
+    }
+
+    async fn finished(self, placed: Placed) {
+        let (c, ended) = (&self.claim, &placed.ended);
+        let max_retries = c.spec["max_retries"].as_u64().unwrap_or(0) as u32;
+        let retry_delay = Duration::from_secs(c.spec["retry_delay"].as_u64().unwrap_or(60));
+        let retry_at = one_off_retry_at(
+            ended.outcome,
+            c.attempt.max(1) as u32,
+            max_retries,
+            retry_delay,
+            ended.retry_after,
+            self.deps.clock.now(),
+        );
+        let status = match (ended.outcome, retry_at) {
+            (Outcome::Answered, _) => "completed",
+            (_, Some(_)) => "scheduled",
+            (_, None) => "failed",
+        };
+        let result = placed.agent_result.as_deref();
+        let opted_out = (result == Some("opted_out")).then_some(c.to.as_str());
+        let f = call_final(ended, status, placed.sip_call_id.as_deref(), result);
+        let next = retry_at.map(|t| t.timestamp_millis());
+        until_written("recording a one-off call", || {
+            self.deps
+                .store
+                .finish_one_off_opting_out(&c.id, &f, status, next, opted_out)
+        })
+        .await;
+        self.deps.events.publish(Event::CallFinished {
+            call_id: c.id.clone(),
+            status: status.to_string(),
+        });
+    }
 }

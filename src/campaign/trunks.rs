@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
-use super::rules::pacing::Priority;
+use super::rules::pacing::{trunk_room, Priority};
 use crate::config::TrunkConfig;
 
 /// How long an emergency campaign's claim on a trunk holds normal ones back.
@@ -43,12 +43,16 @@ impl TrunkGate {
         if wanted == 0 {
             return 0;
         }
-        if priority == Priority::Normal && now_ms < self.emergency_until.load(Ordering::Relaxed) {
-            return 0;
-        }
-        let free = live.map_or(wanted, |l| self.max_concurrent.saturating_sub(l));
+        let room = trunk_room(
+            wanted,
+            live,
+            self.max_concurrent,
+            priority,
+            now_ms,
+            self.emergency_until.load(Ordering::Relaxed),
+        );
         let mut got = 0;
-        while got < wanted.min(free) && self.limiter.check().is_ok() {
+        while got < room && self.limiter.check().is_ok() {
             got += 1;
         }
         if priority == Priority::Emergency {

@@ -13,6 +13,17 @@ pub enum DestinationKind {
 }
 
 impl DestinationKind {
+    /// What an address is: a SIP URI (`sip:`/`sips:`) or an E.164 number;
+    /// why it is neither otherwise.
+    pub fn of_address(to: &str) -> Result<DestinationKind, String> {
+        match validate_sip_uri(to) {
+            Ok(()) => Ok(DestinationKind::Sip),
+            Err(sip) => validate_e164(to)
+                .map(|()| DestinationKind::Tel)
+                .map_err(|tel| format!("{tel}; nor a SIP URI: {sip}")),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             DestinationKind::Tel => "tel",
@@ -182,6 +193,21 @@ fn check_port(s: &str, port: Option<&str>, after: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_address_is_a_sip_uri_or_an_e164_number() {
+        let table = [
+            ("+15557654321", Some(DestinationKind::Tel)),
+            ("sip:bob@127.0.0.1:5090", Some(DestinationKind::Sip)),
+            ("sips:alice@pbx.example.com", Some(DestinationKind::Sip)),
+            ("5557654321", None),
+            ("sip:", None),
+            ("tel:+15557654321", None),
+        ];
+        for (to, want) in table {
+            assert_eq!(DestinationKind::of_address(to).ok(), want, "{to}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -3,6 +3,7 @@
 //! Nothing here performs I/O, reads the clock or spawns tasks: callers pass
 //! `now` in. Every type that is stored has a stable string code.
 
+pub mod campaign_status;
 pub mod destination;
 pub mod fields;
 pub mod outcome;
@@ -11,6 +12,7 @@ pub mod state;
 pub mod target;
 pub mod window;
 
+pub use campaign_status::{CampaignStatus, StatusCause, StatusMove};
 pub use destination::{Destination, DestinationKind};
 pub use outcome::Outcome;
 pub use state::TargetState;

@@ -7,6 +7,7 @@
 //! population with the seed, and one task per call. Must not: share a SIP
 //! stack with herald's dialer, or touch the database.
 
+mod instant;
 pub mod population;
 mod uas;
 
@@ -18,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use crate::sip::answer::{AnswerMedia, Answerer, AnswererConfig};
+pub use instant::InstantTelephony;
 pub use population::{CallPlan, Population, PopulationError};
 pub use uas::SimCounts;
 

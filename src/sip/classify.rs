@@ -161,8 +161,57 @@ fn split_outside_quotes(s: &str, sep: char) -> Vec<&str> {
     out
 }
 
+/// The outcome of an attempt whose call could not be started at all (no
+/// INVITE went out): a bad destination is `invalid_destination`; a trunk
+/// herald cannot use as configured is `trunk_error` (the campaign pauses); a
+/// busy trunk or a media failure is `temporary_failure`; shutting down is
+/// `interrupted`.
+pub fn failed_to_start(e: &super::OriginateError) -> Outcome {
+    use super::OriginateError as E;
+    match e {
+        E::InvalidDestination(_) => Outcome::InvalidDestination,
+        E::UnknownTrunk(_) | E::InvalidCallerId(_) | E::UnsupportedTransport { .. } => {
+            Outcome::TrunkError
+        }
+        E::ShuttingDown => Outcome::Interrupted,
+        E::TrunkBusy { .. } | E::Media(_) => Outcome::TemporaryFailure,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_call_that_could_not_start_is_classified_by_why() {
+        use super::super::OriginateError as E;
+        let table = [
+            (E::InvalidDestination("x".into()), Outcome::InvalidDestination),
+            (E::UnknownTrunk("t".into()), Outcome::TrunkError),
+            (E::InvalidCallerId("c".into()), Outcome::TrunkError),
+            (
+                E::UnsupportedTransport {
+                    trunk: "t".into(),
+                    transport: "tls".into(),
+                },
+                Outcome::TrunkError,
+            ),
+            (
+                E::TrunkBusy {
+                    trunk: "t".into(),
+                    limit: 1,
+                },
+                Outcome::TemporaryFailure,
+            ),
+            (
+                E::Media(std::io::Error::other("no ports")),
+                Outcome::TemporaryFailure,
+            ),
+            (E::ShuttingDown, Outcome::Interrupted),
+        ];
+        for (e, want) in table {
+            assert_eq!(super::failed_to_start(&e), want, "{e}");
+        }
+    }
+
     use super::*;
     use Outcome::*;
 

@@ -15,6 +15,7 @@ mod media;
 pub mod sdp;
 mod stack;
 mod target;
+mod telephony;
 mod trunk;
 
 use std::collections::BTreeMap;
@@ -33,6 +34,7 @@ use crate::config::{MediaConfig, SipConfig, TrunkConfig};
 use crate::domain::Outcome;
 
 pub use media::CallMedia;
+pub use telephony::{PlacedCall, Telephony};
 pub use trunk::TrunkStats;
 
 /// How long a shutting-down call control waits for live calls to send their

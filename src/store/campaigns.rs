@@ -14,6 +14,8 @@ pub struct CampaignRow {
     pub status: String,
     /// Why the status is what it is (a trunk error that paused it, a forced stop).
     pub status_reason: Option<String>,
+    /// Why, when code branches on it (a forced stop, a wait for the daily start).
+    pub status_cause: Option<crate::domain::StatusCause>,
     pub outdial_id: String,
     pub outplan_id: String,
     pub agent_id: Option<String>,
@@ -36,7 +38,7 @@ pub struct CampaignFields<'a> {
 pub const DELETABLE_STATUSES: [&str; 3] = ["draft", "stopped", "finished"];
 
 const COLUMNS: &str =
-    "id, name, status, status_reason, outdial_id, outplan_id, agent_id, spec, created_at, updated_at";
+    "id, name, status, status_reason, status_cause, outdial_id, outplan_id, agent_id, spec, created_at, updated_at";
 
 macro_rules! decode_campaign {
     ($row:expr) => {{
@@ -47,6 +49,10 @@ macro_rules! decode_campaign {
             name: row.try_get("name")?,
             status: row.try_get("status")?,
             status_reason: row.try_get("status_reason")?,
+            status_cause: row
+                .try_get::<Option<String>, _>("status_cause")?
+                .as_deref()
+                .and_then(crate::domain::StatusCause::parse),
             outdial_id: row.try_get("outdial_id")?,
             outplan_id: row.try_get("outplan_id")?,
             agent_id: row.try_get("agent_id")?,

@@ -532,6 +532,21 @@ impl Store {
         reason: Option<&str>,
         now: i64,
     ) -> Result<bool> {
+        self.set_campaign_status_because(id, from, to, reason, None, now)
+            .await
+    }
+
+    /// As [`Store::set_campaign_status`], with the status's typed cause.
+    pub async fn set_campaign_status_because(
+        &self,
+        id: &str,
+        from: &[&str],
+        to: &str,
+        reason: Option<&str>,
+        cause: Option<crate::domain::StatusCause>,
+        now: i64,
+    ) -> Result<bool> {
+        let cause = cause.map(crate::domain::StatusCause::as_str);
         let lock = if self.backend() == super::Backend::Postgres {
             " FOR NO KEY UPDATE"
         } else {
@@ -548,10 +563,10 @@ impl Store {
             if !from.contains(&current.as_str()) {
                 return Ok(false);
             }
-            sqlx::query("UPDATE campaigns SET status = $2, status_reason = $3, updated_at = $4, \
+            sqlx::query("UPDATE campaigns SET status = $2, status_reason = $3, updated_at = $4, status_cause = $5, \
                 started_at = CASE WHEN $2 = 'running' AND started_at IS NULL THEN $4 ELSE started_at END, \
                 finished_at = CASE WHEN $2 IN ('stopped', 'finished') THEN $4 ELSE NULL END WHERE id = $1")
-                .bind(id).bind(to).bind(reason).bind(now).execute(&mut *tx).await?;
+                .bind(id).bind(to).bind(reason).bind(now).bind(cause).execute(&mut *tx).await?;
             let mut log = EventLog::default();
             log.push(id, &EventRecord::CampaignStatus { at: now, from: &current, to, reason });
             let logged = append_event_pages!(tx, log, now);

@@ -124,6 +124,20 @@ impl Store {
         status: &str,
         next_at: Option<i64>,
     ) -> Result<()> {
+        self.finish_one_off_opting_out(id, f, status, next_at, None)
+            .await
+    }
+
+    /// As [`Store::finish_one_off`]; `opted_out` (the number called) is put
+    /// on the do-not-call list in the same transaction.
+    pub async fn finish_one_off_opting_out(
+        &self,
+        id: &str,
+        f: &CallFinal,
+        status: &str,
+        next_at: Option<i64>,
+        opted_out: Option<&str>,
+    ) -> Result<()> {
         let _write = self.write_guard().await;
         with_pool!(self, p => {
             let mut tx = p.begin_write().await?;
@@ -147,6 +161,10 @@ impl Store {
                 .bind(f.invite_sent_at).bind(f.ringing_at).bind(f.answered_at).bind(f.ended_at).bind(&f.hangup_by)
                 .bind(&f.reason).bind(Value::Array(list).to_string()).bind(next_at).bind(&f.result)
                 .execute(&mut *tx).await?;
+            if let Some(number) = opted_out {
+                sqlx::query("INSERT INTO dnc (number, reason, created_at) VALUES ($1, 'opted_out', $2) ON CONFLICT DO NOTHING")
+                    .bind(number).bind(f.ended_at).execute(&mut *tx).await?;
+            }
             tx.commit().await?;
             Ok::<_, StoreError>(())
         })?;
@@ -154,6 +172,16 @@ impl Store {
         if let Some(code) = f.sip_code {
             self.metrics.sip_final.add(&code.to_string(), 1);
         }
+        Ok(())
+    }
+
+    /// Closes a claimed one-off call that was not dialed (its number is on
+    /// the do-not-call list): `failed` with `reason`, no try recorded.
+    pub async fn refuse_one_off(&self, id: &str, reason: &str, now: i64) -> Result<()> {
+        with_pool!(self, p => sqlx::query("UPDATE calls SET status = 'failed', reason = $2, ended_at = $3, node_id = NULL \
+            WHERE id = $1 AND status = 'in_progress'")
+            .bind(id).bind(reason).bind(now).execute(p).await.map(|r| r.rows_affected()))?;
+        self.wrote();
         Ok(())
     }
 

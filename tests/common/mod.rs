@@ -147,9 +147,20 @@ async fn spawn(
     bootstrap: Option<&str>,
     telephony: herald::app::TelephonyChoice,
 ) -> Option<TestApp> {
+    spawn_clocked(db, extra, bootstrap, telephony, herald::clock::Clock::system()).await
+}
+
+/// As [`spawn`], with the scheduler reading `clock`.
+async fn spawn_clocked(
+    db: Db,
+    extra: &[(&str, &str)],
+    bootstrap: Option<&str>,
+    telephony: herald::app::TelephonyChoice,
+    clock: herald::clock::Clock,
+) -> Option<TestApp> {
     let db = TestDb::new(db).await?;
     let config = test_config(&db.url, extra);
-    let app = App::start_with(&config, bootstrap.map(str::to_string), telephony)
+    let app = App::start_with_clock(&config, bootstrap.map(str::to_string), telephony, clock)
         .await
         .expect("herald starts");
     let (_, key) = app.store.create_api_key("test", 0).await.expect("api key");
@@ -316,7 +327,7 @@ pub async fn spawn_instant_app(db: Db, extra: &[(&str, &str)]) -> Option<TestApp
         ("HERALD__TRUNKS__DEFAULT__MAX_CONCURRENT_CALLS", "100000"),
     ];
     settings.extend_from_slice(extra);
-    let telephony = std::sync::Arc::new(herald::campaign::dialer::InstantTelephony::default());
+    let telephony = std::sync::Arc::new(herald::sim::InstantTelephony::default());
     spawn(
         db,
         &settings,
@@ -324,6 +335,43 @@ pub async fn spawn_instant_app(db: Db, extra: &[(&str, &str)]) -> Option<TestApp
         herald::app::TelephonyChoice::Custom(telephony),
     )
     .await
+}
+
+/// Like [`spawn_instant_app`], with the scheduler on a manual clock standing
+/// at `start`; the returned handle moves it.
+pub async fn spawn_instant_app_at(
+    db: Db,
+    start: chrono::DateTime<chrono::Utc>,
+) -> Option<(TestApp, herald::clock::ManualClock)> {
+    let settings = [
+        ("HERALD__TRUNKS__DEFAULT__MAX_CALLS_PER_SECOND", "100000"),
+        ("HERALD__TRUNKS__DEFAULT__MAX_CONCURRENT_CALLS", "100000"),
+    ];
+    let (clock, hand) = herald::clock::Clock::manual(start);
+    let telephony = std::sync::Arc::new(herald::sim::InstantTelephony::default());
+    let app = spawn_clocked(
+        db,
+        &settings,
+        None,
+        herald::app::TelephonyChoice::Custom(telephony),
+        clock,
+    )
+    .await?;
+    Some((app, hand))
+}
+
+/// Waits (bounded) until the scheduler has read `clock` `n` more times: it
+/// has looked at the time since the test last moved it.
+pub async fn wait_clock_reads(clock: &herald::clock::ManualClock, n: u64) {
+    let from = clock.reads();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while clock.reads() < from + n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the scheduler did not read the clock {n} times within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 impl TestApp {

@@ -2,6 +2,10 @@
 //! the do-not-call list, the target's expiry and `not_before`, and the
 //! calling window in the target's own zone (ignored by emergency campaigns).
 //!
+//! [`claim_decision`] applies it to a campaign's due target (which
+//! destination, in which zone); one-off calls go through
+//! [`check_before_dial`] with [`DialGate::one_off`].
+//!
 //! Must not look anything up: the caller passes whether the number is on the
 //! DNC list, the resolved zone and `now`.
 
@@ -9,7 +13,9 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use super::pacing::Priority;
+use super::timezone::resolve_timezone;
 use super::window::Window;
+use crate::domain::{Destination, DestinationKind};
 
 /// What the scheduler may do with a claimed target now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +40,78 @@ pub struct DialGate<'a> {
     pub priority: Priority,
     /// Whether the number about to be dialed is on the DNC list.
     pub on_dnc: bool,
+}
+
+impl DialGate<'_> {
+    /// A one-off call: dialed when asked, so only the DNC list applies.
+    pub fn one_off(on_dnc: bool) -> DialGate<'static> {
+        DialGate {
+            not_before: None,
+            expires_at: None,
+            window: None,
+            priority: Priority::Normal,
+            on_dnc,
+        }
+    }
+}
+
+/// A campaign's due target, as the claim sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct DueTarget<'a> {
+    /// The destination its next try goes to.
+    pub destination_index: usize,
+    pub destinations: &'a [Destination],
+    /// The target's own zone, if it has one.
+    pub timezone: Option<&'a str>,
+    pub not_before: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// What the claim does with a due target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    Dial { destination_index: usize },
+    /// Put back until this instant.
+    Defer { until: DateTime<Utc> },
+    /// Never dial it: `tries_exhausted`, `dnc` or `expired`.
+    Fail { reason: &'static str },
+}
+
+/// Whether a campaign's due target is dialed now: a target with no
+/// destination left fails as `tries_exhausted`; otherwise the campaign's
+/// window applies in the target's zone (its own, else the one its first
+/// `tel` number implies, else the window's), then [`check_before_dial`].
+pub fn claim_decision(
+    t: &DueTarget,
+    window: Option<(&Window, Tz)>,
+    priority: Priority,
+    on_dnc: bool,
+    now: DateTime<Utc>,
+) -> Claim {
+    if t.destination_index >= t.destinations.len() {
+        return Claim::Fail {
+            reason: "tries_exhausted",
+        };
+    }
+    let first_tel = t
+        .destinations
+        .iter()
+        .find(|d| d.kind == DestinationKind::Tel)
+        .map(|d| d.target.as_str());
+    let gate = DialGate {
+        not_before: t.not_before,
+        expires_at: t.expires_at,
+        window: window.map(|(w, campaign_tz)| (w, resolve_timezone(t.timezone, first_tel, campaign_tz))),
+        priority,
+        on_dnc,
+    };
+    match check_before_dial(&gate, now) {
+        DialCheck::Dial => Claim::Dial {
+            destination_index: t.destination_index,
+        },
+        DialCheck::WaitUntil(until) => Claim::Defer { until },
+        DialCheck::Fail { reason } => Claim::Fail { reason },
+    }
 }
 
 /// Decides whether the target may be dialed at `now`. A number on the DNC
@@ -195,6 +273,79 @@ mod tests {
         assert_eq!(
             check_before_dial(&expired, saturday),
             DialCheck::Fail { reason: "expired" }
+        );
+    }
+
+    #[test]
+    fn one_off_calls_are_refused_only_for_the_dnc_list() {
+        let now = friday_morning();
+        assert_eq!(
+            check_before_dial(&DialGate::one_off(false), now),
+            DialCheck::Dial
+        );
+        assert_eq!(
+            check_before_dial(&DialGate::one_off(true), now),
+            DialCheck::Fail { reason: "dnc" }
+        );
+    }
+
+    fn dest(kind: DestinationKind, target: &str) -> Destination {
+        Destination {
+            kind,
+            target: target.into(),
+            try_count_max: None,
+            try_count: 0,
+        }
+    }
+
+    #[test]
+    fn the_claim_decides_per_target_in_its_own_zone() {
+        use DestinationKind::{Sip, Tel};
+        let w = weekdays_9_to_17();
+        // Friday 2026-11-20 08:30 in Los Angeles is 11:30 in New York.
+        let now = utc("2026-11-20T16:30:00Z");
+        let la_number = [dest(Tel, "+12135550100")];
+        let ny_number = [dest(Tel, "+12125550100")];
+        let sip_then_la = [dest(Sip, "sip:a@example.com"), dest(Tel, "+12135550100")];
+        let due = |destinations, index, timezone| DueTarget {
+            destination_index: index,
+            destinations,
+            timezone,
+            not_before: None,
+            expires_at: None,
+        };
+        let la_opening = utc("2026-11-20T17:00:00Z");
+        let table: Vec<(DueTarget, Priority, bool, Claim)> = vec![
+            (due(&ny_number, 0, None), Priority::Normal, false, Claim::Dial { destination_index: 0 }),
+            (due(&la_number, 0, None), Priority::Normal, false, Claim::Defer { until: la_opening }),
+            // The zone comes from the first tel number, even when a SIP one is dialed first.
+            (due(&sip_then_la, 0, None), Priority::Normal, false, Claim::Defer { until: la_opening }),
+            (due(&sip_then_la, 1, None), Priority::Normal, false, Claim::Defer { until: la_opening }),
+            // The target's own zone wins over its number's.
+            (due(&la_number, 0, Some("America/New_York")), Priority::Normal, false, Claim::Dial { destination_index: 0 }),
+            (due(&la_number, 0, None), Priority::Emergency, false, Claim::Dial { destination_index: 0 }),
+            (due(&ny_number, 0, None), Priority::Normal, true, Claim::Fail { reason: "dnc" }),
+            (due(&ny_number, 1, None), Priority::Normal, false, Claim::Fail { reason: "tries_exhausted" }),
+            (due(&[], 0, None), Priority::Emergency, false, Claim::Fail { reason: "tries_exhausted" }),
+        ];
+        for (t, priority, on_dnc, want) in table {
+            assert_eq!(
+                claim_decision(&t, Some((&w, New_York)), priority, on_dnc, now),
+                want,
+                "{t:?} {priority:?} dnc={on_dnc}"
+            );
+        }
+        let expiring = DueTarget {
+            expires_at: Some(utc("2026-11-20T16:45:00Z")),
+            ..due(&la_number, 0, None)
+        };
+        assert_eq!(
+            claim_decision(&expiring, Some((&w, New_York)), Priority::Normal, false, now),
+            Claim::Fail { reason: "expired" }
+        );
+        assert_eq!(
+            claim_decision(&due(&la_number, 0, None), None, Priority::Normal, false, now),
+            Claim::Dial { destination_index: 0 }
         );
     }
 

@@ -7,18 +7,20 @@
 //! - [`window`]: calling windows across DST; the local-time resolution rule.
 //! - [`schedule`]: daily runs (`schedule.daily_start`, days, zone).
 //! - [`timezone`]: a target's zone: its own, inferred from the number, the campaign's.
-//! - [`pacing`]: how many dials to launch now; trunk sharing by priority.
+//! - [`pacing`]: how many calls a campaign and a trunk let start now (emergency first).
 //! - [`due`]: the check right before an INVITE (DNC, expiry, `not_before`, window).
+//! - [`status`]: a campaign's status step each tick (daily waits, window waits, idle).
 
 pub mod due;
 pub mod pacing;
 pub mod retry;
 pub mod schedule;
+pub mod status;
 pub mod timezone;
 pub mod window;
 
-pub use due::{check_before_dial, DialCheck, DialGate};
-pub use pacing::{launch_count, share_trunk, PacingLimits, Priority};
+pub use due::{check_before_dial, claim_decision, Claim, DialCheck, DialGate, DueTarget};
+pub use pacing::{campaign_room, trunk_room, Priority};
 pub use retry::{decide, AttemptResult, Decision, RetryPolicy};
 pub use schedule::{daily_gate, next_daily_start, schedule_timezone, DailyGate, DailySchedule};
 pub use timezone::{infer_timezone, resolve_timezone};

@@ -1,7 +1,6 @@
-//! The seam between the scheduler and telephony: [`Telephony`] places a call
-//! and yields its [`CallEvent`]s. [`crate::sip::CallControl`] is the real
-//! one; [`InstantTelephony`] answers every call at once with an outcome
-//! chosen from the number, for benchmarks of the scheduler and store alone.
+//! [`InstantTelephony`]: a [`Telephony`] that answers every call at once with
+//! an outcome chosen from the number, below the call-control interface (tests
+//! and benchmarks of the scheduler and store alone). Must not: open sockets.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -10,59 +9,9 @@ use async_trait::async_trait;
 use chrono::Utc;
 
 use crate::domain::Outcome;
-use crate::sip::{CallControl, CallEnded, CallEvent, HangupBy, OriginateError, OriginateRequest};
-
-/// A call in progress.
-#[async_trait]
-pub trait PlacedCall: Send {
-    fn call_id(&self) -> &str;
-    /// The next event; `None` after `Ended`.
-    async fn next_event(&mut self) -> Option<CallEvent>;
-    /// CANCEL while ringing, BYE once answered.
-    fn hangup(&self);
-}
-
-/// Places calls.
-#[async_trait]
-pub trait Telephony: Send + Sync + 'static {
-    async fn originate(&self, req: OriginateRequest)
-        -> Result<Box<dyn PlacedCall>, OriginateError>;
-    /// Calls in flight, across every campaign.
-    fn live_calls(&self) -> usize;
-    /// Calls in flight on one trunk, when known (for its concurrency limit).
-    fn trunk_live_calls(&self, _trunk: &str) -> Option<u32> {
-        None
-    }
-}
-
-#[async_trait]
-impl PlacedCall for crate::sip::Call {
-    fn call_id(&self) -> &str {
-        crate::sip::Call::call_id(self)
-    }
-    async fn next_event(&mut self) -> Option<CallEvent> {
-        crate::sip::Call::next_event(self).await
-    }
-    fn hangup(&self) {
-        crate::sip::Call::hangup(self)
-    }
-}
-
-#[async_trait]
-impl Telephony for CallControl {
-    async fn originate(
-        &self,
-        req: OriginateRequest,
-    ) -> Result<Box<dyn PlacedCall>, OriginateError> {
-        Ok(Box::new(CallControl::originate(self, req).await?))
-    }
-    fn live_calls(&self) -> usize {
-        CallControl::live_calls(self)
-    }
-    fn trunk_live_calls(&self, trunk: &str) -> Option<u32> {
-        self.trunk_stats(trunk).map(|s| s.live_calls)
-    }
-}
+use crate::sip::{
+    CallEnded, CallEvent, HangupBy, OriginateError, OriginateRequest, PlacedCall, Telephony,
+};
 
 /// Answers every call at once. The outcome is a pure function of the
 /// number's last two digits, so a list has a known mix: 00–69 answered,

@@ -1,0 +1,339 @@
+//! One attempt, for campaign targets and one-off calls alike: place the call
+//! ([`place_call`]), give the answered call to its agent ([`AgentLink`]),
+//! follow it to its end, then hand how it went to the attempt's
+//! [`AttemptRecord`] (a campaign's recorder, or the one-off call's row).
+//! Writes that must not be lost are retried ([`until_written`]).
+//!
+//! The checks right before the INVITE are made by the callers, through
+//! `rules::due`, before an attempt is started. Owns no decision: outcomes
+//! come from `sip::classify`, retries from `rules::retry`.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::deps::SchedulerDeps;
+use crate::agent::{Agent, SessionContext, SessionControl, SESSION_END_GRACE};
+use crate::domain::{DestinationKind, Outcome};
+use crate::sip::{
+    CallEnded, CallEvent, DialDestination, HangupBy, OriginateError, OriginateRequest, Telephony,
+};
+use crate::store::StoreError;
+
+/// What to dial, and who takes the call.
+pub(crate) struct AttemptCall<'a> {
+    /// The attempt's (call row's) id.
+    pub call_id: &'a str,
+    pub kind: DestinationKind,
+    /// The number or SIP URI.
+    pub to: &'a str,
+    /// The trunk a `tel` destination is dialed through.
+    pub trunk: &'a str,
+    pub caller_id: Option<&'a str>,
+    pub ring_timeout: Duration,
+    pub max_duration: Duration,
+    pub agent: Option<Arc<dyn Agent>>,
+    pub campaign_id: Option<&'a str>,
+    pub target_id: Option<&'a str>,
+    /// The variables the agent's session sees.
+    pub variables: &'a Value,
+}
+
+/// Where an attempt's answer and end are written.
+pub(crate) trait AttemptRecord: Send + Sync {
+    /// The call was answered at `at`; whether that was recorded.
+    fn answered(&self, at: DateTime<Utc>) -> impl Future<Output = bool> + Send;
+    /// The attempt is over.
+    fn finished(self, placed: Placed) -> impl Future<Output = ()> + Send;
+}
+
+/// Runs one attempt to its end: dial, agent, record. `hangup` cuts the call
+/// short (forced stop, shutdown).
+pub(crate) async fn run_attempt<R: AttemptRecord>(
+    deps: &SchedulerDeps,
+    call: AttemptCall<'_>,
+    hangup: CancellationToken,
+    record: R,
+) {
+    let (ctl, _registered) = deps.runtime.sessions.register(call.call_id);
+    let link = AgentLink {
+        agent: call.agent.clone(),
+        ctx: deps.runtime.context(
+            call.call_id,
+            call.campaign_id,
+            call.target_id,
+            call.to,
+            call.caller_id,
+            call.variables,
+        ),
+        ctl,
+        prepare_timeout: deps.runtime.prepare_timeout,
+    };
+    let req = OriginateRequest {
+        attempt_id: call.call_id.to_string(),
+        destination: dial_destination(call.kind, call.to, call.trunk),
+        caller_id: call.caller_id.map(str::to_string),
+        ring_timeout: call.ring_timeout,
+        max_duration: call.max_duration,
+        headers: Vec::new(),
+    };
+    let placed = place_call(
+        deps.telephony.as_ref(),
+        req,
+        &hangup,
+        link,
+        &deps.clock,
+        |at| record.answered(at),
+    )
+    .await;
+    deps.store
+        .metrics()
+        .call_media(placed.ended.media_stats.as_ref());
+    tracing::debug!(outcome = %placed.ended.outcome, sip_code = ?placed.ended.sip_code, "attempt ended");
+    record.finished(placed).await;
+}
+
+/// A `tel` number goes through its trunk; a SIP URI is dialed at its host.
+pub(crate) fn dial_destination(kind: DestinationKind, to: &str, trunk: &str) -> DialDestination {
+    match kind {
+        DestinationKind::Tel => DialDestination::Tel {
+            number: to.to_string(),
+            trunk: trunk.to_string(),
+        },
+        DestinationKind::Sip => DialDestination::Sip {
+            uri: to.to_string(),
+        },
+    }
+}
+
+/// How a placed call went.
+pub(crate) struct Placed {
+    pub ended: CallEnded,
+    pub sip_call_id: Option<String>,
+    /// What `on_answer` returned, if the call was answered.
+    pub answer_recorded: bool,
+    /// The result the agent session set, kept only for a call that was
+    /// answered (and stayed answered).
+    pub agent_result: Option<String>,
+}
+
+/// The agent that takes an answered call, and the call's control (its
+/// result, and a way for the agent or the REST API to hang up).
+pub(crate) struct AgentLink {
+    pub agent: Option<Arc<dyn Agent>>,
+    pub ctx: SessionContext,
+    pub ctl: Arc<SessionControl>,
+    pub prepare_timeout: Duration,
+}
+
+/// Aborts a task when dropped (a session prepared for a call that was not answered).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Places a call and follows it to its end. `on_answer` runs when it is
+/// answered. The agent's session is prepared while the phone rings and runs
+/// on the answered call; without an agent the call is hung up at once. An
+/// agent that cannot be had ends the attempt `agent_unavailable`. A call hung
+/// up through `hangup` (forced stop, shutdown) ends `interrupted`.
+pub(crate) async fn place_call<F, Fut>(
+    telephony: &dyn Telephony,
+    req: OriginateRequest,
+    hangup: &CancellationToken,
+    link: AgentLink,
+    clock: &crate::clock::Clock,
+    mut on_answer: F,
+) -> Placed
+where
+    F: FnMut(DateTime<Utc>) -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let mut call = match telephony.originate(req).await {
+        Err(e) => {
+            return Placed {
+                ended: failed_to_start(&e, clock.now()),
+                sip_call_id: None,
+                answer_recorded: false,
+                agent_result: None,
+            }
+        }
+        Ok(call) => call,
+    };
+    let sip_call_id = Some(call.call_id().to_string());
+    let ctl = link.ctl.clone();
+    let prepare = |agent: &Arc<dyn Agent>| {
+        let (agent, ctx) = (agent.clone(), link.ctx.clone());
+        AbortOnDrop(tokio::spawn(async move { agent.prepare(&ctx).await }))
+    };
+    let mut prepared = None;
+    let mut session: Option<AbortOnDrop<()>> = None;
+    let mut unavailable: Option<String> = None;
+    let mut answer_recorded = false;
+    let mut hung_up = false;
+    let mut agent_hung_up = false;
+    let ended = loop {
+        let ev = tokio::select! {
+            ev = call.next_event() => ev,
+            _ = hangup.cancelled(), if !hung_up => {
+                call.hangup();
+                hung_up = true;
+                continue;
+            }
+            _ = ctl.hangup_requested().cancelled(), if !agent_hung_up => {
+                call.hangup();
+                agent_hung_up = true;
+                continue;
+            }
+            _ = async { (&mut session.as_mut().expect("session").0).await }, if session.is_some() && !agent_hung_up => {
+                // The session is over: so is the call.
+                session = None;
+                call.hangup();
+                agent_hung_up = true;
+                continue;
+            }
+        };
+        match ev {
+            Some(CallEvent::Ringing { .. }) => {
+                if let (None, Some(agent)) = (&prepared, &link.agent) {
+                    prepared = Some(prepare(agent));
+                }
+            }
+            Some(CallEvent::Answered { at, media }) => {
+                answer_recorded = on_answer(at).await;
+                ctl.mark_answered();
+                let Some(agent) = &link.agent else {
+                    drop(media);
+                    call.hangup();
+                    continue;
+                };
+                let mut ready = prepared.take().unwrap_or_else(|| prepare(agent));
+                let mut media = Some(media);
+                match tokio::time::timeout(link.prepare_timeout, &mut ready.0).await {
+                    Ok(Ok(Ok(s))) => {
+                        let (media, ctl) = (media.take().expect("media"), ctl.clone());
+                        session = Some(AbortOnDrop(tokio::spawn(s.run(media, ctl))));
+                    }
+                    Ok(Ok(Err(e))) => unavailable = Some(e.0),
+                    Ok(Err(e)) => unavailable = Some(format!("agent session failed: {e}")),
+                    Err(_) => {
+                        unavailable = Some(format!(
+                            "agent not ready within {} ms",
+                            link.prepare_timeout.as_millis()
+                        ))
+                    }
+                }
+                if unavailable.is_some() {
+                    drop(media);
+                    call.hangup();
+                }
+            }
+            Some(CallEvent::Ended(mut e)) => {
+                if hung_up || hangup.is_cancelled() {
+                    e.outcome = Outcome::Interrupted;
+                    e.reason = format!("interrupted: {}", e.reason);
+                } else if let Some(why) = &unavailable {
+                    e.outcome = Outcome::AgentUnavailable;
+                    e.reason = format!("agent_unavailable: {why}");
+                }
+                break e;
+            }
+            Some(_) => {}
+            None => break failed_to_start(&OriginateError::ShuttingDown, clock.now()),
+        }
+    };
+    if let Some(mut s) = session {
+        // The call is over; the session sees its media end and wraps up.
+        if tokio::time::timeout(SESSION_END_GRACE, &mut s.0)
+            .await
+            .is_err()
+        {
+            tracing::warn!("agent session did not end with its call; stopped");
+        }
+    }
+    // A result only counts for a call that was answered and kept.
+    let agent_result = ctl.result().filter(|_| ended.outcome == Outcome::Answered);
+    Placed {
+        ended,
+        sip_call_id,
+        answer_recorded,
+        agent_result,
+    }
+}
+
+/// A call that could not be placed at all.
+fn failed_to_start(e: &OriginateError, now: DateTime<Utc>) -> CallEnded {
+    ended_without_a_call(crate::sip::classify::failed_to_start(e), e.to_string(), None, now)
+}
+
+/// The end of an attempt that no SIP exchange finished: it never started, or
+/// herald died during it.
+pub(crate) fn ended_without_a_call(
+    outcome: Outcome,
+    reason: String,
+    answered_at: Option<DateTime<Utc>>,
+    ended_at: DateTime<Utc>,
+) -> CallEnded {
+    CallEnded {
+        outcome,
+        sip_code: None,
+        q850_cause: None,
+        retry_after: None,
+        hangup_by: HangupBy::Error,
+        reason,
+        invite_sent_at: None,
+        ringing_at: None,
+        answered_at,
+        ended_at,
+        media_stats: None,
+    }
+}
+
+/// Runs `op` until it succeeds: an attempt's outcome must not be lost to a
+/// passing database error. Backs off from 50 ms to 5 s between tries.
+pub(crate) async fn until_written<T, F, Fut>(what: &str, mut op: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match op().await {
+            Ok(v) => return v,
+            Err(e) => {
+                tracing::error!(error = %e, "{what} failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tel_goes_through_the_trunk_and_sip_to_its_host() {
+        assert_eq!(
+            dial_destination(DestinationKind::Tel, "+15557654321", "main"),
+            DialDestination::Tel {
+                number: "+15557654321".into(),
+                trunk: "main".into()
+            }
+        );
+        assert_eq!(
+            dial_destination(DestinationKind::Sip, "sip:bob@127.0.0.1:5090", "main"),
+            DialDestination::Sip {
+                uri: "sip:bob@127.0.0.1:5090".into()
+            }
+        );
+    }
+}

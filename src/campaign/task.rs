@@ -1,0 +1,423 @@
+//! A campaign's task: every tick it reloads the campaign's settings, applies
+//! its status (paused, stopping, a daily schedule's wait), takes what pacing
+//! allows (its own rate and concurrency, the trunk's gate, the agent's
+//! sessions), claims that many due targets through `rules::due`, and starts
+//! an attempt for each. Finished attempts go to the recorder.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use super::apply::{completion, Finished};
+use super::attempt::{run_attempt, AttemptCall, AttemptRecord, Placed};
+use super::deps::{SchedulerDeps, TICK};
+use super::rules::due::{claim_decision, Claim, DueTarget};
+use super::rules::pacing::campaign_room;
+use super::rules::retry::{decide, AttemptResult, RetryPolicy};
+use super::rules::schedule::daily_gate;
+use super::rules::status::{after_tick, daily_step, AfterTick, DailyStep, TickFacts};
+use super::settings::{load_settings, Settings};
+use super::trunks::SessionSlot;
+use crate::domain::{CampaignStatus, Outcome, StatusCause, StatusMove};
+use crate::events::Event;
+use crate::store::dialing::{ClaimAction, ClaimScope, Claimed, Completion};
+use crate::store::targets::TargetRow;
+use crate::store::StoreError;
+
+/// The status reason of a campaign waiting for its next daily start.
+const DAILY_WAIT: &str = "waiting for the next daily start";
+/// How long a claimed target is leased before another node may take it back.
+const LEASE_MS: i64 = 10 * 60 * 1000;
+
+/// Live calls of one campaign: each has a token that hangs it up.
+type LiveCalls = Arc<std::sync::Mutex<HashMap<String, CancellationToken>>>;
+
+fn limiter_for(cps: f64) -> DefaultDirectRateLimiter {
+    let period = Duration::from_secs_f64(1.0 / cps.max(0.001));
+    // Allow one tick's worth at once, so high rates are not capped by the tick.
+    let burst = ((cps * TICK.as_secs_f64()).ceil() as u32).max(1);
+    let quota = Quota::with_period(period)
+        .expect("positive period")
+        .allow_burst(NonZeroU32::new(burst).expect("burst ≥ 1"));
+    RateLimiter::direct(quota)
+}
+
+pub(crate) async fn run_campaign(
+    deps: SchedulerDeps,
+    id: String,
+    record: mpsc::Sender<Completion>,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+) {
+    let live: LiveCalls = Arc::default();
+    // When today's scheduled run last ran out of due targets.
+    let mut drained_at: Option<DateTime<Utc>> = None;
+    let mut limiter: Option<(f64, DefaultDirectRateLimiter)> = None;
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let s = match load_settings(&deps.store, &id).await {
+            Ok(s) => s,
+            Err(StoreError::NotFound) => break,
+            Err(e) => {
+                tracing::warn!(campaign = %id, error = %e, "loading campaign failed");
+                continue;
+            }
+        };
+        let in_flight = live.lock().expect("live calls").len() as u32;
+        let now = deps.clock.now();
+        match s.status {
+            CampaignStatus::Paused => continue,
+            CampaignStatus::Stopping => {
+                if s.cause == Some(StatusCause::ForceStop) {
+                    for token in live.lock().expect("live calls").values() {
+                        token.cancel();
+                    }
+                }
+                if in_flight == 0 {
+                    set_status(&deps, &id, StatusMove::Halt, None, None).await;
+                    break;
+                }
+                continue;
+            }
+            _ => {}
+        }
+        // A daily schedule: nothing before today's start, nor after the run drained.
+        if let Some(schedule) = &s.schedule {
+            let gate = daily_gate(schedule, s.schedule_tz, now, drained_at);
+            match daily_step(s.status, s.cause, in_flight, &gate) {
+                DailyStep::Hold { wait } => {
+                    if let Some(until) = wait {
+                        let reason = format!("{DAILY_WAIT} ({})", until.to_rfc3339());
+                        let cause = Some(StatusCause::DailyStart);
+                        set_status(&deps, &id, StatusMove::Wait, Some(&reason), cause).await;
+                    }
+                    continue;
+                }
+                DailyStep::Go { wake } => {
+                    if wake {
+                        set_status(&deps, &id, StatusMove::Wake, None, None).await;
+                    }
+                }
+            }
+        }
+        // running or waiting: dial what pacing allows, to the campaign's agent.
+        let agent = match (&s.agent_id, &s.agent_spec) {
+            (Some(a), Some(spec)) => match deps.runtime.agent(a, spec) {
+                Ok(agent) => Some(agent),
+                Err(e) => {
+                    let reason = format!("agent {a}: {e}");
+                    tracing::error!(campaign = %id, %reason, "pausing the campaign");
+                    set_status(&deps, &id, StatusMove::Pause, Some(&reason), None).await;
+                    continue;
+                }
+            },
+            _ => None,
+        };
+        if limiter.as_ref().is_none_or(|(cps, _)| *cps != s.cps) {
+            limiter = Some((s.cps, limiter_for(s.cps)));
+        }
+        let rl = &limiter.as_ref().expect("limiter set").1;
+        let room = campaign_room(s.max_concurrent, in_flight);
+        let mut tokens = 0;
+        while tokens < room && rl.check().is_ok() {
+            tokens += 1;
+        }
+        // The trunk's own limits, shared with the other campaigns on it (a
+        // list's direct SIP destinations are counted against it too).
+        tokens = match deps.trunks.get(&s.trunk) {
+            Some(gate) => gate.take(
+                tokens,
+                deps.telephony.trunk_live_calls(&s.trunk),
+                s.priority,
+                now.timestamp_millis(),
+            ),
+            None => 0,
+        };
+        // The agent's sessions, shared with every campaign using it: taken
+        // before claiming so that two campaigns cannot both overshoot.
+        let mut sessions = Vec::new();
+        if let Some(agent) = &s.agent_id {
+            while sessions.len() < tokens as usize {
+                match deps.agents.try_take(agent, s.agent_sessions) {
+                    Some(slot) => sessions.push(slot),
+                    None => break,
+                }
+            }
+            tokens = sessions.len() as u32;
+        }
+        let (claimed, deferred_only) = if tokens > 0 {
+            match claim(&deps, &id, &s, tokens as usize, now).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(campaign = %id, error = %e, "claiming targets failed");
+                    continue;
+                }
+            }
+        } else {
+            (Vec::new(), false)
+        };
+        let dialed = !claimed.is_empty();
+        if dialed {
+            deps.events.publish(Event::AttemptsClaimed {
+                campaign_id: id.clone(),
+                count: claimed.len(),
+            });
+        }
+        for c in claimed {
+            let token = cancel.child_token();
+            live.lock()
+                .expect("live calls")
+                .insert(c.call_id.clone(), token.clone());
+            let attempt = CampaignAttempt {
+                _session: sessions.pop(),
+                deps: deps.clone(),
+                record: record.clone(),
+                campaign_id: id.clone(),
+                trunk: s.trunk.clone(),
+                policy: s.policy.clone(),
+                caller_id: s.caller_id.clone(),
+                ring_timeout: s.ring_timeout,
+                max_duration: s.max_duration,
+                agent: agent.clone(),
+                live: live.clone(),
+                claimed: c,
+            };
+            let span = tracing::info_span!("attempt", campaign = %id, target = %attempt.claimed.target.id, call = %attempt.claimed.call_id);
+            tasks.spawn(attempt.run(token).instrument(span));
+        }
+        // Status bookkeeping: waiting, running, finished.
+        let facts = TickFacts {
+            status: s.status,
+            dialed,
+            deferred_only,
+            in_flight,
+        };
+        match after_tick(&facts) {
+            AfterTick::Stay => {}
+            AfterTick::Wait => {
+                let reason = Some("outside the calling window");
+                set_status(&deps, &id, StatusMove::Wait, reason, None).await;
+            }
+            AfterTick::Wake => {
+                set_status(&deps, &id, StatusMove::Wake, None, None).await;
+            }
+            AfterTick::Idle => {
+                if !s.end_continue {
+                    if let Ok(false) = deps.store.outdial_has_open_targets(&s.outdial_id).await {
+                        if set_status(&deps, &id, StatusMove::Finish, None, None).await {
+                            tracing::info!(campaign = %id, "campaign finished");
+                            break;
+                        }
+                    }
+                }
+                if s.schedule.is_some() {
+                    if let Ok(false) = deps
+                        .store
+                        .outdial_has_due_targets(&s.outdial_id, now.timestamp_millis())
+                        .await
+                    {
+                        drained_at = Some(now);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Claims up to `limit` due targets; also says whether nothing was claimed
+/// because every due target was deferred (outside its window).
+async fn claim(
+    deps: &SchedulerDeps,
+    id: &str,
+    s: &Settings,
+    limit: usize,
+    now: DateTime<Utc>,
+) -> Result<(Vec<Claimed>, bool), StoreError> {
+    let scope = ClaimScope {
+        campaign_id: id,
+        outdial_id: &s.outdial_id,
+        node_id: &deps.node_id,
+        lease_ms: LEASE_MS,
+        trunk: &s.trunk,
+        agent_id: s.agent_id.as_deref(),
+    };
+    let deferred = AtomicUsize::new(0);
+    let claimed = deps
+        .store
+        .claim_due_targets(&scope, now.timestamp_millis(), limit, |t, on_dnc| {
+            let a = claim_action(t, on_dnc, s, now);
+            if matches!(a, ClaimAction::Defer { .. }) {
+                deferred.fetch_add(1, Ordering::Relaxed);
+            }
+            a
+        })
+        .await?;
+    let deferred_only = claimed.is_empty() && deferred.into_inner() > 0;
+    Ok((claimed, deferred_only))
+}
+
+/// The claim decision (`rules::due`) for one stored target.
+fn claim_action(t: &TargetRow, on_dnc: bool, s: &Settings, now: DateTime<Utc>) -> ClaimAction {
+    let due = DueTarget {
+        destination_index: t.destination_index.max(0) as usize,
+        destinations: &t.destinations,
+        timezone: t.timezone.as_deref(),
+        not_before: t.not_before.map(crate::store::from_ms),
+        expires_at: t.expires_at.map(crate::store::from_ms),
+    };
+    let window = s.window.as_ref().map(|(w, tz)| (w, *tz));
+    match claim_decision(&due, window, s.priority, on_dnc, now) {
+        Claim::Dial { destination_index } => ClaimAction::Dial { destination_index },
+        Claim::Defer { until } => ClaimAction::Defer {
+            until: until.timestamp_millis(),
+        },
+        Claim::Fail { reason } => ClaimAction::Fail {
+            reason: reason.into(),
+        },
+    }
+}
+
+/// Makes `to` move on a campaign, with its reason text and cause, and says so on the bus.
+pub(crate) async fn set_status(
+    deps: &SchedulerDeps,
+    id: &str,
+    to: StatusMove,
+    reason: Option<&str>,
+    cause: Option<StatusCause>,
+) -> bool {
+    match deps
+        .store
+        .set_campaign_status_because(
+            id,
+            &to.from_strs(),
+            to.to().as_str(),
+            reason,
+            cause,
+            deps.clock.now_ms(),
+        )
+        .await
+    {
+        Ok(true) => {
+            deps.events.campaign_status(id, to.to().as_str());
+            true
+        }
+        Ok(false) => false,
+        Err(e) => {
+            tracing::warn!(campaign = %id, error = %e, "changing campaign status failed");
+            false
+        }
+    }
+}
+
+/// One campaign attempt: the claimed target, and where its outcome goes.
+struct CampaignAttempt {
+    /// The agent session this call holds until it ends.
+    _session: Option<SessionSlot>,
+    deps: SchedulerDeps,
+    record: mpsc::Sender<Completion>,
+    campaign_id: String,
+    trunk: String,
+    policy: RetryPolicy,
+    caller_id: Option<String>,
+    ring_timeout: Duration,
+    max_duration: Duration,
+    agent: Option<Arc<dyn crate::agent::Agent>>,
+    live: LiveCalls,
+    claimed: Claimed,
+}
+
+impl CampaignAttempt {
+    async fn run(self, hangup: CancellationToken) {
+        let deps = self.deps.clone();
+        let (c, trunk, campaign_id) = (
+            self.claimed.clone(),
+            self.trunk.clone(),
+            self.campaign_id.clone(),
+        );
+        let caller_id = self.caller_id.clone();
+        let call = AttemptCall {
+            call_id: &c.call_id,
+            kind: c.destination.kind,
+            to: &c.destination.target,
+            trunk: &trunk,
+            caller_id: caller_id.as_deref(),
+            ring_timeout: self.ring_timeout,
+            max_duration: self.max_duration,
+            agent: self.agent.clone(),
+            campaign_id: Some(&campaign_id),
+            target_id: Some(&c.target.id),
+            variables: &c.target.variables,
+        };
+        run_attempt(&deps, call, hangup, self).await;
+    }
+}
+
+impl AttemptRecord for CampaignAttempt {
+    async fn answered(&self, at: DateTime<Utc>) -> bool {
+        let c = &self.claimed;
+        self.deps
+            .store
+            .record_answer(
+                &c.call_id,
+                &c.target.id,
+                Some(&self.campaign_id),
+                at.timestamp_millis(),
+            )
+            .await
+            .unwrap_or(false)
+    }
+
+    async fn finished(self, placed: Placed) {
+        let c = &self.claimed;
+        let ended = &placed.ended;
+        let decision = decide(
+            &c.target.destinations,
+            c.destination_index,
+            c.target.try_count_max.map(|n| n as u32),
+            c.target.expires_at.map(crate::store::from_ms),
+            &AttemptResult {
+                outcome: ended.outcome,
+                agent_result: placed.agent_result.as_deref(),
+                retry_after: ended.retry_after,
+            },
+            &self.policy,
+            self.deps.clock.now(),
+            rand::thread_rng().gen(),
+        );
+        let f = Finished {
+            call_id: &c.call_id,
+            target_id: &c.target.id,
+            campaign_id: Some(&self.campaign_id),
+            number: &c.destination.target,
+            destination_index: c.destination_index,
+            answer_recorded: placed.answer_recorded,
+            ended,
+            sip_call_id: placed.sip_call_id.as_deref(),
+            agent_result: placed.agent_result.as_deref(),
+        };
+        let done = completion(&f, &decision);
+        if ended.outcome == Outcome::TrunkError {
+            // The trunk refuses us (credentials, codecs): stop dialing until someone looks.
+            let reason = format!("trunk_error: {}", ended.reason);
+            tracing::error!(campaign = %self.campaign_id, trunk = %self.trunk, %reason, "pausing the campaign");
+            set_status(&self.deps, &self.campaign_id, StatusMove::Pause, Some(&reason), None).await;
+        }
+        let _ = self.record.send(done).await;
+        self.live.lock().expect("live calls").remove(&c.call_id);
+    }
+}
