@@ -6,6 +6,9 @@
 //! numbering calls in arrival order, drawing each call's plan from the
 //! population with the seed, and one task per call. Must not: share a SIP
 //! stack with herald's dialer, or touch the database.
+//!
+//! Also [`InstantTelephony`]: no SIP at all, an outcome per number at once,
+//! below the `crate::sip::Telephony` interface (scheduler tests and benchmarks).
 
 mod instant;
 pub mod population;
