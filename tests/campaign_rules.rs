@@ -560,7 +560,7 @@ async fn a_daily_schedule_wakes_at_its_start(db: Db) {
         .campaign(
             csv(&nums),
             quick_plan(1),
-            json!({"schedule": {"daily_start": "09:00", "timezone": "America/New_York"}, "calls_per_second": 1000}),
+            json!({"schedule": {"daily_start": "09:00", "timezone": "America/New_York"}, "calls_per_second": 1000, "end_handle": "continue"}),
         )
         .await;
     let mut rx = app.events().subscribe();
@@ -578,7 +578,8 @@ async fn a_daily_schedule_wakes_at_its_start(db: Db) {
 
     clock.set(utc("2027-03-14T13:00:00Z"));
     wait_status(&mut rx, &c, "running", Duration::from_secs(10)).await;
-    wait_status(&mut rx, &c, "finished", Duration::from_secs(20)).await;
+    // Today's run drains its list, then waits for tomorrow's start.
+    wait_status(&mut rx, &c, "waiting", Duration::from_secs(20)).await;
     assert_eq!(app.scalar(&calls).await, 5);
     assert_eq!(
         app.scalar(&format!("SELECT MIN(created_at) FROM calls WHERE campaign_id = '{c}'"))
