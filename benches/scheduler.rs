@@ -18,10 +18,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use herald::app::{App, TelephonyChoice};
-use herald::sim::InstantTelephony;
 use herald::config::Config;
 use herald::domain::target::parse_target;
 use herald::events::Event;
+use herald::sim::InstantTelephony;
 use herald::store::campaigns::CampaignFields;
 use herald::store::documents::{AGENTS, OUTDIALS, OUTPLANS};
 use herald::store::{new_id, Store};

@@ -76,7 +76,9 @@ pub struct ManualClock(Arc<Manual>);
 
 impl ManualClock {
     pub fn set(&self, at: DateTime<Utc>) {
-        self.0.now_ms.store(at.timestamp_millis(), Ordering::Relaxed);
+        self.0
+            .now_ms
+            .store(at.timestamp_millis(), Ordering::Relaxed);
     }
 
     pub fn advance(&self, by: Duration) {

@@ -197,7 +197,11 @@ async fn a_one_off_call_to_a_number_on_the_dnc_list_is_refused_without_an_invite
         .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let c = app
-        .post_ok("/v1/calls", &json!({"to": blocked, "max_retries": 2, "retry_delay": 0}), StatusCode::CREATED)
+        .post_ok(
+            "/v1/calls",
+            &json!({"to": blocked, "max_retries": 2, "retry_delay": 0}),
+            StatusCode::CREATED,
+        )
         .await;
     let id = c["id"].as_str().unwrap().to_string();
     assert_eq!(wait_final(&mut rx, &id).await, "failed");
@@ -207,10 +211,18 @@ async fn a_one_off_call_to_a_number_on_the_dnc_list_is_refused_without_an_invite
     assert!(c["sip_call_id"].is_null(), "{c}");
     assert!(c["invite_sent_at"].is_null(), "{c}");
     assert!(c["answered_at"].is_null(), "{c}");
-    assert_eq!(c["attempts"].as_array().unwrap().len(), 0, "no try was made: {c}");
+    assert_eq!(
+        c["attempts"].as_array().unwrap().len(),
+        0,
+        "no try was made: {c}"
+    );
 
     let ok = app
-        .post_ok("/v1/calls", &json!({"to": "+15557654300"}), StatusCode::CREATED)
+        .post_ok(
+            "/v1/calls",
+            &json!({"to": "+15557654300"}),
+            StatusCode::CREATED,
+        )
         .await;
     let ok_id = ok["id"].as_str().unwrap().to_string();
     assert_eq!(wait_final(&mut rx, &ok_id).await, "completed");
@@ -256,7 +268,8 @@ async fn an_opt_out_from_a_one_off_calls_agent_puts_the_number_on_the_dnc_list()
     let c = expect_json(app.get(&format!("/v1/calls/{id}")).await, StatusCode::OK).await;
     assert_eq!(c["result"], "opted_out", "{c}");
     let dnc = expect_json(
-        app.get(&format!("/v1/dnc/{}", to.replace('+', "%2B"))).await,
+        app.get(&format!("/v1/dnc/{}", to.replace('+', "%2B")))
+            .await,
         StatusCode::OK,
     )
     .await;
@@ -268,7 +281,10 @@ async fn an_opt_out_from_a_one_off_calls_agent_puts_the_number_on_the_dnc_list()
         ))
         .await;
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0][0], rows[0][1], "the DNC row is stamped with the call's end");
+    assert_eq!(
+        rows[0][0], rows[0][1],
+        "the DNC row is stamped with the call's end"
+    );
     uas.finish().await.assert_success();
     app.stop().await;
 }

@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::{assert_event_chains, expect_error, expect_json, wait_status, Db};
-use herald::sim::InstantTelephony;
 use herald::domain::Outcome;
+use herald::sim::InstantTelephony;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -479,8 +479,11 @@ async fn a_waiting_campaign_dials_at_its_window_opening_across_spring_forward_an
     else {
         return;
     };
-    let nums: Vec<String> = (0..40).map(|i| format!("+1212555{:04}", 1000 + i)).collect();
-    let window = json!({"timezone": "America/New_York", "days": ALL_DAYS, "start": "09:00", "end": "17:00"});
+    let nums: Vec<String> = (0..40)
+        .map(|i| format!("+1212555{:04}", 1000 + i))
+        .collect();
+    let window =
+        json!({"timezone": "America/New_York", "days": ALL_DAYS, "start": "09:00", "end": "17:00"});
     // Two calls a second (by the wall clock), so the close finds the list half done.
     let (c, od) = app
         .campaign(
@@ -513,8 +516,10 @@ async fn a_waiting_campaign_dials_at_its_window_opening_across_spring_forward_an
     wait_status(&mut rx, &c, "running", Duration::from_secs(10)).await;
     wait_count(&app, &calls, 3).await;
     assert_eq!(
-        app.scalar(&format!("SELECT MIN(created_at) FROM calls WHERE campaign_id = '{c}'"))
-            .await,
+        app.scalar(&format!(
+            "SELECT MIN(created_at) FROM calls WHERE campaign_id = '{c}'"
+        ))
+        .await,
         opening
     );
 
@@ -539,7 +544,10 @@ async fn a_waiting_campaign_dials_at_its_window_opening_across_spring_forward_an
             "SELECT COUNT(*) FROM targets WHERE outdial_id = '{od}' AND state = 'idle' AND next_attempt_at = {monday}"
         ))
         .await;
-    assert!(waiting_for_monday >= 1, "a target is deferred to Monday's opening");
+    assert!(
+        waiting_for_monday >= 1,
+        "a target is deferred to Monday's opening"
+    );
     common::wait_clock_reads(&clock, 40).await;
     assert_eq!(app.scalar(&calls).await, dialed, "dialed while closed");
     app.stop().await;
@@ -582,8 +590,10 @@ async fn a_daily_schedule_wakes_at_its_start(db: Db) {
     wait_status(&mut rx, &c, "waiting", Duration::from_secs(20)).await;
     assert_eq!(app.scalar(&calls).await, 5);
     assert_eq!(
-        app.scalar(&format!("SELECT MIN(created_at) FROM calls WHERE campaign_id = '{c}'"))
-            .await,
+        app.scalar(&format!(
+            "SELECT MIN(created_at) FROM calls WHERE campaign_id = '{c}'"
+        ))
+        .await,
         utc("2027-03-14T13:00:00Z").timestamp_millis()
     );
     assert_eq!(

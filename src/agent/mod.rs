@@ -26,8 +26,8 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use crate::sip::Telephony;
 use crate::sip::CallMedia;
+use crate::sip::Telephony;
 
 /// How long a session may take to wrap up after its call has ended.
 pub const SESSION_END_GRACE: Duration = Duration::from_secs(2);

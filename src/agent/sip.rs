@@ -15,9 +15,9 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::{Agent, AgentConfig, AgentUnavailable, Session, SessionContext, SessionControl};
-use crate::sip::{PlacedCall, Telephony};
 use crate::media::MediaEvent;
 use crate::sip::{CallEvent, CallMedia, DialDestination, OriginateRequest};
+use crate::sip::{PlacedCall, Telephony};
 
 /// The longest header value passed to the agent.
 const MAX_HEADER_VALUE: usize = 256;

@@ -270,7 +270,12 @@ where
 
 /// A call that could not be placed at all.
 fn failed_to_start(e: &OriginateError, now: DateTime<Utc>) -> CallEnded {
-    ended_without_a_call(crate::sip::classify::failed_to_start(e), e.to_string(), None, now)
+    ended_without_a_call(
+        crate::sip::classify::failed_to_start(e),
+        e.to_string(),
+        None,
+        now,
+    )
 }
 
 /// The end of an attempt that no SIP exchange finished: it never started, or

@@ -118,7 +118,9 @@ async fn run(
     })
     .await
     .is_some();
-    if let DialCheck::Fail { reason } = check_before_dial(&DialGate::one_off(on_dnc), deps.clock.now()) {
+    if let DialCheck::Fail { reason } =
+        check_before_dial(&DialGate::one_off(on_dnc), deps.clock.now())
+    {
         refuse(&deps, &c, reason).await;
         return;
     }

@@ -415,7 +415,14 @@ impl AttemptRecord for CampaignAttempt {
             // The trunk refuses us (credentials, codecs): stop dialing until someone looks.
             let reason = format!("trunk_error: {}", ended.reason);
             tracing::error!(campaign = %self.campaign_id, trunk = %self.trunk, %reason, "pausing the campaign");
-            set_status(&self.deps, &self.campaign_id, StatusMove::Pause, Some(&reason), None).await;
+            set_status(
+                &self.deps,
+                &self.campaign_id,
+                StatusMove::Pause,
+                Some(&reason),
+                None,
+            )
+            .await;
         }
         let _ = self.record.send(done).await;
         self.live.lock().expect("live calls").remove(&c.call_id);

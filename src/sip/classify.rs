@@ -184,7 +184,10 @@ mod tests {
     fn a_call_that_could_not_start_is_classified_by_why() {
         use super::super::OriginateError as E;
         let table = [
-            (E::InvalidDestination("x".into()), Outcome::InvalidDestination),
+            (
+                E::InvalidDestination("x".into()),
+                Outcome::InvalidDestination,
+            ),
             (E::UnknownTrunk("t".into()), Outcome::TrunkError),
             (E::InvalidCallerId("c".into()), Outcome::TrunkError),
             (

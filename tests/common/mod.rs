@@ -147,7 +147,14 @@ async fn spawn(
     bootstrap: Option<&str>,
     telephony: herald::app::TelephonyChoice,
 ) -> Option<TestApp> {
-    spawn_clocked(db, extra, bootstrap, telephony, herald::clock::Clock::system()).await
+    spawn_clocked(
+        db,
+        extra,
+        bootstrap,
+        telephony,
+        herald::clock::Clock::system(),
+    )
+    .await
 }
 
 /// As [`spawn`], with the scheduler reading `clock`.

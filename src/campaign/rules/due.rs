@@ -70,11 +70,17 @@ pub struct DueTarget<'a> {
 /// What the claim does with a due target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
-    Dial { destination_index: usize },
+    Dial {
+        destination_index: usize,
+    },
     /// Put back until this instant.
-    Defer { until: DateTime<Utc> },
+    Defer {
+        until: DateTime<Utc>,
+    },
     /// Never dial it: `tries_exhausted`, `dnc` or `expired`.
-    Fail { reason: &'static str },
+    Fail {
+        reason: &'static str,
+    },
 }
 
 /// Whether a campaign's due target is dialed now: a target with no
@@ -101,7 +107,8 @@ pub fn claim_decision(
     let gate = DialGate {
         not_before: t.not_before,
         expires_at: t.expires_at,
-        window: window.map(|(w, campaign_tz)| (w, resolve_timezone(t.timezone, first_tel, campaign_tz))),
+        window: window
+            .map(|(w, campaign_tz)| (w, resolve_timezone(t.timezone, first_tel, campaign_tz))),
         priority,
         on_dnc,
     };
@@ -316,17 +323,72 @@ mod tests {
         };
         let la_opening = utc("2026-11-20T17:00:00Z");
         let table: Vec<(DueTarget, Priority, bool, Claim)> = vec![
-            (due(&ny_number, 0, None), Priority::Normal, false, Claim::Dial { destination_index: 0 }),
-            (due(&la_number, 0, None), Priority::Normal, false, Claim::Defer { until: la_opening }),
+            (
+                due(&ny_number, 0, None),
+                Priority::Normal,
+                false,
+                Claim::Dial {
+                    destination_index: 0,
+                },
+            ),
+            (
+                due(&la_number, 0, None),
+                Priority::Normal,
+                false,
+                Claim::Defer { until: la_opening },
+            ),
             // The zone comes from the first tel number, even when a SIP one is dialed first.
-            (due(&sip_then_la, 0, None), Priority::Normal, false, Claim::Defer { until: la_opening }),
-            (due(&sip_then_la, 1, None), Priority::Normal, false, Claim::Defer { until: la_opening }),
+            (
+                due(&sip_then_la, 0, None),
+                Priority::Normal,
+                false,
+                Claim::Defer { until: la_opening },
+            ),
+            (
+                due(&sip_then_la, 1, None),
+                Priority::Normal,
+                false,
+                Claim::Defer { until: la_opening },
+            ),
             // The target's own zone wins over its number's.
-            (due(&la_number, 0, Some("America/New_York")), Priority::Normal, false, Claim::Dial { destination_index: 0 }),
-            (due(&la_number, 0, None), Priority::Emergency, false, Claim::Dial { destination_index: 0 }),
-            (due(&ny_number, 0, None), Priority::Normal, true, Claim::Fail { reason: "dnc" }),
-            (due(&ny_number, 1, None), Priority::Normal, false, Claim::Fail { reason: "tries_exhausted" }),
-            (due(&[], 0, None), Priority::Emergency, false, Claim::Fail { reason: "tries_exhausted" }),
+            (
+                due(&la_number, 0, Some("America/New_York")),
+                Priority::Normal,
+                false,
+                Claim::Dial {
+                    destination_index: 0,
+                },
+            ),
+            (
+                due(&la_number, 0, None),
+                Priority::Emergency,
+                false,
+                Claim::Dial {
+                    destination_index: 0,
+                },
+            ),
+            (
+                due(&ny_number, 0, None),
+                Priority::Normal,
+                true,
+                Claim::Fail { reason: "dnc" },
+            ),
+            (
+                due(&ny_number, 1, None),
+                Priority::Normal,
+                false,
+                Claim::Fail {
+                    reason: "tries_exhausted",
+                },
+            ),
+            (
+                due(&[], 0, None),
+                Priority::Emergency,
+                false,
+                Claim::Fail {
+                    reason: "tries_exhausted",
+                },
+            ),
         ];
         for (t, priority, on_dnc, want) in table {
             assert_eq!(
@@ -340,12 +402,26 @@ mod tests {
             ..due(&la_number, 0, None)
         };
         assert_eq!(
-            claim_decision(&expiring, Some((&w, New_York)), Priority::Normal, false, now),
+            claim_decision(
+                &expiring,
+                Some((&w, New_York)),
+                Priority::Normal,
+                false,
+                now
+            ),
             Claim::Fail { reason: "expired" }
         );
         assert_eq!(
-            claim_decision(&due(&la_number, 0, None), None, Priority::Normal, false, now),
-            Claim::Dial { destination_index: 0 }
+            claim_decision(
+                &due(&la_number, 0, None),
+                None,
+                Priority::Normal,
+                false,
+                now
+            ),
+            Claim::Dial {
+                destination_index: 0
+            }
         );
     }
 

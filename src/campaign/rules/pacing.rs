@@ -77,7 +77,13 @@ mod tests {
 
     #[test]
     fn a_campaign_has_room_up_to_its_concurrency() {
-        for (max, in_flight, want) in [(50, 0, 50), (50, 48, 2), (50, 50, 0), (50, 60, 0), (0, 0, 0)] {
+        for (max, in_flight, want) in [
+            (50, 0, 50),
+            (50, 48, 2),
+            (50, 50, 0),
+            (50, 60, 0),
+            (0, 0, 0),
+        ] {
             assert_eq!(campaign_room(max, in_flight), want, "{max} {in_flight}");
         }
     }

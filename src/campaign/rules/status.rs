@@ -14,9 +14,7 @@ use crate::domain::{CampaignStatus, StatusCause, StatusMove};
 pub enum DailyStep {
     /// Dial nothing this tick; `wait` says whether to move to `waiting`
     /// (for the daily start at `until`).
-    Hold {
-        wait: Option<DateTime<Utc>>,
-    },
+    Hold { wait: Option<DateTime<Utc>> },
     /// Dial; `wake` says whether to move from a daily wait back to `running`.
     Go { wake: bool },
 }
@@ -126,7 +124,13 @@ mod tests {
         let daily = Some(StatusCause::DailyStart);
         let table = [
             // status, cause, in flight, gate → step
-            (Running, None, 0, waiting, DailyStep::Hold { wait: Some(until) }),
+            (
+                Running,
+                None,
+                0,
+                waiting,
+                DailyStep::Hold { wait: Some(until) },
+            ),
             (Running, None, 2, waiting, DailyStep::Hold { wait: None }),
             (Waiting, daily, 0, waiting, DailyStep::Hold { wait: None }),
             (Waiting, daily, 0, open, DailyStep::Go { wake: true }),
