@@ -4,14 +4,14 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{JsonBody, ListQuery};
+use super::extract::{IdPath, JsonBody, ListQuery};
 use crate::agent::AgentRuntime;
 use crate::domain::fields::Fields;
 use crate::domain::specs::validate_call_request;
@@ -29,6 +29,9 @@ pub const STATUSES: [&str; 6] = [
     "failed",
     "cancelled",
 ];
+
+/// Longest cancel reason.
+pub const MAX_REASON_CHARS: usize = 500;
 
 #[derive(Clone)]
 struct CallsState {
@@ -55,7 +58,7 @@ pub fn router(store: Store, trunks: std::sync::Arc<Vec<String>>, runtime: AgentR
 /// with the attempt when the call ends. The last one set wins.
 async fn set_result(
     State(s): State<CallsState>,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
     let f = Fields::new(&body, "")?;
@@ -70,7 +73,11 @@ async fn set_result(
             ))
         }
         None => {
-            let call = s.store.get_call(&id).await?;
+            let call = s
+                .store
+                .get_call(&id)
+                .await
+                .map_err(|e| ApiError::from_store(e, "call", &id))?;
             Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "call_not_live",
@@ -161,11 +168,11 @@ async fn list(
             .transpose()
     };
     let filter = CallFilter {
-        campaign_id: q.get("campaign_id"),
-        target_id: q.get("target_id"),
+        campaign_id: q.id("campaign_id")?,
+        target_id: q.id("target_id")?,
         outcome: q.get("outcome"),
         status: q.get("status"),
-        agent_id: q.get("agent_id"),
+        agent_id: q.id("agent_id")?,
         created_after: time("created_after")?,
         created_before: time("created_before")?,
     };
@@ -173,7 +180,7 @@ async fn list(
     Ok(Json(serde_json::to_value(page).expect("page serializes")))
 }
 
-async fn read(State(s): State<CallsState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn read(State(s): State<CallsState>, IdPath(id): IdPath) -> ApiResult<Json<Value>> {
     Ok(Json(
         s.store
             .get_call(&id)
@@ -197,7 +204,7 @@ async fn not_waiting(s: &CallsState, id: &str, verb: &str) -> ApiError {
 /// `{"scheduled_at": "…"}` moves a pending or scheduled one-off call.
 async fn reschedule(
     State(s): State<CallsState>,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
     let f = Fields::new(&body, "")?;
@@ -214,19 +221,21 @@ async fn reschedule(
 /// `{"reason": "…"}` cancels a pending or scheduled one-off call.
 async fn cancel(
     State(s): State<CallsState>,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
     let f = Fields::new(&body, "")?;
     f.deny_unknown(&["reason"])?;
-    let reason = f.str_opt("reason")?.unwrap_or("cancelled by request");
+    let reason = f
+        .str_max("reason", MAX_REASON_CHARS)?
+        .unwrap_or("cancelled by request");
     if !s.store.cancel_one_off(&id, reason, now_ms()).await? {
         return Err(not_waiting(&s, &id, "cancel").await);
     }
     Ok(Json(s.store.get_call(&id).await?))
 }
 
-async fn remove(State(s): State<CallsState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn remove(State(s): State<CallsState>, IdPath(id): IdPath) -> ApiResult<StatusCode> {
     if s.store.delete_call(&id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -6,14 +6,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::Value;
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{ts, JsonBody, ListQuery};
+use super::extract::{ts, IdPath, JsonBody, ListQuery};
 use crate::domain::fields::{merge_patch, Fields};
 use crate::domain::specs::{validate_campaign, CampaignRefs};
 use crate::domain::{FieldError, StatusCause, StatusMove};
@@ -137,7 +137,7 @@ async fn list(
     ))
 }
 
-async fn read(State(s): State<CampaignState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn read(State(s): State<CampaignState>, IdPath(id): IdPath) -> ApiResult<Json<Value>> {
     let c = s
         .store
         .get_campaign(&id)
@@ -148,7 +148,7 @@ async fn read(State(s): State<CampaignState>, Path(id): Path<String>) -> ApiResu
 
 async fn update(
     State(s): State<CampaignState>,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
     JsonBody(patch): JsonBody,
 ) -> ApiResult<Json<Value>> {
     Fields::new(&patch, "")?;
@@ -176,7 +176,7 @@ async fn update(
     Ok(Json(campaign_json(&row)))
 }
 
-async fn remove(State(s): State<CampaignState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn remove(State(s): State<CampaignState>, IdPath(id): IdPath) -> ApiResult<StatusCode> {
     s.store
         .delete_campaign(&id)
         .await
@@ -218,23 +218,23 @@ async fn control(
     Ok(Json(campaign_json(&c)))
 }
 
-async fn start(State(s): State<CampaignState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn start(State(s): State<CampaignState>, IdPath(id): IdPath) -> ApiResult<Json<Value>> {
     control(&s, &id, "start", StatusMove::Start, None, None).await
 }
 
-async fn pause(State(s): State<CampaignState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn pause(State(s): State<CampaignState>, IdPath(id): IdPath) -> ApiResult<Json<Value>> {
     let reason = Some("paused by request");
     control(&s, &id, "pause", StatusMove::Pause, reason, None).await
 }
 
-async fn resume(State(s): State<CampaignState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn resume(State(s): State<CampaignState>, IdPath(id): IdPath) -> ApiResult<Json<Value>> {
     control(&s, &id, "resume", StatusMove::Resume, None, None).await
 }
 
 /// `{"force": true}` hangs up live calls; otherwise they run to their end.
 async fn stop(
     State(s): State<CampaignState>,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let force = if body.is_empty() {
@@ -251,7 +251,7 @@ async fn stop(
     control(&s, &id, "stop", StatusMove::Stop, Some(reason), cause).await
 }
 
-async fn stats(State(s): State<CampaignState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn stats(State(s): State<CampaignState>, IdPath(id): IdPath) -> ApiResult<Json<Value>> {
     let c = s
         .store
         .get_campaign(&id)

@@ -1,5 +1,7 @@
 //! The do-not-call list: E.164 numbers never dialed (checked right before each INVITE).
+//! A path that is not a valid number is a 422 naming `number`.
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -9,9 +11,12 @@ use serde_json::{json, Value};
 use super::error::{ApiError, ApiResult};
 use super::extract::{ts, JsonBody};
 use crate::domain::destination::validate_e164;
-use crate::domain::fields::Fields;
+use crate::domain::fields::{check_text, Fields, MAX_STRING_CHARS};
 use crate::domain::FieldError;
 use crate::store::Store;
+
+/// Longest reason stored with a number.
+pub const MAX_REASON_CHARS: usize = 500;
 
 pub fn router(store: Store) -> Router {
     Router::new()
@@ -33,7 +38,14 @@ async fn add(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let f = Fields::new(&body, "")?;
     f.deny_unknown(&["number", "numbers", "reason"])?;
-    let reason = f.str_opt("reason")?.unwrap_or("requested");
+    let reason = f
+        .str_max("reason", MAX_REASON_CHARS)?
+        .unwrap_or("requested");
+    if f.has("number") && f.has("numbers") {
+        return Err(f
+            .err("number", "give either number or numbers, not both")
+            .into());
+    }
     let mut numbers = Vec::new();
     if let Some(n) = f.str_opt("number")? {
         numbers.push(number_field("number", n)?);
@@ -43,6 +55,7 @@ async fn add(
         let n = n
             .as_str()
             .ok_or_else(|| FieldError::new(&field, "must be a string"))?;
+        check_text(n, false, MAX_STRING_CHARS).map_err(|why| FieldError::new(&field, why))?;
         numbers.push(number_field(&field, n)?);
     }
     if numbers.is_empty() {
@@ -55,8 +68,19 @@ async fn add(
     Ok((StatusCode::CREATED, Json(json!({"added": numbers}))))
 }
 
-async fn read(State(store): State<Store>, Path(number): Path<String>) -> ApiResult<Json<Value>> {
-    let number = number_field("number", &number)?;
+/// The `{number}` of the path, checked as E.164.
+fn path_number(path: Result<Path<String>, PathRejection>) -> Result<String, FieldError> {
+    match path {
+        Ok(Path(n)) => number_field("number", &n),
+        Err(_) => Err(FieldError::new("number", "is not valid UTF-8")),
+    }
+}
+
+async fn read(
+    State(store): State<Store>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<Value>> {
+    let number = path_number(path)?;
     match store.get_dnc(&number).await? {
         Some((reason, at)) => Ok(Json(
             json!({"number": number, "reason": reason, "created_at": ts(at)}),
@@ -69,8 +93,11 @@ async fn read(State(store): State<Store>, Path(number): Path<String>) -> ApiResu
     }
 }
 
-async fn remove(State(store): State<Store>, Path(number): Path<String>) -> ApiResult<StatusCode> {
-    let number = number_field("number", &number)?;
+async fn remove(
+    State(store): State<Store>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<StatusCode> {
+    let number = path_number(path)?;
     if store.delete_dnc(&number).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -4,15 +4,15 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{ts, JsonBody, ListQuery};
-use crate::domain::fields::{merge_patch, Fields};
+use super::extract::{ts, IdPath, JsonBody, ListQuery};
+use crate::domain::fields::{merge_patch, Fields, MAX_DETAIL_CHARS};
 use crate::domain::specs::{validate_agent, validate_outplan};
 use crate::domain::{FieldError, TargetState};
 use crate::store::documents::{Doc, DocTable, AGENTS, OUTDIALS, OUTPLANS};
@@ -31,7 +31,10 @@ struct DocState {
 pub fn validate_outdial(v: &Value) -> Result<Value, FieldError> {
     let f = Fields::new(v, "")?;
     f.deny_unknown(&["name", "detail"])?;
-    Ok(json!({"name": f.name("name", 200)?, "detail": f.str_opt("detail")?.unwrap_or("")}))
+    Ok(json!({
+        "name": f.name("name", 200)?,
+        "detail": f.text_opt("detail", MAX_DETAIL_CHARS)?.unwrap_or(""),
+    }))
 }
 
 pub fn outdials(store: Store) -> Router {
@@ -93,7 +96,7 @@ async fn list(
     ))
 }
 
-async fn read(State(s): State<DocState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn read(State(s): State<DocState>, IdPath(id): IdPath) -> ApiResult<Json<Value>> {
     let doc = s
         .store
         .get_doc(s.table, &id)
@@ -118,7 +121,7 @@ async fn read(State(s): State<DocState>, Path(id): Path<String>) -> ApiResult<Js
 
 async fn update(
     State(s): State<DocState>,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
     JsonBody(patch): JsonBody,
 ) -> ApiResult<Json<Value>> {
     Fields::new(&patch, "")?;
@@ -139,7 +142,7 @@ async fn update(
     Ok(Json(doc_json(&doc)))
 }
 
-async fn remove(State(s): State<DocState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn remove(State(s): State<DocState>, IdPath(id): IdPath) -> ApiResult<StatusCode> {
     let done = if s.table == OUTDIALS {
         s.store.delete_outdial(&id).await
     } else {

@@ -13,7 +13,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::routing::get;
@@ -22,6 +22,7 @@ use futures::Stream;
 use tokio_util::sync::CancellationToken;
 
 use super::error::{ApiError, ApiResult};
+use super::extract::IdPath;
 use crate::domain::FieldError;
 use crate::metrics::Metrics;
 use crate::store::events::LoggedEvent;
@@ -79,7 +80,7 @@ fn start_after(headers: &HeaderMap, after: Option<&str>) -> Result<i64, FieldErr
 
 async fn stream(
     State(s): State<EventsState>,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
     Query(q): Query<std::collections::HashMap<String, String>>,
     headers: HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {

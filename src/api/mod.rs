@@ -1,7 +1,8 @@
 //! The REST API (axum): one router per resource, one error type
 //! ([`error::ApiError`]), API-key auth on every `/v1` route. Handlers
 //! validate (through `domain`) and persist (through `store`); they make no
-//! dialing decisions.
+//! dialing decisions. Every error response, including unknown routes, wrong
+//! methods and axum's own rejections, has the API's error shape.
 
 pub mod auth;
 pub mod calls;
@@ -112,6 +113,7 @@ pub fn router(deps: ApiDeps) -> Router {
         ))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(deps.json_body_limit))
+        .layer(middleware::from_fn(error::json_errors))
         .layer(TraceLayer::new_for_http())
 }
 

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -13,7 +13,7 @@ use futures::TryStreamExt;
 use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{parse_json, ts, ts_opt, ListQuery};
+use super::extract::{parse_json, ts, ts_opt, IdPath, ListQuery};
 use super::import::{CsvLayout, Importer, RowRef};
 use crate::domain::target::parse_target;
 use crate::domain::{FieldError, TargetState};
@@ -82,7 +82,7 @@ fn event_json(e: &TargetEvent) -> Value {
 
 async fn add(
     State(s): State<TargetsState>,
-    Path(outdial_id): Path<String>,
+    IdPath(outdial_id): IdPath,
     req: Request,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     s.store
@@ -255,7 +255,7 @@ async fn import_csv(store: &Store, outdial_id: &str, body: Body, limit: u64) -> 
 
 async fn list(
     State(s): State<TargetsState>,
-    Path(outdial_id): Path<String>,
+    IdPath(outdial_id): IdPath,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     let q = ListQuery(q);
@@ -279,7 +279,7 @@ async fn list(
     ))
 }
 
-async fn read(State(s): State<TargetsState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn read(State(s): State<TargetsState>, IdPath(id): IdPath) -> ApiResult<Json<Value>> {
     let t = s
         .store
         .get_target(&id)
@@ -288,7 +288,7 @@ async fn read(State(s): State<TargetsState>, Path(id): Path<String>) -> ApiResul
     Ok(Json(target_json(&t)))
 }
 
-async fn remove(State(s): State<TargetsState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn remove(State(s): State<TargetsState>, IdPath(id): IdPath) -> ApiResult<StatusCode> {
     s.store
         .delete_target(&id)
         .await
@@ -298,7 +298,7 @@ async fn remove(State(s): State<TargetsState>, Path(id): Path<String>) -> ApiRes
 
 async fn events(
     State(s): State<TargetsState>,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     let page = ListQuery(q).page()?;
@@ -311,9 +311,10 @@ async fn events(
         .list_target_events(&id, &page)
         .await
         .map_err(|e| match e {
-            StoreError::NotFound => {
-                FieldError::new("page_token", "is not a token this server issued").into()
-            }
+            StoreError::NotFound => ApiError::invalid_page_token(FieldError::new(
+                "page_token",
+                "is not a token this server issued",
+            )),
             other => ApiError::from(other),
         })?;
     Ok(Json(

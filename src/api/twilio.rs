@@ -5,7 +5,7 @@
 //! (`agents.account_sid`) and an herald API key. Errors use Twilio's shape
 //! (`code`, `message`, `more_info`, `status`), e.g. 20404 for an unknown call.
 
-use axum::extract::rejection::FormRejection;
+use axum::extract::rejection::{FormRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -102,6 +102,15 @@ fn attempt_of(account: &str, call: &str) -> Result<String, Box<Response>> {
         .ok_or_else(|| Box::new(not_found(account, call)))
 }
 
+/// A path whose account or call sid is not valid UTF-8 names no resource.
+fn unreadable_path() -> Response {
+    twilio_error(
+        StatusCode::NOT_FOUND,
+        20404,
+        "The requested resource was not found: the path is not valid UTF-8".into(),
+    )
+}
+
 fn not_found(account: &str, call: &str) -> Response {
     twilio_error(
         StatusCode::NOT_FOUND,
@@ -112,9 +121,12 @@ fn not_found(account: &str, call: &str) -> Response {
 
 async fn read(
     State(s): State<TwilioState>,
-    Path((account, call)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
+    let Ok(Path((account, call))) = path else {
+        return unreadable_path();
+    };
     if let Some(denied) = authenticate(&s, &headers, &account).await {
         return denied;
     }
@@ -138,10 +150,13 @@ struct UpdateForm {
 
 async fn update(
     State(s): State<TwilioState>,
-    Path((account, call)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
     form: Result<Form<UpdateForm>, FormRejection>,
 ) -> Response {
+    let Ok(Path((account, call))) = path else {
+        return unreadable_path();
+    };
     if let Some(denied) = authenticate(&s, &headers, &account).await {
         return denied;
     }
@@ -163,15 +178,8 @@ async fn update(
             "Only Status=completed or Status=canceled is supported; Twiml and Url are not".into(),
         );
     }
-    match form.status.as_deref() {
-        Some("completed") | Some("canceled") => {}
-        other => {
-            return twilio_error(
-                StatusCode::BAD_REQUEST,
-                21218,
-                format!("Status must be completed or canceled, got {other:?}"),
-            )
-        }
+    if let Err(message) = check_status(form.status.as_deref()) {
+        return twilio_error(StatusCode::BAD_REQUEST, 21218, message);
     }
     let live = s.runtime.sessions.get(&attempt);
     if let Some(ctl) = &live {
@@ -187,6 +195,20 @@ async fn update(
             Json(v).into_response()
         }
         Err(r) => *r,
+    }
+}
+
+/// The update's `Status`: `completed` or `canceled`, else the message to answer.
+fn check_status(status: Option<&str>) -> Result<(), String> {
+    match status {
+        Some("completed") | Some("canceled") => Ok(()),
+        None | Some("") => Err("Status is required (completed or canceled)".into()),
+        Some(other) => {
+            let shown: String = other.chars().take(64).collect();
+            Err(format!(
+                "Status must be completed or canceled, got {shown:?}"
+            ))
+        }
     }
 }
 
@@ -254,5 +276,28 @@ fn twilio_status(call: &Value) -> &'static str {
             Some("cancelled") => "canceled",
             _ => "queued",
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_errors_are_plain_words() {
+        // (Status, the message or None when accepted)
+        let cases: &[(Option<&str>, Option<&str>)] = &[
+            (Some("completed"), None),
+            (Some("canceled"), None),
+            (
+                Some("bogus"),
+                Some("Status must be completed or canceled, got \"bogus\""),
+            ),
+            (None, Some("Status is required (completed or canceled)")),
+            (Some(""), Some("Status is required (completed or canceled)")),
+        ];
+        for (status, want) in cases {
+            assert_eq!(check_status(*status).err().as_deref(), *want, "{status:?}");
+        }
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use tokio::sync::Notify;
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{ts, ts_opt, JsonBody, ListQuery};
+use super::extract::{ts, ts_opt, IdPath, JsonBody, ListQuery};
 use crate::config::Secret;
 use crate::domain::fields::Fields;
 use crate::domain::FieldError;
@@ -152,7 +152,7 @@ async fn list(
     ))
 }
 
-async fn read(State(s): State<WebhookState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn read(State(s): State<WebhookState>, IdPath(id): IdPath) -> ApiResult<Json<Value>> {
     let w = s
         .store
         .get_webhook(&id)
@@ -161,7 +161,7 @@ async fn read(State(s): State<WebhookState>, Path(id): Path<String>) -> ApiResul
     Ok(Json(webhook_json(&w)))
 }
 
-async fn remove(State(s): State<WebhookState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn remove(State(s): State<WebhookState>, IdPath(id): IdPath) -> ApiResult<StatusCode> {
     if s.store.delete_webhook(&id).await? {
         s.changed.notify_one();
         Ok(StatusCode::NO_CONTENT)

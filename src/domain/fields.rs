@@ -1,9 +1,49 @@
 //! A reader over a JSON object that knows its own path, so every validation
 //! error names the exact field (`targets[3].destinations[0].target`).
+//!
+//! It is also where text is checked, for every resource at once: a string
+//! read through [`Fields`] never holds NUL or another C0 control character
+//! (only [`Fields::text_opt`] lets tab and line breaks through, for
+//! multi-line free text) and never exceeds [`MAX_STRING_CHARS`] unless the
+//! reader asks for a tighter limit. Numbers must be JSON numbers.
 
 use serde_json::{Map, Value};
 
 use super::FieldError;
+
+/// Longest string any field accepts when it sets no tighter limit.
+pub const MAX_STRING_CHARS: usize = 4096;
+
+/// Longest `detail` (free, multi-line text) of a document.
+pub const MAX_DETAIL_CHARS: usize = 2000;
+
+/// Checks text for control characters and length: NUL and the other C0
+/// controls (and DEL) are refused; `multiline` lets tab, CR and LF through.
+/// The reason names the first offending character and where it is.
+pub fn check_text(s: &str, multiline: bool, max_chars: usize) -> Result<(), String> {
+    let allowed = |c: char| multiline && matches!(c, '\t' | '\n' | '\r');
+    if let Some((i, c)) = s
+        .chars()
+        .enumerate()
+        .find(|&(_, c)| (c < ' ' || c == '\u{7f}') && !allowed(c))
+    {
+        let what = if multiline {
+            "control characters other than tab and line breaks"
+        } else {
+            "control characters (tab, line breaks, NUL and the like)"
+        };
+        return Err(format!(
+            "must not contain {what}; found U+{:04X} at character {}",
+            c as u32,
+            i + 1
+        ));
+    }
+    let n = s.chars().count();
+    if n > max_chars {
+        return Err(format!("must be at most {max_chars} characters, got {n}"));
+    }
+    Ok(())
+}
 
 pub struct Fields<'a> {
     obj: &'a Map<String, Value>,
@@ -71,10 +111,34 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A single-line string of at most [`MAX_STRING_CHARS`] characters
+    /// without control characters.
     pub fn str_opt(&self, key: &str) -> Result<Option<&'a str>, FieldError> {
+        self.checked_str(key, false, MAX_STRING_CHARS)
+    }
+
+    /// A single-line string of at most `max` characters.
+    pub fn str_max(&self, key: &str, max: usize) -> Result<Option<&'a str>, FieldError> {
+        self.checked_str(key, false, max)
+    }
+
+    /// Free text of at most `max` characters that may hold tabs and line breaks.
+    pub fn text_opt(&self, key: &str, max: usize) -> Result<Option<&'a str>, FieldError> {
+        self.checked_str(key, true, max)
+    }
+
+    fn checked_str(
+        &self,
+        key: &str,
+        multiline: bool,
+        max: usize,
+    ) -> Result<Option<&'a str>, FieldError> {
         match self.get(key) {
             None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(Value::String(s)) => {
+                check_text(s, multiline, max).map_err(|why| self.err(key, why))?;
+                Ok(Some(s.as_str()))
+            }
             Some(other) => {
                 Err(self.err(key, format!("must be a string, got {}", type_name(other))))
             }
@@ -98,12 +162,27 @@ impl<'a> Fields<'a> {
         Ok(s.to_string())
     }
 
-    /// An integer in `lo..=hi`; a string of digits is accepted too (CSV cells).
+    /// An integer in `lo..=hi`, given as a JSON number (`"25"` is refused).
     pub fn int_opt(&self, key: &str, lo: i64, hi: i64) -> Result<Option<i64>, FieldError> {
+        self.int_in(key, lo, hi, false)
+    }
+
+    /// Like [`Fields::int_opt`], and a string of digits is accepted too: for
+    /// fields that CSV rows fill in, whose cells are text.
+    pub fn int_or_digits_opt(
+        &self,
+        key: &str,
+        lo: i64,
+        hi: i64,
+    ) -> Result<Option<i64>, FieldError> {
+        self.int_in(key, lo, hi, true)
+    }
+
+    fn int_in(&self, key: &str, lo: i64, hi: i64, digits: bool) -> Result<Option<i64>, FieldError> {
         let n = match self.get(key) {
             None => return Ok(None),
             Some(Value::Number(n)) => n.as_i64(),
-            Some(Value::String(s)) => s.trim().parse::<i64>().ok(),
+            Some(Value::String(s)) if digits => s.trim().parse::<i64>().ok(),
             Some(other) => {
                 return Err(self.err(key, format!("must be an integer, got {}", type_name(other))))
             }
@@ -255,6 +334,63 @@ mod tests {
         let e = retry.int_opt("busy_s", 0, 10).unwrap_err();
         assert_eq!(e.field, "retry.busy_s");
         assert!(e.reason.contains("between 0 and 10"));
+    }
+
+    #[test]
+    fn control_characters_are_refused_except_where_text_allows_them() {
+        // (text, multiline, accepted)
+        let cases: &[(&str, bool, bool)] = &[
+            ("plain", false, true),
+            ("a\u{0}b", false, false),
+            ("a\u{0}b", true, false),
+            ("a\tb", false, false),
+            ("a\tb", true, true),
+            ("line\r\nline", true, true),
+            ("line\nline", false, false),
+            ("bell\u{7}", true, false),
+            ("esc\u{1b}[0m", true, false),
+            ("del\u{7f}", false, false),
+            ("caf\u{e9} \u{1F600}", false, true),
+        ];
+        for (text, multiline, ok) in cases {
+            assert_eq!(
+                check_text(text, *multiline, 100).is_ok(),
+                *ok,
+                "{text:?} multiline={multiline}"
+            );
+        }
+        let why = check_text("a\u{0}b", false, 100).unwrap_err();
+        assert!(why.contains("U+0000 at character 2"), "{why}");
+        assert!(check_text("\u{e9}\u{e9}\u{e9}", false, 3).is_ok());
+        assert!(check_text("\u{e9}\u{e9}\u{e9}\u{e9}", false, 3)
+            .unwrap_err()
+            .contains("at most 3 characters"));
+    }
+
+    #[test]
+    fn every_string_reader_checks_and_names_the_field() {
+        let v = json!({"name": "a\u{0}b", "detail": "two\nlines", "note": "x\ny",
+            "long": "y".repeat(MAX_STRING_CHARS + 1)});
+        let f = Fields::new(&v, "outer").unwrap();
+        assert_eq!(f.name("name", 200).unwrap_err().field, "outer.name");
+        assert_eq!(f.str_req("name").unwrap_err().field, "outer.name");
+        assert_eq!(f.text_opt("detail", 20).unwrap(), Some("two\nlines"));
+        assert_eq!(f.text_opt("detail", 3).unwrap_err().field, "outer.detail");
+        assert_eq!(f.str_opt("note").unwrap_err().field, "outer.note");
+        assert_eq!(f.str_opt("long").unwrap_err().field, "outer.long");
+        assert_eq!(f.str_max("note", 2).unwrap_err().field, "outer.note");
+    }
+
+    #[test]
+    fn numbers_must_be_json_numbers() {
+        let v = json!({"n": "25", "b": true, "ok": 25, "f": 2.5});
+        let f = Fields::new(&v, "").unwrap();
+        assert!(f.int_opt("n", 0, 100).unwrap_err().reason.contains("a string"));
+        assert!(f.int_opt("b", 0, 100).unwrap_err().reason.contains("a boolean"));
+        assert_eq!(f.int_opt("ok", 0, 100).unwrap(), Some(25));
+        assert!(f.int_opt("f", 0, 100).is_err());
+        assert_eq!(f.int_or_digits_opt("n", 0, 100).unwrap(), Some(25));
+        assert!(f.num_or("n", 0.0, 100.0, false, 1.0).is_err());
     }
 
     #[test]

@@ -6,11 +6,14 @@
 use serde_json::{json, Value};
 
 use super::destination::{validate_e164, validate_sip_uri};
-use super::fields::Fields;
+use super::fields::{Fields, MAX_DETAIL_CHARS};
 use super::window::{parse_hhmm, parse_weekday, CallingWindow};
 use super::{parse_timezone, FieldError};
 
 const DAY_S: i64 = 86_400;
+
+/// Slowest pacing a campaign accepts: one call every 100 seconds.
+pub const MIN_CALLS_PER_SECOND: f64 = 0.01;
 
 /// An outplan: caller id, ring timeout, try budget and retry delays.
 pub fn validate_outplan(v: &Value) -> Result<Value, FieldError> {
@@ -49,7 +52,7 @@ pub fn validate_outplan(v: &Value) -> Result<Value, FieldError> {
     };
     Ok(json!({
         "name": name,
-        "detail": f.str_opt("detail")?.unwrap_or(""),
+        "detail": f.text_opt("detail", MAX_DETAIL_CHARS)?.unwrap_or(""),
         "caller_id": caller_id,
         "dial_timeout_s": f.int_or("dial_timeout_s", 5, 600, 30)?,
         "try_count_max": f.int_or("try_count_max", 1, 100, 3)?,
@@ -129,7 +132,7 @@ pub fn validate_agent(v: &Value) -> Result<Value, FieldError> {
     }
     Ok(json!({
         "name": name,
-        "detail": f.str_opt("detail")?.unwrap_or(""),
+        "detail": f.text_opt("detail", MAX_DETAIL_CHARS)?.unwrap_or(""),
         "kind": kind,
         "url": url,
         "parameters": Value::Object(f.map_opt("parameters", 16 * 1024)?),
@@ -214,13 +217,13 @@ pub fn validate_campaign(v: &Value) -> Result<(Value, CampaignRefs), FieldError>
     };
     let spec = json!({
         "name": name,
-        "detail": f.str_opt("detail")?.unwrap_or(""),
+        "detail": f.text_opt("detail", MAX_DETAIL_CHARS)?.unwrap_or(""),
         "outdial_id": refs.outdial_id,
         "outplan_id": refs.outplan_id,
         "agent_id": refs.agent_id,
         "trunk": refs.trunk,
         "max_concurrent_calls": f.int_or("max_concurrent_calls", 1, 100_000, 10)?,
-        "calls_per_second": f.num_or("calls_per_second", 0.0, 100_000.0, true, 1.0)?,
+        "calls_per_second": f.num_or("calls_per_second", MIN_CALLS_PER_SECOND, 100_000.0, false, 1.0)?,
         "calling_window": window,
         "schedule": schedule,
         "priority": f.choice_or("priority", &["normal", "emergency"], "normal")?,
@@ -317,6 +320,11 @@ mod tests {
             e(json!({"name": "x", "try_count_max": "lots"})),
             "try_count_max"
         );
+        assert_eq!(
+            e(json!({"name": "x", "dial_timeout_s": "25"})),
+            "dial_timeout_s"
+        );
+        assert_eq!(e(json!({"name": "x", "detail": "a\u{0}b"})), "detail");
     }
 
     #[test]
@@ -383,6 +391,11 @@ mod tests {
         };
         assert!(validate_campaign(&base).is_ok());
         assert_eq!(with("calls_per_second", json!(0)), "calls_per_second");
+        assert_eq!(with("calls_per_second", json!(1e-9)), "calls_per_second");
+        assert_eq!(with("calls_per_second", json!("5")), "calls_per_second");
+        let mut slow = base.clone();
+        slow["calls_per_second"] = json!(0.01);
+        assert!(validate_campaign(&slow).is_ok());
         assert_eq!(
             with("max_concurrent_calls", json!(-1)),
             "max_concurrent_calls"

@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use super::destination::MAX_DESTINATIONS;
-use super::fields::Fields;
+use super::fields::{Fields, MAX_DETAIL_CHARS};
 use super::{parse_timezone, Destination, FieldError};
 
 /// A validated target, ready to be stored.
@@ -86,7 +86,11 @@ pub fn parse_target(v: &Value, id: String) -> Result<NewTarget, FieldError> {
         let dest = Destination::new(kind, target, budget).map_err(|e| e.within(&path))?;
         destinations.push(dest);
     }
-    let try_count_max = f.int_opt("try_count_max", 1, 100)?.map(|n| n as u32);
+    // CSV cells are text, so a target's own budget may come as digits.
+    let try_count_max = f
+        .int_or_digits_opt("try_count_max", 1, 100)?
+        .map(|n| n as u32);
+    f.text_opt("detail", MAX_DETAIL_CHARS)?;
     let timezone = match f.str_opt("timezone")? {
         None => None,
         Some(tz) => Some(parse_timezone("timezone", tz.trim())?.name().to_string()),
@@ -218,5 +222,22 @@ mod tests {
             "colour"
         );
         assert_eq!(err(json!("just a string")).field, "(body)");
+        assert_eq!(
+            err(json!({"destination": tel, "name": "a\u{0}b"})).field,
+            "name"
+        );
+        assert_eq!(
+            err(json!({"destination": tel, "client_token": "t\u{1b}"})).field,
+            "client_token"
+        );
+        assert_eq!(
+            err(json!({"destination": {"type": "tel", "target": "+1555\u{0}1234567"}})).field,
+            "destination.target"
+        );
+        assert_eq!(
+            err(json!({"destination": {"type": "tel", "target": "+15551234567", "try_count_max": "2"}}))
+                .field,
+            "destination.try_count_max"
+        );
     }
 }
