@@ -318,7 +318,7 @@ async fn paging_walks_2500_targets_exactly_once(db: Db) {
         app.get(&format!("/v1/outdials/{od}/targets?page_token=%25%25"))
             .await,
         StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
+        "invalid_page_token",
         "page_token",
     )
     .await;
