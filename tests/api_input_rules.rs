@@ -45,8 +45,11 @@ async fn control_characters_are_refused_by_field_and_nothing_is_stored(db: Db) {
     )
     .await;
     let e = expect_field(
-        app.post("/v1/outdials", &json!({"name": "ok", "detail": "bell\u{7}"}))
-            .await,
+        app.post(
+            "/v1/outdials",
+            &json!({"name": "ok", "detail": "bell\u{7}"}),
+        )
+        .await,
         "detail",
     )
     .await;
@@ -110,7 +113,8 @@ async fn control_characters_are_refused_by_field_and_nothing_is_stored(db: Db) {
         .await;
     assert_eq!(ok["detail"], "line one\r\n\tline two");
     expect_field(
-        app.post("/v1/outdials", &json!({"name": "two\nlines"})).await,
+        app.post("/v1/outdials", &json!({"name": "two\nlines"}))
+            .await,
         "name",
     )
     .await;
@@ -147,8 +151,11 @@ async fn control_characters_are_refused_by_field_and_nothing_is_stored(db: Db) {
     )
     .await;
     expect_field(
-        app.post("/v1/dnc", &json!({"numbers": ["+15550001234", "+1555\u{0}"]}))
-            .await,
+        app.post(
+            "/v1/dnc",
+            &json!({"numbers": ["+15550001234", "+1555\u{0}"]}),
+        )
+        .await,
         "numbers[1]",
     )
     .await;
@@ -171,7 +178,11 @@ async fn control_characters_are_refused_by_field_and_nothing_is_stored(db: Db) {
         "reason",
     )
     .await;
-    let after = expect_json(app.get(&format!("/v1/calls/{call_id}")).await, StatusCode::OK).await;
+    let after = expect_json(
+        app.get(&format!("/v1/calls/{call_id}")).await,
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(after["status"], "scheduled", "{after}");
     app.stop().await;
 }
@@ -258,7 +269,13 @@ async fn ids_that_cannot_be_ids_are_not_found_and_filters_are_refused(db: Db) {
         ("/v1/webhooks/%00", "webhook"),
         ("/v1/outdials/%00/targets", "outdial"),
     ] {
-        let body = expect_error(app.get(path).await, StatusCode::NOT_FOUND, "not_found", noun).await;
+        let body = expect_error(
+            app.get(path).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+            noun,
+        )
+        .await;
         assert!(body["error"]["details"].is_null(), "{path}: {body}");
     }
     let r = app
@@ -303,12 +320,19 @@ async fn every_error_has_the_shape_with_details_and_405_says_allow(db: Db) {
     let (od, _, _) = app.fixtures().await;
     let send = |m: &str, p: &str| {
         app.client
-            .request(reqwest::Method::from_bytes(m.as_bytes()).unwrap(), app.url(p))
+            .request(
+                reqwest::Method::from_bytes(m.as_bytes()).unwrap(),
+                app.url(p),
+            )
             .header("x-api-key", &app.key)
             .send()
     };
     for (method, path, allow) in [
-        ("PUT", format!("/v1/outdials/{od}"), vec!["GET", "PATCH", "DELETE"]),
+        (
+            "PUT",
+            format!("/v1/outdials/{od}"),
+            vec!["GET", "PATCH", "DELETE"],
+        ),
         ("PATCH", "/v1/webhooks/x".to_string(), vec!["GET", "DELETE"]),
         ("GET", "/v1/dnc".to_string(), vec!["POST"]),
         ("DELETE", "/v1/outdials".to_string(), vec!["GET", "POST"]),
@@ -323,7 +347,10 @@ async fn every_error_has_the_shape_with_details_and_405_says_allow(db: Db) {
             .unwrap()
             .to_string();
         for m in allow {
-            assert!(header.contains(m), "{method} {path}: Allow {header:?} lacks {m}");
+            assert!(
+                header.contains(m),
+                "{method} {path}: Allow {header:?} lacks {m}"
+            );
         }
         let body = expect_json(r, StatusCode::METHOD_NOT_ALLOWED).await;
         assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
@@ -336,7 +363,10 @@ async fn every_error_has_the_shape_with_details_and_405_says_allow(db: Db) {
     for path in ["/v1/nope", "/nope", "/v1/outdials/x/y"] {
         let body = expect_json(send("GET", path).await.unwrap(), StatusCode::NOT_FOUND).await;
         assert_eq!(body["error"]["code"], "not_found", "{body}");
-        assert!(body["error"].as_object().unwrap().contains_key("details"), "{body}");
+        assert!(
+            body["error"].as_object().unwrap().contains_key("details"),
+            "{body}"
+        );
     }
     // Errors without more to say carry details: null.
     let r = app
@@ -346,7 +376,10 @@ async fn every_error_has_the_shape_with_details_and_405_says_allow(db: Db) {
         .await
         .unwrap();
     let body = expect_json(r, StatusCode::UNAUTHORIZED).await;
-    assert!(body["error"].as_object().unwrap().contains_key("details"), "{body}");
+    assert!(
+        body["error"].as_object().unwrap().contains_key("details"),
+        "{body}"
+    );
     let r = app
         .client
         .post(app.url("/v1/outdials"))
@@ -358,7 +391,10 @@ async fn every_error_has_the_shape_with_details_and_405_says_allow(db: Db) {
         .unwrap();
     let body = expect_json(r, StatusCode::BAD_REQUEST).await;
     assert!(body["error"]["details"].is_null(), "{body}");
-    assert!(body["error"].as_object().unwrap().contains_key("details"), "{body}");
+    assert!(
+        body["error"].as_object().unwrap().contains_key("details"),
+        "{body}"
+    );
     app.stop().await;
 }
 
@@ -406,7 +442,8 @@ async fn page_tokens_are_checked(db: Db) {
     }
     // A well-formed token made elsewhere is a cursor like any other.
     let after_last = expect_json(
-        app.get(&format!("/v1/outdials?page_token={forged_id}")).await,
+        app.get(&format!("/v1/outdials?page_token={forged_id}"))
+            .await,
         StatusCode::OK,
     )
     .await;
@@ -445,8 +482,11 @@ async fn numbers_lengths_and_either_or_fields_are_enforced(db: Db) {
     let (od, op, ag) = app.fixtures().await;
     let plans = count(&app, "outplans").await;
     let e = expect_field(
-        app.post("/v1/outplans", &json!({"name": "p", "dial_timeout_s": "25"}))
-            .await,
+        app.post(
+            "/v1/outplans",
+            &json!({"name": "p", "dial_timeout_s": "25"}),
+        )
+        .await,
         "dial_timeout_s",
     )
     .await;
@@ -455,8 +495,11 @@ async fn numbers_lengths_and_either_or_fields_are_enforced(db: Db) {
         "{e}"
     );
     expect_field(
-        app.post("/v1/outplans", &json!({"name": "p", "retry": {"busy_s": "5"}}))
-            .await,
+        app.post(
+            "/v1/outplans",
+            &json!({"name": "p", "retry": {"busy_s": "5"}}),
+        )
+        .await,
         "retry.busy_s",
     )
     .await;
@@ -468,7 +511,10 @@ async fn numbers_lengths_and_either_or_fields_are_enforced(db: Db) {
         "calls_per_second",
     )
     .await;
-    assert!(e["error"]["message"].as_str().unwrap().contains("0.01"), "{e}");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("0.01"),
+        "{e}"
+    );
     expect_field(
         app.post("/v1/campaigns", &campaign(json!("5"))).await,
         "calls_per_second",
@@ -534,7 +580,11 @@ async fn numbers_lengths_and_either_or_fields_are_enforced(db: Db) {
         "reason",
     )
     .await;
-    let still = expect_json(app.get(&format!("/v1/calls/{call_id}")).await, StatusCode::OK).await;
+    let still = expect_json(
+        app.get(&format!("/v1/calls/{call_id}")).await,
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(still["status"], "scheduled");
     let cancelled = expect_json(
         app.post(
@@ -557,7 +607,10 @@ async fn numbers_lengths_and_either_or_fields_are_enforced(db: Db) {
         "number",
     )
     .await;
-    assert!(e["error"]["message"].as_str().unwrap().contains("not both"), "{e}");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("not both"),
+        "{e}"
+    );
     assert_eq!(count(&app, "dnc").await, 0);
     app.post_ok(
         "/v1/dnc",
@@ -591,7 +644,10 @@ async fn messages_name_what_is_missing(db: Db) {
         unknown,
     )
     .await;
-    assert!(body["error"]["message"].as_str().unwrap().contains("call"), "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("call"),
+        "{body}"
+    );
 
     // The Twilio call update: Status in plain words, Twilio's shape.
     let account = common::test_config("sqlite::memory:", &[])
@@ -629,7 +685,11 @@ async fn messages_name_what_is_missing(db: Db) {
         assert!(got.starts_with(message), "{got:?}");
         assert!(!got.contains("Some(") && !got.contains("None"), "{got:?}");
     }
-    let still = expect_json(app.get(&format!("/v1/calls/{}", id_of(&call))).await, StatusCode::OK).await;
+    let still = expect_json(
+        app.get(&format!("/v1/calls/{}", id_of(&call))).await,
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(still["status"], "scheduled");
     // A Twilio path that is not UTF-8: Twilio's 404.
     let r = app

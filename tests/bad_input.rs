@@ -33,33 +33,41 @@ fn outdial() -> Option<Value> {
     Some(json!({"name": "leads", "detail": "text"}))
 }
 fn outplan() -> Option<Value> {
-    Some(json!({"name": "plan", "detail": "d", "caller_id": "+15550001000",
+    Some(
+        json!({"name": "plan", "detail": "d", "caller_id": "+15550001000",
         "dial_timeout_s": 30, "try_count_max": 3, "max_call_duration_s": 60,
-        "retry": {"busy_s": 1, "no_answer_s": 1, "failed_s": 1, "backoff": 1.0, "jitter_s": 0}}))
+        "retry": {"busy_s": 1, "no_answer_s": 1, "failed_s": 1, "backoff": 1.0, "jitter_s": 0}}),
+    )
 }
 fn agent() -> Option<Value> {
     Some(json!({"name": "bot", "detail": "d", "kind": "media_stream",
         "url": "ws://127.0.0.1:9/s", "parameters": {"a": "b"}, "max_concurrent_sessions": 5}))
 }
 fn target() -> Option<Value> {
-    Some(json!({"name": "Jane", "destinations": [{"type": "tel", "target": "+15551230001"}],
+    Some(
+        json!({"name": "Jane", "destinations": [{"type": "tel", "target": "+15551230001"}],
         "try_count_max": 2, "variables": {"k": "v"}, "timezone": "America/Chicago",
-        "client_token": "tok", "not_before": "2026-01-01T00:00:00Z"}))
+        "client_token": "tok", "not_before": "2026-01-01T00:00:00Z"}),
+    )
 }
 fn campaign() -> Option<Value> {
-    Some(json!({"name": "c", "detail": "d", "outdial_id": "{outdial}", "outplan_id": "{outplan}",
+    Some(
+        json!({"name": "c", "detail": "d", "outdial_id": "{outdial}", "outplan_id": "{outplan}",
         "agent_id": "{agent}", "trunk": "default", "max_concurrent_calls": 2,
         "calls_per_second": 1.0, "priority": "normal", "end_handle": "stop",
         "calling_window": {"timezone": "UTC", "start": "00:00", "end": "23:59"},
-        "schedule": {"daily_start": "09:00", "days": ["mon"], "timezone": "UTC"}}))
+        "schedule": {"daily_start": "09:00", "days": ["mon"], "timezone": "UTC"}}),
+    )
 }
 fn stop() -> Option<Value> {
     Some(json!({"force": false}))
 }
 fn call() -> Option<Value> {
-    Some(json!({"to": "+15550002222", "from": "+15550001000", "schedule_type": "scheduled",
+    Some(
+        json!({"to": "+15550002222", "from": "+15550001000", "schedule_type": "scheduled",
         "scheduled_at": "2099-01-01T00:00:00Z", "max_duration": 60, "max_retries": 1,
-        "ring_timeout": 20, "retry_delay": 5}))
+        "ring_timeout": 20, "retry_delay": 5}),
+    )
 }
 fn reschedule() -> Option<Value> {
     Some(json!({"scheduled_at": "2099-02-01T00:00:00Z"}))
@@ -74,8 +82,10 @@ fn dnc() -> Option<Value> {
     Some(json!({"number": "+15550009999", "reason": "asked"}))
 }
 fn webhook() -> Option<Value> {
-    Some(json!({"url": "http://127.0.0.1:9/hook", "event_types": ["*"],
-        "secret": "0123456789abcdef0123"}))
+    Some(
+        json!({"url": "http://127.0.0.1:9/hook", "event_types": ["*"],
+        "secret": "0123456789abcdef0123"}),
+    )
 }
 
 /// Every route herald serves.
@@ -274,7 +284,10 @@ async fn check(r: reqwest::Response, what: &str) -> StatusCode {
             .unwrap_or_else(|e| panic!("{what}: {status} body is not JSON ({e}): {text}"));
         if what.contains(" /2010-04-01/") && status != StatusCode::METHOD_NOT_ALLOWED {
             for k in ["code", "message", "more_info", "status"] {
-                assert!(body.get(k).is_some(), "{what}: Twilio error lacks {k}: {body}");
+                assert!(
+                    body.get(k).is_some(),
+                    "{what}: Twilio error lacks {k}: {body}"
+                );
             }
             assert_eq!(body["status"], status.as_u16(), "{what}: {body}");
         } else {

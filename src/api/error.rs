@@ -61,8 +61,12 @@ impl ApiError {
 
     /// A `page_token` that this server did not issue.
     pub fn invalid_page_token(e: FieldError) -> Self {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_page_token", e.to_string())
-            .with_details(json!({"field": e.field, "reason": e.reason}))
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_page_token",
+            e.to_string(),
+        )
+        .with_details(json!({"field": e.field, "reason": e.reason}))
     }
 
     pub fn internal(e: impl std::fmt::Display) -> Self {

@@ -385,8 +385,16 @@ mod tests {
     fn numbers_must_be_json_numbers() {
         let v = json!({"n": "25", "b": true, "ok": 25, "f": 2.5});
         let f = Fields::new(&v, "").unwrap();
-        assert!(f.int_opt("n", 0, 100).unwrap_err().reason.contains("a string"));
-        assert!(f.int_opt("b", 0, 100).unwrap_err().reason.contains("a boolean"));
+        assert!(f
+            .int_opt("n", 0, 100)
+            .unwrap_err()
+            .reason
+            .contains("a string"));
+        assert!(f
+            .int_opt("b", 0, 100)
+            .unwrap_err()
+            .reason
+            .contains("a boolean"));
         assert_eq!(f.int_opt("ok", 0, 100).unwrap(), Some(25));
         assert!(f.int_opt("f", 0, 100).is_err());
         assert_eq!(f.int_or_digits_opt("n", 0, 100).unwrap(), Some(25));
