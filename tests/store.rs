@@ -245,8 +245,8 @@ async fn campaign_over(
 }
 
 /// How node `n1` claims for `campaign` on `outdial`.
-fn scope_of<'a>(campaign: &'a str, outdial: &'a str) -> herald::store::dialing::ClaimScope<'a> {
-    herald::store::dialing::ClaimScope {
+fn scope_of<'a>(campaign: &'a str, outdial: &'a str) -> herald::store::claims::ClaimScope<'a> {
+    herald::store::claims::ClaimScope {
         campaign_id: campaign,
         outdial_id: outdial,
         node_id: "n1",
@@ -260,7 +260,7 @@ fn scope_of<'a>(campaign: &'a str, outdial: &'a str) -> herald::store::dialing::
 /// the per-attempt hot path); deleting a target, an outdial or a campaign
 /// still removes the target's events and detaches its calls.
 async fn deleting_keeps_calls_and_events_consistent(db: Db) {
-    use herald::store::dialing::ClaimAction;
+    use herald::store::claims::ClaimAction;
     let Some(tdb) = TestDb::new(db).await else {
         return;
     };
@@ -342,7 +342,7 @@ on_both_backends!(deleting, deleting_keeps_calls_and_events_consistent);
 /// event row is written for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_changed_while_a_claim_decides_is_left_alone() {
-    use herald::store::dialing::ClaimAction;
+    use herald::store::claims::ClaimAction;
     let tdb = TestDb::new(Db::Sqlite)
         .await
         .expect("SQLite is always there");
@@ -460,7 +460,8 @@ async fn committed_writes_are_copied_into_the_database_file_in_the_background() 
 /// databases cap a statement's parameters) are split, and every row lands:
 /// 7,000 targets claimed in one call, their 7,000 outcomes recorded in one.
 async fn claims_and_records_larger_than_a_statement(db: Db) {
-    use herald::store::dialing::{CallFinal, ClaimAction, Completion, Transition};
+    use herald::store::claims::ClaimAction;
+    use herald::store::recording::{CallFinal, Completion, Transition};
     const N: usize = 7_000;
     let Some(tdb) = TestDb::new(db).await else {
         return;

@@ -16,7 +16,7 @@ use crate::agent::AgentRuntime;
 use crate::domain::fields::Fields;
 use crate::domain::specs::validate_call_request;
 use crate::domain::{FieldError, Outcome};
-use crate::store::dialing::CallFilter;
+use crate::store::calls::{CallFilter, CallRow};
 use crate::store::documents::AGENTS;
 use crate::store::oneoff::NewOneOff;
 use crate::store::{Store, StoreError};
@@ -83,11 +83,55 @@ async fn set_result(
                 "call_not_live",
                 format!(
                     "call {id} is not in progress (status {}); a result is set during the call",
-                    call["status"].as_str().unwrap_or("unknown")
+                    call.status
                 ),
             ))
         }
     }
+}
+
+/// A call as the API shows it.
+pub(crate) fn call_json(c: &CallRow) -> Value {
+    let ts = |ms: Option<i64>| {
+        ms.map_or(Value::Null, |ms| {
+            Value::String(
+                crate::store::from_ms(ms).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            )
+        })
+    };
+    json!({
+        "id": c.id,
+        "campaign_id": c.campaign_id,
+        "target_id": c.target_id,
+        "destination_index": c.destination_index,
+        "attempt": c.attempt,
+        "agent_id": c.agent_id,
+        "trunk": c.trunk,
+        "status": c.status,
+        "sip_call_id": c.sip_call_id,
+        "from": c.from_uri,
+        "to": c.to_uri,
+        "outcome": c.outcome,
+        "sip_code": c.sip_code,
+        "q850_cause": c.q850_cause,
+        "result": c.result,
+        "hangup_by": c.hangup_by,
+        "reason": c.reason,
+        "created_at": ts(c.created_at),
+        "invite_sent_at": ts(c.invite_sent_at),
+        "ringing_at": ts(c.ringing_at),
+        "answered_at": ts(c.answered_at),
+        "ended_at": ts(c.ended_at),
+        "duration_ms": c.duration_ms,
+        "scheduled_at": ts(c.scheduled_at),
+        "request": c.request,
+        "attempts": c.attempts,
+    })
+}
+
+/// The call `id` as the API shows it.
+async fn call_value(s: &CallsState, id: &str) -> Result<Value, StoreError> {
+    s.store.get_call(id).await.map(|c| call_json(&c))
 }
 
 fn now_ms() -> i64 {
@@ -135,7 +179,7 @@ async fn create(
             now,
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(s.store.get_call(&id).await?)))
+    Ok((StatusCode::CREATED, Json(call_value(&s, &id).await?)))
 }
 
 async fn list(
@@ -177,13 +221,14 @@ async fn list(
         created_before: time("created_before")?,
     };
     let page = s.store.list_calls(&filter, &q.page()?).await?;
-    Ok(Json(serde_json::to_value(page).expect("page serializes")))
+    Ok(Json(
+        serde_json::to_value(page.map(|c| call_json(&c))).expect("page serializes"),
+    ))
 }
 
 async fn read(State(s): State<CallsState>, IdPath(id): IdPath) -> ApiResult<Json<Value>> {
     Ok(Json(
-        s.store
-            .get_call(&id)
+        call_value(&s, &id)
             .await
             .map_err(|e| ApiError::from_store(e, "call", &id))?,
     ))
@@ -192,11 +237,8 @@ async fn read(State(s): State<CallsState>, IdPath(id): IdPath) -> ApiResult<Json
 /// The 409 for a call that is not waiting any more.
 async fn not_waiting(s: &CallsState, id: &str, verb: &str) -> ApiError {
     match s.store.get_call(id).await {
-        Ok(c) => ApiError::conflict(format!(
-            "cannot {verb} a call that is {}",
-            c["status"].as_str().unwrap_or("?")
-        ))
-        .with_details(json!({"status": c["status"]})),
+        Ok(c) => ApiError::conflict(format!("cannot {verb} a call that is {}", c.status))
+            .with_details(json!({"status": c.status})),
         Err(e) => ApiError::from_store(e, "call", id),
     }
 }
@@ -215,7 +257,7 @@ async fn reschedule(
     if !s.store.reschedule_one_off(&id, at).await? {
         return Err(not_waiting(&s, &id, "reschedule").await);
     }
-    Ok(Json(s.store.get_call(&id).await?))
+    Ok(Json(call_value(&s, &id).await?))
 }
 
 /// `{"reason": "…"}` cancels a pending or scheduled one-off call.
@@ -232,7 +274,7 @@ async fn cancel(
     if !s.store.cancel_one_off(&id, reason, now_ms()).await? {
         return Err(not_waiting(&s, &id, "cancel").await);
     }
-    Ok(Json(s.store.get_call(&id).await?))
+    Ok(Json(call_value(&s, &id).await?))
 }
 
 async fn remove(State(s): State<CallsState>, IdPath(id): IdPath) -> ApiResult<StatusCode> {

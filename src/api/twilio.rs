@@ -215,7 +215,7 @@ fn check_status(status: Option<&str>) -> Result<(), String> {
 /// The call as Twilio shows it.
 async fn resource(s: &TwilioState, account: &str, attempt: &str) -> Result<Value, Box<Response>> {
     let call = match s.store.get_call(attempt).await {
-        Ok(c) => c,
+        Ok(c) => super::calls::call_json(&c),
         Err(StoreError::NotFound) => {
             return Err(Box::new(not_found(
                 account,

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use super::rules::retry::Decision;
 use crate::domain::{Outcome, TargetState};
 use crate::sip::{CallEnded, HangupBy};
-use crate::store::dialing::{CallFinal, Completion, Transition};
+use crate::store::recording::{CallFinal, Completion, Transition};
 
 /// What the scheduler knows about one finished attempt.
 pub struct Finished<'a> {

@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use super::attempt::until_written;
 use crate::clock::Clock;
 use crate::events::{Event, EventBus};
-use crate::store::dialing::Completion;
+use crate::store::recording::Completion;
 use crate::store::{Backend, Store};
 
 /// Completions written per transaction.

@@ -166,9 +166,9 @@ async fn recover_one_off(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let call = store.get_call(id).await?;
-    let attempt = call["attempt"].as_u64().unwrap_or(1).max(1) as u32;
-    let max_retries = call["request"]["max_retries"].as_u64().unwrap_or(0) as u32;
-    let delay = Duration::from_secs(call["request"]["retry_delay"].as_u64().unwrap_or(60));
+    let attempt = call.attempt.max(1) as u32;
+    let max_retries = call.request["max_retries"].as_u64().unwrap_or(0) as u32;
+    let delay = Duration::from_secs(call.request["retry_delay"].as_u64().unwrap_or(60));
     let retry_at = one_off_retry_at(Outcome::Interrupted, attempt, max_retries, delay, None, now);
     let status = if retry_at.is_some() {
         "scheduled"

@@ -19,7 +19,7 @@ use super::recorder::{record_loop, RECORD_BATCH};
 use super::recovery::{liveness, recover_at_start};
 use super::task::run_campaign;
 use crate::domain::CampaignStatus;
-use crate::store::dialing::Completion;
+use crate::store::recording::Completion;
 use crate::store::StoreError;
 
 /// A running scheduler; owns its tasks.

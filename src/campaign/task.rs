@@ -30,7 +30,8 @@ use super::settings::{load_settings, Settings};
 use super::trunks::SessionSlot;
 use crate::domain::{CampaignStatus, Outcome, StatusCause, StatusMove};
 use crate::events::Event;
-use crate::store::dialing::{ClaimAction, ClaimScope, Claimed, Completion};
+use crate::store::claims::{ClaimAction, ClaimScope, Claimed};
+use crate::store::recording::Completion;
 use crate::store::targets::TargetRow;
 use crate::store::StoreError;
 

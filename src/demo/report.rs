@@ -90,26 +90,20 @@ impl Summary {
         ids: &Ids,
         elapsed: Duration,
     ) -> anyhow::Result<Summary> {
-        let targets: Vec<(String, i64)> = crate::with_pool!(store, p => sqlx::query_as(
-            "SELECT state, COUNT(*) FROM targets WHERE outdial_id = $1 GROUP BY state ORDER BY state")
-            .bind(&ids.outdial).fetch_all(p).await)?;
-        let outcomes: Vec<(String, i64)> = crate::with_pool!(store, p => sqlx::query_as(
-            "SELECT COALESCE(outcome, 'in_progress'), COUNT(*) FROM calls WHERE campaign_id = $1 \
-             GROUP BY 1 ORDER BY 1")
-            .bind(&ids.campaign).fetch_all(p).await)?;
-        let results: Vec<(String, i64)> = crate::with_pool!(store, p => sqlx::query_as(
-            "SELECT COALESCE(result, 'none'), COUNT(*) FROM calls WHERE campaign_id = $1 \
-             AND outcome = 'answered' GROUP BY 1 ORDER BY 1")
-            .bind(&ids.campaign).fetch_all(p).await)?;
-        let (attempts, dialed): (i64, i64) = crate::with_pool!(store, p => sqlx::query_as(
-            "SELECT COUNT(*), COUNT(DISTINCT target_id) FROM calls WHERE campaign_id = $1")
-            .bind(&ids.campaign).fetch_one(p).await)?;
+        let mut targets: Vec<(String, i64)> = store
+            .count_targets_by_state(&ids.outdial)
+            .await?
+            .into_iter()
+            .map(|(state, n)| (state.as_str().to_string(), n))
+            .collect();
+        targets.sort();
+        let calls = store.campaign_call_summary(&ids.campaign).await?;
         Ok(Summary {
             targets,
-            outcomes,
-            results,
-            attempts,
-            retries: attempts - dialed,
+            outcomes: calls.outcomes,
+            results: calls.results,
+            attempts: calls.attempts,
+            retries: calls.attempts - calls.targets_dialed,
             elapsed,
         })
     }

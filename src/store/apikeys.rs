@@ -4,7 +4,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use super::{new_id, Result, Store};
-use crate::with_pool;
+use crate::store::with_pool;
 
 /// The SHA-256 hex digest under which a key is stored.
 pub fn hash_key(key: &str) -> String {

@@ -1,11 +1,14 @@
-//! Campaign rows: a status, the three documents a campaign ties together, and
-//! its validated settings (`spec`).
+//! Campaign rows: a status (changed with its event, see
+//! [`Store::set_campaign_status`]), the three documents a campaign ties
+//! together, and its validated settings (`spec`).
 
 use serde_json::Value;
 use sqlx::Row;
 
-use super::{conflict_on_unique, new_id, Page, PageRequest, Result, Store, StoreError};
-use crate::with_pool;
+use super::events::{EventLog, EventRecord};
+use super::{conflict_on_unique, dialect, new_id, BeginWrite, Page, PageRequest, Result, Store, StoreError};
+use crate::append_event_pages;
+use crate::store::with_pool;
 
 #[derive(Debug, Clone)]
 pub struct CampaignRow {
@@ -145,5 +148,72 @@ impl Store {
             )));
         }
         Ok(())
+    }
+}
+
+/// Campaign status changes, each with its event.
+impl Store {
+    /// Sets a campaign's status if it is in one of `from`; returns whether it changed.
+    pub async fn set_campaign_status(
+        &self,
+        id: &str,
+        from: &[&str],
+        to: &str,
+        reason: Option<&str>,
+        now: i64,
+    ) -> Result<bool> {
+        self.set_campaign_status_because(id, from, to, reason, None, now)
+            .await
+    }
+
+    /// As [`Store::set_campaign_status`], with the status's typed cause.
+    pub async fn set_campaign_status_because(
+        &self,
+        id: &str,
+        from: &[&str],
+        to: &str,
+        reason: Option<&str>,
+        cause: Option<crate::domain::StatusCause>,
+        now: i64,
+    ) -> Result<bool> {
+        let cause = cause.map(crate::domain::StatusCause::as_str);
+        let started = std::time::Instant::now();
+        let _write = self.write_guard().await;
+        let logged = with_pool!(self, p => {
+            let select = format!("SELECT status FROM campaigns WHERE id = $1{}", dialect::lock_row(p));
+            let mut tx = p.begin_write().await?;
+            let Some(current) = sqlx::query_scalar::<_, String>(&select).bind(id).fetch_optional(&mut *tx).await? else {
+                return Ok(false);
+            };
+            if !from.contains(&current.as_str()) {
+                return Ok(false);
+            }
+            sqlx::query("UPDATE campaigns SET status = $2, status_reason = $3, updated_at = $4, status_cause = $5, \
+                started_at = CASE WHEN $2 = 'running' AND started_at IS NULL THEN $4 ELSE started_at END, \
+                finished_at = CASE WHEN $2 IN ('stopped', 'finished') THEN $4 ELSE NULL END WHERE id = $1")
+                .bind(id).bind(to).bind(reason).bind(now).bind(cause).execute(&mut *tx).await?;
+            let mut log = EventLog::default();
+            log.push(id, &EventRecord::CampaignStatus { at: now, from: &current, to, reason });
+            let logged = append_event_pages!(tx, log, now);
+            tx.commit().await?;
+            Ok::<_, StoreError>(logged)
+        })?;
+        self.logged(logged);
+        self.observe("campaign_status", started);
+        Ok(true)
+    }
+
+    /// Campaigns in one of `statuses` (the scheduler's work list).
+    pub async fn campaign_ids_with_status(
+        &self,
+        statuses: &[&str],
+    ) -> Result<Vec<(String, String)>> {
+        let list = statuses
+            .iter()
+            .map(|s| format!("'{}'", s.replace('\'', "")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("SELECT id, status FROM campaigns WHERE status IN ({list}) ORDER BY id");
+        with_pool!(self, p => Ok(sqlx::query_as::<_, (String, String)>(&sql).fetch_all(p).await?))
     }
 }

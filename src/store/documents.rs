@@ -5,7 +5,7 @@ use serde_json::Value;
 use sqlx::Row;
 
 use super::{conflict_on_unique, new_id, Page, PageRequest, Result, Store, StoreError};
-use crate::with_pool;
+use crate::store::with_pool;
 
 /// A table of named documents.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

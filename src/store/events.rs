@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 use sqlx::Row;
 
 use super::{Result, Store, StoreError};
-use crate::with_pool;
+use crate::store::with_pool;
 
 /// Events per page row at most (a large batch writes several pages).
 pub const PAGE_EVENTS: usize = 1000;

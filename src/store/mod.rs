@@ -2,23 +2,34 @@
 //!
 //! SQL is written once, in the portable subset both databases run (`$N`
 //! parameters, `ON CONFLICT`, `RETURNING`, partial indexes; timestamps as
-//! epoch milliseconds, ids as text). [`with_pool!`] runs the same statement on
+//! epoch milliseconds, ids as text). `with_pool!` runs the same statement on
 //! whichever pool is open. Backend-specific setup lives in `sqlite.rs` and
-//! `postgres.rs`; a statement that must differ lives there too.
+//! `postgres.rs`; a clause that differs between the two comes from
+//! `dialect.rs`, and a set of rows is bound through `bulk.rs`.
+//!
+//! One module per table: `targets`, `claims` (due targets to attempts),
+//! `recording` (answers and ends of attempts), `calls`, `dnc`, `nodes`,
+//! `campaigns`, `outdials`, `documents`, `oneoff`, `events`, `webhooks`,
+//! `apikeys`.
 //!
 //! The store never decides anything: callers validate and choose, the store
 //! persists atomically (a state change and its event row in one transaction).
 
 pub mod apikeys;
 pub mod bulk;
+pub mod calls;
 pub mod campaigns;
-pub mod dialing;
+pub mod claims;
+mod dialect;
+pub mod dnc;
 pub mod documents;
 pub mod events;
+pub mod nodes;
 pub mod oneoff;
 pub mod outdials;
 pub mod page;
 pub mod postgres;
+pub mod recording;
 pub mod sqlite;
 pub mod targets;
 pub mod webhooks;
@@ -35,8 +46,9 @@ pub enum Pool {
     Postgres(PgPool),
 }
 
-/// Runs `$body` with `$p` bound to the concrete pool (the body is compiled once per backend).
-#[macro_export]
+/// Runs `$body` with `$p` bound to the concrete pool (the body is compiled
+/// once per backend). Keep bodies to a statement or a call: rustfmt does not
+/// format a macro's arguments.
 macro_rules! with_pool {
     ($store:expr, $p:ident => $body:expr) => {
         match &$store.pool {
@@ -45,6 +57,7 @@ macro_rules! with_pool {
         }
     };
 }
+pub(crate) use with_pool;
 
 /// Which database a store runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

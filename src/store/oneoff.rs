@@ -7,9 +7,9 @@
 use serde_json::Value;
 use sqlx::Row;
 
-use super::dialing::CallFinal;
-use super::{BeginWrite, Result, Store, StoreError};
-use crate::with_pool;
+use super::recording::CallFinal;
+use super::{dialect, BeginWrite, Result, Store, StoreError};
+use crate::store::with_pool;
 
 /// A one-off call to store.
 #[derive(Debug, Clone)]
@@ -72,11 +72,6 @@ impl Store {
         agent: Option<&str>,
         limit: usize,
     ) -> Result<Vec<OneOffClaim>> {
-        let lock = if self.backend() == super::Backend::Postgres {
-            " FOR UPDATE SKIP LOCKED"
-        } else {
-            ""
-        };
         let of_agent = if agent.is_some() {
             "agent_id = $3"
         } else {
@@ -84,10 +79,11 @@ impl Store {
         };
         let select = format!(
             "SELECT id, to_uri, from_uri, trunk, spec, attempt FROM calls WHERE status IN ('pending', 'scheduled') \
-             AND scheduled_at <= $1 AND {of_agent} ORDER BY scheduled_at LIMIT $2{lock}"
+             AND scheduled_at <= $1 AND {of_agent} ORDER BY scheduled_at LIMIT $2"
         );
         let _write = self.write_guard().await;
         with_pool!(self, p => {
+            let select = format!("{select}{}", dialect::skip_locked(p));
             let mut tx = p.begin_write().await?;
             let rows = sqlx::query(&select).bind(now).bind(limit as i64).bind(agent).fetch_all(&mut *tx).await?;
             let mut out = Vec::with_capacity(rows.len());

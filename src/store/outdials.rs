@@ -1,7 +1,7 @@
 //! Outdial-specific queries beyond the shared document ones.
 
 use super::{BeginWrite, Result, Store, StoreError};
-use crate::with_pool;
+use crate::store::with_pool;
 
 impl Store {
     /// Deletes an outdial and its targets, unless a campaign uses it.

@@ -15,7 +15,7 @@ use sqlx::Row;
 use super::{BeginWrite, Page, PageRequest, Result, Store, StoreError};
 pub use crate::domain::target::NewTarget;
 use crate::domain::{Destination, TargetState};
-use crate::with_pool;
+use crate::store::with_pool;
 
 impl NewTarget {
     fn dest_key(&self) -> &str {
@@ -72,7 +72,7 @@ pub struct TargetEvent {
     pub reason: Option<String>,
 }
 
-const TARGET_COLUMNS: &str =
+pub(super) const TARGET_COLUMNS: &str =
     "id, outdial_id, name, destinations, destination_index, try_count_max, \
     try_count_current, state, next_attempt_at, not_before, expires_at, timezone, variables, \
     client_token, last_outcome, reason, created_at, updated_at";

@@ -9,9 +9,9 @@
 
 use sqlx::Row;
 
-use super::{new_id, BeginWrite, Page, PageRequest, Result, Store, StoreError};
+use super::{dialect, new_id, BeginWrite, Page, PageRequest, Result, Store, StoreError};
 use crate::config::Secret;
-use crate::with_pool;
+use crate::store::with_pool;
 
 /// A stored webhook.
 #[derive(Debug, Clone)]
@@ -228,10 +228,7 @@ impl Store {
         now: i64,
         ttl_ms: i64,
     ) -> Result<bool> {
-        if self.backend() == super::Backend::Sqlite {
-            return Ok(true);
-        }
-        with_pool!(self, p => Ok(sqlx::query(
+        with_pool!(self, p => Ok(dialect::single_node(p) || sqlx::query(
             "UPDATE webhooks SET lease_owner = $2, lease_expires_at = $3 WHERE id = $1 AND enabled \
              AND (lease_owner IS NULL OR lease_owner = $2 OR lease_expires_at < $4)")
             .bind(webhook_id).bind(node_id).bind(now + ttl_ms).bind(now)

@@ -1,0 +1,326 @@
+//! Claims: picking due idle targets of an outdial, deciding each (dial,
+//! fail, defer) and opening the attempt (`calls`) rows of the dialed ones,
+//! with their `idle → dialing` events, in one transaction. Every write is
+//! guarded on the row being as read, so a target is never claimed twice or
+//! over another node's claim.
+
+use super::bulk::{self, Column};
+use super::dialect;
+use super::events::{EventLog, EventRecord};
+use super::targets::{TargetRow, TARGET_COLUMNS};
+use super::{BeginWrite, Result, Store, StoreError};
+use crate::domain::{Destination, TargetState};
+use crate::append_event_pages;
+use crate::store::with_pool;
+
+/// What to do with one due target, decided by the caller's rules.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimAction {
+    /// Dial destination `destination_index` now.
+    Dial { destination_index: usize },
+    /// Never dial it again (`expired`, `dnc`, …).
+    Fail { reason: String },
+    /// Not now (outside its calling window): look again at `until`.
+    Defer { until: i64 },
+}
+
+/// Who is claiming, for what.
+#[derive(Debug, Clone)]
+pub struct ClaimScope<'a> {
+    pub campaign_id: &'a str,
+    pub outdial_id: &'a str,
+    pub node_id: &'a str,
+    pub lease_ms: i64,
+    pub trunk: &'a str,
+    pub agent_id: Option<&'a str>,
+}
+
+/// A target claimed for dialing: its attempt (call) row exists, it is `dialing`.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub call_id: String,
+    pub target: TargetRow,
+    pub destination_index: usize,
+    pub destination: Destination,
+    /// The target's attempt number (try_count_current after this dial).
+    pub attempt: u32,
+}
+
+/// Rows per multi-row statement: on SQLite each row's cells are parameters,
+/// and a statement takes at most 32,766 (a claim's statements take up to 5
+/// per row), so that a claim is a few statements, not a few per 500 rows:
+/// each statement is a round trip to the connection's thread.
+const CLAIM_ROWS_PER_STATEMENT: usize = 3_000;
+/// Numbers per DNC lookup (one parameter each on SQLite).
+const DNC_NUMBERS_PER_STATEMENT: usize = 10_000;
+
+/// The numbers on the DNC list among the candidates' next destinations.
+macro_rules! dnc_of {
+    ($candidates:expr, $exec:expr) => {{
+        let numbers: Vec<&str> = $candidates
+            .iter()
+            .filter_map(|t: &TargetRow| {
+                t.destinations
+                    .get(t.destination_index as usize)
+                    .map(|d| d.target.as_str())
+            })
+            .collect();
+        let mut blocked = std::collections::HashSet::new();
+        for chunk in numbers.chunks(DNC_NUMBERS_PER_STATEMENT) {
+            let mut qb = sqlx::QueryBuilder::new("SELECT number FROM dnc WHERE ");
+            bulk::is_in(&mut qb, "number", chunk.to_vec());
+            let keep = bulk::keep_prepared(&qb);
+            blocked.extend(
+                qb.build_query_scalar::<String>()
+                    .persistent(keep)
+                    .fetch_all($exec)
+                    .await?,
+            );
+        }
+        blocked
+    }};
+}
+
+impl Store {
+    /// Claims up to `limit` due idle targets of the scope's outdial. `decide`
+    /// sees each candidate and whether its next destination is on the DNC
+    /// list, and says what to do; dialed ones come back with their attempt
+    /// rows opened.
+    ///
+    /// On PostgreSQL the candidates are read `FOR UPDATE SKIP LOCKED` in the
+    /// writing transaction (rows another node holds are skipped). On SQLite
+    /// they are read, decided and their statements built before the single
+    /// writer is taken, so that this work overlaps the recorder's writes; the
+    /// writes are then guarded on the row being as read (idle, same
+    /// `updated_at` and try count), and a target that changed in between is
+    /// left for the next claim.
+    pub async fn claim_due_targets(
+        &self,
+        scope: &ClaimScope<'_>,
+        now: i64,
+        limit: usize,
+        decide: impl Fn(&TargetRow, bool) -> ClaimAction,
+    ) -> Result<Vec<Claimed>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let started = std::time::Instant::now();
+        let (claimed, logged) = with_pool!(self, p => {
+            let select = format!(
+                "SELECT {TARGET_COLUMNS} FROM targets WHERE outdial_id = $1 AND state = 'idle' \
+                 AND next_attempt_at <= $2 ORDER BY next_attempt_at LIMIT $3{}",
+                dialect::skip_locked(p),
+            );
+            // SQLite: read and decide outside the writer.
+            let mut plan = None;
+            // Reads the due targets and the DNC entries with `$exec`, and decides.
+            macro_rules! read_and_decide {
+                ($exec:expr) => {{
+                    let rows = sqlx::query(&select).bind(scope.outdial_id).bind(now).bind(limit as i64)
+                        .fetch_all($exec).await?;
+                    let candidates = rows.iter().map(super::targets::decode_target_row).collect::<Result<Vec<_>>>()?;
+                    if candidates.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let blocked = dnc_of!(&candidates, $exec);
+                    ClaimPlan::new(now, candidates, &blocked, &decide, &self.metrics)?
+                }};
+            }
+            if dialect::decide_before_write(p) {
+                plan = Some(read_and_decide!(p));
+            }
+            let _write = self.write_guard().await;
+            let mut tx = p.begin_write().await?;
+            let plan = match plan {
+                Some(plan) => plan,
+                None => read_and_decide!(&mut *tx),
+            };
+            let ClaimPlan { mut claimed, started_events, fails, defers } = plan;
+            let mut log = EventLog::default();
+            for (id, until, updated_at) in &defers {
+                sqlx::query("UPDATE targets SET next_attempt_at = $2 WHERE id = $1 AND state = 'idle' AND updated_at = $3")
+                    .bind(id).bind(until).bind(updated_at).execute(&mut *tx).await?;
+            }
+            for (id, reason, updated_at) in &fails {
+                let moved = sqlx::query("UPDATE targets SET state = 'failed', reason = $2, updated_at = $3 \
+                             WHERE id = $1 AND state = 'idle' AND updated_at = $4")
+                    .bind(id).bind(reason).bind(now).bind(updated_at).execute(&mut *tx).await?.rows_affected() == 1;
+                if !moved {
+                    continue;
+                }
+                sqlx::query("INSERT INTO target_events (target_id, campaign_id, from_state, to_state, at, reason) \
+                             VALUES ($1, $2, 'idle', 'failed', $3, $4)")
+                    .bind(id).bind(scope.campaign_id).bind(now).bind(reason).execute(&mut *tx).await?;
+                log.push(scope.campaign_id, &EventRecord::Transition {
+                    at: now, target_id: id, attempt_id: None, from: "idle", to: "failed",
+                    sip_code: None, reason: Some(reason.as_str()),
+                });
+            }
+            // The dialed ones in three statements per chunk, not three per row.
+            let dests: Vec<String> = claimed.iter()
+                .map(|c| serde_json::to_string(&c.target.destinations).expect("destinations serialize"))
+                .collect();
+            let mut dialed = std::collections::HashSet::new();
+            for (chunk, dests) in claimed.chunks(CLAIM_ROWS_PER_STATEMENT).zip(dests.chunks(CLAIM_ROWS_PER_STATEMENT)) {
+                let mut qb = sqlx::QueryBuilder::new("UPDATE targets SET state = 'dialing', destinations = v.column2, \
+                    destination_index = v.column3, try_count_current = try_count_current + 1, lease_owner = ");
+                qb.push_bind(scope.node_id).push(", lease_expires_at = ").push_bind(now + scope.lease_ms)
+                    .push(", updated_at = ").push_bind(now).push(" FROM ");
+                bulk::rows(&mut qb, vec![
+                    Column::Text(chunk.iter().map(|c| Some(c.target.id.as_str())).collect()),
+                    Column::Text(dests.iter().map(|d| Some(d.as_str())).collect()),
+                    Column::Int(chunk.iter().map(|c| Some(c.destination_index as i32)).collect()),
+                    Column::BigInt(chunk.iter().map(|c| Some(c.target.updated_at)).collect()),
+                    Column::Int(chunk.iter().map(|c| Some(c.target.try_count_current - 1)).collect()),
+                ]);
+                qb.push(" WHERE targets.id = v.column1 AND targets.state = 'idle' \
+                    AND targets.updated_at = v.column4 AND targets.try_count_current = v.column5 RETURNING targets.id");
+                let keep = bulk::keep_prepared(&qb);
+                let moved: Vec<String> = qb.build_query_scalar::<String>().persistent(keep).fetch_all(&mut *tx).await?;
+                let all = moved.len() == chunk.len();
+                let moved: std::collections::HashSet<String> = moved.into_iter().collect();
+                let rows: Vec<&Claimed> = chunk.iter().filter(|c| all || moved.contains(&c.target.id)).collect();
+                if rows.is_empty() {
+                    continue;
+                }
+                let mut qb = sqlx::QueryBuilder::new(
+                    "INSERT INTO target_events (target_id, campaign_id, from_state, to_state, at, attempt_id) SELECT column1, ");
+                qb.push_bind(scope.campaign_id).push(", 'idle', 'dialing', ").push_bind(now).push(", column2 FROM ");
+                bulk::rows(&mut qb, vec![
+                    Column::Text(rows.iter().map(|c| Some(c.target.id.as_str())).collect()),
+                    Column::Text(rows.iter().map(|c| Some(c.call_id.as_str())).collect()),
+                ]);
+                qb.build().persistent(keep).execute(&mut *tx).await?;
+                let mut qb = sqlx::QueryBuilder::new("INSERT INTO calls (id, campaign_id, target_id, destination_index, \
+                    attempt, agent_id, trunk, status, to_uri, node_id, created_at) SELECT column1, ");
+                qb.push_bind(scope.campaign_id).push(", column2, column3, column4, ").push_bind(scope.agent_id)
+                    .push(", ").push_bind(scope.trunk).push(", 'in_progress', column5, ").push_bind(scope.node_id)
+                    .push(", ").push_bind(now).push(" FROM ");
+                bulk::rows(&mut qb, vec![
+                    Column::Text(rows.iter().map(|c| Some(c.call_id.as_str())).collect()),
+                    Column::Text(rows.iter().map(|c| Some(c.target.id.as_str())).collect()),
+                    Column::Int(rows.iter().map(|c| Some(c.destination_index as i32)).collect()),
+                    Column::Int(rows.iter().map(|c| Some(c.attempt as i32)).collect()),
+                    Column::Text(rows.iter().map(|c| Some(c.destination.target.as_str())).collect()),
+                ]);
+                qb.build().persistent(keep).execute(&mut *tx).await?;
+                dialed.extend(rows.iter().map(|c| c.call_id.clone()));
+            }
+            for (c, events) in claimed.iter().zip(started_events) {
+                if dialed.contains(&c.call_id) {
+                    for e in events {
+                        log.push_json(scope.campaign_id, e);
+                    }
+                }
+            }
+            let logged = append_event_pages!(tx, log, now);
+            tx.commit().await?;
+            claimed.retain(|c| dialed.contains(&c.call_id));
+            Ok::<_, StoreError>((claimed, logged))
+        })?;
+        self.logged(logged);
+        self.metrics.attempts_started.add(claimed.len() as u64);
+        self.observe("claim", started);
+        Ok(claimed)
+    }
+
+    /// Whether any target of the outdial is not finished or failed yet (an
+    /// index probe per state, however long the list).
+    pub async fn outdial_has_open_targets(&self, outdial_id: &str) -> Result<bool> {
+        with_pool!(self, p => Ok(sqlx::query_scalar::<_, String>(
+            "SELECT id FROM targets WHERE outdial_id = $1 \
+             AND state IN ('idle', 'dialing', 'answered', 'busy', 'no_answer') LIMIT 1")
+            .bind(outdial_id).fetch_optional(p).await?.is_some()))
+    }
+
+    /// Whether any idle target of the outdial is due at `now` (an index probe).
+    pub async fn outdial_has_due_targets(&self, outdial_id: &str, now: i64) -> Result<bool> {
+        with_pool!(self, p => Ok(sqlx::query_scalar::<_, String>(
+            "SELECT id FROM targets WHERE outdial_id = $1 AND state = 'idle' AND next_attempt_at <= $2 LIMIT 1")
+            .bind(outdial_id).bind(now).fetch_optional(p).await?.is_some()))
+    }
+}
+
+/// A claim decided: the targets to dial (with their `attempt.started` and
+/// `idle → dialing` events, serialized), to fail and to defer. Failed and
+/// deferred targets carry the `updated_at` they were read with.
+struct ClaimPlan {
+    claimed: Vec<Claimed>,
+    started_events: Vec<[String; 2]>,
+    fails: Vec<(String, String, i64)>,
+    defers: Vec<(String, i64, i64)>,
+}
+
+impl ClaimPlan {
+    fn new(
+        now: i64,
+        candidates: Vec<TargetRow>,
+        blocked: &std::collections::HashSet<String>,
+        decide: &impl Fn(&TargetRow, bool) -> ClaimAction,
+        metrics: &crate::metrics::Metrics,
+    ) -> Result<ClaimPlan> {
+        let mut plan = ClaimPlan {
+            claimed: Vec::with_capacity(candidates.len()),
+            started_events: Vec::with_capacity(candidates.len()),
+            fails: Vec::new(),
+            defers: Vec::new(),
+        };
+        for mut t in candidates {
+            let next = t
+                .destinations
+                .get(t.destination_index as usize)
+                .map(|d| d.target.as_str());
+            let on_dnc = next.is_some_and(|n| blocked.contains(n));
+            match decide(&t, on_dnc) {
+                ClaimAction::Defer { until } => plan.defers.push((t.id, until, t.updated_at)),
+                ClaimAction::Fail { reason } => plan.fails.push((t.id, reason, t.updated_at)),
+                ClaimAction::Dial { destination_index } => {
+                    let Some(dest) = t.destinations.get_mut(destination_index) else {
+                        return Err(StoreError::Corrupt(format!(
+                            "target {} has no destination {destination_index}",
+                            t.id
+                        )));
+                    };
+                    dest.try_count += 1;
+                    let destination = dest.clone();
+                    t.try_count_current += 1;
+                    t.destination_index = destination_index as i32;
+                    t.state = TargetState::Dialing;
+                    let attempt = t.try_count_current as u32;
+                    let due = t.next_attempt_at.max(t.not_before.unwrap_or(0));
+                    metrics
+                        .scheduler_lag
+                        .observe((now - due).max(0) as f64 / 1000.0);
+                    let call_id = super::new_id();
+                    plan.started_events.push([
+                        EventLog::serialize(&EventRecord::AttemptStarted {
+                            at: now,
+                            attempt_id: &call_id,
+                            target_id: &t.id,
+                            destination_index,
+                            destination: &destination.target,
+                            attempt,
+                        }),
+                        EventLog::serialize(&EventRecord::Transition {
+                            at: now,
+                            target_id: &t.id,
+                            attempt_id: Some(call_id.as_str()),
+                            from: "idle",
+                            to: "dialing",
+                            sip_code: None,
+                            reason: None,
+                        }),
+                    ]);
+                    plan.claimed.push(Claimed {
+                        call_id,
+                        target: t,
+                        destination_index,
+                        destination,
+                        attempt,
+                    });
+                }
+            }
+        }
+        Ok(plan)
+    }
+}
