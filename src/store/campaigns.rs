@@ -6,7 +6,9 @@ use serde_json::Value;
 use sqlx::Row;
 
 use super::events::{EventLog, EventRecord};
-use super::{conflict_on_unique, dialect, new_id, BeginWrite, Page, PageRequest, Result, Store, StoreError};
+use super::{
+    conflict_on_unique, dialect, new_id, BeginWrite, Page, PageRequest, Result, Store, StoreError,
+};
 use crate::append_event_pages;
 use crate::store::with_pool;
 

@@ -9,8 +9,8 @@ use super::dialect;
 use super::events::{EventLog, EventRecord};
 use super::targets::{TargetRow, TARGET_COLUMNS};
 use super::{BeginWrite, Result, Store, StoreError};
-use crate::domain::{Destination, TargetState};
 use crate::append_event_pages;
+use crate::domain::{Destination, TargetState};
 use crate::store::with_pool;
 
 /// What to do with one due target, decided by the caller's rules.

@@ -67,12 +67,30 @@ mod tests {
     #[test]
     fn clauses_per_backend() {
         let table: [(&str, &str, &str, bool, bool); 2] = [
-            ("sqlite", Sqlite::SKIP_LOCKED, Sqlite::LOCK_ROW, Sqlite::DECIDE_BEFORE_WRITE, Sqlite::SINGLE_NODE),
-            ("postgres", Postgres::SKIP_LOCKED, Postgres::LOCK_ROW, Postgres::DECIDE_BEFORE_WRITE, Postgres::SINGLE_NODE),
+            (
+                "sqlite",
+                Sqlite::SKIP_LOCKED,
+                Sqlite::LOCK_ROW,
+                Sqlite::DECIDE_BEFORE_WRITE,
+                Sqlite::SINGLE_NODE,
+            ),
+            (
+                "postgres",
+                Postgres::SKIP_LOCKED,
+                Postgres::LOCK_ROW,
+                Postgres::DECIDE_BEFORE_WRITE,
+                Postgres::SINGLE_NODE,
+            ),
         ];
         let want = [
             ("sqlite", "", "", true, true),
-            ("postgres", " FOR UPDATE SKIP LOCKED", " FOR NO KEY UPDATE", false, false),
+            (
+                "postgres",
+                " FOR UPDATE SKIP LOCKED",
+                " FOR NO KEY UPDATE",
+                false,
+                false,
+            ),
         ];
         assert_eq!(table, want);
     }

@@ -9,8 +9,8 @@ use sqlx::Row;
 use super::bulk::{self, Column};
 use super::events::{EventLog, EventRecord};
 use super::{BeginWrite, Result, Store, StoreError};
-use crate::domain::TargetState;
 use crate::append_event_pages;
+use crate::domain::TargetState;
 use crate::store::with_pool;
 
 /// One transition to record.
