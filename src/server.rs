@@ -84,8 +84,7 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, stop: 
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
-            .serve_connection(TokioIo::new(stream), service)
-            .with_upgrades();
+            .serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         connections.spawn(async move {
             if let Err(e) = connection.await {

@@ -3,13 +3,11 @@
 
 use std::collections::HashMap;
 
-use axum::body::Body;
 use axum::extract::{Query, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures::TryStreamExt;
 use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult};
