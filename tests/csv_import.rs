@@ -94,7 +94,7 @@ async fn quoting_within_a_line_and_crlf_line_ends_are_read(db: Db) {
                +15551230001,\"Smith, Jane\",\"said \"\"yes\"\"\"\r\n\
                \r\n\
                +15551230002,Bob,\r\n\
-               +15551230003,\"Al\"";
+               +15551230003,\"Al\",";
     let rep = import(&app, &od, csv).await;
     assert_eq!(rep["lines_read"], 5, "{rep}");
     assert_eq!(rep["created"], 3, "{rep}");
