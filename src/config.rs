@@ -274,7 +274,10 @@ impl Config {
             ));
         }
         for (key, v) in [
-            ("api.header_read_timeout_ms", self.api.header_read_timeout_ms),
+            (
+                "api.header_read_timeout_ms",
+                self.api.header_read_timeout_ms,
+            ),
             ("api.body_read_timeout_ms", self.api.body_read_timeout_ms),
             ("api.max_connections", self.api.max_connections as u64),
         ] {

@@ -16,9 +16,7 @@ pub const RSIPSTACK_DEFAULT: &str = "rsipstack=warn";
 /// The filter actually used for `spec` (RUST_LOG or `log.level`): `spec`,
 /// plus [`RSIPSTACK_DEFAULT`] unless one of its directives names rsipstack.
 pub fn filter_directives(spec: &str) -> String {
-    let names_rsipstack = spec
-        .split(',')
-        .any(|d| d.trim().starts_with("rsipstack"));
+    let names_rsipstack = spec.split(',').any(|d| d.trim().starts_with("rsipstack"));
     if names_rsipstack {
         spec.to_string()
     } else if spec.trim().is_empty() {
@@ -29,15 +27,17 @@ pub fn filter_directives(spec: &str) -> String {
 }
 
 /// Installs the global subscriber: RUST_LOG when it is set and valid, else
-/// `log.level`, in `log.format`, to stderr.
+/// `log.level`, in `log.format`, to stderr (colours only on a terminal).
 pub fn init(config: &Config) {
     use tracing_subscriber::EnvFilter;
     let from_env = std::env::var(EnvFilter::DEFAULT_ENV)
         .ok()
         .and_then(|spec| EnvFilter::try_new(filter_directives(&spec)).ok());
     let filter = from_env.unwrap_or_else(|| EnvFilter::new(filter_directives(&config.log.level)));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match config.log.format {
         LogFormat::Json => builder.json().init(),
@@ -54,7 +54,10 @@ mod tests {
         let cases = [
             ("info", "info,rsipstack=warn"),
             ("debug", "debug,rsipstack=warn"),
-            ("herald=debug,sqlx=warn", "herald=debug,sqlx=warn,rsipstack=warn"),
+            (
+                "herald=debug,sqlx=warn",
+                "herald=debug,sqlx=warn,rsipstack=warn",
+            ),
             ("", "rsipstack=warn"),
             ("debug,rsipstack=debug", "debug,rsipstack=debug"),
             ("rsipstack::transport=trace", "rsipstack::transport=trace"),

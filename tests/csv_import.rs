@@ -68,7 +68,12 @@ async fn an_unclosed_quote_fails_its_line_and_the_rest_of_the_file_is_stored(db:
 
     // The issue's two-row example: the open quote does not swallow the next line.
     let od2 = outdial(&app).await;
-    let rep = import(&app, &od2, "phone,name\n+15550000071,\"abc\n+15550000072,B\n").await;
+    let rep = import(
+        &app,
+        &od2,
+        "phone,name\n+15550000071,\"abc\n+15550000072,B\n",
+    )
+    .await;
     assert_eq!(rep["lines_read"], 3, "{rep}");
     assert_eq!(rep["created"], 1, "{rep}");
     assert_eq!(rep["invalid"][0]["line"], 2, "{rep}");
@@ -127,10 +132,7 @@ async fn quoting_within_a_line_and_crlf_line_ends_are_read(db: Db) {
     assert_eq!(jane["variables"]["note"], "said \"yes\"");
     app.stop().await;
 }
-on_both_backends!(
-    quoting,
-    quoting_within_a_line_and_crlf_line_ends_are_read
-);
+on_both_backends!(quoting, quoting_within_a_line_and_crlf_line_ends_are_read);
 
 async fn phone_columns_beyond_the_fifth_are_refused(db: Db) {
     let Some(app) = common::spawn_app(db).await else {
@@ -153,12 +155,7 @@ async fn phone_columns_beyond_the_fifth_are_refused(db: Db) {
     assert!(e.to_string().contains("phone_6"), "{e}");
     assert_eq!(count(&app, &od).await, 0);
     // phone_5 is the last one accepted.
-    let rep = import(
-        &app,
-        &od,
-        "phone,phone_5\n+15551230001,+15551230005\n",
-    )
-    .await;
+    let rep = import(&app, &od, "phone,phone_5\n+15551230001,+15551230005\n").await;
     assert_eq!(rep["created"], 1, "{rep}");
     app.stop().await;
 }

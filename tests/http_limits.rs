@@ -148,10 +148,7 @@ async fn slow_clients_are_dropped_while_healthz_stays_fast(db: Db) {
     assert_eq!(status, StatusCode::OK);
     app.stop().await;
 }
-on_both_backends!(
-    slow,
-    slow_clients_are_dropped_while_healthz_stays_fast
-);
+on_both_backends!(slow, slow_clients_are_dropped_while_healthz_stays_fast);
 
 async fn connections_beyond_the_cap_wait_for_a_free_slot(db: Db) {
     let Some(app) = common::spawn_app_with(

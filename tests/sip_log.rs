@@ -65,9 +65,7 @@ fn assert_no_credentials(log: &str) {
         assert!(
             !log.contains(needle),
             "the log holds {needle:?}: {}",
-            log.lines()
-                .find(|l| l.contains(needle))
-                .unwrap_or_default()
+            log.lines().find(|l| l.contains(needle)).unwrap_or_default()
         );
     }
 }
@@ -129,7 +127,7 @@ async fn digest_and_garbage_stay_out_of_the_log(format: &str) {
     assert_no_credentials(&text);
     let before = std::fs::metadata(&log).unwrap().len();
 
-    // 30,000 malformed datagrams, from two sources.
+    // 30,000 malformed datagrams, from two ports of one address.
     let herald_sip: SocketAddr = format!("127.0.0.1:{sip_port}").parse().unwrap();
     let a = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let b = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -142,7 +140,10 @@ async fn digest_and_garbage_stay_out_of_the_log(format: &str) {
         }
         let t0 = Instant::now();
         while malformed_count(&h, &c).await < sent {
-            assert!(t0.elapsed() < DEADLINE, "herald did not count the datagrams");
+            assert!(
+                t0.elapsed() < DEADLINE,
+                "herald did not count the datagrams"
+            );
         }
     }
     assert_eq!(malformed_count(&h, &c).await, MALFORMED);
@@ -153,8 +154,9 @@ async fn digest_and_garbage_stay_out_of_the_log(format: &str) {
         .lines()
         .filter(|l| l.contains("malformed SIP datagram"))
         .collect();
-    // One line per source (two sources) within the minute.
-    assert_eq!(lines.len(), 2, "{lines:#?}");
+    // One line per source address within the minute: both sockets are
+    // 127.0.0.1, whatever their ports.
+    assert_eq!(lines.len(), 1, "{lines:#?}");
     assert!(lines.iter().all(|l| l.len() < 1024), "{lines:#?}");
     assert_no_credentials(&text);
 }

@@ -462,11 +462,9 @@ impl Cells {
         let mut input: &[u8] = line;
         let mut terminated = false;
         loop {
-            let (result, i, o, e) = self.reader.read_record(
-                input,
-                &mut self.out[nout..],
-                &mut self.ends[nend..],
-            );
+            let (result, i, o, e) =
+                self.reader
+                    .read_record(input, &mut self.out[nout..], &mut self.ends[nend..]);
             nin += i;
             nout += o;
             nend += e;
@@ -534,38 +532,41 @@ impl CsvLayout {
         for h in headers {
             let name = h.trim().trim_start_matches('\u{feff}').to_string();
             let key = name.to_ascii_lowercase();
-            let col = match key.as_str() {
-                "phone" | "destination" | "phone_1" | "destination_1" => Column::Destination(0),
-                "name" => Column::Name,
-                "try_count_max" => Column::TryCountMax,
-                "timezone" => Column::Timezone,
-                "not_before" => Column::NotBefore,
-                "expires_at" => Column::ExpiresAt,
-                "client_token" => Column::ClientToken,
-                k => match k
-                    .strip_prefix("phone_")
-                    .or_else(|| k.strip_prefix("destination_"))
-                    .and_then(|n| n.parse::<usize>().ok())
-                {
-                    Some(n @ 2..=5) => Column::Destination(n - 1),
-                    Some(n) if n > 5 => {
-                        return Err(format!(
+            let col =
+                match key.as_str() {
+                    "phone" | "destination" | "phone_1" | "destination_1" => Column::Destination(0),
+                    "name" => Column::Name,
+                    "try_count_max" => Column::TryCountMax,
+                    "timezone" => Column::Timezone,
+                    "not_before" => Column::NotBefore,
+                    "expires_at" => Column::ExpiresAt,
+                    "client_token" => Column::ClientToken,
+                    k => {
+                        match k
+                            .strip_prefix("phone_")
+                            .or_else(|| k.strip_prefix("destination_"))
+                            .and_then(|n| n.parse::<usize>().ok())
+                        {
+                            Some(n @ 2..=5) => Column::Destination(n - 1),
+                            Some(n) if n > 5 => {
+                                return Err(format!(
                             "column {name:?}: a target has at most 5 destinations ({} to {}_5)",
                             if k.starts_with("phone") { "phone" } else { "destination" },
                             if k.starts_with("phone") { "phone" } else { "destination" },
                         ))
-                    }
-                    _ => {
-                        if name.is_empty() {
-                            return Err(format!(
-                                "column {} of the header row has no name",
-                                columns.len() + 1
-                            ));
+                            }
+                            _ => {
+                                if name.is_empty() {
+                                    return Err(format!(
+                                        "column {} of the header row has no name",
+                                        columns.len() + 1
+                                    ));
+                                }
+                                Column::Variable(name.clone())
+                            }
                         }
-                        Column::Variable(name.clone())
                     }
-                },
-            };
+                };
             if columns.contains(&col) {
                 return Err(format!(
                     "header {name:?} appears twice (or names the same field as another column)"
@@ -696,7 +697,10 @@ mod tests {
     #[test]
     fn fields_that_are_not_utf8_are_named() {
         let mut c = Cells::default();
-        assert_eq!(c.split(b"ok,\xff").unwrap_err(), "field 2 is not valid UTF-8");
+        assert_eq!(
+            c.split(b"ok,\xff").unwrap_err(),
+            "field 2 is not valid UTF-8"
+        );
     }
 
     #[test]
@@ -730,7 +734,10 @@ mod tests {
     #[test]
     fn phone_columns_beyond_the_fifth_are_refused() {
         let e = CsvLayout::new(&["phone", "phone_6"]).unwrap_err();
-        assert!(e.contains("at most 5 destinations") && e.contains("phone_6"), "{e}");
+        assert!(
+            e.contains("at most 5 destinations") && e.contains("phone_6"),
+            "{e}"
+        );
         let e = CsvLayout::new(&["destination", "destination_7"]).unwrap_err();
         assert!(e.contains("at most 5 destinations"), "{e}");
         assert!(CsvLayout::new(&["phone", "phone_5"]).is_ok());

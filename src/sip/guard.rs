@@ -242,9 +242,18 @@ mod tests {
         assert!(r.contains("Authorization: <redacted>\r\n"), "{r}");
         assert!(r.contains("CSeq: 2 INVITE\r\n"));
         let cases = [
-            ("proxy-authorization: Digest response=\"1\"", "proxy-authorization: <redacted>"),
-            ("PROXY-AUTHORIZATION:Bearer abc", "PROXY-AUTHORIZATION: <redacted>"),
-            ("Subject: authorization: none", "Subject: authorization: none"),
+            (
+                "proxy-authorization: Digest response=\"1\"",
+                "proxy-authorization: <redacted>",
+            ),
+            (
+                "PROXY-AUTHORIZATION:Bearer abc",
+                "PROXY-AUTHORIZATION: <redacted>",
+            ),
+            (
+                "Subject: authorization: none",
+                "Subject: authorization: none",
+            ),
             ("X-Authorization-Hint: keep", "X-Authorization-Hint: keep"),
         ];
         for (text, want) in cases {
