@@ -111,10 +111,15 @@ impl App {
         let simulator_addr = simulator.as_ref().map(Simulator::addr);
         let (telephony, call_control): (Arc<dyn Telephony>, Option<CallControl>) = match telephony {
             TelephonyChoice::Sip => {
-                let cc =
-                    CallControl::start(&config.sip, &config.media, &trunks, cancel.child_token())
-                        .await
-                        .context("starting SIP call control")?;
+                let cc = CallControl::start_with_metrics(
+                    &config.sip,
+                    &config.media,
+                    &trunks,
+                    cancel.child_token(),
+                    store.metrics().clone(),
+                )
+                .await
+                .context("starting SIP call control")?;
                 (Arc::new(cc.clone()), Some(cc))
             }
             TelephonyChoice::Custom(t) => (t, None),
@@ -169,16 +174,13 @@ impl App {
             webhook_changes,
         )
         .context("starting webhook delivery")?;
-        let stop = cancel.clone();
         let router = api::router(deps);
-        tasks.spawn(async move {
-            let served = axum::serve(listener, router)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "API server stopped");
-            }
-        });
+        tasks.spawn(crate::server::serve(
+            listener,
+            router,
+            crate::server::Limits::from(&config.api),
+            cancel.clone(),
+        ));
         tasks.close();
         tracing::info!(%addr, sip = ?sip_addr, simulator = ?simulator_addr, backend = ?store.backend(), "herald is listening");
         Ok(App {

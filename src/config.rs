@@ -83,6 +83,13 @@ pub struct ApiConfig {
     pub listen: String,
     pub body_limit_bytes: usize,
     pub csv_body_limit_bytes: u64,
+    /// Time a client has to send a request's headers (and to start one on
+    /// an idle kept-alive connection) before it is disconnected.
+    pub header_read_timeout_ms: u64,
+    /// Time a client may leave between two pieces of a request body.
+    pub body_read_timeout_ms: u64,
+    /// API connections served at once; more wait to be accepted.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -265,6 +272,18 @@ impl Config {
                 "media.rtp_port_min",
                 "must be even and below media.rtp_port_max".into(),
             ));
+        }
+        for (key, v) in [
+            (
+                "api.header_read_timeout_ms",
+                self.api.header_read_timeout_ms,
+            ),
+            ("api.body_read_timeout_ms", self.api.body_read_timeout_ms),
+            ("api.max_connections", self.api.max_connections as u64),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be positive".into()));
+            }
         }
         if self.events.keep_alive_ms == 0 {
             return Err(invalid("events.keep_alive_ms", "must be positive".into()));

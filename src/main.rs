@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 use herald::app::{shutdown_signal, App, BOOTSTRAP_KEY_VAR};
 use herald::cli::{ApikeyCommand, Cli, Command};
-use herald::config::{Config, LogFormat};
+use herald::config::Config;
 use herald::sim::{Population, Simulator, SimulatorConfig};
 use herald::store::Store;
 
@@ -19,7 +19,7 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
         // The demo's own output is the point; logs only when something is wrong.
         config.log.level = "warn".into();
     }
-    init_tracing(&config);
+    herald::logging::init(&config);
     if let Command::Demo(args) = cli.command {
         let code = herald::demo::run(config, args).await?;
         return Ok(std::process::ExitCode::from(code));
@@ -97,18 +97,6 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             println!("{key}");
             Ok(())
         }
-    }
-}
-
-fn init_tracing(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match config.log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
     }
 }
 

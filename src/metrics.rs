@@ -166,6 +166,8 @@ pub struct Metrics {
     pub webhooks_disabled: Counter,
     /// Open SSE streams.
     pub sse_streams: Gauge,
+    /// Datagrams on the SIP port that were not usable SIP messages.
+    pub sip_malformed_datagrams: Counter,
 }
 
 impl Default for Metrics {
@@ -186,6 +188,7 @@ impl Default for Metrics {
             webhook_deliveries: LabeledCounter::default(),
             webhooks_disabled: Counter::default(),
             sse_streams: Gauge::default(),
+            sip_malformed_datagrams: Counter::default(),
         }
     }
 }
@@ -414,6 +417,18 @@ impl Metrics {
         }
         header(o, "herald_sse_streams", "gauge", "Open event streams.");
         sample(o, "herald_sse_streams", &[], self.sse_streams.get() as f64);
+        header(
+            o,
+            "herald_sip_malformed_datagrams_total",
+            "counter",
+            "Datagrams on the SIP port dropped as not usable SIP messages.",
+        );
+        sample(
+            o,
+            "herald_sip_malformed_datagrams_total",
+            &[],
+            self.sip_malformed_datagrams.get() as f64,
+        );
         out
     }
 }

@@ -195,7 +195,7 @@ async fn csv_import_reports_bad_lines_by_number(db: Db) {
                +15557654321,Al,+15557654322,East\n\
                +15551234567,Dup,,West,\n\
                +15550001111,Eve,12,West,\n\
-               +15550002222,\"Quoted, Name\",,\"multi\nline\",\n\
+               +15550002222,\"Quoted, Name\",,\"North, \"\"East\"\"\",\n\
                ,NoPhone,,X,\n";
     let rep = expect_json(
         app.post_csv(&format!("/v1/outdials/{od}/targets"), csv)
@@ -224,7 +224,7 @@ async fn csv_import_reports_bad_lines_by_number(db: Db) {
             (3, "phone".to_string()),
             (4, "(row)".to_string()),
             (6, "phone_2".to_string()),
-            (9, "phone".to_string()),
+            (8, "phone".to_string()),
         ],
         "{rep}"
     );
@@ -241,7 +241,7 @@ async fn csv_import_reports_bad_lines_by_number(db: Db) {
     );
     assert_eq!(items[0]["client_token"], "tok-1");
     assert_eq!(items[1]["name"], "Quoted, Name");
-    assert_eq!(items[1]["variables"]["clinic"], "multi\nline");
+    assert_eq!(items[1]["variables"]["clinic"], "North, \"East\"");
 
     let r = app
         .post_csv(

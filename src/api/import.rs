@@ -2,8 +2,20 @@
 //! one, stored in batches, and reported: created, existing (same
 //! `client_token`), duplicates (same first destination) and invalid rows with
 //! their index or line and the reason. A bad row never stops its neighbours.
+//!
+//! CSV is read one physical line at a time, streamed (memory is bounded by
+//! the longest line, [`MAX_LINE_BYTES`]): one line is one record. A quoted
+//! field may hold commas and doubled quotes but not a line break, so a quote
+//! still open at the end of its line is an error on that line and reading
+//! goes on at the next one. Must not: hold the whole body, or let one bad
+//! line hide the lines after it.
 
+use axum::body::Body;
+use futures::TryStreamExt;
 use serde_json::{json, Map, Value};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+
+use super::error::{ApiError, ApiResult};
 
 use crate::domain::target::{parse_target, NewTarget};
 use crate::domain::FieldError;
@@ -218,6 +230,281 @@ async fn write_batches(
     Ok(out)
 }
 
+/// Longest CSV line read, in bytes; a longer line is an error on that line
+/// (and skipped), which bounds the memory one import holds.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// Streams a CSV body (header row first) into the outdial. The report says
+/// how many lines were read (`lines_read`, the header included); an upload
+/// cut short or over `limit` bytes is an error whose details carry the same
+/// report, so the rows stored before it are known.
+pub async fn import_csv(
+    store: &Store,
+    outdial_id: &str,
+    body: Body,
+    limit: u64,
+) -> ApiResult<Value> {
+    let mut seen: u64 = 0;
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let stream = futures::StreamExt::map(stream, move |chunk| {
+        let chunk = chunk?;
+        seen += chunk.len() as u64;
+        if seen > limit {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                "csv body over limit",
+            ));
+        }
+        Ok(chunk)
+    });
+    let mut lines = Lines::new(tokio_util::io::StreamReader::new(stream));
+    let mut cells = Cells::default();
+    let cut_short = |e: std::io::Error, lines_read: u64, progress: Option<Value>| {
+        let err = if e.kind() == std::io::ErrorKind::FileTooLarge {
+            ApiError::too_large(format!(
+                "CSV body is larger than api.csv_body_limit_bytes ({limit}); rows before the limit were stored"
+            ))
+        } else {
+            ApiError::bad_request(format!("the CSV upload was cut short: {e}"))
+        };
+        let mut details = progress.unwrap_or_else(|| json!({"created": 0}));
+        details["lines_read"] = json!(lines_read);
+        err.with_details(details)
+    };
+    // The header row: the first line that is not blank.
+    let layout = loop {
+        let got = match lines.next().await {
+            Ok(got) => got,
+            Err(e) => return Err(cut_short(e, lines.number, None)),
+        };
+        let header_line = lines.number;
+        let header_error = |m: String| {
+            ApiError::from(FieldError::new(
+                format!("(csv header, line {header_line})"),
+                m,
+            ))
+        };
+        match got {
+            None => {
+                break CsvLayout::new(&[]).map_err(header_error)?;
+            }
+            Some(LineRead::TooLong) => {
+                return Err(header_error(format!(
+                    "is longer than {MAX_LINE_BYTES} bytes"
+                )))
+            }
+            Some(LineRead::Line) if lines.is_blank() => continue,
+            Some(LineRead::Line) => {
+                let names = cells.split(lines.line()).map_err(header_error)?;
+                break CsvLayout::new(&names).map_err(header_error)?;
+            }
+        }
+    };
+    let mut importer = Importer::new(store, outdial_id, false);
+    loop {
+        let got = match lines.next().await {
+            Ok(got) => got,
+            Err(e) => {
+                let progress = importer.finish().await?;
+                return Err(cut_short(e, lines.number, Some(progress)));
+            }
+        };
+        let at = RowRef::Line(lines.number);
+        match got {
+            None => break,
+            Some(LineRead::Line) if lines.is_blank() => continue,
+            Some(LineRead::TooLong) => {
+                importer.count_received();
+                importer.reject(
+                    at,
+                    FieldError::new("(row)", format!("is longer than {MAX_LINE_BYTES} bytes")),
+                );
+            }
+            Some(LineRead::Line) => match cells.split(lines.line()) {
+                Err(reason) => {
+                    importer.count_received();
+                    importer.reject(at, FieldError::new("(row)", reason));
+                }
+                Ok(record) if record.len() != layout.width() => {
+                    importer.count_received();
+                    importer.reject(
+                        at,
+                        FieldError::new(
+                            "(row)",
+                            format!(
+                                "has {} fields; the header row has {}",
+                                record.len(),
+                                layout.width()
+                            ),
+                        ),
+                    );
+                }
+                Ok(record) => {
+                    let (row, positions) = layout.to_target(record.into_iter());
+                    importer
+                        .push(at, &row, |e| layout.column_name(e, &positions))
+                        .await?;
+                }
+            },
+        }
+    }
+    let mut report = importer.finish().await?;
+    report["lines_read"] = json!(lines.number);
+    Ok(report)
+}
+
+/// What [`Lines::next`] read.
+#[derive(Debug, PartialEq)]
+enum LineRead {
+    /// A line, in [`Lines::line`].
+    Line,
+    /// A line longer than [`MAX_LINE_BYTES`], skipped.
+    TooLong,
+}
+
+/// Physical lines of a byte stream, numbered from 1, each at most
+/// [`MAX_LINE_BYTES`] long. A line is handed out without its `\n` or `\r\n`.
+struct Lines<R> {
+    inner: R,
+    buf: Vec<u8>,
+    /// Lines read so far (the number of the current line).
+    number: u64,
+}
+
+impl<R: AsyncBufRead + Unpin> Lines<R> {
+    fn new(inner: R) -> Self {
+        Lines {
+            inner,
+            buf: Vec::with_capacity(1024),
+            number: 0,
+        }
+    }
+
+    /// Reads the next line; `None` at the end of the stream.
+    async fn next(&mut self) -> std::io::Result<Option<LineRead>> {
+        self.buf.clear();
+        let mut too_long = false;
+        let mut any = false;
+        loop {
+            let chunk = self.inner.fill_buf().await?;
+            if chunk.is_empty() {
+                if !any {
+                    return Ok(None);
+                }
+                break;
+            }
+            any = true;
+            let (take, used, done) = match memchr::memchr(b'\n', chunk) {
+                Some(i) => (i, i + 1, true),
+                None => (chunk.len(), chunk.len(), false),
+            };
+            if !too_long {
+                if self.buf.len() + take > MAX_LINE_BYTES {
+                    too_long = true;
+                    self.buf.clear();
+                } else {
+                    self.buf.extend_from_slice(&chunk[..take]);
+                }
+            }
+            self.inner.consume(used);
+            if done {
+                break;
+            }
+        }
+        self.number += 1;
+        if too_long {
+            return Ok(Some(LineRead::TooLong));
+        }
+        if self.buf.last() == Some(&b'\r') {
+            self.buf.pop();
+        }
+        Ok(Some(LineRead::Line))
+    }
+
+    fn line(&self) -> &[u8] {
+        &self.buf
+    }
+
+    fn is_blank(&self) -> bool {
+        self.buf.is_empty()
+    }
+}
+
+/// Splits one CSV line into its fields (RFC 4180 quoting within the line).
+struct Cells {
+    reader: csv_core::Reader,
+    out: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Default for Cells {
+    fn default() -> Self {
+        Cells {
+            reader: csv_core::ReaderBuilder::new()
+                .terminator(csv_core::Terminator::Any(b'\n'))
+                .build(),
+            out: vec![0; 1024],
+            ends: vec![0; 64],
+        }
+    }
+}
+
+impl Cells {
+    /// The fields of `line` (given without its line break), or why it cannot
+    /// be read: a quoted field still open at the end of the line, or bytes
+    /// that are not UTF-8.
+    fn split(&mut self, line: &[u8]) -> Result<Vec<&str>, String> {
+        self.reader.reset();
+        if self.out.len() < line.len() {
+            self.out.resize(line.len(), 0);
+        }
+        let (mut nin, mut nout, mut nend) = (0, 0, 0);
+        let mut input: &[u8] = line;
+        let mut terminated = false;
+        loop {
+            let (result, i, o, e) =
+                self.reader
+                    .read_record(input, &mut self.out[nout..], &mut self.ends[nend..]);
+            nin += i;
+            nout += o;
+            nend += e;
+            input = &input[i..];
+            match result {
+                csv_core::ReadRecordResult::Record => break,
+                csv_core::ReadRecordResult::End => break,
+                csv_core::ReadRecordResult::OutputFull => {
+                    let n = self.out.len() * 2;
+                    self.out.resize(n, 0);
+                }
+                csv_core::ReadRecordResult::OutputEndsFull => {
+                    let n = self.ends.len() * 2;
+                    self.ends.resize(n, 0);
+                }
+                csv_core::ReadRecordResult::InputEmpty if !terminated => {
+                    debug_assert_eq!(nin, line.len());
+                    input = b"\n";
+                    terminated = true;
+                }
+                csv_core::ReadRecordResult::InputEmpty => {
+                    return Err(
+                        "unclosed quote: a quoted field runs past the end of its line (a field cannot hold a line break)"
+                            .into(),
+                    );
+                }
+            }
+        }
+        let mut cells = Vec::with_capacity(nend);
+        let mut start = 0;
+        for (i, &end) in self.ends[..nend].iter().enumerate() {
+            let cell = std::str::from_utf8(&self.out[start..end])
+                .map_err(|_| format!("field {} is not valid UTF-8", i + 1))?;
+            cells.push(cell);
+            start = end;
+        }
+        Ok(cells)
+    }
+}
+
 /// What a CSV column means.
 #[derive(Debug, Clone, PartialEq)]
 enum Column {
@@ -245,31 +532,41 @@ impl CsvLayout {
         for h in headers {
             let name = h.trim().trim_start_matches('\u{feff}').to_string();
             let key = name.to_ascii_lowercase();
-            let col = match key.as_str() {
-                "phone" | "destination" | "phone_1" | "destination_1" => Column::Destination(0),
-                "name" => Column::Name,
-                "try_count_max" => Column::TryCountMax,
-                "timezone" => Column::Timezone,
-                "not_before" => Column::NotBefore,
-                "expires_at" => Column::ExpiresAt,
-                "client_token" => Column::ClientToken,
-                k => match k
-                    .strip_prefix("phone_")
-                    .or_else(|| k.strip_prefix("destination_"))
-                    .and_then(|n| n.parse::<usize>().ok())
-                {
-                    Some(n @ 2..=5) => Column::Destination(n - 1),
-                    _ => {
-                        if name.is_empty() {
-                            return Err(format!(
-                                "column {} of the header row has no name",
-                                columns.len() + 1
-                            ));
+            let col =
+                match key.as_str() {
+                    "phone" | "destination" | "phone_1" | "destination_1" => Column::Destination(0),
+                    "name" => Column::Name,
+                    "try_count_max" => Column::TryCountMax,
+                    "timezone" => Column::Timezone,
+                    "not_before" => Column::NotBefore,
+                    "expires_at" => Column::ExpiresAt,
+                    "client_token" => Column::ClientToken,
+                    k => {
+                        match k
+                            .strip_prefix("phone_")
+                            .or_else(|| k.strip_prefix("destination_"))
+                            .and_then(|n| n.parse::<usize>().ok())
+                        {
+                            Some(n @ 2..=5) => Column::Destination(n - 1),
+                            Some(n) if n > 5 => {
+                                return Err(format!(
+                            "column {name:?}: a target has at most 5 destinations ({} to {}_5)",
+                            if k.starts_with("phone") { "phone" } else { "destination" },
+                            if k.starts_with("phone") { "phone" } else { "destination" },
+                        ))
+                            }
+                            _ => {
+                                if name.is_empty() {
+                                    return Err(format!(
+                                        "column {} of the header row has no name",
+                                        columns.len() + 1
+                                    ));
+                                }
+                                Column::Variable(name.clone())
+                            }
                         }
-                        Column::Variable(name.clone())
                     }
-                },
-            };
+                };
             if columns.contains(&col) {
                 return Err(format!(
                     "header {name:?} appears twice (or names the same field as another column)"
@@ -363,6 +660,88 @@ impl CsvLayout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn split(line: &str) -> Result<Vec<String>, String> {
+        let mut c = Cells::default();
+        c.split(line.as_bytes())
+            .map(|v| v.into_iter().map(String::from).collect())
+    }
+
+    #[test]
+    fn lines_split_into_fields_with_quoting_inside_the_line() {
+        let ok: &[(&str, &[&str])] = &[
+            ("+15551234567,Jane", &["+15551234567", "Jane"]),
+            ("+1555,\"Smith, Jane\",x", &["+1555", "Smith, Jane", "x"]),
+            ("a,\"say \"\"hi\"\"\"", &["a", "say \"hi\""]),
+            ("a,,", &["a", "", ""]),
+            ("a,\"\"", &["a", ""]),
+            (" ", &[" "]),
+        ];
+        for (line, want) in ok {
+            assert_eq!(split(line).unwrap(), *want, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn a_quote_left_open_at_the_end_of_its_line_is_an_error() {
+        for line in ["+12040000009,\"Smith", "\"abc", "a,\"b\"\"", "a,\"b,c"] {
+            let e = split(line).unwrap_err();
+            assert!(e.contains("unclosed quote"), "{line:?}: {e}");
+        }
+        // The reader is reset: the next line is read on its own.
+        let mut c = Cells::default();
+        assert!(c.split(b"a,\"open").is_err());
+        assert_eq!(c.split(b"b,c").unwrap(), ["b", "c"]);
+    }
+
+    #[test]
+    fn fields_that_are_not_utf8_are_named() {
+        let mut c = Cells::default();
+        assert_eq!(
+            c.split(b"ok,\xff").unwrap_err(),
+            "field 2 is not valid UTF-8"
+        );
+    }
+
+    #[test]
+    fn long_lines_grow_the_buffers() {
+        let line = vec!["x".repeat(3000); 200].join(",");
+        assert_eq!(split(&line).unwrap().len(), 200);
+    }
+
+    #[tokio::test]
+    async fn lines_are_numbered_and_overlong_ones_skipped() {
+        let long = "y".repeat(MAX_LINE_BYTES + 1);
+        let body = format!("a\r\n\nb\n{long}\nc");
+        let mut lines = Lines::new(std::io::Cursor::new(body.into_bytes()));
+        let mut got = Vec::new();
+        while let Some(r) = lines.next().await.unwrap() {
+            let text = String::from_utf8(lines.line().to_vec()).unwrap();
+            got.push((lines.number, r, text));
+        }
+        assert_eq!(
+            got,
+            vec![
+                (1, LineRead::Line, "a".to_string()),
+                (2, LineRead::Line, String::new()),
+                (3, LineRead::Line, "b".to_string()),
+                (4, LineRead::TooLong, String::new()),
+                (5, LineRead::Line, "c".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn phone_columns_beyond_the_fifth_are_refused() {
+        let e = CsvLayout::new(&["phone", "phone_6"]).unwrap_err();
+        assert!(
+            e.contains("at most 5 destinations") && e.contains("phone_6"),
+            "{e}"
+        );
+        let e = CsvLayout::new(&["destination", "destination_7"]).unwrap_err();
+        assert!(e.contains("at most 5 destinations"), "{e}");
+        assert!(CsvLayout::new(&["phone", "phone_5"]).is_ok());
+    }
 
     #[test]
     fn header_maps_known_columns_and_keeps_the_rest_as_variables() {

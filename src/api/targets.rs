@@ -3,18 +3,16 @@
 
 use std::collections::HashMap;
 
-use axum::body::Body;
 use axum::extract::{Query, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures::TryStreamExt;
 use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{parse_json, ts, ts_opt, IdPath, ListQuery};
-use super::import::{CsvLayout, Importer, RowRef};
+use super::import::{import_csv, Importer, RowRef};
 use crate::domain::target::parse_target;
 use crate::domain::{FieldError, TargetState};
 use crate::store::documents::OUTDIALS;
@@ -161,96 +159,6 @@ async fn add_one(
         .with_details(json!({"existing_id": existing_id}))),
         None => Err(ApiError::internal("insert returned no result")),
     }
-}
-
-/// Streams a CSV body into the outdial; memory stays flat however long it is.
-async fn import_csv(store: &Store, outdial_id: &str, body: Body, limit: u64) -> ApiResult<Value> {
-    let mut seen: u64 = 0;
-    let stream = body.into_data_stream().map_err(std::io::Error::other);
-    let stream = futures::StreamExt::map(stream, move |chunk| {
-        let chunk = chunk?;
-        seen += chunk.len() as u64;
-        if seen > limit {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::FileTooLarge,
-                "csv body over limit",
-            ));
-        }
-        Ok(chunk)
-    });
-    let reader = tokio_util::io::StreamReader::new(stream);
-    let mut csv = csv_async::AsyncReaderBuilder::new()
-        .flexible(true)
-        .has_headers(true)
-        .create_reader(reader);
-    let headers = match csv.headers().await {
-        Ok(h) => h.clone(),
-        Err(e) => {
-            return Err(match e.kind() {
-                csv_async::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::FileTooLarge => {
-                    ApiError::too_large(format!(
-                        "CSV body is larger than api.csv_body_limit_bytes ({limit})"
-                    ))
-                    .with_details(json!({"created": 0}))
-                }
-                _ => ApiError::bad_request(format!("cannot read the CSV header row: {e}")),
-            })
-        }
-    };
-    let layout = CsvLayout::new(&headers.iter().collect::<Vec<_>>())
-        .map_err(|m| ApiError::from(FieldError::new("(csv header, line 1)", m)))?;
-    let mut importer = Importer::new(store, outdial_id, false);
-    let mut record = csv_async::StringRecord::new();
-    loop {
-        match csv.read_record(&mut record).await {
-            Ok(false) => break,
-            Ok(true) => {
-                let line = record.position().map_or(0, |p| p.line());
-                if record.len() != layout.width() {
-                    importer.count_received();
-                    importer.reject(
-                        RowRef::Line(line),
-                        FieldError::new(
-                            "(row)",
-                            format!(
-                                "has {} fields; the header row has {}",
-                                record.len(),
-                                layout.width()
-                            ),
-                        ),
-                    );
-                    continue;
-                }
-                let (row, positions) = layout.to_target(record.iter());
-                importer
-                    .push(RowRef::Line(line), &row, |e| {
-                        layout.column_name(e, &positions)
-                    })
-                    .await?;
-            }
-            Err(e) => match e.kind() {
-                csv_async::ErrorKind::Io(io) => {
-                    let too_large = io.kind() == std::io::ErrorKind::FileTooLarge;
-                    let cause = io.to_string();
-                    let progress = importer.finish().await?;
-                    return Err(if too_large {
-                        ApiError::too_large(format!(
-                            "CSV body is larger than api.csv_body_limit_bytes ({limit}); rows before the limit were stored"
-                        ))
-                    } else {
-                        ApiError::bad_request(format!("the CSV upload was cut short: {cause}"))
-                    }
-                    .with_details(progress));
-                }
-                _ => {
-                    let line = e.position().map_or(0, |p| p.line());
-                    importer.count_received();
-                    importer.reject(RowRef::Line(line), FieldError::new("(row)", e.to_string()));
-                }
-            },
-        }
-    }
-    importer.finish().await.map_err(ApiError::from)
 }
 
 async fn list(

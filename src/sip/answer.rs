@@ -82,6 +82,7 @@ impl Answerer {
             &tasks,
             cancel.clone(),
             Some(tx),
+            Default::default(),
         )
         .await?;
         let mut local_addr = st.local_addr;

@@ -11,6 +11,7 @@ pub mod answer;
 mod call;
 pub mod classify;
 pub mod digest;
+mod guard;
 mod media;
 pub mod sdp;
 mod stack;
@@ -204,6 +205,18 @@ impl CallControl {
         trunks: &BTreeMap<String, TrunkConfig>,
         cancel: CancellationToken,
     ) -> anyhow::Result<CallControl> {
+        Self::start_with_metrics(sip, media, trunks, cancel, Default::default()).await
+    }
+
+    /// As [`CallControl::start`], counting malformed datagrams on the SIP
+    /// port in `metrics`.
+    pub async fn start_with_metrics(
+        sip: &SipConfig,
+        media: &MediaConfig,
+        trunks: &BTreeMap<String, TrunkConfig>,
+        cancel: CancellationToken,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
+    ) -> anyhow::Result<CallControl> {
         let listen: SocketAddr = sip
             .listen
             .parse()
@@ -223,6 +236,7 @@ impl CallControl {
             &tasks,
             stack_stop.clone(),
             None,
+            metrics,
         )
         .await?;
         let mut advertised = public.unwrap_or(stack.local_addr);

@@ -5,7 +5,8 @@
 //! nobody asked for (OPTIONS → 200, unknown dialogs → 481, new INVITEs → 603
 //! unless the stack was started with an INVITE handler, as the callee
 //! simulator's is), routing in-dialog requests to their dialog, and small
-//! helpers that read header values out of rsipstack messages. Must not: decide outcomes (that is
+//! helpers that read header values out of rsipstack messages. The socket
+//! rsipstack reads is a [`GuardedUdp`]. Must not: decide outcomes (that is
 //! `classify`) or leak rsipstack types outside `src/sip/`.
 
 use std::collections::HashMap;
@@ -29,6 +30,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use super::classify::parse_q850_cause;
+use super::guard::GuardedUdp;
+use crate::metrics::Metrics;
 
 /// RFC 3261's 64*T1 (Timers B, D, F, M…), 32 s by default. herald waits
 /// 8 s: a trunk that has not answered an INVITE at all by then is failing
@@ -87,7 +90,8 @@ pub(super) struct Stack {
 
 impl Stack {
     /// Binds UDP on `listen` and starts the endpoint and the incoming loop on
-    /// `tasks`. Both stop when `stop` is cancelled.
+    /// `tasks`. Both stop when `stop` is cancelled. Malformed datagrams never
+    /// reach rsipstack; they are counted in `metrics` (see `guard`).
     pub(super) async fn start(
         listen: SocketAddr,
         public: Option<SocketAddr>,
@@ -95,10 +99,12 @@ impl Stack {
         tasks: &TaskTracker,
         stop: CancellationToken,
         invites: Option<InviteSender>,
+        metrics: Arc<Metrics>,
     ) -> anyhow::Result<Stack> {
         let transport = TransportLayer::new(stop.child_token());
         let socket = bind_udp(listen).with_context(|| format!("binding SIP UDP on {listen}"))?;
-        let udp = UdpConnection::from_socket(Arc::new(socket), public, Some(stop.child_token()))
+        let socket = Arc::new(GuardedUdp::new(socket, metrics));
+        let udp = UdpConnection::from_socket(socket, public, Some(stop.child_token()))
             .await
             .map_err(|e| anyhow::anyhow!("SIP UDP transport on {listen}: {e}"))?;
         transport.add_transport(udp.into());
