@@ -37,7 +37,7 @@ use super::jitter::JitterBuffer;
 use super::jitter::Pushed;
 use super::playout::{PlayoutQueue, FRAME_BYTES, MAX_QUEUED_BYTES};
 use super::ports::PortLease;
-use super::rtp::{Codec, MediaEvent, RtpConfig, COMFORT_NOISE_PAYLOAD_TYPE, CONTINUOUS_SLACK};
+use super::types::{Codec, MediaEvent, RtpConfig, COMFORT_NOISE_PAYLOAD_TYPE, CONTINUOUS_SLACK};
 use super::stats::{InterarrivalJitter, RtpStats};
 use bytes::Bytes;
 use rtp_rs::{RtpPacketBuilder, RtpReader, Seq};

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod capture;
+pub mod pg;
 
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use herald::config::Config;
 use reqwest::{Client, Response, StatusCode};
 use serde_json::Value;
 
-pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+pub use pg::{postgres_reachable, PG_ADMIN_URL};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Db {
@@ -41,7 +42,8 @@ pub fn init_logs() {
 }
 
 impl TestDb {
-    /// `None` when PostgreSQL was asked for and is not reachable (the caller skips, loudly).
+    /// `None` when PostgreSQL was asked for and is not reachable (the caller
+    /// skips, loudly; with `HERALD_TEST_REQUIRE_PG=1` the test fails instead).
     pub async fn new(db: Db) -> Option<TestDb> {
         init_logs();
         match db {
@@ -56,10 +58,7 @@ impl TestDb {
             }
             Db::Postgres => {
                 if !postgres_reachable().await {
-                    eprintln!(
-                        "\n*** SKIPPED: PostgreSQL is not reachable at 127.0.0.1:5432; \
-                         the PostgreSQL half of this test did not run ***\n"
-                    );
+                    pg::skip_without_postgres("the PostgreSQL half of this test");
                     return None;
                 }
                 let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
@@ -92,17 +91,6 @@ impl TestDb {
             }
         }
     }
-}
-
-pub async fn postgres_reachable() -> bool {
-    matches!(
-        tokio::time::timeout(
-            Duration::from_secs(2),
-            tokio::net::TcpStream::connect("127.0.0.1:5432")
-        )
-        .await,
-        Ok(Ok(_))
-    )
 }
 
 /// A running herald and an HTTP client holding a valid API key.
@@ -309,7 +297,8 @@ pub async fn expect_error(r: Response, status: StatusCode, code: &str, needle: &
     body
 }
 
-/// Runs an async test body on SQLite and on PostgreSQL (skipping loudly when unreachable).
+/// Runs an async test body on SQLite and on PostgreSQL (skipping loudly when
+/// unreachable, failing instead with `HERALD_TEST_REQUIRE_PG=1`).
 #[macro_export]
 macro_rules! on_both_backends {
     ($name:ident, $body:path) => {
