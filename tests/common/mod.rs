@@ -115,6 +115,37 @@ pub fn test_config(db_url: &str, extra: &[(&str, &str)]) -> Config {
     Config::load_from(None, env).expect("test config")
 }
 
+/// Herald whose default trunk dials `trunk` (a SIPp callee's address), with
+/// `extra` settings on top.
+pub async fn app_for(
+    db: Db,
+    trunk: std::net::SocketAddr,
+    extra: &[(&str, &str)],
+) -> Option<TestApp> {
+    let proxy = format!("sip:{trunk}");
+    let mut settings = vec![("HERALD__TRUNKS__DEFAULT__PROXY", proxy.as_str())];
+    settings.extend_from_slice(extra);
+    spawn_app_with(db, &settings, None).await
+}
+
+/// A `phone` CSV of `n` numbers `+1555…` counting up from `base`.
+pub fn csv(n: usize, base: u64) -> String {
+    let numbers: Vec<String> = (base..base + n as u64)
+        .map(|i| format!("+1555{i:07}"))
+        .collect();
+    csv_of(&numbers)
+}
+
+/// A `phone` CSV of the given numbers.
+pub fn csv_of(numbers: &[String]) -> String {
+    let mut s = String::from("phone\n");
+    for n in numbers {
+        s.push_str(n);
+        s.push('\n');
+    }
+    s
+}
+
 pub async fn spawn_app(db: Db) -> Option<TestApp> {
     spawn_app_with(db, &[], None).await
 }
@@ -504,6 +535,24 @@ pub async fn wait_status(
         found.is_ok(),
         "campaign {campaign} did not become {status} within {within:?}"
     );
+}
+
+/// Waits (bounded) for a one-off call to reach its final status, which it returns.
+pub async fn wait_call_final(
+    rx: &mut tokio::sync::broadcast::Receiver<herald::events::Event>,
+    id: &str,
+) -> String {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Ok(herald::events::Event::CallFinished { call_id, status }) = rx.recv().await {
+                if call_id == id && status != "scheduled" && status != "pending" {
+                    return status;
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("call {id} did not finish in time"))
 }
 
 /// Checks every target's event chain: it starts at idle, each step starts where
