@@ -81,10 +81,7 @@ impl App {
         clock: Clock,
     ) -> anyhow::Result<App> {
         let prompts = Prompts::configured(&config.agents.prompt_dir).with_context(|| {
-            format!(
-                "opening agents.prompt_dir ({:?})",
-                config.agents.prompt_dir
-            )
+            format!("opening agents.prompt_dir ({:?})", config.agents.prompt_dir)
         })?;
         let store = Store::open(&config.database.url, config.database.max_connections)
             .await

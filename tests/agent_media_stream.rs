@@ -165,7 +165,9 @@ async fn campaign(app: &TestApp, agent: &str, phone: &str) -> (String, String) {
 async fn the_bot_gets_start_the_callees_audio_byte_exact_and_one_key_press_and_its_close_hangs_up()
 {
     let uas = SippUas::start("uas_stream_audio.xml", 1, &[]).await;
-    let app = app_for(Db::Sqlite, uas.addr, &[]).await.expect("sqlite app");
+    let app = app_for(Db::Sqlite, uas.addr, &[])
+        .await
+        .expect("sqlite app");
     let mut bot = Bot::start().await;
     let ag = agent(&app, &bot.url).await;
     let (c, target) = campaign(&app, &ag, "+15557650001").await;
@@ -294,7 +296,9 @@ async fn the_bot_gets_start_the_callees_audio_byte_exact_and_one_key_press_and_i
 async fn bot_audio_reaches_the_callee_marks_wait_for_playout_clear_drops_and_twilios_hang_up_ends_the_call(
 ) {
     let uas = SippUas::start("uas_answer_echo.xml", 1, &["-rtp_echo"]).await;
-    let app = app_for(Db::Sqlite, uas.addr, &[]).await.expect("sqlite app");
+    let app = app_for(Db::Sqlite, uas.addr, &[])
+        .await
+        .expect("sqlite app");
     let mut bot = Bot::start().await;
     let ag = agent(&app, &bot.url).await;
     let mut rx = app.events().subscribe();
@@ -540,7 +544,9 @@ on_both_backends!(
 #[tokio::test]
 async fn an_unreachable_bot_ends_the_attempt_agent_unavailable() {
     let uas = SippUas::start("uas_cps.xml", 1, &[]).await;
-    let app = app_for(Db::Sqlite, uas.addr, &[]).await.expect("sqlite app");
+    let app = app_for(Db::Sqlite, uas.addr, &[])
+        .await
+        .expect("sqlite app");
     // A port that was free a moment ago: nothing listens there.
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -613,7 +619,9 @@ async fn metric(app: &TestApp, name: &str) -> Option<f64> {
 async fn the_bot_gets_a_media_frame_every_20_ms_when_the_callee_sends_no_rtp() {
     // No -rtp_echo: SIPp answers and sends no RTP at all.
     let uas = SippUas::start("uas_answer_echo.xml", 1, &[]).await;
-    let app = app_for(Db::Sqlite, uas.addr, &[]).await.expect("sqlite app");
+    let app = app_for(Db::Sqlite, uas.addr, &[])
+        .await
+        .expect("sqlite app");
     let mut bot = Bot::start().await;
     let ag = agent(&app, &bot.url).await;
     let mut rx = app.events().subscribe();
@@ -649,7 +657,9 @@ async fn the_bot_gets_a_media_frame_every_20_ms_when_the_callee_sends_no_rtp() {
 #[tokio::test]
 async fn a_result_mark_dropped_by_clear_is_echoed_but_sets_no_result() {
     let uas = SippUas::start("uas_answer_echo.xml", 1, &[]).await;
-    let app = app_for(Db::Sqlite, uas.addr, &[]).await.expect("sqlite app");
+    let app = app_for(Db::Sqlite, uas.addr, &[])
+        .await
+        .expect("sqlite app");
     let mut bot = Bot::start().await;
     let ag = agent(&app, &bot.url).await;
     let mut rx = app.events().subscribe();
@@ -677,7 +687,9 @@ async fn a_result_mark_dropped_by_clear_is_echoed_but_sets_no_result() {
 #[tokio::test]
 async fn a_bot_cannot_queue_more_than_five_minutes_of_audio() {
     let uas = SippUas::start("uas_answer_echo.xml", 1, &[]).await;
-    let app = app_for(Db::Sqlite, uas.addr, &[]).await.expect("sqlite app");
+    let app = app_for(Db::Sqlite, uas.addr, &[])
+        .await
+        .expect("sqlite app");
     let mut bot = Bot::start().await;
     let ag = agent(&app, &bot.url).await;
     let mut rx = app.events().subscribe();
@@ -723,7 +735,9 @@ async fn a_bot_cannot_queue_more_than_five_minutes_of_audio() {
 #[tokio::test]
 async fn one_off_calls_hold_the_agents_sessions_and_wait_for_a_free_one() {
     let uas = SippUas::start("uas_answer_echo.xml", 3, &[]).await;
-    let app = app_for(Db::Sqlite, uas.addr, &[]).await.expect("sqlite app");
+    let app = app_for(Db::Sqlite, uas.addr, &[])
+        .await
+        .expect("sqlite app");
     let mut bot = Bot::start().await;
     let a = app
         .post_ok(

@@ -268,7 +268,12 @@ async fn prompts_outside_the_prompt_dir_are_refused_alike() {
     };
     let agent = |play: &str| json!({"name": "p", "kind": "script", "script": {"start": "a", "steps": {"a": {"play": [play], "result": "completed"}}}});
     let mut messages = Vec::new();
-    for play in ["/etc/hostname", "../../etc/passwd", "out.wav", "missing.wav"] {
+    for play in [
+        "/etc/hostname",
+        "../../etc/passwd",
+        "out.wav",
+        "missing.wav",
+    ] {
         let r = app.post("/v1/agents", &agent(play)).await;
         let body = common::expect_error(
             r,

@@ -179,10 +179,12 @@ async fn dnc_expired_and_windows_are_checked_before_dialing(db: Db) {
     let window = json!({"timezone": "UTC", "days": [tomorrow], "start": "00:00", "end": "23:59"});
     let (c2, od2) = app
         .campaign(
-            csv_of(&numbers(1)[..1]
-                .iter()
-                .map(|n| n.replace("1000000", "2000001"))
-                .collect::<Vec<_>>()),
+            csv_of(
+                &numbers(1)[..1]
+                    .iter()
+                    .map(|n| n.replace("1000000", "2000001"))
+                    .collect::<Vec<_>>(),
+            ),
             quick_plan(1),
             json!({"calling_window": window, "calls_per_second": 100}),
         )

@@ -12,7 +12,6 @@ use reqwest::StatusCode;
 use serde_json::json;
 use sipp::{sipp_counter, SippUas, UasOptions};
 
-
 /// The default trunk's limits these campaigns need.
 const LIMITS: &[(&str, &str)] = &[
     ("HERALD__TRUNKS__DEFAULT__MAX_CALLS_PER_SECOND", "1000"),

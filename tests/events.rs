@@ -19,7 +19,6 @@ use sse::{SseClient, SseMessage};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-
 fn events_url(app: &TestApp, c: &str, query: &str) -> String {
     app.url(&format!("/v1/campaigns/{c}/events{query}"))
 }
@@ -71,7 +70,8 @@ async fn the_event_stream_matches_the_database_and_resumes_without_gaps(db: Db) 
             ("HERALD__EVENTS__KEEP_ALIVE_MS", "200"),
         ],
     )
-    .await else {
+    .await
+    else {
         return;
     };
     let plan = json!({"name": "2x", "try_count_max": 2, "dial_timeout_s": 10, "retry": {"busy_s": 0, "no_answer_s": 0, "failed_s": 0}});

@@ -249,7 +249,8 @@ impl AgentRuntime {
                 return Ok(a.clone());
             }
         }
-        let config = AgentConfig::from_spec(id, spec, &self.deps.prompts).map_err(|e| e.to_string())?;
+        let config =
+            AgentConfig::from_spec(id, spec, &self.deps.prompts).map_err(|e| e.to_string())?;
         let agent = build(&config, &self.deps);
         self.keep(id, spec, agent.clone());
         Ok(agent)

@@ -96,20 +96,21 @@ impl Script {
     pub fn from_spec(spec: &Value, prompts: &Prompts) -> Result<Script, FieldError> {
         match spec {
             Value::String(name) => {
-                let (_, text) = SHIPPED_SCRIPTS
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .ok_or_else(|| {
-                        let shipped = shipped_scripts().collect::<Vec<_>>().join(", ");
-                        FieldError::new(
-                            "script",
-                            format!("no shipped script named {name:?} (shipped: {shipped})"),
-                        )
-                    })?;
+                let (_, text) =
+                    SHIPPED_SCRIPTS
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .ok_or_else(|| {
+                            let shipped = shipped_scripts().collect::<Vec<_>>().join(", ");
+                            FieldError::new(
+                                "script",
+                                format!("no shipped script named {name:?} (shipped: {shipped})"),
+                            )
+                        })?;
                 let v: toml::Value = toml::from_str(text)
                     .map_err(|e| FieldError::new("script", format!("{name:?}: {e}")))?;
-                let json =
-                    serde_json::to_value(v).map_err(|e| FieldError::new("script", e.to_string()))?;
+                let json = serde_json::to_value(v)
+                    .map_err(|e| FieldError::new("script", e.to_string()))?;
                 Script::parse(name, &json, prompts)
             }
             Value::Object(_) => {
@@ -135,12 +136,9 @@ impl Script {
                 ));
             }
         }
-        let steps_v = obj
-            .get("steps")
-            .and_then(Value::as_object)
-            .ok_or_else(|| {
-                FieldError::new("script.steps", "is required (an object of named steps)")
-            })?;
+        let steps_v = obj.get("steps").and_then(Value::as_object).ok_or_else(|| {
+            FieldError::new("script.steps", "is required (an object of named steps)")
+        })?;
         if steps_v.is_empty() || steps_v.len() > MAX_STEPS {
             return Err(FieldError::new(
                 "script.steps",

@@ -184,7 +184,10 @@ mod tests {
             ("hello.wav", Some("/srv/prompts/hello.wav")),
             ("./en/hello.wav", Some("/srv/prompts/en/hello.wav")),
             ("en//hello.wav", Some("/srv/prompts/en/hello.wav")),
-            ("/srv/prompts/en/hello.wav", Some("/srv/prompts/en/hello.wav")),
+            (
+                "/srv/prompts/en/hello.wav",
+                Some("/srv/prompts/en/hello.wav"),
+            ),
             ("/srv/prompts", None),
             ("/srv/prompts2/x.wav", None),
             ("/etc/hostname", None),
@@ -231,7 +234,10 @@ mod tests {
         let p = Prompts::with_dir(&dir).unwrap();
 
         assert!(!p.load("mine.wav").unwrap().is_empty());
-        assert!(!p.load("in.wav").unwrap().is_empty(), "a link inside is fine");
+        assert!(
+            !p.load("in.wav").unwrap().is_empty(),
+            "a link inside is fine"
+        );
         let abs = dir.join("mine.wav");
         assert!(!p.load(abs.to_str().unwrap()).unwrap().is_empty());
         let outside = root.path().join("outside.wav");

@@ -34,5 +34,7 @@ pub fn skip_without_postgres(what: &str) {
         !postgres_required(),
         "PostgreSQL is not reachable at 127.0.0.1:5432 and {REQUIRE_PG_VAR}=1: {what} cannot be skipped"
     );
-    eprintln!("\n*** SKIPPED: PostgreSQL is not reachable at 127.0.0.1:5432; {what} did not run ***\n");
+    eprintln!(
+        "\n*** SKIPPED: PostgreSQL is not reachable at 127.0.0.1:5432; {what} did not run ***\n"
+    );
 }
