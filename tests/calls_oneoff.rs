@@ -164,7 +164,9 @@ async fn a_one_off_call_to_a_number_on_the_dnc_list_is_refused_without_an_invite
     // SIPp takes one call: the call that is not on the list. A second INVITE
     // would find it gone and that call would not complete.
     let uas = SippUas::start("uas_cps.xml", 1, &[]).await;
-    let app = app_for(&uas).await;
+    let app = app_for(Db::Sqlite, uas.addr, &[])
+        .await
+        .expect("sqlite app");
     let mut rx = app.events().subscribe();
     let blocked = "+15557654321";
     let r = app
@@ -179,7 +181,7 @@ async fn a_one_off_call_to_a_number_on_the_dnc_list_is_refused_without_an_invite
         )
         .await;
     let id = c["id"].as_str().unwrap().to_string();
-    assert_eq!(wait_final(&mut rx, &id).await, "failed");
+    assert_eq!(wait_call_final(&mut rx, &id).await, "failed");
     let c = expect_json(app.get(&format!("/v1/calls/{id}")).await, StatusCode::OK).await;
     assert_eq!(c["status"], "failed", "{c}");
     assert_eq!(c["reason"], "dnc", "{c}");
@@ -200,7 +202,7 @@ async fn a_one_off_call_to_a_number_on_the_dnc_list_is_refused_without_an_invite
         )
         .await;
     let ok_id = ok["id"].as_str().unwrap().to_string();
-    assert_eq!(wait_final(&mut rx, &ok_id).await, "completed");
+    assert_eq!(wait_call_final(&mut rx, &ok_id).await, "completed");
     let exit = uas.finish().await;
     exit.assert_success();
     assert_eq!(
@@ -220,7 +222,9 @@ async fn a_one_off_call_to_a_number_on_the_dnc_list_is_refused_without_an_invite
 #[tokio::test]
 async fn an_opt_out_from_a_one_off_calls_agent_puts_the_number_on_the_dnc_list() {
     let uas = SippUas::start("uas_cps.xml", 1, &[]).await;
-    let app = app_for(&uas).await;
+    let app = app_for(Db::Sqlite, uas.addr, &[])
+        .await
+        .expect("sqlite app");
     let mut rx = app.events().subscribe();
     let agent = app
         .post_ok(
@@ -239,7 +243,7 @@ async fn an_opt_out_from_a_one_off_calls_agent_puts_the_number_on_the_dnc_list()
         )
         .await;
     let id = c["id"].as_str().unwrap().to_string();
-    assert_eq!(wait_final(&mut rx, &id).await, "completed");
+    assert_eq!(wait_call_final(&mut rx, &id).await, "completed");
     let c = expect_json(app.get(&format!("/v1/calls/{id}")).await, StatusCode::OK).await;
     assert_eq!(c["result"], "opted_out", "{c}");
     let dnc = expect_json(
