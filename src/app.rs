@@ -23,6 +23,7 @@ use crate::campaign::trunks::AgentSessions;
 use crate::clock::Clock;
 use crate::config::{Config, SIMULATOR_PROXY};
 use crate::events::EventBus;
+use crate::media::prompts::Prompts;
 use crate::sim::{Simulator, SimulatorConfig};
 use crate::sip::{CallControl, Telephony};
 use crate::store::apikeys::hash_key;
@@ -79,6 +80,9 @@ impl App {
         telephony: TelephonyChoice,
         clock: Clock,
     ) -> anyhow::Result<App> {
+        let prompts = Prompts::configured(&config.agents.prompt_dir).with_context(|| {
+            format!("opening agents.prompt_dir ({:?})", config.agents.prompt_dir)
+        })?;
         let store = Store::open(&config.database.url, config.database.max_connections)
             .await
             .with_context(|| {
@@ -128,6 +132,7 @@ impl App {
         let runtime = AgentRuntime::new(
             AgentDeps {
                 telephony: telephony.clone(),
+                prompts,
             },
             config.agents.account_sid.clone(),
             std::time::Duration::from_millis(config.agents.prepare_timeout_ms),

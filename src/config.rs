@@ -51,6 +51,9 @@ pub struct SimulatorSection {
 pub struct AgentsConfig {
     pub account_sid: String,
     pub prepare_timeout_ms: u64,
+    /// Where script agents' prompt files are read from; empty: the shipped
+    /// prompts only.
+    pub prompt_dir: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

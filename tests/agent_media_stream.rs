@@ -8,9 +8,8 @@ mod sipp;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::{expect_json, Db, TestApp};
+use common::{app_for, expect_json, wait_call_final, Db, TestApp};
 use futures::{SinkExt, StreamExt};
-use herald::events::Event;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sipp::SippUas;
@@ -132,16 +131,6 @@ fn chirp() -> Vec<u8> {
     std::fs::read(sipp::crate_root().join("scenarios/audio/chirp_1s.ulaw")).expect("chirp")
 }
 
-async fn app_for(db: Db, uas: &SippUas) -> Option<TestApp> {
-    let proxy = format!("sip:{}", uas.addr);
-    common::spawn_app_with(
-        db,
-        &[("HERALD__TRUNKS__DEFAULT__PROXY", proxy.as_str())],
-        None,
-    )
-    .await
-}
-
 async fn agent(app: &TestApp, url: &str) -> String {
     let a = app
         .post_ok(
@@ -172,38 +161,18 @@ async fn campaign(app: &TestApp, agent: &str, phone: &str) -> (String, String) {
     (c, target)
 }
 
-async fn start_campaign(app: &TestApp, c: &str) {
-    let r = app
-        .post(&format!("/v1/campaigns/{c}/start"), &json!({}))
-        .await;
-    expect_json(r, StatusCode::OK).await;
-}
-
-/// Waits (bounded) for a one-off call's final status.
-async fn wait_call(rx: &mut tokio::sync::broadcast::Receiver<Event>, id: &str) -> String {
-    tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            if let Ok(Event::CallFinished { call_id, status }) = rx.recv().await {
-                if call_id == id && status != "scheduled" && status != "pending" {
-                    return status;
-                }
-            }
-        }
-    })
-    .await
-    .expect("the call finished")
-}
-
 #[tokio::test]
 async fn the_bot_gets_start_the_callees_audio_byte_exact_and_one_key_press_and_its_close_hangs_up()
 {
     let uas = SippUas::start("uas_stream_audio.xml", 1, &[]).await;
-    let app = app_for(Db::Sqlite, &uas).await.expect("sqlite app");
+    let app = app_for(Db::Sqlite, uas.addr, &[])
+        .await
+        .expect("sqlite app");
     let mut bot = Bot::start().await;
     let ag = agent(&app, &bot.url).await;
     let (c, target) = campaign(&app, &ag, "+15557650001").await;
     let mut rx = app.events().subscribe();
-    start_campaign(&app, &c).await;
+    app.campaign_verb(&c, "start", json!({})).await;
 
     let mut ws = bot.accept().await;
     assert_eq!(
@@ -327,7 +296,9 @@ async fn the_bot_gets_start_the_callees_audio_byte_exact_and_one_key_press_and_i
 async fn bot_audio_reaches_the_callee_marks_wait_for_playout_clear_drops_and_twilios_hang_up_ends_the_call(
 ) {
     let uas = SippUas::start("uas_answer_echo.xml", 1, &["-rtp_echo"]).await;
-    let app = app_for(Db::Sqlite, &uas).await.expect("sqlite app");
+    let app = app_for(Db::Sqlite, uas.addr, &[])
+        .await
+        .expect("sqlite app");
     let mut bot = Bot::start().await;
     let ag = agent(&app, &bot.url).await;
     let mut rx = app.events().subscribe();
@@ -488,7 +459,7 @@ async fn bot_audio_reaches_the_callee_marks_wait_for_playout_clear_drops_and_twi
                "stop": {"accountSid": account, "callSid": call_sid}})
     );
     assert!(next(&mut ws).await.is_none(), "closed after stop");
-    assert_eq!(wait_call(&mut rx, &id).await, "completed");
+    assert_eq!(wait_call_final(&mut rx, &id).await, "completed");
     uas.finish().await.assert_success();
     let r = app
         .client
@@ -503,14 +474,14 @@ async fn bot_audio_reaches_the_callee_marks_wait_for_playout_clear_drops_and_twi
 
 async fn a_result_mark_opts_out_and_the_callees_bye_sends_stop(db: Db) {
     let uas = SippUas::start("uas_answer_then_bye.xml", 1, &[]).await;
-    let Some(app) = app_for(db, &uas).await else {
+    let Some(app) = app_for(db, uas.addr, &[]).await else {
         return;
     };
     let mut bot = Bot::start().await;
     let ag = agent(&app, &bot.url).await;
     let (c, _) = campaign(&app, &ag, "+15557650003").await;
     let mut rx = app.events().subscribe();
-    start_campaign(&app, &c).await;
+    app.campaign_verb(&c, "start", json!({})).await;
     let mut ws = bot.accept().await;
     assert_eq!(recv(&mut ws).await["event"], "connected");
     let start = recv(&mut ws).await;
@@ -573,7 +544,9 @@ on_both_backends!(
 #[tokio::test]
 async fn an_unreachable_bot_ends_the_attempt_agent_unavailable() {
     let uas = SippUas::start("uas_cps.xml", 1, &[]).await;
-    let app = app_for(Db::Sqlite, &uas).await.expect("sqlite app");
+    let app = app_for(Db::Sqlite, uas.addr, &[])
+        .await
+        .expect("sqlite app");
     // A port that was free a moment ago: nothing listens there.
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -589,7 +562,7 @@ async fn an_unreachable_bot_ends_the_attempt_agent_unavailable() {
         )
         .await;
     let id = common::id_of(&call);
-    wait_call(&mut rx, &id).await;
+    wait_call_final(&mut rx, &id).await;
     uas.finish().await.assert_success();
     let c = expect_json(app.get(&format!("/v1/calls/{id}")).await, StatusCode::OK).await;
     assert_eq!(c["outcome"], "agent_unavailable", "{c}");
@@ -646,7 +619,9 @@ async fn metric(app: &TestApp, name: &str) -> Option<f64> {
 async fn the_bot_gets_a_media_frame_every_20_ms_when_the_callee_sends_no_rtp() {
     // No -rtp_echo: SIPp answers and sends no RTP at all.
     let uas = SippUas::start("uas_answer_echo.xml", 1, &[]).await;
-    let app = app_for(Db::Sqlite, &uas).await.expect("sqlite app");
+    let app = app_for(Db::Sqlite, uas.addr, &[])
+        .await
+        .expect("sqlite app");
     let mut bot = Bot::start().await;
     let ag = agent(&app, &bot.url).await;
     let mut rx = app.events().subscribe();
@@ -674,7 +649,7 @@ async fn the_bot_gets_a_media_frame_every_20_ms_when_the_callee_sends_no_rtp() {
     );
     ws.close(None).await.expect("close");
     while next(&mut ws).await.is_some() {}
-    assert_eq!(wait_call(&mut rx, &id).await, "completed");
+    assert_eq!(wait_call_final(&mut rx, &id).await, "completed");
     uas.finish().await.assert_success();
     app.stop().await;
 }
@@ -682,7 +657,9 @@ async fn the_bot_gets_a_media_frame_every_20_ms_when_the_callee_sends_no_rtp() {
 #[tokio::test]
 async fn a_result_mark_dropped_by_clear_is_echoed_but_sets_no_result() {
     let uas = SippUas::start("uas_answer_echo.xml", 1, &[]).await;
-    let app = app_for(Db::Sqlite, &uas).await.expect("sqlite app");
+    let app = app_for(Db::Sqlite, uas.addr, &[])
+        .await
+        .expect("sqlite app");
     let mut bot = Bot::start().await;
     let ag = agent(&app, &bot.url).await;
     let mut rx = app.events().subscribe();
@@ -700,7 +677,7 @@ async fn a_result_mark_dropped_by_clear_is_echoed_but_sets_no_result() {
     assert_eq!(next_mark(&mut ws).await, "herald.result:retry");
     ws.close(None).await.expect("close");
     while next(&mut ws).await.is_some() {}
-    assert_eq!(wait_call(&mut rx, &id).await, "completed");
+    assert_eq!(wait_call_final(&mut rx, &id).await, "completed");
     uas.finish().await.assert_success();
     let c = expect_json(app.get(&format!("/v1/calls/{id}")).await, StatusCode::OK).await;
     assert_eq!(c["result"], "confirmed", "{c}");
@@ -710,7 +687,9 @@ async fn a_result_mark_dropped_by_clear_is_echoed_but_sets_no_result() {
 #[tokio::test]
 async fn a_bot_cannot_queue_more_than_five_minutes_of_audio() {
     let uas = SippUas::start("uas_answer_echo.xml", 1, &[]).await;
-    let app = app_for(Db::Sqlite, &uas).await.expect("sqlite app");
+    let app = app_for(Db::Sqlite, uas.addr, &[])
+        .await
+        .expect("sqlite app");
     let mut bot = Bot::start().await;
     let ag = agent(&app, &bot.url).await;
     let mut rx = app.events().subscribe();
@@ -739,7 +718,7 @@ async fn a_bot_cannot_queue_more_than_five_minutes_of_audio() {
     }
     ws.close(None).await.expect("close");
     while next(&mut ws).await.is_some() {}
-    assert_eq!(wait_call(&mut rx, &id).await, "completed");
+    assert_eq!(wait_call_final(&mut rx, &id).await, "completed");
     uas.finish().await.assert_success();
     // 600,000 bytes (75 s) over the limit, less what played while the
     // pieces arrived (the metric is counted when the call ends).
@@ -756,7 +735,9 @@ async fn a_bot_cannot_queue_more_than_five_minutes_of_audio() {
 #[tokio::test]
 async fn one_off_calls_hold_the_agents_sessions_and_wait_for_a_free_one() {
     let uas = SippUas::start("uas_answer_echo.xml", 3, &[]).await;
-    let app = app_for(Db::Sqlite, &uas).await.expect("sqlite app");
+    let app = app_for(Db::Sqlite, uas.addr, &[])
+        .await
+        .expect("sqlite app");
     let mut bot = Bot::start().await;
     let a = app
         .post_ok(
@@ -779,7 +760,7 @@ async fn one_off_calls_hold_the_agents_sessions_and_wait_for_a_free_one() {
     // it, is dialed (so the second was seen due and left waiting).
     let second = one_off(&app, "+15557650009", Some(&ag)).await;
     let probe = one_off(&app, "+15557650010", None).await;
-    assert_eq!(wait_call(&mut rx, &probe).await, "completed");
+    assert_eq!(wait_call_final(&mut rx, &probe).await, "completed");
     let c = expect_json(
         app.get(&format!("/v1/calls/{second}")).await,
         StatusCode::OK,
@@ -791,12 +772,12 @@ async fn one_off_calls_hold_the_agents_sessions_and_wait_for_a_free_one() {
     // The first call ends: the second is dialed and reaches the bot.
     ws1.close(None).await.expect("close");
     while next(&mut ws1).await.is_some() {}
-    assert_eq!(wait_call(&mut rx, &first).await, "completed");
+    assert_eq!(wait_call_final(&mut rx, &first).await, "completed");
     let mut ws2 = bot.accept().await;
     started(&mut ws2).await;
     ws2.close(None).await.expect("close");
     while next(&mut ws2).await.is_some() {}
-    assert_eq!(wait_call(&mut rx, &second).await, "completed");
+    assert_eq!(wait_call_final(&mut rx, &second).await, "completed");
     uas.finish().await.assert_success();
     app.stop().await;
 }

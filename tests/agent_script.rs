@@ -9,7 +9,7 @@ mod sipp;
 
 use std::time::Duration;
 
-use common::{id_of, Db, TestApp};
+use common::{expect_json, id_of, Db, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sipp::{SippExit, SippUas};
@@ -112,7 +112,16 @@ async fn scripts_set_results_and_targets_end_by_them(db: Db) {
     let press_1b = SippUas::start("uas_dtmf.xml", 1, &[]).await;
     let press_1c = SippUas::start("uas_dtmf.xml", 1, &[]).await;
     let silent = SippUas::start("uas_answer_echo.xml", 1, &[]).await;
-    let Some(app) = common::spawn_app(db).await else {
+    // The opt-out script plays a prompt from the configured prompt directory.
+    let prompts = tempfile::tempdir().expect("prompt dir");
+    std::fs::copy(
+        sipp::crate_root().join("scenarios/audio/goodbye.wav"),
+        prompts.path().join("farewell.wav"),
+    )
+    .expect("copy a prompt");
+    let dir = prompts.path().to_str().expect("utf-8 path");
+    let Some(app) = common::spawn_app_with(db, &[("HERALD__AGENTS__PROMPT_DIR", dir)], None).await
+    else {
         return;
     };
     let (_, emergency) = one_target_campaign(
@@ -139,7 +148,7 @@ async fn scripts_set_results_and_targets_end_by_them(db: Db) {
     .await;
     let opt_out = json!({"start": "ask", "steps": {
         "ask": {"play": "goodbye.wav", "gather": {"timeout_ms": 5000}, "on": {"1": "out"}},
-        "out": {"result": "opted_out", "play": "goodbye.wav"}
+        "out": {"result": "opted_out", "play": "farewell.wav"}
     }});
     let (_, opted) = one_target_campaign(
         &app,
@@ -231,6 +240,76 @@ async fn a_broken_script_is_refused_naming_the_field() {
         "appointment-confirmation",
     )
     .await;
+    app.stop().await;
+}
+
+/// A script's `play` reads nothing outside the prompt directory: a file
+/// elsewhere, a `..` path, a symlink out of the directory and a missing file
+/// all get the same answer, which does not say whether the file exists; a
+/// file inside it (named relatively or absolutely) is taken.
+#[tokio::test]
+async fn prompts_outside_the_prompt_dir_are_refused_alike() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let dir = root.path().join("prompts");
+    std::fs::create_dir(&dir).unwrap();
+    let goodbye = sipp::crate_root().join("scenarios/audio/goodbye.wav");
+    std::fs::copy(&goodbye, dir.join("mine.wav")).unwrap();
+    std::fs::copy(&goodbye, root.path().join("outside.wav")).unwrap();
+    std::os::unix::fs::symlink(root.path().join("outside.wav"), dir.join("out.wav")).unwrap();
+    let dir_s = dir.to_str().expect("utf-8 path").to_string();
+    let Some(app) = common::spawn_app_with(
+        Db::Sqlite,
+        &[("HERALD__AGENTS__PROMPT_DIR", dir_s.as_str())],
+        None,
+    )
+    .await
+    else {
+        return;
+    };
+    let agent = |play: &str| json!({"name": "p", "kind": "script", "script": {"start": "a", "steps": {"a": {"play": [play], "result": "completed"}}}});
+    let mut messages = Vec::new();
+    for play in [
+        "/etc/hostname",
+        "../../etc/passwd",
+        "out.wav",
+        "missing.wav",
+    ] {
+        let r = app.post("/v1/agents", &agent(play)).await;
+        let body = common::expect_error(
+            r,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "script.steps.a.play[0]",
+        )
+        .await;
+        assert_eq!(body["error"]["details"]["field"], "script.steps.a.play[0]");
+        messages.push(body["error"]["message"].as_str().unwrap().to_string());
+    }
+    assert!(
+        messages.iter().all(|m| *m == messages[0]),
+        "one message for all: {messages:#?}"
+    );
+    assert!(!messages[0].contains("truncated") && !messages[0].contains("No such file"));
+    // The same for a change made with PATCH.
+    let ok = app
+        .post_ok("/v1/agents", &agent("mine.wav"), StatusCode::CREATED)
+        .await;
+    let r = app
+        .patch(
+            &format!("/v1/agents/{}", id_of(&ok)),
+            &json!({"script": {"steps": {"a": {"play": ["out.wav"]}}}}),
+        )
+        .await;
+    let body = expect_json(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(body["error"]["message"], messages[0].as_str());
+    let abs = dir.join("mine.wav");
+    app.post_ok(
+        "/v1/agents",
+        &agent(abs.to_str().unwrap()),
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM agents").await, 2);
     app.stop().await;
 }
 

@@ -4,49 +4,22 @@
 mod common;
 mod sipp;
 
-use std::time::Duration;
-
-use common::{expect_error, expect_json, Db, TestApp};
-use herald::events::Event;
+use common::{app_for, expect_error, expect_json, wait_call_final, Db};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sipp::SippUas;
 
-async fn app_for(uas: &SippUas) -> TestApp {
-    let proxy = format!("sip:{}", uas.addr);
-    common::spawn_app_with(
-        Db::Sqlite,
-        &[("HERALD__TRUNKS__DEFAULT__PROXY", proxy.as_str())],
-        None,
-    )
-    .await
-    .expect("sqlite app")
-}
-
-/// Waits (bounded) for the call to reach a final status.
-async fn wait_final(rx: &mut tokio::sync::broadcast::Receiver<Event>, id: &str) -> String {
-    tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            if let Ok(Event::CallFinished { call_id, status }) = rx.recv().await {
-                if call_id == id && status != "scheduled" {
-                    return status;
-                }
-            }
-        }
-    })
-    .await
-    .expect("the call finished")
-}
-
 #[tokio::test]
 async fn a_busy_callee_is_retried_inside_the_call_until_its_retries_are_spent() {
     let uas = SippUas::start("uas_busy_486.xml", 3, &[]).await;
-    let app = app_for(&uas).await;
+    let app = app_for(Db::Sqlite, uas.addr, &[])
+        .await
+        .expect("sqlite app");
     let mut rx = app.events().subscribe();
     let c = app.post_ok("/v1/calls", &json!({"to": "+15557770001", "from": "+15550001111", "max_retries": 2, "retry_delay": 0}), StatusCode::CREATED).await;
     assert_eq!(c["status"], "pending");
     let id = c["id"].as_str().unwrap().to_string();
-    assert_eq!(wait_final(&mut rx, &id).await, "failed");
+    assert_eq!(wait_call_final(&mut rx, &id).await, "failed");
     let c = expect_json(app.get(&format!("/v1/calls/{id}")).await, StatusCode::OK).await;
     assert_eq!(c["status"], "failed");
     assert_eq!(c["outcome"], "busy");
@@ -65,7 +38,9 @@ async fn a_busy_callee_is_retried_inside_the_call_until_its_retries_are_spent() 
 #[tokio::test]
 async fn an_answered_call_completes_and_scheduled_calls_wait_move_and_cancel() {
     let uas = SippUas::start("uas_cps.xml", 2, &[]).await;
-    let app = app_for(&uas).await;
+    let app = app_for(Db::Sqlite, uas.addr, &[])
+        .await
+        .expect("sqlite app");
     let mut rx = app.events().subscribe();
     let now = app
         .post_ok(
@@ -75,7 +50,7 @@ async fn an_answered_call_completes_and_scheduled_calls_wait_move_and_cancel() {
         )
         .await;
     let id = now["id"].as_str().unwrap().to_string();
-    assert_eq!(wait_final(&mut rx, &id).await, "completed");
+    assert_eq!(wait_call_final(&mut rx, &id).await, "completed");
     let c = expect_json(app.get(&format!("/v1/calls/{id}")).await, StatusCode::OK).await;
     assert_eq!(c["outcome"], "answered");
     assert!(c["answered_at"].is_string());
@@ -105,7 +80,7 @@ async fn an_answered_call_completes_and_scheduled_calls_wait_move_and_cancel() {
     )
     .await;
     assert_eq!(moved["status"], "scheduled");
-    assert_eq!(wait_final(&mut rx, &sid).await, "completed");
+    assert_eq!(wait_call_final(&mut rx, &sid).await, "completed");
     let r = app
         .patch(&format!("/v1/calls/{sid}"), &json!({"scheduled_at": later}))
         .await;
@@ -189,7 +164,9 @@ async fn a_one_off_call_to_a_number_on_the_dnc_list_is_refused_without_an_invite
     // SIPp takes one call: the call that is not on the list. A second INVITE
     // would find it gone and that call would not complete.
     let uas = SippUas::start("uas_cps.xml", 1, &[]).await;
-    let app = app_for(&uas).await;
+    let app = app_for(Db::Sqlite, uas.addr, &[])
+        .await
+        .expect("sqlite app");
     let mut rx = app.events().subscribe();
     let blocked = "+15557654321";
     let r = app
@@ -204,7 +181,7 @@ async fn a_one_off_call_to_a_number_on_the_dnc_list_is_refused_without_an_invite
         )
         .await;
     let id = c["id"].as_str().unwrap().to_string();
-    assert_eq!(wait_final(&mut rx, &id).await, "failed");
+    assert_eq!(wait_call_final(&mut rx, &id).await, "failed");
     let c = expect_json(app.get(&format!("/v1/calls/{id}")).await, StatusCode::OK).await;
     assert_eq!(c["status"], "failed", "{c}");
     assert_eq!(c["reason"], "dnc", "{c}");
@@ -225,7 +202,7 @@ async fn a_one_off_call_to_a_number_on_the_dnc_list_is_refused_without_an_invite
         )
         .await;
     let ok_id = ok["id"].as_str().unwrap().to_string();
-    assert_eq!(wait_final(&mut rx, &ok_id).await, "completed");
+    assert_eq!(wait_call_final(&mut rx, &ok_id).await, "completed");
     let exit = uas.finish().await;
     exit.assert_success();
     assert_eq!(
@@ -245,7 +222,9 @@ async fn a_one_off_call_to_a_number_on_the_dnc_list_is_refused_without_an_invite
 #[tokio::test]
 async fn an_opt_out_from_a_one_off_calls_agent_puts_the_number_on_the_dnc_list() {
     let uas = SippUas::start("uas_cps.xml", 1, &[]).await;
-    let app = app_for(&uas).await;
+    let app = app_for(Db::Sqlite, uas.addr, &[])
+        .await
+        .expect("sqlite app");
     let mut rx = app.events().subscribe();
     let agent = app
         .post_ok(
@@ -264,7 +243,7 @@ async fn an_opt_out_from_a_one_off_calls_agent_puts_the_number_on_the_dnc_list()
         )
         .await;
     let id = c["id"].as_str().unwrap().to_string();
-    assert_eq!(wait_final(&mut rx, &id).await, "completed");
+    assert_eq!(wait_call_final(&mut rx, &id).await, "completed");
     let c = expect_json(app.get(&format!("/v1/calls/{id}")).await, StatusCode::OK).await;
     assert_eq!(c["result"], "opted_out", "{c}");
     let dnc = expect_json(

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_event_chains, expect_error, expect_json, wait_status, Db};
+use common::{assert_event_chains, csv_of, expect_error, expect_json, wait_status, Db};
 use herald::domain::Outcome;
 use herald::sim::InstantTelephony;
 use reqwest::StatusCode;
@@ -16,15 +16,6 @@ fn numbers(n: usize) -> Vec<String> {
     (0..n)
         .map(|i| format!("+1555{:07}", 1_000_000 + i))
         .collect()
-}
-
-fn csv(numbers: &[String]) -> String {
-    let mut s = String::from("phone\n");
-    for n in numbers {
-        s.push_str(n);
-        s.push('\n');
-    }
-    s
 }
 
 fn quick_plan(tries: u32) -> serde_json::Value {
@@ -39,22 +30,13 @@ async fn a_campaign_walks_its_list_to_the_end(db: Db) {
     let nums = numbers(300);
     let (c, od) = app
         .campaign(
-            csv(&nums),
+            csv_of(&nums),
             quick_plan(3),
             json!({"calls_per_second": 1000, "max_concurrent_calls": 100}),
         )
         .await;
     let mut rx = app.events().subscribe();
-    expect_json(
-        app.client
-            .post(app.url(&format!("/v1/campaigns/{c}/start")))
-            .header("x-api-key", &app.key)
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    app.campaign_verb(&c, "start", json!({})).await;
     wait_status(&mut rx, &c, "finished", Duration::from_secs(60)).await;
 
     // Every target ended finished or failed, as its number says.
@@ -145,7 +127,7 @@ async fn dnc_expired_and_windows_are_checked_before_dialing(db: Db) {
     };
     // +1555…000 is on the DNC list; one target expired already.
     let nums = numbers(3);
-    let mut list = csv(&nums[..2]);
+    let mut list = csv_of(&nums[..2]);
     list = list.replace("phone\n", "phone,expires_at\n").replace(
         &format!("{}\n", nums[1]),
         &format!("{},2020-01-01T00:00:00Z\n", nums[1]),
@@ -172,12 +154,7 @@ async fn dnc_expired_and_windows_are_checked_before_dialing(db: Db) {
         .campaign(list, quick_plan(3), json!({"calls_per_second": 100}))
         .await;
     let mut rx = app.events().subscribe();
-    app.client
-        .post(app.url(&format!("/v1/campaigns/{c}/start")))
-        .header("x-api-key", &app.key)
-        .send()
-        .await
-        .unwrap();
+    app.campaign_verb(&c, "start", json!({})).await;
     wait_status(&mut rx, &c, "finished", Duration::from_secs(30)).await;
     let rows = app.rows(&format!("SELECT dest_key, state, reason FROM targets WHERE outdial_id = '{od}' ORDER BY dest_key")).await;
     assert_eq!(rows[0][1].as_deref(), Some("failed"));
@@ -202,21 +179,18 @@ async fn dnc_expired_and_windows_are_checked_before_dialing(db: Db) {
     let window = json!({"timezone": "UTC", "days": [tomorrow], "start": "00:00", "end": "23:59"});
     let (c2, od2) = app
         .campaign(
-            csv(&numbers(1)[..1]
-                .iter()
-                .map(|n| n.replace("1000000", "2000001"))
-                .collect::<Vec<_>>()),
+            csv_of(
+                &numbers(1)[..1]
+                    .iter()
+                    .map(|n| n.replace("1000000", "2000001"))
+                    .collect::<Vec<_>>(),
+            ),
             quick_plan(1),
             json!({"calling_window": window, "calls_per_second": 100}),
         )
         .await;
     let mut rx = app.events().subscribe();
-    app.client
-        .post(app.url(&format!("/v1/campaigns/{c2}/start")))
-        .header("x-api-key", &app.key)
-        .send()
-        .await
-        .unwrap();
+    app.campaign_verb(&c2, "start", json!({})).await;
     wait_status(&mut rx, &c2, "waiting", Duration::from_secs(10)).await;
     assert_eq!(
         app.scalar(&format!(
@@ -243,18 +217,13 @@ async fn dnc_expired_and_windows_are_checked_before_dialing(db: Db) {
 
     let (c3, _) = app
         .campaign(
-            csv(&[String::from("+15553000001")]),
+            csv_of(&[String::from("+15553000001")]),
             quick_plan(1),
             json!({"calling_window": window, "priority": "emergency", "calls_per_second": 100}),
         )
         .await;
     let mut rx = app.events().subscribe();
-    app.client
-        .post(app.url(&format!("/v1/campaigns/{c3}/start")))
-        .header("x-api-key", &app.key)
-        .send()
-        .await
-        .unwrap();
+    app.campaign_verb(&c3, "start", json!({})).await;
     wait_status(&mut rx, &c3, "finished", Duration::from_secs(10)).await;
     assert_eq!(
         app.scalar(&format!(
@@ -287,15 +256,10 @@ async fn daily_schedules_wait_for_their_start_and_after_the_run(db: Db) {
     };
     let tz = noon_zone();
     // Starts later today: waits, dials nothing.
-    let (late, _) = app.campaign(csv(&[String::from("+15554000001")]), quick_plan(1),
+    let (late, _) = app.campaign(csv_of(&[String::from("+15554000001")]), quick_plan(1),
         json!({"schedule": {"daily_start": "15:00", "timezone": tz}, "calls_per_second": 100, "end_handle": "continue"})).await;
     let mut rx = app.events().subscribe();
-    app.client
-        .post(app.url(&format!("/v1/campaigns/{late}/start")))
-        .header("x-api-key", &app.key)
-        .send()
-        .await
-        .unwrap();
+    app.campaign_verb(&late, "start", json!({})).await;
     wait_status(&mut rx, &late, "waiting", Duration::from_secs(10)).await;
     let c = expect_json(
         app.get(&format!("/v1/campaigns/{late}")).await,
@@ -319,15 +283,10 @@ async fn daily_schedules_wait_for_their_start_and_after_the_run(db: Db) {
 
     // Started earlier today: dials its list, then waits for tomorrow (end_handle continue).
     let nums: Vec<String> = (0..20).map(|i| format!("+1555401{i:04}")).collect();
-    let (early, od) = app.campaign(csv(&nums), quick_plan(1),
+    let (early, od) = app.campaign(csv_of(&nums), quick_plan(1),
         json!({"schedule": {"daily_start": "09:00", "timezone": tz}, "calls_per_second": 1000, "end_handle": "continue"})).await;
     let mut rx = app.events().subscribe();
-    app.client
-        .post(app.url(&format!("/v1/campaigns/{early}/start")))
-        .header("x-api-key", &app.key)
-        .send()
-        .await
-        .unwrap();
+    app.campaign_verb(&early, "start", json!({})).await;
     wait_status(&mut rx, &early, "waiting", Duration::from_secs(20)).await;
     assert_eq!(
         app.scalar(&format!(
@@ -365,18 +324,13 @@ async fn an_emergency_campaign_takes_the_trunk_ahead_of_a_normal_one(db: Db) {
         .collect();
     let (normal, _) = app
         .campaign(
-            csv(&normal_nums),
+            csv_of(&normal_nums),
             quick_plan(1),
             json!({"calls_per_second": 1000}),
         )
         .await;
     let mut rx = app.events().subscribe();
-    app.client
-        .post(app.url(&format!("/v1/campaigns/{normal}/start")))
-        .header("x-api-key", &app.key)
-        .send()
-        .await
-        .unwrap();
+    app.campaign_verb(&normal, "start", json!({})).await;
     // Once the normal campaign is dialing, an emergency blast arrives.
     tokio::time::timeout(Duration::from_secs(20), async {
         loop {
@@ -395,17 +349,12 @@ async fn an_emergency_campaign_takes_the_trunk_ahead_of_a_normal_one(db: Db) {
         .collect();
     let (emergency, _) = app
         .campaign(
-            csv(&blast),
+            csv_of(&blast),
             quick_plan(1),
             json!({"calls_per_second": 1000, "priority": "emergency"}),
         )
         .await;
-    app.client
-        .post(app.url(&format!("/v1/campaigns/{emergency}/start")))
-        .header("x-api-key", &app.key)
-        .send()
-        .await
-        .unwrap();
+    app.campaign_verb(&emergency, "start", json!({})).await;
     wait_status(&mut rx, &emergency, "finished", Duration::from_secs(20)).await;
 
     let (first, last) = (
@@ -487,7 +436,7 @@ async fn a_waiting_campaign_dials_at_its_window_opening_across_spring_forward_an
     // Two calls a second (by the wall clock), so the close finds the list half done.
     let (c, od) = app
         .campaign(
-            csv(&nums),
+            csv_of(&nums),
             quick_plan(1),
             json!({"calling_window": window, "calls_per_second": 2}),
         )
@@ -566,7 +515,7 @@ async fn a_daily_schedule_wakes_at_its_start(db: Db) {
     let nums: Vec<String> = (0..5).map(|i| format!("+1212556{:04}", 1000 + i)).collect();
     let (c, od) = app
         .campaign(
-            csv(&nums),
+            csv_of(&nums),
             quick_plan(1),
             json!({"schedule": {"daily_start": "09:00", "timezone": "America/New_York"}, "calls_per_second": 1000, "end_handle": "continue"}),
         )

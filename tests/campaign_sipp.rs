@@ -6,19 +6,17 @@ mod sipp;
 
 use std::time::Duration;
 
-use common::{assert_event_chains, expect_json, wait_status, Db, TestApp};
+use common::{app_for, assert_event_chains, csv, wait_status, Db};
 use herald::events::Event;
 use reqwest::StatusCode;
 use serde_json::json;
 use sipp::{sipp_counter, SippUas, UasOptions};
 
-fn csv(n: usize, base: u64) -> String {
-    let mut s = String::from("phone\n");
-    for i in 0..n as u64 {
-        s.push_str(&format!("+1555{:07}\n", base + i));
-    }
-    s
-}
+/// The default trunk's limits these campaigns need.
+const LIMITS: &[(&str, &str)] = &[
+    ("HERALD__TRUNKS__DEFAULT__MAX_CALLS_PER_SECOND", "1000"),
+    ("HERALD__TRUNKS__DEFAULT__MAX_CONCURRENT_CALLS", "500"),
+];
 
 async fn uas(scenario: &str) -> SippUas {
     SippUas::start_with(UasOptions {
@@ -29,32 +27,6 @@ async fn uas(scenario: &str) -> SippUas {
         trace: false,
     })
     .await
-}
-
-async fn app_for(db: Db, uas: &SippUas) -> Option<TestApp> {
-    let proxy = format!("sip:{}", uas.addr);
-    common::spawn_app_with(
-        db,
-        &[
-            ("HERALD__TRUNKS__DEFAULT__PROXY", proxy.as_str()),
-            ("HERALD__TRUNKS__DEFAULT__MAX_CALLS_PER_SECOND", "1000"),
-            ("HERALD__TRUNKS__DEFAULT__MAX_CONCURRENT_CALLS", "500"),
-        ],
-        None,
-    )
-    .await
-}
-
-async fn verb(app: &TestApp, c: &str, verb: &str, body: serde_json::Value) -> serde_json::Value {
-    let r = app
-        .client
-        .post(app.url(&format!("/v1/campaigns/{c}/{verb}")))
-        .header("x-api-key", &app.key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    expect_json(r, StatusCode::OK).await
 }
 
 /// Waits (bounded) until at least `n` attempts were claimed for the campaign.
@@ -80,7 +52,7 @@ fn sipp_calls(stdout: &str) -> u64 {
 
 async fn a_300_target_campaign_against_a_mixed_population_finishes(db: Db) {
     let uas = uas("uas_mixed.xml").await;
-    let Some(app) = app_for(db, &uas).await else {
+    let Some(app) = app_for(db, uas.addr, LIMITS).await else {
         return;
     };
     let plan = json!({"name": "2x", "try_count_max": 2, "dial_timeout_s": 10, "retry": {"busy_s": 0, "no_answer_s": 0, "failed_s": 0}});
@@ -92,7 +64,7 @@ async fn a_300_target_campaign_against_a_mixed_population_finishes(db: Db) {
         )
         .await;
     let mut rx = app.events().subscribe();
-    verb(&app, &c, "start", json!({})).await;
+    app.campaign_verb(&c, "start", json!({})).await;
     wait_status(&mut rx, &c, "finished", Duration::from_secs(90)).await;
 
     assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM targets WHERE outdial_id = '{od}' AND state NOT IN ('finished', 'failed')")).await, 0);
@@ -165,7 +137,7 @@ on_both_backends!(
 #[tokio::test]
 async fn pause_stops_new_invites_and_resume_and_stop_drain() {
     let uas = uas("uas_cps.xml").await;
-    let Some(app) = app_for(Db::Sqlite, &uas).await else {
+    let Some(app) = app_for(Db::Sqlite, uas.addr, LIMITS).await else {
         return;
     };
     let plan = json!({"name": "1x", "try_count_max": 1, "dial_timeout_s": 10});
@@ -177,9 +149,9 @@ async fn pause_stops_new_invites_and_resume_and_stop_drain() {
         )
         .await;
     let mut rx = app.events().subscribe();
-    verb(&app, &c, "start", json!({})).await;
+    app.campaign_verb(&c, "start", json!({})).await;
     wait_claimed(&mut rx, &c, 10).await;
-    let paused = verb(&app, &c, "pause", json!({})).await;
+    let paused = app.campaign_verb(&c, "pause", json!({})).await;
     assert_eq!(paused["status"], "paused");
     let paused_at = chrono::Utc::now().timestamp_millis();
     // Proving an absence takes a window: no claim for this campaign for 1.5 s
@@ -210,9 +182,9 @@ async fn pause_stops_new_invites_and_resume_and_stop_drain() {
             "SELECT COUNT(*) FROM calls WHERE campaign_id = '{c}'"
         ))
         .await;
-    verb(&app, &c, "resume", json!({})).await;
+    app.campaign_verb(&c, "resume", json!({})).await;
     wait_claimed(&mut rx, &c, 10).await;
-    let stopped = verb(&app, &c, "stop", json!({})).await;
+    let stopped = app.campaign_verb(&c, "stop", json!({})).await;
     assert_eq!(stopped["status"], "stopping");
     wait_status(&mut rx, &c, "stopped", Duration::from_secs(30)).await;
     let after = app
@@ -240,7 +212,7 @@ async fn pause_stops_new_invites_and_resume_and_stop_drain() {
 #[tokio::test]
 async fn force_stop_hangs_up_ringing_calls_as_interrupted() {
     let uas = uas("uas_ring_no_answer.xml").await;
-    let Some(app) = app_for(Db::Sqlite, &uas).await else {
+    let Some(app) = app_for(Db::Sqlite, uas.addr, LIMITS).await else {
         return;
     };
     let plan = json!({"name": "ring", "try_count_max": 3, "dial_timeout_s": 120});
@@ -252,9 +224,9 @@ async fn force_stop_hangs_up_ringing_calls_as_interrupted() {
         )
         .await;
     let mut rx = app.events().subscribe();
-    verb(&app, &c, "start", json!({})).await;
+    app.campaign_verb(&c, "start", json!({})).await;
     wait_claimed(&mut rx, &c, 12).await;
-    let r = verb(&app, &c, "stop", json!({"force": true})).await;
+    let r = app.campaign_verb(&c, "stop", json!({"force": true})).await;
     assert_eq!(r["status_reason"], "force");
     wait_status(&mut rx, &c, "stopped", Duration::from_secs(30)).await;
     assert_eq!(
@@ -276,7 +248,7 @@ async fn force_stop_hangs_up_ringing_calls_as_interrupted() {
 #[tokio::test]
 async fn an_agents_session_limit_holds_across_the_campaigns_sharing_it() {
     let uas = uas("uas_ring_no_answer.xml").await;
-    let Some(app) = app_for(Db::Sqlite, &uas).await else {
+    let Some(app) = app_for(Db::Sqlite, uas.addr, LIMITS).await else {
         return;
     };
     let agent = app
@@ -296,7 +268,7 @@ async fn an_agents_session_limit_holds_across_the_campaigns_sharing_it() {
                 json!({"agent_id": agent, "calls_per_second": 100, "max_concurrent_calls": 10}),
             )
             .await;
-        verb(&app, &c, "start", json!({})).await;
+        app.campaign_verb(&c, "start", json!({})).await;
         campaigns.push(c);
     }
     // Five calls start, then nothing more while they ring: a window with no claims.
@@ -332,7 +304,7 @@ async fn an_agents_session_limit_holds_across_the_campaigns_sharing_it() {
     let mut waits = Vec::new();
     for c in &campaigns {
         let rx = app.events().subscribe();
-        verb(&app, c, "stop", json!({"force": true})).await;
+        app.campaign_verb(c, "stop", json!({"force": true})).await;
         waits.push((c, rx));
     }
     for (c, mut rx) in waits {

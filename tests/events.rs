@@ -11,35 +11,13 @@ mod sse;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use common::{expect_json, Db, TestApp};
+use common::{app_for, csv, expect_json, Db, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sipp::{SippUas, UasOptions};
 use sse::{SseClient, SseMessage};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn csv(n: usize, base: u64) -> String {
-    let mut s = String::from("phone\n");
-    for i in 0..n as u64 {
-        s.push_str(&format!("+1555{:07}\n", base + i));
-    }
-    s
-}
-
-async fn app_for(db: Db, uas: &SippUas) -> Option<TestApp> {
-    let proxy = format!("sip:{}", uas.addr);
-    common::spawn_app_with(
-        db,
-        &[
-            ("HERALD__TRUNKS__DEFAULT__PROXY", proxy.as_str()),
-            ("HERALD__TRUNKS__DEFAULT__MAX_CALLS_PER_SECOND", "1000"),
-            ("HERALD__EVENTS__KEEP_ALIVE_MS", "200"),
-        ],
-        None,
-    )
-    .await
-}
 
 fn events_url(app: &TestApp, c: &str, query: &str) -> String {
     app.url(&format!("/v1/campaigns/{c}/events{query}"))
@@ -84,7 +62,16 @@ async fn the_event_stream_matches_the_database_and_resumes_without_gaps(db: Db) 
         trace: false,
     })
     .await;
-    let Some(app) = app_for(db, &uas).await else {
+    let Some(app) = app_for(
+        db,
+        uas.addr,
+        &[
+            ("HERALD__TRUNKS__DEFAULT__MAX_CALLS_PER_SECOND", "1000"),
+            ("HERALD__EVENTS__KEEP_ALIVE_MS", "200"),
+        ],
+    )
+    .await
+    else {
         return;
     };
     let plan = json!({"name": "2x", "try_count_max": 2, "dial_timeout_s": 10, "retry": {"busy_s": 0, "no_answer_s": 0, "failed_s": 0}});
@@ -118,14 +105,7 @@ async fn the_event_stream_matches_the_database_and_resumes_without_gaps(db: Db) 
     // Subscribed before the start; disconnect after 40 events.
     let mut first =
         SseClient::connect(&app.client, &events_url(&app, &c, ""), &app.key, None).await;
-    let r = app
-        .client
-        .post(app.url(&format!("/v1/campaigns/{c}/start")))
-        .header("x-api-key", &app.key)
-        .send()
-        .await
-        .unwrap();
-    expect_json(r, StatusCode::OK).await;
+    app.campaign_verb(&c, "start", json!({})).await;
     let part1 = read_until(&mut first, 40, |_| false).await;
     drop(first);
     let last = part1.last().unwrap().seq();

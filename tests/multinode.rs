@@ -2,6 +2,8 @@
 //! campaign: no target is dialed twice at the same time; one node is killed
 //! (-9) midway and the other closes its open attempts and finishes.
 
+#[path = "common/pg.rs"]
+mod pg;
 #[path = "common/process.rs"]
 mod process;
 mod sipp;
@@ -12,7 +14,7 @@ use process::HeraldProcess;
 use serde_json::json;
 use sipp::{SippUas, UasOptions};
 
-const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
+use pg::PG_ADMIN_URL as PG;
 
 fn node(db_url: &str, proxy: &str) -> HeraldProcess {
     let dir = std::env::temp_dir();
@@ -30,7 +32,7 @@ fn node(db_url: &str, proxy: &str) -> HeraldProcess {
 #[tokio::test]
 async fn two_nodes_share_a_campaign_and_one_survives_the_other() {
     let Ok(admin) = sqlx::PgPool::connect(PG).await else {
-        eprintln!("\n*** SKIPPED: PostgreSQL is not reachable at 127.0.0.1:5432; the multi-node test did not run ***\n");
+        pg::skip_without_postgres("the multi-node test");
         return;
     };
     let schema = format!("mn_{}", uuid::Uuid::new_v4().simple());

@@ -26,6 +26,8 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
+use crate::domain::FieldError;
+use crate::media::prompts::Prompts;
 use crate::sip::CallMedia;
 use crate::sip::Telephony;
 
@@ -119,9 +121,11 @@ pub enum AgentKind {
 }
 
 impl AgentConfig {
-    /// From a spec that passed `validate_agent`. A script that does not
-    /// compile (unknown step, shipped script not found) is an error.
-    pub fn from_spec(id: &str, spec: &Value) -> Result<AgentConfig, String> {
+    /// From a spec that passed `validate_agent`, loading a script's prompts
+    /// from `prompts` (this reads files: call it from a blocking task). A
+    /// script that does not compile (unknown step, shipped script or prompt
+    /// not found) is an error naming the field.
+    pub fn from_spec(id: &str, spec: &Value, prompts: &Prompts) -> Result<AgentConfig, FieldError> {
         let kind = match spec["kind"].as_str() {
             Some("media_stream") => AgentKind::MediaStream {
                 url: spec["url"].as_str().unwrap_or_default().to_string(),
@@ -130,9 +134,14 @@ impl AgentConfig {
                 uri: spec["url"].as_str().unwrap_or_default().to_string(),
             },
             Some("script") => AgentKind::Script {
-                script: Arc::new(script::Script::from_spec(&spec["script"])?),
+                script: Arc::new(script::Script::from_spec(&spec["script"], prompts)?),
             },
-            other => return Err(format!("unknown agent kind {other:?}")),
+            other => {
+                return Err(FieldError::new(
+                    "kind",
+                    format!("unknown agent kind {other:?}"),
+                ))
+            }
         };
         Ok(AgentConfig {
             id: id.to_string(),
@@ -185,6 +194,8 @@ pub trait Session: Send {
 pub struct AgentDeps {
     /// For the second call leg of SIP agents.
     pub telephony: Arc<dyn Telephony>,
+    /// Where script agents' prompts are read from.
+    pub prompts: Prompts,
 }
 
 /// Builds the agent for a configuration.
@@ -238,12 +249,33 @@ impl AgentRuntime {
                 return Ok(a.clone());
             }
         }
-        let agent = build(&AgentConfig::from_spec(id, spec)?, &self.deps);
+        let config =
+            AgentConfig::from_spec(id, spec, &self.deps.prompts).map_err(|e| e.to_string())?;
+        let agent = build(&config, &self.deps);
+        self.keep(id, spec, agent.clone());
+        Ok(agent)
+    }
+
+    /// Builds the agent of a new or changed configuration on a blocking
+    /// task (a script's prompts are read from disk, never on the request's
+    /// thread); the API calls it before storing the configuration, so a
+    /// script that does not load is refused naming the field.
+    pub async fn build_checked(&self, spec: &Value) -> Result<Arc<dyn Agent>, FieldError> {
+        let (spec, deps) = (spec.clone(), self.deps.clone());
+        tokio::task::spawn_blocking(move || {
+            let config = AgentConfig::from_spec("", &spec, &deps.prompts)?;
+            Ok(build(&config, &deps))
+        })
+        .await
+        .map_err(|e| FieldError::new("script", format!("could not be loaded: {e}")))?
+    }
+
+    /// Keeps `agent`, built from `spec`, as agent `id`'s until its spec changes.
+    pub fn keep(&self, id: &str, spec: &Value, agent: Arc<dyn Agent>) {
         self.built
             .lock()
             .expect("agents")
-            .insert(id.to_string(), (spec.clone(), agent.clone()));
-        Ok(agent)
+            .insert(id.to_string(), (spec.clone(), agent));
     }
 
     /// The context of one call for its agent.

@@ -20,12 +20,12 @@
 //! A key pressed during a prompt stops the prompt (barge-in). A step entered
 //! more than `max_visits` times (default 3) ends the session. Prompts are
 //! WAV files (8 or 16 kHz mono PCM), converted to μ-law once when the
-//! script is loaded; a relative path is looked up among the shipped prompts
-//! (`scenarios/audio/`) first, then relative to the working directory.
+//! script is loaded (when the agent is built): a shipped prompt
+//! (`scenarios/audio/`) by its file name, or a file under the configured
+//! `agents.prompt_dir`, and nothing else ([`crate::media::prompts`]).
 //! Shipped scripts (`scenarios/scripts/*.toml`) are named by their file stem.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +34,8 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::{Agent, AgentUnavailable, Session, SessionContext, SessionControl};
+use crate::domain::FieldError;
+use crate::media::prompts::Prompts;
 use crate::media::MediaEvent;
 use crate::sip::CallMedia;
 
@@ -46,38 +48,6 @@ const SHIPPED_SCRIPTS: &[(&str, &str)] = &[
     (
         "emergency-acknowledgement",
         include_str!("../../scenarios/scripts/emergency-acknowledgement.toml"),
-    ),
-];
-
-/// Prompts shipped with herald, by file name.
-const SHIPPED_PROMPTS: &[(&str, &[u8])] = &[
-    (
-        "appointment-ask.wav",
-        include_bytes!("../../scenarios/audio/appointment-ask.wav"),
-    ),
-    (
-        "appointment-confirmed.wav",
-        include_bytes!("../../scenarios/audio/appointment-confirmed.wav"),
-    ),
-    (
-        "appointment-cancelled.wav",
-        include_bytes!("../../scenarios/audio/appointment-cancelled.wav"),
-    ),
-    (
-        "appointment-callback.wav",
-        include_bytes!("../../scenarios/audio/appointment-callback.wav"),
-    ),
-    (
-        "emergency-alert.wav",
-        include_bytes!("../../scenarios/audio/emergency-alert.wav"),
-    ),
-    (
-        "emergency-thanks.wav",
-        include_bytes!("../../scenarios/audio/emergency-thanks.wav"),
-    ),
-    (
-        "goodbye.wav",
-        include_bytes!("../../scenarios/audio/goodbye.wav"),
     ),
 ];
 
@@ -120,9 +90,10 @@ pub fn shipped_scripts() -> impl Iterator<Item = &'static str> {
 }
 
 impl Script {
-    /// From an agent's `script`: a shipped script's name, or a script object.
-    /// Errors name the field (`script.steps.ask.on.1`) and why.
-    pub fn from_spec(spec: &Value) -> Result<Script, String> {
+    /// From an agent's `script`: a shipped script's name, or a script object,
+    /// with its prompts loaded from `prompts` (this reads files: call it from
+    /// a blocking task). Errors name the field (`script.steps.ask.on.1`) and why.
+    pub fn from_spec(spec: &Value, prompts: &Prompts) -> Result<Script, FieldError> {
         match spec {
             Value::String(name) => {
                 let (_, text) =
@@ -130,63 +101,83 @@ impl Script {
                         .iter()
                         .find(|(n, _)| n == name)
                         .ok_or_else(|| {
-                            format!(
-                                "script: no shipped script named {name:?} (shipped: {})",
-                                shipped_scripts().collect::<Vec<_>>().join(", ")
+                            let shipped = shipped_scripts().collect::<Vec<_>>().join(", ");
+                            FieldError::new(
+                                "script",
+                                format!("no shipped script named {name:?} (shipped: {shipped})"),
                             )
                         })?;
-                let v: toml::Value =
-                    toml::from_str(text).map_err(|e| format!("script {name:?}: {e}"))?;
-                let json = serde_json::to_value(v).map_err(|e| e.to_string())?;
-                Script::parse(name, &json)
+                let v: toml::Value = toml::from_str(text)
+                    .map_err(|e| FieldError::new("script", format!("{name:?}: {e}")))?;
+                let json = serde_json::to_value(v)
+                    .map_err(|e| FieldError::new("script", e.to_string()))?;
+                Script::parse(name, &json, prompts)
             }
             Value::Object(_) => {
                 let name = spec["name"].as_str().unwrap_or("inline").to_string();
-                Script::parse(&name, spec)
+                Script::parse(&name, spec, prompts)
             }
-            _ => Err("script: must be an object (the script) or a shipped script's name".into()),
+            _ => Err(FieldError::new(
+                "script",
+                "must be an object (the script) or a shipped script's name",
+            )),
         }
     }
 
-    fn parse(name: &str, v: &Value) -> Result<Script, String> {
-        let obj = v.as_object().ok_or("script: must be an object")?;
+    fn parse(name: &str, v: &Value, prompts: &Prompts) -> Result<Script, FieldError> {
+        let obj = v
+            .as_object()
+            .ok_or_else(|| FieldError::new("script", "must be an object"))?;
         for k in obj.keys() {
             if !["name", "description", "start", "steps", "max_visits"].contains(&k.as_str()) {
-                return Err(format!(
-                    "script.{k}: unknown key (expected name, description, start, steps, max_visits)"
+                return Err(FieldError::new(
+                    format!("script.{k}"),
+                    "unknown key (expected name, description, start, steps, max_visits)",
                 ));
             }
         }
-        let steps_v = obj
-            .get("steps")
-            .and_then(Value::as_object)
-            .ok_or("script.steps: is required (an object of named steps)")?;
+        let steps_v = obj.get("steps").and_then(Value::as_object).ok_or_else(|| {
+            FieldError::new("script.steps", "is required (an object of named steps)")
+        })?;
         if steps_v.is_empty() || steps_v.len() > MAX_STEPS {
-            return Err(format!("script.steps: must have 1 to {MAX_STEPS} steps"));
+            return Err(FieldError::new(
+                "script.steps",
+                format!("must have 1 to {MAX_STEPS} steps"),
+            ));
         }
         let index: HashMap<&str, usize> = steps_v
             .keys()
             .enumerate()
             .map(|(i, k)| (k.as_str(), i))
             .collect();
-        let step_ref = |field: &str, v: &Value| -> Result<usize, String> {
+        let step_ref = |field: &str, v: &Value| -> Result<usize, FieldError> {
             let s = v
                 .as_str()
-                .ok_or_else(|| format!("{field}: must be a step name"))?;
+                .ok_or_else(|| FieldError::new(field, "must be a step name"))?;
             index
                 .get(s)
                 .copied()
-                .ok_or_else(|| format!("{field}: no step named {s:?}"))
+                .ok_or_else(|| FieldError::new(field, format!("no step named {s:?}")))
         };
         let start = match obj.get("start") {
             Some(s) => step_ref("script.start", s)?,
-            None => return Err("script.start: is required (the first step's name)".into()),
+            None => {
+                return Err(FieldError::new(
+                    "script.start",
+                    "is required (the first step's name)",
+                ))
+            }
         };
         let max_visits = match obj.get("max_visits") {
             None => DEFAULT_MAX_VISITS,
             Some(v) => match v.as_u64() {
                 Some(n @ 1..=100) => n as u32,
-                _ => return Err("script.max_visits: must be an integer from 1 to 100".into()),
+                _ => {
+                    return Err(FieldError::new(
+                        "script.max_visits",
+                        "must be an integer from 1 to 100",
+                    ))
+                }
             },
         };
         let mut steps = Vec::with_capacity(steps_v.len());
@@ -194,15 +185,16 @@ impl Script {
             let p = format!("script.steps.{sname}");
             let so = sv
                 .as_object()
-                .ok_or_else(|| format!("{p}: must be an object"))?;
+                .ok_or_else(|| FieldError::new(&p, "must be an object"))?;
             for k in so.keys() {
                 if ![
                     "result", "play", "gather", "on", "timeout", "invalid", "next",
                 ]
                 .contains(&k.as_str())
                 {
-                    return Err(format!(
-                        "{p}.{k}: unknown key (expected result, play, gather, on, timeout, invalid, next)"
+                    return Err(FieldError::new(
+                        format!("{p}.{k}"),
+                        "unknown key (expected result, play, gather, on, timeout, invalid, next)",
                     ));
                 }
             }
@@ -213,24 +205,38 @@ impl Script {
                 {
                     Some(r.trim().to_string())
                 }
-                Some(_) => return Err(format!("{p}.result: must be a non-empty string")),
+                Some(_) => {
+                    return Err(FieldError::new(
+                        format!("{p}.result"),
+                        "must be a non-empty string",
+                    ))
+                }
+            };
+            let load = |field: String, f: &str| {
+                prompts
+                    .load(f)
+                    .map_err(|e| FieldError::new(field, e.to_string()))
             };
             let prompts = match so.get("play") {
                 None => Vec::new(),
-                Some(Value::String(f)) => {
-                    vec![load_prompt(f).map_err(|e| format!("{p}.play: {e}"))?]
-                }
+                Some(Value::String(f)) => vec![load(format!("{p}.play"), f)?],
                 Some(Value::Array(fs)) => fs
                     .iter()
                     .enumerate()
                     .map(|(i, f)| {
+                        let field = format!("{p}.play[{i}]");
                         let f = f
                             .as_str()
-                            .ok_or_else(|| format!("{p}.play[{i}]: must be a file name"))?;
-                        load_prompt(f).map_err(|e| format!("{p}.play[{i}]: {e}"))
+                            .ok_or_else(|| FieldError::new(&field, "must be a file name"))?;
+                        load(field, f)
                     })
                     .collect::<Result<_, _>>()?,
-                Some(_) => return Err(format!("{p}.play: must be a file name or a list of them")),
+                Some(_) => {
+                    return Err(FieldError::new(
+                        format!("{p}.play"),
+                        "must be a file name or a list of them",
+                    ))
+                }
             };
             let gather = match so.get("gather") {
                 None => None,
@@ -238,20 +244,24 @@ impl Script {
             };
             let mut on = HashMap::new();
             if let Some(o) = so.get("on") {
-                let o = o
-                    .as_object()
-                    .ok_or_else(|| format!("{p}.on: must be an object of keys → step"))?;
+                let o = o.as_object().ok_or_else(|| {
+                    FieldError::new(format!("{p}.on"), "must be an object of keys → step")
+                })?;
                 if gather.is_none() {
-                    return Err(format!("{p}.on: needs a gather in the same step"));
+                    return Err(FieldError::new(
+                        format!("{p}.on"),
+                        "needs a gather in the same step",
+                    ));
                 }
                 for (keys, target) in o {
+                    let field = format!("{p}.on.{keys}");
                     if keys.is_empty() || !keys.chars().all(is_dtmf) {
-                        return Err(format!("{p}.on.{keys}: must be keys from 0-9, *, #, A-D"));
+                        return Err(FieldError::new(field, "must be keys from 0-9, *, #, A-D"));
                     }
-                    on.insert(keys.clone(), step_ref(&format!("{p}.on.{keys}"), target)?);
+                    on.insert(keys.clone(), step_ref(&field, target)?);
                 }
             }
-            let opt_ref = |k: &str| -> Result<Option<usize>, String> {
+            let opt_ref = |k: &str| -> Result<Option<usize>, FieldError> {
                 so.get(k)
                     .map(|v| step_ref(&format!("{p}.{k}"), v))
                     .transpose()
@@ -280,14 +290,15 @@ fn is_dtmf(c: char) -> bool {
     c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D')
 }
 
-fn parse_gather(p: &str, g: &Value) -> Result<Gather, String> {
+fn parse_gather(p: &str, g: &Value) -> Result<Gather, FieldError> {
     let o = g
         .as_object()
-        .ok_or_else(|| format!("{p}: must be an object"))?;
+        .ok_or_else(|| FieldError::new(p, "must be an object"))?;
     for k in o.keys() {
         if !["max_digits", "timeout_ms", "terminator"].contains(&k.as_str()) {
-            return Err(format!(
-                "{p}.{k}: unknown key (expected max_digits, timeout_ms, terminator)"
+            return Err(FieldError::new(
+                format!("{p}.{k}"),
+                "unknown key (expected max_digits, timeout_ms, terminator)",
             ));
         }
     }
@@ -295,7 +306,12 @@ fn parse_gather(p: &str, g: &Value) -> Result<Gather, String> {
         None => 1,
         Some(v) => match v.as_u64() {
             Some(n @ 1..=32) => n as usize,
-            _ => return Err(format!("{p}.max_digits: must be an integer from 1 to 32")),
+            _ => {
+                return Err(FieldError::new(
+                    format!("{p}.max_digits"),
+                    "must be an integer from 1 to 32",
+                ))
+            }
         },
     };
     let timeout_ms = match o.get("timeout_ms") {
@@ -303,8 +319,9 @@ fn parse_gather(p: &str, g: &Value) -> Result<Gather, String> {
         Some(v) => match v.as_u64() {
             Some(n @ 100..=120_000) => n,
             _ => {
-                return Err(format!(
-                    "{p}.timeout_ms: must be an integer from 100 to 120000"
+                return Err(FieldError::new(
+                    format!("{p}.timeout_ms"),
+                    "must be an integer from 100 to 120000",
                 ))
             }
         },
@@ -314,21 +331,18 @@ fn parse_gather(p: &str, g: &Value) -> Result<Gather, String> {
         Some(Value::String(s)) if s.chars().count() == 1 && s.chars().all(is_dtmf) => {
             s.chars().next()
         }
-        Some(_) => return Err(format!("{p}.terminator: must be one key, e.g. \"#\"")),
+        Some(_) => {
+            return Err(FieldError::new(
+                format!("{p}.terminator"),
+                "must be one key, e.g. \"#\"",
+            ))
+        }
     };
     Ok(Gather {
         max_digits,
         timeout: Duration::from_millis(timeout_ms),
         terminator,
     })
-}
-
-/// A prompt's μ-law audio: a shipped prompt by name, else a file.
-fn load_prompt(name: &str) -> Result<Bytes, String> {
-    if let Some((_, wav)) = SHIPPED_PROMPTS.iter().find(|(n, _)| *n == name) {
-        return crate::media::wav::decode_wav(wav).map_err(|e| format!("{name}: {e}"));
-    }
-    crate::media::wav::read_wav(Path::new(name)).map_err(|e| format!("{name}: {e}"))
 }
 
 pub struct ScriptAgent {
@@ -475,7 +489,8 @@ mod tests {
     #[test]
     fn the_shipped_scripts_load() {
         for name in shipped_scripts() {
-            let s = Script::from_spec(&json!(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let s = Script::from_spec(&json!(name), &Prompts::shipped_only())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(!s.steps.is_empty());
             assert!(s.steps.iter().any(|st| !st.prompts.is_empty()));
         }
@@ -483,7 +498,11 @@ mod tests {
 
     #[test]
     fn script_errors_name_the_field() {
-        let e = |v: Value| Script::from_spec(&v).unwrap_err();
+        let e = |v: Value| {
+            Script::from_spec(&v, &Prompts::shipped_only())
+                .unwrap_err()
+                .to_string()
+        };
         assert!(e(json!("nope")).contains("no shipped script named \"nope\""));
         assert!(e(json!({"steps": {"a": {}}})).starts_with("script.start"));
         assert!(e(json!({"start": "b", "steps": {"a": {}}}))
@@ -500,7 +519,7 @@ mod tests {
         );
         assert!(
             e(json!({"start": "a", "steps": {"a": {"play": ["/nonexistent.wav"]}}}))
-                .starts_with("script.steps.a.play[0]: /nonexistent.wav")
+                .starts_with("script.steps.a.play[0]: must name a shipped prompt")
         );
         assert!(e(json!({"start": "a", "steps": {"a": {"nxt": "a"}}}))
             .starts_with("script.steps.a.nxt: unknown key"));

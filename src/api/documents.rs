@@ -1,6 +1,8 @@
 //! Routers for the named-document resources: outdials, outplans and agents.
 //! Each is CRUD over one table with its own validator; PATCH is a JSON merge
-//! patch over the stored document, validated again as a whole.
+//! patch over the stored document, validated again as a whole. An agent is
+//! also built before it is stored (a script's prompts loaded, off the
+//! request's thread), so a script that does not load is refused at once.
 
 use std::collections::HashMap;
 
@@ -12,6 +14,7 @@ use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ts, IdPath, JsonBody, ListQuery};
+use crate::agent::AgentRuntime;
 use crate::domain::fields::{merge_patch, Fields, MAX_DETAIL_CHARS};
 use crate::domain::specs::{validate_agent, validate_outplan};
 use crate::domain::{FieldError, TargetState};
@@ -25,6 +28,8 @@ struct DocState {
     store: Store,
     table: DocTable,
     validate: Validator,
+    /// For agents: builds each configuration before it is stored.
+    agents: Option<AgentRuntime>,
 }
 
 /// An outdial: a name and an optional free-text detail.
@@ -38,18 +43,24 @@ pub fn validate_outdial(v: &Value) -> Result<Value, FieldError> {
 }
 
 pub fn outdials(store: Store) -> Router {
-    router("/outdials", store, OUTDIALS, validate_outdial)
+    router("/outdials", store, OUTDIALS, validate_outdial, None)
 }
 
 pub fn outplans(store: Store) -> Router {
-    router("/outplans", store, OUTPLANS, validate_outplan)
+    router("/outplans", store, OUTPLANS, validate_outplan, None)
 }
 
-pub fn agents(store: Store) -> Router {
-    router("/agents", store, AGENTS, validate_agent)
+pub fn agents(store: Store, runtime: AgentRuntime) -> Router {
+    router("/agents", store, AGENTS, validate_agent, Some(runtime))
 }
 
-fn router(base: &str, store: Store, table: DocTable, validate: Validator) -> Router {
+fn router(
+    base: &str,
+    store: Store,
+    table: DocTable,
+    validate: Validator,
+    agents: Option<AgentRuntime>,
+) -> Router {
     Router::new()
         .route(base, get(list).post(create))
         .route(
@@ -60,6 +71,7 @@ fn router(base: &str, store: Store, table: DocTable, validate: Validator) -> Rou
             store,
             table,
             validate,
+            agents,
         })
 }
 
@@ -80,8 +92,15 @@ async fn create(
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let spec = (s.validate)(&body)?;
+    let built = match &s.agents {
+        Some(rt) => Some(rt.build_checked(&spec).await?),
+        None => None,
+    };
     let name = spec["name"].as_str().unwrap_or_default().to_string();
     let doc = s.store.insert_doc(s.table, &name, &spec, now_ms()).await?;
+    if let (Some(rt), Some(agent)) = (&s.agents, built) {
+        rt.keep(&doc.id, &doc.spec, agent);
+    }
     Ok((StatusCode::CREATED, Json(doc_json(&doc))))
 }
 
@@ -133,12 +152,19 @@ async fn update(
     let mut merged = doc.spec.clone();
     merge_patch(&mut merged, &patch);
     let spec = (s.validate)(&merged)?;
+    let built = match &s.agents {
+        Some(rt) => Some(rt.build_checked(&spec).await?),
+        None => None,
+    };
     let name = spec["name"].as_str().unwrap_or_default().to_string();
     let doc = s
         .store
         .update_doc(s.table, &id, &name, &spec, now_ms())
         .await
         .map_err(|e| ApiError::from_store(e, s.table.noun, &id))?;
+    if let (Some(rt), Some(agent)) = (&s.agents, built) {
+        rt.keep(&doc.id, &doc.spec, agent);
+    }
     Ok(Json(doc_json(&doc)))
 }
 

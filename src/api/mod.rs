@@ -64,7 +64,7 @@ pub fn router(deps: ApiDeps) -> Router {
     let v1 = Router::new()
         .merge(documents::outdials(deps.store.clone()))
         .merge(documents::outplans(deps.store.clone()))
-        .merge(documents::agents(deps.store.clone()))
+        .merge(documents::agents(deps.store.clone(), deps.runtime.clone()))
         .merge(targets::router(
             deps.store.clone(),
             deps.json_body_limit,

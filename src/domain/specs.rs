@@ -118,13 +118,8 @@ pub fn validate_agent(v: &Value) -> Result<Value, FieldError> {
                 }
                 None => return Err(f.err("script", "is required for a script agent")),
             }
-            if let Some(spec) = &script {
-                // Compiled now so that a broken script is refused at once.
-                if let Err(e) = crate::agent::script::Script::from_spec(spec) {
-                    let (field, why) = e.split_once(": ").unwrap_or(("script", e.as_str()));
-                    return Err(f.err(field, why));
-                }
-            }
+            // The script itself is compiled, and its prompts loaded, when the
+            // agent is built (before it is stored), not here.
             if url.is_some() {
                 return Err(f.err("url", "a script agent has no url"));
             }

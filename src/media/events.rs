@@ -7,7 +7,7 @@
 //!
 //! Must not: block the session task (pushing never waits) or reorder events.
 
-use super::rtp::MediaEvent;
+use super::types::MediaEvent;
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
 use tokio::sync::Notify;

@@ -1,5 +1,5 @@
 //! Media: RTP sessions, G.711, RFC 4733 telephone events, jitter buffer,
-//! RTP port pool, WAV prompts.
+//! RTP port pool, WAV prompts and where they may be read from.
 //!
 //! Owns everything between a call's negotiated media description (codec,
 //! payload types, remote address: handed in by `sip`) and μ-law 8 kHz audio,
@@ -15,9 +15,11 @@ pub mod g711;
 pub mod jitter;
 pub mod playout;
 pub mod ports;
+pub mod prompts;
 pub mod rtp;
 mod session;
 pub mod stats;
+mod types;
 pub mod wav;
 
 pub use ports::{PortLease, PortPool};

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod capture;
+pub mod pg;
 
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use herald::config::Config;
 use reqwest::{Client, Response, StatusCode};
 use serde_json::Value;
 
-pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+pub use pg::{postgres_reachable, PG_ADMIN_URL};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Db {
@@ -41,7 +42,8 @@ pub fn init_logs() {
 }
 
 impl TestDb {
-    /// `None` when PostgreSQL was asked for and is not reachable (the caller skips, loudly).
+    /// `None` when PostgreSQL was asked for and is not reachable (the caller
+    /// skips, loudly; with `HERALD_TEST_REQUIRE_PG=1` the test fails instead).
     pub async fn new(db: Db) -> Option<TestDb> {
         init_logs();
         match db {
@@ -56,10 +58,7 @@ impl TestDb {
             }
             Db::Postgres => {
                 if !postgres_reachable().await {
-                    eprintln!(
-                        "\n*** SKIPPED: PostgreSQL is not reachable at 127.0.0.1:5432; \
-                         the PostgreSQL half of this test did not run ***\n"
-                    );
+                    pg::skip_without_postgres("the PostgreSQL half of this test");
                     return None;
                 }
                 let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
@@ -94,17 +93,6 @@ impl TestDb {
     }
 }
 
-pub async fn postgres_reachable() -> bool {
-    matches!(
-        tokio::time::timeout(
-            Duration::from_secs(2),
-            tokio::net::TcpStream::connect("127.0.0.1:5432")
-        )
-        .await,
-        Ok(Ok(_))
-    )
-}
-
 /// A running herald and an HTTP client holding a valid API key.
 pub struct TestApp {
     pub base: String,
@@ -125,6 +113,37 @@ pub fn test_config(db_url: &str, extra: &[(&str, &str)]) -> Config {
         env.push((k.to_string(), v.to_string()));
     }
     Config::load_from(None, env).expect("test config")
+}
+
+/// Herald whose default trunk dials `trunk` (a SIPp callee's address), with
+/// `extra` settings on top.
+pub async fn app_for(
+    db: Db,
+    trunk: std::net::SocketAddr,
+    extra: &[(&str, &str)],
+) -> Option<TestApp> {
+    let proxy = format!("sip:{trunk}");
+    let mut settings = vec![("HERALD__TRUNKS__DEFAULT__PROXY", proxy.as_str())];
+    settings.extend_from_slice(extra);
+    spawn_app_with(db, &settings, None).await
+}
+
+/// A `phone` CSV of `n` numbers `+1555…` counting up from `base`.
+pub fn csv(n: usize, base: u64) -> String {
+    let numbers: Vec<String> = (base..base + n as u64)
+        .map(|i| format!("+1555{i:07}"))
+        .collect();
+    csv_of(&numbers)
+}
+
+/// A `phone` CSV of the given numbers.
+pub fn csv_of(numbers: &[String]) -> String {
+    let mut s = String::from("phone\n");
+    for n in numbers {
+        s.push_str(n);
+        s.push('\n');
+    }
+    s
 }
 
 pub async fn spawn_app(db: Db) -> Option<TestApp> {
@@ -309,7 +328,8 @@ pub async fn expect_error(r: Response, status: StatusCode, code: &str, needle: &
     body
 }
 
-/// Runs an async test body on SQLite and on PostgreSQL (skipping loudly when unreachable).
+/// Runs an async test body on SQLite and on PostgreSQL (skipping loudly when
+/// unreachable, failing instead with `HERALD_TEST_REQUIRE_PG=1`).
 #[macro_export]
 macro_rules! on_both_backends {
     ($name:ident, $body:path) => {
@@ -515,6 +535,24 @@ pub async fn wait_status(
         found.is_ok(),
         "campaign {campaign} did not become {status} within {within:?}"
     );
+}
+
+/// Waits (bounded) for a one-off call to reach its final status, which it returns.
+pub async fn wait_call_final(
+    rx: &mut tokio::sync::broadcast::Receiver<herald::events::Event>,
+    id: &str,
+) -> String {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Ok(herald::events::Event::CallFinished { call_id, status }) = rx.recv().await {
+                if call_id == id && status != "scheduled" && status != "pending" {
+                    return status;
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("call {id} did not finish in time"))
 }
 
 /// Checks every target's event chain: it starts at idle, each step starts where
