@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use herald::app::{App, TelephonyChoice};
 use herald::config::Config;
+use herald::domain::specs::{AgentSpec, CampaignSpec, Outplan};
 use herald::domain::target::parse_target;
 use herald::events::Event;
 use herald::sim::InstantTelephony;
@@ -123,7 +124,7 @@ async fn run(label: &str, url: &str, targets: usize) {
         .insert_doc(
             OUTPLANS,
             "p",
-            &herald::domain::specs::validate_outplan(&plan).unwrap(),
+            &herald::domain::specs::to_document(&Outplan::parse(&plan).unwrap()),
             0,
         )
         .await
@@ -132,17 +133,26 @@ async fn run(label: &str, url: &str, targets: usize) {
         .insert_doc(
             AGENTS,
             "a",
-            &herald::domain::specs::validate_agent(&json!({
-                "name": "a", "kind": "script", "max_concurrent_sessions": 100_000,
-                "script": {"start": "bye", "steps": {"bye": {"result": "completed"}}},
-            }))
-            .unwrap(),
+            &herald::domain::specs::to_document(
+                &AgentSpec::parse(&json!({
+                    "name": "a", "kind": "script", "max_concurrent_sessions": 100_000,
+                    "script": {"start": "bye", "steps": {"bye": {"result": "completed"}}},
+                }))
+                .unwrap(),
+            ),
             0,
         )
         .await
         .unwrap();
-    let spec = json!({"name": "bench", "trunk": "default", "max_concurrent_calls": 5000, "calls_per_second": 100_000.0,
-                      "priority": "normal", "end_handle": "stop"});
+    let spec = CampaignSpec {
+        name: "bench".into(),
+        outdial_id: od.id.clone(),
+        outplan_id: op.id.clone(),
+        agent_id: ag.id.clone(),
+        max_concurrent_calls: 5000,
+        calls_per_second: 100_000.0,
+        ..CampaignSpec::default()
+    };
     let c = store
         .insert_campaign(
             &CampaignFields {

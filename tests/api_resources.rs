@@ -434,3 +434,75 @@ async fn malformed_requests_get_clear_errors(db: Db) {
     app.stop().await;
 }
 on_both_backends!(malformed, malformed_requests_get_clear_errors);
+
+async fn settings_numbers_must_be_json_numbers(db: Db) {
+    let Some(app) = common::spawn_app(db).await else {
+        return;
+    };
+    let (od, op, ag) = app.fixtures().await;
+    let cases = [
+        (
+            "/v1/outplans",
+            json!({"name": "p", "dial_timeout_s": "25"}),
+            "dial_timeout_s: must be an integer, got a string",
+        ),
+        (
+            "/v1/outplans",
+            json!({"name": "p", "retry": {"busy_s": "60"}}),
+            "retry.busy_s: must be an integer, got a string",
+        ),
+        (
+            "/v1/agents",
+            json!({"name": "a", "kind": "sip", "url": "sip:a@127.0.0.1", "max_concurrent_sessions": "25"}),
+            "max_concurrent_sessions: must be an integer, got a string",
+        ),
+        (
+            "/v1/campaigns",
+            json!({"name": "c", "outdial_id": od, "outplan_id": op, "agent_id": ag, "max_concurrent_calls": "25"}),
+            "max_concurrent_calls: must be an integer, got a string",
+        ),
+        (
+            "/v1/campaigns",
+            json!({"name": "c", "outdial_id": od, "outplan_id": op, "agent_id": ag, "calls_per_second": "25"}),
+            "calls_per_second: must be a number, got a string",
+        ),
+        (
+            "/v1/calls",
+            json!({"to": "+15551234567", "ring_timeout": "25"}),
+            "ring_timeout: must be an integer, got a string",
+        ),
+    ];
+    for (route, body, message) in cases {
+        let err = expect_error(
+            app.post(route, &body).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            message,
+        )
+        .await;
+        assert_eq!(err["error"]["message"], message, "{route}");
+    }
+    // Nothing was stored: only the fixtures' outplan and agent exist.
+    for (route, n) in [
+        ("/v1/outplans", 1),
+        ("/v1/agents", 1),
+        ("/v1/campaigns", 0),
+        ("/v1/calls", 0),
+    ] {
+        let list = expect_json(app.get(route).await, StatusCode::OK).await;
+        assert_eq!(list["items"].as_array().unwrap().len(), n, "{route}");
+    }
+    // The same numbers as JSON numbers are taken.
+    let c = app
+        .post_ok(
+            "/v1/campaigns",
+            &json!({"name": "c", "outdial_id": od, "outplan_id": op, "agent_id": ag,
+                    "max_concurrent_calls": 25, "calls_per_second": 25}),
+            StatusCode::CREATED,
+        )
+        .await;
+    assert_eq!(c["max_concurrent_calls"], 25);
+    assert_eq!(c["calls_per_second"], 25.0);
+    app.stop().await;
+}
+on_both_backends!(json_numbers, settings_numbers_must_be_json_numbers);

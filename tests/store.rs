@@ -116,7 +116,10 @@ async fn the_store_story(db: Db) {
         .insert_doc(AGENTS, "a", &json!({"name": "a"}), 1)
         .await
         .unwrap();
-    let spec = json!({"name": "c"});
+    let spec = herald::domain::specs::CampaignSpec {
+        name: "c".into(),
+        ..Default::default()
+    };
     let c = store
         .insert_campaign(
             &herald::store::campaigns::CampaignFields {
@@ -227,7 +230,10 @@ async fn campaign_over(
         .insert_doc(OUTPLANS, "p", &json!({"name": "p"}), 1)
         .await
         .unwrap();
-    let spec = json!({"name": "c"});
+    let spec = herald::domain::specs::CampaignSpec {
+        name: "c".into(),
+        ..Default::default()
+    };
     let c = store
         .insert_campaign(
             &herald::store::campaigns::CampaignFields {

@@ -26,6 +26,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
+use crate::domain::specs::{self, AgentSpec};
 use crate::domain::FieldError;
 use crate::media::prompts::Prompts;
 use crate::sip::CallMedia;
@@ -121,50 +122,43 @@ pub enum AgentKind {
 }
 
 impl AgentConfig {
-    /// From a spec that passed `validate_agent`, loading a script's prompts
-    /// from `prompts` (this reads files: call it from a blocking task). A
-    /// script that does not compile (unknown step, shipped script or prompt
-    /// not found) is an error naming the field.
-    pub fn from_spec(id: &str, spec: &Value, prompts: &Prompts) -> Result<AgentConfig, FieldError> {
-        let kind = match spec["kind"].as_str() {
-            Some("media_stream") => AgentKind::MediaStream {
-                url: spec["url"].as_str().unwrap_or_default().to_string(),
-            },
-            Some("sip") => AgentKind::Sip {
-                uri: spec["url"].as_str().unwrap_or_default().to_string(),
-            },
-            Some("script") => AgentKind::Script {
-                script: Arc::new(script::Script::from_spec(&spec["script"], prompts)?),
-            },
-            other => {
-                return Err(FieldError::new(
-                    "kind",
-                    format!("unknown agent kind {other:?}"),
-                ))
+    /// From a parsed agent configuration, loading a script's prompts from
+    /// `prompts` (this reads files: call it from a blocking task). A script
+    /// that does not compile (unknown step, shipped script or prompt not
+    /// found) is an error naming the field, as is a configuration missing
+    /// what its kind needs.
+    pub fn from_spec(
+        id: &str,
+        spec: &AgentSpec,
+        prompts: &Prompts,
+    ) -> Result<AgentConfig, FieldError> {
+        let url = || {
+            spec.url.clone().ok_or_else(|| {
+                FieldError::new("url", format!("a {} agent needs a url", spec.kind.as_str()))
+            })
+        };
+        let kind = match spec.kind {
+            specs::AgentKind::MediaStream => AgentKind::MediaStream { url: url()? },
+            specs::AgentKind::Sip => AgentKind::Sip { uri: url()? },
+            specs::AgentKind::Script => {
+                let script = spec
+                    .script
+                    .as_ref()
+                    .ok_or_else(|| FieldError::new("script", "is required for a script agent"))?;
+                AgentKind::Script {
+                    script: Arc::new(script::Script::from_spec(script, prompts)?),
+                }
             }
         };
         Ok(AgentConfig {
             id: id.to_string(),
-            name: spec["name"].as_str().unwrap_or_default().to_string(),
+            name: spec.name.clone(),
             kind,
-            parameters: spec["parameters"].as_object().cloned().unwrap_or_default(),
-            max_concurrent_sessions: max_concurrent_sessions(spec),
+            parameters: spec.parameters.clone(),
+            max_concurrent_sessions: spec.max_concurrent_sessions,
         })
     }
 }
-
-/// Sessions an agent may run at once (`max_concurrent_sessions`, 100 when
-/// unset), on this node, across the campaigns and one-off calls using it.
-pub fn max_concurrent_sessions(spec: &Value) -> u32 {
-    spec["max_concurrent_sessions"]
-        .as_u64()
-        .map_or(DEFAULT_MAX_SESSIONS, |n| {
-            u32::try_from(n).unwrap_or(u32::MAX)
-        })
-}
-
-/// `max_concurrent_sessions` when an agent does not say.
-pub const DEFAULT_MAX_SESSIONS: u32 = 100;
 
 /// Why a session could not be had: the attempt ends `agent_unavailable`.
 #[derive(Debug, thiserror::Error)]
@@ -215,7 +209,7 @@ pub fn build(config: &AgentConfig, deps: &AgentDeps) -> Arc<dyn Agent> {
 }
 
 /// An agent and the spec it was built from.
-type Built = (Value, Arc<dyn Agent>);
+type Built = (AgentSpec, Arc<dyn Agent>);
 
 /// Agents built from their stored configurations, the live sessions, and
 /// what sessions need from the rest of herald. Cheap to clone.
@@ -243,7 +237,7 @@ impl AgentRuntime {
 
     /// The agent of a stored configuration, built again only when its spec
     /// has changed (a script's prompts are loaded once).
-    pub fn agent(&self, id: &str, spec: &Value) -> Result<Arc<dyn Agent>, String> {
+    pub fn agent(&self, id: &str, spec: &AgentSpec) -> Result<Arc<dyn Agent>, String> {
         if let Some((s, a)) = self.built.lock().expect("agents").get(id) {
             if s == spec {
                 return Ok(a.clone());
@@ -252,7 +246,7 @@ impl AgentRuntime {
         let config =
             AgentConfig::from_spec(id, spec, &self.deps.prompts).map_err(|e| e.to_string())?;
         let agent = build(&config, &self.deps);
-        self.keep(id, spec, agent.clone());
+        self.keep(id, spec.clone(), agent.clone());
         Ok(agent)
     }
 
@@ -260,7 +254,7 @@ impl AgentRuntime {
     /// task (a script's prompts are read from disk, never on the request's
     /// thread); the API calls it before storing the configuration, so a
     /// script that does not load is refused naming the field.
-    pub async fn build_checked(&self, spec: &Value) -> Result<Arc<dyn Agent>, FieldError> {
+    pub async fn build_checked(&self, spec: &AgentSpec) -> Result<Arc<dyn Agent>, FieldError> {
         let (spec, deps) = (spec.clone(), self.deps.clone());
         tokio::task::spawn_blocking(move || {
             let config = AgentConfig::from_spec("", &spec, &deps.prompts)?;
@@ -271,11 +265,11 @@ impl AgentRuntime {
     }
 
     /// Keeps `agent`, built from `spec`, as agent `id`'s until its spec changes.
-    pub fn keep(&self, id: &str, spec: &Value, agent: Arc<dyn Agent>) {
+    pub fn keep(&self, id: &str, spec: AgentSpec, agent: Arc<dyn Agent>) {
         self.built
             .lock()
             .expect("agents")
-            .insert(id.to_string(), (spec.clone(), agent));
+            .insert(id.to_string(), (spec, agent));
     }
 
     /// The context of one call for its agent.

@@ -14,7 +14,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{IdPath, JsonBody, ListQuery};
 use crate::agent::AgentRuntime;
 use crate::domain::fields::Fields;
-use crate::domain::specs::validate_call_request;
+use crate::domain::specs::{CallRequest, ScheduleType};
 use crate::domain::{FieldError, Outcome};
 use crate::store::calls::{CallFilter, CallRow};
 use crate::store::documents::AGENTS;
@@ -142,8 +142,8 @@ async fn create(
     State(s): State<CallsState>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let spec = validate_call_request(&body)?;
-    if let Some(agent) = spec["agent_id"].as_str() {
+    let spec = CallRequest::parse(&body)?;
+    if let Some(agent) = spec.agent_id.as_deref() {
         match s.store.get_doc(AGENTS, agent).await {
             Ok(_) => {}
             Err(StoreError::NotFound) => {
@@ -154,7 +154,7 @@ async fn create(
             Err(e) => return Err(e.into()),
         }
     }
-    let trunk = spec["trunk"].as_str().unwrap_or("default");
+    let trunk = spec.trunk.as_str();
     if !s.trunks.iter().any(|t| t == trunk) {
         return Err(FieldError::new(
             "trunk",
@@ -163,17 +163,17 @@ async fn create(
         .into());
     }
     let now = now_ms();
-    let scheduled = spec["schedule_type"] == "scheduled";
+    let scheduled = spec.schedule_type == ScheduleType::Scheduled;
     let id = s
         .store
         .insert_one_off(
             &NewOneOff {
-                to: spec["to"].as_str().unwrap_or_default(),
-                from: spec["from"].as_str(),
-                agent_id: spec["agent_id"].as_str(),
+                to: &spec.to,
+                from: spec.from.as_deref(),
+                agent_id: spec.agent_id.as_deref(),
                 trunk,
                 status: if scheduled { "scheduled" } else { "pending" },
-                scheduled_at: spec["scheduled_at"].as_i64().unwrap_or(now),
+                scheduled_at: spec.scheduled_at.unwrap_or(now),
                 spec: &spec,
             },
             now,

@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ts, IdPath, JsonBody, ListQuery};
 use crate::domain::fields::{merge_patch, Fields};
-use crate::domain::specs::{validate_campaign, CampaignRefs};
+use crate::domain::specs::{to_document, CampaignSpec};
 use crate::domain::{FieldError, StatusCause, StatusMove};
 use crate::store::campaigns::{CampaignFields, CampaignRow};
 use crate::store::documents::{AGENTS, OUTDIALS, OUTPLANS};
@@ -49,7 +49,7 @@ pub fn router(store: Store, trunks: Arc<Vec<String>>, events: crate::events::Eve
 }
 
 pub fn campaign_json(c: &CampaignRow) -> Value {
-    let mut v = c.spec.clone();
+    let mut v = to_document(&c.spec);
     v["id"] = Value::String(c.id.clone());
     v["status"] = Value::String(c.status.clone());
     v["status_reason"] = c.status_reason.clone().map_or(Value::Null, Value::String);
@@ -59,7 +59,7 @@ pub fn campaign_json(c: &CampaignRow) -> Value {
 }
 
 /// Checks that the referenced documents and trunk exist, naming the field that does not.
-async fn check_refs(s: &CampaignState, r: &CampaignRefs) -> ApiResult<()> {
+async fn check_refs(s: &CampaignState, r: &CampaignSpec) -> ApiResult<()> {
     for (field, table, id) in [
         ("outdial_id", OUTDIALS, &r.outdial_id),
         ("outplan_id", OUTPLANS, &r.outplan_id),
@@ -89,12 +89,12 @@ async fn check_refs(s: &CampaignState, r: &CampaignRefs) -> ApiResult<()> {
     Ok(())
 }
 
-fn fields<'a>(spec: &'a Value, r: &'a CampaignRefs) -> CampaignFields<'a> {
+fn fields(spec: &CampaignSpec) -> CampaignFields<'_> {
     CampaignFields {
-        name: spec["name"].as_str().unwrap_or_default(),
-        outdial_id: &r.outdial_id,
-        outplan_id: &r.outplan_id,
-        agent_id: Some(&r.agent_id),
+        name: &spec.name,
+        outdial_id: &spec.outdial_id,
+        outplan_id: &spec.outplan_id,
+        agent_id: Some(&spec.agent_id),
         spec,
     }
 }
@@ -107,12 +107,9 @@ async fn create(
     State(s): State<CampaignState>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let (spec, refs) = validate_campaign(&body)?;
-    check_refs(&s, &refs).await?;
-    let row = s
-        .store
-        .insert_campaign(&fields(&spec, &refs), now_ms())
-        .await?;
+    let spec = CampaignSpec::parse(&body)?;
+    check_refs(&s, &spec).await?;
+    let row = s.store.insert_campaign(&fields(&spec), now_ms()).await?;
     Ok((StatusCode::CREATED, Json(campaign_json(&row))))
 }
 
@@ -157,20 +154,20 @@ async fn update(
         .get_campaign(&id)
         .await
         .map_err(|e| ApiError::from_store(e, "campaign", &id))?;
-    let mut merged = current.spec.clone();
+    let mut merged = to_document(&current.spec);
     merge_patch(&mut merged, &patch);
-    let (spec, refs) = validate_campaign(&merged)?;
-    if refs.outdial_id != current.outdial_id && current.status != "draft" {
+    let spec = CampaignSpec::parse(&merged)?;
+    if spec.outdial_id != current.outdial_id && current.status != "draft" {
         return Err(ApiError::conflict(format!(
             "outdial_id can only change while the campaign is draft; it is {}",
             current.status
         ))
         .with_details(serde_json::json!({"status": current.status})));
     }
-    check_refs(&s, &refs).await?;
+    check_refs(&s, &spec).await?;
     let row = s
         .store
-        .update_campaign(&id, &fields(&spec, &refs), now_ms())
+        .update_campaign(&id, &fields(&spec), now_ms())
         .await
         .map_err(|e| ApiError::from_store(e, "campaign", &id))?;
     Ok(Json(campaign_json(&row)))
@@ -283,6 +280,6 @@ async fn stats(State(s): State<CampaignState>, IdPath(id): IdPath) -> ApiResult<
             "by_outcome": by_outcome.into_iter().map(|(k, n)| (k, Value::from(n))).collect::<serde_json::Map<_, _>>(),
         },
         "live_calls": live,
-        "calls_per_second": {"current": recent as f64 / window_s as f64, "limit": c.spec["calls_per_second"]},
+        "calls_per_second": {"current": recent as f64 / window_s as f64, "limit": c.spec.calls_per_second},
     })))
 }

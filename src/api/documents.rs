@@ -1,10 +1,11 @@
 //! Routers for the named-document resources: outdials, outplans and agents.
-//! Each is CRUD over one table with its own validator; PATCH is a JSON merge
-//! patch over the stored document, validated again as a whole. An agent is
+//! Each is CRUD over one table with its own parser; PATCH is a JSON merge
+//! patch over the stored document, parsed again as a whole. An agent is
 //! also built before it is stored (a script's prompts loaded, off the
 //! request's thread), so a script that does not load is refused at once.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -14,51 +15,84 @@ use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ts, IdPath, JsonBody, ListQuery};
-use crate::agent::AgentRuntime;
+use crate::agent::{Agent, AgentRuntime};
 use crate::domain::fields::{merge_patch, Fields, MAX_DETAIL_CHARS};
-use crate::domain::specs::{validate_agent, validate_outplan};
+use crate::domain::specs::{to_document, AgentSpec, Outplan};
 use crate::domain::{FieldError, TargetState};
 use crate::store::documents::{Doc, DocTable, AGENTS, OUTDIALS, OUTPLANS};
 use crate::store::Store;
 
-type Validator = fn(&Value) -> Result<Value, FieldError>;
+/// A parsed document: its name and the JSON stored.
+struct Parsed {
+    name: String,
+    document: Value,
+    /// For agents: the configuration, to build the agent from.
+    agent: Option<AgentSpec>,
+}
+
+type Parser = fn(&Value) -> Result<Parsed, FieldError>;
 
 #[derive(Clone)]
 struct DocState {
     store: Store,
     table: DocTable,
-    validate: Validator,
+    parse: Parser,
     /// For agents: builds each configuration before it is stored.
     agents: Option<AgentRuntime>,
 }
 
 /// An outdial: a name and an optional free-text detail.
-pub fn validate_outdial(v: &Value) -> Result<Value, FieldError> {
+fn parse_outdial(v: &Value) -> Result<Parsed, FieldError> {
     let f = Fields::new(v, "")?;
     f.deny_unknown(&["name", "detail"])?;
-    Ok(json!({
-        "name": f.name("name", 200)?,
+    let name = f.name("name", 200)?;
+    let document = json!({
+        "name": name,
         "detail": f.text_opt("detail", MAX_DETAIL_CHARS)?.unwrap_or(""),
-    }))
+    });
+    Ok(Parsed {
+        name,
+        document,
+        agent: None,
+    })
+}
+
+fn parse_outplan(v: &Value) -> Result<Parsed, FieldError> {
+    let plan = Outplan::parse(v)?;
+    Ok(Parsed {
+        document: to_document(&plan),
+        name: plan.name,
+        agent: None,
+    })
+}
+
+/// An agent configuration; its script is compiled when the agent is built.
+fn parse_agent(v: &Value) -> Result<Parsed, FieldError> {
+    let agent = AgentSpec::parse(v)?;
+    Ok(Parsed {
+        document: to_document(&agent),
+        name: agent.name.clone(),
+        agent: Some(agent),
+    })
 }
 
 pub fn outdials(store: Store) -> Router {
-    router("/outdials", store, OUTDIALS, validate_outdial, None)
+    router("/outdials", store, OUTDIALS, parse_outdial, None)
 }
 
 pub fn outplans(store: Store) -> Router {
-    router("/outplans", store, OUTPLANS, validate_outplan, None)
+    router("/outplans", store, OUTPLANS, parse_outplan, None)
 }
 
 pub fn agents(store: Store, runtime: AgentRuntime) -> Router {
-    router("/agents", store, AGENTS, validate_agent, Some(runtime))
+    router("/agents", store, AGENTS, parse_agent, Some(runtime))
 }
 
 fn router(
     base: &str,
     store: Store,
     table: DocTable,
-    validate: Validator,
+    parse: Parser,
     agents: Option<AgentRuntime>,
 ) -> Router {
     Router::new()
@@ -70,7 +104,7 @@ fn router(
         .with_state(DocState {
             store,
             table,
-            validate,
+            parse,
             agents,
         })
 }
@@ -87,20 +121,34 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// For agents: builds the agent of a parsed configuration (loading a
+/// script's prompts), so that one that does not load is refused before it
+/// is stored.
+async fn build_agent(s: &DocState, p: &Parsed) -> ApiResult<Option<Arc<dyn Agent>>> {
+    match (&s.agents, &p.agent) {
+        (Some(rt), Some(spec)) => Ok(Some(rt.build_checked(spec).await?)),
+        _ => Ok(None),
+    }
+}
+
+/// Keeps a built agent as the stored configuration's.
+fn keep_agent(s: &DocState, doc: &Doc, p: Parsed, built: Option<Arc<dyn Agent>>) {
+    if let (Some(rt), Some(spec), Some(agent)) = (&s.agents, p.agent, built) {
+        rt.keep(&doc.id, spec, agent);
+    }
+}
+
 async fn create(
     State(s): State<DocState>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let spec = (s.validate)(&body)?;
-    let built = match &s.agents {
-        Some(rt) => Some(rt.build_checked(&spec).await?),
-        None => None,
-    };
-    let name = spec["name"].as_str().unwrap_or_default().to_string();
-    let doc = s.store.insert_doc(s.table, &name, &spec, now_ms()).await?;
-    if let (Some(rt), Some(agent)) = (&s.agents, built) {
-        rt.keep(&doc.id, &doc.spec, agent);
-    }
+    let p = (s.parse)(&body)?;
+    let built = build_agent(&s, &p).await?;
+    let doc = s
+        .store
+        .insert_doc(s.table, &p.name, &p.document, now_ms())
+        .await?;
+    keep_agent(&s, &doc, p, built);
     Ok((StatusCode::CREATED, Json(doc_json(&doc))))
 }
 
@@ -151,20 +199,14 @@ async fn update(
         .map_err(|e| ApiError::from_store(e, s.table.noun, &id))?;
     let mut merged = doc.spec.clone();
     merge_patch(&mut merged, &patch);
-    let spec = (s.validate)(&merged)?;
-    let built = match &s.agents {
-        Some(rt) => Some(rt.build_checked(&spec).await?),
-        None => None,
-    };
-    let name = spec["name"].as_str().unwrap_or_default().to_string();
+    let p = (s.parse)(&merged)?;
+    let built = build_agent(&s, &p).await?;
     let doc = s
         .store
-        .update_doc(s.table, &id, &name, &spec, now_ms())
+        .update_doc(s.table, &id, &p.name, &p.document, now_ms())
         .await
         .map_err(|e| ApiError::from_store(e, s.table.noun, &id))?;
-    if let (Some(rt), Some(agent)) = (&s.agents, built) {
-        rt.keep(&doc.id, &doc.spec, agent);
-    }
+    keep_agent(&s, &doc, p, built);
     Ok(Json(doc_json(&doc)))
 }
 

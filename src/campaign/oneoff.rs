@@ -29,7 +29,6 @@ use super::trunks::SessionSlot;
 use crate::agent::Agent;
 use crate::domain::{DestinationKind, Outcome};
 use crate::events::Event;
-use crate::store::documents::AGENTS;
 use crate::store::oneoff::OneOffClaim;
 
 /// One-off calls claimed per tick at most, per agent.
@@ -99,8 +98,8 @@ pub(crate) async fn one_off_loop(
 
 /// The agent's `max_concurrent_sessions`; `None` if it cannot be loaded.
 async fn session_limit(deps: &SchedulerDeps, agent: &str) -> Option<u32> {
-    match deps.store.get_doc(AGENTS, agent).await {
-        Ok(doc) => Some(crate::agent::max_concurrent_sessions(&doc.spec)),
+    match deps.store.get_agent(agent).await {
+        Ok(spec) => Some(spec.max_concurrent_sessions),
         Err(_) => None,
     }
 }
@@ -146,20 +145,21 @@ async fn run(
             }
         }
     }
-    let secs = |k: &str, d: u64| Duration::from_secs(c.spec[k].as_u64().unwrap_or(d));
-    let agent = call_agent(&deps, c.spec["agent_id"].as_str()).await;
+    let secs = |s: u32| Duration::from_secs(s.into());
+    let agent = call_agent(&deps, c.spec.agent_id.as_deref()).await;
     let call = AttemptCall {
         call_id: &c.id,
         kind,
         to: &c.to,
         trunk: &c.trunk,
         caller_id: c.from.as_deref(),
-        ring_timeout: secs("ring_timeout", 30),
-        max_duration: secs("max_duration", 3600),
+        ring_timeout: secs(c.spec.ring_timeout),
+        max_duration: secs(c.spec.max_duration),
         agent,
         campaign_id: None,
         target_id: None,
-        variables: &c.spec["variables"],
+        // A one-off call has no target, so no variables.
+        variables: &serde_json::Value::Null,
     };
     let record = OneOffAttempt {
         deps: deps.clone(),
@@ -172,8 +172,8 @@ async fn run(
 /// on without one, and says why in the log).
 async fn call_agent(deps: &SchedulerDeps, id: Option<&str>) -> Option<Arc<dyn Agent>> {
     let a = id?;
-    match deps.store.get_doc(AGENTS, a).await {
-        Ok(doc) => match deps.runtime.agent(a, &doc.spec) {
+    match deps.store.get_agent(a).await {
+        Ok(spec) => match deps.runtime.agent(a, &spec) {
             Ok(agent) => Some(agent),
             Err(e) => {
                 tracing::warn!(agent = %a, error = %e, "the call's agent cannot be built");
@@ -218,13 +218,11 @@ impl AttemptRecord for OneOffAttempt {
 
     async fn finished(self, placed: Placed) {
         let (c, ended) = (&self.claim, &placed.ended);
-        let max_retries = c.spec["max_retries"].as_u64().unwrap_or(0) as u32;
-        let retry_delay = Duration::from_secs(c.spec["retry_delay"].as_u64().unwrap_or(60));
         let retry_at = one_off_retry_at(
             ended.outcome,
             c.attempt.max(1) as u32,
-            max_retries,
-            retry_delay,
+            c.spec.max_retries,
+            Duration::from_secs(c.spec.retry_delay.into()),
             ended.retry_after,
             self.deps.clock.now(),
         );

@@ -8,15 +8,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
-use serde_json::Value;
+use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use super::apply::{call_final, completion, one_off_retry_at, Finished};
 use super::attempt::ended_without_a_call;
 use super::deps::SchedulerDeps;
 use super::rules::retry::{decide, AttemptResult, RetryPolicy};
+use crate::domain::specs::CallRequest;
 use crate::domain::{Outcome, TargetState};
-use crate::store::documents::OUTPLANS;
 use crate::store::{Backend, Store, StoreError};
 
 /// How often a node says it is alive.
@@ -105,7 +105,7 @@ pub async fn recover_interrupted(
         };
         let policy = match &a.campaign_id {
             Some(c) => campaign_policy(store, c).await?,
-            None => RetryPolicy::from_outplan(&Value::Null),
+            None => RetryPolicy::default(),
         };
         let ended = ended_without_a_call(
             Outcome::Interrupted,
@@ -167,9 +167,20 @@ async fn recover_one_off(
 ) -> Result<(), StoreError> {
     let call = store.get_call(id).await?;
     let attempt = call.attempt.max(1) as u32;
-    let max_retries = call.request["max_retries"].as_u64().unwrap_or(0) as u32;
-    let delay = Duration::from_secs(call.request["retry_delay"].as_u64().unwrap_or(60));
-    let retry_at = one_off_retry_at(Outcome::Interrupted, attempt, max_retries, delay, None, now);
+    // A request that does not read still gets its call closed, with the
+    // defaults (no retry).
+    let request = CallRequest::deserialize(&call.request).unwrap_or_else(|e| {
+        tracing::warn!(call = %id, error = %e, "a one-off call's stored request does not read");
+        CallRequest::default()
+    });
+    let retry_at = one_off_retry_at(
+        Outcome::Interrupted,
+        attempt,
+        request.max_retries,
+        Duration::from_secs(request.retry_delay.into()),
+        None,
+        now,
+    );
     let status = if retry_at.is_some() {
         "scheduled"
     } else {
@@ -194,9 +205,10 @@ pub(crate) async fn campaign_policy(
 ) -> Result<RetryPolicy, StoreError> {
     let c = match store.get_campaign(campaign_id).await {
         Ok(c) => c,
-        Err(StoreError::NotFound) => return Ok(RetryPolicy::from_outplan(&Value::Null)),
+        Err(StoreError::NotFound) => return Ok(RetryPolicy::default()),
         Err(e) => return Err(e),
     };
-    let plan = store.get_doc(OUTPLANS, &c.outplan_id).await?;
-    Ok(RetryPolicy::from_outplan(&plan.spec))
+    Ok(RetryPolicy::from_outplan(
+        &store.get_outplan(&c.outplan_id).await?,
+    ))
 }

@@ -4,14 +4,12 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
 use super::rules::pacing::Priority;
 use super::rules::retry::RetryPolicy;
 use super::rules::schedule::{schedule_timezone, DailySchedule};
 use super::rules::window::Window;
-use crate::domain::{CampaignStatus, StatusCause};
-use crate::store::documents::{AGENTS, OUTPLANS};
+use crate::domain::specs::{AgentSpec, EndHandle};
+use crate::domain::{CampaignStatus, FieldError, StatusCause};
 use crate::store::{Store, StoreError};
 
 /// A campaign's settings.
@@ -22,8 +20,8 @@ pub(crate) struct Settings {
     pub trunk: String,
     pub agent_id: Option<String>,
     pub agent_sessions: u32,
-    /// The agent's stored spec.
-    pub agent_spec: Option<Value>,
+    /// The agent's configuration.
+    pub agent_spec: Option<AgentSpec>,
     pub max_concurrent: u32,
     pub cps: f64,
     pub window: Option<(Window, chrono_tz::Tz)>,
@@ -40,37 +38,46 @@ pub(crate) struct Settings {
 /// Reads campaign `id`'s settings.
 pub(crate) async fn load_settings(store: &Store, id: &str) -> Result<Settings, StoreError> {
     let c = store.get_campaign(id).await?;
-    let plan = store.get_doc(OUTPLANS, &c.outplan_id).await?;
+    let plan = store.get_outplan(&c.outplan_id).await?;
     let agent_spec = match &c.agent_id {
-        Some(a) => Some(store.get_doc(AGENTS, a).await?.spec),
+        Some(a) => Some(store.get_agent(a).await?),
         None => None,
     };
-    let agent_sessions = match &agent_spec {
-        Some(spec) => crate::agent::max_concurrent_sessions(spec),
-        None => u32::MAX,
-    };
+    let agent_sessions = agent_spec
+        .as_ref()
+        .map_or(u32::MAX, |a| a.max_concurrent_sessions);
     let status = CampaignStatus::parse(&c.status)
         .ok_or_else(|| StoreError::Corrupt(format!("campaign {id} has status {:?}", c.status)))?;
+    let spec = &c.spec;
+    // Parsed documents always read; one that does not stops the campaign's
+    // task rather than dial outside its window.
+    let corrupt = |e: FieldError| StoreError::Corrupt(format!("campaign {id}: {e}"));
+    let window = match &spec.calling_window {
+        Some(w) => Some(Window::from_spec(w).map_err(corrupt)?),
+        None => None,
+    };
+    let schedule = match &spec.schedule {
+        Some(s) => Some(DailySchedule::from_spec(s).map_err(corrupt)?),
+        None => None,
+    };
     Ok(Settings {
         status,
         cause: c.status_cause,
         outdial_id: c.outdial_id,
-        trunk: c.spec["trunk"].as_str().unwrap_or("default").to_string(),
+        trunk: spec.trunk.clone(),
         agent_id: c.agent_id,
         agent_sessions,
         agent_spec,
-        max_concurrent: c.spec["max_concurrent_calls"].as_u64().unwrap_or(10) as u32,
-        cps: c.spec["calls_per_second"].as_f64().unwrap_or(1.0),
-        window: Window::from_spec(&c.spec["calling_window"]),
-        priority: Priority::from_spec(&c.spec),
-        schedule: DailySchedule::from_spec(&c.spec["schedule"]),
-        schedule_tz: schedule_timezone(&c.spec),
-        end_continue: c.spec["end_handle"] == "continue",
-        policy: RetryPolicy::from_outplan(&plan.spec),
-        ring_timeout: Duration::from_secs(plan.spec["dial_timeout_s"].as_u64().unwrap_or(30)),
-        max_duration: Duration::from_secs(
-            plan.spec["max_call_duration_s"].as_u64().unwrap_or(3600),
-        ),
-        caller_id: plan.spec["caller_id"].as_str().map(str::to_string),
+        max_concurrent: spec.max_concurrent_calls,
+        cps: spec.calls_per_second,
+        window,
+        priority: spec.priority,
+        schedule,
+        schedule_tz: schedule_timezone(spec),
+        end_continue: spec.end_handle == EndHandle::Continue,
+        policy: RetryPolicy::from_outplan(&plan),
+        ring_timeout: Duration::from_secs(plan.dial_timeout_s.into()),
+        max_duration: Duration::from_secs(plan.max_call_duration_s.into()),
+        caller_id: plan.caller_id,
     })
 }

@@ -194,8 +194,20 @@ impl<'a> Fields<'a> {
         }
     }
 
-    pub fn int_or(&self, key: &str, lo: i64, hi: i64, default: i64) -> Result<i64, FieldError> {
-        Ok(self.int_opt(key, lo, hi)?.unwrap_or(default))
+    /// An integer JSON number in `lo..=hi` (as [`Fields::int_opt`]: a string
+    /// of digits is refused), `default` when absent.
+    pub fn int_or<T: TryFrom<i64>>(
+        &self,
+        key: &str,
+        lo: i64,
+        hi: i64,
+        default: T,
+    ) -> Result<T, FieldError> {
+        match self.int_opt(key, lo, hi)? {
+            None => Ok(default),
+            Some(n) => T::try_from(n)
+                .map_err(|_| self.err(key, format!("must be between {lo} and {hi}, got {n}"))),
+        }
     }
 
     /// A number in `lo..=hi` (`lo` exclusive when `lo_exclusive`).
@@ -399,6 +411,28 @@ mod tests {
         assert!(f.int_opt("f", 0, 100).is_err());
         assert_eq!(f.int_or_digits_opt("n", 0, 100).unwrap(), Some(25));
         assert!(f.num_or("n", 0.0, 100.0, false, 1.0).is_err());
+    }
+
+    #[test]
+    fn settings_integers_must_be_json_numbers() {
+        let v = json!({"a": "25", "b": 25, "c": 2.5, "d": -1});
+        let f = Fields::new(&v, "").unwrap();
+        assert_eq!(
+            f.int_or::<u32>("a", 0, 100, 7).unwrap_err().reason,
+            "must be an integer, got a string"
+        );
+        assert_eq!(f.int_or::<u32>("b", 0, 100, 7).unwrap(), 25);
+        assert_eq!(f.int_or::<u32>("missing", 0, 100, 7).unwrap(), 7);
+        assert_eq!(
+            f.int_or::<u32>("c", 0, 100, 7).unwrap_err().reason,
+            "must be a whole number"
+        );
+        assert_eq!(
+            f.int_or::<u32>("d", 0, 100, 7).unwrap_err().reason,
+            "must be between 0 and 100, got -1"
+        );
+        // The reader of CSV-shaped rows still takes digits in a string.
+        assert_eq!(f.int_or_digits_opt("a", 0, 100).unwrap(), Some(25));
     }
 
     #[test]

@@ -1,8 +1,7 @@
 //! Campaign rows: a status (changed with its event, see
 //! [`Store::set_campaign_status`]), the three documents a campaign ties
-//! together, and its validated settings (`spec`).
+//! together, and its parsed settings (`spec`, stored as its JSON document).
 
-use serde_json::Value;
 use sqlx::Row;
 
 use super::events::{EventLog, EventRecord};
@@ -10,6 +9,7 @@ use super::{
     conflict_on_unique, dialect, new_id, BeginWrite, Page, PageRequest, Result, Store, StoreError,
 };
 use crate::append_event_pages;
+use crate::domain::specs::{to_document, CampaignSpec};
 use crate::store::with_pool;
 
 #[derive(Debug, Clone)]
@@ -24,7 +24,7 @@ pub struct CampaignRow {
     pub outdial_id: String,
     pub outplan_id: String,
     pub agent_id: Option<String>,
-    pub spec: Value,
+    pub spec: CampaignSpec,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -36,7 +36,7 @@ pub struct CampaignFields<'a> {
     pub outdial_id: &'a str,
     pub outplan_id: &'a str,
     pub agent_id: Option<&'a str>,
-    pub spec: &'a Value,
+    pub spec: &'a CampaignSpec,
 }
 
 /// Statuses in which a campaign may be deleted.
@@ -72,7 +72,7 @@ macro_rules! decode_campaign {
 impl Store {
     pub async fn insert_campaign(&self, f: &CampaignFields<'_>, now: i64) -> Result<CampaignRow> {
         let id = new_id();
-        let spec = f.spec.to_string();
+        let spec = to_document(f.spec).to_string();
         with_pool!(self, p => sqlx::query(
             "INSERT INTO campaigns (id, name, status, outdial_id, outplan_id, agent_id, spec, created_at, updated_at) \
              VALUES ($1, $2, 'draft', $3, $4, $5, $6, $7, $7)",
@@ -123,7 +123,7 @@ impl Store {
         f: &CampaignFields<'_>,
         now: i64,
     ) -> Result<CampaignRow> {
-        let spec = f.spec.to_string();
+        let spec = to_document(f.spec).to_string();
         let done = with_pool!(self, p => sqlx::query(
             "UPDATE campaigns SET name = $2, outdial_id = $3, outplan_id = $4, agent_id = $5, spec = $6, \
              updated_at = $7 WHERE id = $1",

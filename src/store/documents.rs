@@ -1,10 +1,14 @@
 //! Named JSON documents: outdials, outplans and agents. Each row is an id, a
-//! name and the validated document (`spec`); validation is the caller's.
+//! name and the parsed document (`spec`) as JSON; parsing is the caller's.
+//! Outplans and agents are read back typed with [`Store::get_outplan`] and
+//! [`Store::get_agent`].
 
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sqlx::Row;
 
 use super::{conflict_on_unique, new_id, Page, PageRequest, Result, Store, StoreError};
+use crate::domain::specs::{AgentSpec, Outplan};
 use crate::store::with_pool;
 
 /// A table of named documents.
@@ -53,7 +57,25 @@ where
     })
 }
 
+impl Doc {
+    /// The document as the typed spec it was parsed into.
+    pub fn typed<T: DeserializeOwned>(&self, t: DocTable) -> Result<T> {
+        T::deserialize(&self.spec)
+            .map_err(|e| StoreError::Corrupt(format!("{} {}: {e}", t.noun, self.id)))
+    }
+}
+
 impl Store {
+    /// An outplan, typed.
+    pub async fn get_outplan(&self, id: &str) -> Result<Outplan> {
+        self.get_doc(OUTPLANS, id).await?.typed(OUTPLANS)
+    }
+
+    /// An agent configuration, typed.
+    pub async fn get_agent(&self, id: &str) -> Result<AgentSpec> {
+        self.get_doc(AGENTS, id).await?.typed(AGENTS)
+    }
+
     pub async fn insert_doc(&self, t: DocTable, name: &str, spec: &Value, now: i64) -> Result<Doc> {
         let id = new_id();
         let sql = format!(

@@ -9,6 +9,7 @@ use sqlx::Row;
 
 use super::recording::CallFinal;
 use super::{dialect, BeginWrite, Result, Store, StoreError};
+use crate::domain::specs::CallRequest;
 use crate::store::with_pool;
 
 /// A one-off call to store.
@@ -21,8 +22,8 @@ pub struct NewOneOff<'a> {
     /// `pending` or `scheduled`.
     pub status: &'a str,
     pub scheduled_at: i64,
-    /// The validated request.
-    pub spec: &'a Value,
+    /// The parsed request.
+    pub spec: &'a CallRequest,
 }
 
 /// A one-off call claimed for dialing.
@@ -32,7 +33,7 @@ pub struct OneOffClaim {
     pub to: String,
     pub from: Option<String>,
     pub trunk: String,
-    pub spec: Value,
+    pub spec: CallRequest,
     /// This try's number (1 for the first).
     pub attempt: i32,
 }
@@ -40,7 +41,7 @@ pub struct OneOffClaim {
 impl Store {
     pub async fn insert_one_off(&self, c: &NewOneOff<'_>, now: i64) -> Result<String> {
         let id = super::new_id();
-        let spec = c.spec.to_string();
+        let spec = crate::domain::specs::to_document(c.spec).to_string();
         with_pool!(self, p => sqlx::query(
             "INSERT INTO calls (id, attempt, agent_id, trunk, status, to_uri, from_uri, spec, created_at, scheduled_at) \
              VALUES ($1, 0, $2, $3, $4, $5, $6, $7, $8, $9)")

@@ -22,6 +22,6 @@ pub mod window;
 pub use due::{check_before_dial, claim_decision, Claim, DialCheck, DialGate, DueTarget};
 pub use pacing::{campaign_room, trunk_room, Priority};
 pub use retry::{decide, AttemptResult, Decision, RetryPolicy};
-pub use schedule::{daily_gate, next_daily_start, schedule_timezone, DailyGate, DailySchedule};
+pub use schedule::{daily_gate, schedule_timezone, DailyGate, DailySchedule};
 pub use timezone::{infer_timezone, resolve_timezone};
 pub use window::{resolve_local, Window};

@@ -7,41 +7,7 @@
 //! Must not hold rate-limiter state or read the clock: the caller passes the
 //! calls in flight, the live calls it counted and `now`.
 
-use serde_json::Value;
-
-/// A campaign's `priority`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Priority {
-    Normal,
-    /// Ignores calling windows and takes trunk capacity ahead of `Normal`.
-    Emergency,
-}
-
-impl Priority {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Priority::Normal => "normal",
-            Priority::Emergency => "emergency",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Priority> {
-        match s {
-            "normal" => Some(Priority::Normal),
-            "emergency" => Some(Priority::Emergency),
-            _ => None,
-        }
-    }
-
-    /// The `priority` of a stored campaign document; `Normal` when absent.
-    pub fn from_spec(campaign: &Value) -> Priority {
-        campaign
-            .get("priority")
-            .and_then(Value::as_str)
-            .and_then(Priority::parse)
-            .unwrap_or(Priority::Normal)
-    }
-}
+pub use crate::domain::specs::Priority;
 
 /// How many more calls a campaign may start: its `max_concurrent_calls`
 /// less the calls it has in flight (never negative, e.g. after the limit was
@@ -72,7 +38,6 @@ pub fn trunk_room(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
     use Priority::{Emergency as E, Normal as N};
 
     #[test]
@@ -113,9 +78,6 @@ mod tests {
 
     #[test]
     fn priority_is_read_from_the_campaign() {
-        assert_eq!(Priority::from_spec(&json!({"priority": "emergency"})), E);
-        assert_eq!(Priority::from_spec(&json!({"priority": "normal"})), N);
-        assert_eq!(Priority::from_spec(&json!({})), N);
         for p in [N, E] {
             assert_eq!(Priority::parse(p.as_str()), Some(p));
         }

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use serde_json::Value;
 
 use super::window::Window;
+use crate::domain::specs::Outplan;
 use crate::domain::{Destination, Outcome};
 
 /// The longest any retry is put off.
@@ -36,49 +36,28 @@ pub struct RetryPolicy {
 }
 
 impl Default for RetryPolicy {
-    /// The defaults `domain::specs::validate_outplan` fills in.
+    /// The policy of an outplan with every field left out.
     fn default() -> Self {
-        RetryPolicy {
-            busy: Duration::from_secs(300),
-            no_answer: Duration::from_secs(3600),
-            failed: Duration::from_secs(600),
-            backoff: 1.0,
-            jitter: Duration::ZERO,
-            try_count_max: 3,
-        }
-    }
-}
-
-fn secs_or(v: &Value, key: &str, default: Duration) -> Duration {
-    match v.get(key).and_then(Value::as_f64) {
-        Some(s) if s.is_finite() && s >= 0.0 => {
-            Duration::from_secs_f64(s.min(MAX_DELAY.as_secs_f64()))
-        }
-        _ => default,
+        RetryPolicy::from_outplan(&Outplan::default())
     }
 }
 
 impl RetryPolicy {
-    /// Reads a stored outplan (the shape `validate_outplan` returns); any
-    /// missing or out-of-range field takes its default.
-    pub fn from_outplan(spec: &Value) -> RetryPolicy {
-        let d = RetryPolicy::default();
-        let retry = spec.get("retry").unwrap_or(&Value::Null);
-        let backoff = match retry.get("backoff").and_then(Value::as_f64) {
-            Some(b) if b.is_finite() && b >= 1.0 => b,
-            _ => d.backoff,
-        };
-        let try_count_max = match spec.get("try_count_max").and_then(Value::as_u64) {
-            Some(n) if n >= 1 => u32::try_from(n).unwrap_or(u32::MAX),
-            _ => d.try_count_max,
-        };
+    /// The retry rules of a parsed outplan.
+    pub fn from_outplan(plan: &Outplan) -> RetryPolicy {
+        let secs = |s: u32| Duration::from_secs(u64::from(s)).min(MAX_DELAY);
+        let r = &plan.retry;
         RetryPolicy {
-            busy: secs_or(retry, "busy_s", d.busy),
-            no_answer: secs_or(retry, "no_answer_s", d.no_answer),
-            failed: secs_or(retry, "failed_s", d.failed),
-            backoff,
-            jitter: secs_or(retry, "jitter_s", d.jitter),
-            try_count_max,
+            busy: secs(r.busy_s),
+            no_answer: secs(r.no_answer_s),
+            failed: secs(r.failed_s),
+            backoff: if r.backoff.is_finite() {
+                r.backoff.max(1.0)
+            } else {
+                1.0
+            },
+            jitter: secs(r.jitter_s),
+            try_count_max: plan.try_count_max.max(1),
         }
     }
 
@@ -328,25 +307,22 @@ mod tests {
 
     #[test]
     fn outplan_spec_is_read_with_its_defaults() {
-        let p = RetryPolicy::from_outplan(&json!({
+        let plan = Outplan::parse(&json!({
             "name": "x", "try_count_max": 5,
             "retry": {"busy_s": 60, "no_answer_s": 120, "failed_s": 30, "backoff": 1.5, "jitter_s": 10}
-        }));
+        }))
+        .unwrap();
+        let p = RetryPolicy::from_outplan(&plan);
         assert_eq!(p.busy, Duration::from_secs(60));
         assert_eq!(p.no_answer, Duration::from_secs(120));
         assert_eq!(p.failed, Duration::from_secs(30));
         assert_eq!(p.backoff, 1.5);
         assert_eq!(p.jitter, Duration::from_secs(10));
         assert_eq!(p.try_count_max, 5);
-        assert_eq!(
-            RetryPolicy::from_outplan(&json!({"name": "x"})),
-            RetryPolicy::default()
-        );
-        let validated = crate::domain::specs::validate_outplan(&json!({"name": "x"})).unwrap();
-        assert_eq!(
-            RetryPolicy::from_outplan(&validated),
-            RetryPolicy::default()
-        );
+        let parsed = Outplan::parse(&json!({"name": "x"})).unwrap();
+        assert_eq!(RetryPolicy::from_outplan(&parsed), RetryPolicy::default());
+        assert_eq!(RetryPolicy::default().busy, Duration::from_secs(300));
+        assert_eq!(RetryPolicy::default().try_count_max, 3);
     }
 
     #[test]

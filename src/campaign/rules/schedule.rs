@@ -13,9 +13,9 @@
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, Utc};
 use chrono_tz::Tz;
-use serde_json::Value;
 
-use super::window::{parse_days, resolve_local, str_field};
+use super::window::{parse_days, resolve_local};
+use crate::domain::specs::{CampaignSpec, DailyScheduleSpec};
 use crate::domain::window::parse_hhmm;
 use crate::domain::{parse_timezone, FieldError};
 
@@ -39,31 +39,21 @@ pub enum DailyGate {
 }
 
 impl DailySchedule {
-    /// `Ok(None)` for `null`; the first bad field otherwise.
-    pub fn try_from_spec(schedule: &Value) -> Result<Option<DailySchedule>, FieldError> {
-        if schedule.is_null() {
-            return Ok(None);
-        }
-        if !schedule.is_object() {
-            return Err(FieldError::new("schedule", "must be an object or null"));
-        }
-        let start = parse_hhmm("daily_start", str_field(schedule, "daily_start")?)?;
-        let days = parse_days("days", schedule.get("days"))?;
-        let timezone = match schedule.get("timezone") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(name)) => Some(parse_timezone("timezone", name)?),
-            Some(_) => return Err(FieldError::new("timezone", "must be a zone name")),
+    /// The schedule of a campaign's `schedule`. A document that got past
+    /// `CampaignSpec::parse` always reads; the error names the field of one
+    /// that did not.
+    pub fn from_spec(schedule: &DailyScheduleSpec) -> Result<DailySchedule, FieldError> {
+        let start = parse_hhmm("daily_start", &schedule.daily_start)?;
+        let days = parse_days("days", &schedule.days)?;
+        let timezone = match &schedule.timezone {
+            None => None,
+            Some(name) => Some(parse_timezone("timezone", name)?),
         };
-        Ok(Some(DailySchedule {
+        Ok(DailySchedule {
             start,
             days,
             timezone,
-        }))
-    }
-
-    /// `None` for `null` or a document that does not validate.
-    pub fn from_spec(schedule: &Value) -> Option<DailySchedule> {
-        Self::try_from_spec(schedule).ok().flatten()
+        })
     }
 
     fn start_on(&self, tz: Tz, date: NaiveDate) -> Option<DateTime<Utc>> {
@@ -96,30 +86,12 @@ impl DailySchedule {
 }
 
 /// The zone a campaign's schedule runs in: `schedule.timezone`, else
-/// `calling_window.timezone`, else UTC. `campaign` is the stored campaign document.
-pub fn schedule_timezone(campaign: &Value) -> Tz {
-    let named = |v: &Value| {
-        v.get("timezone")
-            .and_then(Value::as_str)?
-            .parse::<Tz>()
-            .ok()
-    };
-    campaign
-        .get("schedule")
-        .and_then(named)
-        .or_else(|| campaign.get("calling_window").and_then(named))
+/// `calling_window.timezone`, else UTC.
+pub fn schedule_timezone(campaign: &CampaignSpec) -> Tz {
+    let named = |name: Option<&String>| name?.parse::<Tz>().ok();
+    named(campaign.schedule.as_ref().and_then(|s| s.timezone.as_ref()))
+        .or_else(|| named(campaign.calling_window.as_ref().map(|w| &w.timezone)))
         .unwrap_or(Tz::UTC)
-}
-
-/// The first daily start strictly after `after`, for a stored `schedule`
-/// document; `None` for no schedule (or one without days). `fallback_tz` is
-/// the calling window's zone, else UTC (see [`schedule_timezone`]).
-pub fn next_daily_start(
-    spec: &Value,
-    fallback_tz: Tz,
-    after: DateTime<Utc>,
-) -> Option<DateTime<Utc>> {
-    DailySchedule::from_spec(spec)?.next_start(fallback_tz, after)
 }
 
 /// Whether a scheduled campaign may dial at `now`. `drained_at` is when the
@@ -154,29 +126,32 @@ mod tests {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
     }
 
+    fn schedule(v: serde_json::Value) -> DailySchedule {
+        DailySchedule::from_spec(&serde_json::from_value(v).unwrap()).unwrap()
+    }
+
     fn nine_weekdays() -> DailySchedule {
-        DailySchedule::from_spec(&json!({
+        schedule(json!({
             "daily_start": "09:00", "days": ["mon", "tue", "wed", "thu", "fri"], "timezone": "America/New_York"
         }))
-        .unwrap()
+    }
+
+    fn campaign(v: serde_json::Value) -> CampaignSpec {
+        let mut base = json!({"name": "c", "outdial_id": "o", "outplan_id": "p", "agent_id": "a"});
+        crate::domain::fields::merge_patch(&mut base, &v);
+        CampaignSpec::parse(&base).unwrap()
     }
 
     #[test]
     fn validated_campaign_schedule_is_read() {
-        let (campaign, _) = crate::domain::specs::validate_campaign(&json!({
-            "name": "c", "outdial_id": "o", "outplan_id": "p", "agent_id": "a",
-            "schedule": {"daily_start": "09:00"}
-        }))
-        .unwrap();
-        let s = DailySchedule::from_spec(&campaign["schedule"]).unwrap();
+        let c = campaign(json!({"schedule": {"daily_start": "09:00"}}));
+        let s = DailySchedule::from_spec(c.schedule.as_ref().unwrap()).unwrap();
         assert_eq!(s.start, NaiveTime::from_hms_opt(9, 0, 0).unwrap());
         assert_eq!(s.days, [true; 7], "empty days means every day");
         assert_eq!(s.timezone, None);
-        assert_eq!(DailySchedule::from_spec(&Value::Null), None);
+        let bad: DailyScheduleSpec = serde_json::from_value(json!({"daily_start": "9am"})).unwrap();
         assert_eq!(
-            DailySchedule::try_from_spec(&json!({"daily_start": "9am"}))
-                .unwrap_err()
-                .field,
+            DailySchedule::from_spec(&bad).unwrap_err().field,
             "daily_start"
         );
     }
@@ -185,42 +160,35 @@ mod tests {
     fn schedule_zone_falls_back_to_the_window_then_utc() {
         let window = json!({"timezone": "America/Chicago", "start": "09:00", "end": "17:00"});
         assert_eq!(
-            schedule_timezone(
-                &json!({"schedule": {"daily_start": "09:00", "timezone": "Europe/London"}, "calling_window": window})
-            ),
+            schedule_timezone(&campaign(
+                json!({"schedule": {"daily_start": "09:00", "timezone": "Europe/London"}, "calling_window": window})
+            )),
             chrono_tz::Europe::London
         );
         assert_eq!(
-            schedule_timezone(
-                &json!({"schedule": {"daily_start": "09:00", "timezone": null}, "calling_window": window})
-            ),
+            schedule_timezone(&campaign(
+                json!({"schedule": {"daily_start": "09:00", "timezone": null}, "calling_window": window})
+            )),
             Chicago
         );
-        assert_eq!(
-            schedule_timezone(&json!({"schedule": null, "calling_window": null})),
-            Tz::UTC
-        );
+        assert_eq!(schedule_timezone(&campaign(json!({}))), Tz::UTC);
     }
 
     #[test]
     fn next_daily_start_is_later_today_before_the_start() {
-        let spec = json!({"daily_start": "09:00", "days": [], "timezone": null});
+        let s = schedule(json!({"daily_start": "09:00", "days": [], "timezone": null}));
         assert_eq!(
-            next_daily_start(&spec, Chicago, utc("2026-11-20T12:00:00Z")),
+            s.next_start(Chicago, utc("2026-11-20T12:00:00Z")),
             Some(utc("2026-11-20T15:00:00Z"))
         );
     }
 
     #[test]
     fn next_daily_start_is_tomorrow_at_or_after_the_start() {
-        let spec = json!({"daily_start": "09:00"});
+        let s = schedule(json!({"daily_start": "09:00"}));
         assert_eq!(
-            next_daily_start(&spec, Chicago, utc("2026-11-20T15:00:00Z")),
+            s.next_start(Chicago, utc("2026-11-20T15:00:00Z")),
             Some(utc("2026-11-21T15:00:00Z"))
-        );
-        assert_eq!(
-            next_daily_start(&Value::Null, Chicago, utc("2026-11-20T15:00:00Z")),
-            None
         );
     }
 

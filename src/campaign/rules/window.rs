@@ -8,14 +8,12 @@
 //! resolved instants, so a window that straddles a change is exactly as long
 //! as the clocks make it. Must not read the clock: callers pass `now`.
 
+use crate::domain::window::{parse_hhmm, parse_weekday, CallingWindow};
+use crate::domain::{parse_timezone, FieldError};
 use chrono::{
     DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc,
 };
 use chrono_tz::Tz;
-use serde_json::Value;
-
-use crate::domain::window::{parse_hhmm, parse_weekday};
-use crate::domain::{parse_timezone, FieldError};
 
 /// Weekdays (Monday first) and local hours in which dialing is allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,60 +51,32 @@ pub fn resolve_local(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
     }
 }
 
-/// Parses a days list (`mon`..`sun`); an empty or absent list means every day.
-pub(crate) fn parse_days(field: &str, v: Option<&Value>) -> Result<[bool; 7], FieldError> {
-    let list = match v {
-        None | Some(Value::Null) => return Ok([true; 7]),
-        Some(Value::Array(list)) => list,
-        Some(_) => return Err(FieldError::new(field, "must be a list of weekday names")),
-    };
-    if list.is_empty() {
+/// Parses weekday names (`mon`..`sun`); an empty list means every day.
+pub(crate) fn parse_days(field: &str, names: &[String]) -> Result<[bool; 7], FieldError> {
+    if names.is_empty() {
         return Ok([true; 7]);
     }
     let mut days = [false; 7];
-    for (i, d) in list.iter().enumerate() {
+    for (i, name) in names.iter().enumerate() {
         let path = format!("{field}[{i}]");
-        let name = d
-            .as_str()
-            .ok_or_else(|| FieldError::new(&path, "must be a weekday name"))?;
         days[parse_weekday(&path, name)?.num_days_from_monday() as usize] = true;
     }
     Ok(days)
 }
 
-pub(crate) fn str_field<'a>(v: &'a Value, field: &str) -> Result<&'a str, FieldError> {
-    v.get(field)
-        .and_then(Value::as_str)
-        .ok_or_else(|| FieldError::new(field, "is required (a string)"))
-}
-
 impl Window {
-    /// Reads a stored `calling_window` document (see
-    /// `domain::specs::validate_campaign`): `None` for `null`, or when the
-    /// document does not validate (use [`Window::try_from_spec`] to tell the two apart).
-    pub fn from_spec(calling_window: &Value) -> Option<(Window, Tz)> {
-        Self::try_from_spec(calling_window).ok().flatten()
-    }
-
-    /// `Ok(None)` for `null`; the first bad field otherwise.
-    pub fn try_from_spec(calling_window: &Value) -> Result<Option<(Window, Tz)>, FieldError> {
-        if calling_window.is_null() {
-            return Ok(None);
-        }
-        if !calling_window.is_object() {
-            return Err(FieldError::new(
-                "calling_window",
-                "must be an object or null",
-            ));
-        }
-        let tz = parse_timezone("timezone", str_field(calling_window, "timezone")?)?;
-        let days = parse_days("days", calling_window.get("days"))?;
-        let start = parse_hhmm("start", str_field(calling_window, "start")?)?;
-        let end = parse_hhmm("end", str_field(calling_window, "end")?)?;
+    /// The window of a campaign's `calling_window`, and its zone. A document
+    /// that got past `CampaignSpec::parse` always reads; the error names the
+    /// field of one that did not.
+    pub fn from_spec(calling_window: &CallingWindow) -> Result<(Window, Tz), FieldError> {
+        let tz = parse_timezone("timezone", &calling_window.timezone)?;
+        let days = parse_days("days", &calling_window.days)?;
+        let start = parse_hhmm("start", &calling_window.start)?;
+        let end = parse_hhmm("end", &calling_window.end)?;
         if start >= end {
             return Err(FieldError::new("end", "must be after start"));
         }
-        Ok(Some((Window { days, start, end }, tz)))
+        Ok((Window { days, start, end }, tz))
     }
 
     /// The opening on local date `date`, if that weekday is allowed and the
@@ -188,11 +158,15 @@ mod tests {
         }
     }
 
+    fn calling_window(v: serde_json::Value) -> CallingWindow {
+        serde_json::from_value(v).unwrap()
+    }
+
     #[test]
     fn spec_with_days_and_zone_is_read() {
-        let (w, tz) = Window::from_spec(&json!({
+        let (w, tz) = Window::from_spec(&calling_window(json!({
             "timezone": "America/Chicago", "days": ["mon", "fri"], "start": "09:00", "end": "20:00"
-        }))
+        })))
         .unwrap();
         assert_eq!(tz, chrono_tz::America::Chicago);
         assert_eq!(w.days, [true, false, false, false, true, false, false]);
@@ -200,18 +174,22 @@ mod tests {
     }
 
     #[test]
-    fn null_spec_means_no_window_and_bad_spec_names_its_field() {
-        assert_eq!(Window::from_spec(&Value::Null), None);
-        assert_eq!(Window::try_from_spec(&Value::Null).unwrap(), None);
-        let bad = json!({"timezone": "Mars/Base", "start": "09:00", "end": "17:00"});
-        assert_eq!(Window::try_from_spec(&bad).unwrap_err().field, "timezone");
-        assert_eq!(Window::from_spec(&bad), None);
-        let reversed = json!({"timezone": "UTC", "start": "17:00", "end": "09:00"});
-        assert_eq!(Window::try_from_spec(&reversed).unwrap_err().field, "end");
-        let (w, _) =
-            Window::from_spec(&json!({"timezone": "UTC", "start": "09:00", "end": "17:00"}))
-                .unwrap();
+    fn bad_spec_names_its_field() {
+        let bad =
+            calling_window(json!({"timezone": "Mars/Base", "start": "09:00", "end": "17:00"}));
+        assert_eq!(Window::from_spec(&bad).unwrap_err().field, "timezone");
+        let reversed = calling_window(json!({"timezone": "UTC", "start": "17:00", "end": "09:00"}));
+        assert_eq!(Window::from_spec(&reversed).unwrap_err().field, "end");
+        let (w, _) = Window::from_spec(&calling_window(
+            json!({"timezone": "UTC", "start": "09:00", "end": "17:00"}),
+        ))
+        .unwrap();
         assert_eq!(w.days, [true; 7], "absent days means every day");
+        let (w, _) = Window::from_spec(&calling_window(
+            json!({"timezone": "UTC", "days": [], "start": "09:00", "end": "17:00"}),
+        ))
+        .unwrap();
+        assert_eq!(w.days, [true; 7], "an empty list means every day");
     }
 
     #[test]
@@ -385,12 +363,12 @@ mod tests {
 
     #[test]
     fn validated_campaign_window_is_read() {
-        let (campaign, _) = crate::domain::specs::validate_campaign(&json!({
+        let campaign = crate::domain::specs::CampaignSpec::parse(&json!({
             "name": "c", "outdial_id": "o", "outplan_id": "p", "agent_id": "a",
             "calling_window": {"timezone": "Europe/London", "days": ["sat", "sun"], "start": "10:00", "end": "12:30"}
         }))
         .unwrap();
-        let (w, tz) = Window::from_spec(&campaign["calling_window"]).unwrap();
+        let (w, tz) = Window::from_spec(campaign.calling_window.as_ref().unwrap()).unwrap();
         assert_eq!(tz, London);
         assert_eq!(w.days, [false, false, false, false, false, true, true]);
         assert_eq!((w.start, w.end), (hm(10, 0), hm(12, 30)));
