@@ -131,6 +131,13 @@ impl Store {
             }
             let _write = self.write_guard().await;
             let mut tx = p.begin_write().await?;
+            // A campaign paused or stopped since its task read its settings
+            // claims nothing: the status is checked in the claim's transaction.
+            let status: Option<String> = sqlx::query_scalar("SELECT status FROM campaigns WHERE id = $1")
+                .bind(scope.campaign_id).fetch_optional(&mut *tx).await?;
+            if matches!(status.as_deref(), Some("paused" | "stopping" | "stopped" | "finished")) {
+                return Ok(Vec::new());
+            }
             let plan = match plan {
                 Some(plan) => plan,
                 None => read_and_decide!(&mut *tx),
