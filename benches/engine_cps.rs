@@ -25,8 +25,10 @@
 //! (default 3000), `HERALD_BENCH_DB` (`sqlite`, `postgres` or `both`, the
 //! default; PostgreSQL is skipped with a message when 127.0.0.1:5432 is
 //! unreachable), `HERALD_ENGINE_UAC` (`0` skips SIPp's UAC run),
-//! `HERALD_ENGINE_TIMELINE` (`0` hides the per-second lines). herald's pid
-//! is printed when it starts, for `perf record -p`.
+//! `HERALD_ENGINE_TIMELINE` (`0` hides the per-second lines),
+//! `HERALD_ENGINE_BIN` (the herald binary to run, default this build's; to
+//! compare two versions in interleaved runs). herald's pid is printed when
+//! it starts, for `perf record -p`.
 
 #[path = "../tests/sipp/mod.rs"]
 mod sipp;
@@ -218,7 +220,9 @@ async fn run(label: &str, db_url: &str, targets: usize, cps: u32) {
     let dir = tempfile::tempdir().expect("temp dir");
     let proxy = format!("sip:{}", uas.addr);
     let limit = LIMIT.to_string();
-    let herald = HeraldProcess::start(
+    let bin = std::env::var("HERALD_ENGINE_BIN").unwrap_or_else(|_| process::BIN.to_string());
+    let herald = HeraldProcess::start_bin(
+        &bin,
         dir.path(),
         &[
             ("HERALD__DATABASE__URL", db_url),

@@ -40,9 +40,29 @@ impl HeraldProcess {
         Self::start_with_stderr(dir, env, Stdio::from(file))
     }
 
+    /// As [`HeraldProcess::start`], running the binary at `bin` (another
+    /// build of herald, for benchmarks comparing two versions).
+    pub fn start_bin(bin: &str, dir: &Path, env: &[(&str, &str)], show_logs: bool) -> HeraldProcess {
+        let stderr = if show_logs {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        };
+        Self::start_bin_with_stderr(bin, dir, env, stderr)
+    }
+
     fn start_with_stderr(dir: &Path, env: &[(&str, &str)], stderr: Stdio) -> HeraldProcess {
+        Self::start_bin_with_stderr(BIN, dir, env, stderr)
+    }
+
+    fn start_bin_with_stderr(
+        bin: &str,
+        dir: &Path,
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> HeraldProcess {
         let key = "process-test-key".to_string();
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin);
         cmd.arg("serve")
             .current_dir(dir)
             .env_remove("HERALD_BOOTSTRAP_API_KEY")
