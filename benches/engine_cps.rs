@@ -180,15 +180,27 @@ async fn written(db_url: &str, campaign: &str, outdial: &str) -> Written {
     ];
     let mut v = Vec::new();
     if db_url.starts_with("sqlite:") {
-        let p = sqlx::SqlitePool::connect(db_url).await.expect("open SQLite");
+        let p = sqlx::SqlitePool::connect(db_url)
+            .await
+            .expect("open SQLite");
         for s in &q {
-            v.push(sqlx::query_scalar::<_, i64>(s).fetch_one(&p).await.expect(s));
+            v.push(
+                sqlx::query_scalar::<_, i64>(s)
+                    .fetch_one(&p)
+                    .await
+                    .expect(s),
+            );
         }
         p.close().await;
     } else {
         let p = sqlx::PgPool::connect(db_url).await.expect("connect");
         for s in &q {
-            v.push(sqlx::query_scalar::<_, i64>(s).fetch_one(&p).await.expect(s));
+            v.push(
+                sqlx::query_scalar::<_, i64>(s)
+                    .fetch_one(&p)
+                    .await
+                    .expect(s),
+            );
         }
         p.close().await;
     }
@@ -260,11 +272,7 @@ async fn run(label: &str, db_url: &str, targets: usize, cps: u32) {
         .json()
         .await
         .expect("import report");
-    assert_eq!(
-        report["created"].as_u64(),
-        Some(targets as u64),
-        "{report}"
-    );
+    assert_eq!(report["created"].as_u64(), Some(targets as u64), "{report}");
     let op = id(&api
         .post("/v1/outplans", json!({"name": "once", "try_count_max": 1}))
         .await);

@@ -567,3 +567,90 @@ async fn claims_and_records_larger_than_a_statement(db: Db) {
     tdb.cleanup().await;
 }
 on_both_backends!(large_batches, claims_and_records_larger_than_a_statement);
+
+/// Answers are recorded in batches: one call writes every answer's
+/// `answered_at`, moves the targets still dialing to answered with their
+/// transition and events, leaves a target that moved on alone, and says
+/// which moved, in order. 2,500 answers span two statements' worth of rows.
+async fn answers_are_recorded_in_one_batch_for_the_targets_still_dialing(db: Db) {
+    use herald::store::claims::ClaimAction;
+    use herald::store::recording::Answer;
+    const N: usize = 2_500;
+    let Some(tdb) = TestDb::new(db).await else {
+        return;
+    };
+    let store = Store::open(&tdb.url, 4).await.unwrap();
+    let batch: Vec<_> = (0..N)
+        .map(|i| target(&format!("+1556{:07}", i), None))
+        .collect();
+    let (od, campaign) = campaign_over(&store, &batch).await;
+    let scope = scope_of(&campaign, &od);
+    let claimed = store
+        .claim_due_targets(&scope, 10, N, |_, _| ClaimAction::Dial {
+            destination_index: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), N);
+    let seq_before = count(
+        &store,
+        &format!("SELECT event_seq FROM campaigns WHERE id = '{campaign}'"),
+    )
+    .await;
+    // One target was closed meanwhile (say, by a recovery).
+    let gone = &claimed[N - 1].target.id;
+    exec(
+        &store,
+        &format!("UPDATE targets SET state = 'idle' WHERE id = '{gone}'"),
+    )
+    .await;
+    let answers: Vec<Answer> = claimed
+        .iter()
+        .map(|c| Answer {
+            call_id: c.call_id.clone(),
+            target_id: c.target.id.clone(),
+            campaign_id: Some(campaign.clone()),
+            at: 15,
+        })
+        .collect();
+    let moved = store.record_answers(&answers).await.unwrap();
+    assert_eq!(moved.len(), N);
+    assert!(moved[..N - 1].iter().all(|m| *m));
+    assert!(!moved[N - 1], "the closed target did not move");
+    assert_eq!(
+        count(&store, "SELECT COUNT(*) FROM calls WHERE answered_at = 15").await,
+        N as i64
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM targets WHERE state = 'answered'"
+        )
+        .await,
+        N as i64 - 1
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM target_events WHERE from_state = 'dialing' \
+             AND to_state = 'answered' AND sip_code = 200 AND at = 15"
+        )
+        .await,
+        N as i64 - 1
+    );
+    // attempt.answered and the transition, per target that moved.
+    assert_eq!(
+        count(
+            &store,
+            &format!("SELECT event_seq FROM campaigns WHERE id = '{campaign}'")
+        )
+        .await,
+        seq_before + 2 * (N as i64 - 1)
+    );
+    store.close().await;
+    tdb.cleanup().await;
+}
+on_both_backends!(
+    answers_in_batches,
+    answers_are_recorded_in_one_batch_for_the_targets_still_dialing
+);

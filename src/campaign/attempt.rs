@@ -140,7 +140,8 @@ impl<T> Drop for AbortOnDrop<T> {
 }
 
 /// Places a call and follows it to its end. `on_answer` runs when it is
-/// answered. The agent's session is prepared while the phone rings and runs
+/// answered, alongside the call (which does not wait for it); its answer is
+/// awaited before this returns. The agent's session is prepared while the phone rings and runs
 /// on the answered call; without an agent the call is hung up at once. An
 /// agent that cannot be had ends the attempt `agent_unavailable`. A call hung
 /// up through `hangup` (forced stop, shutdown) ends `interrupted`.
@@ -177,11 +178,18 @@ where
     let mut session: Option<AbortOnDrop<()>> = None;
     let mut unavailable: Option<String> = None;
     let mut answer_recorded = false;
+    // The answer being recorded: the call goes on meanwhile.
+    let mut answering: Option<std::pin::Pin<Box<Fut>>> = None;
     let mut hung_up = false;
     let mut agent_hung_up = false;
     let ended = loop {
         let ev = tokio::select! {
             ev = call.next_event() => ev,
+            moved = async { answering.as_mut().expect("answering").await }, if answering.is_some() => {
+                answer_recorded = moved;
+                answering = None;
+                continue;
+            }
             _ = hangup.cancelled(), if !hung_up => {
                 call.hangup();
                 hung_up = true;
@@ -207,7 +215,7 @@ where
                 }
             }
             Some(CallEvent::Answered { at, media }) => {
-                answer_recorded = on_answer(at).await;
+                answering = Some(Box::pin(on_answer(at)));
                 ctl.mark_answered();
                 let Some(agent) = &link.agent else {
                     drop(media);
@@ -249,6 +257,9 @@ where
             None => break failed_to_start(&OriginateError::ShuttingDown, clock.now()),
         }
     };
+    if let Some(answering) = answering {
+        answer_recorded = answering.await;
+    }
     if let Some(mut s) = session {
         // The call is over; the session sees its media end and wraps up.
         if tokio::time::timeout(SESSION_END_GRACE, &mut s.0)

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use super::deps::{SchedulerDeps, TICK};
-use super::recorder::{record_loop, RECORD_BATCH};
+use super::recorder::{answer_loop, record_loop, AnswerJob, Recorders, RECORD_BATCH};
 use super::recovery::{liveness, recover_at_start};
 use super::task::run_campaign;
 use crate::domain::CampaignStatus;
@@ -49,7 +49,13 @@ impl Scheduler {
             cancel.clone(),
             tasks.clone(),
         ));
-        tasks.spawn(supervise(deps, record_tx, cancel.clone(), tasks.clone()));
+        let (answer_tx, answer_rx) = mpsc::channel::<AnswerJob>(4 * RECORD_BATCH);
+        tasks.spawn(answer_loop(deps.store.clone(), answer_rx));
+        let recorders = Recorders {
+            record: record_tx,
+            answers: answer_tx,
+        };
+        tasks.spawn(supervise(deps, recorders, cancel.clone(), tasks.clone()));
         Ok(Scheduler { cancel, tasks })
     }
 
@@ -64,7 +70,7 @@ impl Scheduler {
 /// Keeps one task per active campaign.
 async fn supervise(
     deps: SchedulerDeps,
-    record: mpsc::Sender<Completion>,
+    record: Recorders,
     cancel: CancellationToken,
     tasks: TaskTracker,
 ) {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
-use tokio::sync::mpsc;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -21,6 +21,7 @@ use tracing::Instrument;
 use super::apply::{completion, Finished};
 use super::attempt::{run_attempt, AttemptCall, AttemptRecord, Placed};
 use super::deps::{SchedulerDeps, TICK};
+use super::recorder::Recorders;
 use super::rules::due::{claim_decision, Claim, DueTarget};
 use super::rules::pacing::campaign_room;
 use super::rules::retry::{decide, AttemptResult, RetryPolicy};
@@ -31,7 +32,7 @@ use super::trunks::SessionSlot;
 use crate::domain::{CampaignStatus, Outcome, StatusCause, StatusMove};
 use crate::events::Event;
 use crate::store::claims::{ClaimAction, ClaimScope, Claimed};
-use crate::store::recording::Completion;
+use crate::store::recording::Answer;
 use crate::store::targets::TargetRow;
 use crate::store::StoreError;
 
@@ -56,7 +57,7 @@ fn limiter_for(cps: f64) -> DefaultDirectRateLimiter {
 pub(crate) async fn run_campaign(
     deps: SchedulerDeps,
     id: String,
-    record: mpsc::Sender<Completion>,
+    record: Recorders,
     cancel: CancellationToken,
     tasks: TaskTracker,
 ) {
@@ -330,7 +331,7 @@ struct CampaignAttempt {
     /// The agent session this call holds until it ends.
     _session: Option<SessionSlot>,
     deps: SchedulerDeps,
-    record: mpsc::Sender<Completion>,
+    record: Recorders,
     campaign_id: String,
     trunk: String,
     policy: RetryPolicy,
@@ -371,16 +372,17 @@ impl CampaignAttempt {
 impl AttemptRecord for CampaignAttempt {
     async fn answered(&self, at: DateTime<Utc>) -> bool {
         let c = &self.claimed;
-        self.deps
-            .store
-            .record_answer(
-                &c.call_id,
-                &c.target.id,
-                Some(&self.campaign_id),
-                at.timestamp_millis(),
-            )
-            .await
-            .unwrap_or(false)
+        let answer = Answer {
+            call_id: c.call_id.clone(),
+            target_id: c.target.id.clone(),
+            campaign_id: Some(self.campaign_id.clone()),
+            at: at.timestamp_millis(),
+        };
+        let (reply, moved) = oneshot::channel();
+        if self.record.answers.send((answer, reply)).await.is_err() {
+            return false;
+        }
+        moved.await.unwrap_or(false)
     }
 
     async fn finished(self, placed: Placed) {
@@ -425,7 +427,7 @@ impl AttemptRecord for CampaignAttempt {
             )
             .await;
         }
-        let _ = self.record.send(done).await;
+        let _ = self.record.record.send(done).await;
         self.live.lock().expect("live calls").remove(&c.call_id);
     }
 }

@@ -56,6 +56,15 @@ pub struct CallFinal {
     pub reason: Option<String>,
 }
 
+/// A call answered at `at` (ms), to record with [`Store::record_answers`].
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub call_id: String,
+    pub target_id: String,
+    pub campaign_id: Option<String>,
+    pub at: i64,
+}
+
 /// An attempt left open (its node died or herald was killed).
 #[derive(Debug, Clone)]
 pub struct OpenAttempt {
@@ -106,35 +115,68 @@ macro_rules! transition_inserts {
 }
 
 impl Store {
-    /// Records that a call was answered: dialing → answered, with its event.
-    pub async fn record_answer(
-        &self,
-        call_id: &str,
-        target_id: &str,
-        campaign_id: Option<&str>,
-        at: i64,
-    ) -> Result<bool> {
+    /// Records answered calls in one transaction: each call row's
+    /// `answered_at`, and dialing → answered with its event for each target
+    /// still dialing. Says, in order, which targets moved.
+    pub async fn record_answers(&self, answers: &[Answer]) -> Result<Vec<bool>> {
+        if answers.is_empty() {
+            return Ok(Vec::new());
+        }
         let started = std::time::Instant::now();
-        let _write = self.write_guard().await;
         let (moved, logged) = with_pool!(self, p => {
+            let mut statements = Vec::new();
+            for chunk in answers.chunks(RECORD_ROWS_PER_STATEMENT) {
+                let mut calls = sqlx::QueryBuilder::new("UPDATE calls SET answered_at = v.column2 FROM ");
+                bulk::rows(&mut calls, vec![
+                    Column::Text(chunk.iter().map(|a| Some(a.call_id.as_str())).collect()),
+                    Column::BigInt(chunk.iter().map(|a| Some(a.at)).collect()),
+                ]);
+                calls.push(" WHERE calls.id = v.column1");
+                let mut targets = sqlx::QueryBuilder::new("UPDATE targets SET state = 'answered', updated_at = v.column2 FROM ");
+                bulk::rows(&mut targets, vec![
+                    Column::Text(chunk.iter().map(|a| Some(a.target_id.as_str())).collect()),
+                    Column::BigInt(chunk.iter().map(|a| Some(a.at)).collect()),
+                ]);
+                targets.push(" WHERE targets.id = v.column1 AND targets.state = 'dialing' RETURNING targets.id");
+                statements.push((calls, targets));
+            }
+            let _write = self.write_guard().await;
             let mut tx = p.begin_write().await?;
-            sqlx::query("UPDATE calls SET answered_at = $2 WHERE id = $1").bind(call_id).bind(at).execute(&mut *tx).await?;
-            let moved = sqlx::query("UPDATE targets SET state = 'answered', updated_at = $2 WHERE id = $1 AND state = 'dialing'")
-                .bind(target_id).bind(at).execute(&mut *tx).await?.rows_affected() == 1;
+            let mut moved = Vec::with_capacity(answers.len());
             let mut log = EventLog::default();
-            if moved {
-                sqlx::query("INSERT INTO target_events (target_id, campaign_id, from_state, to_state, at, attempt_id, sip_code) \
-                             VALUES ($1, $2, 'dialing', 'answered', $3, $4, 200)")
-                    .bind(target_id).bind(campaign_id).bind(at).bind(call_id).execute(&mut *tx).await?;
-                if let Some(c) = campaign_id {
-                    log.push(c, &EventRecord::AttemptAnswered { at, attempt_id: call_id, target_id });
-                    log.push(c, &EventRecord::Transition {
-                        at, target_id, attempt_id: Some(call_id), from: "dialing", to: "answered",
-                        sip_code: Some(200), reason: None,
-                    });
+            for (chunk, (mut calls, mut targets)) in answers.chunks(RECORD_ROWS_PER_STATEMENT).zip(statements) {
+                let keep = bulk::keep_prepared(&calls);
+                calls.build().persistent(keep).execute(&mut *tx).await?;
+                let ids: std::collections::HashSet<String> =
+                    targets.build_query_scalar::<String>().persistent(keep).fetch_all(&mut *tx).await?.into_iter().collect();
+                let rows: Vec<&Answer> = chunk.iter().filter(|a| ids.contains(&a.target_id)).collect();
+                moved.extend(chunk.iter().map(|a| ids.contains(&a.target_id)));
+                if rows.is_empty() {
+                    continue;
+                }
+                let mut events = sqlx::QueryBuilder::new(
+                    "INSERT INTO target_events (target_id, campaign_id, from_state, to_state, at, attempt_id, sip_code) \
+                     SELECT column1, column2, 'dialing', 'answered', column3, column4, 200 FROM ");
+                bulk::rows(&mut events, vec![
+                    Column::Text(rows.iter().map(|a| Some(a.target_id.as_str())).collect()),
+                    Column::Text(rows.iter().map(|a| a.campaign_id.as_deref()).collect()),
+                    Column::BigInt(rows.iter().map(|a| Some(a.at)).collect()),
+                    Column::Text(rows.iter().map(|a| Some(a.call_id.as_str())).collect()),
+                ]);
+                events.build().persistent(keep).execute(&mut *tx).await?;
+                for a in rows {
+                    if let Some(c) = &a.campaign_id {
+                        let (at, attempt_id, target_id) = (a.at, a.call_id.as_str(), a.target_id.as_str());
+                        log.push(c, &EventRecord::AttemptAnswered { at, attempt_id, target_id });
+                        log.push(c, &EventRecord::Transition {
+                            at, target_id, attempt_id: Some(attempt_id), from: "dialing", to: "answered",
+                            sip_code: Some(200), reason: None,
+                        });
+                    }
                 }
             }
-            let logged = append_event_pages!(tx, log, at);
+            let now = answers.iter().map(|a| a.at).max().unwrap_or_default();
+            let logged = append_event_pages!(tx, log, now);
             tx.commit().await?;
             Ok::<_, StoreError>((moved, logged))
         })?;

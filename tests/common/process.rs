@@ -42,7 +42,12 @@ impl HeraldProcess {
 
     /// As [`HeraldProcess::start`], running the binary at `bin` (another
     /// build of herald, for benchmarks comparing two versions).
-    pub fn start_bin(bin: &str, dir: &Path, env: &[(&str, &str)], show_logs: bool) -> HeraldProcess {
+    pub fn start_bin(
+        bin: &str,
+        dir: &Path,
+        env: &[(&str, &str)],
+        show_logs: bool,
+    ) -> HeraldProcess {
         let stderr = if show_logs {
             Stdio::inherit()
         } else {
