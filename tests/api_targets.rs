@@ -9,17 +9,6 @@ use common::{expect_error, expect_json, id_of, Db, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-async fn outdial(app: &TestApp) -> String {
-    id_of(
-        &app.post_ok(
-            "/v1/outdials",
-            &json!({"name": "leads"}),
-            StatusCode::CREATED,
-        )
-        .await,
-    )
-}
-
 /// Counts rows in a table straight from the database.
 async fn count(app: &TestApp, sql: &str) -> i64 {
     match &app.store().pool {
@@ -32,7 +21,7 @@ async fn bulk_json_stores_good_rows_and_reports_bad_ones(db: Db) {
     let Some(app) = common::spawn_app(db).await else {
         return;
     };
-    let od = outdial(&app).await;
+    let od = app.outdial().await;
     let body = json!({"targets": [
         {"name": "Jane", "destinations": [{"type": "tel", "target": "+15551234567"}, {"type": "sip", "target": "sip:jane@pbx.example.com"}],
          "variables": {"clinic": "North"}, "timezone": "America/New_York", "client_token": "booking-1"},
@@ -188,7 +177,7 @@ async fn csv_import_reports_bad_lines_by_number(db: Db) {
     let Some(app) = common::spawn_app(db).await else {
         return;
     };
-    let od = outdial(&app).await;
+    let od = app.outdial().await;
     let csv = "phone,name,phone_2,clinic,client_token\n\
                +15551234567,Jane,sip:jane@pbx.example.com,North,tok-1\n\
                5551234567,Bob,,South,\n\
@@ -264,7 +253,7 @@ async fn paging_walks_2500_targets_exactly_once(db: Db) {
     let Some(app) = common::spawn_app(db).await else {
         return;
     };
-    let od = outdial(&app).await;
+    let od = app.outdial().await;
     let mut csv = String::from("phone,seq\n");
     for i in 0..2500 {
         csv.push_str(&format!("+1555{i:07},{i}\n"));
@@ -340,7 +329,7 @@ async fn csv_over_the_size_limit_is_refused_and_reports_what_was_stored(db: Db) 
     else {
         return;
     };
-    let od = outdial(&app).await;
+    let od = app.outdial().await;
     // 10 chunks of 500 rows (~6.5 kB each): the limit falls inside the stream.
     let chunks = (0..10).map(|c| {
         let mut s = if c == 0 {

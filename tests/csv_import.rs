@@ -5,20 +5,9 @@
 
 mod common;
 
-use common::{expect_error, expect_json, id_of, Db, TestApp};
+use common::{expect_error, expect_json, Db, TestApp};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
-
-async fn outdial(app: &TestApp) -> String {
-    id_of(
-        &app.post_ok(
-            "/v1/outdials",
-            &json!({"name": "leads"}),
-            StatusCode::CREATED,
-        )
-        .await,
-    )
-}
+use serde_json::Value;
 
 async fn count(app: &TestApp, od: &str) -> i64 {
     let sql = format!("SELECT COUNT(*) FROM targets WHERE outdial_id = '{od}'");
@@ -38,7 +27,7 @@ async fn an_unclosed_quote_fails_its_line_and_the_rest_of_the_file_is_stored(db:
     let Some(app) = common::spawn_app(db).await else {
         return;
     };
-    let od = outdial(&app).await;
+    let od = app.outdial().await;
     // 1,000 rows; line 11 (the 10th row) opens a quote it never closes.
     let mut csv = String::from("phone,name\n");
     for i in 0..1000 {
@@ -67,7 +56,7 @@ async fn an_unclosed_quote_fails_its_line_and_the_rest_of_the_file_is_stored(db:
     assert_eq!(after, 1);
 
     // The issue's two-row example: the open quote does not swallow the next line.
-    let od2 = outdial(&app).await;
+    let od2 = app.outdial().await;
     let rep = import(
         &app,
         &od2,
@@ -94,7 +83,7 @@ async fn quoting_within_a_line_and_crlf_line_ends_are_read(db: Db) {
     let Some(app) = common::spawn_app(db).await else {
         return;
     };
-    let od = outdial(&app).await;
+    let od = app.outdial().await;
     let csv = "phone,name,note\r\n\
                +15551230001,\"Smith, Jane\",\"said \"\"yes\"\"\"\r\n\
                \r\n\
@@ -138,7 +127,7 @@ async fn phone_columns_beyond_the_fifth_are_refused(db: Db) {
     let Some(app) = common::spawn_app(db).await else {
         return;
     };
-    let od = outdial(&app).await;
+    let od = app.outdial().await;
     let r = app
         .post_csv(
             &format!("/v1/outdials/{od}/targets"),

@@ -30,8 +30,21 @@ pub(crate) struct Recorders {
 /// starts goes into it, so that a busy campaign writes a few answer
 /// transactions a second rather than one per call (on SQLite each would
 /// take the single writer's turn; on both, the campaign's event sequence).
-pub(crate) async fn answer_loop(store: Store, mut rx: mpsc::Receiver<AnswerJob>) {
-    let parallel = match store.backend() {
+pub(crate) async fn answer_loop(store: Store, rx: mpsc::Receiver<AnswerJob>) {
+    let backend = store.backend();
+    in_batches(backend, rx, |batch| answer_batch(store.clone(), batch)).await;
+}
+
+/// Hands what arrives on `rx` to `write` in batches of up to
+/// [`RECORD_BATCH`], until every sender is gone. Batches of different
+/// targets are independent (a target has one live attempt at most), so
+/// PostgreSQL writes several at once; SQLite has one writer.
+async fn in_batches<T, F, Fut>(backend: Backend, mut rx: mpsc::Receiver<T>, mut write: F)
+where
+    F: FnMut(Vec<T>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let parallel = match backend {
         Backend::Sqlite => 1,
         Backend::Postgres => RECORD_WRITERS_POSTGRES,
     };
@@ -44,7 +57,7 @@ pub(crate) async fn answer_loop(store: Store, mut rx: mpsc::Receiver<AnswerJob>)
         while writing.len() >= parallel {
             writing.join_next().await;
         }
-        writing.spawn(answer_batch(store.clone(), batch));
+        writing.spawn(write(batch));
     }
     while writing.join_next().await.is_some() {}
 }
@@ -71,32 +84,13 @@ pub(crate) async fn record_loop(
     store: Store,
     events: EventBus,
     clock: Clock,
-    mut rx: mpsc::Receiver<Completion>,
+    rx: mpsc::Receiver<Completion>,
 ) {
-    // Completions of different targets are independent (a target has one live
-    // attempt at most), so PostgreSQL takes several batches at once; SQLite
-    // has one writer.
-    let parallel = match store.backend() {
-        Backend::Sqlite => 1,
-        Backend::Postgres => RECORD_WRITERS_POSTGRES,
-    };
-    let mut writing = tokio::task::JoinSet::new();
-    loop {
-        let mut batch = Vec::with_capacity(RECORD_BATCH);
-        if rx.recv_many(&mut batch, RECORD_BATCH).await == 0 {
-            break;
-        }
-        while writing.len() >= parallel {
-            writing.join_next().await;
-        }
-        writing.spawn(record_batch(
-            store.clone(),
-            events.clone(),
-            clock.now_ms(),
-            batch,
-        ));
-    }
-    while writing.join_next().await.is_some() {}
+    let backend = store.backend();
+    in_batches(backend, rx, |batch| {
+        record_batch(store.clone(), events.clone(), clock.now_ms(), batch)
+    })
+    .await;
 }
 
 /// Writes one batch; a failed write is retried, as an attempt's outcome must not be lost.

@@ -263,6 +263,19 @@ impl TestApp {
         expect_json(r, status).await
     }
 
+    /// Creates an empty outdial named "leads"; returns its id.
+    pub async fn outdial(&self) -> String {
+        id_of(
+            &self
+                .post_ok(
+                    "/v1/outdials",
+                    &serde_json::json!({"name": "leads"}),
+                    StatusCode::CREATED,
+                )
+                .await,
+        )
+    }
+
     /// Creates an outdial, an outplan and an agent; returns their ids.
     pub async fn fixtures(&self) -> (String, String, String) {
         let od = self
