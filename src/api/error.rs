@@ -161,7 +161,12 @@ pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Ne
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        format!("{method} is not allowed here; allowed: {allow}")
+        if allow.is_empty() {
+            // axum adds `Allow` after this layer has run.
+            format!("{method} is not allowed here; the Allow header lists the methods that are")
+        } else {
+            format!("{method} is not allowed here; allowed: {allow}")
+        }
     } else if text.is_empty() {
         status
             .canonical_reason()
