@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod calls;
 pub mod campaigns;
+mod csv_lines;
 pub mod dnc;
 pub mod documents;
 pub mod error;
