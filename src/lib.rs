@@ -11,6 +11,7 @@
 //!   (media_stream, sip, script), one file per kind.
 //! - [`sip`]: call control over rsipstack; nothing outside it names rsipstack types.
 //! - [`media`]: RTP, G.711, RFC 4733, jitter buffer, port pool, WAV prompts.
+//! - [`message`]: templates, e-mail and SMS through real transports.
 //! - [`sim`]: the callee simulator (a UAS answering as a population would).
 //! - [`clock`]: wall time for the scheduler (the system's, or one tests move).
 //! - [`events`]: the in-process event bus (what just happened, for listeners).
@@ -32,6 +33,7 @@ pub mod domain;
 pub mod events;
 pub mod logging;
 pub mod media;
+pub mod message;
 pub mod metrics;
 pub mod server;
 pub mod sim;

@@ -1,0 +1,19 @@
+//! Messages: templates, e-mail and SMS, each sent through a real transport.
+//!
+//! - [`template`]: templates as pure rendering and validation (minijinja,
+//!   strict undefined; declared variables; HTML escaping in HTML bodies only).
+//! - [`sms_text`]: SMS encoding (GSM-7 or UCS-2), segment counts and the
+//!   parts of a long text (pure).
+//! - [`transport`]: the one trait every transport implements, and what goes
+//!   through it (an outbound message, a send's result, a delivery report).
+//! - One file per transport: [`file`] (`.eml` files in an outbox directory),
+//!   [`smtp`] (lettre), [`dsn`] (the bounce listener: RFC 3464 reports to the
+//!   VERP Return-Path), [`smpp`] (SMPP 3.4 transceiver).
+
+pub mod dsn;
+pub mod file;
+pub mod smpp;
+pub mod sms_text;
+pub mod smtp;
+pub mod template;
+pub mod transport;

@@ -1,0 +1,147 @@
+//! The one trait every message transport implements, and what goes through
+//! it. A transport knows its protocol and nothing of the store: it is handed
+//! a rendered message and answers what the peer said. Delivery reports that
+//! arrive later (SMPP receipts, e-mail DSNs) go to the [`ReportSink`] given
+//! when the transport is built.
+//!
+//! Must not: log a message body or a credential; retry by itself (the caller
+//! decides retries from the [`SendResult`], so a restart never re-sends what
+//! a peer acknowledged).
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+/// One address of an e-mail: `Name <address>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mailbox {
+    pub email: String,
+    pub name: Option<String>,
+}
+
+/// A rendered e-mail, ready to send.
+#[derive(Debug, Clone)]
+pub struct Email {
+    /// herald's id of the message (also in the VERP Return-Path).
+    pub id: Uuid,
+    /// The `Message-ID` header value, without angle brackets.
+    pub message_id: String,
+    pub from: Mailbox,
+    pub to: Vec<Mailbox>,
+    pub cc: Vec<Mailbox>,
+    pub bcc: Vec<Mailbox>,
+    pub reply_to: Option<Mailbox>,
+    pub subject: String,
+    pub body_html: Option<String>,
+    pub body_text: Option<String>,
+    /// The envelope sender (`bounces+<id>@<domain>`).
+    pub return_path: String,
+    /// Marketing mail: the one-click unsubscribe URL (`List-Unsubscribe` and
+    /// `List-Unsubscribe-Post: List-Unsubscribe=One-Click`, RFC 8058).
+    pub list_unsubscribe: Option<String>,
+}
+
+/// A rendered SMS, ready to send.
+#[derive(Debug, Clone)]
+pub struct Sms {
+    pub id: Uuid,
+    /// E.164 (`+15551234567`) or an alphanumeric sender id.
+    pub from: String,
+    /// E.164.
+    pub to: String,
+    pub body: String,
+}
+
+/// What is sent.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    Email(Email),
+    Sms(Sms),
+}
+
+impl Outbound {
+    pub fn id(&self) -> Uuid {
+        match self {
+            Outbound::Email(m) => m.id,
+            Outbound::Sms(m) => m.id,
+        }
+    }
+}
+
+/// The peer's answer, as stored on the attempt: a protocol code (SMTP reply
+/// code, SMPP command_status in hex `0x00000058`, SIP status) and its text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerReply {
+    pub code: Option<String>,
+    pub text: Option<String>,
+}
+
+/// What one send came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendResult {
+    /// The peer took it (SMTP 250, submit_sm_resp OK, SIP 2xx). `provider_id`
+    /// is the peer's id for it, used to match later delivery reports (SMPP
+    /// message_id, normalised by the transport).
+    Accepted {
+        provider_id: Option<String>,
+        reply: PeerReply,
+    },
+    /// Not now (SMTP 4xx, connection failure, ESME_RTHROTTLED): try again
+    /// later, after `after` when the peer said.
+    Retry {
+        reply: PeerReply,
+        after: Option<Duration>,
+    },
+    /// Refused for this recipient for good (SMTP 5xx at RCPT or DATA): the
+    /// address is suppressed.
+    Bounced { reply: PeerReply },
+    /// Refused for good for another reason (bad request, unknown sender).
+    Failed { reply: PeerReply },
+}
+
+/// A later report on a sent message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryReport {
+    pub key: ReportKey,
+    pub status: ReportStatus,
+    pub reply: PeerReply,
+}
+
+/// How a report names its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportKey {
+    /// herald's id (from the VERP Return-Path of an e-mail DSN).
+    Message(Uuid),
+    /// The provider's id as returned in [`SendResult::Accepted`] (normalised
+    /// the same way).
+    Provider(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportStatus {
+    Delivered,
+    Failed,
+    /// E-mail only: a permanent failure reported after acceptance.
+    Bounced,
+}
+
+/// Where transports send delivery reports.
+pub type ReportSink = mpsc::Sender<DeliveryReport>;
+
+/// One transport (a file per protocol). `send` may be called concurrently;
+/// a transport with a window (SMPP) or a pool (SMTP) bounds itself.
+#[async_trait::async_trait]
+pub trait Transport: Send + Sync {
+    /// The transport's name as in config (`file`, `smtp`, `smpp`, `sip`,
+    /// `simulator`).
+    fn name(&self) -> &'static str;
+    async fn send(&self, message: &Outbound) -> SendResult;
+    /// Whether the transport is connected and able to send (SMPP bound);
+    /// for `/metrics` and capabilities.
+    fn ready(&self) -> bool {
+        true
+    }
+    /// Stops background work (unbind, close pools).
+    async fn close(&self) {}
+}
