@@ -138,6 +138,24 @@ impl App {
             std::time::Duration::from_millis(config.agents.prepare_timeout_ms),
         );
         let node_id = format!("node-{}", uuid::Uuid::new_v4().simple());
+        let population = if config.simulator.population.is_empty() {
+            crate::sim::population::Population::default_population()
+        } else {
+            crate::sim::population::Population::load(std::path::Path::new(&config.simulator.population))?
+        };
+        let channels = crate::message::channels::build(
+            config,
+            &store,
+            &clock,
+            &node_id,
+            &population.sms,
+            config.simulator.seed,
+        )
+        .await
+        .context("starting the message channels")?;
+        for (worker, reports) in channels.workers {
+            tasks.spawn(worker.run(reports, cancel.child_token()));
+        }
         let agents = AgentSessions::default();
         let live = telephony.clone();
         let webhook_changes = Arc::new(tokio::sync::Notify::new());
@@ -157,8 +175,10 @@ impl App {
             metrics: MetricsSources {
                 live_calls: Arc::new(move || live.live_calls()),
                 agents: agents.clone(),
+                transports: Arc::new(channels.transports),
             },
             metrics_require_api_key: config.metrics.require_api_key,
+            messaging: channels.messaging,
         };
         let scheduler = Scheduler::start(SchedulerDeps {
             store: store.clone(),

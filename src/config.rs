@@ -30,7 +30,66 @@ pub struct Config {
     pub events: EventsConfig,
     pub webhooks: WebhooksConfig,
     pub metrics: MetricsConfig,
+    pub messages: MessagesConfig,
+    pub channels: ChannelsConfig,
     pub trunks: BTreeMap<String, TrunkConfig>,
+}
+
+/// How message senders run (`[messages]`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct MessagesConfig {
+    pub lease_ms: u64,
+    pub poll_interval_ms: u64,
+    pub claim_batch: u32,
+    pub in_flight: u32,
+    pub retry_base_ms: u64,
+    pub retry_cap_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChannelsConfig {
+    pub email: EmailChannelConfig,
+    pub sms: SmsChannelConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EmailChannelConfig {
+    pub transport: String,
+    pub outbox_dir: String,
+    pub smtp_url: String,
+    pub username: String,
+    pub password: Secret,
+    pub password_env: String,
+    pub from: String,
+    pub max_per_second: u32,
+    pub max_retries: u32,
+    pub bounce_listen: String,
+    pub unsubscribe_base_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SmsChannelConfig {
+    pub transport: String,
+    pub smpp_url: String,
+    pub password: Secret,
+    pub password_env: String,
+    pub system_type: String,
+    pub window: u32,
+    pub enquire_link_ms: u64,
+    pub from: String,
+    pub max_per_second: u32,
+    pub max_retries: u32,
+}
+
+/// `password`, else the variable named by `password_env`.
+pub fn resolve_secret(password: &Secret, password_env: &str) -> Option<Secret> {
+    if !password.is_empty() {
+        return Some(password.clone());
+    }
+    if password_env.is_empty() {
+        return None;
+    }
+    std::env::var(password_env).ok().map(Secret)
 }
 
 /// The trunk proxy value that means "the embedded simulator".
@@ -348,6 +407,7 @@ impl Config {
                 ));
             }
         }
+        crate::message::channels::validate(self).map_err(|(key, message)| invalid(&key, message))?;
         Ok(())
     }
 }

@@ -168,6 +168,8 @@ pub struct Metrics {
     pub sse_streams: Gauge,
     /// Datagrams on the SIP port that were not usable SIP messages.
     pub sip_malformed_datagrams: Counter,
+    /// How long a message transport took to answer a send, by channel.
+    pub message_send_latency: LabeledHistogram,
 }
 
 impl Default for Metrics {
@@ -189,6 +191,7 @@ impl Default for Metrics {
             webhooks_disabled: Counter::default(),
             sse_streams: Gauge::default(),
             sip_malformed_datagrams: Counter::default(),
+            message_send_latency: LabeledHistogram::new(LATENCY_BOUNDS),
         }
     }
 }
@@ -204,6 +207,10 @@ pub struct ScrapeGauges {
     pub campaign_targets: Vec<(String, String, i64)>,
     /// Events not yet delivered (or skipped), per webhook id.
     pub webhook_outbox: Vec<(String, i64)>,
+    /// (channel, status, count) of stored messages.
+    pub messages: Vec<(String, String, i64)>,
+    /// (channel, transport, ready) of each message transport.
+    pub message_transports: Vec<(String, String, bool)>,
 }
 
 impl Metrics {
@@ -413,6 +420,50 @@ impl Metrics {
                 "herald_webhook_outbox_depth",
                 &[("webhook", w)],
                 *n as f64,
+            );
+        }
+        header(
+            o,
+            "herald_message_send_seconds",
+            "histogram",
+            "How long a message transport took to answer a send, by channel.",
+        );
+        let by = self.message_send_latency.by.lock().expect("histogram").clone();
+        for (channel, st) in &by {
+            histogram_samples(
+                o,
+                "herald_message_send_seconds",
+                &[("channel", channel)],
+                self.message_send_latency.bounds,
+                st,
+            );
+        }
+        header(
+            o,
+            "herald_messages",
+            "gauge",
+            "Messages in the store, by channel and status.",
+        );
+        for (channel, status, n) in &g.messages {
+            sample(
+                o,
+                "herald_messages",
+                &[("channel", channel), ("status", status)],
+                *n as f64,
+            );
+        }
+        header(
+            o,
+            "herald_message_transport_ready",
+            "gauge",
+            "Whether a channel's transport can send (1) or not (0; an SMPP session not bound), by channel and transport.",
+        );
+        for (channel, transport, ready) in &g.message_transports {
+            sample(
+                o,
+                "herald_message_transport_ready",
+                &[("channel", channel), ("transport", transport)],
+                if *ready { 1.0 } else { 0.0 },
             );
         }
         header(o, "herald_sse_streams", "gauge", "Open event streams.");

@@ -1,4 +1,5 @@
-//! `GET /v1/campaigns/{id}/events`: the campaign's event log as Server-Sent
+//! `GET /v1/campaigns/{id}/events` (a campaign's log) and `GET /v1/events`
+//! (the global log: message status changes) as Server-Sent
 //! Events. Each event's SSE `id:` is its sequence number; a client that
 //! reconnects with `Last-Event-ID: N` (or asks `?after=N`) gets every event
 //! numbered above N, in order, then the live ones. The stream reads the log
@@ -26,6 +27,7 @@ use super::extract::IdPath;
 use crate::domain::FieldError;
 use crate::metrics::Metrics;
 use crate::store::events::LoggedEvent;
+use crate::store::global_events::{GlobalEvent, GLOBAL_EVENT_TYPES};
 use crate::store::Store;
 
 /// How often an idle stream looks for events written by other nodes.
@@ -43,6 +45,7 @@ struct EventsState {
 pub fn router(store: Store, keep_alive: Duration, shutdown: CancellationToken) -> Router {
     Router::new()
         .route("/campaigns/{id}/events", get(stream))
+        .route("/events", get(global_stream))
         .with_state(EventsState {
             store,
             keep_alive,
@@ -102,6 +105,101 @@ async fn stream(
         Some((Ok(sse_event(&e)), r))
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(s.keep_alive)))
+}
+
+/// `GET /v1/events`: the global log (message status changes), with
+/// `Last-Event-ID` / `?after=` and `?types=a,b` (only those types are sent;
+/// numbering is still the log's, so a reconnect resumes where it stopped).
+async fn global_stream(
+    State(s): State<EventsState>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    let after = start_after(&headers, q.get("after").map(String::as_str))?;
+    let types = match q.get("types").map(|t| t.trim()).filter(|t| !t.is_empty()) {
+        None => None,
+        Some(t) => {
+            let mut out = Vec::new();
+            for name in t.split(',').map(str::trim) {
+                if !GLOBAL_EVENT_TYPES.contains(&name) {
+                    return Err(FieldError::new(
+                        "types",
+                        format!(
+                            "unknown event type {:?}; this stream has: {}",
+                            name.chars().take(60).collect::<String>(),
+                            GLOBAL_EVENT_TYPES.join(", ")
+                        ),
+                    )
+                    .into());
+                }
+                out.push(name.to_string());
+            }
+            Some(out)
+        }
+    };
+    let reader = GlobalReader {
+        log: s.store.log_watch(),
+        _open: OpenStream::new(s.store.metrics().clone()),
+        store: s.store,
+        after,
+        types,
+        buf: VecDeque::new(),
+        shutdown: s.shutdown,
+    };
+    let events = futures::stream::unfold(reader, |mut r| async move {
+        let e = r.next().await?;
+        let ev = SseEvent::default()
+            .id(e.seq.to_string())
+            .event(e.kind.as_str())
+            .data(e.to_json().to_string());
+        Some((Ok(ev), r))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(s.keep_alive)))
+}
+
+/// One client's position in the global log.
+struct GlobalReader {
+    store: Store,
+    after: i64,
+    types: Option<Vec<String>>,
+    buf: VecDeque<GlobalEvent>,
+    log: tokio::sync::watch::Receiver<u64>,
+    shutdown: CancellationToken,
+    _open: OpenStream,
+}
+
+impl GlobalReader {
+    async fn next(&mut self) -> Option<GlobalEvent> {
+        loop {
+            while let Some(e) = self.buf.pop_front() {
+                self.after = e.seq;
+                if self.types.as_ref().is_none_or(|t| t.contains(&e.kind)) {
+                    return Some(e);
+                }
+            }
+            if self.shutdown.is_cancelled() {
+                return None;
+            }
+            self.log.borrow_and_update();
+            match self.store.global_events_after(self.after, READ_EVENTS).await {
+                Ok(events) if !events.is_empty() => {
+                    self.buf.extend(events);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "reading the global event log failed"),
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return None,
+                r = self.log.changed() => {
+                    if r.is_err() {
+                        tokio::time::sleep(POLL).await;
+                    }
+                }
+                _ = tokio::time::sleep(POLL) => {}
+            }
+        }
+    }
 }
 
 fn sse_event(e: &LoggedEvent) -> SseEvent {

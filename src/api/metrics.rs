@@ -12,6 +12,7 @@ use axum::Router;
 
 use super::error::ApiResult;
 use crate::campaign::trunks::AgentSessions;
+use crate::message::transport::Transport;
 use crate::metrics::ScrapeGauges;
 use crate::store::Store;
 
@@ -21,6 +22,8 @@ pub struct MetricsSources {
     /// Calls in flight on this node.
     pub live_calls: Arc<dyn Fn() -> usize + Send + Sync>,
     pub agents: AgentSessions,
+    /// (channel, transport) of each message channel that runs.
+    pub transports: Arc<Vec<(&'static str, Arc<dyn Transport>)>>,
 }
 
 #[derive(Clone)]
@@ -47,6 +50,13 @@ async fn scrape(State(s): State<MetricsState>) -> ApiResult<impl IntoResponse> {
             .collect(),
         campaign_targets: s.store.campaign_target_counts().await?,
         webhook_outbox: s.store.webhook_outbox_depths().await?,
+        messages: s.store.message_counts().await?,
+        message_transports: s
+            .sources
+            .transports
+            .iter()
+            .map(|(c, t)| (c.to_string(), t.name().to_string(), t.ready()))
+            .collect(),
     };
     Ok((
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],

@@ -14,8 +14,11 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod import;
+pub mod messages;
 pub mod metrics;
+pub mod suppressions;
 pub mod targets;
+pub mod templates;
 pub mod twilio;
 pub mod webhooks;
 
@@ -55,6 +58,8 @@ pub struct ApiDeps {
     pub metrics: metrics::MetricsSources,
     /// Whether /metrics needs an API key.
     pub metrics_require_api_key: bool,
+    /// The message channels' defaults and their senders' wake-ups.
+    pub messaging: crate::message::service::Messaging,
 }
 
 pub fn router(deps: ApiDeps) -> Router {
@@ -91,6 +96,9 @@ pub fn router(deps: ApiDeps) -> Router {
             deps.store.clone(),
             deps.webhook_changes.clone(),
         ))
+        .merge(templates::router(deps.store.clone()))
+        .merge(messages::router(deps.store.clone(), deps.messaging.clone()))
+        .merge(suppressions::router(deps.store.clone()))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(middleware::from_fn_with_state(
             auth.clone(),
@@ -106,6 +114,7 @@ pub fn router(deps: ApiDeps) -> Router {
     Router::new()
         .route("/healthz", get(healthz).with_state(deps.store.clone()))
         .merge(scrape)
+        .merge(messages::unsubscribe_router(deps.store.clone()))
         .nest("/v1", v1)
         .merge(twilio::router(
             auth.clone(),

@@ -18,6 +18,7 @@ use crate::config::Secret;
 use crate::domain::fields::Fields;
 use crate::domain::FieldError;
 use crate::store::events::EVENT_TYPES;
+use crate::store::global_events::GLOBAL_EVENT_TYPES;
 use crate::store::webhooks::WebhookRow;
 use crate::store::Store;
 
@@ -97,12 +98,13 @@ fn validate_types(f: &Fields<'_>) -> Result<Vec<String>, FieldError> {
         let t = v
             .as_str()
             .ok_or_else(|| FieldError::new(&field, "must be a string"))?;
-        if t != "*" && !EVENT_TYPES.contains(&t) {
+        if t != "*" && !EVENT_TYPES.contains(&t) && !GLOBAL_EVENT_TYPES.contains(&t) {
             return Err(FieldError::new(
                 &field,
                 format!(
-                    "unknown event type {t:?}; one of \"*\", {}",
-                    EVENT_TYPES.join(", ")
+                    "unknown event type {t:?}; one of \"*\", {}, {}",
+                    EVENT_TYPES.join(", "),
+                    GLOBAL_EVENT_TYPES.join(", ")
                 ),
             ));
         }

@@ -59,6 +59,14 @@ fn demo_config(mut config: Config, args: &DemoArgs, db_path: &std::path::Path) -
     config.api.listen = "127.0.0.1:0".into();
     config.simulator.enabled = true;
     config.simulator.seed = args.seed;
+    config.channels.email.transport = "file".into();
+    config.channels.email.outbox_dir = db_path
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .join("outbox")
+        .display()
+        .to_string();
+    config.channels.sms.transport = "simulator".into();
     let mut trunk = config
         .trunks
         .get("default")
@@ -84,6 +92,7 @@ async fn run_in(base: Config, args: &DemoArgs, db_path: &std::path::Path) -> any
         client: reqwest::Client::new(),
         base: format!("http://{}", app.addr),
         key,
+        store: app.store.clone(),
     };
     println!(
         "herald demo: herald on {}, callee simulator on {}",
@@ -97,6 +106,9 @@ async fn run_in(base: Config, args: &DemoArgs, db_path: &std::path::Path) -> any
     let outcome = drive(&api, args, now, signal.as_mut()).await;
     let code = match outcome {
         Ok((ids, started, interrupted)) => {
+            if !interrupted {
+                report::wait_messages_settled(&app.store, Duration::from_secs(20)).await;
+            }
             let summary = report::Summary::load(&app.store, &ids, started.elapsed()).await?;
             println!();
             summary.print(interrupted);
@@ -182,6 +194,23 @@ async fn drive(
         campaign: id(&campaign)?,
         outdial: outdial_id,
     };
+    // The day-before SMS reminder, from a shipped template, to everyone.
+    for t in [REMINDER_TEMPLATE, CONFIRMED_TEMPLATE] {
+        let body: Value = serde_json::from_str(t).context("a shipped template")?;
+        let t = api.post("/v1/templates", body).await?;
+        api.post(&format!("/v1/templates/{}/activate", id(&t)?), json!({}))
+            .await?;
+    }
+    let reminders: Vec<Value> = people
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            json!({"to": p["destination"]["target"], "template_id": "appointment_reminder",
+                   "template_variables": p["variables"], "idempotency_key": format!("demo-reminder-{i}")})
+        })
+        .collect();
+    send_all(api, "/v1/sms", reminders).await?;
+    println!("sent {} SMS reminders (template appointment_reminder)", people.len());
     println!(
         "campaign {}: {} people in 8 time zones, {} calls/s, {} at once, up to 3 tries (priority emergency: no calling window)",
         ids.campaign, args.targets, args.cps, args.concurrency
@@ -212,6 +241,7 @@ async fn drive(
                 let status = stats["status"].as_str().unwrap_or_default();
                 if matches!(status, "finished" | "stopped") {
                     progress.finish();
+                    confirm_by_email(api, &ids).await?;
                     return Ok((ids, started, false));
                 }
                 if status == "paused" {
@@ -221,6 +251,39 @@ async fn drive(
             }
         }
     }
+}
+
+/// The shipped message templates.
+const REMINDER_TEMPLATE: &str = include_str!("../../scenarios/templates/appointment_reminder.sms.json");
+const CONFIRMED_TEMPLATE: &str = include_str!("../../scenarios/templates/appointment_confirmed.email.json");
+
+/// POSTs each body to `path`, 16 at a time.
+async fn send_all(api: &Api, path: &str, bodies: Vec<Value>) -> anyhow::Result<()> {
+    use futures::StreamExt as _;
+    let mut sends = futures::stream::iter(bodies)
+        .map(|b| api.post(path, b))
+        .buffer_unordered(16);
+    while let Some(r) = sends.next().await {
+        r?;
+    }
+    Ok(())
+}
+
+/// An e-mail to each person who confirmed on the call.
+async fn confirm_by_email(api: &Api, ids: &Ids) -> anyhow::Result<()> {
+    let confirmed = api.store.targets_with_result(&ids.campaign, "confirmed").await?;
+    let mails: Vec<Value> = confirmed
+        .iter()
+        .filter_map(|v| serde_json::from_str::<Value>(v).ok())
+        .map(|v| {
+            json!({"to": [{"email": v["email"], "name": v["name"]}], "template_id": "appointment_confirmed",
+                   "template_variables": {"name": v["name"], "appointment": v["appointment"], "clinic": v["clinic"]}})
+        })
+        .collect();
+    let n = mails.len();
+    send_all(api, "/v1/emails", mails).await?;
+    println!("sent {n} confirmation e-mails (template appointment_confirmed)");
+    Ok(())
 }
 
 /// Force-stops the campaign and waits (bounded) until it has stopped.
@@ -258,6 +321,8 @@ struct Api {
     client: reqwest::Client,
     base: String,
     key: String,
+    /// The demo's own database (for the follow-up e-mails' recipients).
+    store: crate::store::Store,
 }
 
 impl Api {

@@ -64,7 +64,8 @@ pub fn synthetic(n: u32, now: DateTime<Utc>) -> Vec<Value> {
                 "name": name,
                 "destination": {"type": "tel", "target": format!("{prefix}{serial:04}")},
                 "timezone": tz_name,
-                "variables": {"name": name, "appointment": at, "clinic": clinic},
+                "variables": {"name": name, "appointment": at, "clinic": clinic,
+                              "email": format!("patient{i}@example.com")},
             })
         })
         .collect()

@@ -82,6 +82,32 @@ pub(super) struct Summary {
     attempts: i64,
     retries: i64,
     elapsed: Duration,
+    /// (channel, status, count) of the messages sent.
+    messages: Vec<(String, String, i64)>,
+}
+
+/// Waits (bounded) until no message is queued or being sent and the counts
+/// have stood still for a few seconds (delivery reports still coming in;
+/// some never come, as for real phones).
+pub(super) async fn wait_messages_settled(store: &Store, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut last = Vec::new();
+    let mut still_since = tokio::time::Instant::now();
+    while tokio::time::Instant::now() < deadline {
+        let Ok(counts) = store.message_counts().await else {
+            return;
+        };
+        let busy = counts
+            .iter()
+            .any(|(_, s, n)| *n > 0 && matches!(s.as_str(), "queued" | "sending"));
+        if counts != last {
+            last = counts;
+            still_since = tokio::time::Instant::now();
+        } else if !busy && still_since.elapsed() >= Duration::from_millis(2500) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 impl Summary {
@@ -105,6 +131,7 @@ impl Summary {
             attempts: calls.attempts,
             retries: calls.attempts - calls.targets_dialed,
             elapsed,
+            messages: store.message_counts().await?,
         })
     }
 
@@ -127,6 +154,10 @@ impl Summary {
         println!("  {:<8} {:<22} {:>8}", "retries", "", self.retries);
         for (result, n) in &self.results {
             println!("  {:<8} {:<22} {:>8}", "result", result, n);
+        }
+        for (channel, status, n) in &self.messages {
+            let what = if channel == "email" { "e-mail" } else { channel.as_str() };
+            println!("  {:<8} {:<22} {:>8}", what, status, n);
         }
         println!(
             "  {:<8} {:<22} {:>8.1}",

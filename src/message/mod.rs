@@ -10,10 +10,17 @@
 //!   [`smtp`] (lettre), [`dsn`] (the bounce listener: RFC 3464 reports to the
 //!   VERP Return-Path), [`smpp`] (SMPP 3.4 transceiver).
 
+pub mod channels;
 pub mod dsn;
 pub mod file;
+pub mod outcome;
+pub mod request;
+pub mod service;
 pub mod smpp;
+pub mod simulator;
 pub mod sms_text;
 pub mod smtp;
+pub mod status;
 pub mod template;
 pub mod transport;
+pub mod worker;

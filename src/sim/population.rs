@@ -123,6 +123,54 @@ pub struct Population {
     pub media: bool,
     pub audio: Audio,
     pub dtmf: Vec<DtmfChoice>,
+    /// How the population's phones take SMS (`[sms]`).
+    pub sms: SmsShares,
+}
+
+/// What happens to an SMS sent to the population: shares of delivered,
+/// failed and never-reported messages, and the delay before the report.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SmsShares {
+    pub delivered: f64,
+    pub failed: f64,
+    pub no_receipt: f64,
+    pub receipt_ms: Millis,
+}
+
+impl Default for SmsShares {
+    fn default() -> Self {
+        SmsShares {
+            delivered: 1.0,
+            failed: 0.0,
+            no_receipt: 0.0,
+            receipt_ms: Millis::ZERO,
+        }
+    }
+}
+
+/// The fate of one SMS in the simulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmsPlan {
+    Delivered(Duration),
+    Failed(Duration),
+    NoReceipt,
+}
+
+impl SmsShares {
+    /// The fate of the SMS numbered `index` (deterministic for a seed).
+    pub fn plan(&self, seed: u64, index: u64) -> SmsPlan {
+        let mut rng = StdRng::seed_from_u64(mix(seed ^ 0x5345_4e44, index));
+        let total = self.delivered + self.failed + self.no_receipt;
+        let x: f64 = rng.gen::<f64>() * total;
+        let delay = self.receipt_ms.draw(&mut rng);
+        if x < self.delivered {
+            SmsPlan::Delivered(delay)
+        } else if x < self.delivered + self.failed {
+            SmsPlan::Failed(delay)
+        } else {
+            SmsPlan::NoReceipt
+        }
+    }
 }
 
 /// What one call does.
@@ -206,6 +254,7 @@ impl Population {
                 "media",
                 "audio",
                 "dtmf",
+                "sms",
             ],
         )?;
         let name = match top.get("name") {
@@ -357,6 +406,32 @@ impl Population {
                 return Err(p.err("dtmf", "needs media = \"rtp\" (key presses travel as RTP)"));
             }
         }
+        let sms = match top.get("sms") {
+            None => SmsShares::default(),
+            Some(v) => {
+                let t = p.table(v, "sms")?;
+                p.known(t, "sms", &["delivered", "failed", "no_receipt", "receipt_ms"])?;
+                let share = |k: &str| -> Result<f64, PopulationError> {
+                    match t.get(k) {
+                        Some(v) => p.share(v, &format!("sms.{k}"), None),
+                        None => Ok(0.0),
+                    }
+                };
+                let sms = SmsShares {
+                    delivered: share("delivered")?,
+                    failed: share("failed")?,
+                    no_receipt: share("no_receipt")?,
+                    receipt_ms: match t.get("receipt_ms") {
+                        Some(v) => p.millis(v, "sms.receipt_ms")?,
+                        None => Millis::ZERO,
+                    },
+                };
+                if sms.delivered + sms.failed + sms.no_receipt <= 0.0 {
+                    return Err(p.err("sms", "at least one of delivered, failed, no_receipt must be above 0"));
+                }
+                sms
+            }
+        };
         Ok(Population {
             name,
             shares,
@@ -368,6 +443,7 @@ impl Population {
             media,
             audio,
             dtmf,
+            sms,
         })
     }
 

@@ -333,9 +333,14 @@ pub struct LoggedEvent {
 }
 
 impl LoggedEvent {
-    /// The event's id, unique across campaigns: `{campaign_id}:{seq}`.
+    /// The event's id, unique across campaigns: `{campaign_id}:{seq}`, or
+    /// `global:{seq}` for the global log's events (no campaign).
     pub fn id(&self) -> String {
-        format!("{}:{}", self.campaign_id, self.seq)
+        if self.campaign_id.is_empty() {
+            format!("global:{}", self.seq)
+        } else {
+            format!("{}:{}", self.campaign_id, self.seq)
+        }
     }
 
     /// The JSON shape the stream and webhooks send.
@@ -348,14 +353,20 @@ impl LoggedEvent {
             };
             data.insert(k.clone(), v);
         }
-        serde_json::json!({
+        let mut v = serde_json::json!({
             "id": self.id(),
             "seq": self.seq,
             "type": self.kind,
             "campaign_id": self.campaign_id,
             "at": rfc3339(self.at),
             "data": data,
-        })
+        });
+        if self.campaign_id.is_empty() {
+            if let Value::Object(o) = &mut v {
+                o.remove("campaign_id");
+            }
+        }
+        v
     }
 }
 

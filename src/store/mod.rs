@@ -22,8 +22,10 @@ pub mod campaigns;
 pub mod claims;
 mod dialect;
 pub mod dnc;
+pub mod messages;
 pub mod documents;
 pub mod events;
+pub mod global_events;
 pub mod nodes;
 pub mod oneoff;
 pub mod outdials;
@@ -32,6 +34,7 @@ pub mod postgres;
 pub mod recording;
 pub mod sqlite;
 pub mod targets;
+pub mod templates;
 pub mod webhooks;
 
 use chrono::{DateTime, TimeZone, Utc};

@@ -160,15 +160,27 @@ impl Store {
              LEFT JOIN webhook_cursors k ON k.campaign_id = c.id AND k.webhook_id = $1 \
              WHERE c.event_seq > COALESCE(k.seq, 0) ORDER BY c.id")
             .bind(webhook_id).fetch_all(p).await)?;
+        // The global log (message events) as a campaign without an id.
+        let global: (i64, i64) = with_pool!(self, p => sqlx::query_as(
+            "SELECT COALESCE((SELECT seq FROM webhook_global_cursors WHERE webhook_id = $1), 0),              (SELECT seq FROM event_streams WHERE name = 'global')")
+            .bind(webhook_id).fetch_one(p).await)?;
         self.observe("webhook_pending", started);
-        Ok(rows
+        let mut out: Vec<Pending> = rows
             .into_iter()
             .map(|(campaign_id, cursor, last_seq)| Pending {
                 campaign_id,
                 cursor,
                 last_seq,
             })
-            .collect())
+            .collect();
+        if global.1 > global.0 {
+            out.push(Pending {
+                campaign_id: String::new(),
+                cursor: global.0,
+                last_seq: global.1,
+            });
+        }
+        Ok(out)
     }
 
     /// Moves a webhook's cursors forward and, when `delivered` > 0, notes the
@@ -188,6 +200,13 @@ impl Store {
         with_pool!(self, p => {
             let mut tx = p.begin_write().await?;
             for (campaign, seq) in cursors {
+                if campaign.is_empty() {
+                    sqlx::query("INSERT INTO webhook_global_cursors (webhook_id, seq) VALUES ($1, $2) \
+                                 ON CONFLICT (webhook_id) DO UPDATE SET seq = excluded.seq \
+                                 WHERE webhook_global_cursors.seq < excluded.seq")
+                        .bind(webhook_id).bind(*seq).execute(&mut *tx).await?;
+                    continue;
+                }
                 sqlx::query("INSERT INTO webhook_cursors (webhook_id, campaign_id, seq) VALUES ($1, $2, $3) \
                              ON CONFLICT (webhook_id, campaign_id) DO UPDATE SET seq = excluded.seq \
                              WHERE webhook_cursors.seq < excluded.seq")

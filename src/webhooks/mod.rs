@@ -287,10 +287,18 @@ async fn deliver_pending(
     for p in pending {
         let mut cursor = p.cursor;
         while cursor < p.last_seq {
-            let events = ctx
-                .store
-                .events_after(&p.campaign_id, cursor, READ_EVENTS)
-                .await?;
+            let events = if p.campaign_id.is_empty() {
+                ctx.store
+                    .global_events_after(cursor, READ_EVENTS)
+                    .await?
+                    .into_iter()
+                    .map(|e| e.into_logged())
+                    .collect()
+            } else {
+                ctx.store
+                    .events_after(&p.campaign_id, cursor, READ_EVENTS)
+                    .await?
+            };
             if events.is_empty() {
                 break;
             }

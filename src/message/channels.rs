@@ -1,0 +1,247 @@
+//! The message channels as configured (`[channels.*]`, `[messages]`):
+//! checked when the configuration loads, and turned into the API's
+//! defaults and each channel's transport and sender settings at start.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Notify};
+
+use super::outcome::Backoff;
+use super::request::{validate_email, validate_sms_sender};
+use super::service::{EmailDefaults, Messaging, SmsDefaults};
+use super::simulator::SimulatorTransport;
+use super::status::MessageChannel;
+use super::transport::{DeliveryReport, Mailbox, ReportSink, Transport};
+use super::worker::{ChannelWorker, WorkerSettings};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::sim::population::SmsShares;
+use crate::store::Store;
+
+/// `Name <address>` or `address`.
+pub fn parse_mailbox(s: &str) -> Result<Mailbox, String> {
+    let s = s.trim();
+    let (name, addr) = match (s.rfind('<'), s.ends_with('>')) {
+        (Some(i), true) => (Some(s[..i].trim().trim_matches('"').to_string()), &s[i + 1..s.len() - 1]),
+        _ => (None, s),
+    };
+    let email = validate_email(addr)?;
+    Ok(Mailbox {
+        email,
+        name: name.filter(|n| !n.is_empty()),
+    })
+}
+
+/// `smpp://SYSTEM_ID@HOST:PORT` → (system_id, host, port).
+pub fn parse_smpp_url(url: &str) -> Result<(String, String, u16), String> {
+    let rest = url
+        .strip_prefix("smpp://")
+        .ok_or_else(|| format!("{url:?} must look like smpp://SYSTEM_ID@HOST:PORT"))?;
+    let (system_id, hostport) = rest
+        .split_once('@')
+        .ok_or_else(|| format!("{url:?} has no SYSTEM_ID@ (smpp://SYSTEM_ID@HOST:PORT)"))?;
+    if system_id.is_empty() || system_id.len() > 15 {
+        return Err("the system_id must have 1 to 15 characters".into());
+    }
+    let (host, port) = hostport
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{url:?} has no :PORT"))?;
+    let port: u16 = port
+        .trim_end_matches('/')
+        .parse()
+        .map_err(|_| format!("{port:?} is not a port number"))?;
+    if host.is_empty() {
+        return Err(format!("{url:?} has no host"));
+    }
+    Ok((system_id.to_string(), host.to_string(), port))
+}
+
+/// Checks `[channels.*]` and `[messages]`; the error names the key.
+pub fn validate(c: &Config) -> Result<(), (String, String)> {
+    let e = &c.channels.email;
+    let bad = |k: &str, m: String| Err((k.to_string(), m));
+    match e.transport.as_str() {
+        "file" | "off" => {}
+        "smtp" => {
+            if !(e.smtp_url.starts_with("smtp://") || e.smtp_url.starts_with("smtps://")) {
+                return bad(
+                    "channels.email.smtp_url",
+                    format!("must be smtp://HOST:PORT or smtps://HOST:PORT, got {:?}", e.smtp_url),
+                );
+            }
+        }
+        other => return bad("channels.email.transport", format!("must be file, smtp or off, got {other:?}")),
+    }
+    if e.transport != "off" {
+        parse_mailbox(&e.from).or_else(|m| bad("channels.email.from", m))?;
+        if !(e.unsubscribe_base_url.starts_with("http://") || e.unsubscribe_base_url.starts_with("https://")) {
+            return bad("channels.email.unsubscribe_base_url", "must be an http(s) URL".into());
+        }
+    }
+    let s = &c.channels.sms;
+    match s.transport.as_str() {
+        "simulator" | "off" => {}
+        "smpp" => {
+            parse_smpp_url(&s.smpp_url).or_else(|m| bad("channels.sms.smpp_url", m))?;
+        }
+        other => return bad("channels.sms.transport", format!("must be simulator, smpp or off, got {other:?}")),
+    }
+    if s.transport != "off" {
+        validate_sms_sender(&s.from).or_else(|m| bad("channels.sms.from", m))?;
+    }
+    if !(1..=1000).contains(&s.window) {
+        return bad("channels.sms.window", "must be between 1 and 1000".into());
+    }
+    for (k, v) in [("channels.email.max_retries", e.max_retries), ("channels.sms.max_retries", s.max_retries)] {
+        if v > 20 {
+            return bad(k, "must be at most 20".into());
+        }
+    }
+    let m = &c.messages;
+    if m.claim_batch == 0 || m.in_flight == 0 {
+        return bad("messages.claim_batch", "claim_batch and in_flight must be positive".into());
+    }
+    if m.lease_ms < 1000 {
+        return bad("messages.lease_ms", "must be at least 1000".into());
+    }
+    Ok(())
+}
+
+/// The channels that run: the API's handle, each channel's transport (for
+/// `/metrics`), and the senders to run.
+pub struct Channels {
+    pub messaging: Messaging,
+    pub transports: Vec<(&'static str, Arc<dyn Transport>)>,
+    pub workers: Vec<(ChannelWorker, mpsc::Receiver<DeliveryReport>)>,
+}
+
+fn worker_settings(c: &Config, max_per_second: u32) -> WorkerSettings {
+    let m = &c.messages;
+    WorkerSettings {
+        lease_ms: m.lease_ms as i64,
+        poll: Duration::from_millis(m.poll_interval_ms.max(10)),
+        batch: m.claim_batch as usize,
+        in_flight: m.in_flight as usize,
+        backoff: Backoff {
+            base_ms: m.retry_base_ms as i64,
+            cap_ms: m.retry_cap_ms as i64,
+        },
+        max_per_second,
+    }
+}
+
+/// Builds the configured channels' transports and senders (not started).
+pub async fn build(
+    c: &Config,
+    store: &Store,
+    clock: &Clock,
+    node_id: &str,
+    sms_population: &SmsShares,
+    seed: u64,
+) -> anyhow::Result<Channels> {
+    let wake_email = Arc::new(Notify::new());
+    let wake_sms = Arc::new(Notify::new());
+    let mut transports: Vec<(&'static str, Arc<dyn Transport>)> = Vec::new();
+    let mut workers = Vec::new();
+    let e = &c.channels.email;
+    let email = if e.transport == "off" {
+        None
+    } else {
+        let (tx, rx) = mpsc::channel(4096);
+        let t: Arc<dyn Transport> = build_email_transport(c, tx).await?;
+        let from = parse_mailbox(&e.from).map_err(anyhow::Error::msg)?;
+        let bounce_domain = from.email.rsplit_once('@').map(|(_, d)| d.to_string()).unwrap_or_default();
+        transports.push(("email", t.clone()));
+        workers.push((
+            ChannelWorker {
+                channel: MessageChannel::Email,
+                transport: t.clone(),
+                store: store.clone(),
+                clock: clock.clone(),
+                node_id: node_id.to_string(),
+                settings: worker_settings(c, e.max_per_second),
+                wake: wake_email.clone(),
+            },
+            rx,
+        ));
+        Some(EmailDefaults {
+            from,
+            bounce_domain,
+            unsubscribe_base_url: e.unsubscribe_base_url.clone(),
+            max_retries: e.max_retries,
+            transport: t.name(),
+        })
+    };
+    let s = &c.channels.sms;
+    let sms = if s.transport == "off" {
+        None
+    } else {
+        let (tx, rx) = mpsc::channel(4096);
+        let t: Arc<dyn Transport> = match s.transport.as_str() {
+            "simulator" => Arc::new(SimulatorTransport::new(*sms_population, seed, tx)),
+            other => build_sms_transport(c, other, tx).await?,
+        };
+        transports.push(("sms", t.clone()));
+        workers.push((
+            ChannelWorker {
+                channel: MessageChannel::Sms,
+                transport: t.clone(),
+                store: store.clone(),
+                clock: clock.clone(),
+                node_id: node_id.to_string(),
+                settings: worker_settings(c, s.max_per_second),
+                wake: wake_sms.clone(),
+            },
+            rx,
+        ));
+        Some(SmsDefaults {
+            from: s.from.trim().to_string(),
+            max_retries: s.max_retries,
+            transport: t.name(),
+        })
+    };
+    Ok(Channels {
+        messaging: Messaging {
+            email,
+            sms,
+            wake_email,
+            wake_sms,
+        },
+        transports,
+        workers,
+    })
+}
+
+async fn build_email_transport(c: &Config, _reports: ReportSink) -> anyhow::Result<Arc<dyn Transport>> {
+    anyhow::bail!("e-mail transport {:?} is not available", c.channels.email.transport)
+}
+
+async fn build_sms_transport(_c: &Config, name: &str, _reports: ReportSink) -> anyhow::Result<Arc<dyn Transport>> {
+    anyhow::bail!("SMS transport {name:?} is not available")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn senders_parse_with_or_without_a_name() {
+        let m = parse_mailbox("Clinic <reminders@Clinic.example>").unwrap();
+        assert_eq!(m.email, "reminders@clinic.example");
+        assert_eq!(m.name.as_deref(), Some("Clinic"));
+        assert_eq!(parse_mailbox("a@b.io").unwrap().name, None);
+        assert!(parse_mailbox("Clinic <nope>").is_err());
+    }
+
+    #[test]
+    fn smpp_urls_name_system_id_host_and_port() {
+        assert_eq!(
+            parse_smpp_url("smpp://herald@127.0.0.1:2775").unwrap(),
+            ("herald".into(), "127.0.0.1".into(), 2775)
+        );
+        assert!(parse_smpp_url("smpp://127.0.0.1:2775").is_err());
+        assert!(parse_smpp_url("http://x@h:1").is_err());
+        assert!(parse_smpp_url("smpp://x@h:port").is_err());
+    }
+}

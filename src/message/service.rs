@@ -1,0 +1,50 @@
+//! What the API needs to accept messages: each channel's defaults and
+//! whether it is configured, and how to wake its sender. Built by `app`
+//! from `[channels.*]`; handed to the API as one narrow handle.
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use super::status::MessageChannel;
+use super::transport::Mailbox;
+
+/// Accept-time settings of the e-mail channel.
+#[derive(Debug, Clone)]
+pub struct EmailDefaults {
+    /// The `from` used when a message gives none.
+    pub from: Mailbox,
+    /// The domain of the VERP Return-Path (`bounces+<id>@<domain>`).
+    pub bounce_domain: String,
+    /// Where one-click unsubscribe URLs point (`{base}/unsubscribe/{id}`).
+    pub unsubscribe_base_url: String,
+    pub max_retries: u32,
+    pub transport: &'static str,
+}
+
+/// Accept-time settings of the SMS channel.
+#[derive(Debug, Clone)]
+pub struct SmsDefaults {
+    pub from: String,
+    pub max_retries: u32,
+    pub transport: &'static str,
+}
+
+/// The messaging handle of the API.
+#[derive(Clone, Debug)]
+pub struct Messaging {
+    pub email: Option<EmailDefaults>,
+    pub sms: Option<SmsDefaults>,
+    pub wake_email: Arc<Notify>,
+    pub wake_sms: Arc<Notify>,
+}
+
+impl Messaging {
+    /// Wakes the channel's sender after a message was accepted or changed.
+    pub fn wake(&self, channel: MessageChannel) {
+        match channel {
+            MessageChannel::Email => self.wake_email.notify_one(),
+            MessageChannel::Sms => self.wake_sms.notify_one(),
+        }
+    }
+}

@@ -1,0 +1,396 @@
+//! The message sender: one claim → gate → send → record path per channel.
+//!
+//! A [`ChannelWorker`] claims due messages of its channel under a lease,
+//! checks each recipient against the suppression list (and, for SMS, the
+//! DNC list) right before sending, paces sends with its rate limit (SMS
+//! counts segments), hands each to the channel's [`Transport`] with at most
+//! `in_flight` outstanding, and records what each send came to in batches
+//! ([`Store::record_sends`]). Delivery reports from the transport are
+//! applied in batches too ([`Store::apply_reports`]). Messages left
+//! `sending` by a node that stopped are recovered when their lease runs out.
+//!
+//! Must not: decide outcomes (`outcome::decide`) or statuses (the store moves
+//! a message only from the status it expects); log message bodies.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde_json::Value;
+use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::outcome::{self, Backoff, Decision};
+use super::status::MessageChannel;
+use super::transport::{
+    DeliveryReport, Email, Mailbox, Outbound, ReportKey, ReportStatus, Sms, Transport,
+};
+use crate::campaign::rules::window::Window;
+use crate::clock::Clock;
+use crate::domain::window::CallingWindow;
+use crate::store::messages::{MessageRow, ReportRecord, SendRecord};
+use crate::store::Store;
+
+/// How a channel's sender runs.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// How long a claimed message is this node's before another may recover it.
+    pub lease_ms: i64,
+    /// How often to look for due messages when nothing wakes the worker.
+    pub poll: Duration,
+    /// Messages claimed at once at most.
+    pub batch: usize,
+    /// Sends outstanding at once at most.
+    pub in_flight: usize,
+    pub backoff: Backoff,
+    /// Sends per second (SMS: segments per second); 0 = unlimited.
+    pub max_per_second: u32,
+}
+
+/// One channel's sender.
+pub struct ChannelWorker {
+    pub channel: MessageChannel,
+    pub transport: Arc<dyn Transport>,
+    pub store: Store,
+    pub clock: Clock,
+    pub node_id: String,
+    pub settings: WorkerSettings,
+    /// Notified when a message is accepted (so it goes out without waiting
+    /// for the poll).
+    pub wake: Arc<Notify>,
+}
+
+/// Records and reports written per transaction at most.
+const RECORD_BATCH: usize = 500;
+
+impl ChannelWorker {
+    /// Runs until `shutdown`; then stops claiming, lets outstanding sends
+    /// finish (they are recorded), and returns.
+    pub async fn run(self, reports: mpsc::Receiver<DeliveryReport>, shutdown: CancellationToken) {
+        let worker = Arc::new(self);
+        let (record_tx, record_rx) = mpsc::channel::<SendRecord>(4 * RECORD_BATCH);
+        let tasks = TaskTracker::new();
+        let recorder = tasks.spawn(record_loop(worker.clone(), record_rx));
+        let reporter = tasks.spawn(report_loop(worker.clone(), reports, shutdown.clone()));
+        worker.claim_loop(record_tx, &shutdown).await;
+        // The claim loop returned after its sends finished and its sender
+        // was dropped: the recorder drains and ends.
+        let _ = recorder.await;
+        let _ = reporter.await;
+        tasks.close();
+        tasks.wait().await;
+        worker.transport.close().await;
+    }
+
+    async fn claim_loop(self: &Arc<Self>, record_tx: mpsc::Sender<SendRecord>, shutdown: &CancellationToken) {
+        let limiter = NonZeroU32::new(self.settings.max_per_second)
+            .map(|n| Arc::new(RateLimiter::direct(Quota::per_second(n))));
+        let slots = Arc::new(Semaphore::new(self.settings.in_flight.max(1)));
+        let sends = TaskTracker::new();
+        let channel = self.channel.as_str();
+        let mut next_recovery = 0i64;
+        while !shutdown.is_cancelled() {
+            let now = self.clock.now_ms();
+            if now >= next_recovery {
+                if let Err(e) = self.store.recover_messages(now).await {
+                    tracing::warn!(channel, error = %e, "recovering interrupted messages failed");
+                }
+                next_recovery = now + self.settings.lease_ms.max(1_000) / 2;
+            }
+            let free = slots.available_permits().min(self.settings.batch);
+            let claimed = if free == 0 {
+                Vec::new()
+            } else {
+                match self
+                    .store
+                    .claim_messages(channel, &self.node_id, now, self.settings.lease_ms, free as i64)
+                    .await
+                {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        tracing::warn!(channel, error = %e, "claiming messages failed");
+                        Vec::new()
+                    }
+                }
+            };
+            let full = claimed.len() == free && free > 0;
+            for row in claimed {
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    break;
+                };
+                let worker = self.clone();
+                let tx = record_tx.clone();
+                let limiter = limiter.clone();
+                sends.spawn(async move {
+                    let record = worker.send_one(row, limiter.as_deref()).await;
+                    let _ = tx.send(record).await;
+                    drop(permit);
+                });
+            }
+            if full {
+                continue;
+            }
+            if free == 0 {
+                // Every slot is taken: wait for one to come back.
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    p = slots.clone().acquire_owned() => drop(p),
+                }
+                continue;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.settings.poll) => {}
+            }
+        }
+        sends.close();
+        sends.wait().await;
+    }
+
+    /// Gate, pace, send one claimed message; what it came to.
+    async fn send_one(&self, row: MessageRow, limiter: Option<&DefaultDirectRateLimiter>) -> SendRecord {
+        let rendered: Value = serde_json::from_str(&row.rendered).unwrap_or(Value::Null);
+        let decision = match self.gate(&row, &rendered).await {
+            Err(decision) => decision,
+            Ok(message) => {
+                let units = rendered
+                    .get("segments")
+                    .and_then(Value::as_u64)
+                    .and_then(|n| NonZeroU32::new(n.min(u32::MAX as u64) as u32))
+                    .unwrap_or(NonZeroU32::MIN);
+                if let Some(l) = limiter {
+                    // A burst larger than the quota still goes, one unit at a time.
+                    if l.until_n_ready(units).await.is_err() {
+                        for _ in 0..units.get() {
+                            l.until_ready().await;
+                        }
+                    }
+                }
+                let started = std::time::Instant::now();
+                let result = self.transport.send(&message).await;
+                self.store
+                    .metrics()
+                    .message_send_latency
+                    .observe(self.channel.as_str(), started.elapsed().as_secs_f64());
+                let window = send_window(&row);
+                outcome::decide(&result, row.tries, row.max_retries, self.clock.now(), self.settings.backoff, window.as_ref())
+            }
+        };
+        to_record(&row, decision)
+    }
+
+    /// The message as the transport takes it, or the refusal when a
+    /// recipient may not be sent to.
+    async fn gate(&self, row: &MessageRow, rendered: &Value) -> Result<Outbound, Decision> {
+        let malformed = |why: &str| Decision {
+            status: "failed",
+            result: "failed",
+            reason: Some("malformed".into()),
+            reply: super::transport::PeerReply {
+                code: None,
+                text: Some(format!("stored message is malformed: {why}")),
+            },
+            provider_id: None,
+            due_at: None,
+            suppress: false,
+        };
+        let id = uuid::Uuid::parse_str(&row.id).map_err(|_| malformed("id"))?;
+        match self.channel {
+            MessageChannel::Email => {
+                let mut email = email_from(id, rendered).ok_or_else(|| malformed("e-mail fields"))?;
+                let all: Vec<String> = email
+                    .to
+                    .iter()
+                    .chain(&email.cc)
+                    .chain(&email.bcc)
+                    .map(|m| m.email.to_ascii_lowercase())
+                    .collect();
+                let blocked = self.store.suppressed("email", &all).await.unwrap_or_default();
+                if !blocked.is_empty() {
+                    let keep = |m: &Mailbox| !blocked.contains(&m.email.to_ascii_lowercase());
+                    email.to.retain(keep);
+                    email.cc.retain(keep);
+                    email.bcc.retain(keep);
+                    if email.to.is_empty() {
+                        return Err(outcome::suppressed("e-mail suppression"));
+                    }
+                }
+                Ok(Outbound::Email(email))
+            }
+            MessageChannel::Sms => {
+                let sms = sms_from(id, rendered).ok_or_else(|| malformed("SMS fields"))?;
+                let listed = self.store.suppressed("sms", std::slice::from_ref(&sms.to)).await.unwrap_or_default();
+                if !listed.is_empty() {
+                    return Err(outcome::suppressed("SMS suppression"));
+                }
+                if matches!(self.store.get_dnc(&sms.to).await, Ok(Some(_))) {
+                    return Err(outcome::suppressed("do-not-call"));
+                }
+                Ok(Outbound::Sms(sms))
+            }
+        }
+    }
+}
+
+fn to_record(row: &MessageRow, d: Decision) -> SendRecord {
+    SendRecord {
+        id: row.id.clone(),
+        attempt: row.tries,
+        status: d.status,
+        result: d.result,
+        reason: d.reason,
+        code: d.reply.code,
+        text: d.reply.text,
+        provider_id: d.provider_id,
+        due_at: d.due_at,
+        suppress: if d.suppress {
+            vec![(row.channel.clone(), row.recipient.clone())]
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+/// The message's send window, from its stored request.
+fn send_window(row: &MessageRow) -> Option<(Window, Tz)> {
+    let request: Value = serde_json::from_str(&row.request).ok()?;
+    let w: CallingWindow = serde_json::from_value(request.get("send_window")?.clone()).ok()?;
+    Window::from_spec(&w).ok()
+}
+
+fn mailbox(v: &Value) -> Option<Mailbox> {
+    Some(Mailbox {
+        email: v.get("email")?.as_str()?.to_string(),
+        name: v.get("name").and_then(Value::as_str).map(str::to_string),
+    })
+}
+
+fn mailboxes(v: Option<&Value>) -> Vec<Mailbox> {
+    v.and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(mailbox).collect())
+        .unwrap_or_default()
+}
+
+fn text(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).map(str::to_string)
+}
+
+/// An e-mail from its stored rendering (see `api::messages`).
+pub fn email_from(id: uuid::Uuid, r: &Value) -> Option<Email> {
+    Some(Email {
+        id,
+        message_id: text(r, "message_id")?,
+        from: mailbox(r.get("from")?)?,
+        to: mailboxes(r.get("to")),
+        cc: mailboxes(r.get("cc")),
+        bcc: mailboxes(r.get("bcc")),
+        reply_to: r.get("reply_to").and_then(mailbox),
+        subject: text(r, "subject")?,
+        body_html: text(r, "body_html"),
+        body_text: text(r, "body_text"),
+        return_path: text(r, "return_path")?,
+        list_unsubscribe: text(r, "list_unsubscribe"),
+    })
+}
+
+/// An SMS from its stored rendering.
+pub fn sms_from(id: uuid::Uuid, r: &Value) -> Option<Sms> {
+    Some(Sms {
+        id,
+        from: text(r, "from")?,
+        to: text(r, "to")?,
+        body: text(r, "body")?,
+    })
+}
+
+async fn record_loop(worker: Arc<ChannelWorker>, mut rx: mpsc::Receiver<SendRecord>) {
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    while rx.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        // A failed write is retried: what was sent must be recorded.
+        let mut wait = Duration::from_millis(50);
+        while let Err(e) = worker.store.record_sends(&batch, worker.clock.now_ms()).await {
+            tracing::warn!(channel = worker.channel.as_str(), error = %e, "recording sends failed; retrying");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(5));
+        }
+        batch.clear();
+    }
+}
+
+/// How long a delivery report may wait for its message's send to be
+/// recorded before it is dropped.
+const REPORT_HOLD: Duration = Duration::from_secs(60);
+
+async fn report_loop(
+    worker: Arc<ChannelWorker>,
+    mut rx: mpsc::Receiver<DeliveryReport>,
+    shutdown: CancellationToken,
+) {
+    let channel = worker.channel.as_str();
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    // Reports that overtook the record of their send, with when they came.
+    let mut held: Vec<(ReportRecord, tokio::time::Instant)> = Vec::new();
+    loop {
+        let got = tokio::select! {
+            n = rx.recv_many(&mut batch, RECORD_BATCH) => Some(n),
+            _ = tokio::time::sleep(Duration::from_millis(200)), if !held.is_empty() => None,
+            _ = shutdown.cancelled() => return,
+        };
+        if got == Some(0) {
+            // Every transport handle is gone.
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        held.retain(|(r, since)| {
+            let keep = now.duration_since(*since) < REPORT_HOLD;
+            if !keep {
+                tracing::info!(channel, provider_id = ?r.provider_id, "a delivery report matched no sent message; dropped");
+            }
+            keep
+        });
+        let mut records: Vec<(ReportRecord, tokio::time::Instant)> = std::mem::take(&mut held);
+        records.extend(batch.drain(..).map(|r| (report_record(channel, r), now)));
+        let only: Vec<ReportRecord> = records.iter().map(|(r, _)| r.clone()).collect();
+        let mut wait = Duration::from_millis(50);
+        let waiting = loop {
+            match worker.store.apply_reports(&only, worker.clock.now_ms()).await {
+                Ok(w) => break w,
+                Err(e) => {
+                    tracing::warn!(channel, error = %e, "applying delivery reports failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.cancelled() => return,
+                    }
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        for i in waiting {
+            held.push(records[i].clone());
+        }
+    }
+}
+
+fn report_record(channel: &str, r: DeliveryReport) -> ReportRecord {
+    let (message_id, provider_id) = match r.key {
+        ReportKey::Message(id) => (Some(id.to_string()), None),
+        ReportKey::Provider(p) => (None, Some(p)),
+    };
+    ReportRecord {
+        channel: channel.to_string(),
+        message_id,
+        provider_id,
+        status: match r.status {
+            ReportStatus::Delivered => "delivered",
+            ReportStatus::Failed => "failed",
+            ReportStatus::Bounced => "bounced",
+        },
+        code: r.reply.code,
+        text: r.reply.text,
+        suppress: r.status == ReportStatus::Bounced,
+    }
+}

@@ -1,0 +1,508 @@
+//! Messages (e-mail and SMS): accepted with their idempotency key, claimed
+//! for sending under a lease (as targets are), their sends recorded, and
+//! later delivery reports applied. Every status change writes its
+//! `message.status` event in the same transaction (the global log).
+//!
+//! The store never decides: the worker says what a send came to and when a
+//! retry is due; `message::status` says which changes are allowed, and the
+//! statements below only move a message from the status they were given.
+
+use serde_json::{json, Value};
+use sqlx::FromRow;
+
+use super::global_events::{append_global_page, GlobalLog};
+use super::{conflict_on_unique, BeginWrite, Page, PageRequest, Result, Store, StoreError};
+use crate::store::dialect::skip_locked;
+use crate::store::with_pool;
+
+#[derive(Debug, Clone, FromRow)]
+pub struct MessageRow {
+    pub id: String,
+    pub channel: String,
+    pub status: String,
+    pub reason: Option<String>,
+    pub recipient: String,
+    pub request: String,
+    pub rendered: String,
+    pub template_id: Option<String>,
+    pub template_version: Option<i64>,
+    pub idempotency_key: Option<String>,
+    pub request_hash: Option<String>,
+    pub provider_id: Option<String>,
+    pub rfc_message_id: Option<String>,
+    pub max_retries: i64,
+    pub tries: i64,
+    pub due_at: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub sent_at: Option<i64>,
+    pub final_at: Option<i64>,
+}
+
+const COLUMNS: &str = "id, channel, status, reason, recipient, request, rendered, template_id, template_version, \
+     idempotency_key, request_hash, provider_id, rfc_message_id, max_retries, tries, due_at, created_at, \
+     updated_at, sent_at, final_at";
+
+#[derive(Debug, Clone, FromRow)]
+pub struct MessageAttemptRow {
+    pub attempt: i64,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    pub result: Option<String>,
+    pub code: Option<String>,
+    pub text: Option<String>,
+}
+
+/// A message to accept.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub id: String,
+    pub channel: String,
+    pub recipient: String,
+    pub request: String,
+    pub rendered: String,
+    pub template_id: Option<String>,
+    pub template_version: Option<i64>,
+    pub idempotency_key: Option<String>,
+    pub request_hash: String,
+    pub rfc_message_id: Option<String>,
+    pub max_retries: i64,
+    pub due_at: i64,
+}
+
+/// What accepting a message came to.
+#[derive(Debug)]
+pub enum Accepted {
+    New(MessageRow),
+    /// The idempotency key was seen with the same request: the first message.
+    Existing(MessageRow),
+}
+
+/// Filters of a message list.
+#[derive(Debug, Default, Clone)]
+pub struct MessageFilter<'a> {
+    pub status: Option<&'a str>,
+    pub template_id: Option<&'a str>,
+    pub recipient: Option<&'a str>,
+    pub created_after: Option<i64>,
+    pub created_before: Option<i64>,
+}
+
+/// What one send came to, as the worker decided it.
+#[derive(Debug, Clone)]
+pub struct SendRecord {
+    pub id: String,
+    pub attempt: i64,
+    /// `sent`, `queued` (a retry at `due_at`), `bounced` or `failed`.
+    pub status: &'static str,
+    /// The attempt's result: accepted | retry | bounced | failed | suppressed.
+    pub result: &'static str,
+    pub reason: Option<String>,
+    pub code: Option<String>,
+    pub text: Option<String>,
+    pub provider_id: Option<String>,
+    pub due_at: Option<i64>,
+    /// Addresses to suppress with this record (a bounce): (channel, address).
+    pub suppress: Vec<(String, String)>,
+}
+
+/// A delivery report, matched to its message by id or provider id.
+#[derive(Debug, Clone)]
+pub struct ReportRecord {
+    pub channel: String,
+    /// herald's message id, or else the provider's.
+    pub message_id: Option<String>,
+    pub provider_id: Option<String>,
+    /// `delivered`, `failed` or `bounced`.
+    pub status: &'static str,
+    pub code: Option<String>,
+    pub text: Option<String>,
+    /// Suppress the message's recipient (a bounce report).
+    pub suppress: bool,
+}
+
+/// One status change, as its `message.status` event says it.
+struct Change<'a> {
+    id: &'a str,
+    channel: &'a str,
+    recipient: &'a str,
+    from: &'a str,
+    to: &'a str,
+    reason: Option<&'a str>,
+    code: Option<&'a str>,
+    text: Option<&'a str>,
+}
+
+fn status_event(log: &mut GlobalLog, now: i64, c: Change<'_>) {
+    log.push(
+        "message.status",
+        now,
+        json!({"message_id": c.id, "channel": c.channel, "recipient": c.recipient, "from": c.from,
+               "status": c.to, "reason": c.reason, "code": c.code, "text": c.text}),
+    );
+}
+
+impl Store {
+    /// Accepts a message (`queued`). With an idempotency key already used:
+    /// the first message when the request hash matches, else a
+    /// [`StoreError::Conflict`] `idempotency_key_reused`.
+    pub async fn accept_message(&self, m: &NewMessage, now: i64) -> Result<Accepted> {
+        if let Some(key) = &m.idempotency_key {
+            if let Some(found) = self.message_by_key(key).await? {
+                return same_request(found, &m.request_hash);
+            }
+        }
+        let mut log = GlobalLog::default();
+        status_event(&mut log, now, Change { id: &m.id, channel: &m.channel, recipient: &m.recipient, from: "", to: "queued", reason: None, code: None, text: None });
+        let _write = self.write_guard().await;
+        let inserted = with_pool!(self, p => {
+            let mut tx = p.begin_write().await?;
+            let r = sqlx::query("INSERT INTO messages (id, channel, status, recipient, request, rendered, template_id, template_version, \
+                                 idempotency_key, request_hash, rfc_message_id, max_retries, due_at, created_at, updated_at) \
+                                 VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)")
+                .bind(&m.id).bind(&m.channel).bind(&m.recipient).bind(&m.request).bind(&m.rendered)
+                .bind(&m.template_id).bind(m.template_version).bind(&m.idempotency_key).bind(&m.request_hash)
+                .bind(&m.rfc_message_id).bind(m.max_retries).bind(m.due_at).bind(now)
+                .execute(&mut *tx).await;
+            match r {
+                Err(e) => Err(conflict_on_unique(e, "idempotency_key")),
+                Ok(_) => {
+                    let n = append_global_page!(tx, log, now);
+                    tx.commit().await?;
+                    Ok::<_, StoreError>(n)
+                }
+            }
+        });
+        drop(_write);
+        match inserted {
+            Ok(n) => {
+                self.logged(n);
+                Ok(Accepted::New(self.get_message(&m.id).await?))
+            }
+            // A concurrent request with the same key won the insert.
+            Err(StoreError::Conflict(_)) if m.idempotency_key.is_some() => {
+                let key = m.idempotency_key.as_deref().unwrap_or_default();
+                match self.message_by_key(key).await? {
+                    Some(found) => same_request(found, &m.request_hash),
+                    None => Err(StoreError::Conflict("idempotency_key".into())),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn message_by_key(&self, key: &str) -> Result<Option<MessageRow>> {
+        let sql = format!("SELECT {COLUMNS} FROM messages WHERE idempotency_key = $1");
+        with_pool!(self, p => Ok(sqlx::query_as::<_, MessageRow>(&sql).bind(key).fetch_optional(p).await?))
+    }
+
+    pub async fn get_message(&self, id: &str) -> Result<MessageRow> {
+        let sql = format!("SELECT {COLUMNS} FROM messages WHERE id = $1");
+        with_pool!(self, p => sqlx::query_as::<_, MessageRow>(&sql).bind(id).fetch_optional(p).await)?
+            .ok_or(StoreError::NotFound)
+    }
+
+    pub async fn message_attempts(&self, id: &str) -> Result<Vec<MessageAttemptRow>> {
+        with_pool!(self, p => Ok(sqlx::query_as::<_, MessageAttemptRow>(
+            "SELECT attempt, started_at, ended_at, result, code, text FROM message_attempts WHERE message_id = $1 ORDER BY attempt")
+            .bind(id).fetch_all(p).await?))
+    }
+
+    pub async fn list_messages(
+        &self,
+        channel: &str,
+        f: &MessageFilter<'_>,
+        page: &PageRequest,
+    ) -> Result<Page<MessageRow>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM messages WHERE channel = $1 AND id > $2 \
+             AND ($3 IS NULL OR status = $3) AND ($4 IS NULL OR template_id = $4) AND ($5 IS NULL OR recipient = $5) \
+             AND ($6 IS NULL OR created_at >= $6) AND ($7 IS NULL OR created_at < $7) ORDER BY id LIMIT $8"
+        );
+        let rows = with_pool!(self, p => sqlx::query_as::<_, MessageRow>(&sql)
+            .bind(channel).bind(page.after_or_start()).bind(f.status).bind(f.template_id).bind(f.recipient)
+            .bind(f.created_after).bind(f.created_before).bind(page.fetch_limit())
+            .fetch_all(p).await)?;
+        Ok(page.finish(rows, |m| m.id.clone()))
+    }
+
+    /// Replaces a queued message's request and rendering (a PATCH); a
+    /// [`StoreError::Conflict`] naming the status once it is not queued.
+    pub async fn update_queued_message(&self, m: &NewMessage, now: i64) -> Result<MessageRow> {
+        let n = {
+            let _write = self.write_guard().await;
+            with_pool!(self, p => sqlx::query("UPDATE messages SET recipient = $2, request = $3, rendered = $4, template_id = $5, \
+                                               template_version = $6, max_retries = $7, due_at = $8, updated_at = $9 \
+                                               WHERE id = $1 AND status = 'queued'")
+                .bind(&m.id).bind(&m.recipient).bind(&m.request).bind(&m.rendered).bind(&m.template_id)
+                .bind(m.template_version).bind(m.max_retries).bind(m.due_at).bind(now)
+                .execute(p).await)?.rows_affected()
+        };
+        let row = self.get_message(&m.id).await?;
+        if n == 0 {
+            return Err(StoreError::Conflict(row.status));
+        }
+        Ok(row)
+    }
+
+    /// Cancels a queued message; a [`StoreError::Conflict`] naming the
+    /// status once it is not queued.
+    pub async fn cancel_message(&self, id: &str, reason: &str, now: i64) -> Result<MessageRow> {
+        let row = self.get_message(id).await?;
+        if row.status != "queued" {
+            return Err(StoreError::Conflict(row.status));
+        }
+        let mut log = GlobalLog::default();
+        status_event(&mut log, now, Change { id, channel: &row.channel, recipient: &row.recipient, from: "queued", to: "cancelled", reason: Some(reason), code: None, text: None });
+        let _write = self.write_guard().await;
+        let n = with_pool!(self, p => {
+            let mut tx = p.begin_write().await?;
+            let n = sqlx::query("UPDATE messages SET status = 'cancelled', reason = $2, final_at = $3, updated_at = $3 \
+                                 WHERE id = $1 AND status = 'queued'")
+                .bind(id).bind(reason).bind(now).execute(&mut *tx).await?.rows_affected();
+            let logged = if n == 1 { append_global_page!(tx, log, now) } else { 0 };
+            tx.commit().await?;
+            Ok::<_, StoreError>((n, logged))
+        })?;
+        drop(_write);
+        self.logged(n.1);
+        let row = self.get_message(id).await?;
+        if n.0 == 0 {
+            return Err(StoreError::Conflict(row.status));
+        }
+        Ok(row)
+    }
+
+    /// Deletes a message and its attempts, unless it is being sent (a
+    /// [`StoreError::Conflict`] `sending`). False when there was none.
+    pub async fn delete_message(&self, id: &str, channel: &str) -> Result<bool> {
+        let _write = self.write_guard().await;
+        let n = with_pool!(self, p => sqlx::query("DELETE FROM messages WHERE id = $1 AND channel = $2 AND status <> 'sending'")
+            .bind(id).bind(channel).execute(p).await)?.rows_affected();
+        if n == 1 {
+            return Ok(true);
+        }
+        drop(_write);
+        match self.get_message(id).await {
+            Ok(m) if m.channel == channel => Err(StoreError::Conflict(m.status)),
+            _ => Ok(false),
+        }
+    }
+
+    /// Claims up to `limit` queued messages of `channel` due by `now`: each
+    /// moves to `sending` under `owner`'s lease, its try count and a new
+    /// attempt row, with its event, in one transaction.
+    pub async fn claim_messages(
+        &self,
+        channel: &str,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<MessageRow>> {
+        let started = std::time::Instant::now();
+        let _write = self.write_guard().await;
+        let (rows, logged) = with_pool!(self, p => {
+            let mut tx = p.begin_write().await?;
+            let pick = format!("SELECT id FROM messages WHERE status = 'queued' AND channel = $1 AND due_at <= $2 \
+                                ORDER BY due_at LIMIT $3{}", skip_locked(p));
+            let ids: Vec<String> = sqlx::query_scalar(&pick).bind(channel).bind(now).bind(limit).fetch_all(&mut *tx).await?;
+            let mut rows = Vec::with_capacity(ids.len());
+            let mut log = GlobalLog::default();
+            let update = format!("UPDATE messages SET status = 'sending', tries = tries + 1, lease_owner = $2, lease_expires_at = $3, \
+                                  updated_at = $4 WHERE id = $1 AND status = 'queued' RETURNING {COLUMNS}");
+            for id in &ids {
+                let row: Option<MessageRow> = sqlx::query_as(&update).bind(id).bind(owner).bind(now + lease_ms).bind(now)
+                    .fetch_optional(&mut *tx).await?;
+                let Some(row) = row else { continue };
+                sqlx::query("INSERT INTO message_attempts (message_id, attempt, started_at) VALUES ($1, $2, $3)")
+                    .bind(id).bind(row.tries).bind(now).execute(&mut *tx).await?;
+                status_event(&mut log, now, Change { id: &row.id, channel: &row.channel, recipient: &row.recipient, from: "queued", to: "sending", reason: None, code: None, text: None });
+                rows.push(row);
+            }
+            let n = append_global_page!(tx, log, now);
+            tx.commit().await?;
+            Ok::<_, StoreError>((rows, n))
+        })?;
+        drop(_write);
+        self.logged(logged);
+        self.observe("message_claim", started);
+        Ok(rows)
+    }
+
+    /// Writes what sends came to, in one transaction: each message moves
+    /// from `sending` (and only from it) to its record's status, its attempt
+    /// row is closed, bounced addresses are suppressed, each change with its
+    /// event.
+    pub async fn record_sends(&self, records: &[SendRecord], now: i64) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let _write = self.write_guard().await;
+        let logged = with_pool!(self, p => {
+            let mut tx = p.begin_write().await?;
+            let mut log = GlobalLog::default();
+            for r in records {
+                let sent_at = (r.status == "sent").then_some(now);
+                let final_at = matches!(r.status, "bounced" | "failed").then_some(now);
+                let moved: Option<(String, String)> = sqlx::query_as(
+                    "UPDATE messages SET status = $2, reason = $3, provider_id = COALESCE($4, provider_id), \
+                     due_at = COALESCE($5, due_at), sent_at = COALESCE($6, sent_at), final_at = $7, \
+                     lease_owner = NULL, lease_expires_at = NULL, updated_at = $8 \
+                     WHERE id = $1 AND status = 'sending' RETURNING channel, recipient")
+                    .bind(&r.id).bind(r.status).bind(&r.reason).bind(&r.provider_id).bind(r.due_at)
+                    .bind(sent_at).bind(final_at).bind(now).fetch_optional(&mut *tx).await?;
+                sqlx::query("UPDATE message_attempts SET ended_at = $3, result = $4, code = $5, text = $6 \
+                             WHERE message_id = $1 AND attempt = $2 AND ended_at IS NULL")
+                    .bind(&r.id).bind(r.attempt).bind(now).bind(r.result).bind(&r.code).bind(&r.text)
+                    .execute(&mut *tx).await?;
+                let Some((channel, recipient)) = moved else { continue };
+                for (c, a) in &r.suppress {
+                    sqlx::query("INSERT INTO suppressions (channel, address, reason, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+                        .bind(c).bind(a).bind("bounced").bind(now).execute(&mut *tx).await?;
+                }
+                status_event(&mut log, now, Change { id: &r.id, channel: &channel, recipient: &recipient, from: "sending", to: r.status, reason: r.reason.as_deref(), code: r.code.as_deref(), text: r.text.as_deref() });
+            }
+            let n = append_global_page!(tx, log, now);
+            tx.commit().await?;
+            Ok::<_, StoreError>(n)
+        })?;
+        drop(_write);
+        self.logged(logged);
+        self.observe("message_record", started);
+        Ok(())
+    }
+
+    /// Applies delivery reports: a message `sent` moves to the report's
+    /// status; a message already final (or cancelled) is left alone. Answers
+    /// the indexes of the reports that must wait: their message is still
+    /// `sending`, or no message has their provider id yet (the report
+    /// overtook the record of its send).
+    pub async fn apply_reports(&self, reports: &[ReportRecord], now: i64) -> Result<Vec<usize>> {
+        if reports.is_empty() {
+            return Ok(Vec::new());
+        }
+        let _write = self.write_guard().await;
+        let (waiting, logged) = with_pool!(self, p => {
+            let mut tx = p.begin_write().await?;
+            let mut log = GlobalLog::default();
+            let mut waiting = Vec::new();
+            for (i, r) in reports.iter().enumerate() {
+                let found: Option<(String, String, String)> = match (&r.message_id, &r.provider_id) {
+                    (Some(id), _) => sqlx::query_as("SELECT id, status, recipient FROM messages WHERE id = $1 AND channel = $2")
+                        .bind(id).bind(&r.channel).fetch_optional(&mut *tx).await?,
+                    (None, Some(pid)) => sqlx::query_as("SELECT id, status, recipient FROM messages WHERE channel = $1 AND provider_id = $2")
+                        .bind(&r.channel).bind(pid).fetch_optional(&mut *tx).await?,
+                    (None, None) => None,
+                };
+                let Some((id, from, recipient)) = found else {
+                    if r.provider_id.is_some() {
+                        waiting.push(i);
+                    }
+                    continue;
+                };
+                if from == "sending" {
+                    waiting.push(i);
+                }
+                if from != "sent" {
+                    continue;
+                }
+                sqlx::query("UPDATE messages SET status = $2, reason = $3, final_at = $4, updated_at = $4 WHERE id = $1 AND status = 'sent'")
+                    .bind(&id).bind(r.status).bind(&r.text).bind(now).execute(&mut *tx).await?;
+                if r.suppress {
+                    sqlx::query("INSERT INTO suppressions (channel, address, reason, created_at) VALUES ($1, $2, 'bounced', $3) ON CONFLICT DO NOTHING")
+                        .bind(&r.channel).bind(&recipient).bind(now).execute(&mut *tx).await?;
+                }
+                status_event(&mut log, now, Change { id: &id, channel: &r.channel, recipient: &recipient, from: &from, to: r.status, reason: None, code: r.code.as_deref(), text: r.text.as_deref() });
+            }
+            let n = append_global_page!(tx, log, now);
+            tx.commit().await?;
+            Ok::<_, StoreError>((waiting, n))
+        })?;
+        drop(_write);
+        self.logged(logged);
+        Ok(waiting)
+    }
+
+    /// Messages left `sending` by a node whose lease ran out (a crash): the
+    /// open attempt is closed as `interrupted` and the message goes back to
+    /// `queued`, due at `now` (or `failed` when its retries are spent).
+    pub async fn recover_messages(&self, now: i64) -> Result<usize> {
+        let sql = format!("SELECT {COLUMNS} FROM messages WHERE status = 'sending' AND lease_expires_at < $1 LIMIT 1000");
+        let stale: Vec<MessageRow> = with_pool!(self, p => sqlx::query_as(&sql).bind(now).fetch_all(p).await)?;
+        let records: Vec<SendRecord> = stale
+            .iter()
+            .map(|m| {
+                let spent = m.tries > m.max_retries;
+                SendRecord {
+                    id: m.id.clone(),
+                    attempt: m.tries,
+                    status: if spent { "failed" } else { "queued" },
+                    result: "interrupted",
+                    reason: spent.then(|| "retries_exhausted".to_string()),
+                    code: None,
+                    text: Some("herald stopped while sending".into()),
+                    provider_id: None,
+                    due_at: Some(now),
+                    suppress: Vec::new(),
+                }
+            })
+            .collect();
+        self.record_sends(&records, now).await?;
+        Ok(records.len())
+    }
+
+    /// Of `addresses` on `channel`, those on its suppression list.
+    pub async fn suppressed(&self, channel: &str, addresses: &[String]) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for a in addresses {
+            let hit: Option<i64> = with_pool!(self, p => sqlx::query_scalar("SELECT 1 FROM suppressions WHERE channel = $1 AND address = $2")
+                .bind(channel).bind(a).fetch_optional(p).await)?;
+            if hit.is_some() {
+                out.push(a.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn add_suppression(&self, channel: &str, address: &str, reason: &str, now: i64) -> Result<()> {
+        with_pool!(self, p => sqlx::query("INSERT INTO suppressions (channel, address, reason, created_at) VALUES ($1, $2, $3, $4) \
+                                           ON CONFLICT (channel, address) DO UPDATE SET reason = $3")
+            .bind(channel).bind(address).bind(reason).bind(now).execute(p).await)?;
+        self.wrote();
+        Ok(())
+    }
+
+    pub async fn get_suppression(&self, channel: &str, address: &str) -> Result<Option<(String, i64)>> {
+        with_pool!(self, p => Ok(sqlx::query_as::<_, (String, i64)>("SELECT reason, created_at FROM suppressions WHERE channel = $1 AND address = $2")
+            .bind(channel).bind(address).fetch_optional(p).await?))
+    }
+
+    pub async fn delete_suppression(&self, channel: &str, address: &str) -> Result<bool> {
+        let n = with_pool!(self, p => sqlx::query("DELETE FROM suppressions WHERE channel = $1 AND address = $2")
+            .bind(channel).bind(address).execute(p).await)?.rows_affected();
+        self.wrote();
+        Ok(n == 1)
+    }
+
+    /// Messages by channel and status, for `/metrics` and the demo.
+    pub async fn message_counts(&self) -> Result<Vec<(String, String, i64)>> {
+        with_pool!(self, p => Ok(sqlx::query_as::<_, (String, String, i64)>(
+            "SELECT channel, status, COUNT(*) FROM messages GROUP BY channel, status ORDER BY channel, status")
+            .fetch_all(p).await?))
+    }
+}
+
+fn same_request(found: MessageRow, hash: &str) -> Result<Accepted> {
+    if found.request_hash.as_deref() == Some(hash) {
+        Ok(Accepted::Existing(found))
+    } else {
+        Err(StoreError::Conflict("idempotency_key_reused".into()))
+    }
+}
+
+/// The JSON of a stored request, or `null` when corrupt.
+pub fn request_json(m: &MessageRow) -> Value {
+    serde_json::from_str(&m.request).unwrap_or(Value::Null)
+}
