@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""A real SMTP server (aiosmtpd) that is not herald, for tests/message_smtp.rs.
+
+Listens on 127.0.0.1, port 0; prints the bound port as the first line of
+stdout, then one JSON line per message received:
+{"mail_from": ..., "rcpt_tos": [...], "data": "<raw message>"}.
+
+Recipients whose local part starts with `reject` are answered 550; the local
+part `later` is answered 451 the first time (per address), 250 after.
+aiosmtpd's Controller cannot report a port-0 bind, so the server is made
+with asyncio directly (the same SMTP protocol class the Controller uses).
+Stops when stdin closes (the test ends) or on SIGTERM.
+"""
+import asyncio
+import json
+import signal
+import sys
+
+from aiosmtpd.smtp import SMTP
+
+
+class Handler:
+    def __init__(self):
+        self.deferred = set()
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        local = address.split("@", 1)[0].lower()
+        if local.startswith("reject"):
+            return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % address
+        if local == "later" and address not in self.deferred:
+            self.deferred.add(address)
+            return "451 4.7.1 <%s>: Recipient address rejected: try again later" % address
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        data = envelope.original_content or envelope.content
+        if isinstance(data, bytes):
+            data = data.decode("utf-8", errors="replace")
+        line = json.dumps(
+            {"mail_from": envelope.mail_from, "rcpt_tos": envelope.rcpt_tos, "data": data}
+        )
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+        return "250 2.0.0 Ok: queued"
+
+
+async def main():
+    loop = asyncio.get_running_loop()
+    handler = Handler()
+    server = await loop.create_server(
+        lambda: SMTP(handler, hostname="sink.test", enable_SMTPUTF8=True),
+        host="127.0.0.1",
+        port=0,
+    )
+    port = server.sockets[0].getsockname()[1]
+    sys.stdout.write("%d\n" % port)
+    sys.stdout.flush()
+    stop = loop.create_future()
+    loop.add_signal_handler(signal.SIGTERM, lambda: stop.done() or stop.set_result(None))
+    # The test holds stdin open; its end (the test process gone) stops the sink.
+    loop.add_reader(sys.stdin.fileno(), lambda: stop.done() or stop.set_result(None))
+    await stop
+    server.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
