@@ -1,0 +1,356 @@
+//! The bind loop: connect, bind_transceiver, serve what the SMSC sends
+//! (receipts, mobile-originated messages, unbind), and reconnect with
+//! exponential backoff when the connection drops or a bind fails; unbind on
+//! cancellation.
+//!
+//! Must not: log a PDU, a message body or the password; answer a deliver_sm
+//! OK before its report is handed to the sink (an SMSC re-sends a receipt
+//! that was not answered, so a crash loses none).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use rusmpp::pdus::{BindTransceiver, DeliverSm, DeliverSmResp};
+use rusmpp::tlvs::TlvValue;
+use rusmpp::types::COctetString;
+use rusmpp::values::{DataCoding, InterfaceVersion, Npi, Ton};
+use rusmpp::{Command, CommandId, CommandStatus, Pdu};
+use rusmppc::error::Error as ClientError;
+use rusmppc::{Client, ConnectionBuilder, Event};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::receipt::decide_receipt;
+use super::submit::status_hex;
+use super::{InboundSms, Shared};
+use crate::message::transport::{DeliveryReport, ReportKey};
+
+/// Largest PDU accepted from the SMSC.
+const MAX_COMMAND_LENGTH: usize = 64 * 1024;
+
+/// The delay before reconnect attempt `failures + 1`: `base` doubled per
+/// consecutive failure, at most `cap`.
+pub fn backoff(base: Duration, cap: Duration, failures: u32) -> Duration {
+    let factor = 1u32.checked_shl(failures.min(31)).unwrap_or(u32::MAX);
+    base.saturating_mul(factor).min(cap)
+}
+
+/// A short description of a client error that holds no PDU contents.
+pub fn describe(e: &ClientError) -> String {
+    match e {
+        ClientError::Connect(io) => format!("connect: {io}"),
+        ClientError::Io(io) => format!("I/O: {io}"),
+        ClientError::ConnectionClosed => "connection closed".to_string(),
+        ClientError::ConnectionClosedByPeer => "connection closed by the SMSC".to_string(),
+        ClientError::Encode(_) => "a PDU could not be encoded".to_string(),
+        ClientError::Decode(d) => format!("undecodable PDU from the SMSC: {d}"),
+        ClientError::EnquireLinkTimeout { timeout } => {
+            format!("no enquire_link_resp within {timeout:?}")
+        }
+        ClientError::ResponseTimeout { timeout, .. } => format!("no response within {timeout:?}"),
+        ClientError::UnexpectedResponse { response } => format!(
+            "{:?} with command_status {}",
+            response.id(),
+            status_hex(u32::from(response.status()))
+        ),
+        ClientError::UnsupportedInterfaceVersion { .. } => "unsupported interface version".to_string(),
+        _ => "SMPP client error".to_string(),
+    }
+}
+
+enum Ended {
+    Cancelled,
+    Lost(String),
+}
+
+/// Runs until `cancel`: keeps the transport bound.
+pub(super) async fn run(shared: Arc<Shared>, tasks: TaskTracker, cancel: CancellationToken) {
+    let s = &shared.settings;
+    let mut failures: u32 = 0;
+    loop {
+        let bound = tokio::select! {
+            _ = cancel.cancelled() => break,
+            r = connect_and_bind(&shared, &tasks) => r,
+        };
+        match bound {
+            Ok((client, events)) => {
+                failures = 0;
+                tracing::info!(host = %s.host, port = s.port, system_id = %s.system_id, "smpp: bound as transceiver");
+                shared.bound.send_replace(Some(client.clone()));
+                let ended = serve(&shared, &client, events, &cancel).await;
+                shared.bound.send_replace(None);
+                match ended {
+                    Ended::Cancelled => {
+                        unbind(&client, s.response_timeout).await;
+                        break;
+                    }
+                    Ended::Lost(why) => {
+                        tracing::warn!(host = %s.host, port = s.port, reason = %why, "smpp: connection lost; reconnecting");
+                        let _ = client.close().await;
+                    }
+                }
+            }
+            Err(why) => {
+                failures = failures.saturating_add(1);
+                tracing::warn!(host = %s.host, port = s.port, reason = %why, failures, "smpp: bind failed");
+            }
+        }
+        let delay = backoff(s.reconnect_base, s.reconnect_cap, failures);
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+    shared.bound.send_replace(None);
+}
+
+/// Unbinds and closes, each step bounded by `wait`.
+async fn unbind(client: &Client, wait: Duration) {
+    match tokio::time::timeout(wait, client.unbind()).await {
+        Ok(Ok(())) => tracing::info!("smpp: unbound"),
+        Ok(Err(e)) => tracing::debug!(reason = %describe(&e), "smpp: unbind not answered"),
+        Err(_) => tracing::debug!("smpp: unbind timed out"),
+    }
+    let _ = client.close().await;
+    let _ = tokio::time::timeout(wait, client.closed()).await;
+}
+
+async fn connect_and_bind(
+    shared: &Shared,
+    tasks: &TaskTracker,
+) -> Result<(Client, impl Stream<Item = Event> + Unpin + 'static), String> {
+    let s = &shared.settings;
+    let stream = tokio::time::timeout(
+        s.response_timeout,
+        TcpStream::connect((s.host.as_str(), s.port)),
+    )
+    .await
+    .map_err(|_| "connect timed out".to_string())?
+    .map_err(|e| format!("connect: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let bind = BindTransceiver::builder()
+        .system_id(
+            COctetString::from_string(s.system_id.clone())
+                .map_err(|_| "system_id is longer than 15 characters".to_string())?,
+        )
+        .password(
+            COctetString::from_string(s.password.expose().to_string())
+                .map_err(|_| "password is longer than 8 characters".to_string())?,
+        )
+        .system_type(
+            COctetString::from_string(s.system_type.clone())
+                .map_err(|_| "system_type is longer than 12 characters".to_string())?,
+        )
+        .interface_version(InterfaceVersion::Smpp3_4)
+        .addr_ton(Ton::Unknown)
+        .addr_npi(Npi::Unknown)
+        .address_range(COctetString::empty())
+        .build();
+    let (client, events, connection) = ConnectionBuilder::new()
+        .max_command_length(MAX_COMMAND_LENGTH)
+        .enquire_link_interval(s.enquire_link_interval)
+        .enquire_link_response_timeout(s.response_timeout)
+        .response_timeout(s.response_timeout)
+        .disable_interface_version_check()
+        .no_spawn()
+        .connected(stream);
+    // Ends when the TCP connection does, or when every client is dropped.
+    tasks.spawn(connection);
+    match client.bind_transceiver(bind).await {
+        Ok(_) => Ok((client, events)),
+        Err(e) => {
+            let _ = client.close().await;
+            Err(describe(&e))
+        }
+    }
+}
+
+/// Serves one bound connection until it ends or `cancel`.
+async fn serve(
+    shared: &Shared,
+    client: &Client,
+    mut events: impl Stream<Item = Event> + Unpin,
+    cancel: &CancellationToken,
+) -> Ended {
+    let mut last_error: Option<String> = None;
+    loop {
+        let event = tokio::select! {
+            _ = cancel.cancelled() => return Ended::Cancelled,
+            e = events.next() => e,
+        };
+        match event {
+            None => {
+                return Ended::Lost(last_error.unwrap_or_else(|| "connection closed".to_string()))
+            }
+            Some(Event::Error(e)) => {
+                let why = describe(&e);
+                tracing::debug!(reason = %why, "smpp: connection error");
+                last_error = Some(why);
+            }
+            Some(Event::Incoming(command)) => handle(shared, client, command).await,
+        }
+    }
+}
+
+/// One command from the SMSC that is not the answer to a waiting request.
+async fn handle(shared: &Shared, client: &Client, command: Command) {
+    let seq = command.sequence_number();
+    match (command.id(), command.pdu()) {
+        (CommandId::DeliverSm, Some(Pdu::DeliverSm(deliver))) => {
+            let status = deliver_sm(shared, deliver).await;
+            let answer = client.status(status).deliver_sm_resp(seq, DeliverSmResp::default());
+            if let Err(e) = answer.await {
+                tracing::debug!(reason = %describe(&e), "smpp: deliver_sm_resp not sent");
+            }
+        }
+        (CommandId::Unbind, _) => {
+            tracing::info!("smpp: the SMSC unbinds");
+            let _ = client.unbind_resp(seq).await;
+            let _ = client.close().await;
+        }
+        (id, _) if u32::from(id) & 0x8000_0000 != 0 => {
+            // A response whose request timed out or was cancelled.
+            tracing::debug!(command = ?id, seq, "smpp: late response");
+        }
+        (id, _) => {
+            tracing::debug!(command = ?id, seq, "smpp: request not supported; generic_nack");
+            let _ = client
+                .status(CommandStatus::EsmeRinvcmdid)
+                .generic_nack(seq)
+                .await;
+        }
+    }
+}
+
+/// Takes a deliver_sm; the status to answer it with (ESME_RX_T_APPN, "try
+/// again", when herald could not keep it).
+async fn deliver_sm(shared: &Shared, deliver: &DeliverSm) -> CommandStatus {
+    let esm_class = u8::from(deliver.esm_class);
+    let body = body_bytes(deliver);
+    if esm_class & 0x04 == 0 {
+        return mobile_originated(shared, deliver, esm_class, &body).await;
+    }
+    let mut tlv_id = None;
+    let mut tlv_state = None;
+    for tlv in deliver.tlvs() {
+        match tlv.value() {
+            Some(TlvValue::ReceiptedMessageId(id)) => tlv_id = Some(id.as_str().to_string()),
+            Some(TlvValue::MessageState(state)) => tlv_state = Some(u8::from(*state)),
+            _ => {}
+        }
+    }
+    let text = String::from_utf8_lossy(&body);
+    let form = shared.settings.receipt_ids;
+    let Some(receipt) = decide_receipt(tlv_id.as_deref(), tlv_state, &text, form) else {
+        tracing::debug!("smpp: receipt without an id or not final; not reported");
+        return CommandStatus::EsmeRok;
+    };
+    let report = DeliveryReport {
+        key: ReportKey::Provider(receipt.id),
+        status: receipt.status,
+        reply: receipt.reply,
+    };
+    match shared.reports.send(report).await {
+        Ok(()) => CommandStatus::EsmeRok,
+        Err(_) => CommandStatus::EsmeRxTAppn,
+    }
+}
+
+/// The user data of a deliver_sm: short_message, else message_payload.
+fn body_bytes(deliver: &DeliverSm) -> Vec<u8> {
+    let short = deliver.short_message().as_ref();
+    if !short.is_empty() {
+        return short.to_vec();
+    }
+    deliver
+        .tlvs()
+        .iter()
+        .find_map(|tlv| match tlv.value() {
+            Some(TlvValue::MessagePayload(p)) => Some(p.value.as_ref().to_vec()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+async fn mobile_originated(
+    shared: &Shared,
+    deliver: &DeliverSm,
+    esm_class: u8,
+    body: &[u8],
+) -> CommandStatus {
+    let Some(inbound) = &shared.inbound else {
+        tracing::debug!("smpp: mobile-originated message dropped (no inbound channel)");
+        return CommandStatus::EsmeRok;
+    };
+    let with_udh = esm_class & 0x40 != 0;
+    let user_data = match body.first() {
+        Some(&udhl) if with_udh => body.get(usize::from(udhl) + 1..).unwrap_or_default(),
+        _ => body,
+    };
+    let address = |ton: Ton, addr: &str| match ton {
+        Ton::International => format!("+{addr}"),
+        _ => addr.to_string(),
+    };
+    let sms = InboundSms {
+        from: address(deliver.source_addr_ton, deliver.source_addr.as_str()),
+        to: address(deliver.dest_addr_ton, deliver.destination_addr.as_str()),
+        text: decode_text(deliver.data_coding, user_data),
+    };
+    match inbound.send(sms).await {
+        Ok(()) => CommandStatus::EsmeRok,
+        Err(_) => CommandStatus::EsmeRxTAppn,
+    }
+}
+
+/// Text of a mobile-originated message: UCS-2/UTF-16BE, Latin-1, else read
+/// as UTF-8 (GSM-7 decoding belongs to `message::sms_text`).
+fn decode_text(coding: DataCoding, bytes: &[u8]) -> String {
+    match coding {
+        DataCoding::Ucs2 => {
+            let units: Vec<u16> = bytes
+                .chunks_exact(2)
+                .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                .collect();
+            String::from_utf16_lossy(&units)
+        }
+        DataCoding::Latin1 => bytes.iter().map(|&b| char::from(b)).collect(),
+        _ => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let base = Duration::from_millis(500);
+        let cap = Duration::from_secs(30);
+        let cases = [
+            (0, 500),
+            (1, 1_000),
+            (2, 2_000),
+            (5, 16_000),
+            (6, 30_000),
+            (40, 30_000),
+            (u32::MAX, 30_000),
+        ];
+        for (failures, want_ms) in cases {
+            assert_eq!(
+                backoff(base, cap, failures),
+                Duration::from_millis(want_ms),
+                "{failures}"
+            );
+        }
+    }
+
+    #[test]
+    fn inbound_texts_are_decoded_by_data_coding() {
+        let utf16: Vec<u8> = "Да 😀".encode_utf16().flat_map(u16::to_be_bytes).collect();
+        assert_eq!(decode_text(DataCoding::Ucs2, &utf16), "Да 😀");
+        assert_eq!(decode_text(DataCoding::Latin1, &[0x63, 0x61, 0x66, 0xE9]), "café");
+        assert_eq!(decode_text(DataCoding::McSpecific, b"STOP"), "STOP");
+    }
+}

@@ -1,0 +1,205 @@
+// A small SMSC for herald's SMPP tests and bench, on the npm `smpp` package
+// (farhadi/node-smpp 0.5.1): not herald's code, so the bytes herald sends
+// are checked by another implementation of SMPP.
+//
+// Listens on 127.0.0.1, port 0, and prints the port alone on its first
+// stdout line. Then one JSON line per event (unless SMSC_LOG=count):
+//   {"type":"bind","system_id":…,"interface_version":…,"ok":true}
+//   {"type":"submit_sm","n":1,"source_addr_ton":1,…,"short_message_hex":"…",
+//    "udh_hex":"0003…"|null,"message_id":"…","status":0,"dropped":false}
+//   {"type":"deliver_sm_resp","sequence_number":…,"status":0}
+//   {"type":"unbind"} {"type":"enquire_link"} {"type":"close"}
+// A line "stats" on stdin prints {"type":"stats",…}: counts since start,
+// unique_bodies being distinct (destination, short_message) pairs received.
+//
+// Environment:
+//   SMSC_SYSTEM_ID, SMSC_PASSWORD  credentials checked at bind (herald/secret)
+//   SMSC_ID_MODE      "decimal" (default): ids are decimal everywhere;
+//                     "hex": submit_sm_resp gives the id in upper-case hex
+//                     with leading zeros, the receipt text gives it in decimal
+//   SMSC_RECEIPT_TLVS "1" (default): receipts carry receipted_message_id and
+//                     message_state TLVs as well as the text; "0": text only
+//   SMSC_THROTTLE_FIRST=N  answer ESME_RTHROTTLED (0x58) to the first N submits
+//   SMSC_DROP_AFTER=K      after K answered submits, take the next submit
+//                          without answering and drop the connection (once)
+//   SMSC_LOG          "all" (default) or "count" (only the stats line)
+// A receipt follows every accepted submit: stat:UNDELIV (message_state 5)
+// when the destination number ends in 0, else stat:DELIVRD (state 2).
+'use strict';
+
+const smpp = require('smpp');
+
+const systemId = process.env.SMSC_SYSTEM_ID || 'herald';
+const password = process.env.SMSC_PASSWORD || 'secret';
+const idMode = process.env.SMSC_ID_MODE || 'decimal';
+const receiptTlvs = (process.env.SMSC_RECEIPT_TLVS || '1') === '1';
+let throttleLeft = parseInt(process.env.SMSC_THROTTLE_FIRST || '0', 10);
+const dropAfter = parseInt(process.env.SMSC_DROP_AFTER || '0', 10);
+const logAll = (process.env.SMSC_LOG || 'all') === 'all';
+
+// Keep short_message as raw bytes: the test asserts the octets herald sent.
+for (const cmd of ['submit_sm', 'deliver_sm']) {
+  delete smpp.commands[cmd].params.short_message.filter;
+}
+
+const stats = { binds: 0, submits: 0, accepted: 0, throttled: 0, dropped: 0, receipts: 0, receipt_resps: 0, unique_bodies: 0 };
+const bodies = new Set();
+let nextId = 1000;
+let dropped = false;
+let answered = 0;
+
+function out(obj) {
+  if (logAll) process.stdout.write(JSON.stringify(obj) + '\n');
+}
+
+function pad2(n) {
+  return String(n).padStart(2, '0');
+}
+
+function smppDate(d) {
+  return pad2(d.getUTCFullYear() % 100) + pad2(d.getUTCMonth() + 1) + pad2(d.getUTCDate()) +
+    pad2(d.getUTCHours()) + pad2(d.getUTCMinutes());
+}
+
+function newIds() {
+  const n = nextId++;
+  if (idMode === 'hex') {
+    return { resp: n.toString(16).toUpperCase().padStart(8, '0'), receipt: String(n) };
+  }
+  return { resp: String(n), receipt: String(n) };
+}
+
+const server = smpp.createServer((session) => {
+  let bound = false;
+  session.on('error', () => {});
+  session.on('close', () => out({ type: 'close' }));
+
+  session.on('bind_transceiver', (pdu) => {
+    const ok = pdu.system_id === systemId && pdu.password === password;
+    out({ type: 'bind', system_id: pdu.system_id, interface_version: pdu.interface_version, ok });
+    if (!ok) {
+      session.send(pdu.response({ command_status: smpp.ESME_RBINDFAIL }));
+      return;
+    }
+    stats.binds += 1;
+    bound = true;
+    session.send(pdu.response({ system_id: 'smsc' }));
+  });
+
+  session.on('enquire_link', (pdu) => {
+    out({ type: 'enquire_link' });
+    session.send(pdu.response());
+  });
+
+  session.on('unbind', (pdu) => {
+    out({ type: 'unbind' });
+    session.send(pdu.response());
+    bound = false;
+  });
+
+  session.on('deliver_sm_resp', (pdu) => {
+    stats.receipt_resps += 1;
+    out({ type: 'deliver_sm_resp', sequence_number: pdu.sequence_number, status: pdu.command_status });
+  });
+
+  session.on('submit_sm', (pdu) => {
+    if (!bound) {
+      session.send(pdu.response({ command_status: smpp.ESME_RINVBNDSTS }));
+      return;
+    }
+    stats.submits += 1;
+    const sm = Buffer.isBuffer(pdu.short_message) ? pdu.short_message : Buffer.alloc(0);
+    const body = pdu.destination_addr + '/' + sm.toString('hex');
+    if (!bodies.has(body)) {
+      bodies.add(body);
+      stats.unique_bodies += 1;
+    }
+    const udhi = (pdu.esm_class & 0x40) !== 0;
+    const udhLen = udhi && sm.length > 0 ? sm[0] + 1 : 0;
+    const record = {
+      type: 'submit_sm',
+      n: stats.submits,
+      source_addr_ton: pdu.source_addr_ton,
+      source_addr_npi: pdu.source_addr_npi,
+      source_addr: pdu.source_addr,
+      dest_addr_ton: pdu.dest_addr_ton,
+      dest_addr_npi: pdu.dest_addr_npi,
+      destination_addr: pdu.destination_addr,
+      esm_class: pdu.esm_class,
+      registered_delivery: pdu.registered_delivery,
+      data_coding: pdu.data_coding,
+      short_message_hex: sm.toString('hex'),
+      udh_hex: udhLen ? sm.subarray(0, udhLen).toString('hex') : null,
+      message_id: null,
+      status: 0,
+      dropped: false,
+    };
+
+    if (dropAfter > 0 && !dropped && answered >= dropAfter) {
+      dropped = true;
+      stats.dropped += 1;
+      record.dropped = true;
+      out(record);
+      session.destroy();
+      return;
+    }
+    if (throttleLeft > 0) {
+      throttleLeft -= 1;
+      stats.throttled += 1;
+      record.status = smpp.ESME_RTHROTTLED;
+      out(record);
+      session.send(pdu.response({ command_status: smpp.ESME_RTHROTTLED }));
+      return;
+    }
+
+    const ids = newIds();
+    answered += 1;
+    stats.accepted += 1;
+    record.message_id = ids.resp;
+    out(record);
+    session.send(pdu.response({ message_id: ids.resp }));
+
+    const undeliverable = String(pdu.destination_addr).endsWith('0');
+    const stat = undeliverable ? 'UNDELIV' : 'DELIVRD';
+    const now = smppDate(new Date());
+    const text = `id:${ids.receipt} sub:001 dlvrd:${undeliverable ? '000' : '001'} submit date:${now} ` +
+      `done date:${now} stat:${stat} err:${undeliverable ? '001' : '000'} text:`;
+    const receipt = {
+      source_addr_ton: pdu.dest_addr_ton,
+      source_addr_npi: pdu.dest_addr_npi,
+      source_addr: pdu.destination_addr,
+      dest_addr_ton: pdu.source_addr_ton,
+      dest_addr_npi: pdu.source_addr_npi,
+      destination_addr: pdu.source_addr,
+      esm_class: 0x04,
+      data_coding: 0,
+      short_message: Buffer.from(text, 'ascii'),
+    };
+    if (receiptTlvs) {
+      receipt.receipted_message_id = ids.resp;
+      receipt.message_state = undeliverable ? 5 : 2;
+    }
+    stats.receipts += 1;
+    session.deliver_sm(receipt);
+  });
+});
+
+server.listen(0, '127.0.0.1', () => {
+  process.stdout.write(server.address().port + '\n');
+});
+
+let stdinBuf = '';
+process.stdin.setEncoding('utf8');
+process.stdin.on('data', (chunk) => {
+  stdinBuf += chunk;
+  let i;
+  while ((i = stdinBuf.indexOf('\n')) >= 0) {
+    const line = stdinBuf.slice(0, i).trim();
+    stdinBuf = stdinBuf.slice(i + 1);
+    if (line === 'stats') {
+      process.stdout.write(JSON.stringify(Object.assign({ type: 'stats' }, stats)) + '\n');
+    }
+  }
+});
+// The test or bench closing stdin (or dying) ends the SMSC.
+process.stdin.on('end', () => process.exit(0));
