@@ -261,7 +261,13 @@ mod tests {
             ("307 a", repeat("a", 307), Encoding::Gsm7, 307, 3),
             ("euro alone", "€".into(), Encoding::Gsm7, 2, 1),
             ("80 euros fill one", repeat("€", 80), Encoding::Gsm7, 160, 1),
-            ("79 euros and 3 a", repeat("€", 79) + "aaa", Encoding::Gsm7, 161, 2),
+            (
+                "79 euros and 3 a",
+                repeat("€", 79) + "aaa",
+                Encoding::Gsm7,
+                161,
+                2,
+            ),
             // 152 septets then '€': the escape would be the 153rd septet and
             // its code the 154th, so the '€' moves to part two.
             (
@@ -292,7 +298,13 @@ mod tests {
             ("á is not gsm7", "á".into(), Encoding::Ucs2, 1, 1),
             ("backtick is not gsm7", "`".into(), Encoding::Ucs2, 1, 1),
             ("ç is not gsm7", "ç".into(), Encoding::Ucs2, 1, 1),
-            ("greek capitals are gsm7", "ΔΦΓΛΩΠΨΣΘΞ".into(), Encoding::Gsm7, 10, 1),
+            (
+                "greek capitals are gsm7",
+                "ΔΦΓΛΩΠΨΣΘΞ".into(),
+                Encoding::Gsm7,
+                10,
+                1,
+            ),
             ("70 ucs2", repeat("á", 70), Encoding::Ucs2, 70, 1),
             ("71 ucs2", repeat("á", 71), Encoding::Ucs2, 71, 2),
             ("134 ucs2", repeat("á", 134), Encoding::Ucs2, 134, 2),
@@ -314,14 +326,14 @@ mod tests {
                 134,
                 2,
             ),
-            ("gsm7 text with one emoji", "hello 😀".into(), Encoding::Ucs2, 8, 1),
             (
-                "euro in ucs2 costs 1",
-                "€á".into(),
+                "gsm7 text with one emoji",
+                "hello 😀".into(),
                 Encoding::Ucs2,
-                2,
+                8,
                 1,
             ),
+            ("euro in ucs2 costs 1", "€á".into(), Encoding::Ucs2, 2, 1),
         ];
         for (name, text, encoding, units, segments) in cases {
             let info = analyse(&text);

@@ -9,8 +9,8 @@
 //! value.
 //!
 //! Rules that are decisions:
-//! - **Variables are declared.** A template that uses a name its template
-//!   does not declare is refused when validated. For attribute and item
+//! - **Variables are declared.** A part that uses a name the template does
+//!   not declare is refused when validated. For attribute and item
 //!   access (`{{ order.id }}`, `{{ items[0] }}`) only the root name
 //!   (`order`) must be declared; its shape is the sender's business, and a
 //!   missing attribute fails the render (strict undefined) naming the field.
@@ -220,15 +220,15 @@ impl TextPart {
     /// Why a source is too long, if it is.
     fn too_long(self, source: &str) -> Option<String> {
         match self {
-            TextPart::Subject if source.chars().count() > MAX_SUBJECT_CHARS => Some(format!(
-                "must be at most {MAX_SUBJECT_CHARS} characters"
-            )),
-            TextPart::BodyHtml | TextPart::BodyText if source.len() > MAX_BODY_BYTES => Some(
-                format!("must be at most {} KiB", MAX_BODY_BYTES / 1024),
-            ),
-            TextPart::Body if source.chars().count() > MAX_SMS_BODY_CHARS => Some(format!(
-                "must be at most {MAX_SMS_BODY_CHARS} characters"
-            )),
+            TextPart::Subject if source.chars().count() > MAX_SUBJECT_CHARS => {
+                Some(format!("must be at most {MAX_SUBJECT_CHARS} characters"))
+            }
+            TextPart::BodyHtml | TextPart::BodyText if source.len() > MAX_BODY_BYTES => {
+                Some(format!("must be at most {} KiB", MAX_BODY_BYTES / 1024))
+            }
+            TextPart::Body if source.chars().count() > MAX_SMS_BODY_CHARS => {
+                Some(format!("must be at most {MAX_SMS_BODY_CHARS} characters"))
+            }
             _ => None,
         }
     }
@@ -587,10 +587,7 @@ fn template_error(field: &str, reason: String) -> RenderError {
 fn overflow_error(field: &str) -> RenderError {
     template_error(
         field,
-        format!(
-            "rendered text exceeds {} KiB",
-            MAX_RENDERED_BYTES / 1024
-        ),
+        format!("rendered text exceeds {} KiB", MAX_RENDERED_BYTES / 1024),
     )
 }
 
@@ -682,6 +679,15 @@ mod tests {
         }
     }
 
+    /// A name, a template, and the errors it must get (as displayed).
+    type ValidationCase<'a> = (
+        &'a str,
+        Channel,
+        Vec<VariableSpec>,
+        TemplateParts,
+        Vec<&'a str>,
+    );
+
     #[test]
     fn validation_names_every_problem_by_its_field() {
         let name = || vec![var("name", true, None)];
@@ -689,7 +695,7 @@ mod tests {
             "variables[4].key: {:?} is not an identifier ([A-Za-z_][A-Za-z0-9_]{{0,63}})",
             "x".repeat(65)
         );
-        let cases: Vec<(&str, Channel, Vec<VariableSpec>, TemplateParts, Vec<&str>)> = vec![
+        let cases: Vec<ValidationCase> = vec![
             (
                 "a valid email",
                 Channel::Email,
@@ -883,11 +889,15 @@ mod tests {
             ("line 2 in a block", "ok\n{% for %}{% endfor %}", "line 2"),
         ];
         for (case, body, line) in cases {
-            let errors = validate(Channel::Sms, &vars, &sms(body)).err().unwrap_or_default();
+            let errors = validate(Channel::Sms, &vars, &sms(body))
+                .err()
+                .unwrap_or_default();
             assert_eq!(errors.len(), 1, "{case}: {errors:?}");
             assert_eq!(errors[0].field, "body_template", "{case}");
             assert!(
-                errors[0].reason.starts_with(&format!("syntax error on {line}:")),
+                errors[0]
+                    .reason
+                    .starts_with(&format!("syntax error on {line}:")),
                 "{case}: {}",
                 errors[0].reason
             );
@@ -1059,7 +1069,8 @@ mod tests {
 
     #[test]
     fn fuel_exhaustion_is_reported_as_such() {
-        let body = "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}";
+        let body =
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}";
         let result = render(Channel::Sms, &[], &sms(body), &Map::new());
         match result {
             Err(RenderError::Template { reason, .. }) => {
