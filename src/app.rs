@@ -41,6 +41,8 @@ pub struct App {
     pub sip_addr: Option<SocketAddr>,
     /// The embedded callee simulator's SIP address, when it runs.
     pub simulator_addr: Option<SocketAddr>,
+    /// Where e-mail delivery reports are received (`bounce_listen`).
+    pub bounce_addr: Option<SocketAddr>,
     cancel: CancellationToken,
     tasks: TaskTracker,
     scheduler: Option<Scheduler>,
@@ -156,6 +158,11 @@ impl App {
         for (worker, reports) in channels.workers {
             tasks.spawn(worker.run(reports, cancel.child_token()));
         }
+        let bounce_addr = channels.bounce.as_ref().and_then(|b| b.local_addr().ok());
+        if let Some(b) = channels.bounce {
+            tracing::info!(addr = ?bounce_addr, "receiving e-mail delivery reports");
+            tasks.spawn(b.run(cancel.child_token()));
+        }
         let agents = AgentSessions::default();
         let live = telephony.clone();
         let webhook_changes = Arc::new(tokio::sync::Notify::new());
@@ -214,6 +221,7 @@ impl App {
             events,
             sip_addr,
             simulator_addr,
+            bounce_addr,
             simulator,
             cancel,
             tasks,

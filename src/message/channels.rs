@@ -2,6 +2,7 @@
 //! checked when the configuration loads, and turned into the API's
 //! defaults and each channel's transport and sender settings at start.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,12 +11,16 @@ use tokio::sync::{mpsc, Notify};
 use super::outcome::Backoff;
 use super::request::{validate_email, validate_sms_sender};
 use super::service::{EmailDefaults, Messaging, SmsDefaults};
+use super::dsn::{BounceListener, BounceSettings};
+use super::file::FileTransport;
 use super::simulator::SimulatorTransport;
+use super::smpp::{SmppSettings, SmppTransport};
+use super::smtp::{SmtpSettings, SmtpTransport};
 use super::status::MessageChannel;
 use super::transport::{DeliveryReport, Mailbox, ReportSink, Transport};
 use super::worker::{ChannelWorker, WorkerSettings};
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{resolve_secret, Config};
 use crate::sim::population::SmsShares;
 use crate::store::Store;
 
@@ -74,7 +79,7 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
         other => return bad("channels.email.transport", format!("must be file, smtp or off, got {other:?}")),
     }
     if e.transport != "off" {
-        parse_mailbox(&e.from).or_else(|m| bad("channels.email.from", m))?;
+        parse_mailbox(&e.from).map_err(|m| ("channels.email.from".to_string(), m))?;
         if !(e.unsubscribe_base_url.starts_with("http://") || e.unsubscribe_base_url.starts_with("https://")) {
             return bad("channels.email.unsubscribe_base_url", "must be an http(s) URL".into());
         }
@@ -83,12 +88,12 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
     match s.transport.as_str() {
         "simulator" | "off" => {}
         "smpp" => {
-            parse_smpp_url(&s.smpp_url).or_else(|m| bad("channels.sms.smpp_url", m))?;
+            parse_smpp_url(&s.smpp_url).map_err(|m| ("channels.sms.smpp_url".to_string(), m))?;
         }
         other => return bad("channels.sms.transport", format!("must be simulator, smpp or off, got {other:?}")),
     }
     if s.transport != "off" {
-        validate_sms_sender(&s.from).or_else(|m| bad("channels.sms.from", m))?;
+        validate_sms_sender(&s.from).map_err(|m| ("channels.sms.from".to_string(), m))?;
     }
     if !(1..=1000).contains(&s.window) {
         return bad("channels.sms.window", "must be between 1 and 1000".into());
@@ -114,6 +119,8 @@ pub struct Channels {
     pub messaging: Messaging,
     pub transports: Vec<(&'static str, Arc<dyn Transport>)>,
     pub workers: Vec<(ChannelWorker, mpsc::Receiver<DeliveryReport>)>,
+    /// Receives e-mail delivery reports (`bounce_listen`).
+    pub bounce: Option<BounceListener>,
 }
 
 fn worker_settings(c: &Config, max_per_second: u32) -> WorkerSettings {
@@ -145,10 +152,12 @@ pub async fn build(
     let mut transports: Vec<(&'static str, Arc<dyn Transport>)> = Vec::new();
     let mut workers = Vec::new();
     let e = &c.channels.email;
+    let mut bounce = None;
     let email = if e.transport == "off" {
         None
     } else {
         let (tx, rx) = mpsc::channel(4096);
+        bounce = bounce_listener(c, tx.clone()).await?;
         let t: Arc<dyn Transport> = build_email_transport(c, tx).await?;
         let from = parse_mailbox(&e.from).map_err(anyhow::Error::msg)?;
         let bounce_domain = from.email.rsplit_once('@').map(|(_, d)| d.to_string()).unwrap_or_default();
@@ -210,15 +219,62 @@ pub async fn build(
         },
         transports,
         workers,
+        bounce,
     })
 }
 
 async fn build_email_transport(c: &Config, _reports: ReportSink) -> anyhow::Result<Arc<dyn Transport>> {
-    anyhow::bail!("e-mail transport {:?} is not available", c.channels.email.transport)
+    let e = &c.channels.email;
+    match e.transport.as_str() {
+        "smtp" => {
+            let settings = SmtpSettings {
+                url: e.smtp_url.clone(),
+                username: (!e.username.is_empty()).then(|| e.username.clone()),
+                password: resolve_secret(&e.password, &e.password_env).unwrap_or_default(),
+                ..SmtpSettings::default()
+            };
+            Ok(Arc::new(SmtpTransport::new(&settings)?))
+        }
+        _ => Ok(Arc::new(FileTransport::new(PathBuf::from(&e.outbox_dir)))),
+    }
 }
 
-async fn build_sms_transport(_c: &Config, name: &str, _reports: ReportSink) -> anyhow::Result<Arc<dyn Transport>> {
-    anyhow::bail!("SMS transport {name:?} is not available")
+async fn build_sms_transport(c: &Config, name: &str, reports: ReportSink) -> anyhow::Result<Arc<dyn Transport>> {
+    let s = &c.channels.sms;
+    match name {
+        "smpp" => {
+            let (system_id, host, port) = parse_smpp_url(&s.smpp_url).map_err(anyhow::Error::msg)?;
+            let mut settings = SmppSettings::new(
+                host,
+                port,
+                system_id,
+                resolve_secret(&s.password, &s.password_env).unwrap_or_default(),
+            );
+            settings.system_type = s.system_type.clone();
+            settings.window = s.window as usize;
+            settings.enquire_link_interval = Duration::from_millis(s.enquire_link_ms.max(1000));
+            settings.default_source = s.from.clone();
+            Ok(Arc::new(SmppTransport::start(settings, reports, None)))
+        }
+        other => anyhow::bail!("SMS transport {other:?} is not available"),
+    }
+}
+
+/// The bounce listener, when `channels.email.bounce_listen` is set.
+pub async fn bounce_listener(c: &Config, reports: ReportSink) -> anyhow::Result<Option<BounceListener>> {
+    let e = &c.channels.email;
+    if e.transport == "off" || e.bounce_listen.is_empty() {
+        return Ok(None);
+    }
+    let listen: std::net::SocketAddr = e
+        .bounce_listen
+        .parse()
+        .map_err(|_| anyhow::anyhow!("channels.email.bounce_listen {:?} is not HOST:PORT", e.bounce_listen))?;
+    let settings = BounceSettings {
+        listen,
+        ..BounceSettings::default()
+    };
+    Ok(Some(BounceListener::bind(settings, reports).await?))
 }
 
 #[cfg(test)]

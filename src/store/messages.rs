@@ -236,7 +236,7 @@ impl Store {
                                                WHERE id = $1 AND status = 'queued'")
                 .bind(&m.id).bind(&m.recipient).bind(&m.request).bind(&m.rendered).bind(&m.template_id)
                 .bind(m.template_version).bind(m.max_retries).bind(m.due_at).bind(now)
-                .execute(p).await)?.rows_affected()
+                .execute(p).await.map(|r| r.rows_affected()))?
         };
         let row = self.get_message(&m.id).await?;
         if n == 0 {
@@ -278,7 +278,7 @@ impl Store {
     pub async fn delete_message(&self, id: &str, channel: &str) -> Result<bool> {
         let _write = self.write_guard().await;
         let n = with_pool!(self, p => sqlx::query("DELETE FROM messages WHERE id = $1 AND channel = $2 AND status <> 'sending'")
-            .bind(id).bind(channel).execute(p).await)?.rows_affected();
+            .bind(id).bind(channel).execute(p).await.map(|r| r.rows_affected()))?;
         if n == 1 {
             return Ok(true);
         }
@@ -469,7 +469,7 @@ impl Store {
     pub async fn add_suppression(&self, channel: &str, address: &str, reason: &str, now: i64) -> Result<()> {
         with_pool!(self, p => sqlx::query("INSERT INTO suppressions (channel, address, reason, created_at) VALUES ($1, $2, $3, $4) \
                                            ON CONFLICT (channel, address) DO UPDATE SET reason = $3")
-            .bind(channel).bind(address).bind(reason).bind(now).execute(p).await)?;
+            .bind(channel).bind(address).bind(reason).bind(now).execute(p).await.map(|_| ()))?;
         self.wrote();
         Ok(())
     }
@@ -481,7 +481,7 @@ impl Store {
 
     pub async fn delete_suppression(&self, channel: &str, address: &str) -> Result<bool> {
         let n = with_pool!(self, p => sqlx::query("DELETE FROM suppressions WHERE channel = $1 AND address = $2")
-            .bind(channel).bind(address).execute(p).await)?.rows_affected();
+            .bind(channel).bind(address).execute(p).await.map(|r| r.rows_affected()))?;
         self.wrote();
         Ok(n == 1)
     }

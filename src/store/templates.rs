@@ -126,7 +126,7 @@ impl Store {
     /// `active` or `inactive`.
     pub async fn set_template_status(&self, id: &str, status: &str, now: i64) -> Result<TemplateRow> {
         let n = with_pool!(self, p => sqlx::query("UPDATE templates SET status = $2, updated_at = $3 WHERE id = $1")
-            .bind(id).bind(status).bind(now).execute(p).await)?.rows_affected();
+            .bind(id).bind(status).bind(now).execute(p).await.map(|r| r.rows_affected()))?;
         self.wrote();
         if n == 0 {
             return Err(StoreError::NotFound);

@@ -424,6 +424,11 @@ impl TestApp {
             .unwrap_or_default()
     }
 
+    /// Where herald receives e-mail delivery reports, when it does.
+    pub fn bounce_addr(&self) -> Option<std::net::SocketAddr> {
+        self.app.as_ref().and_then(|a| a.bounce_addr)
+    }
+
     pub fn events(&self) -> herald::events::EventBus {
         self.app.as_ref().expect("running").events.clone()
     }

@@ -1,0 +1,130 @@
+//! kill -9 of a real herald process while it sends 10,000 SMS to an SMSC
+//! that is not herald's code (tests/peers/smsc.js), then a restart on the
+//! same database: nothing queued is lost, every message ends sent or
+//! delivered, and the SMSC received a message twice only where herald's
+//! own record shows a send interrupted by the crash (an SMSC acknowledgement
+//! that never reached the database cannot be known; those sends are
+//! counted and re-sent).
+
+#[path = "common/process.rs"]
+mod process;
+#[path = "peers/smsc.rs"]
+mod smsc;
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use process::HeraldProcess;
+use serde_json::json;
+use smsc::Smsc;
+
+const MESSAGES: usize = 10_000;
+
+fn start(dir: &std::path::Path, smpp_url: &str) -> HeraldProcess {
+    let db = format!("sqlite://{}/herald.db", dir.display());
+    HeraldProcess::start(
+        dir,
+        &[
+            ("HERALD__DATABASE__URL", &db),
+            ("HERALD__CHANNELS__SMS__TRANSPORT", "smpp"),
+            ("HERALD__CHANNELS__SMS__SMPP_URL", smpp_url),
+            ("HERALD__CHANNELS__SMS__PASSWORD", "secret"),
+            ("HERALD__CHANNELS__SMS__MAX_PER_SECOND", "0"),
+            ("HERALD__CHANNELS__EMAIL__TRANSPORT", "off"),
+            ("HERALD__MESSAGES__LEASE_MS", "2000"),
+            ("HERALD__SIMULATOR__ENABLED", "false"),
+        ],
+        false,
+    )
+}
+
+async fn count(db: &sqlx::SqlitePool, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(db).await.expect(sql)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_sending_sms_then_restart_loses_nothing() {
+    let mut smsc = Smsc::start(&[("SMSC_LOG", "count")]).await;
+    let url = format!("smpp://herald@127.0.0.1:{}", smsc.port);
+    let dir = tempfile::tempdir().unwrap();
+    let c = reqwest::Client::new();
+    let mut h = start(dir.path(), &url);
+
+    // Accept every message first (the sender starts at once; that is the point).
+    let base = h.base.clone();
+    let key = h.key.clone();
+    let accepted = futures::stream::iter(0..MESSAGES)
+        .map(|i| {
+            let c = c.clone();
+            let (base, key) = (base.clone(), key.clone());
+            async move {
+                // Numbers ending 1..9: the SMSC reports them delivered.
+                let to = format!("+1555{:07}", 2_000_000 + i * 10 + 1 + i % 9);
+                let r = c
+                    .post(format!("{base}/v1/sms"))
+                    .header("x-api-key", key)
+                    .json(&json!({"to": to, "body": format!("message {i}")}))
+                    .send()
+                    .await
+                    .expect("POST /v1/sms");
+                r.status().as_u16()
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+    assert!(accepted.iter().all(|s| *s == 202), "every message accepted");
+
+    // Kill it mid-send: once the SMSC has taken a few thousand.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let s = smsc.stats(Duration::from_secs(10)).await;
+        let n = s["accepted"].as_u64().unwrap_or(0);
+        assert!(n < MESSAGES as u64, "the send finished before the kill; make it larger");
+        if n >= 2_000 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the SMSC received too little: {s}");
+    }
+    h.kill9();
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}/herald.db", dir.path().display()))
+        .await
+        .unwrap();
+    let in_flight = count(&db, "SELECT COUNT(*) FROM messages WHERE status = 'sending'").await;
+    let queued = count(&db, "SELECT COUNT(*) FROM messages WHERE status = 'queued'").await;
+    assert!(queued > 0, "the kill came after the last claim");
+    db.close().await;
+
+    // Restart on the same database: the rest goes out.
+    let _h = start(dir.path(), &url);
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}/herald.db", dir.path().display()))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
+    loop {
+        let open = count(&db, "SELECT COUNT(*) FROM messages WHERE status IN ('queued', 'sending')").await;
+        if open == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{open} messages still queued or sending");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let total = count(&db, "SELECT COUNT(*) FROM messages").await;
+    let ended_well = count(&db, "SELECT COUNT(*) FROM messages WHERE status IN ('sent', 'delivered')").await;
+    let interrupted = count(&db, "SELECT COUNT(*) FROM message_attempts WHERE result = 'interrupted'").await;
+    assert_eq!(total, MESSAGES as i64);
+    assert_eq!(ended_well, MESSAGES as i64, "every message ends sent or delivered");
+    assert!(interrupted <= in_flight, "only sends in flight at the kill are interrupted");
+
+    let s = smsc.stats(Duration::from_secs(10)).await;
+    let unique = s["unique_bodies"].as_u64().unwrap();
+    let accepted = s["accepted"].as_u64().unwrap();
+    assert_eq!(unique, MESSAGES as u64, "the SMSC received every message: {s}");
+    let twice = accepted - unique;
+    eprintln!("kill -9 with {in_flight} sends in flight: {interrupted} interrupted, {twice} received twice by the SMSC");
+    assert!(
+        twice as i64 <= interrupted,
+        "a message the SMSC acknowledged before the crash was sent again without being in flight: {twice} > {interrupted}"
+    );
+    smsc.stop().await;
+}
