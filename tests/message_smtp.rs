@@ -12,7 +12,7 @@ use herald::message::smtp::{SmtpSettings, SmtpTransport};
 use herald::message::transport::{
     DeliveryReport, Email, Mailbox, Outbound, ReportKey, ReportStatus, SendResult, Sms, Transport,
 };
-use mail_parser::{HeaderValue, MessageParser};
+use mail_parser::{HeaderValue, MessageParser, MimeHeaders};
 use peers::{send_with_smtplib, SmtpSink, DEADLINE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;

@@ -45,6 +45,7 @@ use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParam
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::transport::smtp::response::Response;
+use lettre::transport::smtp::Error as SmtpError;
 use lettre::Message;
 use tokio::sync::Semaphore;
 
@@ -548,7 +549,12 @@ impl SmtpTransport {
     ) -> Result<Response, SendError> {
         let mut params = Vec::new();
         let info = conn.server_info();
-        if envelope.has_non_ascii_addresses() {
+        let non_ascii = envelope
+            .from()
+            .into_iter()
+            .chain(envelope.to())
+            .any(|a: &Address| !AsRef::<str>::as_ref(a).is_ascii());
+        if non_ascii {
             if !info.supports_feature(Extension::SmtpUtfEight) {
                 return Err(SendError::Local(
                     "a non-ASCII address, and the relay does not offer SMTPUTF8".into(),
@@ -559,13 +565,10 @@ impl SmtpTransport {
         if !body.is_ascii() && info.supports_feature(Extension::EightBitMime) {
             params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
         }
-        let smtp = |stage, rcpt: Option<&Address>| {
-            move |error| SendError::Smtp {
-                stage,
-                error,
-                rcpt: rcpt.map(|a| a.to_string()),
-            }
-        };
+        fn smtp(stage: Stage, rcpt: Option<&Address>) -> impl FnOnce(SmtpError) -> SendError {
+            let rcpt = rcpt.map(|a| a.to_string());
+            move |error| SendError::Smtp { stage, error, rcpt }
+        }
         conn.command(Mail::new(envelope.from().cloned(), params))
             .await
             .map_err(smtp(Stage::MailFrom, None))?;
