@@ -62,11 +62,34 @@ pub fn parse_smpp_url(url: &str) -> Result<(String, String, u16), String> {
     Ok((system_id.to_string(), host.to_string(), port))
 }
 
+/// The e-mail transport that runs: `transport`, or when it is empty,
+/// `smtp` if `smtp_url` is set, else `file`.
+pub fn email_transport(c: &Config) -> &str {
+    let e = &c.channels.email;
+    match e.transport.as_str() {
+        "" if !e.smtp_url.is_empty() => "smtp",
+        "" => "file",
+        other => other,
+    }
+}
+
+/// The SMS transport that runs: `transport`, or when it is empty, `smpp`
+/// if `smpp_url` is set, else `simulator`.
+pub fn sms_transport(c: &Config) -> &str {
+    let s = &c.channels.sms;
+    match s.transport.as_str() {
+        "" if !s.smpp_url.is_empty() => "smpp",
+        "" => "simulator",
+        other => other,
+    }
+}
+
 /// Checks `[channels.*]` and `[messages]`; the error names the key.
 pub fn validate(c: &Config) -> Result<(), (String, String)> {
     let e = &c.channels.email;
     let bad = |k: &str, m: String| Err((k.to_string(), m));
-    match e.transport.as_str() {
+    let email_t = email_transport(c);
+    match email_t {
         "file" | "off" => {}
         "smtp" => {
             if !(e.smtp_url.starts_with("smtp://") || e.smtp_url.starts_with("smtps://")) {
@@ -78,21 +101,22 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
         }
         other => return bad("channels.email.transport", format!("must be file, smtp or off, got {other:?}")),
     }
-    if e.transport != "off" {
+    if email_t != "off" {
         parse_mailbox(&e.from).map_err(|m| ("channels.email.from".to_string(), m))?;
         if !(e.unsubscribe_base_url.starts_with("http://") || e.unsubscribe_base_url.starts_with("https://")) {
             return bad("channels.email.unsubscribe_base_url", "must be an http(s) URL".into());
         }
     }
     let s = &c.channels.sms;
-    match s.transport.as_str() {
+    let sms_t = sms_transport(c);
+    match sms_t {
         "simulator" | "off" => {}
         "smpp" => {
             parse_smpp_url(&s.smpp_url).map_err(|m| ("channels.sms.smpp_url".to_string(), m))?;
         }
         other => return bad("channels.sms.transport", format!("must be simulator, smpp or off, got {other:?}")),
     }
-    if s.transport != "off" {
+    if sms_t != "off" {
         validate_sms_sender(&s.from).map_err(|m| ("channels.sms.from".to_string(), m))?;
     }
     if !(1..=1000).contains(&s.window) {
@@ -153,7 +177,7 @@ pub async fn build(
     let mut workers = Vec::new();
     let e = &c.channels.email;
     let mut bounce = None;
-    let email = if e.transport == "off" {
+    let email = if email_transport(c) == "off" {
         None
     } else {
         let (tx, rx) = mpsc::channel(4096);
@@ -183,11 +207,11 @@ pub async fn build(
         })
     };
     let s = &c.channels.sms;
-    let sms = if s.transport == "off" {
+    let sms = if sms_transport(c) == "off" {
         None
     } else {
         let (tx, rx) = mpsc::channel(4096);
-        let t: Arc<dyn Transport> = match s.transport.as_str() {
+        let t: Arc<dyn Transport> = match sms_transport(c) {
             "simulator" => Arc::new(SimulatorTransport::new(*sms_population, seed, tx)),
             other => build_sms_transport(c, other, tx).await?,
         };
@@ -225,7 +249,7 @@ pub async fn build(
 
 async fn build_email_transport(c: &Config, _reports: ReportSink) -> anyhow::Result<Arc<dyn Transport>> {
     let e = &c.channels.email;
-    match e.transport.as_str() {
+    match email_transport(c) {
         "smtp" => {
             let settings = SmtpSettings {
                 url: e.smtp_url.clone(),
@@ -263,7 +287,7 @@ async fn build_sms_transport(c: &Config, name: &str, reports: ReportSink) -> any
 /// The bounce listener, when `channels.email.bounce_listen` is set.
 pub async fn bounce_listener(c: &Config, reports: ReportSink) -> anyhow::Result<Option<BounceListener>> {
     let e = &c.channels.email;
-    if e.transport == "off" || e.bounce_listen.is_empty() {
+    if email_transport(c) == "off" || e.bounce_listen.is_empty() {
         return Ok(None);
     }
     let listen: std::net::SocketAddr = e
