@@ -18,7 +18,6 @@
 //!   refuses herald, not the recipient, so nobody is suppressed.
 //! - a message that cannot be built (bad address, unsafe header value) or a
 //!   non-ASCII address to a relay without SMTPUTF8 → `Failed`.
-//!
 //! - [`Transport::close`] → later sends answer `Retry` (code `closed`): a
 //!   shutdown never fails a message.
 //!
