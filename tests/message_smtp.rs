@@ -6,13 +6,14 @@ mod peers;
 
 use std::time::Duration;
 
+use herald::config::Secret;
 use herald::message::dsn::{verp_address, BounceListener, BounceSettings};
 use herald::message::file::FileTransport;
 use herald::message::smtp::{SmtpSettings, SmtpTransport};
 use herald::message::transport::{
     DeliveryReport, Email, Mailbox, Outbound, ReportKey, ReportStatus, SendResult, Sms, Transport,
 };
-use mail_parser::{HeaderValue, MessageParser, MimeHeaders};
+use mail_parser::{MessageParser, MimeHeaders};
 use peers::{send_with_smtplib, SmtpSink, DEADLINE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -63,12 +64,10 @@ fn smtp(sink_url: String) -> SmtpTransport {
     .expect("smtp settings")
 }
 
+/// A header's value as written (mail-parser reads List-Unsubscribe as an
+/// address list; the raw text is what a mailbox provider sees).
 fn header_text(m: &mail_parser::Message<'_>, name: &str) -> Option<String> {
-    match m.header(name)? {
-        HeaderValue::Text(t) => Some(t.to_string()),
-        HeaderValue::TextList(l) => Some(l.join(",")),
-        other => Some(format!("{other:?}")),
-    }
+    m.header_raw(name).map(|v| v.trim().to_string())
 }
 
 fn first_address(m: &mail_parser::Message<'_>, which: &str) -> String {
@@ -91,15 +90,24 @@ fn assert_rendered(raw: &str, e: &Email) {
         .parse(raw.as_bytes())
         .expect("a parseable message");
     assert_eq!(first_address(&m, "from"), "news@herald.test");
-    assert_eq!(m.from().and_then(|l| l.first()).and_then(|a| a.name()), Some("Herald News"));
+    assert_eq!(
+        m.from().and_then(|l| l.first()).and_then(|a| a.name()),
+        Some("Herald News")
+    );
     assert_eq!(first_address(&m, "to"), e.to[0].email);
     assert_eq!(first_address(&m, "cc"), "cc@example.com");
     assert_eq!(first_address(&m, "reply-to"), "help@herald.test");
     assert_eq!(m.subject(), Some(e.subject.as_str()));
     assert_eq!(m.message_id(), Some(e.message_id.as_str()));
     assert!(m.header("Bcc").is_none(), "{raw}");
-    assert!(!raw.contains("audit@herald.test"), "Bcc leaked into the message:\n{raw}");
-    assert_eq!(m.body_text(0).as_deref().map(str::trim), e.body_text.as_deref());
+    assert!(
+        !raw.contains("audit@herald.test"),
+        "Bcc leaked into the message:\n{raw}"
+    );
+    assert_eq!(
+        m.body_text(0).as_deref().map(str::trim),
+        e.body_text.as_deref()
+    );
     match &e.body_html {
         Some(html) => {
             let ct = m.content_type().expect("content type");
@@ -108,7 +116,10 @@ fn assert_rendered(raw: &str, e: &Email) {
                 ("multipart", Some("alternative")),
                 "{raw}"
             );
-            assert_eq!(m.body_html(0).as_deref().map(str::trim), Some(html.as_str()));
+            assert_eq!(
+                m.body_html(0).as_deref().map(str::trim),
+                Some(html.as_str())
+            );
         }
         None => assert!(m.html_part(0).is_none_or(|p| !p.is_text_html()), "{raw}"),
     }
@@ -147,7 +158,13 @@ async fn a_marketing_email_reaches_a_real_smtp_server_with_every_header() {
     let e = email("ann@example.com");
     let r = t.send(&Outbound::Email(e.clone())).await;
     assert!(
-        matches!(&r, SendResult::Accepted { provider_id: None, .. }),
+        matches!(
+            &r,
+            SendResult::Accepted {
+                provider_id: None,
+                ..
+            }
+        ),
         "{r:?}"
     );
     assert_eq!(code(&r).as_deref(), Some("250"));
@@ -165,6 +182,7 @@ async fn a_marketing_email_reaches_a_real_smtp_server_with_every_header() {
 async fn a_transactional_email_has_no_list_unsubscribe_and_the_connection_is_reused() {
     let mut sink = SmtpSink::start().await;
     let t = smtp(sink.url());
+    let mut ports = Vec::new();
     for _ in 0..2 {
         let e = transactional("bob@example.com");
         let r = t.send(&Outbound::Email(e.clone())).await;
@@ -172,7 +190,12 @@ async fn a_transactional_email_has_no_list_unsubscribe_and_the_connection_is_reu
         let got = sink.next_message().await;
         assert_eq!(got.mail_from, e.return_path);
         assert_rendered(&got.data, &e);
+        ports.push(got.peer_port);
     }
+    assert_eq!(
+        ports[0], ports[1],
+        "the second message came on a new connection"
+    );
 }
 
 #[tokio::test]
@@ -224,6 +247,37 @@ async fn a_relay_that_is_down_means_retry() {
         .send(&Outbound::Email(transactional("ann@example.com")))
         .await;
     assert!(matches!(r, SendResult::Retry { .. }), "{r:?}");
+    assert_eq!(code(&r).as_deref(), Some("network"));
+}
+
+#[tokio::test]
+async fn a_refused_login_fails_without_bouncing_and_the_right_one_sends() {
+    let mut sink = SmtpSink::start_with(&["--auth"]).await;
+    let with_password = |password: &str| {
+        SmtpTransport::new(&SmtpSettings {
+            url: sink.url(),
+            username: Some("herald".into()),
+            password: Secret(password.into()),
+            timeout: Duration::from_secs(15),
+            ..SmtpSettings::default()
+        })
+        .expect("smtp settings")
+    };
+    let wrong = with_password("wrong");
+    assert!(!format!("{wrong:?}").contains("wrong"), "{wrong:?}");
+    let r = wrong
+        .send(&Outbound::Email(transactional("ann@example.com")))
+        .await;
+    let SendResult::Failed { reply } = &r else {
+        panic!("expected Failed, got {r:?}");
+    };
+    assert_eq!(reply.code.as_deref(), Some("535"));
+
+    let right = with_password("s3cret");
+    let e = transactional("ann@example.com");
+    let r = right.send(&Outbound::Email(e.clone())).await;
+    assert!(matches!(r, SendResult::Accepted { .. }), "{r:?}");
+    assert_eq!(sink.next_message().await.mail_from, e.return_path);
 }
 
 #[tokio::test]
@@ -248,7 +302,11 @@ async fn a_bad_address_fails_naming_it_and_sms_is_refused() {
             panic!("{}: expected Failed, got {r:?}", t.name());
         };
         assert!(
-            reply.text.as_deref().unwrap_or_default().contains("not-an-address"),
+            reply
+                .text
+                .as_deref()
+                .unwrap_or_default()
+                .contains("not-an-address"),
             "{reply:?}"
         );
         let r = t.send(&sms).await;
@@ -377,7 +435,11 @@ async fn a_real_dsn_becomes_a_bounced_report_for_the_verp_id() {
     let r = l.next_report().await;
     assert_eq!(
         (r.key, r.status, r.reply.code.as_deref()),
-        (ReportKey::Message(id), ReportStatus::Delivered, Some("2.0.0"))
+        (
+            ReportKey::Message(id),
+            ReportStatus::Delivered,
+            Some("2.0.0")
+        )
     );
     l.stop().await;
 }
@@ -432,7 +494,11 @@ async fn garbage_and_an_oversized_data_do_not_stop_the_bounce_listener() {
     garbage.extend_from_slice(b"\r\n\0\0\xff\r\nMAIL FROM:<\r\nRCPT\r\nDATA\r\nQUIT\r\n");
     let out = raw_session(l.port, &garbage).await;
     let codes: Vec<&str> = out.lines().map(|l| l.get(..3).unwrap_or(l)).collect();
-    assert_eq!(codes, ["220", "501", "502", "501", "501", "503", "221"], "{out}");
+    assert_eq!(
+        codes,
+        ["220", "501", "502", "501", "501", "503", "221"],
+        "{out}"
+    );
 
     let id = Uuid::new_v4();
     let mut big = format!(
@@ -447,7 +513,10 @@ async fn garbage_and_an_oversized_data_do_not_stop_the_bounce_listener() {
     }
     big.extend_from_slice(b".\r\nQUIT\r\n");
     let out = raw_session(l.port, &big).await;
-    assert!(out.contains("\r\n552 "), "an oversized DATA was not refused: {out}");
+    assert!(
+        out.contains("\r\n552 "),
+        "an oversized DATA was not refused: {out}"
+    );
     assert!(out.trim_end().ends_with("221 2.0.0 bye"), "{out}");
 
     // Still serving: a real DSN after all that is reported.
@@ -460,6 +529,9 @@ async fn garbage_and_an_oversized_data_do_not_stop_the_bounce_listener() {
     .await;
     assert_eq!(verdict["ok"], true, "{verdict}");
     let r = l.next_report().await;
-    assert_eq!((r.key, r.status), (ReportKey::Message(id), ReportStatus::Bounced));
+    assert_eq!(
+        (r.key, r.status),
+        (ReportKey::Message(id), ReportStatus::Bounced)
+    );
     l.stop().await;
 }

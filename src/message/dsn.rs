@@ -158,8 +158,7 @@ fn parse_status_fields(body: &str) -> Vec<DsnRecipient> {
         if let Some(action) = get("action") {
             out.push(DsnRecipient {
                 action: DsnAction::parse(&action),
-                status: get("status")
-                    .and_then(|s| s.split_whitespace().next().map(str::to_string)),
+                status: get("status").and_then(|s| s.split_whitespace().next().map(str::to_string)),
                 diagnostic: get("diagnostic-code"),
                 recipient: get("final-recipient")
                     .or_else(|| get("original-recipient"))
@@ -270,11 +269,9 @@ impl BounceListener {
             sessions.spawn(async move {
                 let _slot = slot;
                 let limit = settings.session_timeout;
-                let served = tokio::time::timeout(
-                    limit,
-                    serve_session(stream, &settings, &sink, &cancel),
-                )
-                .await;
+                let served =
+                    tokio::time::timeout(limit, serve_session(stream, &settings, &sink, &cancel))
+                        .await;
                 match served {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "bounce session ended"),
@@ -756,9 +753,15 @@ Reporting-MTA: dns; mx\n\nfinal-recipient: rfc822;a@b.test\nACTION: {action}\nst
         let id = Uuid::parse_str("7d1b2f9e-3c4a-4e55-9a3b-0c6f8e2d1a44").expect("uuid");
         assert_eq!(verp_message_id(&verp_address(id, "herald.test")), Some(id));
         let table = [
-            ("bounces+7d1b2f9e-3c4a-4e55-9a3b-0c6f8e2d1a44@x.test", Some(id)),
+            (
+                "bounces+7d1b2f9e-3c4a-4e55-9a3b-0c6f8e2d1a44@x.test",
+                Some(id),
+            ),
             ("BOUNCES+7d1b2f9e3c4a4e559a3b0c6f8e2d1a44@x.test", Some(id)),
-            ("@relay.test:bounces+7d1b2f9e-3c4a-4e55-9a3b-0c6f8e2d1a44@x.test", Some(id)),
+            (
+                "@relay.test:bounces+7d1b2f9e-3c4a-4e55-9a3b-0c6f8e2d1a44@x.test",
+                Some(id),
+            ),
             ("bounces+7d1b2f9e-3c4a-4e55-9a3b-0c6f8e2d1a44@", None),
             ("bounces+nope@x.test", None),
             ("bounces@x.test", None),
@@ -774,7 +777,10 @@ Reporting-MTA: dns; mx\n\nfinal-recipient: rfc822;a@b.test\nACTION: {action}\nst
 
     #[test]
     fn commands_parse_leniently_and_never_panic() {
-        assert_eq!(parse_command("MAIL FROM:<> SIZE=100\r\n"), Command::Mail(Some(100)));
+        assert_eq!(
+            parse_command("MAIL FROM:<> SIZE=100\r\n"),
+            Command::Mail(Some(100))
+        );
         assert_eq!(parse_command("mail from: <a@b>\r\n"), Command::Mail(None));
         assert_eq!(
             parse_command("RCPT TO:<bounces+x@y>\r\n"),
@@ -866,7 +872,10 @@ RCPT TO:<bounces+7d1b2f9e-3c4a-4e55-9a3b-0c6f8e2d1a44@herald.test>\r\nDATA\r\n{b
     async fn too_many_bad_commands_close_the_session() {
         let input = "BOGUS\r\n".repeat(50);
         let (out, _) = converse(input.as_bytes()).await;
-        assert!(out.trim_end().ends_with("421 4.7.0 too many errors"), "{out}");
+        assert!(
+            out.trim_end().ends_with("421 4.7.0 too many errors"),
+            "{out}"
+        );
         assert_eq!(out.lines().count(), 1 + MAX_ERRORS as usize, "{out}");
     }
 }

@@ -18,6 +18,12 @@
 //!   refuses herald, not the recipient, so nobody is suppressed.
 //! - a message that cannot be built (bad address, unsafe header value) or a
 //!   non-ASCII address to a relay without SMTPUTF8 → `Failed`.
+//! - [`Transport::close`] → later sends answer `Retry` (code `closed`): a
+//!   shutdown never fails a message.
+//!
+//! [`PeerReply::code`] is the relay's reply code (`250`, `451`, `550`), or,
+//! when the relay gave none, `network`, `tls`, `timeout` (→ `Retry`),
+//! `client`, `local` (→ `Failed`: herald's side refused) or `closed`.
 //!
 //! Several recipients: they are sent in one transaction, and the first RCPT
 //! refused ends it (RSET is not tried: the connection is closed). A 5xx there
@@ -205,11 +211,13 @@ pub enum BuildError {
 }
 
 fn address(field: &'static str, raw: &str) -> Result<Address, BuildError> {
-    raw.trim().parse::<Address>().map_err(|e| BuildError::Address {
-        field,
-        address: raw.to_string(),
-        reason: e.to_string(),
-    })
+    raw.trim()
+        .parse::<Address>()
+        .map_err(|e| BuildError::Address {
+            field,
+            address: raw.to_string(),
+            reason: e.to_string(),
+        })
 }
 
 fn mailbox(field: &'static str, m: &Mailbox) -> Result<LettreMailbox, BuildError> {
@@ -235,7 +243,10 @@ fn plain_token(field: &'static str, value: &str) -> Result<(), BuildError> {
     if value.len() > 900 {
         return bad("longer than 900 characters");
     }
-    if !value.bytes().all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>') {
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
+    {
         return bad("only printable ASCII without spaces or angle brackets");
     }
     Ok(())
@@ -288,9 +299,10 @@ pub fn build_message(email: &Email) -> Result<Message, BuildError> {
         Envelope::new(Some(sender), rcpts).map_err(|e| BuildError::Message(e.to_string()))?;
     builder = builder.envelope(envelope);
     let built = match (&email.body_text, &email.body_html) {
-        (Some(text), Some(html)) => {
-            builder.multipart(MultiPart::alternative_plain_html(text.clone(), html.clone()))
-        }
+        (Some(text), Some(html)) => builder.multipart(MultiPart::alternative_plain_html(
+            text.clone(),
+            html.clone(),
+        )),
         (None, Some(html)) => builder.singlepart(SinglePart::html(html.clone())),
         (Some(text), None) => builder.singlepart(SinglePart::plain(text.clone())),
         (None, None) => builder.singlepart(SinglePart::plain(String::new())),
@@ -345,6 +357,8 @@ enum SendError {
     },
     /// A rule of ours stopped it before anything was sent.
     Local(String),
+    /// [`Transport::close`] was called: not sent, try again after a restart.
+    Closed,
 }
 
 fn reply_of(stage: Stage, e: &lettre::transport::smtp::Error, rcpt: Option<&str>) -> SendResult {
@@ -356,20 +370,32 @@ fn reply_of(stage: Stage, e: &lettre::transport::smtp::Error, rcpt: Option<&str>
         None => text,
     };
     let code = e.status().and_then(|c| c.to_string().parse::<u16>().ok());
-    let verdict = match code {
-        Some(c) => classify_reply(stage, c),
-        // No reply code: client-side refusals are permanent for this message
-        // (they would happen again); everything else is the network.
-        None if e.is_client() => Verdict::Failed,
-        None => Verdict::Retry,
-    };
-    let reply = PeerReply {
-        code: Some(code.map_or_else(|| "network".to_string(), |c| c.to_string())),
-        text: Some(if code.is_some() {
-            text
-        } else {
-            format!("{e}")
-        }),
+    let (verdict, reply) = match code {
+        Some(c) => (
+            classify_reply(stage, c),
+            PeerReply {
+                code: Some(c.to_string()),
+                text: Some(text),
+            },
+        ),
+        // No reply code: a client-side refusal would happen again (permanent
+        // for this message); TLS, I/O and garbled replies may pass.
+        None => {
+            let (verdict, kind) = if e.is_client() {
+                (Verdict::Failed, "client")
+            } else if e.is_tls() {
+                (Verdict::Retry, "tls")
+            } else if e.is_timeout() {
+                (Verdict::Retry, "timeout")
+            } else {
+                (Verdict::Retry, "network")
+            };
+            let reply = PeerReply {
+                code: Some(kind.to_string()),
+                text: Some(e.to_string()),
+            };
+            (verdict, reply)
+        }
     };
     match verdict {
         Verdict::Retry => SendResult::Retry { reply, after: None },
@@ -593,7 +619,7 @@ impl SmtpTransport {
                 .permits
                 .acquire()
                 .await
-                .map_err(|_| SendError::Local("the transport is closed".into()))?;
+                .map_err(|_| SendError::Closed)?;
             let mut conn = self.connection().await?;
             match Self::transaction(&mut conn, envelope, &body).await {
                 Ok(response) => {
@@ -612,6 +638,13 @@ impl SmtpTransport {
                 reply_of(stage, &error, rcpt.as_deref())
             }
             Ok(Err(SendError::Local(text))) => local_failure(text),
+            Ok(Err(SendError::Closed)) => SendResult::Retry {
+                reply: PeerReply {
+                    code: Some("closed".into()),
+                    text: Some("the smtp transport is closed".into()),
+                },
+                after: None,
+            },
             Err(_) => SendResult::Retry {
                 reply: PeerReply {
                     code: Some("timeout".into()),
@@ -706,16 +739,34 @@ mod tests {
     #[test]
     fn urls_name_host_port_and_security() {
         let ok = [
-            ("smtp://mail.example.com", "mail.example.com", 25, Security::Opportunistic),
-            ("smtp://127.0.0.1:2525", "127.0.0.1", 2525, Security::Opportunistic),
-            ("smtp://relay:587?tls=required", "relay", 587, Security::StartTlsRequired),
+            (
+                "smtp://mail.example.com",
+                "mail.example.com",
+                25,
+                Security::Opportunistic,
+            ),
+            (
+                "smtp://127.0.0.1:2525",
+                "127.0.0.1",
+                2525,
+                Security::Opportunistic,
+            ),
+            (
+                "smtp://relay:587?tls=required",
+                "relay",
+                587,
+                Security::StartTlsRequired,
+            ),
             ("smtps://relay", "relay", 465, Security::Implicit),
             ("SMTPS://relay:10465/", "relay", 10465, Security::Implicit),
             ("smtp://[::1]:2525", "::1", 2525, Security::Opportunistic),
         ];
         for (url, host, port, security) in ok {
             let e = parse_url(url).unwrap_or_else(|e| panic!("{url}: {e}"));
-            assert_eq!((e.host.as_str(), e.port, e.security), (host, port, security));
+            assert_eq!(
+                (e.host.as_str(), e.port, e.security),
+                (host, port, security)
+            );
         }
         for bad in [
             "mail.example.com",

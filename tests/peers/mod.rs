@@ -34,7 +34,7 @@ for py in /usr/bin/python3 python3 "$VENV/bin/python3"; do
   if "$py" -c 'import aiosmtpd' >/dev/null 2>&1; then echo "$py"; exit 0; fi
 done
 echo "message_smtp tests: installing aiosmtpd (Debian python3-aiosmtpd)" >&2
-if (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-aiosmtpd) >&2 \
+if (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-aiosmtpd) >&2 \
    && /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
   echo /usr/bin/python3; exit 0
 fi
@@ -70,13 +70,21 @@ pub struct Received {
     pub mail_from: String,
     pub rcpt_tos: Vec<String>,
     pub data: String,
+    /// The client's TCP port: two messages with one port came on one connection.
+    pub peer_port: u64,
 }
 
 impl SmtpSink {
     pub async fn start() -> SmtpSink {
+        Self::start_with(&[]).await
+    }
+
+    /// As [`SmtpSink::start`], with `smtp_sink.py` options (`--auth`).
+    pub async fn start_with(args: &[&str]) -> SmtpSink {
         let python = ensure_aiosmtpd();
         let mut child = Command::new(python)
             .arg(peers_dir().join("smtp_sink.py"))
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -117,6 +125,7 @@ impl SmtpSink {
                 })
                 .unwrap_or_default(),
             data: v["data"].as_str().unwrap_or_default().to_string(),
+            peer_port: v["peer_port"].as_u64().unwrap_or_default(),
         }
     }
 }
@@ -129,7 +138,12 @@ impl Drop for SmtpSink {
 
 /// Sends `message` with Python's smtplib (`send_mail.py`) and returns its
 /// JSON verdict (`{"ok": true, "refused": {}}` or `{"ok": false, "code": N}`).
-pub async fn send_with_smtplib(port: u16, mail_from: &str, rcpts: &[&str], message: &[u8]) -> Value {
+pub async fn send_with_smtplib(
+    port: u16,
+    mail_from: &str,
+    rcpts: &[&str],
+    message: &[u8],
+) -> Value {
     let python = ensure_aiosmtpd();
     let mut child = Command::new(python)
         .arg(peers_dir().join("send_mail.py"))

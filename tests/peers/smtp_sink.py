@@ -3,7 +3,8 @@
 
 Listens on 127.0.0.1, port 0; prints the bound port as the first line of
 stdout, then one JSON line per message received:
-{"mail_from": ..., "rcpt_tos": [...], "data": "<raw message>"}.
+{"mail_from": ..., "rcpt_tos": [...], "data": "<raw message>",
+"peer_port": <the client's port, to tell connections apart>}.
 
 Recipients whose local part starts with `reject` are answered 550; the local
 part `later` is answered 451 the first time (per address), 250 after.
@@ -13,10 +14,22 @@ Stops when stdin closes (the test ends) or on SIGTERM.
 """
 import asyncio
 import json
+import logging
 import signal
 import sys
+import warnings
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+# With `--auth`: AUTH (PLAIN/LOGIN, allowed without TLS) is required, and only
+# herald / s3cret is accepted.
+USER, PASSWORD = b"herald", b"s3cret"
+
+
+def authenticator(server, session, envelope, mechanism, auth_data):
+    ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (USER, PASSWORD)
+    # handled=False: aiosmtpd answers the 535 itself.
+    return AuthResult(success=ok, handled=False)
 
 
 class Handler:
@@ -38,7 +51,12 @@ class Handler:
         if isinstance(data, bytes):
             data = data.decode("utf-8", errors="replace")
         line = json.dumps(
-            {"mail_from": envelope.mail_from, "rcpt_tos": envelope.rcpt_tos, "data": data}
+            {
+                "mail_from": envelope.mail_from,
+                "rcpt_tos": envelope.rcpt_tos,
+                "data": data,
+                "peer_port": session.peer[1],
+            }
         )
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
@@ -46,10 +64,16 @@ class Handler:
 
 
 async def main():
+    # AUTH without TLS is this test peer's choice; keep its stderr for errors.
+    warnings.simplefilter("ignore")
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
     loop = asyncio.get_running_loop()
     handler = Handler()
+    options = {}
+    if "--auth" in sys.argv[1:]:
+        options = dict(authenticator=authenticator, auth_required=True, auth_require_tls=False)
     server = await loop.create_server(
-        lambda: SMTP(handler, hostname="sink.test", enable_SMTPUTF8=True),
+        lambda: SMTP(handler, hostname="sink.test", enable_SMTPUTF8=True, **options),
         host="127.0.0.1",
         port=0,
     )
