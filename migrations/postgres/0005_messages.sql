@@ -10,7 +10,7 @@ CREATE TABLE templates (
     -- inactive | active
     status     TEXT NOT NULL,
     -- The current version (template_versions).
-    version    INTEGER NOT NULL,
+    version    BIGINT NOT NULL,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
 );
@@ -19,7 +19,7 @@ CREATE INDEX templates_channel ON templates(channel, status);
 -- Every version ever saved; a message names the version it was rendered from.
 CREATE TABLE template_versions (
     template_id TEXT NOT NULL REFERENCES templates(id) ON DELETE CASCADE,
-    version     INTEGER NOT NULL,
+    version     BIGINT NOT NULL,
     -- JSON: [{"key", "required", "default"}]
     variables   TEXT NOT NULL,
     -- JSON: the channel's parts (src/message/template.rs, TemplateParts)
@@ -45,7 +45,7 @@ CREATE TABLE messages (
     -- encoding and segments).
     rendered         TEXT NOT NULL,
     template_id      TEXT,
-    template_version INTEGER,
+    template_version BIGINT,
     idempotency_key  TEXT UNIQUE,
     -- SHA-256 of the request, to refuse a reused key with another body.
     request_hash     TEXT,
@@ -53,9 +53,9 @@ CREATE TABLE messages (
     provider_id      TEXT,
     -- E-mail: the Message-ID header value.
     rfc_message_id   TEXT,
-    max_retries      INTEGER NOT NULL,
+    max_retries      BIGINT NOT NULL,
     -- Sends started (attempt rows).
-    tries            INTEGER NOT NULL DEFAULT 0,
+    tries            BIGINT NOT NULL DEFAULT 0,
     -- When the message may be sent (scheduled_at, a retry's backoff, the
     -- send window's opening).
     due_at           BIGINT NOT NULL,
@@ -75,7 +75,7 @@ CREATE INDEX messages_template ON messages(template_id, status);
 
 CREATE TABLE message_attempts (
     message_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
-    attempt    INTEGER NOT NULL,
+    attempt    BIGINT NOT NULL,
     started_at BIGINT NOT NULL,
     ended_at   BIGINT,
     -- accepted | retry | bounced | failed | interrupted (NULL while sending)

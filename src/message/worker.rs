@@ -155,7 +155,12 @@ impl ChannelWorker {
     async fn send_one(&self, row: MessageRow, limiter: Option<&DefaultDirectRateLimiter>) -> SendRecord {
         let rendered: Value = serde_json::from_str(&row.rendered).unwrap_or(Value::Null);
         let decision = match self.gate(&row, &rendered).await {
-            Err(decision) => decision,
+            Err(mut decision) => {
+                if decision.status == "queued" && decision.due_at.is_none() {
+                    decision.due_at = Some(self.clock.now_ms() + self.settings.backoff.delay_ms(row.tries));
+                }
+                decision
+            }
             Ok(message) => {
                 let units = rendered
                     .get("segments")
@@ -209,7 +214,7 @@ impl ChannelWorker {
                     .chain(&email.bcc)
                     .map(|m| m.email.to_ascii_lowercase())
                     .collect();
-                let blocked = self.store.suppressed("email", &all).await.unwrap_or_default();
+                let blocked = self.store.suppressed("email", &all).await.map_err(unchecked)?;
                 if !blocked.is_empty() {
                     let keep = |m: &Mailbox| !blocked.contains(&m.email.to_ascii_lowercase());
                     email.to.retain(keep);
@@ -223,11 +228,15 @@ impl ChannelWorker {
             }
             MessageChannel::Sms => {
                 let sms = sms_from(id, rendered).ok_or_else(|| malformed("SMS fields"))?;
-                let listed = self.store.suppressed("sms", std::slice::from_ref(&sms.to)).await.unwrap_or_default();
+                let listed = self
+                    .store
+                    .suppressed("sms", std::slice::from_ref(&sms.to))
+                    .await
+                    .map_err(unchecked)?;
                 if !listed.is_empty() {
                     return Err(outcome::suppressed("SMS suppression"));
                 }
-                if matches!(self.store.get_dnc(&sms.to).await, Ok(Some(_))) {
+                if self.store.get_dnc(&sms.to).await.map_err(unchecked)?.is_some() {
                     return Err(outcome::suppressed("do-not-call"));
                 }
                 Ok(Outbound::Sms(sms))
@@ -236,7 +245,40 @@ impl ChannelWorker {
     }
 }
 
+/// The gate could not read its lists: nothing is sent (fail closed); the
+/// message is tried again after the backoff, like a temporary failure.
+fn unchecked(e: crate::store::StoreError) -> Decision {
+    tracing::warn!(error = %e, "checking the suppression and DNC lists failed; the message waits");
+    Decision {
+        status: "queued",
+        result: "retry",
+        reason: None,
+        reply: super::transport::PeerReply {
+            code: None,
+            text: Some("the suppression list could not be checked".into()),
+        },
+        provider_id: None,
+        due_at: None,
+        suppress: false,
+    }
+}
+
+/// The address a bounce names (an SMTP transport puts the refused
+/// recipient first in its reply text: `<address>: 550 …`), else the
+/// message's first recipient.
+fn bounced_address(row: &MessageRow, text: Option<&str>) -> String {
+    text.and_then(|t| t.split_once(": "))
+        .map(|(a, _)| a.trim().trim_matches(['<', '>']).to_ascii_lowercase())
+        .filter(|a| a.contains('@') && !a.contains(' '))
+        .unwrap_or_else(|| row.recipient.clone())
+}
+
 fn to_record(row: &MessageRow, d: Decision) -> SendRecord {
+    let suppress = if d.suppress {
+        vec![(row.channel.clone(), bounced_address(row, d.reply.text.as_deref()))]
+    } else {
+        Vec::new()
+    };
     SendRecord {
         id: row.id.clone(),
         attempt: row.tries,
@@ -247,11 +289,7 @@ fn to_record(row: &MessageRow, d: Decision) -> SendRecord {
         text: d.reply.text,
         provider_id: d.provider_id,
         due_at: d.due_at,
-        suppress: if d.suppress {
-            vec![(row.channel.clone(), row.recipient.clone())]
-        } else {
-            Vec::new()
-        },
+        suppress,
     }
 }
 

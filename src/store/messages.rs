@@ -457,9 +457,9 @@ impl Store {
     pub async fn suppressed(&self, channel: &str, addresses: &[String]) -> Result<Vec<String>> {
         let mut out = Vec::new();
         for a in addresses {
-            let hit: Option<i64> = with_pool!(self, p => sqlx::query_scalar("SELECT 1 FROM suppressions WHERE channel = $1 AND address = $2")
-                .bind(channel).bind(a).fetch_optional(p).await)?;
-            if hit.is_some() {
+            let hits: i64 = with_pool!(self, p => sqlx::query_scalar("SELECT COUNT(*) FROM suppressions WHERE channel = $1 AND address = $2")
+                .bind(channel).bind(a).fetch_one(p).await)?;
+            if hits > 0 {
                 out.push(a.clone());
             }
         }
