@@ -32,7 +32,6 @@ fn start(dir: &std::path::Path, smpp_url: &str) -> HeraldProcess {
             ("HERALD__CHANNELS__SMS__MAX_PER_SECOND", "0"),
             ("HERALD__CHANNELS__EMAIL__TRANSPORT", "off"),
             ("HERALD__MESSAGES__LEASE_MS", "2000"),
-            ("HERALD__SIMULATOR__ENABLED", "false"),
         ],
         false,
     )
@@ -50,49 +49,50 @@ async fn kill_9_while_sending_sms_then_restart_loses_nothing() {
     let c = reqwest::Client::new();
     let mut h = start(dir.path(), &url);
 
-    // Accept every message first (the sender starts at once; that is the point).
+
+    // Post messages while the sender already sends them; kill herald once
+    // the SMSC has taken a couple of thousand (posts after the kill fail).
     let base = h.base.clone();
     let key = h.key.clone();
-    let accepted = futures::stream::iter(0..MESSAGES)
-        .map(|i| {
-            let c = c.clone();
-            let (base, key) = (base.clone(), key.clone());
-            async move {
-                // Numbers ending 1..9: the SMSC reports them delivered.
-                let to = format!("+1555{:07}", 2_000_000 + i * 10 + 1 + i % 9);
-                let r = c
-                    .post(format!("{base}/v1/sms"))
-                    .header("x-api-key", key)
-                    .json(&json!({"to": to, "body": format!("message {i}")}))
-                    .send()
-                    .await
-                    .expect("POST /v1/sms");
-                r.status().as_u16()
-            }
-        })
-        .buffer_unordered(32)
-        .collect::<Vec<_>>()
-        .await;
-    assert!(accepted.iter().all(|s| *s == 202), "every message accepted");
-
-    // Kill it mid-send: once the SMSC has taken a few thousand.
+    let posting = tokio::spawn(async move {
+        futures::stream::iter(0..MESSAGES)
+            .map(|i| {
+                let c = c.clone();
+                let (base, key) = (base.clone(), key.clone());
+                async move {
+                    // Numbers ending 1..9: the SMSC reports them delivered.
+                    let to = format!("+1555{:07}", 2_000_000 + i * 10 + 1 + i % 9);
+                    c.post(format!("{base}/v1/sms"))
+                        .header("x-api-key", key)
+                        .json(&json!({"to": to, "body": format!("message {i}")}))
+                        .send()
+                        .await
+                        .map(|r| r.status().as_u16())
+                        .unwrap_or(0)
+                }
+            })
+            .buffer_unordered(16)
+            .collect::<Vec<_>>()
+            .await
+    });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
         let s = smsc.stats(Duration::from_secs(10)).await;
-        let n = s["accepted"].as_u64().unwrap_or(0);
-        assert!(n < MESSAGES as u64, "the send finished before the kill; make it larger");
-        if n >= 2_000 {
+        if s["accepted"].as_u64().unwrap_or(0) >= 2_000 {
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "the SMSC received too little: {s}");
     }
     h.kill9();
+    let answers = posting.await.unwrap();
+    let accepted = answers.iter().filter(|s| **s == 202).count();
+    assert!(accepted >= 2_000, "{accepted} accepted");
     let db = sqlx::SqlitePool::connect(&format!("sqlite://{}/herald.db", dir.path().display()))
         .await
         .unwrap();
     let in_flight = count(&db, "SELECT COUNT(*) FROM messages WHERE status = 'sending'").await;
     let queued = count(&db, "SELECT COUNT(*) FROM messages WHERE status = 'queued'").await;
-    assert!(queued > 0, "the kill came after the last claim");
+    assert!(queued + in_flight > 0, "the kill came after the last send");
     db.close().await;
 
     // Restart on the same database: the rest goes out.
@@ -112,15 +112,16 @@ async fn kill_9_while_sending_sms_then_restart_loses_nothing() {
     let total = count(&db, "SELECT COUNT(*) FROM messages").await;
     let ended_well = count(&db, "SELECT COUNT(*) FROM messages WHERE status IN ('sent', 'delivered')").await;
     let interrupted = count(&db, "SELECT COUNT(*) FROM message_attempts WHERE result = 'interrupted'").await;
-    assert_eq!(total, MESSAGES as i64);
-    assert_eq!(ended_well, MESSAGES as i64, "every message ends sent or delivered");
+    // A post whose answer the kill cut off may still have been stored.
+    assert!(total >= accepted as i64, "{total} stored, {accepted} accepted");
+    assert_eq!(ended_well, total, "every stored message ends sent or delivered");
     assert!(interrupted <= in_flight, "only sends in flight at the kill are interrupted");
 
     let s = smsc.stats(Duration::from_secs(10)).await;
     let unique = s["unique_bodies"].as_u64().unwrap();
-    let accepted = s["accepted"].as_u64().unwrap();
-    assert_eq!(unique, MESSAGES as u64, "the SMSC received every message: {s}");
-    let twice = accepted - unique;
+    let taken = s["accepted"].as_u64().unwrap();
+    assert_eq!(unique, total as u64, "the SMSC received every stored message: {s}");
+    let twice = taken - unique;
     eprintln!("kill -9 with {in_flight} sends in flight: {interrupted} interrupted, {twice} received twice by the SMSC");
     assert!(
         twice as i64 <= interrupted,
