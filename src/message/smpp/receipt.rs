@@ -93,11 +93,7 @@ pub fn parse_receipt_text(text: &str) -> Option<ReceiptText> {
             _ => {}
         }
     }
-    Some(ReceiptText {
-        id: id?,
-        stat,
-        err,
-    })
+    Some(ReceiptText { id: id?, stat, err })
 }
 
 /// What a receipt `stat:` value means: `None` for states that are not final
