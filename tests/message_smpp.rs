@@ -12,11 +12,10 @@ mod smsc;
 use std::time::Duration;
 
 use herald::config::Secret;
-use herald::message::smpp::{normalise_id, ReceiptIds, SmppSettings, SmppTransport};
+use herald::message::smpp::{normalise_id, InboundSms, ReceiptIds, SmppSettings, SmppTransport};
 use herald::message::transport::{
     DeliveryReport, Outbound, ReportKey, ReportStatus, SendResult, Sms, Transport,
 };
-use serde_json::Value;
 use smsc::Smsc;
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -377,6 +376,30 @@ async fn a_bad_destination_fails_without_reaching_the_smsc() {
     );
     let stats = smsc.stats(WAIT).await;
     assert_eq!(stats["submits"], 0);
+    transport.close().await;
+    smsc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mobile_originated_message_reaches_the_inbound_channel_and_is_answered() {
+    let mut smsc = Smsc::start(&[("SMSC_MO_TEXT", "STOP Да")]).await;
+    let (reports_tx, _reports) = mpsc::channel(8);
+    let (inbound_tx, mut inbound) = mpsc::channel(8);
+    let transport = SmppTransport::start(settings(smsc.port), reports_tx, Some(inbound_tx));
+    let mo = tokio::time::timeout(WAIT, inbound.recv())
+        .await
+        .expect("no inbound SMS within the deadline")
+        .expect("inbound channel closed");
+    assert_eq!(
+        mo,
+        InboundSms {
+            from: "+15559876543".into(),
+            to: "+15551234567".into(),
+            text: "STOP Да".into(),
+        }
+    );
+    let resp = smsc.wait_kind("deliver_sm_resp", 1, WAIT).await.remove(0);
+    assert_eq!(resp["status"], 0);
     transport.close().await;
     smsc.stop().await;
 }
