@@ -77,7 +77,10 @@ async fn herald_run(n: usize, window: usize, senders: usize) -> Run {
     settings.window = window;
     let (reports_tx, mut reports) = mpsc::channel(4096);
     let transport = Arc::new(SmppTransport::start(settings, reports_tx, None));
-    assert!(transport.wait_bound(Duration::from_secs(10)).await, "no bind");
+    assert!(
+        transport.wait_bound(Duration::from_secs(10)).await,
+        "no bind"
+    );
 
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();

@@ -12,11 +12,10 @@ mod smsc;
 use std::time::Duration;
 
 use herald::config::Secret;
-use herald::message::smpp::{normalise_id, ReceiptIds, SmppSettings, SmppTransport};
+use herald::message::smpp::{normalise_id, InboundSms, ReceiptIds, SmppSettings, SmppTransport};
 use herald::message::transport::{
     DeliveryReport, Outbound, ReportKey, ReportStatus, SendResult, Sms, Transport,
 };
-use serde_json::Value;
 use smsc::Smsc;
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -63,14 +62,6 @@ async fn next_report(rx: &mut mpsc::Receiver<DeliveryReport>) -> DeliveryReport 
         .expect("report channel closed")
 }
 
-fn submits(smsc: &Smsc) -> Vec<Value> {
-    smsc.events
-        .iter()
-        .filter(|e| e["type"] == "submit_sm")
-        .cloned()
-        .collect()
-}
-
 fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -92,7 +83,11 @@ async fn gsm7_text_goes_as_data_coding_0_and_its_delivrd_receipt_reports_deliver
     bound(&transport).await;
 
     let result = transport
-        .send(&sms("+15551234567", "+15557654321", "Hello @ 10:00, herald"))
+        .send(&sms(
+            "+15551234567",
+            "+15557654321",
+            "Hello @ 10:00, herald",
+        ))
         .await;
     let id = accepted_id(&result);
 
@@ -170,7 +165,11 @@ async fn a_300_character_gsm_text_goes_as_two_parts_sharing_one_udh_reference() 
         .cycle()
         .take(300)
         .collect();
-    let id = accepted_id(&transport.send(&sms("+15551234567", "+15557654321", &text)).await);
+    let id = accepted_id(
+        &transport
+            .send(&sms("+15551234567", "+15557654321", &text))
+            .await,
+    );
 
     let parts = smsc.wait_kind("submit_sm", 2, WAIT).await;
     assert_eq!(parts.len(), 2, "exactly two submit_sm");
@@ -218,7 +217,11 @@ async fn an_undeliv_receipt_reports_failed() {
     let (transport, mut reports) = start(settings(smsc.port));
     bound(&transport).await;
     // smsc.js answers UNDELIV for numbers ending in 0.
-    let id = accepted_id(&transport.send(&sms("+15551234567", "+15550001110", "Hi")).await);
+    let id = accepted_id(
+        &transport
+            .send(&sms("+15551234567", "+15550001110", "Hi"))
+            .await,
+    );
     let report = next_report(&mut reports).await;
     assert_eq!(report.key, ReportKey::Provider(id));
     assert_eq!(report.status, ReportStatus::Failed);
@@ -235,7 +238,9 @@ async fn a_throttled_submit_answers_retry_and_the_next_send_is_accepted() {
     let (transport, _reports) = start(settings(smsc.port));
     bound(&transport).await;
 
-    let first = transport.send(&sms("+15551234567", "+15557654321", "one")).await;
+    let first = transport
+        .send(&sms("+15551234567", "+15557654321", "one"))
+        .await;
     match &first {
         SendResult::Retry { reply, after } => {
             assert_eq!(reply.code.as_deref(), Some("0x00000058"));
@@ -244,10 +249,15 @@ async fn a_throttled_submit_answers_retry_and_the_next_send_is_accepted() {
         }
         other => panic!("expected Retry, got {other:?}"),
     }
-    let second = transport.send(&sms("+15551234567", "+15557654321", "one")).await;
+    let second = transport
+        .send(&sms("+15551234567", "+15557654321", "one"))
+        .await;
     accepted_id(&second);
     let stats = smsc.stats(WAIT).await;
-    assert_eq!(stats["submits"], 2, "the transport did not resend by itself");
+    assert_eq!(
+        stats["submits"], 2,
+        "the transport did not resend by itself"
+    );
     assert_eq!(stats["throttled"], 1);
     assert_eq!(stats["accepted"], 1);
     transport.close().await;
@@ -263,7 +273,11 @@ async fn hex_ids_in_responses_match_decimal_ids_in_receipts() {
     s.receipt_ids = ReceiptIds::DecimalOfHex;
     let (transport, mut reports) = start(s);
     bound(&transport).await;
-    let id = accepted_id(&transport.send(&sms("+15551234567", "+15557654321", "a")).await);
+    let id = accepted_id(
+        &transport
+            .send(&sms("+15551234567", "+15557654321", "a"))
+            .await,
+    );
     let sub = smsc.wait_kind("submit_sm", 1, WAIT).await.remove(0);
     let given = sub["message_id"].as_str().expect("id").to_string();
     assert!(given.starts_with("0000"), "hex with leading zeros: {given}");
@@ -276,7 +290,11 @@ async fn hex_ids_in_responses_match_decimal_ids_in_receipts() {
     // The control: taken as given, the decimal receipt id matches nothing.
     let (transport, mut reports) = start(settings(smsc.port));
     bound(&transport).await;
-    let id = accepted_id(&transport.send(&sms("+15551234567", "+15557654321", "b")).await);
+    let id = accepted_id(
+        &transport
+            .send(&sms("+15551234567", "+15557654321", "b"))
+            .await,
+    );
     let report = next_report(&mut reports).await;
     assert_ne!(report.key, ReportKey::Provider(id.clone()));
     let decimal = u64::from_str_radix(&id, 16).expect("hex id").to_string();
@@ -292,10 +310,16 @@ async fn the_transport_rebinds_after_the_smsc_drops_the_connection_and_sends_not
     bound(&transport).await;
 
     for i in 0..2 {
-        accepted_id(&transport.send(&sms("+15551234567", "+15557654321", &format!("before {i}"))).await);
+        accepted_id(
+            &transport
+                .send(&sms("+15551234567", "+15557654321", &format!("before {i}")))
+                .await,
+        );
     }
     // The SMSC takes this one and drops the connection without answering.
-    let lost = transport.send(&sms("+15551234567", "+15557654321", "lost")).await;
+    let lost = transport
+        .send(&sms("+15551234567", "+15557654321", "lost"))
+        .await;
     assert!(
         matches!(lost, SendResult::Retry { .. }),
         "a submit outstanding when the connection drops answers Retry, got {lost:?}"
@@ -303,7 +327,11 @@ async fn the_transport_rebinds_after_the_smsc_drops_the_connection_and_sends_not
     smsc.wait_kind("bind", 2, WAIT).await;
     bound(&transport).await;
     for i in 0..2 {
-        accepted_id(&transport.send(&sms("+15551234567", "+15557654321", &format!("after {i}"))).await);
+        accepted_id(
+            &transport
+                .send(&sms("+15551234567", "+15557654321", &format!("after {i}")))
+                .await,
+        );
     }
     let stats = smsc.stats(WAIT).await;
     assert_eq!(stats["submits"], 5, "2 before, the dropped one, 2 after");
@@ -324,11 +352,10 @@ async fn a_refused_bind_keeps_the_transport_unbound_and_sends_answer_retry() {
     let binds = smsc.wait_kind("bind", 2, WAIT).await;
     assert!(binds.iter().all(|b| b["ok"] == false));
     assert!(!transport.ready());
-    let result = transport.send(&sms("+15551234567", "+15557654321", "x")).await;
-    assert!(
-        matches!(result, SendResult::Retry { .. }),
-        "got {result:?}"
-    );
+    let result = transport
+        .send(&sms("+15551234567", "+15557654321", "x"))
+        .await;
+    assert!(matches!(result, SendResult::Retry { .. }), "got {result:?}");
     let stats = smsc.stats(WAIT).await;
     assert_eq!(stats["submits"], 0);
     transport.close().await;
@@ -340,10 +367,39 @@ async fn a_bad_destination_fails_without_reaching_the_smsc() {
     let mut smsc = Smsc::start(&[]).await;
     let (transport, _reports) = start(settings(smsc.port));
     bound(&transport).await;
-    let result = transport.send(&sms("+15551234567", "5557654321", "x")).await;
-    assert!(matches!(result, SendResult::Failed { .. }), "got {result:?}");
+    let result = transport
+        .send(&sms("+15551234567", "5557654321", "x"))
+        .await;
+    assert!(
+        matches!(result, SendResult::Failed { .. }),
+        "got {result:?}"
+    );
     let stats = smsc.stats(WAIT).await;
     assert_eq!(stats["submits"], 0);
+    transport.close().await;
+    smsc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mobile_originated_message_reaches_the_inbound_channel_and_is_answered() {
+    let mut smsc = Smsc::start(&[("SMSC_MO_TEXT", "STOP Да")]).await;
+    let (reports_tx, _reports) = mpsc::channel(8);
+    let (inbound_tx, mut inbound) = mpsc::channel(8);
+    let transport = SmppTransport::start(settings(smsc.port), reports_tx, Some(inbound_tx));
+    let mo = tokio::time::timeout(WAIT, inbound.recv())
+        .await
+        .expect("no inbound SMS within the deadline")
+        .expect("inbound channel closed");
+    assert_eq!(
+        mo,
+        InboundSms {
+            from: "+15559876543".into(),
+            to: "+15551234567".into(),
+            text: "STOP Да".into(),
+        }
+    );
+    let resp = smsc.wait_kind("deliver_sm_resp", 1, WAIT).await.remove(0);
+    assert_eq!(resp["status"], 0);
     transport.close().await;
     smsc.stop().await;
 }

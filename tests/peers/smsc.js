@@ -23,6 +23,9 @@
 //   SMSC_DROP_AFTER=K      after K answered submits, take the next submit
 //                          without answering and drop the connection (once)
 //   SMSC_LOG          "all" (default) or "count" (only the stats line)
+//   SMSC_MO_TEXT      after a successful bind, send this text as a
+//                     mobile-originated deliver_sm (UCS-2) from +15559876543
+//                     to 15551234567
 // A receipt follows every accepted submit: stat:UNDELIV (message_state 5)
 // when the destination number ends in 0, else stat:DELIVRD (state 2).
 'use strict';
@@ -36,6 +39,7 @@ const receiptTlvs = (process.env.SMSC_RECEIPT_TLVS || '1') === '1';
 let throttleLeft = parseInt(process.env.SMSC_THROTTLE_FIRST || '0', 10);
 const dropAfter = parseInt(process.env.SMSC_DROP_AFTER || '0', 10);
 const logAll = (process.env.SMSC_LOG || 'all') === 'all';
+const moText = process.env.SMSC_MO_TEXT || '';
 
 // Keep short_message as raw bytes: the test asserts the octets herald sent.
 for (const cmd of ['submit_sm', 'deliver_sm']) {
@@ -84,6 +88,20 @@ const server = smpp.createServer((session) => {
     stats.binds += 1;
     bound = true;
     session.send(pdu.response({ system_id: 'smsc' }));
+    if (moText) {
+      const utf16be = Buffer.from(moText, 'utf16le').swap16();
+      session.deliver_sm({
+        source_addr_ton: 1,
+        source_addr_npi: 1,
+        source_addr: '15559876543',
+        dest_addr_ton: 1,
+        dest_addr_npi: 1,
+        destination_addr: '15551234567',
+        esm_class: 0,
+        data_coding: 8,
+        short_message: utf16be,
+      });
+    }
   });
 
   session.on('enquire_link', (pdu) => {

@@ -132,12 +132,16 @@ impl Smsc {
 
     /// Reads events of `kind` until `count` were seen.
     pub async fn wait_kind(&mut self, kind: &str, count: usize, within: Duration) -> Vec<Value> {
-        self.wait_for(kind, count, within, |e| e["type"] == kind).await
+        self.wait_for(kind, count, within, |e| e["type"] == kind)
+            .await
     }
 
     /// The SMSC's counters (asks on stdin, reads until the answer).
     pub async fn stats(&mut self, within: Duration) -> Value {
-        self.stdin.write_all(b"stats\n").await.expect("writing to smsc.js");
+        self.stdin
+            .write_all(b"stats\n")
+            .await
+            .expect("writing to smsc.js");
         self.stdin.flush().await.expect("flushing smsc.js stdin");
         let deadline = tokio::time::Instant::now() + within;
         loop {

@@ -106,7 +106,12 @@ pub struct SmppSettings {
 }
 
 impl SmppSettings {
-    pub fn new(host: impl Into<String>, port: u16, system_id: impl Into<String>, password: Secret) -> Self {
+    pub fn new(
+        host: impl Into<String>,
+        port: u16,
+        system_id: impl Into<String>,
+        password: Secret,
+    ) -> Self {
         SmppSettings {
             host: host.into(),
             port,

@@ -93,11 +93,7 @@ pub fn parse_receipt_text(text: &str) -> Option<ReceiptText> {
             _ => {}
         }
     }
-    Some(ReceiptText {
-        id: id?,
-        stat,
-        err,
-    })
+    Some(ReceiptText { id: id?, stat, err })
 }
 
 /// What a receipt `stat:` value means: `None` for states that are not final
@@ -234,9 +230,12 @@ mod tests {
         );
     }
 
+    /// (id, stat, err) as parsed.
+    type Fields<'a> = Option<(&'a str, Option<&'a str>, Option<&'a str>)>;
+
     #[test]
     fn receipt_texts_are_parsed() {
-        let cases: [(&str, Option<(&str, Option<&str>, Option<&str>)>); 8] = [
+        let cases: [(&str, Fields); 8] = [
             (
                 "id:1000 sub:001 dlvrd:001 submit date:2401011200 done date:2401011201 stat:DELIVRD err:000 text:Hello",
                 Some(("1000", Some("DELIVRD"), Some("000"))),

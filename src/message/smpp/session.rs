@@ -55,7 +55,9 @@ pub fn describe(e: &ClientError) -> String {
             response.id(),
             status_hex(u32::from(response.status()))
         ),
-        ClientError::UnsupportedInterfaceVersion { .. } => "unsupported interface version".to_string(),
+        ClientError::UnsupportedInterfaceVersion { .. } => {
+            "unsupported interface version".to_string()
+        }
         _ => "SMPP client error".to_string(),
     }
 }
@@ -200,7 +202,9 @@ async fn handle(shared: &Shared, client: &Client, command: Command) {
     match (command.id(), command.pdu()) {
         (CommandId::DeliverSm, Some(Pdu::DeliverSm(deliver))) => {
             let status = deliver_sm(shared, deliver).await;
-            let answer = client.status(status).deliver_sm_resp(seq, DeliverSmResp::default());
+            let answer = client
+                .status(status)
+                .deliver_sm_resp(seq, DeliverSmResp::default());
             if let Err(e) = answer.await {
                 tracing::debug!(reason = %describe(&e), "smpp: deliver_sm_resp not sent");
             }
@@ -350,7 +354,10 @@ mod tests {
     fn inbound_texts_are_decoded_by_data_coding() {
         let utf16: Vec<u8> = "Да 😀".encode_utf16().flat_map(u16::to_be_bytes).collect();
         assert_eq!(decode_text(DataCoding::Ucs2, &utf16), "Да 😀");
-        assert_eq!(decode_text(DataCoding::Latin1, &[0x63, 0x61, 0x66, 0xE9]), "café");
+        assert_eq!(
+            decode_text(DataCoding::Latin1, &[0x63, 0x61, 0x66, 0xE9]),
+            "café"
+        );
         assert_eq!(decode_text(DataCoding::McSpecific, b"STOP"), "STOP");
     }
 }

@@ -153,9 +153,8 @@ impl Concatenator for Utf16Sms {
         _part_header_size: usize,
     ) -> Result<(Concatenation, DataCoding), Self::Error> {
         let units: Vec<u16> = message.encode_utf16().collect();
-        let to_bytes = |units: &[u16]| -> Vec<u8> {
-            units.iter().flat_map(|u| u.to_be_bytes()).collect()
-        };
+        let to_bytes =
+            |units: &[u16]| -> Vec<u8> { units.iter().flat_map(|u| u.to_be_bytes()).collect() };
         if units.len() * 2 <= UCS2_SINGLE {
             return Ok((Concatenation::Single(to_bytes(&units)), DataCoding::Ucs2));
         }
@@ -197,7 +196,8 @@ pub fn build_submits(
         .dest_addr_ton(destination.ton)
         .dest_addr_npi(destination.npi)
         .destination_addr(destination_addr)
-        .esm_class(EsmClass::default())
+        // Not `EsmClass::default()`: rusmpp's default sets bit 3 (0x08).
+        .esm_class(EsmClass::from(0u8))
         .registered_delivery(RegisteredDelivery::from(1u8))
         .build();
     template
@@ -270,9 +270,15 @@ mod tests {
     #[test]
     fn sources_get_their_ton_and_npi() {
         let cases = [
-            ("+15551234567", Some((Ton::International, Npi::Isdn, "15551234567"))),
+            (
+                "+15551234567",
+                Some((Ton::International, Npi::Isdn, "15551234567")),
+            ),
             ("Herald", Some((Ton::Alphanumeric, Npi::Unknown, "Herald"))),
-            ("My Shop 24", Some((Ton::Alphanumeric, Npi::Unknown, "My Shop 24"))),
+            (
+                "My Shop 24",
+                Some((Ton::Alphanumeric, Npi::Unknown, "My Shop 24")),
+            ),
             ("12345", Some((Ton::Unknown, Npi::Isdn, "12345"))),
             ("TwelveChars!", None),
             ("+1555abc", None),
@@ -293,9 +299,22 @@ mod tests {
 
     #[test]
     fn destinations_must_be_e164() {
-        assert_eq!(destination_address("+447700900123"), Ok(intl("447700900123")));
-        for bad in ["447700900123", "+44 7700", "Herald", "+", "+123456789012345678901"] {
-            assert_eq!(destination_address(bad), Err(SubmitError::Destination), "{bad:?}");
+        assert_eq!(
+            destination_address("+447700900123"),
+            Ok(intl("447700900123"))
+        );
+        for bad in [
+            "447700900123",
+            "+44 7700",
+            "Herald",
+            "+",
+            "+123456789012345678901",
+        ] {
+            assert_eq!(
+                destination_address(bad),
+                Err(SubmitError::Destination),
+                "{bad:?}"
+            );
         }
     }
 
@@ -327,7 +346,10 @@ mod tests {
         let sms = parts("Привет 😀");
         assert_eq!(sms.len(), 1);
         assert_eq!(sms[0].data_coding, DataCoding::Ucs2);
-        let want: Vec<u8> = "Привет 😀".encode_utf16().flat_map(u16::to_be_bytes).collect();
+        let want: Vec<u8> = "Привет 😀"
+            .encode_utf16()
+            .flat_map(u16::to_be_bytes)
+            .collect();
         assert_eq!(sms[0].short_message().as_ref(), want.as_slice());
     }
 
@@ -356,7 +378,11 @@ mod tests {
                 assert_eq!(esm(sm), 0x40);
                 let bytes = sm.short_message().as_ref();
                 assert_eq!(&bytes[..6], &[5, 0, 3, 7, want_parts as u8, i as u8 + 1]);
-                let limit = if coding == DataCoding::Ucs2 { 6 + 134 } else { 6 + 153 };
+                let limit = if coding == DataCoding::Ucs2 {
+                    6 + 134
+                } else {
+                    6 + 153
+                };
                 assert!(bytes.len() <= limit, "part {i} is {} octets", bytes.len());
             }
         }
@@ -377,7 +403,10 @@ mod tests {
         for sm in &sms {
             let body = &sm.short_message().as_ref()[6..];
             assert_eq!(body.len() % 2, 0);
-            let units: Vec<u16> = body.chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
+            let units: Vec<u16> = body
+                .chunks(2)
+                .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                .collect();
             assert!(String::from_utf16(&units).is_ok(), "a part has half a pair");
             joined.extend(units);
         }
@@ -409,7 +438,12 @@ mod tests {
             (0x0B, StatusClass::Failed, "0x0000000B", "ESME_RINVDSTADR"),
             (0x0A, StatusClass::Failed, "0x0000000A", "ESME_RINVSRCADR"),
             (0x45, StatusClass::Failed, "0x00000045", "ESME_RSUBMITFAIL"),
-            (0x0400, StatusClass::Failed, "0x00000400", "unknown command_status"),
+            (
+                0x0400,
+                StatusClass::Failed,
+                "0x00000400",
+                "unknown command_status",
+            ),
         ];
         for (status, class, hex, name) in cases {
             assert_eq!(classify_status(status), class, "{status:#x}");
