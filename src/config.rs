@@ -407,7 +407,8 @@ impl Config {
                 ));
             }
         }
-        crate::message::channels::validate(self).map_err(|(key, message)| invalid(&key, message))?;
+        crate::message::channels::validate(self)
+            .map_err(|(key, message)| invalid(&key, message))?;
         Ok(())
     }
 }

@@ -428,7 +428,12 @@ impl Metrics {
             "histogram",
             "How long a message transport took to answer a send, by channel.",
         );
-        let by = self.message_send_latency.by.lock().expect("histogram").clone();
+        let by = self
+            .message_send_latency
+            .by
+            .lock()
+            .expect("histogram")
+            .clone();
         for (channel, st) in &by {
             histogram_samples(
                 o,

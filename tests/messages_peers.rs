@@ -42,7 +42,13 @@ async fn wait_message(s: &mut SseClient, id: &str, status: &str) -> Vec<String> 
 }
 
 async fn stream(app: &TestApp) -> SseClient {
-    SseClient::connect(&app.client, &app.url("/v1/events?types=message.status"), &app.key, None).await
+    SseClient::connect(
+        &app.client,
+        &app.url("/v1/events?types=message.status"),
+        &app.key,
+        None,
+    )
+    .await
 }
 
 fn id(v: &Value) -> String {
@@ -58,7 +64,10 @@ async fn email_reaches_a_real_smtp_server_and_bounces_suppress() {
         &[
             ("HERALD__CHANNELS__EMAIL__TRANSPORT", "smtp"),
             ("HERALD__CHANNELS__EMAIL__SMTP_URL", url.as_str()),
-            ("HERALD__CHANNELS__EMAIL__FROM", "Clinic <reminders@clinic.example>"),
+            (
+                "HERALD__CHANNELS__EMAIL__FROM",
+                "Clinic <reminders@clinic.example>",
+            ),
             ("HERALD__CHANNELS__EMAIL__BOUNCE_LISTEN", "127.0.0.1:0"),
             ("HERALD__MESSAGES__RETRY_BASE_MS", "50"),
         ],
@@ -78,7 +87,12 @@ async fn email_reaches_a_real_smtp_server_and_bounces_suppress() {
             StatusCode::CREATED,
         )
         .await;
-    app.post_ok(&format!("/v1/templates/{}/activate", id(&t)), &json!({}), StatusCode::OK).await;
+    app.post_ok(
+        &format!("/v1/templates/{}/activate", id(&t)),
+        &json!({}),
+        StatusCode::OK,
+    )
+    .await;
 
     // Marketing mail from the template: what the server received.
     let m = app
@@ -101,10 +115,24 @@ async fn email_reaches_a_real_smtp_server_and_bounces_suppress() {
     assert!(d.contains("To: Ann <ann@example.com>"), "{d}");
     assert!(!d.contains("audit@example.com"), "Bcc in the headers: {d}");
     assert!(d.contains("Subject: An offer for Ann & Co"), "{d}");
-    assert!(d.contains(&format!("Message-ID: <{mid}@clinic.example>")), "{d}");
-    assert!(d.contains(&format!("List-Unsubscribe: <http://127.0.0.1:8080/unsubscribe/{mid}>")), "{d}");
-    assert!(d.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"), "{d}");
-    assert!(d.contains("Ann &amp; Co"), "the HTML body escapes the variable: {d}");
+    assert!(
+        d.contains(&format!("Message-ID: <{mid}@clinic.example>")),
+        "{d}"
+    );
+    assert!(
+        d.contains(&format!(
+            "List-Unsubscribe: <http://127.0.0.1:8080/unsubscribe/{mid}>"
+        )),
+        "{d}"
+    );
+    assert!(
+        d.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"),
+        "{d}"
+    );
+    assert!(
+        d.contains("Ann &amp; Co"),
+        "the HTML body escapes the variable: {d}"
+    );
 
     // Transactional raw mail: no List-Unsubscribe.
     let m = app
@@ -116,21 +144,42 @@ async fn email_reaches_a_real_smtp_server_and_bounces_suppress() {
 
     // 550 at RCPT: bounced, and the address is suppressed.
     let m = app
-        .post_ok("/v1/emails", &json!({"to": [{"email": "reject-me@example.com"}], "subject": "x", "body_text": "x"}), StatusCode::ACCEPTED)
+        .post_ok(
+            "/v1/emails",
+            &json!({"to": [{"email": "reject-me@example.com"}], "subject": "x", "body_text": "x"}),
+            StatusCode::ACCEPTED,
+        )
         .await;
     wait_message(&mut events, &id(&m), "bounced").await;
-    let m = expect_json(app.get(&format!("/v1/emails/{}", id(&m))).await, StatusCode::OK).await;
+    let m = expect_json(
+        app.get(&format!("/v1/emails/{}", id(&m))).await,
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(m["attempts"][0]["code"], "550", "{m}");
-    let s = expect_json(app.get("/v1/suppressions/email/reject-me@example.com").await, StatusCode::OK).await;
+    let s = expect_json(
+        app.get("/v1/suppressions/email/reject-me@example.com")
+            .await,
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(s["reason"], "bounced");
 
     // 451 first, then 250: retried, then sent.
     let m = app
-        .post_ok("/v1/emails", &json!({"to": [{"email": "later@example.com"}], "subject": "x", "body_text": "x"}), StatusCode::ACCEPTED)
+        .post_ok(
+            "/v1/emails",
+            &json!({"to": [{"email": "later@example.com"}], "subject": "x", "body_text": "x"}),
+            StatusCode::ACCEPTED,
+        )
         .await;
     let seen = wait_message(&mut events, &id(&m), "sent").await;
     assert_eq!(seen, ["queued", "sending", "queued", "sending", "sent"]);
-    let m = expect_json(app.get(&format!("/v1/emails/{}", id(&m))).await, StatusCode::OK).await;
+    let m = expect_json(
+        app.get(&format!("/v1/emails/{}", id(&m))).await,
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(m["attempts"][0]["result"], "retry");
     assert_eq!(m["attempts"][0]["code"], "451");
     assert_eq!(m["attempts"][1]["result"], "accepted");
@@ -156,7 +205,11 @@ async fn a_delivery_status_report_to_the_bounce_address_bounces_the_message() {
     .expect("sqlite");
     let mut events = stream(&app).await;
     let m = app
-        .post_ok("/v1/emails", &json!({"to": [{"email": "gone@example.com"}], "subject": "x", "body_text": "x"}), StatusCode::ACCEPTED)
+        .post_ok(
+            "/v1/emails",
+            &json!({"to": [{"email": "gone@example.com"}], "subject": "x", "body_text": "x"}),
+            StatusCode::ACCEPTED,
+        )
         .await;
     let mid = id(&m);
     wait_message(&mut events, &mid, "sent").await;
@@ -169,10 +222,20 @@ async fn a_delivery_status_report_to_the_bounce_address_bounces_the_message() {
          Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n\r\n--B--\r\n"
     );
     let port = app.bounce_addr().expect("the bounce listener runs").port();
-    let verdict = send_with_smtplib(port, "", &[&format!("bounces+{mid}@clinic.example")], dsn.as_bytes()).await;
+    let verdict = send_with_smtplib(
+        port,
+        "",
+        &[&format!("bounces+{mid}@clinic.example")],
+        dsn.as_bytes(),
+    )
+    .await;
     assert_eq!(verdict["ok"], true, "{verdict}");
     wait_message(&mut events, &mid, "bounced").await;
-    let s = expect_json(app.get("/v1/suppressions/email/gone@example.com").await, StatusCode::OK).await;
+    let s = expect_json(
+        app.get("/v1/suppressions/email/gone@example.com").await,
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(s["reason"], "bounced");
     app.stop().await;
 }
@@ -194,24 +257,66 @@ async fn sms_reach_a_real_smsc_and_receipts_deliver_or_fail_them() {
     .await
     .expect("sqlite");
     let mut events = stream(&app).await;
-    let ok = app.post_ok("/v1/sms", &json!({"to": "+15551230001", "body": "Your visit is tomorrow"}), StatusCode::ACCEPTED).await;
-    let uni = app.post_ok("/v1/sms", &json!({"to": "+15551230003", "body": "Визит завтра"}), StatusCode::ACCEPTED).await;
-    let bad = app.post_ok("/v1/sms", &json!({"to": "+15551230000", "body": "x"}), StatusCode::ACCEPTED).await;
-    assert_eq!(wait_message(&mut events, &id(&ok), "delivered").await, ["queued", "sending", "sent", "delivered"]);
+    let ok = app
+        .post_ok(
+            "/v1/sms",
+            &json!({"to": "+15551230001", "body": "Your visit is tomorrow"}),
+            StatusCode::ACCEPTED,
+        )
+        .await;
+    let uni = app
+        .post_ok(
+            "/v1/sms",
+            &json!({"to": "+15551230003", "body": "Визит завтра"}),
+            StatusCode::ACCEPTED,
+        )
+        .await;
+    let bad = app
+        .post_ok(
+            "/v1/sms",
+            &json!({"to": "+15551230000", "body": "x"}),
+            StatusCode::ACCEPTED,
+        )
+        .await;
+    assert_eq!(
+        wait_message(&mut events, &id(&ok), "delivered").await,
+        ["queued", "sending", "sent", "delivered"]
+    );
     wait_message(&mut events, &id(&uni), "delivered").await;
     wait_message(&mut events, &id(&bad), "failed").await;
     let submits = smsc.wait_kind("submit_sm", 3, WAIT).await;
-    let by_dest = |d: &str| submits.iter().find(|s| s["destination_addr"] == d).cloned().unwrap_or_else(|| panic!("{d}: {submits:?}"));
+    let by_dest = |d: &str| {
+        submits
+            .iter()
+            .find(|s| s["destination_addr"] == d)
+            .cloned()
+            .unwrap_or_else(|| panic!("{d}: {submits:?}"))
+    };
     let s = by_dest("15551230001");
     assert_eq!(s["data_coding"], 0);
     assert_eq!(s["source_addr"], "15550009999");
     assert_eq!(s["source_addr_ton"], 1);
     assert_eq!(s["registered_delivery"], 1);
     assert_eq!(by_dest("15551230003")["data_coding"], 8);
-    let m = expect_json(app.get(&format!("/v1/sms/{}", id(&bad))).await, StatusCode::OK).await;
+    let m = expect_json(
+        app.get(&format!("/v1/sms/{}", id(&bad))).await,
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(m["status"], "failed");
-    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("herald_message_transport_ready{channel=\"sms\",transport=\"smpp\"} 1"), "{metrics}");
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("herald_message_transport_ready{channel=\"sms\",transport=\"smpp\"} 1"),
+        "{metrics}"
+    );
     app.stop().await;
     smsc.stop().await;
 }

@@ -49,7 +49,6 @@ async fn kill_9_while_sending_sms_then_restart_loses_nothing() {
     let c = reqwest::Client::new();
     let mut h = start(dir.path(), &url);
 
-
     // Post messages while the sender already sends them; kill herald once
     // the SMSC has taken a couple of thousand (posts after the kill fail).
     let base = h.base.clone();
@@ -81,7 +80,10 @@ async fn kill_9_while_sending_sms_then_restart_loses_nothing() {
         if s["accepted"].as_u64().unwrap_or(0) >= 2_000 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the SMSC received too little: {s}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the SMSC received too little: {s}"
+        );
     }
     h.kill9();
     let answers = posting.await.unwrap();
@@ -90,7 +92,11 @@ async fn kill_9_while_sending_sms_then_restart_loses_nothing() {
     let db = sqlx::SqlitePool::connect(&format!("sqlite://{}/herald.db", dir.path().display()))
         .await
         .unwrap();
-    let in_flight = count(&db, "SELECT COUNT(*) FROM messages WHERE status = 'sending'").await;
+    let in_flight = count(
+        &db,
+        "SELECT COUNT(*) FROM messages WHERE status = 'sending'",
+    )
+    .await;
     let queued = count(&db, "SELECT COUNT(*) FROM messages WHERE status = 'queued'").await;
     assert!(queued + in_flight > 0, "the kill came after the last send");
     db.close().await;
@@ -102,25 +108,52 @@ async fn kill_9_while_sending_sms_then_restart_loses_nothing() {
         .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
     loop {
-        let open = count(&db, "SELECT COUNT(*) FROM messages WHERE status IN ('queued', 'sending')").await;
+        let open = count(
+            &db,
+            "SELECT COUNT(*) FROM messages WHERE status IN ('queued', 'sending')",
+        )
+        .await;
         if open == 0 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{open} messages still queued or sending");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{open} messages still queued or sending"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let total = count(&db, "SELECT COUNT(*) FROM messages").await;
-    let ended_well = count(&db, "SELECT COUNT(*) FROM messages WHERE status IN ('sent', 'delivered')").await;
-    let interrupted = count(&db, "SELECT COUNT(*) FROM message_attempts WHERE result = 'interrupted'").await;
+    let ended_well = count(
+        &db,
+        "SELECT COUNT(*) FROM messages WHERE status IN ('sent', 'delivered')",
+    )
+    .await;
+    let interrupted = count(
+        &db,
+        "SELECT COUNT(*) FROM message_attempts WHERE result = 'interrupted'",
+    )
+    .await;
     // A post whose answer the kill cut off may still have been stored.
-    assert!(total >= accepted as i64, "{total} stored, {accepted} accepted");
-    assert_eq!(ended_well, total, "every stored message ends sent or delivered");
-    assert!(interrupted <= in_flight, "only sends in flight at the kill are interrupted");
+    assert!(
+        total >= accepted as i64,
+        "{total} stored, {accepted} accepted"
+    );
+    assert_eq!(
+        ended_well, total,
+        "every stored message ends sent or delivered"
+    );
+    assert!(
+        interrupted <= in_flight,
+        "only sends in flight at the kill are interrupted"
+    );
 
     let s = smsc.stats(Duration::from_secs(10)).await;
     let unique = s["unique_bodies"].as_u64().unwrap();
     let taken = s["accepted"].as_u64().unwrap();
-    assert_eq!(unique, total as u64, "the SMSC received every stored message: {s}");
+    assert_eq!(
+        unique, total as u64,
+        "the SMSC received every stored message: {s}"
+    );
     let twice = taken - unique;
     eprintln!("kill -9 with {in_flight} sends in flight: {interrupted} interrupted, {twice} received twice by the SMSC");
     assert!(

@@ -73,15 +73,22 @@ impl ApiError {
     /// and every one in `details.errors`.
     pub fn fields(errors: Vec<FieldError>) -> Self {
         let Some(first) = errors.first().cloned() else {
-            return ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "invalid");
+            return ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "invalid",
+            );
         };
         let message = match errors.len() {
             1 => first.to_string(),
             n => format!("{first} (and {} more in details.errors)", n - 1),
         };
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", message).with_details(
-            json!({"field": first.field, "reason": first.reason, "errors": errors}),
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            message,
         )
+        .with_details(json!({"field": first.field, "reason": first.reason, "errors": errors}))
     }
 
     pub fn internal(e: impl std::fmt::Display) -> Self {

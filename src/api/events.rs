@@ -181,7 +181,11 @@ impl GlobalReader {
                 return None;
             }
             self.log.borrow_and_update();
-            match self.store.global_events_after(self.after, READ_EVENTS).await {
+            match self
+                .store
+                .global_events_after(self.after, READ_EVENTS)
+                .await
+            {
                 Ok(events) if !events.is_empty() => {
                     self.buf.extend(events);
                     continue;

@@ -21,7 +21,9 @@ use super::templates::{render_error, typed};
 use crate::campaign::rules::window::Window;
 use crate::domain::fields::{merge_patch, Fields};
 use crate::domain::FieldError;
-use crate::message::request::{request_hash, Category, Content, Delivery, EmailRequest, SmsRequest};
+use crate::message::request::{
+    request_hash, Category, Content, Delivery, EmailRequest, SmsRequest,
+};
 use crate::message::service::Messaging;
 use crate::message::sms_text;
 use crate::message::status::MessageChannel;
@@ -39,10 +41,16 @@ pub fn router(store: Store, messaging: Messaging) -> Router {
     let s = MsgState { store, messaging };
     Router::new()
         .route("/emails", post(create_email).get(list_emails))
-        .route("/emails/{id}", get(read_email).patch(change_email).delete(remove_email))
+        .route(
+            "/emails/{id}",
+            get(read_email).patch(change_email).delete(remove_email),
+        )
         .route("/emails/{id}/cancel", post(cancel_email))
         .route("/sms", post(create_sms).get(list_sms))
-        .route("/sms/{id}", get(read_sms).patch(change_sms).delete(remove_sms))
+        .route(
+            "/sms/{id}",
+            get(read_sms).patch(change_sms).delete(remove_sms),
+        )
         .route("/sms/{id}/cancel", post(cancel_sms))
         .with_state(s)
 }
@@ -85,7 +93,10 @@ async fn compose(store: &Store, content: &Content, channel: Channel) -> ApiResul
         StoreError::NotFound => ApiError::new(
             StatusCode::NOT_FOUND,
             "template_not_found",
-            format!("no template with id or code {:?}", tid.chars().take(100).collect::<String>()),
+            format!(
+                "no template with id or code {:?}",
+                tid.chars().take(100).collect::<String>()
+            ),
         )
         .with_details(json!({"field": "template_id"})),
         other => other.into(),
@@ -94,7 +105,12 @@ async fn compose(store: &Store, content: &Content, channel: Channel) -> ApiResul
     if tchannel != channel {
         return Err(FieldError::new(
             "template_id",
-            format!("template {:?} is for {}, not {}", t.code, tchannel.as_str(), channel.as_str()),
+            format!(
+                "template {:?} is for {}, not {}",
+                t.code,
+                tchannel.as_str(),
+                channel.as_str()
+            ),
         )
         .into());
     }
@@ -106,7 +122,8 @@ async fn compose(store: &Store, content: &Content, channel: Channel) -> ApiResul
         )
         .with_details(json!({"field": "template_id"})));
     }
-    let r = template::render(channel, &variables, &parts, &content.template_variables).map_err(render_error)?;
+    let r = template::render(channel, &variables, &parts, &content.template_variables)
+        .map_err(render_error)?;
     Ok(Composed {
         template_id: Some(t.id),
         template_version: Some(t.version),
@@ -124,7 +141,9 @@ fn due_at(delivery: &Delivery, now: i64) -> ApiResult<i64> {
         return Ok(at);
     };
     let (window, tz) = Window::from_spec(w).map_err(|e| e.within("send_window"))?;
-    Ok(window.dial_time(tz, crate::store::from_ms(at)).timestamp_millis())
+    Ok(window
+        .dial_time(tz, crate::store::from_ms(at))
+        .timestamp_millis())
 }
 
 fn unavailable(channel: &str) -> ApiError {
@@ -137,18 +156,34 @@ fn unavailable(channel: &str) -> ApiError {
 
 /// Builds the row of an e-mail request (new, or changed by a PATCH).
 async fn email_row(s: &MsgState, id: &str, req: &EmailRequest, now: i64) -> ApiResult<NewMessage> {
-    let d = s.messaging.email.as_ref().ok_or_else(|| unavailable("email"))?;
+    let d = s
+        .messaging
+        .email
+        .as_ref()
+        .ok_or_else(|| unavailable("email"))?;
     let c = compose(&s.store, &req.content, Channel::Email).await?;
     let subject = c.subject.unwrap_or_default();
     if subject.trim().is_empty() {
         return Err(FieldError::new("subject", "rendered empty").into());
     }
     if subject.contains(['\r', '\n']) {
-        return Err(FieldError::new("subject", "must be one line (it rendered with a line break)").into());
+        return Err(FieldError::new(
+            "subject",
+            "must be one line (it rendered with a line break)",
+        )
+        .into());
     }
-    let from = req.from.clone().map(|a| json!(a)).unwrap_or_else(|| json!({"email": d.from.email, "name": d.from.name}));
-    let list_unsubscribe = (req.category == Category::Marketing)
-        .then(|| format!("{}/unsubscribe/{id}", d.unsubscribe_base_url.trim_end_matches('/')));
+    let from = req
+        .from
+        .clone()
+        .map(|a| json!(a))
+        .unwrap_or_else(|| json!({"email": d.from.email, "name": d.from.name}));
+    let list_unsubscribe = (req.category == Category::Marketing).then(|| {
+        format!(
+            "{}/unsubscribe/{id}",
+            d.unsubscribe_base_url.trim_end_matches('/')
+        )
+    });
     let rendered = json!({
         "message_id": format!("{id}@{}", d.bounce_domain),
         "return_path": format!("bounces+{id}@{}", d.bounce_domain),
@@ -187,7 +222,11 @@ async fn sms_row(s: &MsgState, id: &str, req: &SmsRequest, now: i64) -> ApiResul
     }
     let info = sms_text::analyse(&body);
     if info.segments > sms_text::MAX_SEGMENTS {
-        let field = if req.content.template_id.is_some() { "template_variables" } else { "body" };
+        let field = if req.content.template_id.is_some() {
+            "template_variables"
+        } else {
+            "body"
+        };
         return Err(FieldError::new(
             field,
             format!(
@@ -223,21 +262,29 @@ async fn sms_row(s: &MsgState, id: &str, req: &SmsRequest, now: i64) -> ApiResul
     })
 }
 
-async fn accept(s: &MsgState, row: NewMessage, channel: MessageChannel) -> ApiResult<(StatusCode, Json<Value>)> {
-    let accepted = s.store.accept_message(&row, now()).await.map_err(|e| match e {
-        StoreError::Conflict(m) if m == "idempotency_key_reused" => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency_key_reused",
-            "this idempotency_key was used with another request body",
-        )
-        .with_details(json!({"field": "idempotency_key"})),
-        StoreError::Conflict(_) => ApiError::new(
-            StatusCode::CONFLICT,
-            "idempotency_conflict",
-            "a request with this idempotency_key is being accepted; retry",
-        ),
-        other => other.into(),
-    })?;
+async fn accept(
+    s: &MsgState,
+    row: NewMessage,
+    channel: MessageChannel,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let accepted = s
+        .store
+        .accept_message(&row, now())
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(m) if m == "idempotency_key_reused" => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this idempotency_key was used with another request body",
+            )
+            .with_details(json!({"field": "idempotency_key"})),
+            StoreError::Conflict(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                "idempotency_conflict",
+                "a request with this idempotency_key is being accepted; retry",
+            ),
+            other => other.into(),
+        })?;
     let (m, fresh) = match accepted {
         Accepted::New(m) => (m, true),
         Accepted::Existing(m) => (m, false),
@@ -248,16 +295,32 @@ async fn accept(s: &MsgState, row: NewMessage, channel: MessageChannel) -> ApiRe
     Ok((StatusCode::ACCEPTED, Json(message_json(&m, None))))
 }
 
-async fn create_email(State(s): State<MsgState>, JsonBody(body): JsonBody) -> ApiResult<(StatusCode, Json<Value>)> {
-    let retries = s.messaging.email.as_ref().ok_or_else(|| unavailable("email"))?.max_retries;
+async fn create_email(
+    State(s): State<MsgState>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let retries = s
+        .messaging
+        .email
+        .as_ref()
+        .ok_or_else(|| unavailable("email"))?
+        .max_retries;
     let req = EmailRequest::parse(&body, retries)?;
     let id = crate::store::new_id();
     let row = email_row(&s, &id, &req, now()).await?;
     accept(&s, row, MessageChannel::Email).await
 }
 
-async fn create_sms(State(s): State<MsgState>, JsonBody(body): JsonBody) -> ApiResult<(StatusCode, Json<Value>)> {
-    let retries = s.messaging.sms.as_ref().ok_or_else(|| unavailable("sms"))?.max_retries;
+async fn create_sms(
+    State(s): State<MsgState>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let retries = s
+        .messaging
+        .sms
+        .as_ref()
+        .ok_or_else(|| unavailable("sms"))?
+        .max_retries;
     let req = SmsRequest::parse(&body, retries)?;
     let id = crate::store::new_id();
     let row = sms_row(&s, &id, &req, now()).await?;
@@ -281,13 +344,25 @@ pub fn message_json(m: &MessageRow, attempts: Option<Vec<Value>>) -> Value {
         }
     };
     if m.channel == "email" {
-        pick(&mut o, &rendered, &["from", "to", "cc", "bcc", "reply_to", "subject"]);
+        pick(
+            &mut o,
+            &rendered,
+            &["from", "to", "cc", "bcc", "reply_to", "subject"],
+        );
         pick(&mut o, &request, &["category"]);
         o.insert("message_id".into(), json!(m.rfc_message_id));
     } else {
-        pick(&mut o, &rendered, &["from", "to", "body", "encoding", "segments"]);
+        pick(
+            &mut o,
+            &rendered,
+            &["from", "to", "body", "encoding", "segments"],
+        );
     }
-    pick(&mut o, &request, &["template_variables", "send_window", "idempotency_key"]);
+    pick(
+        &mut o,
+        &request,
+        &["template_variables", "send_window", "idempotency_key"],
+    );
     o.insert("template_id".into(), json!(m.template_id));
     o.insert("template_version".into(), json!(m.template_version));
     o.insert(
@@ -299,7 +374,11 @@ pub fn message_json(m: &MessageRow, attempts: Option<Vec<Value>>) -> Value {
     o.insert("provider_id".into(), json!(m.provider_id));
     o.insert(
         "next_attempt_at".into(),
-        if m.status == "queued" { ts(m.due_at) } else { Value::Null },
+        if m.status == "queued" {
+            ts(m.due_at)
+        } else {
+            Value::Null
+        },
     );
     o.insert("created_at".into(), ts(m.created_at));
     o.insert("updated_at".into(), ts(m.updated_at));
@@ -348,7 +427,9 @@ fn timestamp_filter(q: &ListQuery, key: &str) -> Result<Option<i64>, FieldError>
         .map(|v| {
             chrono::DateTime::parse_from_rfc3339(v)
                 .map(|t| t.timestamp_millis())
-                .map_err(|_| FieldError::new(key, format!("must be an RFC 3339 timestamp, got {v:?}")))
+                .map_err(|_| {
+                    FieldError::new(key, format!("must be an RFC 3339 timestamp, got {v:?}"))
+                })
         })
         .transpose()
 }
@@ -364,7 +445,13 @@ async fn list(s: MsgState, q: HashMap<String, String>, channel: &str) -> ApiResu
             .into());
         }
     }
-    let recipient = q.get("recipient").map(|r| if channel == "email" { r.to_ascii_lowercase() } else { r.to_string() });
+    let recipient = q.get("recipient").map(|r| {
+        if channel == "email" {
+            r.to_ascii_lowercase()
+        } else {
+            r.to_string()
+        }
+    });
     let filter = MessageFilter {
         status: q.get("status"),
         template_id: q.get("template_id"),
@@ -373,14 +460,22 @@ async fn list(s: MsgState, q: HashMap<String, String>, channel: &str) -> ApiResu
         created_before: timestamp_filter(&q, "created_before")?,
     };
     let page = s.store.list_messages(channel, &filter, &q.page()?).await?;
-    Ok(Json(serde_json::to_value(page.map(|m| message_json(&m, None))).map_err(ApiError::internal)?))
+    Ok(Json(
+        serde_json::to_value(page.map(|m| message_json(&m, None))).map_err(ApiError::internal)?,
+    ))
 }
 
-async fn list_emails(State(s): State<MsgState>, Query(q): Query<HashMap<String, String>>) -> ApiResult<Json<Value>> {
+async fn list_emails(
+    State(s): State<MsgState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
     list(s, q, "email").await
 }
 
-async fn list_sms(State(s): State<MsgState>, Query(q): Query<HashMap<String, String>>) -> ApiResult<Json<Value>> {
+async fn list_sms(
+    State(s): State<MsgState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
     list(s, q, "sms").await
 }
 
@@ -394,7 +489,12 @@ fn not_queued(status: &str) -> ApiError {
 }
 
 /// A merge patch over the stored request, parsed and rendered again.
-async fn change(s: MsgState, id: String, patch: Value, channel: MessageChannel) -> ApiResult<Json<Value>> {
+async fn change(
+    s: MsgState,
+    id: String,
+    patch: Value,
+    channel: MessageChannel,
+) -> ApiResult<Json<Value>> {
     Fields::new(&patch, "")?;
     let m = load(&s, &id, channel.as_str()).await?;
     if m.status != "queued" {
@@ -411,28 +511,50 @@ async fn change(s: MsgState, id: String, patch: Value, channel: MessageChannel) 
     let now = now();
     let mut row = match channel {
         MessageChannel::Email => {
-            let retries = s.messaging.email.as_ref().ok_or_else(|| unavailable("email"))?.max_retries;
+            let retries = s
+                .messaging
+                .email
+                .as_ref()
+                .ok_or_else(|| unavailable("email"))?
+                .max_retries;
             email_row(&s, &id, &EmailRequest::parse(&whole, retries)?, now).await?
         }
         MessageChannel::Sms => {
-            let retries = s.messaging.sms.as_ref().ok_or_else(|| unavailable("sms"))?.max_retries;
+            let retries = s
+                .messaging
+                .sms
+                .as_ref()
+                .ok_or_else(|| unavailable("sms"))?
+                .max_retries;
             sms_row(&s, &id, &SmsRequest::parse(&whole, retries)?, now).await?
         }
     };
     row.idempotency_key = m.idempotency_key.clone();
-    let m = s.store.update_queued_message(&row, now).await.map_err(|e| match e {
-        StoreError::Conflict(st) => not_queued(&st),
-        other => other.into(),
-    })?;
+    let m = s
+        .store
+        .update_queued_message(&row, now)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(st) => not_queued(&st),
+            other => other.into(),
+        })?;
     s.messaging.wake(channel);
     Ok(Json(message_json(&m, None)))
 }
 
-async fn change_email(State(s): State<MsgState>, IdPath(id): IdPath, JsonBody(p): JsonBody) -> ApiResult<Json<Value>> {
+async fn change_email(
+    State(s): State<MsgState>,
+    IdPath(id): IdPath,
+    JsonBody(p): JsonBody,
+) -> ApiResult<Json<Value>> {
     change(s, id, p, MessageChannel::Email).await
 }
 
-async fn change_sms(State(s): State<MsgState>, IdPath(id): IdPath, JsonBody(p): JsonBody) -> ApiResult<Json<Value>> {
+async fn change_sms(
+    State(s): State<MsgState>,
+    IdPath(id): IdPath,
+    JsonBody(p): JsonBody,
+) -> ApiResult<Json<Value>> {
     change(s, id, p, MessageChannel::Sms).await
 }
 
@@ -446,25 +568,40 @@ async fn cancel(s: MsgState, id: String, body: Bytes, channel: &str) -> ApiResul
     f.deny_unknown(&["reason"])?;
     let reason = f.str_max("reason", 500)?.unwrap_or("cancelled").to_string();
     load(&s, &id, channel).await?;
-    let m = s.store.cancel_message(&id, &reason, now()).await.map_err(|e| match e {
-        StoreError::Conflict(st) => not_queued(&st),
-        other => ApiError::from_store(other, "message", &id),
-    })?;
+    let m = s
+        .store
+        .cancel_message(&id, &reason, now())
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(st) => not_queued(&st),
+            other => ApiError::from_store(other, "message", &id),
+        })?;
     Ok(Json(message_json(&m, None)))
 }
 
-async fn cancel_email(State(s): State<MsgState>, IdPath(id): IdPath, body: Bytes) -> ApiResult<Json<Value>> {
+async fn cancel_email(
+    State(s): State<MsgState>,
+    IdPath(id): IdPath,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
     cancel(s, id, body, "email").await
 }
 
-async fn cancel_sms(State(s): State<MsgState>, IdPath(id): IdPath, body: Bytes) -> ApiResult<Json<Value>> {
+async fn cancel_sms(
+    State(s): State<MsgState>,
+    IdPath(id): IdPath,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
     cancel(s, id, body, "sms").await
 }
 
 async fn remove(s: MsgState, id: String, channel: &str) -> ApiResult<StatusCode> {
     match s.store.delete_message(&id, channel).await {
         Ok(true) => Ok(StatusCode::NO_CONTENT),
-        Ok(false) => Err(ApiError::not_found(if channel == "email" { "e-mail" } else { "SMS" }, &id)),
+        Ok(false) => Err(ApiError::not_found(
+            if channel == "email" { "e-mail" } else { "SMS" },
+            &id,
+        )),
         Err(StoreError::Conflict(st)) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "message_sending",
@@ -505,8 +642,14 @@ async fn unsubscribe(State(store): State<Store>, Path(id): Path<String>) -> impl
         None => (StatusCode::NOT_FOUND, Html(UNSUBSCRIBE_GONE.to_string())),
         Some(addresses) => {
             for a in &addresses {
-                if let Err(e) = store.add_suppression("email", a, "unsubscribed", now()).await {
-                    return (StatusCode::SERVICE_UNAVAILABLE, Html(ApiError::internal(e).message));
+                if let Err(e) = store
+                    .add_suppression("email", a, "unsubscribed", now())
+                    .await
+                {
+                    return (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        Html(ApiError::internal(e).message),
+                    );
                 }
             }
             (StatusCode::OK, Html("You are unsubscribed.".to_string()))

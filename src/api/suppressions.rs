@@ -20,7 +20,10 @@ use crate::store::Store;
 pub fn router(store: Store) -> Router {
     Router::new()
         .route("/suppressions", post(add))
-        .route("/suppressions/{channel}/{address}", get(read).delete(remove))
+        .route(
+            "/suppressions/{channel}/{address}",
+            get(read).delete(remove),
+        )
         .with_state(store)
 }
 
@@ -35,22 +38,32 @@ fn normalise(channel: &str, address: &str) -> Result<String, FieldError> {
             .map_err(|r| FieldError::new("address", r)),
         other => Err(FieldError::new(
             "channel",
-            format!("must be email or sms, got {:?}", other.chars().take(40).collect::<String>()),
+            format!(
+                "must be email or sms, got {:?}",
+                other.chars().take(40).collect::<String>()
+            ),
         )),
     }
 }
 
-async fn add(State(store): State<Store>, JsonBody(body): JsonBody) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn add(
+    State(store): State<Store>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     let f = Fields::new(&body, "")?;
     f.deny_unknown(&["channel", "address", "reason"])?;
     let channel = f.str_req("channel")?;
     let address = normalise(channel, f.str_req("address")?)?;
     let reason = f.str_max("reason", 500)?.unwrap_or("requested");
     let now = chrono::Utc::now().timestamp_millis();
-    store.add_suppression(channel, &address, reason, now).await?;
+    store
+        .add_suppression(channel, &address, reason, now)
+        .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"channel": channel, "address": address, "reason": reason, "created_at": ts(now)})),
+        Json(
+            json!({"channel": channel, "address": address, "reason": reason, "created_at": ts(now)}),
+        ),
     ))
 }
 

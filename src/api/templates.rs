@@ -58,7 +58,9 @@ fn check_code(f: &Fields<'_>, code: &str) -> Result<(), FieldError> {
 }
 
 /// The typed pieces of a template body (complete, as after a merge).
-fn draft_of(body: &Value) -> Result<(TemplateDraft, Channel, Vec<VariableSpec>, TemplateParts), ApiError> {
+fn draft_of(
+    body: &Value,
+) -> Result<(TemplateDraft, Channel, Vec<VariableSpec>, TemplateParts), ApiError> {
     let f = Fields::new(body, "")?;
     let mut allowed = vec!["name", "code", "channel", "variables"];
     allowed.extend(PART_KEYS);
@@ -68,11 +70,19 @@ fn draft_of(body: &Value) -> Result<(TemplateDraft, Channel, Vec<VariableSpec>, 
     check_code(&f, &code)?;
     let channel_name = f.str_req("channel")?;
     let channel: Channel = serde_json::from_value(Value::String(channel_name.to_string()))
-        .map_err(|_| f.err("channel", format!("must be email, sms or whatsapp, got {channel_name:?}")))?;
+        .map_err(|_| {
+            f.err(
+                "channel",
+                format!("must be email, sms or whatsapp, got {channel_name:?}"),
+            )
+        })?;
     let variables: Vec<VariableSpec> = match f.get("variables") {
         None => Vec::new(),
         Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
-            f.err("variables", format!("must be a list of {{\"key\", \"required\", \"default\"}}: {e}"))
+            f.err(
+                "variables",
+                format!("must be a list of {{\"key\", \"required\", \"default\"}}: {e}"),
+            )
         })?,
     };
     let mut parts_obj = serde_json::Map::new();
@@ -96,8 +106,10 @@ fn draft_of(body: &Value) -> Result<(TemplateDraft, Channel, Vec<VariableSpec>, 
 
 /// The stored template's typed pieces.
 pub fn typed(t: &TemplateRow) -> Result<(Channel, Vec<VariableSpec>, TemplateParts), ApiError> {
-    let channel: Channel = serde_json::from_value(Value::String(t.channel.clone())).map_err(ApiError::internal)?;
-    let variables: Vec<VariableSpec> = serde_json::from_str(&t.variables).map_err(ApiError::internal)?;
+    let channel: Channel =
+        serde_json::from_value(Value::String(t.channel.clone())).map_err(ApiError::internal)?;
+    let variables: Vec<VariableSpec> =
+        serde_json::from_str(&t.variables).map_err(ApiError::internal)?;
     let parts: TemplateParts = serde_json::from_str(&t.parts).map_err(ApiError::internal)?;
     Ok((channel, variables, parts))
 }
@@ -114,7 +126,9 @@ pub fn template_json(t: &TemplateRow) -> Value {
         "created_at": ts(t.created_at),
         "updated_at": ts(t.updated_at),
     });
-    if let (Value::Object(o), Ok(Value::Object(parts))) = (&mut v, serde_json::from_str::<Value>(&t.parts)) {
+    if let (Value::Object(o), Ok(Value::Object(parts))) =
+        (&mut v, serde_json::from_str::<Value>(&t.parts))
+    {
         for (k, p) in parts {
             if !p.is_null() {
                 o.insert(k, p);
@@ -133,7 +147,11 @@ pub fn render_error(e: RenderError) -> ApiError {
             format!("template variables missing: {}", keys.join(", ")),
         )
         .with_details(json!({"field": "template_variables", "missing": keys})),
-        other => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "render_failed", other.to_string()),
+        other => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "render_failed",
+            other.to_string(),
+        ),
     }
 }
 
@@ -141,9 +159,15 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-async fn create(State(store): State<Store>, JsonBody(body): JsonBody) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn create(
+    State(store): State<Store>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     let (draft, ..) = draft_of(&body)?;
-    let t = store.create_template(&draft, now()).await.map_err(code_taken)?;
+    let t = store
+        .create_template(&draft, now())
+        .await
+        .map_err(code_taken)?;
     Ok((StatusCode::CREATED, Json(template_json(&t))))
 }
 
@@ -155,47 +179,81 @@ fn code_taken(e: StoreError) -> ApiError {
 }
 
 async fn read(State(store): State<Store>, IdPath(id): IdPath) -> ApiResult<Json<Value>> {
-    let t = store.get_template(&id).await.map_err(|e| ApiError::from_store(e, "template", &id))?;
+    let t = store
+        .get_template(&id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "template", &id))?;
     Ok(Json(template_json(&t)))
 }
 
-async fn read_by_code(State(store): State<Store>, Path(code): Path<String>) -> ApiResult<Json<Value>> {
-    let t = store.get_template_by_code(&code).await.map_err(|e| match e {
-        StoreError::NotFound => ApiError::new(
-            StatusCode::NOT_FOUND,
-            "template_not_found",
-            format!("no template with code {:?}", code.chars().take(100).collect::<String>()),
-        ),
-        other => other.into(),
-    })?;
+async fn read_by_code(
+    State(store): State<Store>,
+    Path(code): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let t = store
+        .get_template_by_code(&code)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "template_not_found",
+                format!(
+                    "no template with code {:?}",
+                    code.chars().take(100).collect::<String>()
+                ),
+            ),
+            other => other.into(),
+        })?;
     Ok(Json(template_json(&t)))
 }
 
-async fn list(State(store): State<Store>, Query(q): Query<HashMap<String, String>>) -> ApiResult<Json<Value>> {
+async fn list(
+    State(store): State<Store>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
     let q = ListQuery(q);
     let channel = q.get("channel");
     if let Some(c) = channel {
         if !matches!(c, "email" | "sms" | "whatsapp") {
-            return Err(FieldError::new("channel", format!("must be email, sms or whatsapp, got {c:?}")).into());
+            return Err(FieldError::new(
+                "channel",
+                format!("must be email, sms or whatsapp, got {c:?}"),
+            )
+            .into());
         }
     }
     let status = q.get("status");
     if let Some(s) = status {
         if !matches!(s, "active" | "inactive") {
-            return Err(FieldError::new("status", format!("must be active or inactive, got {s:?}")).into());
+            return Err(FieldError::new(
+                "status",
+                format!("must be active or inactive, got {s:?}"),
+            )
+            .into());
         }
     }
     let page = store.list_templates(channel, status, &q.page()?).await?;
-    Ok(Json(serde_json::to_value(page.map(|t| template_json(&t))).map_err(ApiError::internal)?))
+    Ok(Json(
+        serde_json::to_value(page.map(|t| template_json(&t))).map_err(ApiError::internal)?,
+    ))
 }
 
 /// A change: a merge patch over the current version; `channel` cannot change.
-async fn change(State(store): State<Store>, IdPath(id): IdPath, JsonBody(patch): JsonBody) -> ApiResult<Json<Value>> {
+async fn change(
+    State(store): State<Store>,
+    IdPath(id): IdPath,
+    JsonBody(patch): JsonBody,
+) -> ApiResult<Json<Value>> {
     Fields::new(&patch, "")?;
-    let t = store.get_template(&id).await.map_err(|e| ApiError::from_store(e, "template", &id))?;
+    let t = store
+        .get_template(&id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "template", &id))?;
     if let Some(c) = patch.get("channel") {
         if c.as_str() != Some(t.channel.as_str()) {
-            return Err(FieldError::new("channel", "cannot change; create another template").into());
+            return Err(
+                FieldError::new("channel", "cannot change; create another template").into(),
+            );
         }
     }
     let mut whole = template_json(&t);
@@ -206,10 +264,13 @@ async fn change(State(store): State<Store>, IdPath(id): IdPath, JsonBody(patch):
     }
     crate::domain::fields::merge_patch(&mut whole, &patch);
     let (draft, ..) = draft_of(&whole)?;
-    let t = store.update_template(&id, &draft, now()).await.map_err(|e| match e {
-        StoreError::NotFound => ApiError::not_found("template", &id),
-        other => code_taken(other),
-    })?;
+    let t = store
+        .update_template(&id, &draft, now())
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => ApiError::not_found("template", &id),
+            other => code_taken(other),
+        })?;
     Ok(Json(template_json(&t)))
 }
 
@@ -230,11 +291,18 @@ async fn deactivate(State(store): State<Store>, IdPath(id): IdPath) -> ApiResult
 }
 
 /// `{"variables": {...}}` → what a send would carry; nothing is sent.
-async fn render(State(store): State<Store>, IdPath(id): IdPath, JsonBody(body): JsonBody) -> ApiResult<Json<Value>> {
+async fn render(
+    State(store): State<Store>,
+    IdPath(id): IdPath,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
     let f = Fields::new(&body, "")?;
     f.deny_unknown(&["variables"])?;
     let values = f.map_opt("variables", crate::message::request::MAX_VARIABLES_BYTES)?;
-    let t = store.get_template(&id).await.map_err(|e| ApiError::from_store(e, "template", &id))?;
+    let t = store
+        .get_template(&id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "template", &id))?;
     let (channel, variables, parts) = typed(&t)?;
     let r = template::render(channel, &variables, &parts, &values).map_err(render_error)?;
     let mut out = json!({"template_id": t.id, "version": t.version, "channel": t.channel});
@@ -263,7 +331,9 @@ async fn remove(State(store): State<Store>, IdPath(id): IdPath) -> ApiResult<Sta
     match store.delete_template(&id).await {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
         Err(StoreError::NotFound) => Err(ApiError::not_found("template", &id)),
-        Err(StoreError::Conflict(m)) => Err(ApiError::new(StatusCode::CONFLICT, "template_in_use", m)),
+        Err(StoreError::Conflict(m)) => {
+            Err(ApiError::new(StatusCode::CONFLICT, "template_in_use", m))
+        }
         Err(e) => Err(e.into()),
     }
 }

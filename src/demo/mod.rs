@@ -210,7 +210,10 @@ async fn drive(
         })
         .collect();
     send_all(api, "/v1/sms", reminders).await?;
-    println!("sent {} SMS reminders (template appointment_reminder)", people.len());
+    println!(
+        "sent {} SMS reminders (template appointment_reminder)",
+        people.len()
+    );
     println!(
         "campaign {}: {} people in 8 time zones, {} calls/s, {} at once, up to 3 tries (priority emergency: no calling window)",
         ids.campaign, args.targets, args.cps, args.concurrency
@@ -254,8 +257,10 @@ async fn drive(
 }
 
 /// The shipped message templates.
-const REMINDER_TEMPLATE: &str = include_str!("../../scenarios/templates/appointment_reminder.sms.json");
-const CONFIRMED_TEMPLATE: &str = include_str!("../../scenarios/templates/appointment_confirmed.email.json");
+const REMINDER_TEMPLATE: &str =
+    include_str!("../../scenarios/templates/appointment_reminder.sms.json");
+const CONFIRMED_TEMPLATE: &str =
+    include_str!("../../scenarios/templates/appointment_confirmed.email.json");
 
 /// POSTs each body to `path`, 16 at a time.
 async fn send_all(api: &Api, path: &str, bodies: Vec<Value>) -> anyhow::Result<()> {
@@ -271,7 +276,10 @@ async fn send_all(api: &Api, path: &str, bodies: Vec<Value>) -> anyhow::Result<(
 
 /// An e-mail to each person who confirmed on the call.
 async fn confirm_by_email(api: &Api, ids: &Ids) -> anyhow::Result<()> {
-    let confirmed = api.store.targets_with_result(&ids.campaign, "confirmed").await?;
+    let confirmed = api
+        .store
+        .targets_with_result(&ids.campaign, "confirmed")
+        .await?;
     let mails: Vec<Value> = confirmed
         .iter()
         .filter_map(|v| serde_json::from_str::<Value>(v).ok())

@@ -156,7 +156,11 @@ impl Summary {
             println!("  {:<8} {:<22} {:>8}", "result", result, n);
         }
         for (channel, status, n) in &self.messages {
-            let what = if channel == "email" { "e-mail" } else { channel.as_str() };
+            let what = if channel == "email" {
+                "e-mail"
+            } else {
+                channel.as_str()
+            };
             println!("  {:<8} {:<22} {:>8}", what, status, n);
         }
         println!(

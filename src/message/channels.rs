@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, Notify};
 
+use super::dsn::{BounceListener, BounceSettings};
+use super::file::FileTransport;
 use super::outcome::Backoff;
 use super::request::{validate_email, validate_sms_sender};
 use super::service::{EmailDefaults, Messaging, SmsDefaults};
-use super::dsn::{BounceListener, BounceSettings};
-use super::file::FileTransport;
 use super::simulator::SimulatorTransport;
 use super::smpp::{SmppSettings, SmppTransport};
 use super::smtp::{SmtpSettings, SmtpTransport};
@@ -28,7 +28,10 @@ use crate::store::Store;
 pub fn parse_mailbox(s: &str) -> Result<Mailbox, String> {
     let s = s.trim();
     let (name, addr) = match (s.rfind('<'), s.ends_with('>')) {
-        (Some(i), true) => (Some(s[..i].trim().trim_matches('"').to_string()), &s[i + 1..s.len() - 1]),
+        (Some(i), true) => (
+            Some(s[..i].trim().trim_matches('"').to_string()),
+            &s[i + 1..s.len() - 1],
+        ),
         _ => (None, s),
     };
     let email = validate_email(addr)?;
@@ -95,16 +98,29 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
             if !(e.smtp_url.starts_with("smtp://") || e.smtp_url.starts_with("smtps://")) {
                 return bad(
                     "channels.email.smtp_url",
-                    format!("must be smtp://HOST:PORT or smtps://HOST:PORT, got {:?}", e.smtp_url),
+                    format!(
+                        "must be smtp://HOST:PORT or smtps://HOST:PORT, got {:?}",
+                        e.smtp_url
+                    ),
                 );
             }
         }
-        other => return bad("channels.email.transport", format!("must be file, smtp or off, got {other:?}")),
+        other => {
+            return bad(
+                "channels.email.transport",
+                format!("must be file, smtp or off, got {other:?}"),
+            )
+        }
     }
     if email_t != "off" {
         parse_mailbox(&e.from).map_err(|m| ("channels.email.from".to_string(), m))?;
-        if !(e.unsubscribe_base_url.starts_with("http://") || e.unsubscribe_base_url.starts_with("https://")) {
-            return bad("channels.email.unsubscribe_base_url", "must be an http(s) URL".into());
+        if !(e.unsubscribe_base_url.starts_with("http://")
+            || e.unsubscribe_base_url.starts_with("https://"))
+        {
+            return bad(
+                "channels.email.unsubscribe_base_url",
+                "must be an http(s) URL".into(),
+            );
         }
     }
     let s = &c.channels.sms;
@@ -114,7 +130,12 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
         "smpp" => {
             parse_smpp_url(&s.smpp_url).map_err(|m| ("channels.sms.smpp_url".to_string(), m))?;
         }
-        other => return bad("channels.sms.transport", format!("must be simulator, smpp or off, got {other:?}")),
+        other => {
+            return bad(
+                "channels.sms.transport",
+                format!("must be simulator, smpp or off, got {other:?}"),
+            )
+        }
     }
     if sms_t != "off" {
         validate_sms_sender(&s.from).map_err(|m| ("channels.sms.from".to_string(), m))?;
@@ -122,14 +143,20 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
     if !(1..=1000).contains(&s.window) {
         return bad("channels.sms.window", "must be between 1 and 1000".into());
     }
-    for (k, v) in [("channels.email.max_retries", e.max_retries), ("channels.sms.max_retries", s.max_retries)] {
+    for (k, v) in [
+        ("channels.email.max_retries", e.max_retries),
+        ("channels.sms.max_retries", s.max_retries),
+    ] {
         if v > 20 {
             return bad(k, "must be at most 20".into());
         }
     }
     let m = &c.messages;
     if m.claim_batch == 0 || m.in_flight == 0 {
-        return bad("messages.claim_batch", "claim_batch and in_flight must be positive".into());
+        return bad(
+            "messages.claim_batch",
+            "claim_batch and in_flight must be positive".into(),
+        );
     }
     if m.lease_ms < 1000 {
         return bad("messages.lease_ms", "must be at least 1000".into());
@@ -184,7 +211,11 @@ pub async fn build(
         bounce = bounce_listener(c, tx.clone()).await?;
         let t: Arc<dyn Transport> = build_email_transport(c, tx).await?;
         let from = parse_mailbox(&e.from).map_err(anyhow::Error::msg)?;
-        let bounce_domain = from.email.rsplit_once('@').map(|(_, d)| d.to_string()).unwrap_or_default();
+        let bounce_domain = from
+            .email
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_string())
+            .unwrap_or_default();
         transports.push(("email", t.clone()));
         workers.push((
             ChannelWorker {
@@ -247,7 +278,10 @@ pub async fn build(
     })
 }
 
-async fn build_email_transport(c: &Config, _reports: ReportSink) -> anyhow::Result<Arc<dyn Transport>> {
+async fn build_email_transport(
+    c: &Config,
+    _reports: ReportSink,
+) -> anyhow::Result<Arc<dyn Transport>> {
     let e = &c.channels.email;
     match email_transport(c) {
         "smtp" => {
@@ -263,11 +297,16 @@ async fn build_email_transport(c: &Config, _reports: ReportSink) -> anyhow::Resu
     }
 }
 
-async fn build_sms_transport(c: &Config, name: &str, reports: ReportSink) -> anyhow::Result<Arc<dyn Transport>> {
+async fn build_sms_transport(
+    c: &Config,
+    name: &str,
+    reports: ReportSink,
+) -> anyhow::Result<Arc<dyn Transport>> {
     let s = &c.channels.sms;
     match name {
         "smpp" => {
-            let (system_id, host, port) = parse_smpp_url(&s.smpp_url).map_err(anyhow::Error::msg)?;
+            let (system_id, host, port) =
+                parse_smpp_url(&s.smpp_url).map_err(anyhow::Error::msg)?;
             let mut settings = SmppSettings::new(
                 host,
                 port,
@@ -285,15 +324,20 @@ async fn build_sms_transport(c: &Config, name: &str, reports: ReportSink) -> any
 }
 
 /// The bounce listener, when `channels.email.bounce_listen` is set.
-pub async fn bounce_listener(c: &Config, reports: ReportSink) -> anyhow::Result<Option<BounceListener>> {
+pub async fn bounce_listener(
+    c: &Config,
+    reports: ReportSink,
+) -> anyhow::Result<Option<BounceListener>> {
     let e = &c.channels.email;
     if email_transport(c) == "off" || e.bounce_listen.is_empty() {
         return Ok(None);
     }
-    let listen: std::net::SocketAddr = e
-        .bounce_listen
-        .parse()
-        .map_err(|_| anyhow::anyhow!("channels.email.bounce_listen {:?} is not HOST:PORT", e.bounce_listen))?;
+    let listen: std::net::SocketAddr = e.bounce_listen.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "channels.email.bounce_listen {:?} is not HOST:PORT",
+            e.bounce_listen
+        )
+    })?;
     let settings = BounceSettings {
         listen,
         ..BounceSettings::default()

@@ -142,43 +142,88 @@ mod tests {
         let now = at("2026-12-02T10:00:00Z");
         let ms = now.timestamp_millis();
         // (answer, tries, max_retries) -> (status, result, reason, due_at, suppress)
-        let cases: Vec<(SendResult, i64, i64, (&str, &str, Option<&str>, Option<i64>, bool))> = vec![
+        type Want<'a> = (&'a str, &'a str, Option<&'a str>, Option<i64>, bool);
+        let cases: Vec<(SendResult, i64, i64, Want)> = vec![
             (
-                SendResult::Accepted { provider_id: Some("7".into()), reply: reply("250") },
-                1, 3, ("sent", "accepted", None, None, false),
+                SendResult::Accepted {
+                    provider_id: Some("7".into()),
+                    reply: reply("250"),
+                },
+                1,
+                3,
+                ("sent", "accepted", None, None, false),
             ),
             (
-                SendResult::Retry { reply: reply("451"), after: None },
-                1, 3, ("queued", "retry", None, Some(ms + 1_000), false),
+                SendResult::Retry {
+                    reply: reply("451"),
+                    after: None,
+                },
+                1,
+                3,
+                ("queued", "retry", None, Some(ms + 1_000), false),
             ),
             (
-                SendResult::Retry { reply: reply("451"), after: None },
-                3, 3, ("queued", "retry", None, Some(ms + 4_000), false),
+                SendResult::Retry {
+                    reply: reply("451"),
+                    after: None,
+                },
+                3,
+                3,
+                ("queued", "retry", None, Some(ms + 4_000), false),
             ),
             (
-                SendResult::Retry { reply: reply("0x00000058"), after: Some(std::time::Duration::from_secs(5)) },
-                1, 3, ("queued", "retry", None, Some(ms + 5_000), false),
+                SendResult::Retry {
+                    reply: reply("0x00000058"),
+                    after: Some(std::time::Duration::from_secs(5)),
+                },
+                1,
+                3,
+                ("queued", "retry", None, Some(ms + 5_000), false),
             ),
             (
-                SendResult::Retry { reply: reply("451"), after: None },
-                4, 3, ("failed", "retry", Some("retries_exhausted"), None, false),
+                SendResult::Retry {
+                    reply: reply("451"),
+                    after: None,
+                },
+                4,
+                3,
+                ("failed", "retry", Some("retries_exhausted"), None, false),
             ),
             (
-                SendResult::Retry { reply: reply("451"), after: None },
-                1, 0, ("failed", "retry", Some("retries_exhausted"), None, false),
+                SendResult::Retry {
+                    reply: reply("451"),
+                    after: None,
+                },
+                1,
+                0,
+                ("failed", "retry", Some("retries_exhausted"), None, false),
             ),
             (
-                SendResult::Bounced { reply: reply("550") },
-                1, 3, ("bounced", "bounced", Some("bounced"), None, true),
+                SendResult::Bounced {
+                    reply: reply("550"),
+                },
+                1,
+                3,
+                ("bounced", "bounced", Some("bounced"), None, true),
             ),
             (
-                SendResult::Failed { reply: reply("535") },
-                1, 3, ("failed", "failed", Some("rejected"), None, false),
+                SendResult::Failed {
+                    reply: reply("535"),
+                },
+                1,
+                3,
+                ("failed", "failed", Some("rejected"), None, false),
             ),
         ];
         for (answer, tries, max, want) in cases {
             let d = decide(&answer, tries, max, now, B, None);
-            let got = (d.status, d.result, d.reason.as_deref(), d.due_at, d.suppress);
+            let got = (
+                d.status,
+                d.result,
+                d.reason.as_deref(),
+                d.due_at,
+                d.suppress,
+            );
             assert_eq!(got, want, "{answer:?} at try {tries} of 1+{max}");
         }
     }
@@ -187,7 +232,13 @@ mod tests {
     fn a_retry_waits_for_the_send_window() {
         let (w, tz) = Window::from_spec(&CallingWindow {
             timezone: "America/New_York".into(),
-            days: vec!["mon".into(), "tue".into(), "wed".into(), "thu".into(), "fri".into()],
+            days: vec![
+                "mon".into(),
+                "tue".into(),
+                "wed".into(),
+                "thu".into(),
+                "fri".into(),
+            ],
             start: "09:00".into(),
             end: "17:00".into(),
         })
@@ -195,20 +246,32 @@ mod tests {
         // 16:59:30 in New York on a Wednesday; the retry falls after the close.
         let now = at("2026-12-02T21:59:30Z");
         let d = decide(
-            &SendResult::Retry { reply: reply("451"), after: None },
+            &SendResult::Retry {
+                reply: reply("451"),
+                after: None,
+            },
             1,
             3,
             now,
-            Backoff { base_ms: 60_000, cap_ms: 60_000 },
+            Backoff {
+                base_ms: 60_000,
+                cap_ms: 60_000,
+            },
             Some(&(w, tz)),
         );
-        assert_eq!(d.due_at, Some(at("2026-12-03T14:00:00Z").timestamp_millis()));
+        assert_eq!(
+            d.due_at,
+            Some(at("2026-12-03T14:00:00Z").timestamp_millis())
+        );
     }
 
     #[test]
     fn backoff_doubles_up_to_its_cap() {
         let got: Vec<i64> = (1..=8).map(|t| B.delay_ms(t)).collect();
-        assert_eq!(got, [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000]);
+        assert_eq!(
+            got,
+            [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000]
+        );
         assert_eq!(B.delay_ms(1_000), 60_000);
     }
 }

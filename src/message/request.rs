@@ -125,9 +125,10 @@ pub fn validate_email(s: &str) -> Result<String, String> {
             "{s:?} is not an e-mail address: the part before '@' must have 1 to 64 characters"
         ));
     }
-    let local_ok = local.bytes().all(|b| {
-        b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&b)
-    }) && !local.starts_with('.')
+    let local_ok = local
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&b))
+        && !local.starts_with('.')
         && !local.ends_with('.')
         && !local.contains("..");
     if !local_ok {
@@ -192,7 +193,9 @@ pub fn validate_sms_sender(s: &str) -> Result<String, String> {
 }
 
 fn content(f: &Fields<'_>, channel_keys: &[&str]) -> Result<Content, FieldError> {
-    let template_id = f.str_max("template_id", MAX_KEY_CHARS)?.map(|s| s.trim().to_string());
+    let template_id = f
+        .str_max("template_id", MAX_KEY_CHARS)?
+        .map(|s| s.trim().to_string());
     let template_variables = f.map_opt("template_variables", MAX_VARIABLES_BYTES)?;
     let raw_given: Vec<&str> = channel_keys.iter().copied().filter(|k| f.has(k)).collect();
     if let Some(t) = &template_id {
@@ -279,10 +282,15 @@ impl EmailRequest {
         if n > MAX_EMAIL_RECIPIENTS {
             return Err(f.err(
                 "to",
-                format!("at most {MAX_EMAIL_RECIPIENTS} recipients in to, cc and bcc together, got {n}"),
+                format!(
+                    "at most {MAX_EMAIL_RECIPIENTS} recipients in to, cc and bcc together, got {n}"
+                ),
             ));
         }
-        let reply_to = f.get("reply_to").map(|v| address(v, "reply_to")).transpose()?;
+        let reply_to = f
+            .get("reply_to")
+            .map(|v| address(v, "reply_to"))
+            .transpose()?;
         let from = f.get("from").map(|v| address(v, "from")).transpose()?;
         let category = match f.str_opt("category")? {
             None | Some("transactional") => Category::Transactional,
@@ -297,13 +305,20 @@ impl EmailRequest {
         let mut content = content(&f, &["subject", "body_html", "body_text"])?;
         if content.template_id.is_none() {
             let subject = f.str_max("subject", MAX_SUBJECT_CHARS)?.map(str::to_string);
-            let html = f.text_opt("body_html", MAX_EMAIL_BODY_CHARS)?.map(str::to_string);
-            let text = f.text_opt("body_text", MAX_EMAIL_BODY_CHARS)?.map(str::to_string);
+            let html = f
+                .text_opt("body_html", MAX_EMAIL_BODY_CHARS)?
+                .map(str::to_string);
+            let text = f
+                .text_opt("body_text", MAX_EMAIL_BODY_CHARS)?
+                .map(str::to_string);
             if subject.as_deref().is_none_or(|s| s.trim().is_empty()) {
                 return Err(f.err("subject", "is required without template_id"));
             }
             if html.is_none() && text.is_none() {
-                return Err(f.err("body_text", "body_html or body_text is required without template_id"));
+                return Err(f.err(
+                    "body_text",
+                    "body_html or body_text is required without template_id",
+                ));
             }
             content.subject = subject;
             content.body_html = html;
@@ -450,16 +465,16 @@ mod tests {
             "subject"
         );
         assert_eq!(
-            err(json!({"to": [{"email": "a@b.c"}], "template_id": "t", "category": "spam"}))
-                .field,
+            err(json!({"to": [{"email": "a@b.c"}], "template_id": "t", "category": "spam"})).field,
             "category"
         );
         assert_eq!(
-            err(json!({"to": [{"email": "a@b.c"}], "template_id": "t", "max_retries": "3"}))
-                .field,
+            err(json!({"to": [{"email": "a@b.c"}], "template_id": "t", "max_retries": "3"})).field,
             "max_retries"
         );
-        let many: Vec<Value> = (0..51).map(|i| json!({"email": format!("p{i}@x.io")})).collect();
+        let many: Vec<Value> = (0..51)
+            .map(|i| json!({"email": format!("p{i}@x.io")}))
+            .collect();
         assert_eq!(err(json!({"to": many, "template_id": "t"})).field, "to");
     }
 
@@ -486,7 +501,9 @@ mod tests {
     #[test]
     fn the_request_hash_ignores_key_order_but_not_content() {
         let a = SmsRequest::parse(&json!({"to": "+15551234567", "body": "hi"}), 3).unwrap();
-        let b: SmsRequest = serde_json::from_value(json!({"body": "hi", "max_retries": 3, "to": "+15551234567"})).unwrap();
+        let b: SmsRequest =
+            serde_json::from_value(json!({"body": "hi", "max_retries": 3, "to": "+15551234567"}))
+                .unwrap();
         let c = SmsRequest::parse(&json!({"to": "+15551234567", "body": "hi!"}), 3).unwrap();
         assert_eq!(request_hash(&a), request_hash(&b));
         assert_ne!(request_hash(&a), request_hash(&c));
@@ -497,8 +514,14 @@ mod tests {
         let err = |v: Value| SmsRequest::parse(&v, 3).unwrap_err();
         assert_eq!(err(json!({"to": "5551234", "body": "x"})).field, "to");
         assert_eq!(err(json!({"to": "+15551234567"})).field, "template_id");
-        assert_eq!(err(json!({"to": "+15551234567", "body": " "})).field, "body");
-        assert_eq!(err(json!({"to": "+15551234567", "body": "x", "from": "!!"})).field, "from");
+        assert_eq!(
+            err(json!({"to": "+15551234567", "body": " "})).field,
+            "body"
+        );
+        assert_eq!(
+            err(json!({"to": "+15551234567", "body": "x", "from": "!!"})).field,
+            "from"
+        );
         assert_eq!(
             err(json!({"to": "+15551234567", "body": "x", "send_window": {"timezone": "Mars/Base", "start": "09:00", "end": "18:00"}})).field.split('.').next().unwrap(),
             "send_window"

@@ -85,7 +85,11 @@ impl ChannelWorker {
         worker.transport.close().await;
     }
 
-    async fn claim_loop(self: &Arc<Self>, record_tx: mpsc::Sender<SendRecord>, shutdown: &CancellationToken) {
+    async fn claim_loop(
+        self: &Arc<Self>,
+        record_tx: mpsc::Sender<SendRecord>,
+        shutdown: &CancellationToken,
+    ) {
         let limiter = NonZeroU32::new(self.settings.max_per_second)
             .map(|n| Arc::new(RateLimiter::direct(Quota::per_second(n))));
         let slots = Arc::new(Semaphore::new(self.settings.in_flight.max(1)));
@@ -106,7 +110,13 @@ impl ChannelWorker {
             } else {
                 match self
                     .store
-                    .claim_messages(channel, &self.node_id, now, self.settings.lease_ms, free as i64)
+                    .claim_messages(
+                        channel,
+                        &self.node_id,
+                        now,
+                        self.settings.lease_ms,
+                        free as i64,
+                    )
                     .await
                 {
                     Ok(rows) => rows,
@@ -152,12 +162,17 @@ impl ChannelWorker {
     }
 
     /// Gate, pace, send one claimed message; what it came to.
-    async fn send_one(&self, row: MessageRow, limiter: Option<&DefaultDirectRateLimiter>) -> SendRecord {
+    async fn send_one(
+        &self,
+        row: MessageRow,
+        limiter: Option<&DefaultDirectRateLimiter>,
+    ) -> SendRecord {
         let rendered: Value = serde_json::from_str(&row.rendered).unwrap_or(Value::Null);
         let decision = match self.gate(&row, &rendered).await {
             Err(mut decision) => {
                 if decision.status == "queued" && decision.due_at.is_none() {
-                    decision.due_at = Some(self.clock.now_ms() + self.settings.backoff.delay_ms(row.tries));
+                    decision.due_at =
+                        Some(self.clock.now_ms() + self.settings.backoff.delay_ms(row.tries));
                 }
                 decision
             }
@@ -182,7 +197,14 @@ impl ChannelWorker {
                     .message_send_latency
                     .observe(self.channel.as_str(), started.elapsed().as_secs_f64());
                 let window = send_window(&row);
-                outcome::decide(&result, row.tries, row.max_retries, self.clock.now(), self.settings.backoff, window.as_ref())
+                outcome::decide(
+                    &result,
+                    row.tries,
+                    row.max_retries,
+                    self.clock.now(),
+                    self.settings.backoff,
+                    window.as_ref(),
+                )
             }
         };
         to_record(&row, decision)
@@ -206,7 +228,8 @@ impl ChannelWorker {
         let id = uuid::Uuid::parse_str(&row.id).map_err(|_| malformed("id"))?;
         match self.channel {
             MessageChannel::Email => {
-                let mut email = email_from(id, rendered).ok_or_else(|| malformed("e-mail fields"))?;
+                let mut email =
+                    email_from(id, rendered).ok_or_else(|| malformed("e-mail fields"))?;
                 let all: Vec<String> = email
                     .to
                     .iter()
@@ -214,7 +237,11 @@ impl ChannelWorker {
                     .chain(&email.bcc)
                     .map(|m| m.email.to_ascii_lowercase())
                     .collect();
-                let blocked = self.store.suppressed("email", &all).await.map_err(unchecked)?;
+                let blocked = self
+                    .store
+                    .suppressed("email", &all)
+                    .await
+                    .map_err(unchecked)?;
                 if !blocked.is_empty() {
                     let keep = |m: &Mailbox| !blocked.contains(&m.email.to_ascii_lowercase());
                     email.to.retain(keep);
@@ -236,7 +263,13 @@ impl ChannelWorker {
                 if !listed.is_empty() {
                     return Err(outcome::suppressed("SMS suppression"));
                 }
-                if self.store.get_dnc(&sms.to).await.map_err(unchecked)?.is_some() {
+                if self
+                    .store
+                    .get_dnc(&sms.to)
+                    .await
+                    .map_err(unchecked)?
+                    .is_some()
+                {
                     return Err(outcome::suppressed("do-not-call"));
                 }
                 Ok(Outbound::Sms(sms))
@@ -275,7 +308,10 @@ fn bounced_address(row: &MessageRow, text: Option<&str>) -> String {
 
 fn to_record(row: &MessageRow, d: Decision) -> SendRecord {
     let suppress = if d.suppress {
-        vec![(row.channel.clone(), bounced_address(row, d.reply.text.as_deref()))]
+        vec![(
+            row.channel.clone(),
+            bounced_address(row, d.reply.text.as_deref()),
+        )]
     } else {
         Vec::new()
     };
@@ -350,7 +386,11 @@ async fn record_loop(worker: Arc<ChannelWorker>, mut rx: mpsc::Receiver<SendReco
     while rx.recv_many(&mut batch, RECORD_BATCH).await > 0 {
         // A failed write is retried: what was sent must be recorded.
         let mut wait = Duration::from_millis(50);
-        while let Err(e) = worker.store.record_sends(&batch, worker.clock.now_ms()).await {
+        while let Err(e) = worker
+            .store
+            .record_sends(&batch, worker.clock.now_ms())
+            .await
+        {
             tracing::warn!(channel = worker.channel.as_str(), error = %e, "recording sends failed; retrying");
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_secs(5));
@@ -395,7 +435,11 @@ async fn report_loop(
         let only: Vec<ReportRecord> = records.iter().map(|(r, _)| r.clone()).collect();
         let mut wait = Duration::from_millis(50);
         let waiting = loop {
-            match worker.store.apply_reports(&only, worker.clock.now_ms()).await {
+            match worker
+                .store
+                .apply_reports(&only, worker.clock.now_ms())
+                .await
+            {
                 Ok(w) => break w,
                 Err(e) => {
                     tracing::warn!(channel, error = %e, "applying delivery reports failed; retrying");

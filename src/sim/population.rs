@@ -410,7 +410,11 @@ impl Population {
             None => SmsShares::default(),
             Some(v) => {
                 let t = p.table(v, "sms")?;
-                p.known(t, "sms", &["delivered", "failed", "no_receipt", "receipt_ms"])?;
+                p.known(
+                    t,
+                    "sms",
+                    &["delivered", "failed", "no_receipt", "receipt_ms"],
+                )?;
                 let share = |k: &str| -> Result<f64, PopulationError> {
                     match t.get(k) {
                         Some(v) => p.share(v, &format!("sms.{k}"), None),
@@ -427,7 +431,10 @@ impl Population {
                     },
                 };
                 if sms.delivered + sms.failed + sms.no_receipt <= 0.0 {
-                    return Err(p.err("sms", "at least one of delivered, failed, no_receipt must be above 0"));
+                    return Err(p.err(
+                        "sms",
+                        "at least one of delivered, failed, no_receipt must be above 0",
+                    ));
                 }
                 sms
             }

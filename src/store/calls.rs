@@ -61,7 +61,11 @@ impl Store {
 
     /// The variables of targets whose answered call in `campaign_id` ended
     /// with the agent's `result` (the demo's follow-up e-mails).
-    pub async fn targets_with_result(&self, campaign_id: &str, result: &str) -> Result<Vec<String>> {
+    pub async fn targets_with_result(
+        &self,
+        campaign_id: &str,
+        result: &str,
+    ) -> Result<Vec<String>> {
         with_pool!(self, p => Ok(sqlx::query_scalar::<_, String>(
             "SELECT t.variables FROM calls c JOIN targets t ON t.id = c.target_id \
              WHERE c.campaign_id = $1 AND c.result = $2 ORDER BY t.id")

@@ -82,7 +82,8 @@ impl GlobalLog {
 
     /// The page's JSON array.
     pub(crate) fn page(&self) -> String {
-        let mut s = String::with_capacity(self.events.iter().map(|e| e.len() + 1).sum::<usize>() + 2);
+        let mut s =
+            String::with_capacity(self.events.iter().map(|e| e.len() + 1).sum::<usize>() + 2);
         s.push('[');
         for (i, e) in self.events.iter().enumerate() {
             if i > 0 {
@@ -124,20 +125,33 @@ macro_rules! append_global_page {
 pub(crate) use append_global_page;
 
 fn decode_page(first_seq: i64, text: &str) -> Result<Vec<GlobalEvent>> {
-    let corrupt = |why: String| StoreError::Corrupt(format!("global event page at {first_seq}: {why}"));
+    let corrupt =
+        |why: String| StoreError::Corrupt(format!("global event page at {first_seq}: {why}"));
     let items: Vec<Value> = serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
         let Value::Object(mut o) = item else {
             return Err(corrupt("an event is not an object".into()));
         };
-        let kind = o.get("type").and_then(Value::as_str).ok_or_else(|| corrupt("no type".into()))?.to_string();
-        let at = o.get("at").and_then(Value::as_i64).ok_or_else(|| corrupt("no time".into()))?;
+        let kind = o
+            .get("type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| corrupt("no type".into()))?
+            .to_string();
+        let at = o
+            .get("at")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| corrupt("no time".into()))?;
         let data = match o.remove("data") {
             Some(Value::Object(d)) => d,
             _ => Map::new(),
         };
-        out.push(GlobalEvent { seq: first_seq + i as i64, kind, at, data });
+        out.push(GlobalEvent {
+            seq: first_seq + i as i64,
+            kind,
+            at,
+            data,
+        });
     }
     Ok(out)
 }
@@ -157,7 +171,11 @@ impl Store {
         })?;
         let mut out = Vec::new();
         for (first, text) in rows {
-            out.extend(decode_page(first, &text)?.into_iter().filter(|e| e.seq > after));
+            out.extend(
+                decode_page(first, &text)?
+                    .into_iter()
+                    .filter(|e| e.seq > after),
+            );
             if out.len() >= max {
                 break;
             }

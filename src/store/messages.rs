@@ -153,7 +153,20 @@ impl Store {
             }
         }
         let mut log = GlobalLog::default();
-        status_event(&mut log, now, Change { id: &m.id, channel: &m.channel, recipient: &m.recipient, from: "", to: "queued", reason: None, code: None, text: None });
+        status_event(
+            &mut log,
+            now,
+            Change {
+                id: &m.id,
+                channel: &m.channel,
+                recipient: &m.recipient,
+                from: "",
+                to: "queued",
+                reason: None,
+                code: None,
+                text: None,
+            },
+        );
         let _write = self.write_guard().await;
         let inserted = with_pool!(self, p => {
             let mut tx = p.begin_write().await?;
@@ -253,7 +266,20 @@ impl Store {
             return Err(StoreError::Conflict(row.status));
         }
         let mut log = GlobalLog::default();
-        status_event(&mut log, now, Change { id, channel: &row.channel, recipient: &row.recipient, from: "queued", to: "cancelled", reason: Some(reason), code: None, text: None });
+        status_event(
+            &mut log,
+            now,
+            Change {
+                id,
+                channel: &row.channel,
+                recipient: &row.recipient,
+                from: "queued",
+                to: "cancelled",
+                reason: Some(reason),
+                code: None,
+                text: None,
+            },
+        );
         let _write = self.write_guard().await;
         let n = with_pool!(self, p => {
             let mut tx = p.begin_write().await?;
@@ -430,7 +456,8 @@ impl Store {
     /// `queued`, due at `now` (or `failed` when its retries are spent).
     pub async fn recover_messages(&self, now: i64) -> Result<usize> {
         let sql = format!("SELECT {COLUMNS} FROM messages WHERE status = 'sending' AND lease_expires_at < $1 LIMIT 1000");
-        let stale: Vec<MessageRow> = with_pool!(self, p => sqlx::query_as(&sql).bind(now).fetch_all(p).await)?;
+        let stale: Vec<MessageRow> =
+            with_pool!(self, p => sqlx::query_as(&sql).bind(now).fetch_all(p).await)?;
         let records: Vec<SendRecord> = stale
             .iter()
             .map(|m| {
@@ -466,7 +493,13 @@ impl Store {
         Ok(out)
     }
 
-    pub async fn add_suppression(&self, channel: &str, address: &str, reason: &str, now: i64) -> Result<()> {
+    pub async fn add_suppression(
+        &self,
+        channel: &str,
+        address: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<()> {
         with_pool!(self, p => sqlx::query("INSERT INTO suppressions (channel, address, reason, created_at) VALUES ($1, $2, $3, $4) \
                                            ON CONFLICT (channel, address) DO UPDATE SET reason = $3")
             .bind(channel).bind(address).bind(reason).bind(now).execute(p).await.map(|_| ()))?;
@@ -474,7 +507,11 @@ impl Store {
         Ok(())
     }
 
-    pub async fn get_suppression(&self, channel: &str, address: &str) -> Result<Option<(String, i64)>> {
+    pub async fn get_suppression(
+        &self,
+        channel: &str,
+        address: &str,
+    ) -> Result<Option<(String, i64)>> {
         with_pool!(self, p => Ok(sqlx::query_as::<_, (String, i64)>("SELECT reason, created_at FROM suppressions WHERE channel = $1 AND address = $2")
             .bind(channel).bind(address).fetch_optional(p).await?))
     }

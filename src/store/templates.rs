@@ -35,7 +35,8 @@ pub struct TemplateDraft {
     pub parts: String,
 }
 
-const SELECT: &str = "SELECT t.id, t.code, t.name, t.channel, t.status, t.version, v.variables, v.parts, \
+const SELECT: &str =
+    "SELECT t.id, t.code, t.name, t.channel, t.status, t.version, v.variables, v.parts, \
      t.created_at, t.updated_at FROM templates t \
      JOIN template_versions v ON v.template_id = t.id AND v.version = t.version";
 
@@ -106,7 +107,12 @@ impl Store {
 
     /// Saves a change as the next version (name, code, variables, parts;
     /// the channel never changes).
-    pub async fn update_template(&self, id: &str, d: &TemplateDraft, now: i64) -> Result<TemplateRow> {
+    pub async fn update_template(
+        &self,
+        id: &str,
+        d: &TemplateDraft,
+        now: i64,
+    ) -> Result<TemplateRow> {
         let _write = self.write_guard().await;
         with_pool!(self, p => {
             let mut tx = p.begin_write().await?;
@@ -124,7 +130,12 @@ impl Store {
     }
 
     /// `active` or `inactive`.
-    pub async fn set_template_status(&self, id: &str, status: &str, now: i64) -> Result<TemplateRow> {
+    pub async fn set_template_status(
+        &self,
+        id: &str,
+        status: &str,
+        now: i64,
+    ) -> Result<TemplateRow> {
         let n = with_pool!(self, p => sqlx::query("UPDATE templates SET status = $2, updated_at = $3 WHERE id = $1")
             .bind(id).bind(status).bind(now).execute(p).await.map(|r| r.rows_affected()))?;
         self.wrote();
