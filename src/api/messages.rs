@@ -367,7 +367,7 @@ pub fn message_json(m: &MessageRow, attempts: Option<Vec<Value>>) -> Value {
     o.insert("template_version".into(), json!(m.template_version));
     o.insert(
         "scheduled_at".into(),
-        ts_opt(request.get("scheduled_at").and_then(Value::as_i64)),
+        request.get("scheduled_at").cloned().unwrap_or(Value::Null),
     );
     o.insert("max_retries".into(), json!(m.max_retries));
     o.insert("tries".into(), json!(m.tries));
@@ -504,9 +504,6 @@ async fn change(
         return Err(FieldError::new("idempotency_key", "cannot change").into());
     }
     let mut whole: Value = serde_json::from_str(&m.request).map_err(ApiError::internal)?;
-    if let Some(at) = whole.get("scheduled_at").and_then(Value::as_i64) {
-        whole["scheduled_at"] = ts(at);
-    }
     merge_patch(&mut whole, &patch);
     let now = now();
     let mut row = match channel {

@@ -66,14 +66,36 @@ pub struct Content {
 /// When and how often: common to every channel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Delivery {
-    /// Epoch milliseconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Epoch milliseconds (an RFC 3339 string in JSON, as the API takes it).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "rfc3339_ms")]
     pub scheduled_at: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_window: Option<CallingWindow>,
     pub max_retries: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+}
+
+/// `Option<i64>` epoch milliseconds as an RFC 3339 string.
+mod rfc3339_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+        match v.and_then(|ms| chrono::DateTime::from_timestamp_millis(ms)) {
+            Some(t) => s.serialize_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        let v: Option<String> = Option::deserialize(d)?;
+        v.map(|s| {
+            chrono::DateTime::parse_from_rfc3339(&s)
+                .map(|t| t.timestamp_millis())
+                .map_err(serde::de::Error::custom)
+        })
+        .transpose()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
