@@ -143,7 +143,9 @@ impl App {
         let population = if config.simulator.population.is_empty() {
             crate::sim::population::Population::default_population()
         } else {
-            crate::sim::population::Population::load(std::path::Path::new(&config.simulator.population))?
+            crate::sim::population::Population::load(std::path::Path::new(
+                &config.simulator.population,
+            ))?
         };
         let channels = crate::message::channels::build(
             config,
@@ -152,6 +154,7 @@ impl App {
             &node_id,
             &population.sms,
             config.simulator.seed,
+            call_control.as_ref(),
         )
         .await
         .context("starting the message channels")?;

@@ -70,6 +70,8 @@ pub struct EmailChannelConfig {
 #[derive(Debug, Clone, Deserialize)]
 pub struct SmsChannelConfig {
     pub transport: String,
+    /// Transport `sip`: the trunk MESSAGEs go through; empty: "default".
+    pub trunk: String,
     pub smpp_url: String,
     pub password: Secret,
     pub password_env: String,
@@ -90,6 +92,16 @@ pub fn resolve_secret(password: &Secret, password_env: &str) -> Option<Secret> {
         return None;
     }
     std::env::var(password_env).ok().map(Secret)
+}
+
+impl SmsChannelConfig {
+    /// The trunk of transport `sip`: `trunk`, or "default" when empty.
+    pub fn sip_trunk(&self) -> &str {
+        match self.trunk.trim() {
+            "" => "default",
+            t => t,
+        }
+    }
 }
 
 /// The trunk proxy value that means "the embedded simulator".
@@ -407,7 +419,8 @@ impl Config {
                 ));
             }
         }
-        crate::message::channels::validate(self).map_err(|(key, message)| invalid(&key, message))?;
+        crate::message::channels::validate(self)
+            .map_err(|(key, message)| invalid(&key, message))?;
         Ok(())
     }
 }
