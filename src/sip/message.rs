@@ -14,11 +14,12 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use rsipstack::sip::headers::CallId;
 use rsipstack::sip::typed::{From as FromHeader, To as ToHeader};
 use rsipstack::sip::{Header, Method, Param, Request, Response, SipMessage, Uri};
 use rsipstack::transaction::endpoint::EndpointInnerRef;
 use rsipstack::transaction::key::{TransactionKey, TransactionRole};
-use rsipstack::transaction::{make_call_id, make_tag, Transaction};
+use rsipstack::transaction::{make_tag, Transaction};
 use tracing::debug;
 
 use super::auth;
@@ -106,10 +107,7 @@ pub(super) async fn send(
     target: MessageTarget,
     body: &str,
 ) -> MessageResult {
-    let call_id = make_call_id(
-        endpoint.option.callid_suffix.as_deref(),
-        endpoint.option.callid_format,
-    );
+    let call_id = CallId::from(format!("{}@herald", uuid::Uuid::new_v4().simple()));
     let tag = make_tag();
     let uri = target.request_uri.to_string();
     let mut auth_header: Option<Header> = None;
@@ -157,7 +155,7 @@ pub(super) async fn send(
 fn build(
     endpoint: &EndpointInnerRef,
     target: &MessageTarget,
-    call_id: &rsipstack::sip::headers::CallId,
+    call_id: &CallId,
     tag: &rsipstack::sip::param::Tag,
     seq: u32,
     body: &str,
