@@ -14,6 +14,7 @@ mod sse;
 use std::time::Duration;
 
 use common::{app_for, expect_json, Db, TestApp};
+use herald::sip::MessageResult;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sipp::{SippExit, SippUas};
@@ -158,4 +159,47 @@ async fn a_401_to_the_message_is_answered_with_the_trunk_credentials() {
     let exit = uas.finish().await;
     exit.assert_success();
     assert_eq!(logged(&exit, "RETRY").len(), 1, "{}", exit.logs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_nobody_answers_is_retransmitted_then_times_out() {
+    // A trunk that reads nothing and answers nothing.
+    let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let proxy = format!("sip:{}", silent.local_addr().unwrap());
+    let (cc, cancel) = sipp::herald::start(
+        sipp::herald::trunk(&proxy, "", "", 1),
+        sipp::herald::media_config(5),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let result = cc
+        .send_message("sipp", None, "+15557654321", "Anyone there?")
+        .await
+        .expect("the MESSAGE is sent");
+    assert_eq!(result, MessageResult::TimedOut);
+    // Timer F (herald's 64*T1 is 8 s), after Timer E retransmissions of the
+    // same request, all queued on the silent socket.
+    assert!(
+        started.elapsed() >= Duration::from_secs(7),
+        "{:?}",
+        started.elapsed()
+    );
+    let mut sent = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok((n, _)) = silent.try_recv_from(&mut buf) {
+        sent.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(sent.len() >= 3, "{} MESSAGEs seen", sent.len());
+    assert!(
+        sent[0].starts_with("MESSAGE sip:+15557654321@"),
+        "{}",
+        sent[0]
+    );
+    assert!(sent[0].ends_with("\r\n\r\nAnyone there?"), "{}", sent[0]);
+    assert!(
+        sent.iter().all(|m| m == &sent[0]),
+        "retransmissions differ: {sent:?}"
+    );
+    cancel.cancel();
+    cc.stopped().await;
 }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use rsipstack::sip::headers::CallId;
 use rsipstack::sip::typed::{From as FromHeader, To as ToHeader};
+use rsipstack::sip::uri::Auth;
 use rsipstack::sip::{Header, Method, Param, Request, Response, SipMessage, Uri};
 use rsipstack::transaction::endpoint::EndpointInnerRef;
 use rsipstack::transaction::key::{TransactionKey, TransactionRole};
@@ -76,28 +77,19 @@ pub(super) fn resolve(
     if user.is_empty() || user.len() > 64 || user.chars().any(char::is_control) {
         return Err(MessageError::InvalidSender(user));
     }
-    let from_uri = parse_uri(&format!("sip:{}@{domain}", escape_user(&user)))
+    // The user is set after parsing: alphanumeric sender ids may hold
+    // spaces, which the URI escapes when written (RFC 3261 §25.1).
+    let mut from_uri = parse_uri(&format!("sip:herald@{domain}"))
         .map_err(|_| MessageError::InvalidSender(user.clone()))?;
+    from_uri.auth = Some(Auth {
+        user,
+        password: None,
+    });
     Ok(MessageTarget {
         request_uri,
         from_uri,
         credential,
     })
-}
-
-/// A SIP URI user part for `user`: alphanumeric sender ids may hold spaces,
-/// which are escaped (RFC 3261 §25.1 `escaped`) with every other byte
-/// outside the unreserved set and `+`.
-fn escape_user(user: &str) -> String {
-    let mut out = String::with_capacity(user.len());
-    for b in user.bytes() {
-        if b.is_ascii_alphanumeric() || b"+-_.!~*'()".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// Sends the MESSAGE and waits for its final response (at most Timer F,
