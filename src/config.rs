@@ -638,8 +638,8 @@ mod tests {
 
     #[test]
     fn sms_over_sip_needs_an_existing_trunk_and_defaults_to_default() {
-        let c = Config::load_from(None, env(&[("HERALD__CHANNELS__SMS__TRANSPORT", "sip")]))
-            .unwrap();
+        let c =
+            Config::load_from(None, env(&[("HERALD__CHANNELS__SMS__TRANSPORT", "sip")])).unwrap();
         assert_eq!(c.channels.sms.sip_trunk(), "default");
         let err = Config::load_from(
             None,
@@ -652,7 +652,10 @@ mod tests {
         assert!(err.to_string().contains("channels.sms.trunk"), "{err}");
         let err = Config::load_from(None, env(&[("HERALD__CHANNELS__SMS__TRANSPORT", "sms")]))
             .unwrap_err();
-        assert!(err.to_string().contains("simulator, smpp, sip or off"), "{err}");
+        assert!(
+            err.to_string().contains("simulator, smpp, sip or off"),
+            "{err}"
+        );
     }
 
     #[test]

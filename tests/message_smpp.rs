@@ -63,6 +63,7 @@ async fn next_report(rx: &mut mpsc::Receiver<DeliveryReport>) -> DeliveryReport 
         .expect("report channel closed")
 }
 
+#[allow(dead_code)]
 fn submits(smsc: &Smsc) -> Vec<Value> {
     smsc.events
         .iter()

@@ -142,6 +142,7 @@ mod tests {
         let now = at("2026-12-02T10:00:00Z");
         let ms = now.timestamp_millis();
         // (answer, tries, max_retries) -> (status, result, reason, due_at, suppress)
+        #[allow(clippy::type_complexity)]
         let cases: Vec<(SendResult, i64, i64, (&str, &str, Option<&str>, Option<i64>, bool))> = vec![
             (
                 SendResult::Accepted { provider_id: Some("7".into()), reply: reply("250") },

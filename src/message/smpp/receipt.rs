@@ -236,6 +236,7 @@ mod tests {
 
     #[test]
     fn receipt_texts_are_parsed() {
+        #[allow(clippy::type_complexity)]
         let cases: [(&str, Option<(&str, Option<&str>, Option<&str>)>); 8] = [
             (
                 "id:1000 sub:001 dlvrd:001 submit date:2401011200 done date:2401011201 stat:DELIVRD err:000 text:Hello",
