@@ -154,6 +154,7 @@ impl App {
             &node_id,
             &population.sms,
             config.simulator.seed,
+            call_control.as_ref(),
         )
         .await
         .context("starting the message channels")?;

@@ -70,6 +70,8 @@ pub struct EmailChannelConfig {
 #[derive(Debug, Clone, Deserialize)]
 pub struct SmsChannelConfig {
     pub transport: String,
+    /// Transport `sip`: the trunk MESSAGEs go through; empty: "default".
+    pub trunk: String,
     pub smpp_url: String,
     pub password: Secret,
     pub password_env: String,
@@ -90,6 +92,16 @@ pub fn resolve_secret(password: &Secret, password_env: &str) -> Option<Secret> {
         return None;
     }
     std::env::var(password_env).ok().map(Secret)
+}
+
+impl SmsChannelConfig {
+    /// The trunk of transport `sip`: `trunk`, or "default" when empty.
+    pub fn sip_trunk(&self) -> &str {
+        match self.trunk.trim() {
+            "" => "default",
+            t => t,
+        }
+    }
 }
 
 /// The trunk proxy value that means "the embedded simulator".
@@ -622,6 +634,28 @@ mod tests {
         let err =
             Config::load_from(None, env(&[("HERALD__SIMULATOR__LISTEN", "nowhere")])).unwrap_err();
         assert!(err.to_string().contains("simulator.listen"), "{err}");
+    }
+
+    #[test]
+    fn sms_over_sip_needs_an_existing_trunk_and_defaults_to_default() {
+        let c =
+            Config::load_from(None, env(&[("HERALD__CHANNELS__SMS__TRANSPORT", "sip")])).unwrap();
+        assert_eq!(c.channels.sms.sip_trunk(), "default");
+        let err = Config::load_from(
+            None,
+            env(&[
+                ("HERALD__CHANNELS__SMS__TRANSPORT", "sip"),
+                ("HERALD__CHANNELS__SMS__TRUNK", "carrier"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("channels.sms.trunk"), "{err}");
+        let err = Config::load_from(None, env(&[("HERALD__CHANNELS__SMS__TRANSPORT", "sms")]))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("simulator, smpp, sip or off"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! per call itself. So rsipstack's targets are held at `warn` unless the
 //! filter names rsipstack explicitly (which shows raw SIP messages with
 //! their `Authorization` headers: for debugging against a test trunk only).
+//! rusmpp and rusmppc log whole SMPP PDUs at DEBUG (the bind password and
+//! message bodies included): they are held at `warn` the same way.
 //! Must not: log anything itself.
 
 use crate::config::{Config, LogFormat};
@@ -13,17 +15,25 @@ use crate::config::{Config, LogFormat};
 /// The level rsipstack's targets get when the filter does not name them.
 pub const RSIPSTACK_DEFAULT: &str = "rsipstack=warn";
 
+/// The level the SMPP crates' targets get when the filter does not name them.
+pub const RUSMPP_DEFAULT: &str = "rusmpp=warn,rusmppc=warn";
+
 /// The filter actually used for `spec` (RUST_LOG or `log.level`): `spec`,
-/// plus [`RSIPSTACK_DEFAULT`] unless one of its directives names rsipstack.
+/// plus [`RSIPSTACK_DEFAULT`] unless one of its directives names rsipstack,
+/// plus [`RUSMPP_DEFAULT`] unless one names rusmpp.
 pub fn filter_directives(spec: &str) -> String {
-    let names_rsipstack = spec.split(',').any(|d| d.trim().starts_with("rsipstack"));
-    if names_rsipstack {
-        spec.to_string()
-    } else if spec.trim().is_empty() {
-        RSIPSTACK_DEFAULT.to_string()
-    } else {
-        format!("{spec},{RSIPSTACK_DEFAULT}")
+    let names = |what: &str| spec.split(',').any(|d| d.trim().starts_with(what));
+    let mut out: Vec<&str> = Vec::new();
+    if !spec.trim().is_empty() {
+        out.push(spec);
     }
+    if !names("rsipstack") {
+        out.push(RSIPSTACK_DEFAULT);
+    }
+    if !names("rusmpp") {
+        out.push(RUSMPP_DEFAULT);
+    }
+    out.join(",")
 }
 
 /// Installs the global subscriber: RUST_LOG when it is set and valid, else
@@ -50,17 +60,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rsipstack_is_held_at_warn_unless_named() {
+    fn rsipstack_and_rusmpp_are_held_at_warn_unless_named() {
+        const R: &str = "rusmpp=warn,rusmppc=warn";
         let cases = [
-            ("info", "info,rsipstack=warn"),
-            ("debug", "debug,rsipstack=warn"),
+            ("info", format!("info,rsipstack=warn,{R}")),
+            ("debug", format!("debug,rsipstack=warn,{R}")),
             (
                 "herald=debug,sqlx=warn",
-                "herald=debug,sqlx=warn,rsipstack=warn",
+                format!("herald=debug,sqlx=warn,rsipstack=warn,{R}"),
             ),
-            ("", "rsipstack=warn"),
-            ("debug,rsipstack=debug", "debug,rsipstack=debug"),
-            ("rsipstack::transport=trace", "rsipstack::transport=trace"),
+            ("", format!("rsipstack=warn,{R}")),
+            ("debug,rsipstack=debug", format!("debug,rsipstack=debug,{R}")),
+            ("rsipstack::transport=trace", format!("rsipstack::transport=trace,{R}")),
+            ("debug,rusmpp=debug", "debug,rusmpp=debug,rsipstack=warn".to_string()),
         ];
         for (spec, want) in cases {
             assert_eq!(filter_directives(spec), want, "{spec:?}");

@@ -14,6 +14,7 @@ use super::outcome::Backoff;
 use super::request::{validate_email, validate_sms_sender};
 use super::service::{EmailDefaults, Messaging, SmsDefaults};
 use super::simulator::SimulatorTransport;
+use super::sip_message::SipMessageTransport;
 use super::smpp::{SmppSettings, SmppTransport};
 use super::smtp::{SmtpSettings, SmtpTransport};
 use super::status::MessageChannel;
@@ -22,6 +23,7 @@ use super::worker::{ChannelWorker, WorkerSettings};
 use crate::clock::Clock;
 use crate::config::{resolve_secret, Config};
 use crate::sim::population::SmsShares;
+use crate::sip::CallControl;
 use crate::store::Store;
 
 /// `Name <address>` or `address`.
@@ -130,12 +132,12 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
         "smpp" => {
             parse_smpp_url(&s.smpp_url).map_err(|m| ("channels.sms.smpp_url".to_string(), m))?;
         }
-        other => {
-            return bad(
-                "channels.sms.transport",
-                format!("must be simulator, smpp or off, got {other:?}"),
-            )
+        "sip" => {
+            if !c.trunks.contains_key(s.sip_trunk()) {
+                return bad("channels.sms.trunk", format!("names no trunk: there is no [trunks.{}]", s.sip_trunk()));
+            }
         }
+        other => return bad("channels.sms.transport", format!("must be simulator, smpp, sip or off, got {other:?}")),
     }
     if sms_t != "off" {
         validate_sms_sender(&s.from).map_err(|m| ("channels.sms.from".to_string(), m))?;
@@ -190,6 +192,8 @@ fn worker_settings(c: &Config, max_per_second: u32) -> WorkerSettings {
 }
 
 /// Builds the configured channels' transports and senders (not started).
+/// `sip` is call control, for SMS transport `sip` (`None` when herald runs
+/// without SIP).
 pub async fn build(
     c: &Config,
     store: &Store,
@@ -197,6 +201,7 @@ pub async fn build(
     node_id: &str,
     sms_population: &SmsShares,
     seed: u64,
+    sip: Option<&CallControl>,
 ) -> anyhow::Result<Channels> {
     let wake_email = Arc::new(Notify::new());
     let wake_sms = Arc::new(Notify::new());
@@ -244,6 +249,10 @@ pub async fn build(
         let (tx, rx) = mpsc::channel(4096);
         let t: Arc<dyn Transport> = match sms_transport(c) {
             "simulator" => Arc::new(SimulatorTransport::new(*sms_population, seed, tx)),
+            "sip" => {
+                let sip = sip.ok_or_else(|| anyhow::anyhow!("SMS transport \"sip\" needs SIP call control"))?;
+                Arc::new(SipMessageTransport::new(sip.clone(), s.sip_trunk()))
+            }
             other => build_sms_transport(c, other, tx).await?,
         };
         transports.push(("sms", t.clone()));

@@ -8,7 +8,8 @@
 //!   through it (an outbound message, a send's result, a delivery report).
 //! - One file per transport: [`file`] (`.eml` files in an outbox directory),
 //!   [`smtp`] (lettre), [`dsn`] (the bounce listener: RFC 3464 reports to the
-//!   VERP Return-Path), [`smpp`] (SMPP 3.4 transceiver).
+//!   VERP Return-Path), [`smpp`] (SMPP 3.4 transceiver), [`sip_message`]
+//!   (SMS as a SIP MESSAGE through a trunk, sent by call control).
 
 pub mod channels;
 pub mod dsn;
@@ -17,6 +18,7 @@ pub mod outcome;
 pub mod request;
 pub mod service;
 pub mod simulator;
+pub mod sip_message;
 pub mod smpp;
 pub mod sms_text;
 pub mod smtp;

@@ -24,8 +24,9 @@ use tracing::{debug, info, warn};
 use super::classify::{self, OurCancel, SetupContext, SetupEnd};
 use super::media::{self, PreparedMedia};
 use super::stack::{header_values, CallNote, Registry};
+use super::stack::{is_local_timeout, status_line};
 use super::target::Target;
-use super::{digest, sdp};
+use super::{auth, sdp};
 use super::{CallEnded, CallEvent, HangupBy};
 
 /// How long the INVITE may take to end after our CANCEL (64*T1, RFC 3261 §9.1).
@@ -133,7 +134,7 @@ impl CallRun {
                 );
             }
             if (code == 401 || code == 407) && rec.cancel.is_none() {
-                if let Some(h) = self.answer_challenge(&resp, code == 407, auth_rounds) {
+                if let Some(h) = self.answer_challenge(&resp, auth_rounds) {
                     auth_rounds += 1;
                     auth = Some(h);
                     continue;
@@ -279,42 +280,11 @@ impl CallRun {
     }
 
     /// The header answering a 401/407, or `None` when herald cannot.
-    /// `rounds` challenges were answered already; see [`digest::should_answer`].
-    fn answer_challenge(&self, resp: &Response, proxy: bool, rounds: u32) -> Option<Header> {
-        let (user, password) = self.target.credential.as_ref()?;
-        let name = if proxy {
-            "proxy-authenticate"
-        } else {
-            "www-authenticate"
-        };
-        let challenges: Vec<digest::Challenge> = header_values(&resp.headers, name)
-            .iter()
-            .filter_map(|v| digest::parse_challenge(v))
-            .collect();
-        let ch = digest::choose_challenge(&challenges)?;
-        if !digest::should_answer(rounds, ch.stale) {
-            debug!(rounds, "credentials rejected, not retrying");
-            return None;
-        }
+    /// `rounds` challenges were answered already.
+    fn answer_challenge(&self, resp: &Response, rounds: u32) -> Option<Header> {
+        let credential = self.target.credential.as_ref()?;
         let uri = self.target.request_uri.to_string();
-        let cnonce = format!("{:016x}", rand::random::<u64>());
-        let value = digest::authorization(
-            ch,
-            &digest::DigestInput {
-                username: user,
-                password: password.expose(),
-                method: "INVITE",
-                uri: &uri,
-                cnonce: &cnonce,
-                nc: 1,
-            },
-        )?;
-        debug!(realm = %ch.realm, algorithm = ?ch.algorithm, "answering the digest challenge");
-        Some(if proxy {
-            Header::ProxyAuthorization(value.into())
-        } else {
-            Header::Authorization(value.into())
-        })
+        auth::answer_challenge(resp, credential, "INVITE", &uri, rounds)
     }
 
     async fn answered(
@@ -534,29 +504,9 @@ impl CallRun {
     }
 }
 
-/// rsipstack reports its own Timer B/C expiry as a 408 built from our INVITE,
-/// so without a To tag; a 408 from a peer carries one.
-fn is_local_timeout(resp: &Response) -> bool {
-    use rsipstack::sip::prelude::HeadersExt;
-    resp.status_code.code() == 408
-        && resp
-            .to_header()
-            .ok()
-            .and_then(|t| t.tag().ok().flatten())
-            .is_none()
-}
-
 fn is_sdp(resp: &Response) -> bool {
     let ct = header_values(&resp.headers, "content-type");
     sdp::is_sdp(ct.first().map(String::as_str), &resp.body)
-}
-
-/// "486 Busy Here", with the peer's own phrase when it sent one.
-fn status_line(resp: &Response) -> String {
-    match &resp.wire_reason {
-        Some(phrase) => format!("{} {phrase}", resp.status_code.code()),
-        None => resp.status_code.to_string(),
-    }
 }
 
 fn is_header_name(name: &str) -> bool {

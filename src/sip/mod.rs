@@ -1,18 +1,20 @@
 //! Call control: herald's SIP user agent over rsipstack.
 //!
 //! Owns: originating calls (INVITE, ring timeout → CANCEL, max duration → BYE),
-//! digest auth, the incoming-request loop (BYE, OPTIONS, 481 for strangers),
+//! out-of-dialog MESSAGEs through a trunk (RFC 3428), digest auth, the incoming-request loop (BYE, OPTIONS, 481 for strangers),
 //! SDP offer/answer, trunk limits, and the pure classification of SIP
 //! responses into [`crate::domain::Outcome`]s. Nothing outside this module
-//! names rsipstack types: callers see [`CallControl`], [`Call`] and
-//! [`CallEvent`]. Must not: touch the database or decide retries.
+//! names rsipstack types: callers see [`CallControl`], [`Call`],
+//! [`CallEvent`] and [`MessageResult`]. Must not: touch the database or decide retries.
 
 pub mod answer;
+mod auth;
 mod call;
 pub mod classify;
 pub mod digest;
 mod guard;
 mod media;
+mod message;
 pub mod sdp;
 mod stack;
 mod target;
@@ -101,6 +103,37 @@ pub enum OriginateError {
     UnsupportedTransport { trunk: String, transport: String },
     #[error("cannot set up media: {0}")]
     Media(#[from] std::io::Error),
+    #[error("call control is shutting down")]
+    ShuttingDown,
+}
+
+/// What became of one MESSAGE that was sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageResult {
+    /// The final response: its status, its reason phrase (the peer's own
+    /// when it sent one) and its `Retry-After`, if any.
+    Replied {
+        status: u16,
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// No final response before Timer F (64*T1).
+    TimedOut,
+    /// The request could not be sent (no transport, no Via).
+    NotSent(String),
+}
+
+/// Why a MESSAGE was not sent at all.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error("no trunk named {0:?}")]
+    UnknownTrunk(String),
+    #[error("trunk {trunk:?} uses transport {transport:?}; herald speaks SIP over UDP only")]
+    UnsupportedTransport { trunk: String, transport: String },
+    #[error("invalid destination: {0}")]
+    InvalidDestination(String),
+    #[error("invalid sender {0:?}")]
+    InvalidSender(String),
     #[error("call control is shutting down")]
     ShuttingDown,
 }
@@ -335,6 +368,43 @@ impl CallControl {
             hangup,
             ended: false,
         })
+    }
+}
+
+impl CallControl {
+    /// Sends `body` as one out-of-dialog MESSAGE (RFC 3428) to `to` (E.164,
+    /// through trunk `trunk`; or a SIP URI, straight to its host), from
+    /// `sender` or else the trunk's `from_user`, and waits for its final
+    /// response. A 401/407 is answered with the trunk's credentials, as for
+    /// INVITEs. A MESSAGE in flight holds shutdown back like a live call
+    /// (at most Timer F, twice with a challenge).
+    pub async fn send_message(
+        &self,
+        trunk: &str,
+        sender: Option<&str>,
+        to: &str,
+        body: &str,
+    ) -> Result<MessageResult, MessageError> {
+        let inner = &self.inner;
+        if inner.shutdown.is_cancelled() || inner.calls.is_closed() {
+            return Err(MessageError::ShuttingDown);
+        }
+        let target = message::resolve(trunk, sender, to, &inner.trunks, inner.advertised)?;
+        let endpoint = inner.stack.dialogs.endpoint.clone();
+        let body = body.to_string();
+        // A bound on the whole exchange, in case the stack stops under it.
+        let limit = stack::TRANSACTION_TIMEOUT * 2 + Duration::from_secs(2);
+        let run = inner.calls.spawn(
+            async move {
+                tokio::time::timeout(limit, message::send(endpoint, target, &body))
+                    .await
+                    .unwrap_or(MessageResult::TimedOut)
+            }
+            .instrument(tracing::info_span!("message")),
+        );
+        Ok(run
+            .await
+            .unwrap_or_else(|e| MessageResult::NotSent(format!("MESSAGE task failed: {e}"))))
     }
 }
 

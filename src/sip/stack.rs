@@ -17,7 +17,7 @@ use anyhow::Context as _;
 use rsipstack::dialog::dialog::Dialog;
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::sip::prelude::HeadersExt;
-use rsipstack::sip::{Header, Headers, Method, StatusCode};
+use rsipstack::sip::{Header, Headers, Method, Response, StatusCode};
 use rsipstack::transaction::endpoint::EndpointOption;
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transaction::TransactionReceiver;
@@ -271,4 +271,24 @@ pub(super) fn header_values(headers: &Headers, name: &str) -> Vec<String> {
             n.eq_ignore_ascii_case(name).then_some(v)
         })
         .collect()
+}
+
+/// rsipstack reports its own Timer B/C (INVITE) or F (non-INVITE) expiry as
+/// a 408 built from our request, so without a To tag; a 408 from a peer
+/// carries one.
+pub(super) fn is_local_timeout(resp: &Response) -> bool {
+    resp.status_code.code() == 408
+        && resp
+            .to_header()
+            .ok()
+            .and_then(|t| t.tag().ok().flatten())
+            .is_none()
+}
+
+/// "486 Busy Here", with the peer's own phrase when it sent one.
+pub(super) fn status_line(resp: &Response) -> String {
+    match &resp.wire_reason {
+        Some(phrase) => format!("{} {phrase}", resp.status_code.code()),
+        None => resp.status_code.to_string(),
+    }
 }

@@ -48,16 +48,7 @@ pub(super) fn resolve(
                     transport: t.cfg.transport.clone(),
                 });
             }
-            if !is_dialable_number(number) {
-                return Err(OriginateError::InvalidDestination(format!(
-                    "{number:?} is not an E.164 number"
-                )));
-            }
-            let proxy = parse_uri(&t.cfg.proxy).map_err(|e| {
-                OriginateError::InvalidDestination(format!("trunk proxy {:?}: {e}", t.cfg.proxy))
-            })?;
-            let uri = parse_uri(&format!("sip:{number}@{}", proxy.host_with_port))
-                .map_err(OriginateError::InvalidDestination)?;
+            let uri = tel_request_uri(t, number).map_err(OriginateError::InvalidDestination)?;
             let caller = req
                 .caller_id
                 .clone()
@@ -67,10 +58,7 @@ pub(super) fn resolve(
             } else {
                 caller
             };
-            let credential = match (&t.password, t.cfg.username.is_empty()) {
-                (Some(p), false) => Some((t.cfg.username.clone(), p.clone())),
-                _ => None,
-            };
+            let credential = trunk_credential(t);
             let slot = t.try_acquire().ok_or_else(|| OriginateError::TrunkBusy {
                 trunk: trunk.clone(),
                 limit: t.cfg.max_concurrent_calls,
@@ -107,19 +95,38 @@ pub(super) fn resolve(
     })
 }
 
+/// `sip:NUMBER@PROXY`, the Request-URI of an E.164 `number` sent through
+/// trunk `t` (calls and MESSAGEs alike).
+pub(super) fn tel_request_uri(t: &Trunk, number: &str) -> Result<Uri, String> {
+    if !is_dialable_number(number) {
+        return Err(format!("{number:?} is not an E.164 number"));
+    }
+    let proxy =
+        parse_uri(&t.cfg.proxy).map_err(|e| format!("trunk proxy {:?}: {e}", t.cfg.proxy))?;
+    parse_uri(&format!("sip:{number}@{}", proxy.host_with_port))
+}
+
+/// The trunk's digest credentials, when it has a username and a password.
+pub(super) fn trunk_credential(t: &Trunk) -> Option<(String, Secret)> {
+    match (&t.password, t.cfg.username.is_empty()) {
+        (Some(p), false) => Some((t.cfg.username.clone(), p.clone())),
+        _ => None,
+    }
+}
+
 fn is_dialable_number(n: &str) -> bool {
     let digits = n.strip_prefix('+').unwrap_or(n);
     (1..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
-fn host_port(addr: SocketAddr) -> String {
+pub(super) fn host_port(addr: SocketAddr) -> String {
     match addr {
         SocketAddr::V4(a) => a.to_string(),
         SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
     }
 }
 
-fn parse_uri(s: &str) -> Result<Uri, String> {
+pub(super) fn parse_uri(s: &str) -> Result<Uri, String> {
     if !s.starts_with("sip:") && !s.starts_with("sips:") {
         return Err(format!("{s:?} is not a sip: URI"));
     }
