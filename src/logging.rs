@@ -70,9 +70,18 @@ mod tests {
                 format!("herald=debug,sqlx=warn,rsipstack=warn,{R}"),
             ),
             ("", format!("rsipstack=warn,{R}")),
-            ("debug,rsipstack=debug", format!("debug,rsipstack=debug,{R}")),
-            ("rsipstack::transport=trace", format!("rsipstack::transport=trace,{R}")),
-            ("debug,rusmpp=debug", "debug,rusmpp=debug,rsipstack=warn".to_string()),
+            (
+                "debug,rsipstack=debug",
+                format!("debug,rsipstack=debug,{R}"),
+            ),
+            (
+                "rsipstack::transport=trace",
+                format!("rsipstack::transport=trace,{R}"),
+            ),
+            (
+                "debug,rusmpp=debug",
+                "debug,rusmpp=debug,rsipstack=warn".to_string(),
+            ),
         ];
         for (spec, want) in cases {
             assert_eq!(filter_directives(spec), want, "{spec:?}");

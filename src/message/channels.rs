@@ -134,10 +134,18 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
         }
         "sip" => {
             if !c.trunks.contains_key(s.sip_trunk()) {
-                return bad("channels.sms.trunk", format!("names no trunk: there is no [trunks.{}]", s.sip_trunk()));
+                return bad(
+                    "channels.sms.trunk",
+                    format!("names no trunk: there is no [trunks.{}]", s.sip_trunk()),
+                );
             }
         }
-        other => return bad("channels.sms.transport", format!("must be simulator, smpp, sip or off, got {other:?}")),
+        other => {
+            return bad(
+                "channels.sms.transport",
+                format!("must be simulator, smpp, sip or off, got {other:?}"),
+            )
+        }
     }
     if sms_t != "off" {
         validate_sms_sender(&s.from).map_err(|m| ("channels.sms.from".to_string(), m))?;
@@ -250,7 +258,9 @@ pub async fn build(
         let t: Arc<dyn Transport> = match sms_transport(c) {
             "simulator" => Arc::new(SimulatorTransport::new(*sms_population, seed, tx)),
             "sip" => {
-                let sip = sip.ok_or_else(|| anyhow::anyhow!("SMS transport \"sip\" needs SIP call control"))?;
+                let sip = sip.ok_or_else(|| {
+                    anyhow::anyhow!("SMS transport \"sip\" needs SIP call control")
+                })?;
                 Arc::new(SipMessageTransport::new(sip.clone(), s.sip_trunk()))
             }
             other => build_sms_transport(c, other, tx).await?,
