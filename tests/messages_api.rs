@@ -479,3 +479,70 @@ on_both_backends!(
     sms_is_delivered_and_dnc_or_suppressed_numbers_fail,
     sms_delivery_dnc_and_suppression
 );
+
+async fn message_events_reach_webhooks(db: Db) {
+    use axum::routing::post;
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(app) = app(db, tmp.path()).await else {
+        return;
+    };
+    // A receiver that hands each delivery (its id header and body) to the test.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Value)>();
+    let receiver = axum::Router::new().route(
+        "/hook",
+        post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let tx = tx.clone();
+                async move {
+                    let id = headers
+                        .get("herald-webhook-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
+                    let _ = tx.send((id, serde_json::from_slice(&body).unwrap_or(Value::Null)));
+                    StatusCode::OK
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, receiver).await });
+    app.post_ok(
+        "/v1/webhooks",
+        &json!({"url": hook, "event_types": ["message.status"], "secret": "0123456789abcdef0123"}),
+        StatusCode::CREATED,
+    )
+    .await;
+    let m = app
+        .post_ok(
+            "/v1/sms",
+            &json!({"to": "+15551230020", "body": "hello"}),
+            StatusCode::ACCEPTED,
+        )
+        .await;
+    let id = m["id"].as_str().unwrap().to_string();
+    let mut seen = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        while let Some((hid, v)) = rx.recv().await {
+            assert_eq!(v["type"], "message.status", "{v}");
+            assert_eq!(hid, v["id"].as_str().unwrap_or_default(), "{v}");
+            assert!(hid.starts_with("global:"), "{hid}");
+            if v["data"]["message_id"] == id.as_str() {
+                seen.push(v["data"]["status"].as_str().unwrap_or_default().to_string());
+                if seen.last().map(String::as_str) == Some("delivered") {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("webhook deliveries for {id}: {seen:?}"));
+    assert_eq!(seen, ["queued", "sending", "sent", "delivered"]);
+    server.abort();
+    app.stop().await;
+}
+on_both_backends!(
+    message_status_events_are_delivered_to_webhooks,
+    message_events_reach_webhooks
+);

@@ -81,7 +81,7 @@ mod rfc3339_ms {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(v: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
-        match v.and_then(|ms| chrono::DateTime::from_timestamp_millis(ms)) {
+        match v.and_then(chrono::DateTime::from_timestamp_millis) {
             Some(t) => s.serialize_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
             None => s.serialize_none(),
         }
