@@ -167,6 +167,115 @@ async fn herald_run(n: usize, window: usize, senders: usize) -> Run {
     }
 }
 
+/// The whole path: `POST /v1/sms` to an in-process herald (SQLite in a
+/// temporary directory, transport smpp to the same kind of SMSC), its
+/// sender, the SMSC's receipts, and the store, until every message is
+/// `delivered`. Time runs from the first POST to the last delivery.
+async fn end_to_end_run(n: usize, window: usize, senders: usize) -> Run {
+    let mut peer = Smsc::start(&[("SMSC_LOG", "count")]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env = vec![
+        (
+            "HERALD__DATABASE__URL".to_string(),
+            format!("sqlite://{}/herald.db", dir.path().display()),
+        ),
+        ("HERALD__API__LISTEN".to_string(), "127.0.0.1:0".to_string()),
+        ("HERALD__SIMULATOR__ENABLED".to_string(), "true".to_string()),
+        (
+            "HERALD__CHANNELS__EMAIL__TRANSPORT".to_string(),
+            "off".to_string(),
+        ),
+        (
+            "HERALD__CHANNELS__SMS__SMPP_URL".to_string(),
+            format!("smpp://herald@127.0.0.1:{}", peer.port),
+        ),
+        (
+            "HERALD__CHANNELS__SMS__PASSWORD".to_string(),
+            "secret".to_string(),
+        ),
+        (
+            "HERALD__CHANNELS__SMS__WINDOW".to_string(),
+            window.to_string(),
+        ),
+        (
+            "HERALD__CHANNELS__SMS__MAX_PER_SECOND".to_string(),
+            "0".to_string(),
+        ),
+    ];
+    let config = herald::config::Config::load_from(None, env).expect("config");
+    let app = herald::app::App::start(&config, None)
+        .await
+        .expect("herald starts");
+    let (_, key) = app.store.create_api_key("bench", 0).await.expect("api key");
+    let base = format!("http://{}", app.addr);
+    let client = reqwest::Client::new();
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut set = JoinSet::new();
+    for _ in 0..senders {
+        let (client, base, key, next) = (client.clone(), base.clone(), key.clone(), next.clone());
+        set.spawn(async move {
+            let mut not = 0;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let r = client
+                    .post(format!("{base}/v1/sms"))
+                    .header("x-api-key", &key)
+                    .json(&serde_json::json!({"to": format!("+1555{:07}", 1_000_000 + i * 10 + 1 + i % 9), "body": format!("bench message {i}")}))
+                    .send()
+                    .await;
+                if !matches!(r, Ok(ref r) if r.status().as_u16() == 202) {
+                    not += 1;
+                }
+            }
+            not
+        });
+    }
+    let mut not_accepted = 0;
+    while let Some(r) = set.join_next().await {
+        not_accepted += r.expect("poster task");
+    }
+    let accept_secs = started.elapsed().as_secs_f64();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let delivered = loop {
+        let counts = app.store.message_counts().await.expect("counts");
+        let of = |st: &str| {
+            counts
+                .iter()
+                .filter(|(_, s, _)| s == st)
+                .map(|(_, _, k)| *k)
+                .sum::<i64>()
+        };
+        let (delivered, open) = (of("delivered"), of("queued") + of("sending") + of("sent"));
+        if open == 0 || Instant::now() > deadline {
+            break delivered;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "end to end: {n} accepted by POST /v1/sms in {accept_secs:.2} s ({:.0}/s)",
+        n as f64 / accept_secs
+    );
+    app.shutdown().await;
+    let stats = peer.stats(Duration::from_secs(10)).await;
+    peer.stop().await;
+    Run {
+        label: "herald end to end",
+        sent: n,
+        accepted: n - not_accepted,
+        not_accepted,
+        secs,
+        receipts_matched: delivered as usize,
+        receipts_unmatched: 0,
+        receipt_secs: secs,
+        smsc: stats,
+    }
+}
+
 async fn bare_run(n: usize, window: usize, senders: usize) -> Run {
     let mut peer = Smsc::start(&[("SMSC_LOG", "count")]).await;
     let (client, mut events) = ConnectionBuilder::new()
@@ -300,11 +409,18 @@ fn main() {
     rt.block_on(async {
         let herald = herald_run(n, window, senders).await;
         herald.print();
+        let whole = end_to_end_run(n, window, senders.min(64)).await;
+        whole.print();
         let bare = bare_run(n, window, senders).await;
         bare.print();
+        let rate = |r: &Run| r.accepted as f64 / r.secs;
         println!(
-            "herald / bare: {:.2}",
-            (herald.accepted as f64 / herald.secs) / (bare.accepted as f64 / bare.secs)
+            "herald transport / bare: {:.2}",
+            rate(&herald) / rate(&bare)
+        );
+        println!(
+            "herald end to end (delivered) / bare: {:.2}",
+            rate(&whole) / rate(&bare)
         );
     });
 }
