@@ -5,7 +5,7 @@
 //! received every message; lost and duplicated messages are counted by
 //! their Message-ID at the server.
 //!
-//!     cargo bench --bench email_throughput     # HERALD_EMAIL_MESSAGES (5000), HERALD_EMAIL_POSTERS (64)
+//!     cargo bench --bench email_throughput     # HERALD_EMAIL_MESSAGES (5000), HERALD_EMAIL_POSTERS (64), HERALD_EMAIL_POOL (4: SMTP connections)
 
 #[path = "../tests/peers/mod.rs"]
 mod peers;

@@ -63,6 +63,7 @@ pub struct EmailChannelConfig {
     pub from: String,
     pub max_per_second: u32,
     pub max_retries: u32,
+    pub pool_size: u32,
     pub bounce_listen: String,
     pub unsubscribe_base_url: String,
 }

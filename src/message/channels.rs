@@ -161,6 +161,12 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
             return bad(k, "must be at most 20".into());
         }
     }
+    if !(1..=256).contains(&e.pool_size) {
+        return bad(
+            "channels.email.pool_size",
+            "must be between 1 and 256".into(),
+        );
+    }
     let m = &c.messages;
     if m.claim_batch == 0 || m.in_flight == 0 {
         return bad(
@@ -308,6 +314,7 @@ async fn build_email_transport(
                 url: e.smtp_url.clone(),
                 username: (!e.username.is_empty()).then(|| e.username.clone()),
                 password: resolve_secret(&e.password, &e.password_env).unwrap_or_default(),
+                pool_size: e.pool_size.max(1),
                 ..SmtpSettings::default()
             };
             Ok(Arc::new(SmtpTransport::new(&settings)?))
