@@ -61,23 +61,7 @@ fn email_template(code: &str) -> Value {
 
 /// Waits on the global stream until message `id` reaches `status`.
 async fn wait_message(s: &mut SseClient, id: &str, status: &str) -> Vec<String> {
-    let mut seen = Vec::new();
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let m = s.next(WAIT).await.expect("stream open");
-            let v = m.json();
-            if v["data"]["message_id"] == id {
-                let st = v["data"]["status"].as_str().unwrap_or_default().to_string();
-                seen.push(st.clone());
-                if st == status {
-                    return;
-                }
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("message {id} did not become {status}; saw {seen:?}"));
-    seen
+    s.wait_message(id, status, WAIT).await
 }
 
 async fn stream(app: &TestApp) -> SseClient {

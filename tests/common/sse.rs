@@ -134,3 +134,29 @@ impl SseClient {
         }
     }
 }
+
+impl SseClient {
+    /// Reads the global stream until message `id` reaches `status` (within
+    /// `within`); the statuses it went through, in order.
+    pub async fn wait_message(&mut self, id: &str, status: &str, within: Duration) -> Vec<String> {
+        let mut seen = Vec::new();
+        let found = tokio::time::timeout(within, async {
+            loop {
+                let v = self.next(within).await.expect("stream open").json();
+                if v["data"]["message_id"] == id {
+                    let st = v["data"]["status"].as_str().unwrap_or_default().to_string();
+                    seen.push(st.clone());
+                    if st == status {
+                        return;
+                    }
+                }
+            }
+        })
+        .await;
+        assert!(
+            found.is_ok(),
+            "message {id} did not become {status}; saw {seen:?}"
+        );
+        seen
+    }
+}
