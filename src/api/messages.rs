@@ -1,16 +1,14 @@
 //! `/v1/emails` and `/v1/sms`: accept a message (rendered now, from a
 //! template version or raw content), read, list, change while queued,
-//! cancel, delete; and the one-click unsubscribe URL of marketing mail
-//! (`/unsubscribe/{id}`, no API key: RFC 8058).
+//! cancel, delete. (The one-click unsubscribe URL is `unsubscribe.rs`.)
 //!
 //! Must not: send (the channel's worker does, `message::worker`).
 
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
@@ -53,13 +51,6 @@ pub fn router(store: Store, messaging: Messaging) -> Router {
         )
         .route("/sms/{id}/cancel", post(cancel_sms))
         .with_state(s)
-}
-
-/// The unsubscribe routes (outside `/v1`, without an API key).
-pub fn unsubscribe_router(store: Store) -> Router {
-    Router::new()
-        .route("/unsubscribe/{id}", get(unsubscribe_page).post(unsubscribe))
-        .with_state(store)
 }
 
 fn now() -> i64 {
@@ -614,58 +605,4 @@ async fn remove_email(State(s): State<MsgState>, IdPath(id): IdPath) -> ApiResul
 
 async fn remove_sms(State(s): State<MsgState>, IdPath(id): IdPath) -> ApiResult<StatusCode> {
     remove(s, id, "sms").await
-}
-
-/// The recipients of a marketing e-mail, for its unsubscribe link.
-async fn unsubscribe_targets(store: &Store, id: &str) -> Option<Vec<String>> {
-    uuid::Uuid::try_parse(id).ok()?;
-    let m = store.get_message(id).await.ok()?;
-    let r: Value = serde_json::from_str(&m.rendered).ok()?;
-    r.get("list_unsubscribe").filter(|v| !v.is_null())?;
-    let to = r.get("to")?.as_array()?;
-    Some(
-        to.iter()
-            .filter_map(|a| a.get("email").and_then(Value::as_str))
-            .map(str::to_ascii_lowercase)
-            .collect(),
-    )
-}
-
-const UNSUBSCRIBE_GONE: &str = "This unsubscribe link is not valid.";
-
-/// RFC 8058 one-click: `POST` with `List-Unsubscribe=One-Click`.
-async fn unsubscribe(State(store): State<Store>, Path(id): Path<String>) -> impl IntoResponse {
-    match unsubscribe_targets(&store, &id).await {
-        None => (StatusCode::NOT_FOUND, Html(UNSUBSCRIBE_GONE.to_string())),
-        Some(addresses) => {
-            for a in &addresses {
-                if let Err(e) = store
-                    .add_suppression("email", a, "unsubscribed", now())
-                    .await
-                {
-                    return (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        Html(ApiError::internal(e).message),
-                    );
-                }
-            }
-            (StatusCode::OK, Html("You are unsubscribed.".to_string()))
-        }
-    }
-}
-
-/// A person following the link in a browser gets a one-button form.
-async fn unsubscribe_page(State(store): State<Store>, Path(id): Path<String>) -> impl IntoResponse {
-    match unsubscribe_targets(&store, &id).await {
-        None => (StatusCode::NOT_FOUND, Html(UNSUBSCRIBE_GONE.to_string())),
-        Some(_) => (
-            StatusCode::OK,
-            Html(
-                "<!doctype html><meta charset=utf-8><title>Unsubscribe</title>\
-                 <form method=post><input type=hidden name=List-Unsubscribe value=One-Click>\
-                 <button type=submit>Unsubscribe</button></form>"
-                    .to_string(),
-            ),
-        ),
-    }
 }

@@ -20,6 +20,7 @@ pub mod suppressions;
 pub mod targets;
 pub mod templates;
 pub mod twilio;
+pub mod unsubscribe;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -114,7 +115,7 @@ pub fn router(deps: ApiDeps) -> Router {
     Router::new()
         .route("/healthz", get(healthz).with_state(deps.store.clone()))
         .merge(scrape)
-        .merge(messages::unsubscribe_router(deps.store.clone()))
+        .merge(unsubscribe::router(deps.store.clone()))
         .nest("/v1", v1)
         .merge(twilio::router(
             auth.clone(),
