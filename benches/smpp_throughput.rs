@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use herald::config::Secret;
 use herald::message::smpp::{normalise_id, SmppSettings, SmppTransport};
-use herald::message::transport::{Outbound, ReportKey, SendResult, Sms, Transport};
+use herald::message::transport::{Outbound, ReportKey, ReportSink, SendResult, Sms, Transport};
 use rusmpp::pdus::{BindTransceiver, DeliverSmResp, SubmitSm};
 use rusmpp::types::{COctetString, OctetString};
 use rusmpp::values::{InterfaceVersion, Npi, RegisteredDelivery, Ton};
@@ -78,7 +78,7 @@ async fn herald_run(n: usize, window: usize, senders: usize) -> Run {
     let mut peer = Smsc::start(&[("SMSC_LOG", "count")]).await;
     let mut settings = SmppSettings::new("127.0.0.1", peer.port, "herald", Secret("secret".into()));
     settings.window = window;
-    let (reports_tx, mut reports) = mpsc::channel(4096);
+    let (reports_tx, mut reports) = ReportSink::channel(4096);
     let transport = Arc::new(SmppTransport::start(settings, reports_tx, None));
     assert!(
         transport.wait_bound(Duration::from_secs(10)).await,
@@ -91,7 +91,7 @@ async fn herald_run(n: usize, window: usize, senders: usize) -> Run {
         let mut keys = Vec::with_capacity(n);
         while keys.len() < n {
             match tokio::time::timeout_at(deadline, reports.recv()).await {
-                Ok(Some(report)) => keys.push(report.key),
+                Ok(Some(report)) => keys.push(report.kept().key),
                 _ => break,
             }
         }

@@ -44,6 +44,7 @@ pub struct MessagesConfig {
     pub in_flight: u32,
     pub retry_base_ms: u64,
     pub retry_cap_ms: u64,
+    pub in_doubt_wait_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

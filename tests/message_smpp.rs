@@ -14,7 +14,8 @@ use std::time::Duration;
 use herald::config::Secret;
 use herald::message::smpp::{normalise_id, InboundSms, ReceiptIds, SmppSettings, SmppTransport};
 use herald::message::transport::{
-    DeliveryReport, Outbound, ReportKey, ReportStatus, SendResult, Sms, Transport,
+    DeliveryReport, Outbound, ReportKey, ReportSink, ReportStatus, Reported, SendResult, Sms,
+    Transport,
 };
 use smsc::Smsc;
 use tokio::sync::mpsc;
@@ -31,9 +32,20 @@ fn settings(port: u16) -> SmppSettings {
     s
 }
 
-fn start(s: SmppSettings) -> (SmppTransport, mpsc::Receiver<DeliveryReport>) {
-    let (tx, rx) = mpsc::channel(64);
-    (SmppTransport::start(s, tx, None), rx)
+fn start(s: SmppSettings) -> (SmppTransport, mpsc::UnboundedReceiver<DeliveryReport>) {
+    let (tx, rx) = ReportSink::channel(64);
+    (SmppTransport::start(s, tx, None), keep_all(rx))
+}
+
+/// Keeps every report at once (as the store would), handing it on.
+fn keep_all(mut rx: mpsc::Receiver<Reported>) -> mpsc::UnboundedReceiver<DeliveryReport> {
+    let (tx, out) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(r) = rx.recv().await {
+            let _ = tx.send(r.kept());
+        }
+    });
+    out
 }
 
 fn sms(from: &str, to: &str, body: &str) -> Outbound {
@@ -55,7 +67,7 @@ fn accepted_id(result: &SendResult) -> String {
     }
 }
 
-async fn next_report(rx: &mut mpsc::Receiver<DeliveryReport>) -> DeliveryReport {
+async fn next_report(rx: &mut mpsc::UnboundedReceiver<DeliveryReport>) -> DeliveryReport {
     tokio::time::timeout(WAIT, rx.recv())
         .await
         .expect("no delivery report within the deadline")
@@ -383,7 +395,7 @@ async fn a_bad_destination_fails_without_reaching_the_smsc() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mobile_originated_message_reaches_the_inbound_channel_and_is_answered() {
     let mut smsc = Smsc::start(&[("SMSC_MO_TEXT", "STOP Да")]).await;
-    let (reports_tx, _reports) = mpsc::channel(8);
+    let (reports_tx, _reports) = ReportSink::channel(8);
     let (inbound_tx, mut inbound) = mpsc::channel(8);
     let transport = SmppTransport::start(settings(smsc.port), reports_tx, Some(inbound_tx));
     let mo = tokio::time::timeout(WAIT, inbound.recv())

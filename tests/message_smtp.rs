@@ -11,7 +11,8 @@ use herald::message::dsn::{verp_address, BounceListener, BounceSettings};
 use herald::message::file::FileTransport;
 use herald::message::smtp::{SmtpSettings, SmtpTransport};
 use herald::message::transport::{
-    DeliveryReport, Email, Mailbox, Outbound, ReportKey, ReportStatus, SendResult, Sms, Transport,
+    DeliveryReport, Email, Mailbox, Outbound, ReportKey, ReportSink, ReportStatus, SendResult, Sms,
+    Transport,
 };
 use mail_parser::{MessageParser, MimeHeaders};
 use peers::{send_with_smtplib, SmtpSink, DEADLINE};
@@ -349,13 +350,20 @@ async fn the_file_transport_writes_a_parseable_eml_with_the_same_headers() {
 /// A running bounce listener and where its reports go.
 struct Listener {
     port: u16,
-    reports: mpsc::Receiver<DeliveryReport>,
+    reports: mpsc::UnboundedReceiver<DeliveryReport>,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
 
 async fn start_listener(max_message_bytes: usize) -> Listener {
-    let (tx, reports) = mpsc::channel(16);
+    let (tx, mut kept) = ReportSink::channel(16);
+    // Every report is kept at once (as the store would) and handed on.
+    let (out, reports) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(r) = kept.recv().await {
+            let _ = out.send(r.kept());
+        }
+    });
     let listener = BounceListener::bind(
         BounceSettings {
             listen: "127.0.0.1:0".parse().expect("addr"),

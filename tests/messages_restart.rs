@@ -1,10 +1,11 @@
 //! kill -9 of a real herald process while it sends 10,000 SMS to an SMSC
 //! that is not herald's code (tests/peers/smsc.js), then a restart on the
 //! same database: nothing queued is lost, every message ends sent or
-//! delivered, and the SMSC received a message twice only where herald's
-//! own record shows a send interrupted by the crash (an SMSC acknowledgement
-//! that never reached the database cannot be known; those sends are
-//! counted and re-sent).
+//! delivered, and the SMSC received each exactly once. A send whose
+//! acknowledgement the crash kept from the database is settled by its
+//! delivery receipt (which the SMSC sends again after the restart when it
+//! was not answered) instead of being sent again; one the SMSC never got
+//! has no receipt and is sent after `in_doubt_wait_ms`.
 
 #[path = "common/process.rs"]
 mod process;
@@ -32,8 +33,9 @@ fn start(dir: &std::path::Path, smpp_url: &str) -> HeraldProcess {
             ("HERALD__CHANNELS__SMS__MAX_PER_SECOND", "0"),
             ("HERALD__CHANNELS__EMAIL__TRANSPORT", "off"),
             ("HERALD__MESSAGES__LEASE_MS", "2000"),
+            ("HERALD__MESSAGES__IN_DOUBT_WAIT_MS", "8000"),
         ],
-        false,
+        std::env::var("HERALD_TEST_LOGS").is_ok(),
     )
 }
 
@@ -88,7 +90,9 @@ async fn kill_9_while_sending_sms_then_restart_loses_nothing() {
     h.kill9();
     let answers = posting.await.unwrap();
     let accepted = answers.iter().filter(|s| **s == 202).count();
-    assert!(accepted >= 2_000, "{accepted} accepted");
+    // The kill may cut off the answers of posts already stored (up to the
+    // 16 in flight), so fewer than the SMSC's count may have been answered.
+    assert!(accepted >= 1_500, "{accepted} accepted");
     let db = sqlx::SqlitePool::connect(&format!("sqlite://{}/herald.db", dir.path().display()))
         .await
         .unwrap();
@@ -133,6 +137,11 @@ async fn kill_9_while_sending_sms_then_restart_loses_nothing() {
         "SELECT COUNT(*) FROM message_attempts WHERE result = 'interrupted'",
     )
     .await;
+    let settled = count(
+        &db,
+        "SELECT COUNT(*) FROM message_attempts WHERE result = 'accepted' AND text LIKE '%acknowledgement was lost%'",
+    )
+    .await;
     // A post whose answer the kill cut off may still have been stored.
     assert!(
         total >= accepted as i64,
@@ -143,22 +152,23 @@ async fn kill_9_while_sending_sms_then_restart_loses_nothing() {
         "every stored message ends sent or delivered"
     );
     assert!(
-        interrupted <= in_flight,
-        "only sends in flight at the kill are interrupted"
+        interrupted + settled <= in_flight,
+        "only sends in flight at the kill are interrupted or settled: {interrupted} + {settled} > {in_flight}"
     );
 
     let s = smsc.stats(Duration::from_secs(10)).await;
     let unique = s["unique_bodies"].as_u64().unwrap();
     let taken = s["accepted"].as_u64().unwrap();
+    eprintln!(
+        "kill -9 with {in_flight} sends in flight: {settled} settled by their receipts, {interrupted} sent again; SMSC: {s}"
+    );
     assert_eq!(
         unique, total as u64,
         "the SMSC received every stored message: {s}"
     );
-    let twice = taken - unique;
-    eprintln!("kill -9 with {in_flight} sends in flight: {interrupted} interrupted, {twice} received twice by the SMSC");
-    assert!(
-        twice as i64 <= interrupted,
-        "a message the SMSC acknowledged before the crash was sent again without being in flight: {twice} > {interrupted}"
+    assert_eq!(
+        taken, unique,
+        "the SMSC received each message exactly once: {s}"
     );
     smsc.stop().await;
 }

@@ -18,7 +18,7 @@ use super::sip_message::SipMessageTransport;
 use super::smpp::{SmppSettings, SmppTransport};
 use super::smtp::{SmtpSettings, SmtpTransport};
 use super::status::MessageChannel;
-use super::transport::{DeliveryReport, Mailbox, ReportSink, Transport};
+use super::transport::{Mailbox, ReportSink, Reported, Transport};
 use super::worker::{ChannelWorker, WorkerSettings};
 use crate::clock::Clock;
 use crate::config::{resolve_secret, Config};
@@ -185,7 +185,7 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
 pub struct Channels {
     pub messaging: Messaging,
     pub transports: Vec<(&'static str, Arc<dyn Transport>)>,
-    pub workers: Vec<(ChannelWorker, mpsc::Receiver<DeliveryReport>)>,
+    pub workers: Vec<(ChannelWorker, mpsc::Receiver<Reported>)>,
     /// Receives e-mail delivery reports (`bounce_listen`).
     pub bounce: Option<BounceListener>,
 }
@@ -202,6 +202,7 @@ fn worker_settings(c: &Config, max_per_second: u32) -> WorkerSettings {
             cap_ms: m.retry_cap_ms as i64,
         },
         max_per_second,
+        in_doubt_wait_ms: m.in_doubt_wait_ms as i64,
     }
 }
 
@@ -226,7 +227,7 @@ pub async fn build(
     let email = if email_transport(c) == "off" {
         None
     } else {
-        let (tx, rx) = mpsc::channel(4096);
+        let (tx, rx) = ReportSink::channel(4096);
         bounce = bounce_listener(c, tx.clone()).await?;
         let t: Arc<dyn Transport> = build_email_transport(c, tx).await?;
         let from = parse_mailbox(&e.from).map_err(anyhow::Error::msg)?;
@@ -260,7 +261,7 @@ pub async fn build(
     let sms = if sms_transport(c) == "off" {
         None
     } else {
-        let (tx, rx) = mpsc::channel(4096);
+        let (tx, rx) = ReportSink::channel(4096);
         let t: Arc<dyn Transport> = match sms_transport(c) {
             "simulator" => Arc::new(SimulatorTransport::new(*sms_population, seed, tx)),
             "sip" => {

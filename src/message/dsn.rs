@@ -528,10 +528,12 @@ impl<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
                     in_mail = false;
                     match message {
                         None => "552 5.3.4 message too big or a line too long".into(),
-                        Some(raw) => {
-                            self.report(sink, &ids, &raw).await?;
-                            "250 2.0.0 OK".into()
-                        }
+                        // 250 only once every report is kept: else the
+                        // sending server tries again later.
+                        Some(raw) => match self.report(sink, &ids, &raw).await? {
+                            true => "250 2.0.0 OK".into(),
+                            false => "451 4.3.0 not kept; try again later".into(),
+                        },
                     }
                 }
                 Command::Rset => {
@@ -561,8 +563,10 @@ impl<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
         }
     }
 
-    /// Sends a report per message id and DSN recipient that has one.
-    async fn report(&mut self, sink: &ReportSink, ids: &[Uuid], raw: &[u8]) -> Result<(), Stop> {
+    /// Sends a report per message id and DSN recipient that has one;
+    /// whether every one was kept.
+    async fn report(&mut self, sink: &ReportSink, ids: &[Uuid], raw: &[u8]) -> Result<bool, Stop> {
+        let mut all_kept = true;
         let recipients = parse_dsn(raw);
         if recipients.is_empty() {
             tracing::debug!(messages = ids.len(), "bounce listener: not a DSN, dropped");
@@ -579,16 +583,18 @@ impl<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
                         code: r.status.clone(),
                         text: r.diagnostic.clone(),
                     },
+                    address: None,
                 };
                 tokio::select! {
                     _ = self.cancel.cancelled() => return Err(Stop::Done),
-                    sent = sink.send(report) => if sent.is_err() {
-                        tracing::warn!("bounce listener: the report sink is closed");
+                    kept = sink.report(report) => if !kept {
+                        tracing::warn!("bounce listener: the report could not be kept");
+                        all_kept = false;
                     },
                 }
             }
         }
-        Ok(())
+        Ok(all_kept)
     }
 }
 
@@ -616,7 +622,6 @@ async fn serve_session<S: AsyncRead + AsyncWrite + Unpin>(
 mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
-    use tokio::sync::mpsc;
 
     /// Shaped like Postfix's bounce: a notification, the delivery-status
     /// part, the returned headers.
@@ -803,7 +808,15 @@ Reporting-MTA: dns; mx\n\nfinal-recipient: rfc822;a@b.test\nACTION: {action}\nst
     /// Plays `input` against a session and returns what it answered.
     async fn converse(input: &[u8]) -> (String, Vec<DeliveryReport>) {
         let (mut client, server) = tokio::io::duplex(64 * 1024);
-        let (tx, mut rx) = mpsc::channel(16);
+        let (tx, mut rx) = ReportSink::channel(16);
+        // Keeps each report as it comes (as the store would).
+        let keeper = tokio::spawn(async move {
+            let mut reports = Vec::new();
+            while let Some(r) = rx.recv().await {
+                reports.push(r.kept());
+            }
+            reports
+        });
         let cancel = CancellationToken::new();
         let settings = settings();
         let serve = serve_session(server, &settings, &tx, &cancel);
@@ -817,11 +830,7 @@ Reporting-MTA: dns; mx\n\nfinal-recipient: rfc822;a@b.test\nACTION: {action}\nst
         let (served, out) = tokio::join!(serve, talk);
         served.expect("session");
         drop(tx);
-        let mut reports = Vec::new();
-        while let Some(r) = rx.recv().await {
-            reports.push(r);
-        }
-        (out, reports)
+        (out, keeper.await.expect("keeper"))
     }
 
     #[tokio::test]

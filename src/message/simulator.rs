@@ -65,11 +65,12 @@ impl Transport for SimulatorTransport {
                     code: Some(stat.to_string()),
                     text: Some(format!("stat:{stat}")),
                 },
+                address: None,
             };
             self.tasks.spawn(async move {
                 tokio::select! {
                     _ = cancel.cancelled() => {}
-                    _ = tokio::time::sleep(delay) => { let _ = sink.send(r).await; }
+                    _ = tokio::time::sleep(delay) => { sink.report(r).await; }
                 }
             });
         };

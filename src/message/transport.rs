@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 /// One address of an e-mail: `Name <address>`.
@@ -108,6 +108,10 @@ pub struct DeliveryReport {
     pub key: ReportKey,
     pub status: ReportStatus,
     pub reply: PeerReply,
+    /// The address the report is about, when the peer names it (an SMPP
+    /// receipt's source_addr: the recipient). A report whose send's
+    /// acknowledgement was lost in a crash is matched by it.
+    pub address: Option<String>,
 }
 
 /// How a report names its message.
@@ -128,8 +132,49 @@ pub enum ReportStatus {
     Bounced,
 }
 
-/// Where transports send delivery reports.
-pub type ReportSink = mpsc::Sender<DeliveryReport>;
+/// A delivery report on its way to the store, and who waits until it is
+/// kept.
+#[derive(Debug)]
+pub struct Reported {
+    pub report: DeliveryReport,
+    kept: oneshot::Sender<()>,
+}
+
+impl Reported {
+    /// Says the report is kept (applied to its message, or stored until its
+    /// message can take it); the peer may now be told it was received.
+    pub fn kept(self) -> DeliveryReport {
+        let _ = self.kept.send(());
+        self.report
+    }
+}
+
+/// Where transports send delivery reports. [`ReportSink::report`] returns
+/// only once the report is kept, so a transport acknowledges a report to
+/// its peer (deliver_sm_resp, an SMTP 250 for a DSN) only after that: a
+/// crash in between makes the peer send it again instead of losing it.
+#[derive(Debug, Clone)]
+pub struct ReportSink {
+    tx: mpsc::Sender<Reported>,
+}
+
+impl ReportSink {
+    /// A sink and the receiver its reports come out of.
+    pub fn channel(capacity: usize) -> (ReportSink, mpsc::Receiver<Reported>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (ReportSink { tx }, rx)
+    }
+
+    /// Hands a report over and waits until it is kept: false when it could
+    /// not be (herald is stopping), so the peer should send it again.
+    pub async fn report(&self, report: DeliveryReport) -> bool {
+        let (kept, stored) = oneshot::channel();
+        if self.tx.send(Reported { report, kept }).await.is_err() {
+            return false;
+        }
+        stored.await.is_ok()
+    }
+}
 
 /// One transport (a file per protocol). `send` may be called concurrently;
 /// a transport with a window (SMPP) or a pool (SMTP) bounds itself.
@@ -143,6 +188,13 @@ pub trait Transport: Send + Sync {
     /// for `/metrics` and capabilities.
     fn ready(&self) -> bool {
         true
+    }
+    /// Whether this transport's delivery reports can tell whether a send
+    /// whose acknowledgement was lost in a crash reached the peer (SMPP with
+    /// receipts requested): such a send then waits for its report, matched
+    /// by address, before it is sent again.
+    fn reports_settle_doubt(&self) -> bool {
+        false
     }
     /// Stops background work (unbind, close pools).
     async fn close(&self) {}

@@ -6,8 +6,12 @@
 //! counts segments), hands each to the channel's [`Transport`] with at most
 //! `in_flight` outstanding, and records what each send came to in batches
 //! ([`Store::record_sends`]). Delivery reports from the transport are
-//! applied in batches too ([`Store::apply_reports`]). Messages left
-//! `sending` by a node that stopped are recovered when their lease runs out.
+//! applied (or kept until their message can take them) in batches too
+//! ([`Store::apply_reports`]), and only then acknowledged to the peer.
+//! Messages left `sending` by a node that stopped are recovered when their
+//! lease runs out; on a transport whose reports settle doubt, one whose
+//! acknowledgement was lost waits for its report first
+//! ([`Store::recover_messages`]).
 //!
 //! Must not: decide outcomes (`outcome::decide`) or statuses (the store moves
 //! a message only from the status it expects); log message bodies.
@@ -26,7 +30,7 @@ use tokio_util::task::TaskTracker;
 use super::outcome::{self, Backoff, Decision};
 use super::status::MessageChannel;
 use super::transport::{
-    DeliveryReport, Email, Mailbox, Outbound, ReportKey, ReportStatus, Sms, Transport,
+    DeliveryReport, Email, Mailbox, Outbound, ReportKey, ReportStatus, Reported, Sms, Transport,
 };
 use crate::campaign::rules::window::Window;
 use crate::clock::Clock;
@@ -48,6 +52,9 @@ pub struct WorkerSettings {
     pub backoff: Backoff,
     /// Sends per second (SMS: segments per second); 0 = unlimited.
     pub max_per_second: u32,
+    /// How long a send left in doubt by a crash waits for a delivery report
+    /// before it is sent again, on a transport whose reports settle doubt.
+    pub in_doubt_wait_ms: i64,
 }
 
 /// One channel's sender.
@@ -69,7 +76,7 @@ const RECORD_BATCH: usize = 500;
 impl ChannelWorker {
     /// Runs until `shutdown`; then stops claiming, lets outstanding sends
     /// finish (they are recorded), and returns.
-    pub async fn run(self, reports: mpsc::Receiver<DeliveryReport>, shutdown: CancellationToken) {
+    pub async fn run(self, reports: mpsc::Receiver<Reported>, shutdown: CancellationToken) {
         let worker = Arc::new(self);
         let (record_tx, record_rx) = mpsc::channel::<SendRecord>(4 * RECORD_BATCH);
         let tasks = TaskTracker::new();
@@ -99,7 +106,12 @@ impl ChannelWorker {
         while !shutdown.is_cancelled() {
             let now = self.clock.now_ms();
             if now >= next_recovery {
-                if let Err(e) = self.store.recover_messages(now).await {
+                let in_doubt_ms = if self.transport.reports_settle_doubt() {
+                    self.settings.in_doubt_wait_ms
+                } else {
+                    0
+                };
+                if let Err(e) = self.store.recover_messages(channel, now, in_doubt_ms).await {
                     tracing::warn!(channel, error = %e, "recovering interrupted messages failed");
                 }
                 next_recovery = now + self.settings.lease_ms.max(1_000) / 2;
@@ -399,60 +411,44 @@ async fn record_loop(worker: Arc<ChannelWorker>, mut rx: mpsc::Receiver<SendReco
     }
 }
 
-/// How long a delivery report may wait for its message's send to be
-/// recorded before it is dropped.
-const REPORT_HOLD: Duration = Duration::from_secs(60);
-
+/// Applies delivery reports in batches; each report's sender is told once
+/// it is applied or kept (a failed write is retried, never dropped: the
+/// transport's peer is answered only after).
 async fn report_loop(
     worker: Arc<ChannelWorker>,
-    mut rx: mpsc::Receiver<DeliveryReport>,
+    mut rx: mpsc::Receiver<Reported>,
     shutdown: CancellationToken,
 ) {
     let channel = worker.channel.as_str();
     let mut batch = Vec::with_capacity(RECORD_BATCH);
-    // Reports that overtook the record of their send, with when they came.
-    let mut held: Vec<(ReportRecord, tokio::time::Instant)> = Vec::new();
     loop {
         let got = tokio::select! {
-            n = rx.recv_many(&mut batch, RECORD_BATCH) => Some(n),
-            _ = tokio::time::sleep(Duration::from_millis(200)), if !held.is_empty() => None,
+            n = rx.recv_many(&mut batch, RECORD_BATCH) => n,
             _ = shutdown.cancelled() => return,
         };
-        if got == Some(0) {
+        if got == 0 {
             // Every transport handle is gone.
             return;
         }
-        let now = tokio::time::Instant::now();
-        held.retain(|(r, since)| {
-            let keep = now.duration_since(*since) < REPORT_HOLD;
-            if !keep {
-                tracing::info!(channel, provider_id = ?r.provider_id, "a delivery report matched no sent message; dropped");
-            }
-            keep
-        });
-        let mut records: Vec<(ReportRecord, tokio::time::Instant)> = std::mem::take(&mut held);
-        records.extend(batch.drain(..).map(|r| (report_record(channel, r), now)));
-        let only: Vec<ReportRecord> = records.iter().map(|(r, _)| r.clone()).collect();
+        let records: Vec<ReportRecord> = batch
+            .iter()
+            .map(|r| report_record(channel, r.report.clone()))
+            .collect();
         let mut wait = Duration::from_millis(50);
-        let waiting = loop {
-            match worker
-                .store
-                .apply_reports(&only, worker.clock.now_ms())
-                .await
-            {
-                Ok(w) => break w,
-                Err(e) => {
-                    tracing::warn!(channel, error = %e, "applying delivery reports failed; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = shutdown.cancelled() => return,
-                    }
-                    wait = (wait * 2).min(Duration::from_secs(5));
-                }
+        while let Err(e) = worker
+            .store
+            .apply_reports(&records, worker.clock.now_ms())
+            .await
+        {
+            tracing::warn!(channel, error = %e, "applying delivery reports failed; retrying");
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.cancelled() => return,
             }
-        };
-        for i in waiting {
-            held.push(records[i].clone());
+            wait = (wait * 2).min(Duration::from_secs(5));
+        }
+        for r in batch.drain(..) {
+            r.kept();
         }
     }
 }
@@ -474,5 +470,6 @@ fn report_record(channel: &str, r: DeliveryReport) -> ReportRecord {
         code: r.reply.code,
         text: r.reply.text,
         suppress: r.status == ReportStatus::Bounced,
+        address: r.address,
     }
 }

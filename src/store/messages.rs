@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use sqlx::FromRow;
 
 use super::global_events::{append_global_page, GlobalLog};
-use super::{conflict_on_unique, BeginWrite, Page, PageRequest, Result, Store, StoreError};
+use super::{BeginWrite, Page, PageRequest, Result, Store, StoreError};
 use crate::store::dialect::skip_locked;
 use crate::store::with_pool;
 
@@ -39,7 +39,7 @@ pub struct MessageRow {
     pub final_at: Option<i64>,
 }
 
-const COLUMNS: &str = "id, channel, status, reason, recipient, request, rendered, template_id, template_version, \
+pub(crate) const COLUMNS: &str = "id, channel, status, reason, recipient, request, rendered, template_id, template_version, \
      idempotency_key, request_hash, provider_id, rfc_message_id, max_retries, tries, due_at, created_at, \
      updated_at, sent_at, final_at";
 
@@ -119,21 +119,24 @@ pub struct ReportRecord {
     pub text: Option<String>,
     /// Suppress the message's recipient (a bounce report).
     pub suppress: bool,
+    /// The address the report is about (an SMPP receipt's source_addr), to
+    /// match it to a send left in doubt by a crash.
+    pub address: Option<String>,
 }
 
 /// One status change, as its `message.status` event says it.
-struct Change<'a> {
-    id: &'a str,
-    channel: &'a str,
-    recipient: &'a str,
-    from: &'a str,
-    to: &'a str,
-    reason: Option<&'a str>,
-    code: Option<&'a str>,
-    text: Option<&'a str>,
+pub(crate) struct Change<'a> {
+    pub id: &'a str,
+    pub channel: &'a str,
+    pub recipient: &'a str,
+    pub from: &'a str,
+    pub to: &'a str,
+    pub reason: Option<&'a str>,
+    pub code: Option<&'a str>,
+    pub text: Option<&'a str>,
 }
 
-fn status_event(log: &mut GlobalLog, now: i64, c: Change<'_>) {
+pub(crate) fn status_event(log: &mut GlobalLog, now: i64, c: Change<'_>) {
     log.push(
         "message.status",
         now,
@@ -143,72 +146,6 @@ fn status_event(log: &mut GlobalLog, now: i64, c: Change<'_>) {
 }
 
 impl Store {
-    /// Accepts a message (`queued`). With an idempotency key already used:
-    /// the first message when the request hash matches, else a
-    /// [`StoreError::Conflict`] `idempotency_key_reused`.
-    pub async fn accept_message(&self, m: &NewMessage, now: i64) -> Result<Accepted> {
-        if let Some(key) = &m.idempotency_key {
-            if let Some(found) = self.message_by_key(key).await? {
-                return same_request(found, &m.request_hash);
-            }
-        }
-        let mut log = GlobalLog::default();
-        status_event(
-            &mut log,
-            now,
-            Change {
-                id: &m.id,
-                channel: &m.channel,
-                recipient: &m.recipient,
-                from: "",
-                to: "queued",
-                reason: None,
-                code: None,
-                text: None,
-            },
-        );
-        let _write = self.write_guard().await;
-        let inserted = with_pool!(self, p => {
-            let mut tx = p.begin_write().await?;
-            let r = sqlx::query("INSERT INTO messages (id, channel, status, recipient, request, rendered, template_id, template_version, \
-                                 idempotency_key, request_hash, rfc_message_id, max_retries, due_at, created_at, updated_at) \
-                                 VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)")
-                .bind(&m.id).bind(&m.channel).bind(&m.recipient).bind(&m.request).bind(&m.rendered)
-                .bind(&m.template_id).bind(m.template_version).bind(&m.idempotency_key).bind(&m.request_hash)
-                .bind(&m.rfc_message_id).bind(m.max_retries).bind(m.due_at).bind(now)
-                .execute(&mut *tx).await;
-            match r {
-                Err(e) => Err(conflict_on_unique(e, "idempotency_key")),
-                Ok(_) => {
-                    let n = append_global_page!(tx, log, now);
-                    tx.commit().await?;
-                    Ok::<_, StoreError>(n)
-                }
-            }
-        });
-        drop(_write);
-        match inserted {
-            Ok(n) => {
-                self.logged(n);
-                Ok(Accepted::New(self.get_message(&m.id).await?))
-            }
-            // A concurrent request with the same key won the insert.
-            Err(StoreError::Conflict(_)) if m.idempotency_key.is_some() => {
-                let key = m.idempotency_key.as_deref().unwrap_or_default();
-                match self.message_by_key(key).await? {
-                    Some(found) => same_request(found, &m.request_hash),
-                    None => Err(StoreError::Conflict("idempotency_key".into())),
-                }
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    async fn message_by_key(&self, key: &str) -> Result<Option<MessageRow>> {
-        let sql = format!("SELECT {COLUMNS} FROM messages WHERE idempotency_key = $1");
-        with_pool!(self, p => Ok(sqlx::query_as::<_, MessageRow>(&sql).bind(key).fetch_optional(p).await?))
-    }
-
     pub async fn get_message(&self, id: &str) -> Result<MessageRow> {
         let sql = format!("SELECT {COLUMNS} FROM messages WHERE id = $1");
         with_pool!(self, p => sqlx::query_as::<_, MessageRow>(&sql).bind(id).fetch_optional(p).await)?
@@ -330,21 +267,25 @@ impl Store {
         let _write = self.write_guard().await;
         let (rows, logged) = with_pool!(self, p => {
             let mut tx = p.begin_write().await?;
-            let pick = format!("SELECT id FROM messages WHERE status = 'queued' AND channel = $1 AND due_at <= $2 \
-                                ORDER BY due_at LIMIT $3{}", skip_locked(p));
-            let ids: Vec<String> = sqlx::query_scalar(&pick).bind(channel).bind(now).bind(limit).fetch_all(&mut *tx).await?;
-            let mut rows = Vec::with_capacity(ids.len());
+            // The due ones, in one statement (rows another node holds are
+            // skipped on PostgreSQL), and their attempt rows in another.
+            let claim = format!("UPDATE messages SET status = 'sending', tries = tries + 1, lease_owner = $1, \
+                                 lease_expires_at = $2, updated_at = $3 WHERE status = 'queued' AND id IN \
+                                 (SELECT id FROM messages WHERE status = 'queued' AND channel = $4 AND due_at <= $3 \
+                                 ORDER BY due_at LIMIT $5{}) RETURNING {COLUMNS}", skip_locked(p));
+            let mut rows: Vec<MessageRow> = sqlx::query_as(&claim).bind(owner).bind(now + lease_ms).bind(now)
+                .bind(channel).bind(limit).fetch_all(&mut *tx).await?;
+            rows.sort_by_key(|r| r.due_at);
             let mut log = GlobalLog::default();
-            let update = format!("UPDATE messages SET status = 'sending', tries = tries + 1, lease_owner = $2, lease_expires_at = $3, \
-                                  updated_at = $4 WHERE id = $1 AND status = 'queued' RETURNING {COLUMNS}");
-            for id in &ids {
-                let row: Option<MessageRow> = sqlx::query_as(&update).bind(id).bind(owner).bind(now + lease_ms).bind(now)
-                    .fetch_optional(&mut *tx).await?;
-                let Some(row) = row else { continue };
-                sqlx::query("INSERT INTO message_attempts (message_id, attempt, started_at) VALUES ($1, $2, $3)")
-                    .bind(id).bind(row.tries).bind(now).execute(&mut *tx).await?;
+            if !rows.is_empty() {
+                let mut qb = sqlx::QueryBuilder::new("INSERT INTO message_attempts (message_id, attempt, started_at) ");
+                qb.push_values(&rows, |mut b, row| {
+                    b.push_bind(&row.id).push_bind(row.tries).push_bind(now);
+                });
+                qb.build().execute(&mut *tx).await?;
+            }
+            for row in &rows {
                 status_event(&mut log, now, Change { id: &row.id, channel: &row.channel, recipient: &row.recipient, from: "queued", to: "sending", reason: None, code: None, text: None });
-                rows.push(row);
             }
             let n = append_global_page!(tx, log, now);
             tx.commit().await?;
@@ -365,10 +306,13 @@ impl Store {
             return Ok(());
         }
         let started = std::time::Instant::now();
+        let _reports = self.report_lock.lock().await;
         let _write = self.write_guard().await;
         let logged = with_pool!(self, p => {
             let mut tx = p.begin_write().await?;
             let mut log = GlobalLog::default();
+            // Messages now `sent`: reports that overtook this record wait for them.
+            let mut sent = Vec::new();
             for r in records {
                 let sent_at = (r.status == "sent").then_some(now);
                 let final_at = matches!(r.status, "bounced" | "failed").then_some(now);
@@ -389,7 +333,11 @@ impl Store {
                         .bind(c).bind(a).bind("bounced").bind(now).execute(&mut *tx).await?;
                 }
                 status_event(&mut log, now, Change { id: &r.id, channel: &channel, recipient: &recipient, from: "sending", to: r.status, reason: r.reason.as_deref(), code: r.code.as_deref(), text: r.text.as_deref() });
+                if r.status == "sent" {
+                    sent.push((r.id.clone(), channel, r.provider_id.clone(), recipient));
+                }
             }
+            crate::store::reports::settle_kept!(tx, log, now, &sent);
             let n = append_global_page!(tx, log, now);
             tx.commit().await?;
             Ok::<_, StoreError>(n)
@@ -398,86 +346,6 @@ impl Store {
         self.logged(logged);
         self.observe("message_record", started);
         Ok(())
-    }
-
-    /// Applies delivery reports: a message `sent` moves to the report's
-    /// status; a message already final (or cancelled) is left alone. Answers
-    /// the indexes of the reports that must wait: their message is still
-    /// `sending`, or no message has their provider id yet (the report
-    /// overtook the record of its send).
-    pub async fn apply_reports(&self, reports: &[ReportRecord], now: i64) -> Result<Vec<usize>> {
-        if reports.is_empty() {
-            return Ok(Vec::new());
-        }
-        let _write = self.write_guard().await;
-        let (waiting, logged) = with_pool!(self, p => {
-            let mut tx = p.begin_write().await?;
-            let mut log = GlobalLog::default();
-            let mut waiting = Vec::new();
-            for (i, r) in reports.iter().enumerate() {
-                let found: Option<(String, String, String)> = match (&r.message_id, &r.provider_id) {
-                    (Some(id), _) => sqlx::query_as("SELECT id, status, recipient FROM messages WHERE id = $1 AND channel = $2")
-                        .bind(id).bind(&r.channel).fetch_optional(&mut *tx).await?,
-                    (None, Some(pid)) => sqlx::query_as("SELECT id, status, recipient FROM messages WHERE channel = $1 AND provider_id = $2")
-                        .bind(&r.channel).bind(pid).fetch_optional(&mut *tx).await?,
-                    (None, None) => None,
-                };
-                let Some((id, from, recipient)) = found else {
-                    if r.provider_id.is_some() {
-                        waiting.push(i);
-                    }
-                    continue;
-                };
-                if from == "sending" {
-                    waiting.push(i);
-                }
-                if from != "sent" {
-                    continue;
-                }
-                sqlx::query("UPDATE messages SET status = $2, reason = $3, final_at = $4, updated_at = $4 WHERE id = $1 AND status = 'sent'")
-                    .bind(&id).bind(r.status).bind(&r.text).bind(now).execute(&mut *tx).await?;
-                if r.suppress {
-                    sqlx::query("INSERT INTO suppressions (channel, address, reason, created_at) VALUES ($1, $2, 'bounced', $3) ON CONFLICT DO NOTHING")
-                        .bind(&r.channel).bind(&recipient).bind(now).execute(&mut *tx).await?;
-                }
-                status_event(&mut log, now, Change { id: &id, channel: &r.channel, recipient: &recipient, from: &from, to: r.status, reason: None, code: r.code.as_deref(), text: r.text.as_deref() });
-            }
-            let n = append_global_page!(tx, log, now);
-            tx.commit().await?;
-            Ok::<_, StoreError>((waiting, n))
-        })?;
-        drop(_write);
-        self.logged(logged);
-        Ok(waiting)
-    }
-
-    /// Messages left `sending` by a node whose lease ran out (a crash): the
-    /// open attempt is closed as `interrupted` and the message goes back to
-    /// `queued`, due at `now` (or `failed` when its retries are spent).
-    pub async fn recover_messages(&self, now: i64) -> Result<usize> {
-        let sql = format!("SELECT {COLUMNS} FROM messages WHERE status = 'sending' AND lease_expires_at < $1 LIMIT 1000");
-        let stale: Vec<MessageRow> =
-            with_pool!(self, p => sqlx::query_as(&sql).bind(now).fetch_all(p).await)?;
-        let records: Vec<SendRecord> = stale
-            .iter()
-            .map(|m| {
-                let spent = m.tries > m.max_retries;
-                SendRecord {
-                    id: m.id.clone(),
-                    attempt: m.tries,
-                    status: if spent { "failed" } else { "queued" },
-                    result: "interrupted",
-                    reason: spent.then(|| "retries_exhausted".to_string()),
-                    code: None,
-                    text: Some("herald stopped while sending".into()),
-                    provider_id: None,
-                    due_at: Some(now),
-                    suppress: Vec::new(),
-                }
-            })
-            .collect();
-        self.record_sends(&records, now).await?;
-        Ok(records.len())
     }
 
     /// Of `addresses` on `channel`, those on its suppression list.
@@ -528,14 +396,6 @@ impl Store {
         with_pool!(self, p => Ok(sqlx::query_as::<_, (String, String, i64)>(
             "SELECT channel, status, COUNT(*) FROM messages GROUP BY channel, status ORDER BY channel, status")
             .fetch_all(p).await?))
-    }
-}
-
-fn same_request(found: MessageRow, hash: &str) -> Result<Accepted> {
-    if found.request_hash.as_deref() == Some(hash) {
-        Ok(Accepted::Existing(found))
-    } else {
-        Err(StoreError::Conflict("idempotency_key_reused".into()))
     }
 }
 

@@ -15,6 +15,7 @@
 //! The store never decides anything: callers validate and choose, the store
 //! persists atomically (a state change and its event row in one transaction).
 
+mod accepts;
 pub mod apikeys;
 pub mod bulk;
 pub mod calls;
@@ -32,6 +33,7 @@ pub mod outdials;
 pub mod page;
 pub mod postgres;
 pub mod recording;
+pub mod reports;
 pub mod sqlite;
 pub mod targets;
 pub mod templates;
@@ -98,6 +100,12 @@ pub struct Store {
     pub(crate) metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// Bumped after each commit that logged events (wakes streams and webhooks).
     log_tail: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    /// Messages being accepted, written together (group commit).
+    accepts: std::sync::Arc<accepts::AcceptQueue>,
+    /// Taken around writing delivery reports and send records, so that on
+    /// PostgreSQL a report this node keeps for a send it is recording is
+    /// seen by that record (another node's is settled by the recovery pass).
+    report_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -125,6 +133,8 @@ impl Store {
             checkpointer,
             metrics: Default::default(),
             log_tail: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
+            accepts: Default::default(),
+            report_lock: Default::default(),
         })
     }
 

@@ -28,6 +28,10 @@
 //                     to 15551234567
 // A receipt follows every accepted submit: stat:UNDELIV (message_state 5)
 // when the destination number ends in 0, else stat:DELIVRD (state 2).
+// Receipts are stored and forwarded as an SMSC does: one not answered with
+// deliver_sm_resp ESME_ROK when its session closes (or answered with an
+// error) is sent again to the next session that binds (counted in
+// receipts_resent).
 'use strict';
 
 const smpp = require('smpp');
@@ -46,11 +50,42 @@ for (const cmd of ['submit_sm', 'deliver_sm']) {
   delete smpp.commands[cmd].params.short_message.filter;
 }
 
-const stats = { binds: 0, submits: 0, accepted: 0, throttled: 0, dropped: 0, receipts: 0, receipt_resps: 0, unique_bodies: 0 };
+const stats = { binds: 0, submits: 0, accepted: 0, throttled: 0, dropped: 0, receipts: 0, receipt_resps: 0, receipts_resent: 0, unique_bodies: 0 };
 const bodies = new Set();
 let nextId = 1000;
 let dropped = false;
 let answered = 0;
+// Receipts waiting for a bound session (theirs closed before answering).
+let stored = [];
+// The bound sessions, newest last.
+const sessions = [];
+
+// Sends a receipt on `session`; unanswered when the session closes, or
+// answered with an error, it waits in `stored` for the next bind.
+function sendReceipt(session, receipt) {
+  if (session.smscClosed) {
+    store(receipt);
+    return;
+  }
+  session.outstanding.add(receipt);
+  session.deliver_sm(receipt, (resp) => {
+    session.outstanding.delete(receipt);
+    if (resp.command_status !== 0) {
+      // The ESME could not take it: try again a little later.
+      setTimeout(() => store(receipt), 200);
+    }
+  });
+}
+
+function store(receipt) {
+  const live = sessions.find((s) => s.smscBound && !s.smscClosed);
+  if (live) {
+    stats.receipts_resent += 1;
+    sendReceipt(live, receipt);
+  } else {
+    stored.push(receipt);
+  }
+}
 
 function out(obj) {
   if (logAll) process.stdout.write(JSON.stringify(obj) + '\n');
@@ -75,8 +110,18 @@ function newIds() {
 
 const server = smpp.createServer((session) => {
   let bound = false;
+  session.outstanding = new Set();
   session.on('error', () => {});
-  session.on('close', () => out({ type: 'close' }));
+  session.on('close', () => {
+    out({ type: 'close' });
+    session.smscClosed = true;
+    session.smscBound = false;
+    const i = sessions.indexOf(session);
+    if (i >= 0) sessions.splice(i, 1);
+    const unanswered = Array.from(session.outstanding);
+    session.outstanding.clear();
+    for (const r of unanswered) store(r);
+  });
 
   session.on('bind_transceiver', (pdu) => {
     const ok = pdu.system_id === systemId && pdu.password === password;
@@ -87,7 +132,15 @@ const server = smpp.createServer((session) => {
     }
     stats.binds += 1;
     bound = true;
+    session.smscBound = true;
+    sessions.push(session);
     session.send(pdu.response({ system_id: 'smsc' }));
+    const waiting = stored;
+    stored = [];
+    for (const r of waiting) {
+      stats.receipts_resent += 1;
+      sendReceipt(session, r);
+    }
     if (moText) {
       const utf16be = Buffer.from(moText, 'utf16le').swap16();
       session.deliver_sm({
@@ -113,6 +166,7 @@ const server = smpp.createServer((session) => {
     out({ type: 'unbind' });
     session.send(pdu.response());
     bound = false;
+    session.smscBound = false;
   });
 
   session.on('deliver_sm_resp', (pdu) => {
@@ -198,7 +252,7 @@ const server = smpp.createServer((session) => {
       receipt.message_state = undeliverable ? 5 : 2;
     }
     stats.receipts += 1;
-    session.deliver_sm(receipt);
+    sendReceipt(session, receipt);
   });
 });
 

@@ -28,17 +28,22 @@
 //! with the command_status in hex as the reply code and its name as text.
 //! At most once: a submit outstanding when the connection drops may have
 //! been taken by the SMSC; the transport never re-sends it, the caller
-//! decides (and may send it twice).
+//! decides (and may send it twice). Every submit asks for a receipt
+//! (registered_delivery 1), and a receipt is answered only once the store
+//! keeps it, with the recipient's address: so after a crash that lost a
+//! submit_sm_resp, the receipt the SMSC sends (again, if it was not
+//! answered) tells the caller the message got there
+//! ([`Transport::reports_settle_doubt`]).
 //!
 //! Long texts go as several submit_sm; the message is `Accepted` only when
 //! every part is, and its provider id is the FIRST part's message_id. The
 //! receipts of the other parts go to the sink under their own ids, which
-//! match no message: the caller ignores reports it cannot match. (Keeping
-//! the other ids to drop their receipts here would race with the receipts
-//! themselves, which can be read before the submit_sm_resp is handed back,
-//! and would not survive a restart.) A part refused after earlier parts were
-//! accepted answers `Retry`/`Failed` for the whole message (the accepted
-//! parts may reach the handset).
+//! match no message: the store keeps them a while and then drops them.
+//! (Keeping the other ids to drop their receipts here would race with the
+//! receipts themselves, which can be read before the submit_sm_resp is
+//! handed back, and would not survive a restart.) A part refused after
+//! earlier parts were accepted answers `Retry`/`Failed` for the whole
+//! message (the accepted parts may reach the handset).
 //!
 //! Must not: log a message body or the password (rusmpp logs whole PDUs,
 //! bind included, at DEBUG under the `rusmpp` target: keep that target at
@@ -304,6 +309,10 @@ impl Transport for SmppTransport {
 
     fn ready(&self) -> bool {
         self.shared.bound.borrow().is_some()
+    }
+
+    fn reports_settle_doubt(&self) -> bool {
+        true
     }
 
     async fn close(&self) {

@@ -4,7 +4,7 @@
 //! cancellation.
 //!
 //! Must not: log a PDU, a message body or the password; answer a deliver_sm
-//! OK before its report is handed to the sink (an SMSC re-sends a receipt
+//! OK before its report is kept by the store (an SMSC re-sends a receipt
 //! that was not answered, so a crash loses none).
 
 use std::sync::Arc;
@@ -29,6 +29,8 @@ use crate::message::transport::{DeliveryReport, ReportKey};
 
 /// Largest PDU accepted from the SMSC.
 const MAX_COMMAND_LENGTH: usize = 64 * 1024;
+/// deliver_sm being handled (waiting for their report to be kept) at once.
+const RECEIPTS_IN_FLIGHT: usize = 1024;
 
 /// The delay before reconnect attempt `failures + 1`: `base` doubled per
 /// consecutive failure, at most `cap`.
@@ -159,7 +161,7 @@ async fn connect_and_bind(
         .no_spawn()
         .connected(stream);
     // Ends when the TCP connection does, or when every client is dropped.
-    tasks.spawn(connection);
+    tasks.spawn(drive(connection));
     match client.bind_transceiver(bind).await {
         Ok(_) => Ok((client, events)),
         Err(e) => {
@@ -169,14 +171,46 @@ async fn connect_and_bind(
     }
 }
 
+/// Polls of rusmppc's connection per wake-up.
+const REPOLLS: usize = 16;
+/// How often rusmppc's connection is polled when nothing wakes it.
+const KICK: Duration = Duration::from_millis(5);
+
+/// Runs rusmppc's connection future. rusmppc 0.4 takes at most five queued
+/// requests and five writes per poll and then returns `Pending` without
+/// waking itself (only reading re-wakes it), so a burst of requests with no
+/// traffic behind it (deliver_sm_resp answered together, submits waiting
+/// for the window) would sit queued until the SMSC sent something. Each
+/// wake-up polls it [`REPOLLS`] times, and a [`KICK`] tick wakes it.
+async fn drive(connection: impl std::future::Future<Output = ()>) {
+    let mut connection = std::pin::pin!(connection);
+    let mut tick = tokio::time::interval(KICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    std::future::poll_fn(|cx| {
+        for _ in 0..REPOLLS {
+            if connection.as_mut().poll(cx).is_ready() {
+                return std::task::Poll::Ready(());
+            }
+        }
+        while tick.poll_tick(cx).is_ready() {}
+        std::task::Poll::Pending
+    })
+    .await
+}
+
 /// Serves one bound connection until it ends or `cancel`.
 async fn serve(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     client: &Client,
     mut events: impl Stream<Item = Event> + Unpin,
     cancel: &CancellationToken,
 ) -> Ended {
     let mut last_error: Option<String> = None;
+    // Each deliver_sm is answered once its report is kept, which takes a
+    // store write: they are handled beside the read loop, at most
+    // RECEIPTS_IN_FLIGHT at once (beyond that the loop waits, so the SMSC's
+    // own window holds the rest).
+    let receipts = Arc::new(tokio::sync::Semaphore::new(RECEIPTS_IN_FLIGHT));
     loop {
         let event = tokio::select! {
             _ = cancel.cancelled() => return Ended::Cancelled,
@@ -190,6 +224,16 @@ async fn serve(
                 let why = describe(&e);
                 tracing::debug!(reason = %why, "smpp: connection error");
                 last_error = Some(why);
+            }
+            Some(Event::Incoming(command)) if command.id() == CommandId::DeliverSm => {
+                let Ok(permit) = receipts.clone().acquire_owned().await else {
+                    return Ended::Cancelled;
+                };
+                let (shared, client) = (shared.clone(), client.clone());
+                tokio::spawn(async move {
+                    handle(&shared, &client, command).await;
+                    drop(permit);
+                });
             }
             Some(Event::Incoming(command)) => handle(shared, client, command).await,
         }
@@ -255,10 +299,13 @@ async fn deliver_sm(shared: &Shared, deliver: &DeliverSm) -> CommandStatus {
         key: ReportKey::Provider(receipt.id),
         status: receipt.status,
         reply: receipt.reply,
+        // A receipt comes from the handset's number: the message's recipient.
+        address: Some(deliver.source_addr.as_str().to_string()),
     };
-    match shared.reports.send(report).await {
-        Ok(()) => CommandStatus::EsmeRok,
-        Err(_) => CommandStatus::EsmeRxTAppn,
+    if shared.reports.report(report).await {
+        CommandStatus::EsmeRok
+    } else {
+        CommandStatus::EsmeRxTAppn
     }
 }
 
