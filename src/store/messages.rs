@@ -7,9 +7,12 @@
 //! retry is due; `message::status` says which changes are allowed, and the
 //! statements below only move a message from the status they were given.
 
+use std::collections::HashMap;
+
 use serde_json::{json, Value};
 use sqlx::FromRow;
 
+use super::bulk::{self, Column};
 use super::global_events::{append_global_page, GlobalLog};
 use super::{BeginWrite, Page, PageRequest, Result, Store, StoreError};
 use crate::store::dialect::skip_locked;
@@ -38,6 +41,9 @@ pub struct MessageRow {
     pub sent_at: Option<i64>,
     pub final_at: Option<i64>,
 }
+
+/// Rows per multi-row statement (seven parameters a row on SQLite).
+const RECORD_ROWS_PER_STATEMENT: usize = 1_000;
 
 pub(crate) const COLUMNS: &str = "id, channel, status, reason, recipient, request, rendered, template_id, template_version, \
      idempotency_key, request_hash, provider_id, rfc_message_id, max_retries, tries, due_at, created_at, \
@@ -313,28 +319,50 @@ impl Store {
             let mut log = GlobalLog::default();
             // Messages now `sent`: reports that overtook this record wait for them.
             let mut sent = Vec::new();
-            for r in records {
-                let sent_at = (r.status == "sent").then_some(now);
-                let final_at = matches!(r.status, "bounced" | "failed").then_some(now);
-                let moved: Option<(String, String)> = sqlx::query_as(
-                    "UPDATE messages SET status = $2, reason = $3, provider_id = COALESCE($4, provider_id), \
-                     due_at = COALESCE($5, due_at), sent_at = COALESCE($6, sent_at), final_at = $7, \
-                     lease_owner = NULL, lease_expires_at = NULL, updated_at = $8 \
-                     WHERE id = $1 AND status = 'sending' RETURNING channel, recipient")
-                    .bind(&r.id).bind(r.status).bind(&r.reason).bind(&r.provider_id).bind(r.due_at)
-                    .bind(sent_at).bind(final_at).bind(now).fetch_optional(&mut *tx).await?;
-                sqlx::query("UPDATE message_attempts SET ended_at = $3, result = $4, code = $5, text = $6 \
-                             WHERE message_id = $1 AND attempt = $2 AND ended_at IS NULL")
-                    .bind(&r.id).bind(r.attempt).bind(now).bind(r.result).bind(&r.code).bind(&r.text)
-                    .execute(&mut *tx).await?;
-                let Some((channel, recipient)) = moved else { continue };
-                for (c, a) in &r.suppress {
-                    sqlx::query("INSERT INTO suppressions (channel, address, reason, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
-                        .bind(c).bind(a).bind("bounced").bind(now).execute(&mut *tx).await?;
-                }
-                status_event(&mut log, now, Change { id: &r.id, channel: &channel, recipient: &recipient, from: "sending", to: r.status, reason: r.reason.as_deref(), code: r.code.as_deref(), text: r.text.as_deref() });
-                if r.status == "sent" {
-                    sent.push((r.id.clone(), channel, r.provider_id.clone(), recipient));
+            for chunk in records.chunks(RECORD_ROWS_PER_STATEMENT) {
+                let at = |cond: bool| cond.then_some(now);
+                let mut qb = sqlx::QueryBuilder::new("UPDATE messages SET status = v.column2, reason = v.column3, \
+                    provider_id = COALESCE(v.column4, messages.provider_id), due_at = COALESCE(v.column5, messages.due_at), \
+                    sent_at = COALESCE(v.column6, messages.sent_at), final_at = v.column7, \
+                    lease_owner = NULL, lease_expires_at = NULL, updated_at = ");
+                qb.push_bind(now).push(" FROM ");
+                bulk::rows(&mut qb, vec![
+                    Column::Text(chunk.iter().map(|r| Some(r.id.as_str())).collect()),
+                    Column::Text(chunk.iter().map(|r| Some(r.status)).collect()),
+                    Column::Text(chunk.iter().map(|r| r.reason.as_deref()).collect()),
+                    Column::Text(chunk.iter().map(|r| r.provider_id.as_deref()).collect()),
+                    Column::BigInt(chunk.iter().map(|r| r.due_at).collect()),
+                    Column::BigInt(chunk.iter().map(|r| at(r.status == "sent")).collect()),
+                    Column::BigInt(chunk.iter().map(|r| at(matches!(r.status, "bounced" | "failed"))).collect()),
+                ]);
+                qb.push(" WHERE messages.id = v.column1 AND messages.status = 'sending' \
+                          RETURNING messages.id, messages.channel, messages.recipient");
+                let keep = bulk::keep_prepared(&qb);
+                let moved: HashMap<String, (String, String)> = qb.build_query_as::<(String, String, String)>()
+                    .persistent(keep).fetch_all(&mut *tx).await?
+                    .into_iter().map(|(id, channel, recipient)| (id, (channel, recipient))).collect();
+                let mut qb = sqlx::QueryBuilder::new("UPDATE message_attempts SET ended_at = ");
+                qb.push_bind(now).push(", result = v.column3, code = v.column4, text = v.column5 FROM ");
+                bulk::rows(&mut qb, vec![
+                    Column::Text(chunk.iter().map(|r| Some(r.id.as_str())).collect()),
+                    Column::Int(chunk.iter().map(|r| Some(r.attempt as i32)).collect()),
+                    Column::Text(chunk.iter().map(|r| Some(r.result)).collect()),
+                    Column::Text(chunk.iter().map(|r| r.code.as_deref()).collect()),
+                    Column::Text(chunk.iter().map(|r| r.text.as_deref()).collect()),
+                ]);
+                qb.push(" WHERE message_attempts.message_id = v.column1 AND message_attempts.attempt = v.column2 \
+                          AND message_attempts.ended_at IS NULL");
+                qb.build().persistent(keep).execute(&mut *tx).await?;
+                for r in chunk {
+                    let Some((channel, recipient)) = moved.get(&r.id) else { continue };
+                    for (c, a) in &r.suppress {
+                        sqlx::query("INSERT INTO suppressions (channel, address, reason, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+                            .bind(c).bind(a).bind("bounced").bind(now).execute(&mut *tx).await?;
+                    }
+                    status_event(&mut log, now, Change { id: &r.id, channel, recipient, from: "sending", to: r.status, reason: r.reason.as_deref(), code: r.code.as_deref(), text: r.text.as_deref() });
+                    if r.status == "sent" {
+                        sent.push((r.id.clone(), channel.clone(), r.provider_id.clone(), recipient.clone()));
+                    }
                 }
             }
             crate::store::reports::settle_kept!(tx, log, now, &sent);
