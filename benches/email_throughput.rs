@@ -17,7 +17,8 @@
 //!     cargo bench --bench email_throughput
 //!     # HERALD_EMAIL_MESSAGES (5000), HERALD_EMAIL_POSTERS (64),
 //!     # HERALD_EMAIL_POOL (4: herald's SMTP connections, and the bare client's),
-//!     # HERALD_EMAIL_BARE_NODELAY (1; 0: the bare client's sockets keep Nagle's algorithm)
+//!     # HERALD_EMAIL_BARE_NODELAY (1; 0: the bare client's sockets keep Nagle's algorithm),
+//!     # HERALD_EMAIL_BARE_NOOP (0; 1: the bare client sends NOOP before each message)
 
 #[path = "../tests/peers/mod.rs"]
 mod peers;
@@ -27,7 +28,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use herald::message::smtp::{build_message, SmtpSettings, SmtpTransport};
+use herald::message::email_message::build_message;
+use herald::message::smtp::{SmtpSettings, SmtpTransport};
 use herald::message::transport::{Email, Mailbox, Outbound, SendResult, Transport};
 use lettre::transport::smtp::client::AsyncSmtpConnection;
 use lettre::transport::smtp::extension::ClientId;
@@ -50,12 +52,24 @@ fn main() {
     let n = env_usize("HERALD_EMAIL_MESSAGES", 5_000);
     let posters = env_usize("HERALD_EMAIL_POSTERS", 64);
     let pool = env_usize("HERALD_EMAIL_POOL", 4);
-    let nodelay = env_usize("HERALD_EMAIL_BARE_NODELAY", 1) != 0;
+    let bare = Bare {
+        nodelay: env_usize("HERALD_EMAIL_BARE_NODELAY", 1) != 0,
+        noop: env_usize("HERALD_EMAIL_BARE_NOOP", 0) != 0,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(run(n, posters, pool, nodelay));
+    rt.block_on(run(n, posters, pool, bare));
+}
+
+/// How the bare client of run 3 sends.
+#[derive(Clone, Copy)]
+struct Bare {
+    /// TCP_NODELAY on its sockets.
+    nodelay: bool,
+    /// A NOOP before each message.
+    noop: bool,
 }
 
 /// What the server received in one run.
@@ -127,7 +141,7 @@ fn email(i: usize) -> Email {
     }
 }
 
-async fn run(n: usize, posters: usize, pool: usize, nodelay: bool) {
+async fn run(n: usize, posters: usize, pool: usize, bare: Bare) {
     let sink = SmtpSink::start().await;
     let url = sink.url();
     println!(
@@ -135,7 +149,7 @@ async fn run(n: usize, posters: usize, pool: usize, nodelay: bool) {
     );
     let (sink, e2e) = end_to_end(sink, n, posters, pool).await;
     let (sink, transport) = transport_alone(sink, &url, n, pool).await;
-    let (_sink, bare) = bare_client(sink, &url, n, pool, nodelay).await;
+    let (_sink, bare) = bare_client(sink, &url, n, pool, bare).await;
     println!(
         "herald end to end / bare client: {:.2}; herald's transport / bare client: {:.2}",
         e2e / bare,
@@ -292,7 +306,7 @@ async fn bare_client(
     url: &str,
     n: usize,
     pool: usize,
-    nodelay: bool,
+    how: Bare,
 ) -> (SmtpSink, f64) {
     let port = url.rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
     let addr = ("127.0.0.1", port.expect("the sink's port"));
@@ -312,7 +326,7 @@ async fn bare_client(
     for _ in 0..pool {
         let (messages, next, hello) = (messages.clone(), next.clone(), hello.clone());
         set.spawn(async move {
-            let mut conn = if nodelay {
+            let mut conn = if how.nodelay {
                 let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
                 tcp.set_nodelay(true).expect("TCP_NODELAY");
                 AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello).await
@@ -325,6 +339,9 @@ async fn bare_client(
                 let Some((envelope, body)) = messages.get(i) else {
                     break;
                 };
+                if how.noop {
+                    assert!(conn.test_connected().await, "NOOP answered");
+                }
                 conn.send(envelope, body).await.expect("sent");
             }
             let _ = conn.quit().await;
@@ -334,9 +351,14 @@ async fn bare_client(
         r.expect("bare client");
     }
     let (sink, tally) = reader.await.expect("sink reader");
-    let socket = if nodelay { "TCP_NODELAY" } else { "Nagle on" };
+    let socket = if how.nodelay {
+        "TCP_NODELAY"
+    } else {
+        "Nagle on"
+    };
+    let noop = if how.noop { ", NOOP before each" } else { "" };
     let rate = report(
-        &format!("3. bare lettre client ({socket})"),
+        &format!("3. bare lettre client ({socket}{noop})"),
         n,
         started,
         &tally,
