@@ -200,6 +200,79 @@ async fn a_transactional_email_has_no_list_unsubscribe_and_the_connection_is_reu
 }
 
 #[tokio::test]
+async fn a_connection_the_relay_closed_while_idle_is_replaced_and_the_message_sent() {
+    let mut sink = SmtpSink::start().await;
+    let t = smtp(sink.url());
+    // The sink closes the connection after accepting a message to `hangup`;
+    // the transport has parked it as idle by then.
+    let r = t
+        .send(&Outbound::Email(transactional("hangup@example.com")))
+        .await;
+    assert!(matches!(r, SendResult::Accepted { .. }), "{r:?}");
+    let first = sink.next_message().await;
+    let e = transactional("ann@example.com");
+    let r = t.send(&Outbound::Email(e.clone())).await;
+    assert!(matches!(r, SendResult::Accepted { .. }), "{r:?}");
+    let second = sink.next_message().await;
+    assert_eq!(second.mail_from, e.return_path);
+    assert_ne!(
+        first.peer_port, second.peer_port,
+        "the second message came on the closed connection"
+    );
+}
+
+/// A transport to a TLS sink that trusts the sink's certificate.
+fn smtp_tls(url: String) -> SmtpTransport {
+    SmtpTransport::new(&SmtpSettings {
+        url,
+        pool_size: 2,
+        timeout: Duration::from_secs(15),
+        ca_file: Some(peers::tls_cert_and_key().0),
+        hello_name: Some("herald.test".into()),
+        ..SmtpSettings::default()
+    })
+    .expect("smtp settings")
+}
+
+#[tokio::test]
+async fn smtps_sends_over_tls_from_the_first_byte_and_reuses_the_connection() {
+    let (cert, key) = peers::tls_cert_and_key();
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let mut sink = SmtpSink::start_with(&["--tls", &cert, &key]).await;
+    let t = smtp_tls(format!("smtps://127.0.0.1:{}", sink.port));
+    let mut ports = Vec::new();
+    for to in ["ann@example.com", "bob@example.com"] {
+        let e = email(to);
+        let r = t.send(&Outbound::Email(e.clone())).await;
+        assert!(matches!(r, SendResult::Accepted { .. }), "{r:?}");
+        let got = sink.next_message().await;
+        assert!(got.tls, "{to} came in clear");
+        assert_rendered(&got.data, &e);
+        ports.push(got.peer_port);
+    }
+    assert_eq!(
+        ports[0], ports[1],
+        "the second message came on a new connection"
+    );
+    t.close().await;
+}
+
+#[tokio::test]
+async fn starttls_required_upgrades_before_mail_from() {
+    let (cert, key) = peers::tls_cert_and_key();
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let mut sink = SmtpSink::start_with(&["--starttls", &cert, &key]).await;
+    let t = smtp_tls(format!("smtp://127.0.0.1:{}?tls=required", sink.port));
+    let e = email("ann@example.com");
+    let r = t.send(&Outbound::Email(e.clone())).await;
+    assert!(matches!(r, SendResult::Accepted { .. }), "{r:?}");
+    let got = sink.next_message().await;
+    assert!(got.tls, "the message came in clear");
+    assert_eq!(got.mail_from, e.return_path);
+    t.close().await;
+}
+
+#[tokio::test]
 async fn a_recipient_refused_with_550_is_bounced_with_the_code() {
     let mut sink = SmtpSink::start().await;
     let t = smtp(sink.url());

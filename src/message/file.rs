@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
-use super::smtp::{build_message, not_email};
+use super::email_message::build_message;
+use super::smtp::not_email;
 use super::transport::{Email, Outbound, PeerReply, SendResult, Transport};
 
 /// E-mail written as `.eml` files.

@@ -6,13 +6,16 @@
 //!   parts of a long text (pure).
 //! - [`transport`]: the one trait every transport implements, and what goes
 //!   through it (an outbound message, a send's result, a delivery report).
+//! - [`email_message`]: an e-mail's RFC 5322 message, the one builder for
+//!   the transports that carry e-mail (pure).
 //! - One file per transport: [`file`] (`.eml` files in an outbox directory),
-//!   [`smtp`] (lettre), [`dsn`] (the bounce listener: RFC 3464 reports to the
+//!   [`smtp`] (lettre; its connections in `smtp_pool`), [`dsn`] (the bounce listener: RFC 3464 reports to the
 //!   VERP Return-Path), [`smpp`] (SMPP 3.4 transceiver), [`sip_message`]
 //!   (SMS as a SIP MESSAGE through a trunk, sent by call control).
 
 pub mod channels;
 pub mod dsn;
+pub mod email_message;
 pub mod file;
 pub mod outcome;
 pub mod request;
@@ -22,6 +25,7 @@ pub mod sip_message;
 pub mod smpp;
 pub mod sms_text;
 pub mod smtp;
+mod smtp_pool;
 pub mod status;
 pub mod template;
 pub mod transport;

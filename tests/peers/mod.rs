@@ -24,6 +24,13 @@ pub fn peers_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers")
 }
 
+/// A certificate for `localhost` and 127.0.0.1 (self-signed, not a CA,
+/// valid until 2126) and its key, for peers that speak TLS.
+pub fn tls_cert_and_key() -> (PathBuf, PathBuf) {
+    let dir = peers_dir().join("tls");
+    (dir.join("localhost.crt"), dir.join("localhost.key"))
+}
+
 /// A Python interpreter that can import aiosmtpd, installing it if needed.
 pub fn ensure_aiosmtpd() -> &'static str {
     static PYTHON: OnceLock<String> = OnceLock::new();
@@ -72,6 +79,8 @@ pub struct Received {
     pub data: String,
     /// The client's TCP port: two messages with one port came on one connection.
     pub peer_port: u64,
+    /// It came over TLS (implicit or STARTTLS).
+    pub tls: bool,
 }
 
 impl SmtpSink {
@@ -79,7 +88,8 @@ impl SmtpSink {
         Self::start_with(&[]).await
     }
 
-    /// As [`SmtpSink::start`], with `smtp_sink.py` options (`--auth`).
+    /// As [`SmtpSink::start`], with `smtp_sink.py` options (`--auth`,
+    /// `--tls CERT KEY`, `--starttls CERT KEY`).
     pub async fn start_with(args: &[&str]) -> SmtpSink {
         let python = ensure_aiosmtpd();
         let mut child = Command::new(python)
@@ -126,6 +136,7 @@ impl SmtpSink {
                 .unwrap_or_default(),
             data: v["data"].as_str().unwrap_or_default().to_string(),
             peer_port: v["peer_port"].as_u64().unwrap_or_default(),
+            tls: v["tls"].as_bool().unwrap_or_default(),
         }
     }
 }

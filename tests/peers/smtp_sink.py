@@ -7,7 +7,14 @@ stdout, then one JSON line per message received:
 "peer_port": <the client's port, to tell connections apart>}.
 
 Recipients whose local part starts with `reject` are answered 550; the local
-part `later` is answered 451 the first time (per address), 250 after.
+part `later` is answered 451 the first time (per address), 250 after; after a
+message to the local part `hangup` is accepted, the server closes that
+connection (as a relay does at its idle timeout). Each JSON line also says
+whether the message came over TLS ("tls").
+
+Options: `--auth` (below); `--tls CERT KEY`: TLS from the first byte
+(smtps); `--starttls CERT KEY`: STARTTLS offered and required before MAIL.
+
 aiosmtpd's Controller cannot report a port-0 bind, so the server is made
 with asyncio directly (the same SMTP protocol class the Controller uses).
 Stops when stdin closes (the test ends) or on SIGTERM.
@@ -16,6 +23,7 @@ import asyncio
 import json
 import logging
 import signal
+import ssl
 import sys
 import warnings
 
@@ -56,10 +64,14 @@ class Handler:
                 "rcpt_tos": envelope.rcpt_tos,
                 "data": data,
                 "peer_port": session.peer[1],
+                "tls": server.transport.get_extra_info("ssl_object") is not None,
             }
         )
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
+        if any(a.split("@", 1)[0].lower() == "hangup" for a in envelope.rcpt_tos):
+            # Runs after the reply below is written; close() sends it first.
+            asyncio.get_running_loop().call_soon(server.transport.close)
         return "250 2.0.0 Ok: queued"
 
 
@@ -69,13 +81,25 @@ async def main():
     logging.getLogger("mail.log").setLevel(logging.ERROR)
     loop = asyncio.get_running_loop()
     handler = Handler()
+    args = sys.argv[1:]
     options = {}
-    if "--auth" in sys.argv[1:]:
+    if "--auth" in args:
         options = dict(authenticator=authenticator, auth_required=True, auth_require_tls=False)
+    implicit = None
+    for flag in ("--tls", "--starttls"):
+        if flag in args:
+            at = args.index(flag)
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(args[at + 1], args[at + 2])
+            if flag == "--tls":
+                implicit = context
+            else:
+                options.update(tls_context=context, require_starttls=True)
     server = await loop.create_server(
         lambda: SMTP(handler, hostname="sink.test", enable_SMTPUTF8=True, **options),
         host="127.0.0.1",
         port=0,
+        ssl=implicit,
     )
     port = server.sockets[0].getsockname()[1]
     sys.stdout.write("%d\n" % port)
