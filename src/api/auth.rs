@@ -1,8 +1,13 @@
 //! API-key authentication for every /v1 route: the `X-API-Key` header is
 //! hashed and looked up; the bootstrap key (HERALD_BOOTSTRAP_API_KEY) is
-//! compared by hash too. Keys never appear in logs.
+//! compared by hash too. Keys never appear in logs. A stored key found live
+//! is taken without a database read for [`VALID_FOR`] after (a key revoked
+//! in the database stops working within that time); a key not found is
+//! looked up every time.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -12,11 +17,44 @@ use super::error::ApiError;
 use crate::store::apikeys::hash_key;
 use crate::store::Store;
 
+/// How long a stored key found live is taken without looking it up again.
+pub const VALID_FOR: Duration = Duration::from_secs(1);
+/// Hashes remembered at most (the oldest go first).
+const REMEMBERED: usize = 1_024;
+
 #[derive(Clone)]
 pub struct AuthState {
     pub store: Store,
     /// Hash of the bootstrap key, when one is configured.
     pub bootstrap_hash: Option<Arc<str>>,
+    /// Hashes of stored keys found live, and when.
+    pub live: Arc<Mutex<HashMap<String, Instant>>>,
+}
+
+impl AuthState {
+    pub fn new(store: Store, bootstrap_hash: Option<Arc<str>>) -> AuthState {
+        AuthState {
+            store,
+            bootstrap_hash,
+            live: Default::default(),
+        }
+    }
+
+    fn seen_live(&self, hash: &str) -> bool {
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.get(hash).is_some_and(|at| at.elapsed() < VALID_FOR)
+    }
+
+    fn remember(&self, hash: String) {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        if live.len() >= REMEMBERED {
+            live.retain(|_, at| at.elapsed() < VALID_FOR);
+            if live.len() >= REMEMBERED {
+                live.clear();
+            }
+        }
+        live.insert(hash, Instant::now());
+    }
 }
 
 pub async fn require_api_key(
@@ -43,5 +81,12 @@ pub async fn key_is_valid(auth: &AuthState, key: &str) -> Result<bool, ApiError>
     if auth.bootstrap_hash.as_deref() == Some(hash.as_str()) {
         return Ok(true);
     }
-    Ok(auth.store.api_key_name_by_hash(&hash).await?.is_some())
+    if auth.seen_live(&hash) {
+        return Ok(true);
+    }
+    let live = auth.store.api_key_name_by_hash(&hash).await?.is_some();
+    if live {
+        auth.remember(hash);
+    }
+    Ok(live)
 }

@@ -64,10 +64,7 @@ pub struct ApiDeps {
 }
 
 pub fn router(deps: ApiDeps) -> Router {
-    let auth = AuthState {
-        store: deps.store.clone(),
-        bootstrap_hash: deps.bootstrap_key_hash.clone(),
-    };
+    let auth = AuthState::new(deps.store.clone(), deps.bootstrap_key_hash.clone());
     let v1 = Router::new()
         .merge(documents::outdials(deps.store.clone()))
         .merge(documents::outplans(deps.store.clone()))

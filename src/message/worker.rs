@@ -267,24 +267,17 @@ impl ChannelWorker {
             }
             MessageChannel::Sms => {
                 let sms = sms_from(id, rendered).ok_or_else(|| malformed("SMS fields"))?;
-                let listed = self
+                match self
                     .store
-                    .suppressed("sms", std::slice::from_ref(&sms.to))
-                    .await
-                    .map_err(unchecked)?;
-                if !listed.is_empty() {
-                    return Err(outcome::suppressed("SMS suppression"));
-                }
-                if self
-                    .store
-                    .get_dnc(&sms.to)
+                    .sms_blocked_by(&sms.to)
                     .await
                     .map_err(unchecked)?
-                    .is_some()
+                    .as_deref()
                 {
-                    return Err(outcome::suppressed("do-not-call"));
+                    Some("dnc") => Err(outcome::suppressed("do-not-call")),
+                    Some(_) => Err(outcome::suppressed("SMS suppression")),
+                    None => Ok(Outbound::Sms(sms)),
                 }
-                Ok(Outbound::Sms(sms))
             }
         }
     }

@@ -389,6 +389,15 @@ impl Store {
         Ok(out)
     }
 
+    /// Which list keeps SMS from `number`: `"suppression"` (the SMS
+    /// suppression list), `"dnc"` (the call DNC list), or none; one read.
+    pub async fn sms_blocked_by(&self, number: &str) -> Result<Option<String>> {
+        with_pool!(self, p => Ok(sqlx::query_scalar(
+            "SELECT 'suppression' FROM suppressions WHERE channel = 'sms' AND address = $1 \
+             UNION ALL SELECT 'dnc' FROM dnc WHERE number = $1 LIMIT 1")
+            .bind(number).fetch_optional(p).await?))
+    }
+
     pub async fn add_suppression(
         &self,
         channel: &str,
