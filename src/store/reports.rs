@@ -17,6 +17,7 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::FromRow;
 
+use super::bulk::{self, Column};
 use super::global_events::{append_global_page, GlobalLog};
 use super::messages::{status_event, Change, MessageRow, ReportRecord, SendRecord};
 use super::{BeginWrite, Result, Store, StoreError};
@@ -107,35 +108,110 @@ macro_rules! apply_to_sent {
         moved
     }};
 }
-pub(crate) use apply_to_sent;
+
+/// One report to apply to a `sent` message.
+pub(crate) struct Apply<'a> {
+    pub id: &'a str,
+    pub channel: &'a str,
+    pub recipient: &'a str,
+    pub status: &'a str,
+    pub code: Option<&'a str>,
+    pub text: Option<&'a str>,
+    pub suppress: bool,
+}
+
+/// Moves `sent` messages to their reports' statuses in one statement (a
+/// message no longer `sent` is left alone), with each one's event and, for
+/// a bounce, the recipient's suppression. At most one report per message.
+macro_rules! apply_all {
+    ($tx:expr, $log:expr, $now:expr, $applies:expr) => {{
+        let applies: &[$crate::store::reports::Apply<'_>] = $applies;
+        if !applies.is_empty() {
+            let mut qb = sqlx::QueryBuilder::new(
+                "UPDATE messages SET status = v.column2, reason = v.column3, final_at = ",
+            );
+            qb.push_bind($now)
+                .push(", updated_at = ")
+                .push_bind($now)
+                .push(" FROM ");
+            $crate::store::bulk::rows(
+                &mut qb,
+                vec![
+                    $crate::store::bulk::Column::Text(applies.iter().map(|a| Some(a.id)).collect()),
+                    $crate::store::bulk::Column::Text(
+                        applies.iter().map(|a| Some(a.status)).collect(),
+                    ),
+                    $crate::store::bulk::Column::Text(applies.iter().map(|a| a.text).collect()),
+                ],
+            );
+            qb.push(
+                " WHERE messages.id = v.column1 AND messages.status = 'sent' RETURNING messages.id",
+            );
+            let keep = $crate::store::bulk::keep_prepared(&qb);
+            let moved: std::collections::HashSet<String> = qb
+                .build_query_scalar::<String>()
+                .persistent(keep)
+                .fetch_all(&mut *$tx)
+                .await?
+                .into_iter()
+                .collect();
+            for a in applies.iter().filter(|a| moved.contains(a.id)) {
+                if a.suppress {
+                    sqlx::query(
+                        "INSERT INTO suppressions (channel, address, reason, created_at) \
+                         VALUES ($1, $2, 'bounced', $3) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(a.channel)
+                    .bind(a.recipient)
+                    .bind($now)
+                    .execute(&mut *$tx)
+                    .await?;
+                }
+                $crate::store::messages::status_event(
+                    &mut $log,
+                    $now,
+                    $crate::store::messages::Change {
+                        id: a.id,
+                        channel: a.channel,
+                        recipient: a.recipient,
+                        from: "sent",
+                        to: a.status,
+                        reason: None,
+                        code: a.code,
+                        text: a.text,
+                    },
+                );
+            }
+        }
+    }};
+}
+pub(crate) use apply_all;
 
 /// Applies the kept reports of messages that have just moved to `sent`
 /// (`sent`: (id, channel, provider id, recipient)) and drops them, in the
-/// caller's transaction.
+/// caller's transaction: one read, one update, one delete.
 macro_rules! settle_kept {
     ($tx:expr, $log:expr, $now:expr, $sent:expr) => {{
         let sent: &[(String, String, Option<String>, String)] = $sent;
         if !sent.is_empty() {
             let mut qb = sqlx::QueryBuilder::new(format!(
-                "SELECT {} FROM message_reports WHERE message_id IN (",
+                "SELECT {} FROM message_reports WHERE ",
                 $crate::store::reports::KEPT_COLUMNS
             ));
-            let mut ids = qb.separated(", ");
-            for (id, _, _, _) in sent {
-                ids.push_bind(id.as_str());
-            }
-            qb.push(")");
+            $crate::store::bulk::is_in(
+                &mut qb,
+                "message_id",
+                sent.iter().map(|s| s.0.as_str()).collect(),
+            );
             let pids: Vec<&str> = sent.iter().filter_map(|s| s.2.as_deref()).collect();
             if !pids.is_empty() {
-                qb.push(" OR provider_id IN (");
-                let mut sep = qb.separated(", ");
-                for p in pids {
-                    sep.push_bind(p);
-                }
-                qb.push(")");
+                qb.push(" OR ");
+                $crate::store::bulk::is_in(&mut qb, "provider_id", pids);
             }
             let kept: Vec<$crate::store::reports::KeptReport> =
                 qb.build_query_as().fetch_all(&mut *$tx).await?;
+            let mut applies = Vec::new();
+            let mut taken = std::collections::HashSet::new();
             for k in &kept {
                 let Some((id, channel, _, recipient)) =
                     sent.iter().find(|(id, channel, pid, _)| {
@@ -146,22 +222,31 @@ macro_rules! settle_kept {
                 else {
                     continue;
                 };
-                $crate::store::reports::apply_to_sent!(
-                    $tx,
-                    $log,
-                    $now,
-                    id.as_str(),
-                    channel.as_str(),
-                    recipient.as_str(),
-                    k.status.as_str(),
-                    k.code.as_deref(),
-                    k.text.as_deref(),
-                    k.suppress != 0
+                if taken.insert(id.as_str()) {
+                    applies.push($crate::store::reports::Apply {
+                        id,
+                        channel,
+                        recipient,
+                        status: k.status.as_str(),
+                        code: k.code.as_deref(),
+                        text: k.text.as_deref(),
+                        suppress: k.suppress != 0,
+                    });
+                }
+            }
+            $crate::store::reports::apply_all!($tx, $log, $now, &applies);
+            if !kept.is_empty() {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "DELETE FROM message_reports WHERE id IN (SELECT v.column1 FROM ",
                 );
-                sqlx::query("DELETE FROM message_reports WHERE id = $1")
-                    .bind(k.id)
-                    .execute(&mut *$tx)
-                    .await?;
+                $crate::store::bulk::rows(
+                    &mut qb,
+                    vec![$crate::store::bulk::Column::BigInt(
+                        kept.iter().map(|k| Some(k.id)).collect(),
+                    )],
+                );
+                qb.push(")");
+                qb.build().execute(&mut *$tx).await?;
             }
         }
     }};
@@ -258,30 +343,68 @@ impl Store {
         let logged = with_pool!(self, p => {
             let mut tx = p.begin_write().await?;
             let mut log = GlobalLog::default();
+            // Every report's message, in one read.
+            let mut qb = sqlx::QueryBuilder::new("SELECT id, channel, status, recipient, provider_id FROM messages WHERE ");
+            let ids: Vec<&str> = reports.iter().filter_map(|r| r.message_id.as_deref()).collect();
+            let pids: Vec<&str> = reports.iter().filter_map(|r| r.provider_id.as_deref()).collect();
+            let channels: Vec<&str> = reports.iter().map(|r| r.channel.as_str()).collect::<HashSet<_>>().into_iter().collect();
+            qb.push("(");
+            bulk::is_in(&mut qb, "id", ids);
+            qb.push(") OR (");
+            bulk::is_in(&mut qb, "channel", channels);
+            qb.push(" AND ");
+            bulk::is_in(&mut qb, "provider_id", pids);
+            qb.push(")");
+            let found: Vec<(String, String, String, String, Option<String>)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+            let by_id: HashMap<&str, &(String, String, String, String, Option<String>)> =
+                found.iter().map(|m| (m.0.as_str(), m)).collect();
+            let by_provider: HashMap<(&str, &str), &(String, String, String, String, Option<String>)> = found.iter()
+                .filter_map(|m| m.4.as_deref().map(|pid| ((m.1.as_str(), pid), m))).collect();
+            let mut applies = Vec::new();
+            let mut applied = HashSet::new();
+            let mut keeps: Vec<&ReportRecord> = Vec::new();
+            let mut kept_pids = HashSet::new();
             for r in reports {
-                let found: Option<(String, String, String)> = match (&r.message_id, &r.provider_id) {
-                    (Some(id), _) => sqlx::query_as("SELECT id, status, recipient FROM messages WHERE id = $1 AND channel = $2")
-                        .bind(id).bind(&r.channel).fetch_optional(&mut *tx).await?,
-                    (None, Some(pid)) => sqlx::query_as("SELECT id, status, recipient FROM messages WHERE channel = $1 AND provider_id = $2")
-                        .bind(&r.channel).bind(pid).fetch_optional(&mut *tx).await?,
+                let message = match (&r.message_id, &r.provider_id) {
+                    (Some(id), _) => by_id.get(id.as_str()).filter(|m| m.1 == r.channel).copied(),
+                    (None, Some(pid)) => by_provider.get(&(r.channel.as_str(), pid.as_str())).copied(),
                     (None, None) => continue,
                 };
-                match found {
-                    Some((id, status, recipient)) if status == "sent" => {
-                        apply_to_sent!(tx, log, now, id.as_str(), r.channel.as_str(), recipient.as_str(),
-                            r.status, r.code.as_deref(), r.text.as_deref(), r.suppress);
+                match message {
+                    Some((id, channel, status, recipient, _)) if status == "sent" => {
+                        if applied.insert(id.as_str()) {
+                            applies.push(Apply { id, channel, recipient, status: r.status, code: r.code.as_deref(),
+                                text: r.text.as_deref(), suppress: r.suppress });
+                        }
                     }
-                    Some((_, status, _)) if status != "sending" => {}
+                    Some((_, _, status, _, _)) if status != "sending" => {}
                     _ => {
-                        let address = r.address.as_deref().map(|a| address_key(&r.channel, a));
-                        sqlx::query("INSERT INTO message_reports (channel, message_id, provider_id, address, status, code, text, suppress, received_at) \
-                                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE NOT EXISTS \
-                                     (SELECT 1 FROM message_reports WHERE channel = $1 AND provider_id = $3)")
-                            .bind(&r.channel).bind(&r.message_id).bind(&r.provider_id).bind(address)
-                            .bind(r.status).bind(&r.code).bind(&r.text).bind(r.suppress as i32).bind(now)
-                            .execute(&mut *tx).await?;
+                        if r.provider_id.as_ref().is_none_or(|pid| kept_pids.insert((r.channel.as_str(), pid.as_str()))) {
+                            keeps.push(r);
+                        }
                     }
                 }
+            }
+            apply_all!(tx, log, now, &applies);
+            if !keeps.is_empty() {
+                // Kept once per provider id, however often the peer sends it.
+                let addresses: Vec<Option<String>> = keeps.iter()
+                    .map(|r| r.address.as_deref().map(|a| address_key(&r.channel, a))).collect();
+                let mut qb = sqlx::QueryBuilder::new("INSERT INTO message_reports (channel, message_id, provider_id, address, \
+                    status, code, text, suppress, received_at) SELECT column1, column2, column3, column4, column5, column6, column7, column8, ");
+                qb.push_bind(now).push(" FROM ");
+                bulk::rows(&mut qb, vec![
+                    Column::Text(keeps.iter().map(|r| Some(r.channel.as_str())).collect()),
+                    Column::Text(keeps.iter().map(|r| r.message_id.as_deref()).collect()),
+                    Column::Text(keeps.iter().map(|r| r.provider_id.as_deref()).collect()),
+                    Column::Text(addresses.iter().map(Option::as_deref).collect()),
+                    Column::Text(keeps.iter().map(|r| Some(r.status)).collect()),
+                    Column::Text(keeps.iter().map(|r| r.code.as_deref()).collect()),
+                    Column::Text(keeps.iter().map(|r| r.text.as_deref()).collect()),
+                    Column::Int(keeps.iter().map(|r| Some(r.suppress as i32)).collect()),
+                ]);
+                qb.push(" WHERE NOT EXISTS (SELECT 1 FROM message_reports k WHERE k.channel = v.column1 AND k.provider_id = v.column3)");
+                qb.build().execute(&mut *tx).await?;
             }
             let n = append_global_page!(tx, log, now);
             tx.commit().await?;
