@@ -205,8 +205,17 @@ macro_rules! settle_kept {
             );
             let pids: Vec<&str> = sent.iter().filter_map(|s| s.2.as_deref()).collect();
             if !pids.is_empty() {
-                qb.push(" OR ");
+                let channels: Vec<&str> = sent
+                    .iter()
+                    .map(|s| s.1.as_str())
+                    .collect::<std::collections::HashSet<_>>()
+                    .into_iter()
+                    .collect();
+                qb.push(" OR (");
+                $crate::store::bulk::is_in(&mut qb, "channel", channels);
+                qb.push(" AND ");
                 $crate::store::bulk::is_in(&mut qb, "provider_id", pids);
+                qb.push(")");
             }
             let kept: Vec<$crate::store::reports::KeptReport> =
                 qb.build_query_as().fetch_all(&mut *$tx).await?;
@@ -348,13 +357,27 @@ impl Store {
             let ids: Vec<&str> = reports.iter().filter_map(|r| r.message_id.as_deref()).collect();
             let pids: Vec<&str> = reports.iter().filter_map(|r| r.provider_id.as_deref()).collect();
             let channels: Vec<&str> = reports.iter().map(|r| r.channel.as_str()).collect::<HashSet<_>>().into_iter().collect();
-            qb.push("(");
-            bulk::is_in(&mut qb, "id", ids);
-            qb.push(") OR (");
-            bulk::is_in(&mut qb, "channel", channels);
-            qb.push(" AND ");
-            bulk::is_in(&mut qb, "provider_id", pids);
-            qb.push(")");
+            // Only non-empty lists: SQLite scans the table for `id IN ()`.
+            match (ids.is_empty(), pids.is_empty()) {
+                (true, true) => {
+                    qb.push("1 = 0");
+                }
+                (false, true) => bulk::is_in(&mut qb, "id", ids),
+                (true, false) => {
+                    bulk::is_in(&mut qb, "channel", channels);
+                    qb.push(" AND ");
+                    bulk::is_in(&mut qb, "provider_id", pids);
+                }
+                (false, false) => {
+                    qb.push("(");
+                    bulk::is_in(&mut qb, "id", ids);
+                    qb.push(") OR (");
+                    bulk::is_in(&mut qb, "channel", channels);
+                    qb.push(" AND ");
+                    bulk::is_in(&mut qb, "provider_id", pids);
+                    qb.push(")");
+                }
+            }
             let found: Vec<(String, String, String, String, Option<String>)> = qb.build_query_as().fetch_all(&mut *tx).await?;
             let by_id: HashMap<&str, &(String, String, String, String, Option<String>)> =
                 found.iter().map(|m| (m.0.as_str(), m)).collect();
