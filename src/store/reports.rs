@@ -262,6 +262,9 @@ macro_rules! settle_kept {
 }
 pub(crate) use settle_kept;
 
+/// A report's message: (id, channel, status, recipient, provider id).
+type FoundMessage = (String, String, String, String, Option<String>);
+
 /// A kept report and its `sent` message: (report id, message id,
 /// recipient, status, code, text, suppress).
 type OvertakenRow = (
@@ -378,10 +381,10 @@ impl Store {
                     qb.push(")");
                 }
             }
-            let found: Vec<(String, String, String, String, Option<String>)> = qb.build_query_as().fetch_all(&mut *tx).await?;
-            let by_id: HashMap<&str, &(String, String, String, String, Option<String>)> =
+            let found: Vec<FoundMessage> = qb.build_query_as().fetch_all(&mut *tx).await?;
+            let by_id: HashMap<&str, &FoundMessage> =
                 found.iter().map(|m| (m.0.as_str(), m)).collect();
-            let by_provider: HashMap<(&str, &str), &(String, String, String, String, Option<String>)> = found.iter()
+            let by_provider: HashMap<(&str, &str), &FoundMessage> = found.iter()
                 .filter_map(|m| m.4.as_deref().map(|pid| ((m.1.as_str(), pid), m))).collect();
             let mut applies = Vec::new();
             let mut applied = HashSet::new();
