@@ -178,6 +178,28 @@ async fn reports_and_doubt(db: Db) {
     assert!(store.recover_messages("sms", later, 0).await.unwrap() >= 1);
     assert_eq!(status(&store, &other.id).await, "queued");
 
+    // A report kept by another node while this one recorded the send (so
+    // the record did not see it) is applied by the next recovery pass.
+    let raced = sms("+15550001006");
+    store.accept_message(&raced, later).await.unwrap();
+    let claimed = store
+        .claim_messages("sms", "node-c", later, LEASE, 10)
+        .await
+        .unwrap();
+    assert!(claimed.iter().any(|m| m.id == raced.id));
+    let mut rec = sent(&raced.id, "105");
+    rec.attempt = claimed.iter().find(|m| m.id == raced.id).unwrap().tries;
+    store.record_sends(&[rec], later + 1).await.unwrap();
+    let insert = "INSERT INTO message_reports (channel, provider_id, address, status, suppress, received_at) \
+                  VALUES ('sms', '105', '15550001006', 'delivered', 0, 1)";
+    match &store.pool {
+        herald::store::Pool::Sqlite(p) => drop(sqlx::query(insert).execute(p).await.unwrap()),
+        herald::store::Pool::Postgres(p) => drop(sqlx::query(insert).execute(p).await.unwrap()),
+    }
+    assert_eq!(status(&store, &raced.id).await, "sent");
+    store.recover_messages("sms", later + 2, 0).await.unwrap();
+    assert_eq!(status(&store, &raced.id).await, "delivered");
+
     // Unmatched reports are dropped once past keeping.
     assert_eq!(store.kept_reports("sms").await.unwrap(), 1);
     store
