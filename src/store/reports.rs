@@ -59,56 +59,6 @@ pub fn address_key(channel: &str, address: &str) -> String {
     }
 }
 
-/// Moves a `sent` message to a report's status (delivered, failed,
-/// bounced) with its event and, for a bounce, the recipient's suppression;
-/// nothing when the message is no longer `sent`. Evaluates to whether it
-/// moved.
-macro_rules! apply_to_sent {
-    ($tx:expr, $log:expr, $now:expr, $id:expr, $channel:expr, $recipient:expr,
-     $status:expr, $code:expr, $text:expr, $suppress:expr) => {{
-        let moved = sqlx::query(
-            "UPDATE messages SET status = $2, reason = $3, final_at = $4, updated_at = $4 \
-             WHERE id = $1 AND status = 'sent'",
-        )
-        .bind($id)
-        .bind($status)
-        .bind($text)
-        .bind($now)
-        .execute(&mut *$tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if moved {
-            if $suppress {
-                sqlx::query(
-                    "INSERT INTO suppressions (channel, address, reason, created_at) \
-                     VALUES ($1, $2, 'bounced', $3) ON CONFLICT DO NOTHING",
-                )
-                .bind($channel)
-                .bind($recipient)
-                .bind($now)
-                .execute(&mut *$tx)
-                .await?;
-            }
-            $crate::store::messages::status_event(
-                &mut $log,
-                $now,
-                $crate::store::messages::Change {
-                    id: $id,
-                    channel: $channel,
-                    recipient: $recipient,
-                    from: "sent",
-                    to: $status,
-                    reason: None,
-                    code: $code,
-                    text: $text,
-                },
-            );
-        }
-        moved
-    }};
-}
-
 /// One report to apply to a `sent` message.
 pub(crate) struct Apply<'a> {
     pub id: &'a str,
@@ -528,9 +478,15 @@ impl Store {
                  WHERE r.channel = $1 AND m.status = 'sent' LIMIT 1000")
                 .bind(channel).fetch_all(&mut *tx).await?;
             let mut log = GlobalLog::default();
-            for (kept, id, recipient, status, code, text, suppress) in &found {
-                apply_to_sent!(tx, log, now, id.as_str(), channel, recipient.as_str(),
-                    status.as_str(), code.as_deref(), text.as_deref(), *suppress != 0);
+            let mut seen = HashSet::new();
+            let applies: Vec<Apply> = found.iter()
+                .filter(|f| seen.insert(f.1.as_str()))
+                .map(|(_, id, recipient, status, code, text, suppress)| Apply {
+                    id, channel, recipient, status, code: code.as_deref(), text: text.as_deref(), suppress: *suppress != 0,
+                })
+                .collect();
+            apply_all!(tx, log, now, &applies);
+            for (kept, ..) in &found {
                 sqlx::query("DELETE FROM message_reports WHERE id = $1").bind(kept).execute(&mut *tx).await?;
             }
             let n = append_global_page!(tx, log, now);
@@ -554,6 +510,7 @@ impl Store {
         let logged = with_pool!(self, p => {
             let mut tx = p.begin_write().await?;
             let mut log = GlobalLog::default();
+            let mut applies = Vec::new();
             for (m, k) in settled {
                 let moved = sqlx::query("UPDATE messages SET status = 'sent', provider_id = $2, sent_at = $3, \
                                          lease_owner = NULL, lease_expires_at = NULL, updated_at = $3 \
@@ -569,10 +526,13 @@ impl Store {
                     id: &m.id, channel: &m.channel, recipient: &m.recipient, from: "sending", to: "sent",
                     reason: None, code: None, text: Some(SETTLED_TEXT),
                 });
-                apply_to_sent!(tx, log, now, m.id.as_str(), m.channel.as_str(), m.recipient.as_str(),
-                    k.status.as_str(), k.code.as_deref(), k.text.as_deref(), k.suppress != 0);
+                applies.push(Apply {
+                    id: &m.id, channel: &m.channel, recipient: &m.recipient, status: &k.status,
+                    code: k.code.as_deref(), text: k.text.as_deref(), suppress: k.suppress != 0,
+                });
                 sqlx::query("DELETE FROM message_reports WHERE id = $1").bind(k.id).execute(&mut *tx).await?;
             }
+            apply_all!(tx, log, now, &applies);
             let n = append_global_page!(tx, log, now);
             tx.commit().await?;
             Ok::<_, StoreError>(n)
