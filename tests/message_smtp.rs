@@ -7,7 +7,8 @@ mod peers;
 use std::time::Duration;
 
 use herald::config::Secret;
-use herald::message::dsn::{verp_address, BounceListener, BounceSettings};
+use herald::message::bounce::{BounceListener, BounceSettings};
+use herald::message::dsn::verp_address;
 use herald::message::file::FileTransport;
 use herald::message::smtp::{SmtpSettings, SmtpTransport};
 use herald::message::transport::{

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, Notify};
 
-use super::dsn::{BounceListener, BounceSettings};
+use super::bounce::{BounceListener, BounceSettings};
 use super::file::FileTransport;
 use super::outcome::Backoff;
 use super::request::{validate_email, validate_sms_sender};

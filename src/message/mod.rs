@@ -9,10 +9,12 @@
 //! - [`email_message`]: an e-mail's RFC 5322 message, the one builder for
 //!   the transports that carry e-mail (pure).
 //! - One file per transport: [`file`] (`.eml` files in an outbox directory),
-//!   [`smtp`] (lettre; its connections in `smtp_pool`), [`dsn`] (the bounce listener: RFC 3464 reports to the
-//!   VERP Return-Path), [`smpp`] (SMPP 3.4 transceiver), [`sip_message`]
+//!   [`smtp`] (lettre; its connections in `smtp_pool`), [`bounce`] (the
+//!   bounce listener: RFC 3464 reports, read by [`dsn`], to the VERP
+//!   Return-Path), [`smpp`] (SMPP 3.4 transceiver), [`sip_message`]
 //!   (SMS as a SIP MESSAGE through a trunk, sent by call control).
 
+pub mod bounce;
 pub mod channels;
 pub mod dsn;
 pub mod email_message;

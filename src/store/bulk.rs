@@ -38,6 +38,10 @@ pub trait Bulk: sqlx::Database {
     fn push_rows<'a>(qb: &mut QueryBuilder<'a, Self>, columns: Vec<Column<'a>>);
     /// Pushes `expr IN (…)` (SQLite) or `expr = ANY(…)` (PostgreSQL).
     fn push_in<'a>(qb: &mut QueryBuilder<'a, Self>, expr: &str, values: Vec<&'a str>);
+    /// Binds one text value (a statement built for either database).
+    fn bind_text<'a>(qb: &mut QueryBuilder<'a, Self>, value: Option<&'a str>);
+    /// Binds one 64-bit integer.
+    fn bind_int8(qb: &mut QueryBuilder<'_, Self>, value: i64);
 }
 
 /// [`Bulk::push_rows`] for the query builder's database. Every column must
@@ -97,6 +101,14 @@ impl Bulk for Sqlite {
         }
         qb.push(")");
     }
+
+    fn bind_text<'a>(qb: &mut QueryBuilder<'a, Self>, value: Option<&'a str>) {
+        qb.push_bind(value);
+    }
+
+    fn bind_int8(qb: &mut QueryBuilder<'_, Self>, value: i64) {
+        qb.push_bind(value);
+    }
 }
 
 impl Bulk for Postgres {
@@ -130,6 +142,14 @@ impl Bulk for Postgres {
             .push(" = ANY(")
             .push_bind(values)
             .push("::text[])");
+    }
+
+    fn bind_text<'a>(qb: &mut QueryBuilder<'a, Self>, value: Option<&'a str>) {
+        qb.push_bind(value);
+    }
+
+    fn bind_int8(qb: &mut QueryBuilder<'_, Self>, value: i64) {
+        qb.push_bind(value);
     }
 }
 

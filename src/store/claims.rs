@@ -4,7 +4,11 @@
 //! guarded on the row being as read, so a target is never claimed twice or
 //! over another node's claim.
 
-use super::bulk::{self, Column};
+use std::collections::HashSet;
+
+use sqlx::QueryBuilder;
+
+use super::bulk::{self, Bulk, Column};
 use super::dialect;
 use super::events::{EventLog, EventRecord};
 use super::targets::{TargetRow, TARGET_COLUMNS};
@@ -65,7 +69,7 @@ macro_rules! dnc_of {
                     .map(|d| d.target.as_str())
             })
             .collect();
-        let mut blocked = std::collections::HashSet::new();
+        let mut blocked = HashSet::new();
         for chunk in numbers.chunks(DNC_NUMBERS_PER_STATEMENT) {
             let mut qb = sqlx::QueryBuilder::new("SELECT number FROM dnc WHERE ");
             bulk::is_in(&mut qb, "number", chunk.to_vec());
@@ -167,50 +171,18 @@ impl Store {
             let dests: Vec<String> = claimed.iter()
                 .map(|c| serde_json::to_string(&c.target.destinations).expect("destinations serialize"))
                 .collect();
-            let mut dialed = std::collections::HashSet::new();
+            let mut dialed = HashSet::new();
             for (chunk, dests) in claimed.chunks(CLAIM_ROWS_PER_STATEMENT).zip(dests.chunks(CLAIM_ROWS_PER_STATEMENT)) {
-                let mut qb = sqlx::QueryBuilder::new("UPDATE targets SET state = 'dialing', destinations = v.column2, \
-                    destination_index = v.column3, try_count_current = try_count_current + 1, lease_owner = ");
-                qb.push_bind(scope.node_id).push(", lease_expires_at = ").push_bind(now + scope.lease_ms)
-                    .push(", updated_at = ").push_bind(now).push(" FROM ");
-                bulk::rows(&mut qb, vec![
-                    Column::Text(chunk.iter().map(|c| Some(c.target.id.as_str())).collect()),
-                    Column::Text(dests.iter().map(|d| Some(d.as_str())).collect()),
-                    Column::Int(chunk.iter().map(|c| Some(c.destination_index as i32)).collect()),
-                    Column::BigInt(chunk.iter().map(|c| Some(c.target.updated_at)).collect()),
-                    Column::Int(chunk.iter().map(|c| Some(c.target.try_count_current - 1)).collect()),
-                ]);
-                qb.push(" WHERE targets.id = v.column1 AND targets.state = 'idle' \
-                    AND targets.updated_at = v.column4 AND targets.try_count_current = v.column5 RETURNING targets.id");
-                let keep = bulk::keep_prepared(&qb);
-                let moved: Vec<String> = qb.build_query_scalar::<String>().persistent(keep).fetch_all(&mut *tx).await?;
-                let all = moved.len() == chunk.len();
-                let moved: std::collections::HashSet<String> = moved.into_iter().collect();
-                let rows: Vec<&Claimed> = chunk.iter().filter(|c| all || moved.contains(&c.target.id)).collect();
+                let mut update = dial_update(scope, now, chunk, dests);
+                let keep = bulk::keep_prepared(&update);
+                let moved: HashSet<String> =
+                    update.build_query_scalar::<String>().persistent(keep).fetch_all(&mut *tx).await?.into_iter().collect();
+                let rows: Vec<&Claimed> = chunk.iter().filter(|c| moved.contains(&c.target.id)).collect();
                 if rows.is_empty() {
                     continue;
                 }
-                let mut qb = sqlx::QueryBuilder::new(
-                    "INSERT INTO target_events (target_id, campaign_id, from_state, to_state, at, attempt_id) SELECT column1, ");
-                qb.push_bind(scope.campaign_id).push(", 'idle', 'dialing', ").push_bind(now).push(", column2 FROM ");
-                bulk::rows(&mut qb, vec![
-                    Column::Text(rows.iter().map(|c| Some(c.target.id.as_str())).collect()),
-                    Column::Text(rows.iter().map(|c| Some(c.call_id.as_str())).collect()),
-                ]);
-                qb.build().persistent(keep).execute(&mut *tx).await?;
-                let mut qb = sqlx::QueryBuilder::new("INSERT INTO calls (id, campaign_id, target_id, destination_index, \
-                    attempt, agent_id, trunk, status, to_uri, node_id, created_at) SELECT column1, ");
-                qb.push_bind(scope.campaign_id).push(", column2, column3, column4, ").push_bind(scope.agent_id)
-                    .push(", ").push_bind(scope.trunk).push(", 'in_progress', column5, ").push_bind(scope.node_id)
-                    .push(", ").push_bind(now).push(" FROM ");
-                bulk::rows(&mut qb, vec![
-                    Column::Text(rows.iter().map(|c| Some(c.call_id.as_str())).collect()),
-                    Column::Text(rows.iter().map(|c| Some(c.target.id.as_str())).collect()),
-                    Column::Int(rows.iter().map(|c| Some(c.destination_index as i32)).collect()),
-                    Column::Int(rows.iter().map(|c| Some(c.attempt as i32)).collect()),
-                    Column::Text(rows.iter().map(|c| Some(c.destination.target.as_str())).collect()),
-                ]);
-                qb.build().persistent(keep).execute(&mut *tx).await?;
+                dialing_events(scope, now, &rows).build().persistent(keep).execute(&mut *tx).await?;
+                call_rows(scope, now, &rows).build().persistent(keep).execute(&mut *tx).await?;
                 dialed.extend(rows.iter().map(|c| c.call_id.clone()));
             }
             for (c, events) in claimed.iter().zip(started_events) {
@@ -248,6 +220,116 @@ impl Store {
     }
 }
 
+/// Moves a chunk of dialed targets from idle to dialing, each guarded on
+/// being as read (`RETURNING` the ids that moved). `dests` holds each one's
+/// destinations, serialized, with the dialed one's try count raised.
+fn dial_update<'a, DB: Bulk>(
+    scope: &ClaimScope<'a>,
+    now: i64,
+    chunk: &'a [Claimed],
+    dests: &'a [String],
+) -> QueryBuilder<'a, DB> {
+    let mut qb = QueryBuilder::new(
+        "UPDATE targets SET state = 'dialing', destinations = v.column2, \
+         destination_index = v.column3, try_count_current = try_count_current + 1, lease_owner = ",
+    );
+    DB::bind_text(&mut qb, Some(scope.node_id));
+    qb.push(", lease_expires_at = ");
+    DB::bind_int8(&mut qb, now + scope.lease_ms);
+    qb.push(", updated_at = ");
+    DB::bind_int8(&mut qb, now);
+    qb.push(" FROM ");
+    bulk::rows(
+        &mut qb,
+        vec![
+            Column::Text(chunk.iter().map(|c| Some(c.target.id.as_str())).collect()),
+            Column::Text(dests.iter().map(|d| Some(d.as_str())).collect()),
+            Column::Int(
+                chunk
+                    .iter()
+                    .map(|c| Some(c.destination_index as i32))
+                    .collect(),
+            ),
+            Column::BigInt(chunk.iter().map(|c| Some(c.target.updated_at)).collect()),
+            Column::Int(
+                chunk
+                    .iter()
+                    .map(|c| Some(c.target.try_count_current - 1))
+                    .collect(),
+            ),
+        ],
+    );
+    qb.push(
+        " WHERE targets.id = v.column1 AND targets.state = 'idle' \
+         AND targets.updated_at = v.column4 AND targets.try_count_current = v.column5 RETURNING targets.id",
+    );
+    qb
+}
+
+/// The `idle → dialing` rows of the targets that moved.
+fn dialing_events<'a, DB: Bulk>(
+    scope: &ClaimScope<'a>,
+    now: i64,
+    rows: &[&'a Claimed],
+) -> QueryBuilder<'a, DB> {
+    let mut qb = QueryBuilder::new(
+        "INSERT INTO target_events (target_id, campaign_id, from_state, to_state, at, attempt_id) SELECT column1, ",
+    );
+    DB::bind_text(&mut qb, Some(scope.campaign_id));
+    qb.push(", 'idle', 'dialing', ");
+    DB::bind_int8(&mut qb, now);
+    qb.push(", column2 FROM ");
+    bulk::rows(
+        &mut qb,
+        vec![
+            Column::Text(rows.iter().map(|c| Some(c.target.id.as_str())).collect()),
+            Column::Text(rows.iter().map(|c| Some(c.call_id.as_str())).collect()),
+        ],
+    );
+    qb
+}
+
+/// The attempt (`calls`) rows of the targets that moved, `in_progress`.
+fn call_rows<'a, DB: Bulk>(
+    scope: &ClaimScope<'a>,
+    now: i64,
+    rows: &[&'a Claimed],
+) -> QueryBuilder<'a, DB> {
+    let mut qb = QueryBuilder::new(
+        "INSERT INTO calls (id, campaign_id, target_id, destination_index, \
+         attempt, agent_id, trunk, status, to_uri, node_id, created_at) SELECT column1, ",
+    );
+    DB::bind_text(&mut qb, Some(scope.campaign_id));
+    qb.push(", column2, column3, column4, ");
+    DB::bind_text(&mut qb, scope.agent_id);
+    qb.push(", ");
+    DB::bind_text(&mut qb, Some(scope.trunk));
+    qb.push(", 'in_progress', column5, ");
+    DB::bind_text(&mut qb, Some(scope.node_id));
+    qb.push(", ");
+    DB::bind_int8(&mut qb, now);
+    qb.push(" FROM ");
+    bulk::rows(
+        &mut qb,
+        vec![
+            Column::Text(rows.iter().map(|c| Some(c.call_id.as_str())).collect()),
+            Column::Text(rows.iter().map(|c| Some(c.target.id.as_str())).collect()),
+            Column::Int(
+                rows.iter()
+                    .map(|c| Some(c.destination_index as i32))
+                    .collect(),
+            ),
+            Column::Int(rows.iter().map(|c| Some(c.attempt as i32)).collect()),
+            Column::Text(
+                rows.iter()
+                    .map(|c| Some(c.destination.target.as_str()))
+                    .collect(),
+            ),
+        ],
+    );
+    qb
+}
+
 /// A claim decided: the targets to dial (with their `attempt.started` and
 /// `idle → dialing` events, serialized), to fail and to defer. Failed and
 /// deferred targets carry the `updated_at` they were read with.
@@ -262,7 +344,7 @@ impl ClaimPlan {
     fn new(
         now: i64,
         candidates: Vec<TargetRow>,
-        blocked: &std::collections::HashSet<String>,
+        blocked: &HashSet<String>,
         decide: &impl Fn(&TargetRow, bool) -> ClaimAction,
         metrics: &crate::metrics::Metrics,
     ) -> Result<ClaimPlan> {

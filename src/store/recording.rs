@@ -4,9 +4,11 @@
 //! same transaction, and guarded on the state it expects, so a change is
 //! never applied twice or over another node's.
 
-use sqlx::Row;
+use std::collections::HashSet;
 
-use super::bulk::{self, Column};
+use sqlx::{QueryBuilder, Row};
+
+use super::bulk::{self, Bulk, Column};
 use super::events::{EventLog, EventRecord};
 use super::{BeginWrite, Result, Store, StoreError};
 use crate::append_event_pages;
@@ -82,38 +84,6 @@ pub struct OpenAttempt {
 /// round trip to the connection's thread.
 const RECORD_ROWS_PER_STATEMENT: usize = 2_048;
 
-/// The `target_events` inserts for the transitions of some completions, a
-/// multi-row statement per [`RECORD_ROWS_PER_STATEMENT`] events.
-macro_rules! transition_inserts {
-    ($completions:expr) => {{
-        let rows: Vec<(&Completion, &Transition)> = $completions
-            .flat_map(|c: &Completion| c.transitions.iter().map(move |t| (c, t)))
-            .collect();
-        let mut statements = Vec::new();
-        for chunk in rows.chunks(RECORD_ROWS_PER_STATEMENT) {
-            let mut qb = sqlx::QueryBuilder::new(
-                "INSERT INTO target_events \
-                 (target_id, campaign_id, from_state, to_state, at, attempt_id, sip_code, reason) \
-                 SELECT column1, column2, column3, column4, column5, column6, column7, column8 FROM ",
-            );
-            bulk::rows(&mut qb, vec![
-                Column::Text(chunk.iter().map(|(c, _)| Some(c.target_id.as_str())).collect()),
-                Column::Text(chunk.iter().map(|(c, _)| c.campaign_id.as_deref()).collect()),
-                Column::Text(chunk.iter().map(|(_, t)| Some(t.from.as_str())).collect()),
-                Column::Text(chunk.iter().map(|(_, t)| Some(t.to.as_str())).collect()),
-                Column::BigInt(chunk.iter().map(|(c, _)| Some(c.call.ended_at)).collect()),
-                Column::Text(chunk.iter().map(|(c, _)| Some(c.call_id.as_str())).collect()),
-                Column::Int(chunk.iter().map(|(c, t)| {
-                    if t.from == TargetState::Dialing { c.call.sip_code } else { None }
-                }).collect()),
-                Column::Text(chunk.iter().map(|(_, t)| t.reason.as_deref()).collect()),
-            ]);
-            statements.push(qb);
-        }
-        statements
-    }};
-}
-
 impl Store {
     /// Records answered calls in one transaction: each call row's
     /// `answered_at`, and dialing → answered with its event for each target
@@ -124,22 +94,7 @@ impl Store {
         }
         let started = std::time::Instant::now();
         let (moved, logged) = with_pool!(self, p => {
-            let mut statements = Vec::new();
-            for chunk in answers.chunks(RECORD_ROWS_PER_STATEMENT) {
-                let mut calls = sqlx::QueryBuilder::new("UPDATE calls SET answered_at = v.column2 FROM ");
-                bulk::rows(&mut calls, vec![
-                    Column::Text(chunk.iter().map(|a| Some(a.call_id.as_str())).collect()),
-                    Column::BigInt(chunk.iter().map(|a| Some(a.at)).collect()),
-                ]);
-                calls.push(" WHERE calls.id = v.column1");
-                let mut targets = sqlx::QueryBuilder::new("UPDATE targets SET state = 'answered', updated_at = v.column2 FROM ");
-                bulk::rows(&mut targets, vec![
-                    Column::Text(chunk.iter().map(|a| Some(a.target_id.as_str())).collect()),
-                    Column::BigInt(chunk.iter().map(|a| Some(a.at)).collect()),
-                ]);
-                targets.push(" WHERE targets.id = v.column1 AND targets.state = 'dialing' RETURNING targets.id");
-                statements.push((calls, targets));
-            }
+            let statements: Vec<_> = answers.chunks(RECORD_ROWS_PER_STATEMENT).map(answer_updates).collect();
             let _write = self.write_guard().await;
             let mut tx = p.begin_write().await?;
             let mut moved = Vec::with_capacity(answers.len());
@@ -147,32 +102,13 @@ impl Store {
             for (chunk, (mut calls, mut targets)) in answers.chunks(RECORD_ROWS_PER_STATEMENT).zip(statements) {
                 let keep = bulk::keep_prepared(&calls);
                 calls.build().persistent(keep).execute(&mut *tx).await?;
-                let ids: std::collections::HashSet<String> =
+                let ids: HashSet<String> =
                     targets.build_query_scalar::<String>().persistent(keep).fetch_all(&mut *tx).await?.into_iter().collect();
                 let rows: Vec<&Answer> = chunk.iter().filter(|a| ids.contains(&a.target_id)).collect();
                 moved.extend(chunk.iter().map(|a| ids.contains(&a.target_id)));
-                if rows.is_empty() {
-                    continue;
-                }
-                let mut events = sqlx::QueryBuilder::new(
-                    "INSERT INTO target_events (target_id, campaign_id, from_state, to_state, at, attempt_id, sip_code) \
-                     SELECT column1, column2, 'dialing', 'answered', column3, column4, 200 FROM ");
-                bulk::rows(&mut events, vec![
-                    Column::Text(rows.iter().map(|a| Some(a.target_id.as_str())).collect()),
-                    Column::Text(rows.iter().map(|a| a.campaign_id.as_deref()).collect()),
-                    Column::BigInt(rows.iter().map(|a| Some(a.at)).collect()),
-                    Column::Text(rows.iter().map(|a| Some(a.call_id.as_str())).collect()),
-                ]);
-                events.build().persistent(keep).execute(&mut *tx).await?;
-                for a in rows {
-                    if let Some(c) = &a.campaign_id {
-                        let (at, attempt_id, target_id) = (a.at, a.call_id.as_str(), a.target_id.as_str());
-                        log.push(c, &EventRecord::AttemptAnswered { at, attempt_id, target_id });
-                        log.push(c, &EventRecord::Transition {
-                            at, target_id, attempt_id: Some(attempt_id), from: "dialing", to: "answered",
-                            sip_code: Some(200), reason: None,
-                        });
-                    }
+                if !rows.is_empty() {
+                    answer_events(&rows).build().persistent(keep).execute(&mut *tx).await?;
+                    log_answers(&mut log, &rows);
                 }
             }
             let now = answers.iter().map(|a| a.at).max().unwrap_or_default();
@@ -200,89 +136,31 @@ impl Store {
             // Every statement is built before the writer is taken; only the
             // events of a target that did not move (rare: another node or a
             // recovery got there first) are rebuilt inside.
-            let mut statements = Vec::new();
-            for chunk in batch.chunks(RECORD_ROWS_PER_STATEMENT) {
-                let mut calls = sqlx::QueryBuilder::new("UPDATE calls SET status = v.column2, outcome = v.column3, \
-                    sip_code = v.column4, q850_cause = v.column5, result = v.column6, \
-                    sip_call_id = COALESCE(v.column7, calls.sip_call_id), invite_sent_at = v.column8, \
-                    ringing_at = v.column9, answered_at = COALESCE(v.column10, calls.answered_at), ended_at = v.column11, \
-                    duration_ms = v.column11 - COALESCE(v.column10, calls.answered_at), \
-                    hangup_by = v.column12, reason = v.column13 FROM ");
-                let f = |get: fn(&CallFinal) -> Option<&str>| Column::Text(chunk.iter().map(|c| get(&c.call)).collect());
-                let t = |get: fn(&CallFinal) -> Option<i64>| Column::BigInt(chunk.iter().map(|c| get(&c.call)).collect());
-                let i = |get: fn(&CallFinal) -> Option<i32>| Column::Int(chunk.iter().map(|c| get(&c.call)).collect());
-                bulk::rows(&mut calls, vec![
-                    Column::Text(chunk.iter().map(|c| Some(c.call_id.as_str())).collect()),
-                    f(|f| Some(f.status.as_str())),
-                    f(|f| Some(f.outcome.as_str())),
-                    i(|f| f.sip_code),
-                    i(|f| f.q850_cause),
-                    f(|f| f.result.as_deref()),
-                    f(|f| f.sip_call_id.as_deref()),
-                    t(|f| f.invite_sent_at),
-                    t(|f| f.ringing_at),
-                    t(|f| f.answered_at),
-                    t(|f| Some(f.ended_at)),
-                    f(|f| f.hangup_by.as_deref()),
-                    f(|f| f.reason.as_deref()),
-                ]);
-                calls.push(" WHERE calls.id = v.column1");
-                let moving: Vec<&Completion> = chunk.iter().filter(|c| !c.transitions.is_empty()).collect();
-                let mut targets = None;
-                let mut events = Vec::new();
-                if !moving.is_empty() {
-                    let mut qb = sqlx::QueryBuilder::new("UPDATE targets SET state = v.column2, \
-                        next_attempt_at = COALESCE(v.column3, targets.next_attempt_at), destination_index = v.column4, \
-                        last_outcome = v.column5, reason = v.column6, lease_owner = NULL, lease_expires_at = NULL, updated_at = ");
-                    qb.push_bind(now).push(" FROM ");
-                    fn last(c: &Completion) -> &Transition {
-                        c.transitions.last().expect("non-empty")
-                    }
-                    bulk::rows(&mut qb, vec![
-                        Column::Text(moving.iter().map(|c| Some(c.target_id.as_str())).collect()),
-                        Column::Text(moving.iter().map(|c| Some(last(c).to.as_str())).collect()),
-                        Column::BigInt(moving.iter().map(|c| c.next_attempt_at).collect()),
-                        Column::Int(moving.iter().map(|c| Some(c.destination_index as i32)).collect()),
-                        Column::Text(moving.iter().map(|c| Some(c.call.outcome.as_str())).collect()),
-                        Column::Text(moving.iter().map(|c| last(c).reason.as_deref()).collect()),
-                        Column::Text(moving.iter().map(|c| Some(c.expect.as_str())).collect()),
-                    ]);
-                    qb.push(" WHERE targets.id = v.column1 AND targets.state = v.column7 RETURNING targets.id");
-                    targets = Some(qb);
-                    events = transition_inserts!(moving.iter().copied());
-                }
-                statements.push((calls, moving, targets, events));
-            }
+            let statements: Vec<_> = batch.chunks(RECORD_ROWS_PER_STATEMENT)
+                .map(|chunk| completion_statements(chunk, now)).collect();
             let _write = self.write_guard().await;
             let mut tx = p.begin_write().await?;
             let mut log = EventLog::default();
-            for ((chunk, prepared), (mut calls, moving, targets, events)) in batch.chunks(RECORD_ROWS_PER_STATEMENT)
+            for ((chunk, prepared), mut s) in batch.chunks(RECORD_ROWS_PER_STATEMENT)
                 .zip(prepared.chunks_mut(RECORD_ROWS_PER_STATEMENT)).zip(statements) {
-                let keep = bulk::keep_prepared(&calls);
-                calls.build().persistent(keep).execute(&mut *tx).await?;
-                let Some(mut targets) = targets else {
-                    log_completions(&mut log, chunk, prepared, &Default::default());
+                let keep = bulk::keep_prepared(&s.calls);
+                s.calls.build().persistent(keep).execute(&mut *tx).await?;
+                let Some(mut targets) = s.targets else {
+                    log_completions(&mut log, chunk, prepared, &HashSet::new());
                     continue;
                 };
-                let moved: std::collections::HashSet<String> =
+                let moved: HashSet<String> =
                     targets.build_query_scalar::<String>().persistent(keep).fetch_all(&mut *tx).await?.into_iter().collect();
                 log_completions(&mut log, chunk, prepared, &moved);
-                if moved.len() == moving.len() {
-                    for mut qb in events {
-                        qb.build().persistent(keep).execute(&mut *tx).await?;
-                    }
-                } else {
-                    drop(events);
-                    let moved_only = moving.iter().copied().filter(|c| moved.contains(&c.target_id));
-                    for mut qb in transition_inserts!(moved_only) {
-                        qb.build().persistent(keep).execute(&mut *tx).await?;
-                    }
+                if moved.len() != s.moving.len() {
+                    s.events = transition_inserts(s.moving.iter().copied().filter(|c| moved.contains(&c.target_id)));
                 }
-                for c in moving.iter().filter(|c| moved.contains(&c.target_id)) {
-                    if let Some(n) = &c.dnc_add {
-                        sqlx::query("INSERT INTO dnc (number, reason, created_at) VALUES ($1, 'opted_out', $2) ON CONFLICT DO NOTHING")
-                            .bind(n).bind(now).execute(&mut *tx).await?;
-                    }
+                for mut qb in s.events {
+                    qb.build().persistent(keep).execute(&mut *tx).await?;
+                }
+                for n in s.moving.iter().filter(|c| moved.contains(&c.target_id)).filter_map(|c| c.dnc_add.as_deref()) {
+                    sqlx::query("INSERT INTO dnc (number, reason, created_at) VALUES ($1, 'opted_out', $2) ON CONFLICT DO NOTHING")
+                        .bind(n).bind(now).execute(&mut *tx).await?;
                 }
             }
             let logged = append_event_pages!(tx, log, now);
@@ -332,6 +210,237 @@ impl Store {
             Ok(out)
         })
     }
+}
+
+/// For a chunk of answers: each call row's `answered_at`, and each target
+/// still dialing moved to answered (`RETURNING` the ids that moved).
+fn answer_updates<DB: Bulk>(chunk: &[Answer]) -> (QueryBuilder<'_, DB>, QueryBuilder<'_, DB>) {
+    let mut calls = QueryBuilder::new("UPDATE calls SET answered_at = v.column2 FROM ");
+    bulk::rows(
+        &mut calls,
+        vec![
+            Column::Text(chunk.iter().map(|a| Some(a.call_id.as_str())).collect()),
+            Column::BigInt(chunk.iter().map(|a| Some(a.at)).collect()),
+        ],
+    );
+    calls.push(" WHERE calls.id = v.column1");
+    let mut targets =
+        QueryBuilder::new("UPDATE targets SET state = 'answered', updated_at = v.column2 FROM ");
+    bulk::rows(
+        &mut targets,
+        vec![
+            Column::Text(chunk.iter().map(|a| Some(a.target_id.as_str())).collect()),
+            Column::BigInt(chunk.iter().map(|a| Some(a.at)).collect()),
+        ],
+    );
+    targets
+        .push(" WHERE targets.id = v.column1 AND targets.state = 'dialing' RETURNING targets.id");
+    (calls, targets)
+}
+
+/// The `dialing → answered` rows of the targets that moved.
+fn answer_events<'a, DB: Bulk>(rows: &[&'a Answer]) -> QueryBuilder<'a, DB> {
+    let mut events = QueryBuilder::new(
+        "INSERT INTO target_events (target_id, campaign_id, from_state, to_state, at, attempt_id, sip_code) \
+         SELECT column1, column2, 'dialing', 'answered', column3, column4, 200 FROM ",
+    );
+    bulk::rows(
+        &mut events,
+        vec![
+            Column::Text(rows.iter().map(|a| Some(a.target_id.as_str())).collect()),
+            Column::Text(rows.iter().map(|a| a.campaign_id.as_deref()).collect()),
+            Column::BigInt(rows.iter().map(|a| Some(a.at)).collect()),
+            Column::Text(rows.iter().map(|a| Some(a.call_id.as_str())).collect()),
+        ],
+    );
+    events
+}
+
+/// Logs the answers of the targets that moved.
+fn log_answers(log: &mut EventLog, rows: &[&Answer]) {
+    for a in rows {
+        if let Some(c) = &a.campaign_id {
+            let (at, attempt_id, target_id) = (a.at, a.call_id.as_str(), a.target_id.as_str());
+            log.push(
+                c,
+                &EventRecord::AttemptAnswered {
+                    at,
+                    attempt_id,
+                    target_id,
+                },
+            );
+            log.push(
+                c,
+                &EventRecord::Transition {
+                    at,
+                    target_id,
+                    attempt_id: Some(attempt_id),
+                    from: "dialing",
+                    to: "answered",
+                    sip_code: Some(200),
+                    reason: None,
+                },
+            );
+        }
+    }
+}
+
+/// A chunk of completions' statements: the call rows' final fields; for
+/// the targets that move, their update (`RETURNING` the ids that moved) and
+/// their transitions' rows.
+struct CompletionStatements<'a, DB: sqlx::Database> {
+    calls: QueryBuilder<'a, DB>,
+    moving: Vec<&'a Completion>,
+    targets: Option<QueryBuilder<'a, DB>>,
+    events: Vec<QueryBuilder<'a, DB>>,
+}
+
+fn completion_statements<DB: Bulk>(chunk: &[Completion], now: i64) -> CompletionStatements<'_, DB> {
+    let mut calls = QueryBuilder::new(
+        "UPDATE calls SET status = v.column2, outcome = v.column3, \
+         sip_code = v.column4, q850_cause = v.column5, result = v.column6, \
+         sip_call_id = COALESCE(v.column7, calls.sip_call_id), invite_sent_at = v.column8, \
+         ringing_at = v.column9, answered_at = COALESCE(v.column10, calls.answered_at), ended_at = v.column11, \
+         duration_ms = v.column11 - COALESCE(v.column10, calls.answered_at), \
+         hangup_by = v.column12, reason = v.column13 FROM ",
+    );
+    let f = |get: fn(&CallFinal) -> Option<&str>| {
+        Column::Text(chunk.iter().map(|c| get(&c.call)).collect())
+    };
+    let t = |get: fn(&CallFinal) -> Option<i64>| {
+        Column::BigInt(chunk.iter().map(|c| get(&c.call)).collect())
+    };
+    let i = |get: fn(&CallFinal) -> Option<i32>| {
+        Column::Int(chunk.iter().map(|c| get(&c.call)).collect())
+    };
+    bulk::rows(
+        &mut calls,
+        vec![
+            Column::Text(chunk.iter().map(|c| Some(c.call_id.as_str())).collect()),
+            f(|f| Some(f.status.as_str())),
+            f(|f| Some(f.outcome.as_str())),
+            i(|f| f.sip_code),
+            i(|f| f.q850_cause),
+            f(|f| f.result.as_deref()),
+            f(|f| f.sip_call_id.as_deref()),
+            t(|f| f.invite_sent_at),
+            t(|f| f.ringing_at),
+            t(|f| f.answered_at),
+            t(|f| Some(f.ended_at)),
+            f(|f| f.hangup_by.as_deref()),
+            f(|f| f.reason.as_deref()),
+        ],
+    );
+    calls.push(" WHERE calls.id = v.column1");
+    let moving: Vec<&Completion> = chunk.iter().filter(|c| !c.transitions.is_empty()).collect();
+    if moving.is_empty() {
+        return CompletionStatements {
+            calls,
+            moving,
+            targets: None,
+            events: Vec::new(),
+        };
+    }
+    fn last(c: &Completion) -> &Transition {
+        c.transitions.last().expect("non-empty")
+    }
+    let mut targets = QueryBuilder::new(
+        "UPDATE targets SET state = v.column2, \
+         next_attempt_at = COALESCE(v.column3, targets.next_attempt_at), destination_index = v.column4, \
+         last_outcome = v.column5, reason = v.column6, lease_owner = NULL, lease_expires_at = NULL, updated_at = ",
+    );
+    DB::bind_int8(&mut targets, now);
+    targets.push(" FROM ");
+    bulk::rows(
+        &mut targets,
+        vec![
+            Column::Text(moving.iter().map(|c| Some(c.target_id.as_str())).collect()),
+            Column::Text(moving.iter().map(|c| Some(last(c).to.as_str())).collect()),
+            Column::BigInt(moving.iter().map(|c| c.next_attempt_at).collect()),
+            Column::Int(
+                moving
+                    .iter()
+                    .map(|c| Some(c.destination_index as i32))
+                    .collect(),
+            ),
+            Column::Text(
+                moving
+                    .iter()
+                    .map(|c| Some(c.call.outcome.as_str()))
+                    .collect(),
+            ),
+            Column::Text(moving.iter().map(|c| last(c).reason.as_deref()).collect()),
+            Column::Text(moving.iter().map(|c| Some(c.expect.as_str())).collect()),
+        ],
+    );
+    targets
+        .push(" WHERE targets.id = v.column1 AND targets.state = v.column7 RETURNING targets.id");
+    let events = transition_inserts(moving.iter().copied());
+    CompletionStatements {
+        calls,
+        moving,
+        targets: Some(targets),
+        events,
+    }
+}
+
+/// The `target_events` inserts for the transitions of some completions, a
+/// multi-row statement per [`RECORD_ROWS_PER_STATEMENT`] events.
+fn transition_inserts<'a, DB: Bulk>(
+    completions: impl Iterator<Item = &'a Completion>,
+) -> Vec<QueryBuilder<'a, DB>> {
+    let rows: Vec<(&Completion, &Transition)> = completions
+        .flat_map(|c| c.transitions.iter().map(move |t| (c, t)))
+        .collect();
+    let mut statements = Vec::new();
+    for chunk in rows.chunks(RECORD_ROWS_PER_STATEMENT) {
+        let mut qb = QueryBuilder::new(
+            "INSERT INTO target_events \
+             (target_id, campaign_id, from_state, to_state, at, attempt_id, sip_code, reason) \
+             SELECT column1, column2, column3, column4, column5, column6, column7, column8 FROM ",
+        );
+        bulk::rows(
+            &mut qb,
+            vec![
+                Column::Text(
+                    chunk
+                        .iter()
+                        .map(|(c, _)| Some(c.target_id.as_str()))
+                        .collect(),
+                ),
+                Column::Text(
+                    chunk
+                        .iter()
+                        .map(|(c, _)| c.campaign_id.as_deref())
+                        .collect(),
+                ),
+                Column::Text(chunk.iter().map(|(_, t)| Some(t.from.as_str())).collect()),
+                Column::Text(chunk.iter().map(|(_, t)| Some(t.to.as_str())).collect()),
+                Column::BigInt(chunk.iter().map(|(c, _)| Some(c.call.ended_at)).collect()),
+                Column::Text(
+                    chunk
+                        .iter()
+                        .map(|(c, _)| Some(c.call_id.as_str()))
+                        .collect(),
+                ),
+                Column::Int(
+                    chunk
+                        .iter()
+                        .map(|(c, t)| {
+                            if t.from == TargetState::Dialing {
+                                c.call.sip_code
+                            } else {
+                                None
+                            }
+                        })
+                        .collect(),
+                ),
+                Column::Text(chunk.iter().map(|(_, t)| t.reason.as_deref()).collect()),
+            ],
+        );
+        statements.push(qb);
+    }
+    statements
 }
 
 /// One completion's events, serialized: the attempt's (its answer when it
@@ -412,7 +521,7 @@ fn log_completions(
     log: &mut EventLog,
     chunk: &[Completion],
     prepared: &mut [PreparedEvents],
-    moved: &std::collections::HashSet<String>,
+    moved: &HashSet<String>,
 ) {
     for (c, p) in chunk.iter().zip(prepared) {
         let Some(campaign) = c.campaign_id.as_deref() else {

@@ -1,0 +1,225 @@
+//! A message request made into the row to store: its content rendered now
+//! from the template's active version (by id or code) or taken raw, its
+//! channel's checks, and when it may go (its send window).
+
+use axum::http::StatusCode;
+use serde_json::json;
+
+use super::MsgState;
+use crate::api::error::{ApiError, ApiResult};
+use crate::api::templates::{render_error, typed};
+use crate::campaign::rules::window::Window;
+use crate::domain::FieldError;
+use crate::message::request::{
+    request_hash, Category, Content, Delivery, EmailRequest, SmsRequest,
+};
+use crate::message::sms_text;
+use crate::message::template::{self, Channel};
+use crate::store::messages::NewMessage;
+use crate::store::{Store, StoreError};
+
+/// Content rendered from a template, or taken raw.
+struct Composed {
+    template_id: Option<String>,
+    template_version: Option<i64>,
+    subject: Option<String>,
+    body_html: Option<String>,
+    body_text: Option<String>,
+    body: Option<String>,
+}
+
+/// Resolves the template (id or code), checks its channel and status, and
+/// renders it; raw content passes through.
+async fn compose(store: &Store, content: &Content, channel: Channel) -> ApiResult<Composed> {
+    let Some(tid) = &content.template_id else {
+        return Ok(Composed {
+            template_id: None,
+            template_version: None,
+            subject: content.subject.clone(),
+            body_html: content.body_html.clone(),
+            body_text: content.body_text.clone(),
+            body: content.body.clone(),
+        });
+    };
+    let t = store.resolve_template(tid).await.map_err(|e| match e {
+        StoreError::NotFound => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "template_not_found",
+            format!(
+                "no template with id or code {:?}",
+                tid.chars().take(100).collect::<String>()
+            ),
+        )
+        .with_details(json!({"field": "template_id"})),
+        other => other.into(),
+    })?;
+    let (tchannel, variables, parts) = typed(&t)?;
+    if tchannel != channel {
+        return Err(FieldError::new(
+            "template_id",
+            format!(
+                "template {:?} is for {}, not {}",
+                t.code,
+                tchannel.as_str(),
+                channel.as_str()
+            ),
+        )
+        .into());
+    }
+    if t.status != "active" {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "template_inactive",
+            format!("template {:?} is inactive; activate it first", t.code),
+        )
+        .with_details(json!({"field": "template_id"})));
+    }
+    let r = template::render(channel, &variables, &parts, &content.template_variables)
+        .map_err(render_error)?;
+    Ok(Composed {
+        template_id: Some(t.id),
+        template_version: Some(t.version),
+        subject: r.subject,
+        body_html: r.body_html,
+        body_text: r.body_text,
+        body: r.body,
+    })
+}
+
+/// When the message may go: `scheduled_at` (or now), moved into its send window.
+fn due_at(delivery: &Delivery, now: i64) -> ApiResult<i64> {
+    let at = delivery.scheduled_at.unwrap_or(now).max(now);
+    let Some(w) = &delivery.send_window else {
+        return Ok(at);
+    };
+    let (window, tz) = Window::from_spec(w).map_err(|e| e.within("send_window"))?;
+    Ok(window
+        .dial_time(tz, crate::store::from_ms(at))
+        .timestamp_millis())
+}
+
+pub(super) fn unavailable(channel: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "channel_unavailable",
+        format!("the {channel} channel is not configured on this server ([channels.{channel}])"),
+    )
+}
+
+/// Builds the row of an e-mail request (new, or changed by a PATCH).
+pub(super) async fn email_row(
+    s: &MsgState,
+    id: &str,
+    req: &EmailRequest,
+    now: i64,
+) -> ApiResult<NewMessage> {
+    let d = s
+        .messaging
+        .email
+        .as_ref()
+        .ok_or_else(|| unavailable("email"))?;
+    let c = compose(&s.store, &req.content, Channel::Email).await?;
+    let subject = c.subject.unwrap_or_default();
+    if subject.trim().is_empty() {
+        return Err(FieldError::new("subject", "rendered empty").into());
+    }
+    if subject.contains(['\r', '\n']) {
+        return Err(FieldError::new(
+            "subject",
+            "must be one line (it rendered with a line break)",
+        )
+        .into());
+    }
+    let from = req
+        .from
+        .clone()
+        .map(|a| json!(a))
+        .unwrap_or_else(|| json!({"email": d.from.email, "name": d.from.name}));
+    let list_unsubscribe = (req.category == Category::Marketing).then(|| {
+        format!(
+            "{}/unsubscribe/{id}",
+            d.unsubscribe_base_url.trim_end_matches('/')
+        )
+    });
+    let rendered = json!({
+        "message_id": format!("{id}@{}", d.bounce_domain),
+        "return_path": format!("bounces+{id}@{}", d.bounce_domain),
+        "from": from,
+        "to": req.to,
+        "cc": req.cc,
+        "bcc": req.bcc,
+        "reply_to": req.reply_to,
+        "subject": subject,
+        "body_html": c.body_html,
+        "body_text": c.body_text,
+        "list_unsubscribe": list_unsubscribe,
+    });
+    Ok(NewMessage {
+        id: id.to_string(),
+        channel: "email".into(),
+        recipient: req.to[0].email.to_ascii_lowercase(),
+        request: serde_json::to_string(req).map_err(ApiError::internal)?,
+        rendered: rendered.to_string(),
+        template_id: c.template_id,
+        template_version: c.template_version,
+        idempotency_key: req.delivery.idempotency_key.clone(),
+        request_hash: request_hash(req),
+        rfc_message_id: Some(format!("{id}@{}", d.bounce_domain)),
+        max_retries: req.delivery.max_retries as i64,
+        due_at: due_at(&req.delivery, now)?,
+    })
+}
+
+pub(super) async fn sms_row(
+    s: &MsgState,
+    id: &str,
+    req: &SmsRequest,
+    now: i64,
+) -> ApiResult<NewMessage> {
+    let d = s.messaging.sms.as_ref().ok_or_else(|| unavailable("sms"))?;
+    let c = compose(&s.store, &req.content, Channel::Sms).await?;
+    let body = c.body.unwrap_or_default();
+    if body.trim().is_empty() {
+        return Err(FieldError::new("body", "rendered empty").into());
+    }
+    let info = sms_text::analyse(&body);
+    if info.segments > sms_text::MAX_SEGMENTS {
+        let field = if req.content.template_id.is_some() {
+            "template_variables"
+        } else {
+            "body"
+        };
+        return Err(FieldError::new(
+            field,
+            format!(
+                "the text needs {} segments ({:?}, {} characters); at most {} are sent",
+                info.segments,
+                info.encoding,
+                body.chars().count(),
+                sms_text::MAX_SEGMENTS
+            ),
+        )
+        .into());
+    }
+    let rendered = json!({
+        "from": req.from.clone().unwrap_or_else(|| d.from.clone()),
+        "to": req.to,
+        "body": body,
+        "encoding": info.encoding,
+        "segments": info.segments,
+    });
+    Ok(NewMessage {
+        id: id.to_string(),
+        channel: "sms".into(),
+        recipient: req.to.clone(),
+        request: serde_json::to_string(req).map_err(ApiError::internal)?,
+        rendered: rendered.to_string(),
+        template_id: c.template_id,
+        template_version: c.template_version,
+        idempotency_key: req.delivery.idempotency_key.clone(),
+        request_hash: request_hash(req),
+        rfc_message_id: None,
+        max_retries: req.delivery.max_retries as i64,
+        due_at: due_at(&req.delivery, now)?,
+    })
+}
