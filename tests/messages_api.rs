@@ -341,6 +341,33 @@ async fn idempotency_cancel_and_windows(db: Db) {
     )
     .await;
 
+    // The same key sent concurrently (accepted together, in one write):
+    // one message; every 202 names it, and a request that found the first
+    // still being accepted is told to retry (409).
+    let burst = json!({"to": "+15551230009", "body": "Burst", "idempotency_key": "k-burst", "scheduled_at": later});
+    let answers = futures::future::join_all((0..16).map(|_| app.post("/v1/sms", &burst))).await;
+    let mut ids = std::collections::HashSet::new();
+    for r in answers {
+        match r.status() {
+            StatusCode::ACCEPTED => {
+                ids.insert(
+                    r.json::<Value>().await.unwrap()["id"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                );
+            }
+            StatusCode::CONFLICT => {}
+            other => panic!("a concurrent duplicate answered {other}"),
+        }
+    }
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM messages WHERE idempotency_key = 'k-burst'")
+            .await,
+        1
+    );
+
     // Scheduled: still queued; PATCH re-renders; cancel once, then 409.
     let id = a["id"].as_str().unwrap();
     assert_eq!(a["encoding"], "gsm7");

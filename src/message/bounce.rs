@@ -33,6 +33,7 @@ use uuid::Uuid;
 use super::dsn::{parse_dsn, report_status, verp_message_id, MAX_LINE};
 use super::transport::{DeliveryReport, PeerReply, ReportKey, ReportSink};
 
+/// Where and how the listener runs.
 #[derive(Debug, Clone)]
 pub struct BounceSettings {
     /// `bounce_listen` (port 0 in tests).

@@ -162,8 +162,6 @@ fn parse_status_fields(body: &str) -> Vec<DsnRecipient> {
     out
 }
 
-/// Where and how the listener runs.
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -11,16 +11,20 @@
 //! a time, so each caller gets its own message's error. The write runs on a
 //! task of its own, so a caller that goes away does not cut it short.
 
+use std::collections::HashSet;
 use std::sync::Mutex;
 
+use sqlx::QueryBuilder;
 use tokio::sync::oneshot;
 
+use super::bulk::{self, Bulk, Column};
 use super::global_events::{append_global_page, GlobalLog};
 use super::messages::{status_event, Accepted, Change, MessageRow, NewMessage, COLUMNS};
 use super::{BeginWrite, Result, Store, StoreError};
 use crate::store::with_pool;
 
-/// Messages written per transaction at most.
+/// Messages written per transaction at most (and per statement: 13
+/// parameters a message on SQLite, which takes at most 32,766).
 const ACCEPT_BATCH: usize = 1_000;
 
 type Reply = oneshot::Sender<Result<Inserted>>;
@@ -126,17 +130,24 @@ impl Store {
         let (results, logged) = with_pool!(self, p => {
             let mut tx = p.begin_write().await?;
             let mut log = GlobalLog::default();
+            let mut inserted = HashSet::new();
+            for chunk in rows.chunks(ACCEPT_BATCH) {
+                let mut qb = message_inserts(chunk);
+                let keep = bulk::keep_prepared(&qb);
+                let n = qb.build().persistent(keep).execute(&mut *tx).await?.rows_affected();
+                if n == chunk.len() as u64 {
+                    inserted.extend(chunk.iter().map(|(m, _)| m.id.clone()));
+                } else {
+                    // An idempotency key was taken: which rows went in.
+                    let mut qb = QueryBuilder::new("SELECT id FROM messages WHERE ");
+                    bulk::is_in(&mut qb, "id", chunk.iter().map(|(m, _)| m.id.as_str()).collect());
+                    inserted.extend(qb.build_query_scalar::<String>().persistent(keep).fetch_all(&mut *tx).await?);
+                }
+            }
             let mut results = Vec::with_capacity(rows.len());
             let mut latest = 0;
             for (m, now) in rows {
-                let inserted = sqlx::query("INSERT INTO messages (id, channel, status, recipient, request, rendered, template_id, template_version, \
-                                 idempotency_key, request_hash, rfc_message_id, max_retries, due_at, created_at, updated_at) \
-                                 VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) ON CONFLICT DO NOTHING")
-                    .bind(&m.id).bind(&m.channel).bind(&m.recipient).bind(&m.request).bind(&m.rendered)
-                    .bind(&m.template_id).bind(m.template_version).bind(&m.idempotency_key).bind(&m.request_hash)
-                    .bind(&m.rfc_message_id).bind(m.max_retries).bind(m.due_at).bind(*now)
-                    .execute(&mut *tx).await?.rows_affected() == 1;
-                if !inserted {
+                if !inserted.contains(&m.id) {
                     results.push(Inserted::KeyTaken);
                     continue;
                 }
@@ -160,6 +171,41 @@ impl Store {
         let sql = format!("SELECT {COLUMNS} FROM messages WHERE idempotency_key = $1");
         with_pool!(self, p => Ok(sqlx::query_as::<_, MessageRow>(&sql).bind(key).fetch_optional(p).await?))
     }
+}
+
+/// Inserts messages as `queued` in one statement; an id or idempotency key
+/// already taken skips its row.
+fn message_inserts<'a, DB: Bulk>(rows: &[(&'a NewMessage, i64)]) -> QueryBuilder<'a, DB> {
+    let mut qb = QueryBuilder::new(
+        "INSERT INTO messages (id, channel, status, recipient, request, rendered, template_id, \
+         template_version, idempotency_key, request_hash, rfc_message_id, max_retries, due_at, \
+         created_at, updated_at) SELECT column1, column2, 'queued', column3, column4, column5, column6, \
+         column7, column8, column9, column10, column11, column12, column13, column13 FROM ",
+    );
+    let text = |get: fn(&'a NewMessage) -> Option<&'a str>| {
+        Column::Text(rows.iter().map(|(m, _)| get(m)).collect())
+    };
+    bulk::rows(
+        &mut qb,
+        vec![
+            text(|m| Some(m.id.as_str())),
+            text(|m| Some(m.channel.as_str())),
+            text(|m| Some(m.recipient.as_str())),
+            text(|m| Some(m.request.as_str())),
+            text(|m| Some(m.rendered.as_str())),
+            text(|m| m.template_id.as_deref()),
+            Column::BigInt(rows.iter().map(|(m, _)| m.template_version).collect()),
+            text(|m| m.idempotency_key.as_deref()),
+            text(|m| Some(m.request_hash.as_str())),
+            text(|m| m.rfc_message_id.as_deref()),
+            Column::BigInt(rows.iter().map(|(m, _)| Some(m.max_retries)).collect()),
+            Column::BigInt(rows.iter().map(|(m, _)| Some(m.due_at)).collect()),
+            Column::BigInt(rows.iter().map(|(_, now)| Some(*now)).collect()),
+        ],
+    );
+    // `WHERE true`: SQLite reads `ON` after a bare `FROM …` as a join's.
+    qb.push(" WHERE true ON CONFLICT DO NOTHING");
+    qb
 }
 
 /// The row a message was just inserted as.
