@@ -20,6 +20,11 @@
 //!     # HERALD_EMAIL_BARE_NODELAY (1; 0: the bare client's sockets keep Nagle's algorithm),
 //!     # HERALD_EMAIL_BARE_NOOP (0; 1: the bare client sends NOOP before each message)
 
+/// The allocator of the herald binary (src/main.rs): herald runs in this
+/// process, and is measured as it ships.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../tests/peers/mod.rs"]
 mod peers;
 

@@ -11,6 +11,11 @@
 //! `HERALD_SMPP_MESSAGES` (default 20000), `HERALD_SMPP_WINDOW` (default 10),
 //! `HERALD_SMPP_SENDERS` (concurrent callers of `send`, default 100).
 
+/// The allocator of the herald binary (src/main.rs): herald runs in this
+/// process, and is measured as it ships.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../tests/peers/smsc.rs"]
 mod smsc;
 
