@@ -10,7 +10,9 @@
 //! One module per table: `targets`, `claims` (due targets to attempts),
 //! `recording` (answers and ends of attempts), `calls`, `dnc`, `nodes`,
 //! `campaigns`, `outdials`, `documents`, `oneoff`, `events`, `webhooks`,
-//! `apikeys`.
+//! `apikeys`; for messages, `templates`, `messages` (claims and send
+//! records), `accepts` (accepting, written together), `reports` (delivery
+//! reports and recovery) and `global_events`.
 //!
 //! The store never decides anything: callers validate and choose, the store
 //! persists atomically (a state change and its event row in one transaction).
