@@ -148,24 +148,22 @@ impl Store {
             };
             let ClaimPlan { mut claimed, started_events, fails, defers } = plan;
             let mut log = EventLog::default();
-            for (id, until, updated_at) in &defers {
-                sqlx::query("UPDATE targets SET next_attempt_at = $2 WHERE id = $1 AND state = 'idle' AND updated_at = $3")
-                    .bind(id).bind(until).bind(updated_at).execute(&mut *tx).await?;
+            // Deferred and failed ones in a statement or two per chunk.
+            for chunk in defers.chunks(CLAIM_ROWS_PER_STATEMENT) {
+                let mut qb = defer_updates(chunk);
+                let keep = bulk::keep_prepared(&qb);
+                qb.build().persistent(keep).execute(&mut *tx).await?;
             }
-            for (id, reason, updated_at) in &fails {
-                let moved = sqlx::query("UPDATE targets SET state = 'failed', reason = $2, updated_at = $3 \
-                             WHERE id = $1 AND state = 'idle' AND updated_at = $4")
-                    .bind(id).bind(reason).bind(now).bind(updated_at).execute(&mut *tx).await?.rows_affected() == 1;
-                if !moved {
-                    continue;
+            for chunk in fails.chunks(CLAIM_ROWS_PER_STATEMENT) {
+                let mut qb = fail_updates(chunk, now);
+                let keep = bulk::keep_prepared(&qb);
+                let moved: HashSet<String> =
+                    qb.build_query_scalar::<String>().persistent(keep).fetch_all(&mut *tx).await?.into_iter().collect();
+                let rows: Vec<&Fail> = chunk.iter().filter(|f| moved.contains(&f.id)).collect();
+                if !rows.is_empty() {
+                    failed_events(scope, now, &rows).build().persistent(keep).execute(&mut *tx).await?;
+                    log_fails(&mut log, scope.campaign_id, now, &rows);
                 }
-                sqlx::query("INSERT INTO target_events (target_id, campaign_id, from_state, to_state, at, reason) \
-                             VALUES ($1, $2, 'idle', 'failed', $3, $4)")
-                    .bind(id).bind(scope.campaign_id).bind(now).bind(reason).execute(&mut *tx).await?;
-                log.push(scope.campaign_id, &EventRecord::Transition {
-                    at: now, target_id: id, attempt_id: None, from: "idle", to: "failed",
-                    sip_code: None, reason: Some(reason.as_str()),
-                });
             }
             // The dialed ones in three statements per chunk, not three per row.
             let dests: Vec<String> = claimed.iter()
@@ -330,14 +328,106 @@ fn call_rows<'a, DB: Bulk>(
     qb
 }
 
+/// Moves deferred targets' next look, each guarded on being as read.
+fn defer_updates<DB: Bulk>(defers: &[Defer]) -> QueryBuilder<'_, DB> {
+    let mut qb = QueryBuilder::new("UPDATE targets SET next_attempt_at = v.column2 FROM ");
+    bulk::rows(
+        &mut qb,
+        vec![
+            Column::Text(defers.iter().map(|d| Some(d.id.as_str())).collect()),
+            Column::BigInt(defers.iter().map(|d| Some(d.until)).collect()),
+            Column::BigInt(defers.iter().map(|d| Some(d.updated_at)).collect()),
+        ],
+    );
+    qb.push(" WHERE targets.id = v.column1 AND targets.state = 'idle' AND targets.updated_at = v.column3");
+    qb
+}
+
+/// Moves failed targets from idle to failed, each guarded on being as read
+/// (`RETURNING` the ids that moved).
+fn fail_updates<DB: Bulk>(fails: &[Fail], now: i64) -> QueryBuilder<'_, DB> {
+    let mut qb =
+        QueryBuilder::new("UPDATE targets SET state = 'failed', reason = v.column2, updated_at = ");
+    DB::bind_int8(&mut qb, now);
+    qb.push(" FROM ");
+    bulk::rows(
+        &mut qb,
+        vec![
+            Column::Text(fails.iter().map(|f| Some(f.id.as_str())).collect()),
+            Column::Text(fails.iter().map(|f| Some(f.reason.as_str())).collect()),
+            Column::BigInt(fails.iter().map(|f| Some(f.updated_at)).collect()),
+        ],
+    );
+    qb.push(
+        " WHERE targets.id = v.column1 AND targets.state = 'idle' \
+         AND targets.updated_at = v.column3 RETURNING targets.id",
+    );
+    qb
+}
+
+/// The `idle → failed` rows of the targets that moved.
+fn failed_events<'a, DB: Bulk>(
+    scope: &ClaimScope<'a>,
+    now: i64,
+    rows: &[&'a Fail],
+) -> QueryBuilder<'a, DB> {
+    let mut qb = QueryBuilder::new(
+        "INSERT INTO target_events (target_id, campaign_id, from_state, to_state, at, reason) SELECT column1, ",
+    );
+    DB::bind_text(&mut qb, Some(scope.campaign_id));
+    qb.push(", 'idle', 'failed', ");
+    DB::bind_int8(&mut qb, now);
+    qb.push(", column2 FROM ");
+    bulk::rows(
+        &mut qb,
+        vec![
+            Column::Text(rows.iter().map(|f| Some(f.id.as_str())).collect()),
+            Column::Text(rows.iter().map(|f| Some(f.reason.as_str())).collect()),
+        ],
+    );
+    qb
+}
+
+/// Logs the `idle → failed` transitions of the targets that moved.
+fn log_fails(log: &mut EventLog, campaign_id: &str, now: i64, rows: &[&Fail]) {
+    for f in rows {
+        log.push(
+            campaign_id,
+            &EventRecord::Transition {
+                at: now,
+                target_id: &f.id,
+                attempt_id: None,
+                from: "idle",
+                to: "failed",
+                sip_code: None,
+                reason: Some(f.reason.as_str()),
+            },
+        );
+    }
+}
+
 /// A claim decided: the targets to dial (with their `attempt.started` and
 /// `idle → dialing` events, serialized), to fail and to defer. Failed and
 /// deferred targets carry the `updated_at` they were read with.
 struct ClaimPlan {
     claimed: Vec<Claimed>,
     started_events: Vec<[String; 2]>,
-    fails: Vec<(String, String, i64)>,
-    defers: Vec<(String, i64, i64)>,
+    fails: Vec<Fail>,
+    defers: Vec<Defer>,
+}
+
+/// A target that is never dialed again, with the `updated_at` it was read with.
+struct Fail {
+    id: String,
+    reason: String,
+    updated_at: i64,
+}
+
+/// A target not dialed now, looked at again at `until`.
+struct Defer {
+    id: String,
+    until: i64,
+    updated_at: i64,
 }
 
 impl ClaimPlan {
@@ -361,8 +451,16 @@ impl ClaimPlan {
                 .map(|d| d.target.as_str());
             let on_dnc = next.is_some_and(|n| blocked.contains(n));
             match decide(&t, on_dnc) {
-                ClaimAction::Defer { until } => plan.defers.push((t.id, until, t.updated_at)),
-                ClaimAction::Fail { reason } => plan.fails.push((t.id, reason, t.updated_at)),
+                ClaimAction::Defer { until } => plan.defers.push(Defer {
+                    id: t.id,
+                    until,
+                    updated_at: t.updated_at,
+                }),
+                ClaimAction::Fail { reason } => plan.fails.push(Fail {
+                    id: t.id,
+                    reason,
+                    updated_at: t.updated_at,
+                }),
                 ClaimAction::Dial { destination_index } => {
                     let Some(dest) = t.destinations.get_mut(destination_index) else {
                         return Err(StoreError::Corrupt(format!(
