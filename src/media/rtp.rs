@@ -3,7 +3,8 @@
 //! Owns: binding the call's RTP socket from the port pool ([`RtpSession`]),
 //! starting the session task, and the handle the call uses to play audio,
 //! place marks, send DTMF, follow SDP changes and read [`MediaEvent`]s
-//! ([`RtpHandle`], [`MediaEvents`]). The task itself lives in `session.rs`.
+//! ([`RtpHandle`], [`MediaEvents`]). The task itself lives in `session/`
+//! (its receiving side in `session/receive.rs`).
 //!
 //! Playing, marks, `clear` and DTMF are posted to the session's mailbox
 //! without waking its task: they take effect at its next 20 ms tick, which

@@ -2,7 +2,7 @@
 //! negotiated configuration, the events a session reports, and the constants
 //! that tune them.
 //!
-//! Owns: data and constants only, so that the session task (`session.rs`),
+//! Owns: data and constants only, so that the session task (`session/`),
 //! its event queue (`events.rs`) and its handle (`rtp.rs`) depend on this
 //! file rather than on each other.
 //!

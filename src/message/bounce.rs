@@ -30,8 +30,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use super::dsn::{parse_dsn, report_status, verp_message_id, MAX_LINE};
+use super::dsn::{parse_dsn, report_status, verp_message_id};
 use super::transport::{DeliveryReport, PeerReply, ReportKey, ReportSink};
+
+/// The longest command or text line taken (RFC 5321 allows 1,000 with CRLF).
+pub const MAX_LINE: usize = 4096;
 
 /// Where and how the listener runs.
 #[derive(Debug, Clone)]

@@ -13,9 +13,6 @@ use super::transport::ReportStatus;
 /// The local part prefix of a VERP Return-Path.
 pub const VERP_PREFIX: &str = "bounces+";
 
-/// The longest command or text line taken (RFC 5321 allows 1,000 with CRLF).
-pub const MAX_LINE: usize = 4096;
-
 /// The VERP Return-Path of message `id` at `domain`.
 pub fn verp_address(id: Uuid, domain: &str) -> String {
     format!("{VERP_PREFIX}{id}@{domain}")
