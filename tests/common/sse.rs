@@ -34,6 +34,9 @@ pub struct SseClient {
     buf: Vec<u8>,
     pending: SseMessage,
     pub comments: usize,
+    /// Global events read by [`SseClient::wait_message`] for other
+    /// messages, kept for the next wait (messages progress in any order).
+    backlog: std::collections::VecDeque<Value>,
 }
 
 impl SseClient {
@@ -74,6 +77,7 @@ impl SseClient {
                 data: String::new(),
             },
             comments: 0,
+            backlog: Default::default(),
         }
     }
 
@@ -137,25 +141,46 @@ impl SseClient {
 
 impl SseClient {
     /// Reads the global stream until message `id` reaches `status` (within
-    /// `within`); the statuses it went through, in order.
+    /// `within`); the statuses it went through, in order. Events of other
+    /// messages read meanwhile are kept for later waits.
     pub async fn wait_message(&mut self, id: &str, status: &str, within: Duration) -> Vec<String> {
         let mut seen = Vec::new();
+        let mut backlog = std::mem::take(&mut self.backlog);
+        let mut from_backlog = Vec::new();
+        while let Some(v) = backlog.pop_front() {
+            if v["data"]["message_id"] == id && !seen.iter().any(|s: &String| s == status) {
+                seen.push(v["data"]["status"].as_str().unwrap_or_default().to_string());
+            } else {
+                from_backlog.push(v);
+            }
+        }
+        self.backlog = from_backlog.into();
+        if seen.iter().any(|s| s == status) {
+            return seen;
+        }
+        let mut others = Vec::new();
         let found = tokio::time::timeout(within, async {
             loop {
                 let v = self.next(within).await.expect("stream open").json();
+                others.push(format!(
+                    "{}:{}:{}",
+                    v["seq"], v["data"]["message_id"], v["data"]["status"]
+                ));
                 if v["data"]["message_id"] == id {
                     let st = v["data"]["status"].as_str().unwrap_or_default().to_string();
                     seen.push(st.clone());
                     if st == status {
                         return;
                     }
+                } else {
+                    self.backlog.push_back(v);
                 }
             }
         })
         .await;
         assert!(
             found.is_ok(),
-            "message {id} did not become {status}; saw {seen:?}"
+            "message {id} did not become {status}; saw {seen:?}; the stream gave {others:?}"
         );
         seen
     }
