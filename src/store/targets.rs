@@ -10,9 +10,8 @@
 use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
-use sqlx::{QueryBuilder, Row};
+use sqlx::Row;
 
-use super::bulk::{self, Bulk, Column};
 use super::{BeginWrite, Page, PageRequest, Result, Store, StoreError};
 pub use crate::domain::target::NewTarget;
 use crate::domain::{Destination, TargetState};
@@ -78,8 +77,7 @@ pub(super) const TARGET_COLUMNS: &str =
     try_count_current, state, next_attempt_at, not_before, expires_at, timezone, variables, \
     client_token, last_outcome, reason, created_at, updated_at";
 
-/// Rows per INSERT statement: 11 parameters each on SQLite (one array per
-/// column on PostgreSQL), under SQLite's 32,766.
+/// Rows per INSERT statement: 14 parameters each, under SQLite's and PostgreSQL's limits.
 const ROWS_PER_STATEMENT: usize = 1000;
 
 macro_rules! decode_target {
@@ -128,77 +126,6 @@ where
     Ok(decode_target!(row))
 }
 
-/// One multi-row insert of a chunk of new targets (`enc`: each one's
-/// destinations as JSON); a row whose id, `client_token` or first
-/// destination is taken is skipped.
-fn target_inserts<'a, DB: Bulk>(
-    outdial_id: &'a str,
-    chunk: &'a [NewTarget],
-    enc: &'a [String],
-    now: i64,
-) -> QueryBuilder<'a, DB> {
-    let mut qb = QueryBuilder::new(
-        "INSERT INTO targets (id, outdial_id, name, destinations, dest_key, try_count_max, \
-         state, next_attempt_at, not_before, expires_at, timezone, variables, client_token, \
-         created_at, updated_at) SELECT column1, ",
-    );
-    DB::bind_text(&mut qb, Some(outdial_id));
-    qb.push(", column2, column3, column4, column5, 'idle', column6, column7, column8, column9, column10, column11, ");
-    DB::bind_int8(&mut qb, now);
-    qb.push(", ");
-    DB::bind_int8(&mut qb, now);
-    qb.push(" FROM ");
-    bulk::rows(
-        &mut qb,
-        vec![
-            Column::Text(chunk.iter().map(|t| Some(t.id.as_str())).collect()),
-            Column::Text(chunk.iter().map(|t| Some(t.name.as_str())).collect()),
-            Column::Text(enc.iter().map(|d| Some(d.as_str())).collect()),
-            Column::Text(chunk.iter().map(|t| Some(t.dest_key())).collect()),
-            Column::Int(
-                chunk
-                    .iter()
-                    .map(|t| t.try_count_max.map(|n| n as i32))
-                    .collect(),
-            ),
-            Column::BigInt(
-                chunk
-                    .iter()
-                    .map(|t| Some(t.not_before.map_or(now, |nb| nb.max(now))))
-                    .collect(),
-            ),
-            Column::BigInt(chunk.iter().map(|t| t.not_before).collect()),
-            Column::BigInt(chunk.iter().map(|t| t.expires_at).collect()),
-            Column::Text(chunk.iter().map(|t| t.timezone.as_deref()).collect()),
-            Column::Text(
-                chunk
-                    .iter()
-                    .map(|t| Some(t.variables_json.as_str()))
-                    .collect(),
-            ),
-            Column::Text(chunk.iter().map(|t| t.client_token.as_deref()).collect()),
-        ],
-    );
-    // `WHERE true`: SQLite reads `ON` after a bare `FROM …` as a join's.
-    qb.push(" WHERE true ON CONFLICT DO NOTHING");
-    qb
-}
-
-/// `(value, id)` of the outdial's targets whose `column` is one of `values`.
-fn taken_lookup<'a, DB: Bulk>(
-    outdial_id: &'a str,
-    column: &str,
-    values: Vec<&'a str>,
-) -> QueryBuilder<'a, DB> {
-    let mut qb = QueryBuilder::new(format!(
-        "SELECT {column}, id FROM targets WHERE outdial_id = "
-    ));
-    DB::bind_text(&mut qb, Some(outdial_id));
-    qb.push(" AND ");
-    bulk::is_in(&mut qb, column, values);
-    qb
-}
-
 impl Store {
     /// Stores a batch of validated targets in one transaction. The answer has
     /// one entry per input row, in order.
@@ -222,16 +149,42 @@ impl Store {
         with_pool!(self, p => {
             let mut tx = p.begin_write().await?;
             for (chunk, enc) in batch.chunks(ROWS_PER_STATEMENT).zip(encoded.chunks(ROWS_PER_STATEMENT)) {
-                let mut qb = target_inserts(outdial_id, chunk, enc, now);
-                let keep = bulk::keep_prepared(&qb);
-                let stored = qb.build().persistent(keep).execute(&mut *tx).await?.rows_affected();
+                let mut qb = sqlx::QueryBuilder::new(
+                    "INSERT INTO targets (id, outdial_id, name, destinations, dest_key, try_count_max, \
+                     state, next_attempt_at, not_before, expires_at, timezone, variables, client_token, \
+                     created_at, updated_at) ",
+                );
+                qb.push_values(chunk.iter().zip(enc), |mut b, (t, dests)| {
+                    b.push_bind(&t.id)
+                        .push_bind(outdial_id)
+                        .push_bind(&t.name)
+                        .push_bind(dests)
+                        .push_bind(t.dest_key())
+                        .push_bind(t.try_count_max.map(|n| n as i32))
+                        .push("'idle'")
+                        .push_bind(t.not_before.map_or(now, |nb| nb.max(now)))
+                        .push_bind(t.not_before)
+                        .push_bind(t.expires_at)
+                        .push_bind(&t.timezone)
+                        .push_bind(&t.variables_json)
+                        .push_bind(&t.client_token)
+                        .push_bind(now)
+                        .push_bind(now);
+                });
+                qb.push(" ON CONFLICT DO NOTHING");
+                let stored = qb.build().execute(&mut *tx).await?.rows_affected();
                 if stored as usize == chunk.len() {
                     inserted.extend(chunk.iter().map(|t| t.id.clone()));
                 } else {
                     // Some rows conflicted: ask which of this chunk's ids went in.
-                    let mut qb = QueryBuilder::new("SELECT id FROM targets WHERE ");
-                    bulk::is_in(&mut qb, "id", chunk.iter().map(|t| t.id.as_str()).collect());
-                    inserted.extend(qb.build_query_scalar::<String>().persistent(keep).fetch_all(&mut *tx).await?);
+                    let mut qb = sqlx::QueryBuilder::new("SELECT id FROM targets WHERE id IN (");
+                    let mut sep = qb.separated(", ");
+                    for t in chunk {
+                        sep.push_bind(&t.id);
+                    }
+                    qb.push(")");
+                    let ids: Vec<String> = qb.build_query_scalar().fetch_all(&mut *tx).await?;
+                    inserted.extend(ids);
                 }
             }
             // Classify the rows that did not go in, in one lookup per kind.
@@ -239,15 +192,27 @@ impl Store {
             for chunk in missing.chunks(ROWS_PER_STATEMENT) {
                 let tokens: Vec<&str> = chunk.iter().filter_map(|t| t.client_token.as_deref()).collect();
                 if !tokens.is_empty() {
-                    let mut qb = taken_lookup(outdial_id, "client_token", tokens);
-                    let keep = bulk::keep_prepared(&qb);
-                    let found: Vec<(String, String)> = qb.build_query_as().persistent(keep).fetch_all(&mut *tx).await?;
-                    taken_by_token.extend(found);
+                    let mut qb = sqlx::QueryBuilder::new("SELECT id, client_token FROM targets WHERE outdial_id = ");
+                    qb.push_bind(outdial_id).push(" AND client_token IN (");
+                    let mut sep = qb.separated(", ");
+                    for tok in &tokens {
+                        sep.push_bind(*tok);
+                    }
+                    qb.push(")");
+                    for row in qb.build().fetch_all(&mut *tx).await? {
+                        taken_by_token.insert(row.try_get("client_token")?, row.try_get("id")?);
+                    }
                 }
-                let mut qb = taken_lookup(outdial_id, "dest_key", chunk.iter().map(|t| t.dest_key()).collect());
-                let keep = bulk::keep_prepared(&qb);
-                let found: Vec<(String, String)> = qb.build_query_as().persistent(keep).fetch_all(&mut *tx).await?;
-                taken_by_dest.extend(found);
+                let mut qb = sqlx::QueryBuilder::new("SELECT id, dest_key FROM targets WHERE outdial_id = ");
+                qb.push_bind(outdial_id).push(" AND dest_key IN (");
+                let mut sep = qb.separated(", ");
+                for t in chunk {
+                    sep.push_bind(t.dest_key());
+                }
+                qb.push(")");
+                for row in qb.build().fetch_all(&mut *tx).await? {
+                    taken_by_dest.insert(row.try_get("dest_key")?, row.try_get("id")?);
+                }
             }
             tx.commit().await?;
             Ok::<_, StoreError>(())
