@@ -166,6 +166,14 @@ impl App {
             tracing::info!(addr = ?bounce_addr, "receiving e-mail delivery reports");
             tasks.spawn(b.run(cancel.child_token()));
         }
+        tasks.spawn(
+            crate::notify::follower::Follower {
+                store: store.clone(),
+                messaging: channels.messaging.clone(),
+                clock: clock.clone(),
+            }
+            .run(cancel.child_token()),
+        );
         let agents = AgentSessions::default();
         let live = telephony.clone();
         let webhook_changes = Arc::new(tokio::sync::Notify::new());

@@ -35,6 +35,7 @@ pub mod logging;
 pub mod media;
 pub mod message;
 pub mod metrics;
+pub mod notify;
 pub mod server;
 pub mod sim;
 pub mod sip;

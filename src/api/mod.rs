@@ -16,6 +16,7 @@ pub mod extract;
 pub mod import;
 pub mod messages;
 pub mod metrics;
+pub mod notifications;
 pub mod suppressions;
 pub mod targets;
 pub mod templates;
@@ -65,6 +66,19 @@ pub struct ApiDeps {
 
 pub fn router(deps: ApiDeps) -> Router {
     let auth = AuthState::new(deps.store.clone(), deps.bootstrap_key_hash.clone());
+    let notify = notifications::NotifyState {
+        store: deps.store.clone(),
+        messaging: deps.messaging.clone(),
+        trunks: deps.trunks.clone(),
+        transports: deps.metrics.transports.clone(),
+    };
+    // The notification platform's own paths, for clients written against it.
+    let seed = notifications::router(notify.clone())
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(middleware::from_fn_with_state(
+            auth.clone(),
+            auth::require_api_key,
+        ));
     let v1 = Router::new()
         .merge(documents::outdials(deps.store.clone()))
         .merge(documents::outplans(deps.store.clone()))
@@ -97,6 +111,7 @@ pub fn router(deps: ApiDeps) -> Router {
         .merge(templates::router(deps.store.clone()))
         .merge(messages::router(deps.store.clone(), deps.messaging.clone()))
         .merge(suppressions::router(deps.store.clone()))
+        .merge(notifications::router(notify.clone()))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(middleware::from_fn_with_state(
             auth.clone(),
@@ -114,6 +129,7 @@ pub fn router(deps: ApiDeps) -> Router {
         .merge(scrape)
         .merge(unsubscribe::router(deps.store.clone()))
         .nest("/v1", v1)
+        .nest("/api/v1", seed)
         .merge(twilio::router(
             auth.clone(),
             deps.store.clone(),

@@ -255,6 +255,7 @@ pub async fn build(
             unsubscribe_base_url: e.unsubscribe_base_url.clone(),
             max_retries: e.max_retries,
             transport: t.name(),
+            max_per_second: e.max_per_second,
         })
     };
     let s = &c.channels.sms;
@@ -289,6 +290,7 @@ pub async fn build(
             from: s.from.trim().to_string(),
             max_retries: s.max_retries,
             transport: t.name(),
+            max_per_second: s.max_per_second,
         })
     };
     Ok(Channels {

@@ -20,6 +20,8 @@ pub struct EmailDefaults {
     pub unsubscribe_base_url: String,
     pub max_retries: u32,
     pub transport: &'static str,
+    /// Sends per second (SMS: segments); 0 = unlimited.
+    pub max_per_second: u32,
 }
 
 /// Accept-time settings of the SMS channel.
@@ -28,6 +30,8 @@ pub struct SmsDefaults {
     pub from: String,
     pub max_retries: u32,
     pub transport: &'static str,
+    /// Sends per second (SMS: segments); 0 = unlimited.
+    pub max_per_second: u32,
 }
 
 /// The messaging handle of the API.

@@ -13,7 +13,7 @@ use super::{Result, Store, StoreError};
 use crate::store::with_pool;
 
 /// Every global event type, as named in `?types=` and webhook filters.
-pub const GLOBAL_EVENT_TYPES: [&str; 1] = ["message.status"];
+pub const GLOBAL_EVENT_TYPES: [&str; 2] = ["message.status", "notification.status"];
 
 /// One event as read back.
 #[derive(Debug, Clone, PartialEq)]

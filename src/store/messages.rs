@@ -60,7 +60,7 @@ pub struct MessageAttemptRow {
 }
 
 /// A message to accept.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NewMessage {
     pub id: String,
     pub channel: String,

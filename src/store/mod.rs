@@ -30,6 +30,7 @@ pub mod events;
 pub mod global_events;
 pub mod messages;
 pub mod nodes;
+pub mod notifications;
 pub mod oneoff;
 pub mod outdials;
 pub mod page;

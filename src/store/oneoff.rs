@@ -41,14 +41,21 @@ pub struct OneOffClaim {
 impl Store {
     pub async fn insert_one_off(&self, c: &NewOneOff<'_>, now: i64) -> Result<String> {
         let id = super::new_id();
+        self.insert_one_off_as(&id, c, now).await?;
+        Ok(id)
+    }
+
+    /// Inserts a one-off call under a given id; a call already stored under
+    /// it is kept as it is (a notification's voice delivery started twice).
+    pub async fn insert_one_off_as(&self, id: &str, c: &NewOneOff<'_>, now: i64) -> Result<()> {
         let spec = crate::domain::specs::to_document(c.spec).to_string();
         with_pool!(self, p => sqlx::query(
             "INSERT INTO calls (id, attempt, agent_id, trunk, status, to_uri, from_uri, spec, created_at, scheduled_at) \
-             VALUES ($1, 0, $2, $3, $4, $5, $6, $7, $8, $9)")
-            .bind(&id).bind(c.agent_id).bind(c.trunk).bind(c.status).bind(c.to).bind(c.from).bind(&spec)
+             VALUES ($1, 0, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING")
+            .bind(id).bind(c.agent_id).bind(c.trunk).bind(c.status).bind(c.to).bind(c.from).bind(&spec)
             .bind(now).bind(c.scheduled_at).execute(p).await.map(|r| r.rows_affected()))?;
         self.wrote();
-        Ok(id)
+        Ok(())
     }
 
     /// How many one-off calls are due at `now`, per agent (`None`: calls

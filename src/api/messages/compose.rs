@@ -5,7 +5,6 @@
 use axum::http::StatusCode;
 use serde_json::json;
 
-use super::MsgState;
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::templates::{render_error, typed};
 use crate::campaign::rules::window::Window;
@@ -13,6 +12,7 @@ use crate::domain::FieldError;
 use crate::message::request::{
     request_hash, Category, Content, Delivery, EmailRequest, SmsRequest,
 };
+use crate::message::service::Messaging;
 use crate::message::sms_text;
 use crate::message::template::{self, Channel};
 use crate::store::messages::NewMessage;
@@ -98,7 +98,7 @@ fn due_at(delivery: &Delivery, now: i64) -> ApiResult<i64> {
         .timestamp_millis())
 }
 
-pub(super) fn unavailable(channel: &str) -> ApiError {
+pub(crate) fn unavailable(channel: &str) -> ApiError {
     ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
         "channel_unavailable",
@@ -107,18 +107,18 @@ pub(super) fn unavailable(channel: &str) -> ApiError {
 }
 
 /// Builds the row of an e-mail request (new, or changed by a PATCH).
-pub(super) async fn email_row(
-    s: &MsgState,
+pub(crate) async fn email_row(
+    store: &Store,
+    messaging: &Messaging,
     id: &str,
     req: &EmailRequest,
     now: i64,
 ) -> ApiResult<NewMessage> {
-    let d = s
-        .messaging
+    let d = messaging
         .email
         .as_ref()
         .ok_or_else(|| unavailable("email"))?;
-    let c = compose(&s.store, &req.content, Channel::Email).await?;
+    let c = compose(store, &req.content, Channel::Email).await?;
     let subject = c.subject.unwrap_or_default();
     if subject.trim().is_empty() {
         return Err(FieldError::new("subject", "rendered empty").into());
@@ -170,14 +170,15 @@ pub(super) async fn email_row(
     })
 }
 
-pub(super) async fn sms_row(
-    s: &MsgState,
+pub(crate) async fn sms_row(
+    store: &Store,
+    messaging: &Messaging,
     id: &str,
     req: &SmsRequest,
     now: i64,
 ) -> ApiResult<NewMessage> {
-    let d = s.messaging.sms.as_ref().ok_or_else(|| unavailable("sms"))?;
-    let c = compose(&s.store, &req.content, Channel::Sms).await?;
+    let d = messaging.sms.as_ref().ok_or_else(|| unavailable("sms"))?;
+    let c = compose(store, &req.content, Channel::Sms).await?;
     let body = c.body.unwrap_or_default();
     if body.trim().is_empty() {
         return Err(FieldError::new("body", "rendered empty").into());

@@ -23,7 +23,7 @@ use crate::message::status::MessageChannel;
 use crate::store::messages::{Accepted, MessageFilter, MessageRow, NewMessage};
 use crate::store::{Store, StoreError};
 
-mod compose;
+pub(crate) mod compose;
 use compose::{email_row, sms_row, unavailable};
 
 #[derive(Clone)]
@@ -99,7 +99,7 @@ async fn create_email(
         .max_retries;
     let req = EmailRequest::parse(&body, retries)?;
     let id = crate::store::new_id();
-    let row = email_row(&s, &id, &req, now()).await?;
+    let row = email_row(&s.store, &s.messaging, &id, &req, now()).await?;
     accept(&s, row, MessageChannel::Email).await
 }
 
@@ -115,7 +115,7 @@ async fn create_sms(
         .max_retries;
     let req = SmsRequest::parse(&body, retries)?;
     let id = crate::store::new_id();
-    let row = sms_row(&s, &id, &req, now()).await?;
+    let row = sms_row(&s.store, &s.messaging, &id, &req, now()).await?;
     accept(&s, row, MessageChannel::Sms).await
 }
 
@@ -306,7 +306,14 @@ async fn change(
                 .as_ref()
                 .ok_or_else(|| unavailable("email"))?
                 .max_retries;
-            email_row(&s, &id, &EmailRequest::parse(&whole, retries)?, now).await?
+            email_row(
+                &s.store,
+                &s.messaging,
+                &id,
+                &EmailRequest::parse(&whole, retries)?,
+                now,
+            )
+            .await?
         }
         MessageChannel::Sms => {
             let retries = s
@@ -315,7 +322,14 @@ async fn change(
                 .as_ref()
                 .ok_or_else(|| unavailable("sms"))?
                 .max_retries;
-            sms_row(&s, &id, &SmsRequest::parse(&whole, retries)?, now).await?
+            sms_row(
+                &s.store,
+                &s.messaging,
+                &id,
+                &SmsRequest::parse(&whole, retries)?,
+                now,
+            )
+            .await?
         }
     };
     row.idempotency_key = m.idempotency_key.clone();

@@ -1,0 +1,58 @@
+-- Notifications: one send over several channels (POST /v1/notifications/send).
+-- Each channel is a delivery, carried by a message (e-mail, SMS) or a
+-- one-off call (voice). A delivery not started yet keeps the row it will
+-- insert (`pending`), so a fallback chain starts the next channel with what
+-- was validated and rendered when the notification was accepted.
+
+CREATE TABLE notifications (
+    id                TEXT PRIMARY KEY,
+    -- queued | sent | delivered | failed
+    status            TEXT NOT NULL,
+    -- all | fallback
+    strategy          TEXT NOT NULL,
+    -- fallback: start the next channel when this one is not delivered in time.
+    fallback_after_ms BIGINT,
+    -- The first recipient field given (e-mail, phone...), for filters.
+    recipient         TEXT NOT NULL,
+    -- JSON: the accepted request.
+    request           TEXT NOT NULL,
+    idempotency_key   TEXT UNIQUE,
+    request_hash      TEXT NOT NULL,
+    bulk_id           TEXT,
+    created_at        BIGINT NOT NULL,
+    updated_at        BIGINT NOT NULL,
+    final_at          BIGINT
+);
+CREATE INDEX notifications_status ON notifications(status, id);
+CREATE INDEX notifications_recipient ON notifications(recipient);
+CREATE INDEX notifications_bulk ON notifications(bulk_id, id) WHERE bulk_id IS NOT NULL;
+
+CREATE TABLE notification_deliveries (
+    notification_id TEXT NOT NULL REFERENCES notifications(id) ON DELETE CASCADE,
+    position        INTEGER NOT NULL,
+    channel         TEXT NOT NULL,
+    -- waiting (a later fallback) | starting | queued | sending | sent |
+    -- delivered | bounced | failed | cancelled | skipped
+    status          TEXT NOT NULL,
+    reason          TEXT,
+    -- The message's id (email, sms) or the call's (voice), fixed when the
+    -- notification is accepted.
+    message_id      TEXT NOT NULL,
+    -- JSON: the row to insert when the delivery starts.
+    pending         TEXT,
+    started_at      BIGINT,
+    -- fallback: when the next channel starts if this one is not delivered.
+    deadline_at     BIGINT,
+    updated_at      BIGINT NOT NULL,
+    PRIMARY KEY (notification_id, position)
+);
+CREATE INDEX notification_deliveries_message ON notification_deliveries(message_id);
+CREATE INDEX notification_deliveries_open ON notification_deliveries(status)
+    WHERE status IN ('starting', 'queued', 'sending', 'sent');
+
+-- How far the notification follower has read the global event log.
+CREATE TABLE notification_cursor (
+    name TEXT PRIMARY KEY,
+    seq  BIGINT NOT NULL
+);
+INSERT INTO notification_cursor (name, seq) VALUES ('global', 0);
