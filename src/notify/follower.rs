@@ -98,14 +98,7 @@ pub async fn start_all(
     let mut changes = Vec::with_capacity(ds.len());
     for d in ds {
         let to = start(store, messaging, d, now).await?;
-        changes.push(DeliveryChange {
-            notification_id: d.notification_id.clone(),
-            position: d.position,
-            from: "starting".into(),
-            to: to.into(),
-            reason: None,
-            started: None,
-        });
+        changes.push(change(d, to, None));
     }
     store.apply_delivery_changes(&changes, now).await?;
     Ok(())
@@ -290,6 +283,8 @@ fn change(d: &DeliveryRow, to: &str, reason: Option<String>) -> DeliveryChange {
     DeliveryChange {
         notification_id: d.notification_id.clone(),
         position: d.position,
+        channel: d.channel.clone(),
+        message_id: d.message_id.clone(),
         from: d.status.clone(),
         to: to.to_string(),
         reason,

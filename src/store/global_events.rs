@@ -13,7 +13,11 @@ use super::{Result, Store, StoreError};
 use crate::store::with_pool;
 
 /// Every global event type, as named in `?types=` and webhook filters.
-pub const GLOBAL_EVENT_TYPES: [&str; 2] = ["message.status", "notification.status"];
+pub const GLOBAL_EVENT_TYPES: [&str; 3] = [
+    "message.status",
+    "notification.status",
+    "notification.delivery",
+];
 
 /// One event as read back.
 #[derive(Debug, Clone, PartialEq)]

@@ -90,6 +90,8 @@ pub struct NewNotification {
 pub struct DeliveryChange {
     pub notification_id: String,
     pub position: i64,
+    pub channel: String,
+    pub message_id: String,
     pub from: String,
     pub to: String,
     pub reason: Option<String>,
@@ -125,6 +127,22 @@ fn status_event(log: &mut GlobalLog, now: i64, n: &str, from: &str, to: &str, ds
         "notification.status",
         now,
         json!({"notification_id": n, "from": from, "status": to, "deliveries": deliveries}),
+    );
+}
+
+/// A delivery's move (its message or call moved). `starting` is shown as
+/// `queued`, as the API shows it; the move into it from `queued` is not an event.
+fn delivery_event(log: &mut GlobalLog, now: i64, c: &DeliveryChange) {
+    let shown = |s: &str| if s == "starting" { "queued" } else { s }.to_string();
+    let (from, to) = (shown(&c.from), shown(&c.to));
+    if from == to {
+        return;
+    }
+    log.push(
+        "notification.delivery",
+        now,
+        json!({"notification_id": c.notification_id, "position": c.position, "channel": c.channel,
+               "message_id": c.message_id, "from": from, "status": to, "reason": c.reason}),
     );
 }
 
@@ -290,9 +308,10 @@ impl Store {
         let (moved, logged) = with_pool!(self, p => {
             let mut tx = p.begin_write().await?;
             let mut moved = 0;
+            let mut log = GlobalLog::default();
             for c in changes {
                 let (started_at, deadline_at) = c.started.unwrap_or((0, None));
-                moved += sqlx::query(
+                let n = sqlx::query(
                     "UPDATE notification_deliveries SET status = $1, reason = COALESCE($2, reason), updated_at = $3, \
                      started_at = CASE WHEN $4 > 0 THEN $4 ELSE started_at END, \
                      deadline_at = CASE WHEN $4 > 0 THEN $5 ELSE deadline_at END, \
@@ -301,8 +320,11 @@ impl Store {
                     .bind(&c.to).bind(&c.reason).bind(now).bind(started_at).bind(deadline_at)
                     .bind(&c.notification_id).bind(c.position).bind(&c.from)
                     .execute(&mut *tx).await?.rows_affected();
+                if n == 1 {
+                    delivery_event(&mut log, now, c);
+                }
+                moved += n;
             }
-            let mut log = GlobalLog::default();
             let sql = format!("SELECT {COLUMNS} FROM notifications WHERE ");
             let mut qb = QueryBuilder::new(sql);
             bulk::is_in(&mut qb, "id", touched.clone());
@@ -315,7 +337,9 @@ impl Store {
                 let mine: Vec<DeliveryRow> = ds.iter().filter(|d| d.notification_id == n.id).cloned().collect();
                 let stages: Vec<Stage> = mine.iter().map(|d| Stage::of(&d.status)).collect();
                 let to = overall(&stages);
-                if to == n.status {
+                // Overall, a notification only moves forward: a chain whose
+                // SMS was sent and then failed stays `sent` while its e-mail goes.
+                if progress(to) <= progress(&n.status) {
                     continue;
                 }
                 let final_at = matches!(to, "delivered" | "failed").then_some(now);
@@ -324,6 +348,21 @@ impl Store {
                     .bind(to).bind(now).bind(final_at).bind(&n.id).bind(&n.status)
                     .execute(&mut *tx).await?.rows_affected();
                 if n_moved == 1 {
+                    let mut mine = mine;
+                    if to == "delivered" {
+                        // A chain's channels not started are not needed now.
+                        for d in mine.iter_mut().filter(|d| d.status == "waiting") {
+                            sqlx::query("UPDATE notification_deliveries SET status = 'skipped', \
+                                 reason = 'delivered_by_an_earlier_channel', pending = NULL, updated_at = $1 \
+                                 WHERE notification_id = $2 AND position = $3 AND status = 'waiting'")
+                                .bind(now).bind(&d.notification_id).bind(d.position)
+                                .execute(&mut *tx).await?;
+                            let mut c = skip_change(d);
+                            c.reason = Some("delivered_by_an_earlier_channel".into());
+                            delivery_event(&mut log, now, &c);
+                            d.status = "skipped".into();
+                        }
+                    }
                     status_event(&mut log, now, &n.id, &n.status, to, &mine);
                 }
             }
@@ -374,6 +413,28 @@ impl Store {
         with_pool!(self, p => Ok(sqlx::query_as::<_, (String, i64)>(
             "SELECT status, COUNT(*) FROM notifications WHERE bulk_id = $1 GROUP BY status ORDER BY status")
             .bind(bulk_id).fetch_all(p).await?))
+    }
+}
+
+fn skip_change(d: &DeliveryRow) -> DeliveryChange {
+    DeliveryChange {
+        notification_id: d.notification_id.clone(),
+        position: d.position,
+        channel: d.channel.clone(),
+        message_id: d.message_id.clone(),
+        from: d.status.clone(),
+        to: "skipped".into(),
+        reason: None,
+        started: None,
+    }
+}
+
+/// How far an overall status has come.
+fn progress(status: &str) -> u8 {
+    match status {
+        "queued" => 0,
+        "sent" => 1,
+        _ => 2,
     }
 }
 

@@ -148,7 +148,7 @@ impl SseClient {
         let mut backlog = std::mem::take(&mut self.backlog);
         let mut from_backlog = Vec::new();
         while let Some(v) = backlog.pop_front() {
-            if v["data"]["message_id"] == id && !seen.iter().any(|s: &String| s == status) {
+            if about(&v, id) && !seen.iter().any(|s: &String| s == status) {
                 seen.push(v["data"]["status"].as_str().unwrap_or_default().to_string());
             } else {
                 from_backlog.push(v);
@@ -166,7 +166,7 @@ impl SseClient {
                     "{}:{}:{}",
                     v["seq"], v["data"]["message_id"], v["data"]["status"]
                 ));
-                if v["data"]["message_id"] == id {
+                if about(&v, id) {
                     let st = v["data"]["status"].as_str().unwrap_or_default().to_string();
                     seen.push(st.clone());
                     if st == status {
@@ -184,4 +184,9 @@ impl SseClient {
         );
         seen
     }
+}
+
+/// Whether an event is about this message or notification.
+fn about(v: &Value, id: &str) -> bool {
+    v["data"]["message_id"] == id || v["data"]["notification_id"] == id
 }
