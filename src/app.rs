@@ -197,6 +197,7 @@ impl App {
             },
             metrics_require_api_key: config.metrics.require_api_key,
             messaging: channels.messaging,
+            whatsapp_webhook: channels.whatsapp_webhook,
         };
         let scheduler = Scheduler::start(SchedulerDeps {
             store: store.clone(),

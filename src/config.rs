@@ -51,6 +51,20 @@ pub struct MessagesConfig {
 pub struct ChannelsConfig {
     pub email: EmailChannelConfig,
     pub sms: SmsChannelConfig,
+    pub whatsapp: WhatsappChannelConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WhatsappChannelConfig {
+    pub base_url: String,
+    pub phone_number_id: String,
+    pub token: Secret,
+    pub token_env: String,
+    pub app_secret: Secret,
+    pub app_secret_env: String,
+    pub verify_token: Secret,
+    pub max_per_second: u32,
+    pub max_retries: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -56,3 +56,19 @@ CREATE TABLE notification_cursor (
     seq  BIGINT NOT NULL
 );
 INSERT INTO notification_cursor (name, seq) VALUES ('global', 0);
+
+-- Messages received from contacts (a WhatsApp webhook's messages; later SMS
+-- MO and SIP MESSAGE): they open WhatsApp's 24-hour window.
+CREATE TABLE inbound_messages (
+    id          TEXT PRIMARY KEY,
+    channel     TEXT NOT NULL,
+    -- The provider's id of the message (a wamid): a repeated webhook is kept once.
+    provider_id TEXT NOT NULL,
+    -- The contact (E.164) and our address.
+    from_addr   TEXT NOT NULL,
+    to_addr     TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    received_at BIGINT NOT NULL,
+    UNIQUE (channel, provider_id)
+);
+CREATE INDEX inbound_messages_from ON inbound_messages(channel, from_addr, received_at);

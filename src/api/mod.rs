@@ -23,6 +23,7 @@ pub mod templates;
 pub mod twilio;
 pub mod unsubscribe;
 pub mod webhooks;
+pub mod whatsapp_webhook;
 
 use std::sync::Arc;
 
@@ -62,6 +63,8 @@ pub struct ApiDeps {
     pub metrics_require_api_key: bool,
     /// The message channels' defaults and their senders' wake-ups.
     pub messaging: crate::message::service::Messaging,
+    /// The WhatsApp webhook's settings, when the channel runs.
+    pub whatsapp_webhook: Option<crate::message::channels::WhatsappWebhook>,
 }
 
 pub fn router(deps: ApiDeps) -> Router {
@@ -128,6 +131,10 @@ pub fn router(deps: ApiDeps) -> Router {
         .route("/healthz", get(healthz).with_state(deps.store.clone()))
         .merge(scrape)
         .merge(unsubscribe::router(deps.store.clone()))
+        .merge(whatsapp_webhook::router(
+            deps.store.clone(),
+            deps.whatsapp_webhook.clone(),
+        ))
         .nest("/v1", v1)
         .nest("/api/v1", seed)
         .merge(twilio::router(

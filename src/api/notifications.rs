@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ts, ts_opt, IdPath, JsonBody, ListQuery};
-use super::messages::compose::{email_row, sms_row, unavailable};
+use super::messages::compose::{email_row, sms_row, unavailable, whatsapp_row};
 use crate::domain::specs::CallRequest;
 use crate::domain::FieldError;
 use crate::message::request::{request_hash, EmailRequest, SmsRequest};
@@ -62,7 +62,8 @@ fn configured(s: &NotifyState, c: NotifyChannel) -> bool {
         NotifyChannel::Email => s.messaging.email.is_some(),
         NotifyChannel::Sms => s.messaging.sms.is_some(),
         NotifyChannel::Voice => !s.trunks.is_empty(),
-        NotifyChannel::Whatsapp | NotifyChannel::Slack => false,
+        NotifyChannel::Whatsapp => s.messaging.whatsapp.is_some(),
+        NotifyChannel::Slack => false,
     }
 }
 
@@ -170,9 +171,21 @@ async fn delivery(
             }
             Pending::Call { request: body }
         }
-        NotifyChannel::Whatsapp | NotifyChannel::Slack => {
-            return Err(unavailable(channel.as_str()))
+        NotifyChannel::Whatsapp => {
+            let d = s
+                .messaging
+                .whatsapp
+                .as_ref()
+                .ok_or_else(|| unavailable("whatsapp"))?;
+            let r =
+                SmsRequest::parse(&body, d.max_retries).map_err(|e| rename_field(channel, e))?;
+            let mut row = whatsapp_row(&s.store, &s.messaging, &id, &r, now)
+                .await
+                .map_err(|e| renamed(channel, e))?;
+            row.idempotency_key = key;
+            Pending::Message { row: Box::new(row) }
         }
+        NotifyChannel::Slack => return Err(unavailable(channel.as_str())),
     };
     Ok((id, pending))
 }
@@ -423,6 +436,13 @@ async fn capabilities(State(s): State<NotifyState>) -> Json<Value> {
                     json!({"max_segments": crate::message::sms_text::MAX_SEGMENTS,
                            "gsm7_chars_per_segment": [160, 153], "ucs2_chars_per_segment": [70, 67],
                            "rate_limit_counts": "segments"}),
+                ),
+                NotifyChannel::Whatsapp => (
+                    ready("whatsapp"),
+                    None,
+                    s.messaging.whatsapp.as_ref().map(|d| d.max_per_second),
+                    json!({"free_text_window_hours": 24,
+                           "max_template_parameters": crate::message::template::MAX_PROVIDER_PARAMETERS}),
                 ),
                 NotifyChannel::Voice => (
                     None,

@@ -12,13 +12,14 @@ use super::bounce::{BounceListener, BounceSettings};
 use super::file::FileTransport;
 use super::outcome::Backoff;
 use super::request::{validate_email, validate_sms_sender};
-use super::service::{EmailDefaults, Messaging, SmsDefaults};
+use super::service::{EmailDefaults, Messaging, SmsDefaults, WhatsappDefaults};
 use super::simulator::SimulatorTransport;
 use super::sip_message::SipMessageTransport;
 use super::smpp::{SmppSettings, SmppTransport};
 use super::smtp::{SmtpSettings, SmtpTransport};
 use super::status::MessageChannel;
 use super::transport::{Mailbox, ReportSink, Reported, Transport};
+use super::whatsapp::{WhatsappSettings, WhatsappTransport};
 use super::worker::{ChannelWorker, WorkerSettings};
 use crate::clock::Clock;
 use crate::config::{resolve_secret, Config};
@@ -153,9 +154,43 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
     if !(1..=1000).contains(&s.window) {
         return bad("channels.sms.window", "must be between 1 and 1000".into());
     }
+    let w = &c.channels.whatsapp;
+    if !w.phone_number_id.trim().is_empty() {
+        if !(w.base_url.starts_with("http://") || w.base_url.starts_with("https://")) {
+            return bad(
+                "channels.whatsapp.base_url",
+                "must be an http(s) URL".into(),
+            );
+        }
+        if !w
+            .phone_number_id
+            .trim()
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric())
+        {
+            return bad(
+                "channels.whatsapp.phone_number_id",
+                "must be the Cloud API's phone number id (letters and digits)".into(),
+            );
+        }
+        if resolve_secret(&w.token, &w.token_env).is_none() {
+            return bad(
+                "channels.whatsapp.token",
+                "is required (token, or token_env naming a set variable)".into(),
+            );
+        }
+        if resolve_secret(&w.app_secret, &w.app_secret_env).is_none() {
+            return bad(
+                "channels.whatsapp.app_secret",
+                "is required to check the webhook's signatures (app_secret or app_secret_env)"
+                    .into(),
+            );
+        }
+    }
     for (k, v) in [
         ("channels.email.max_retries", e.max_retries),
         ("channels.sms.max_retries", s.max_retries),
+        ("channels.whatsapp.max_retries", w.max_retries),
     ] {
         if v > 20 {
             return bad(k, "must be at most 20".into());
@@ -188,6 +223,16 @@ pub struct Channels {
     pub workers: Vec<(ChannelWorker, mpsc::Receiver<Reported>)>,
     /// Receives e-mail delivery reports (`bounce_listen`).
     pub bounce: Option<BounceListener>,
+    /// What the WhatsApp webhook needs, when the channel runs.
+    pub whatsapp_webhook: Option<WhatsappWebhook>,
+}
+
+/// The WhatsApp webhook's settings and where its status reports go.
+#[derive(Clone)]
+pub struct WhatsappWebhook {
+    pub reports: ReportSink,
+    pub app_secret: String,
+    pub verify_token: String,
 }
 
 fn worker_settings(c: &Config, max_per_second: u32) -> WorkerSettings {
@@ -293,13 +338,56 @@ pub async fn build(
             max_per_second: s.max_per_second,
         })
     };
+    let wake_whatsapp = Arc::new(Notify::new());
+    let w = &c.channels.whatsapp;
+    let mut whatsapp_reports = None;
+    let whatsapp = if w.phone_number_id.trim().is_empty() {
+        None
+    } else {
+        let (tx, rx) = ReportSink::channel(4096);
+        let t: Arc<dyn Transport> = Arc::new(WhatsappTransport::new(&WhatsappSettings {
+            base_url: w.base_url.clone(),
+            phone_number_id: w.phone_number_id.trim().to_string(),
+            token: resolve_secret(&w.token, &w.token_env)
+                .map(|s| s.expose().to_string())
+                .unwrap_or_default(),
+            timeout: Duration::from_secs(15),
+        })?);
+        transports.push(("whatsapp", t.clone()));
+        workers.push((
+            ChannelWorker {
+                channel: MessageChannel::Whatsapp,
+                transport: t,
+                store: store.clone(),
+                clock: clock.clone(),
+                node_id: node_id.to_string(),
+                settings: worker_settings(c, w.max_per_second),
+                wake: wake_whatsapp.clone(),
+            },
+            rx,
+        ));
+        whatsapp_reports = Some(tx);
+        Some(WhatsappDefaults {
+            max_retries: w.max_retries,
+            max_per_second: w.max_per_second,
+        })
+    };
     Ok(Channels {
         messaging: Messaging {
             email,
             sms,
+            whatsapp,
             wake_email,
             wake_sms,
+            wake_whatsapp,
         },
+        whatsapp_webhook: whatsapp_reports.map(|reports| WhatsappWebhook {
+            reports,
+            app_secret: resolve_secret(&w.app_secret, &w.app_secret_env)
+                .map(|s| s.expose().to_string())
+                .unwrap_or_default(),
+            verify_token: w.verify_token.expose().to_string(),
+        }),
         transports,
         workers,
         bounce,

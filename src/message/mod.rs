@@ -31,4 +31,5 @@ mod smtp_pool;
 pub mod status;
 pub mod template;
 pub mod transport;
+pub mod whatsapp;
 pub mod worker;

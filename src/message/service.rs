@@ -34,13 +34,22 @@ pub struct SmsDefaults {
     pub max_per_second: u32,
 }
 
+/// Accept-time settings of the WhatsApp channel.
+#[derive(Debug, Clone)]
+pub struct WhatsappDefaults {
+    pub max_retries: u32,
+    pub max_per_second: u32,
+}
+
 /// The messaging handle of the API.
 #[derive(Clone, Debug)]
 pub struct Messaging {
     pub email: Option<EmailDefaults>,
     pub sms: Option<SmsDefaults>,
+    pub whatsapp: Option<WhatsappDefaults>,
     pub wake_email: Arc<Notify>,
     pub wake_sms: Arc<Notify>,
+    pub wake_whatsapp: Arc<Notify>,
 }
 
 impl Messaging {
@@ -49,6 +58,7 @@ impl Messaging {
         match channel {
             MessageChannel::Email => self.wake_email.notify_one(),
             MessageChannel::Sms => self.wake_sms.notify_one(),
+            MessageChannel::Whatsapp => self.wake_whatsapp.notify_one(),
         }
     }
 }

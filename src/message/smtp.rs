@@ -412,9 +412,7 @@ fn local_failure(text: String) -> SendResult {
 
 /// The answer of an e-mail transport asked to send an SMS.
 pub(crate) fn not_email(transport: &str) -> SendResult {
-    local_failure(format!(
-        "the {transport} transport sends e-mail only, not SMS"
-    ))
+    local_failure(format!("the {transport} transport sends e-mail only"))
 }
 
 #[async_trait::async_trait]
@@ -426,7 +424,7 @@ impl Transport for SmtpTransport {
     async fn send(&self, message: &Outbound) -> SendResult {
         match message {
             Outbound::Email(email) => self.send_email(email).await,
-            Outbound::Sms(_) => not_email("smtp"),
+            Outbound::Sms(_) | Outbound::Whatsapp(_) => not_email("smtp"),
         }
     }
 

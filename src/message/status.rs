@@ -88,6 +88,7 @@ impl MessageStatus {
 pub enum MessageChannel {
     Email,
     Sms,
+    Whatsapp,
 }
 
 impl MessageChannel {
@@ -95,6 +96,7 @@ impl MessageChannel {
         match self {
             MessageChannel::Email => "email",
             MessageChannel::Sms => "sms",
+            MessageChannel::Whatsapp => "whatsapp",
         }
     }
 
@@ -102,6 +104,7 @@ impl MessageChannel {
         match s {
             "email" => Some(MessageChannel::Email),
             "sms" => Some(MessageChannel::Sms),
+            "whatsapp" => Some(MessageChannel::Whatsapp),
             _ => None,
         }
     }

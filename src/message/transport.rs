@@ -53,6 +53,28 @@ pub struct Sms {
     pub body: String,
 }
 
+/// A rendered WhatsApp message, ready to send.
+#[derive(Debug, Clone)]
+pub struct Whatsapp {
+    pub id: Uuid,
+    /// E.164.
+    pub to: String,
+    pub content: WhatsappContent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WhatsappContent {
+    /// An approved template: its provider name, language and body
+    /// parameters in its declared order.
+    Template {
+        name: String,
+        language: String,
+        parameters: Vec<String>,
+    },
+    /// Free text (only inside the 24-hour customer service window).
+    Text { body: String },
+}
+
 /// What is sent. (One per send in flight, built once; boxing the larger
 /// variant would buy nothing.)
 #[derive(Debug, Clone)]
@@ -60,6 +82,7 @@ pub struct Sms {
 pub enum Outbound {
     Email(Email),
     Sms(Sms),
+    Whatsapp(Whatsapp),
 }
 
 impl Outbound {
@@ -67,6 +90,7 @@ impl Outbound {
         match self {
             Outbound::Email(m) => m.id,
             Outbound::Sms(m) => m.id,
+            Outbound::Whatsapp(m) => m.id,
         }
     }
 }

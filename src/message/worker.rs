@@ -31,6 +31,7 @@ use super::outcome::{self, Backoff, Decision};
 use super::status::MessageChannel;
 use super::transport::{
     DeliveryReport, Email, Mailbox, Outbound, ReportKey, ReportStatus, Reported, Sms, Transport,
+    Whatsapp, WhatsappContent,
 };
 use crate::campaign::rules::window::Window;
 use crate::clock::Clock;
@@ -279,6 +280,19 @@ impl ChannelWorker {
                     None => Ok(Outbound::Sms(sms)),
                 }
             }
+            MessageChannel::Whatsapp => {
+                let wa = whatsapp_from(id, rendered).ok_or_else(|| malformed("WhatsApp fields"))?;
+                let blocked = self
+                    .store
+                    .suppressed("whatsapp", std::slice::from_ref(&wa.to))
+                    .await
+                    .map_err(unchecked)?;
+                if blocked.is_empty() {
+                    Ok(Outbound::Whatsapp(wa))
+                } else {
+                    Err(outcome::suppressed("WhatsApp suppression"))
+                }
+            }
         }
     }
 }
@@ -383,6 +397,36 @@ pub fn sms_from(id: uuid::Uuid, r: &Value) -> Option<Sms> {
         from: text(r, "from")?,
         to: text(r, "to")?,
         body: text(r, "body")?,
+    })
+}
+
+/// A WhatsApp message from its rendering: `{"to", "type": "template",
+/// "template": {"name", "language", "parameters"}}` or `{"to", "type":
+/// "text", "body"}`.
+pub fn whatsapp_from(id: uuid::Uuid, r: &Value) -> Option<Whatsapp> {
+    let content = match r.get("type").and_then(Value::as_str)? {
+        "template" => {
+            let t = r.get("template")?;
+            WhatsappContent::Template {
+                name: text(t, "name")?,
+                language: text(t, "language")?,
+                parameters: t
+                    .get("parameters")?
+                    .as_array()?
+                    .iter()
+                    .map(|p| p.as_str().map(str::to_string))
+                    .collect::<Option<Vec<_>>>()?,
+            }
+        }
+        "text" => WhatsappContent::Text {
+            body: text(r, "body")?,
+        },
+        _ => return None,
+    };
+    Some(Whatsapp {
+        id,
+        to: text(r, "to")?,
+        content,
     })
 }
 

@@ -28,6 +28,7 @@ pub mod dnc;
 pub mod documents;
 pub mod events;
 pub mod global_events;
+pub mod inbound;
 pub mod messages;
 pub mod nodes;
 pub mod notifications;

@@ -26,6 +26,9 @@ struct Composed {
     body_html: Option<String>,
     body_text: Option<String>,
     body: Option<String>,
+    /// WhatsApp: the provider template's name and language, and its
+    /// parameters rendered in order.
+    provider: Option<(String, String, Vec<String>)>,
 }
 
 /// Resolves the template (id or code), checks its channel and status, and
@@ -39,6 +42,7 @@ async fn compose(store: &Store, content: &Content, channel: Channel) -> ApiResul
             body_html: content.body_html.clone(),
             body_text: content.body_text.clone(),
             body: content.body.clone(),
+            provider: None,
         });
     };
     let t = store.resolve_template(tid).await.map_err(|e| match e {
@@ -76,6 +80,10 @@ async fn compose(store: &Store, content: &Content, channel: Channel) -> ApiResul
     }
     let r = template::render(channel, &variables, &parts, &content.template_variables)
         .map_err(render_error)?;
+    let provider = parts
+        .provider_template
+        .as_ref()
+        .map(|p| (p.name.clone(), p.language.clone(), r.parameters.clone()));
     Ok(Composed {
         template_id: Some(t.id),
         template_version: Some(t.version),
@@ -83,6 +91,7 @@ async fn compose(store: &Store, content: &Content, channel: Channel) -> ApiResul
         body_html: r.body_html,
         body_text: r.body_text,
         body: r.body,
+        provider,
     })
 }
 
@@ -212,6 +221,82 @@ pub(crate) async fn sms_row(
     Ok(NewMessage {
         id: id.to_string(),
         channel: "sms".into(),
+        recipient: req.to.clone(),
+        request: serde_json::to_string(req).map_err(ApiError::internal)?,
+        rendered: rendered.to_string(),
+        template_id: c.template_id,
+        template_version: c.template_version,
+        idempotency_key: req.delivery.idempotency_key.clone(),
+        request_hash: request_hash(req),
+        rfc_message_id: None,
+        max_retries: req.delivery.max_retries as i64,
+        due_at: due_at(&req.delivery, now)?,
+    })
+}
+
+/// How long after a contact's last message free text may be sent to them
+/// on WhatsApp (the customer service window).
+pub const WHATSAPP_WINDOW_MS: i64 = 24 * 3_600_000;
+
+/// Builds the row of a WhatsApp request: a template, or free text inside
+/// the contact's 24-hour window.
+pub(crate) async fn whatsapp_row(
+    store: &Store,
+    messaging: &Messaging,
+    id: &str,
+    req: &SmsRequest,
+    now: i64,
+) -> ApiResult<NewMessage> {
+    messaging
+        .whatsapp
+        .as_ref()
+        .ok_or_else(|| unavailable("whatsapp"))?;
+    if req.from.is_some() {
+        return Err(FieldError::new(
+            "from",
+            "WhatsApp messages go from channels.whatsapp.phone_number_id; give no from",
+        )
+        .into());
+    }
+    let c = compose(store, &req.content, Channel::Whatsapp).await?;
+    let rendered = match c.provider {
+        Some((name, language, parameters)) => json!({
+            "to": req.to, "type": "template",
+            "template": {"name": name, "language": language, "parameters": parameters},
+        }),
+        None => {
+            let last = store.last_inbound_at("whatsapp", &req.to).await?;
+            let open_until = last.map(|t| t + WHATSAPP_WINDOW_MS);
+            if open_until.is_none_or(|t| t <= now) {
+                let (message, closed) = match open_until {
+                    Some(t) => (
+                        format!(
+                            "free text can be sent only within 24 hours of the contact's last message; \
+                             the window closed at {}; send a template",
+                            crate::store::from_ms(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                        ),
+                        json!(crate::store::from_ms(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                    ),
+                    None => (
+                        "free text can be sent only within 24 hours of the contact's last message, \
+                         and this contact has sent none; send a template"
+                            .to_string(),
+                        serde_json::Value::Null,
+                    ),
+                };
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "outside_24h_window",
+                    message,
+                )
+                .with_details(json!({"field": "body", "window_closed_at": closed})));
+            }
+            json!({"to": req.to, "type": "text", "body": c.body.unwrap_or_default()})
+        }
+    };
+    Ok(NewMessage {
+        id: id.to_string(),
+        channel: "whatsapp".into(),
         recipient: req.to.clone(),
         request: serde_json::to_string(req).map_err(ApiError::internal)?,
         rendered: rendered.to_string(),

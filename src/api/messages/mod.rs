@@ -24,7 +24,7 @@ use crate::store::messages::{Accepted, MessageFilter, MessageRow, NewMessage};
 use crate::store::{Store, StoreError};
 
 pub(crate) mod compose;
-use compose::{email_row, sms_row, unavailable};
+use compose::{email_row, sms_row, unavailable, whatsapp_row};
 
 #[derive(Clone)]
 struct MsgState {
@@ -47,6 +47,9 @@ pub fn router(store: Store, messaging: Messaging) -> Router {
             get(read_sms).patch(change_sms).delete(remove_sms),
         )
         .route("/sms/{id}/cancel", post(cancel_sms))
+        .route("/whatsapp", post(create_whatsapp).get(list_whatsapp))
+        .route("/whatsapp/{id}", get(read_whatsapp).patch(change_whatsapp))
+        .route("/whatsapp/{id}/cancel", post(cancel_whatsapp))
         .with_state(s)
 }
 
@@ -119,6 +122,49 @@ async fn create_sms(
     accept(&s, row, MessageChannel::Sms).await
 }
 
+async fn create_whatsapp(
+    State(s): State<MsgState>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let retries = s
+        .messaging
+        .whatsapp
+        .as_ref()
+        .ok_or_else(|| unavailable("whatsapp"))?
+        .max_retries;
+    let req = SmsRequest::parse(&body, retries)?;
+    let id = crate::store::new_id();
+    let row = whatsapp_row(&s.store, &s.messaging, &id, &req, now()).await?;
+    accept(&s, row, MessageChannel::Whatsapp).await
+}
+
+async fn read_whatsapp(State(s): State<MsgState>, IdPath(id): IdPath) -> ApiResult<Json<Value>> {
+    read(s, id, "whatsapp").await
+}
+
+async fn list_whatsapp(
+    State(s): State<MsgState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    list(s, q, "whatsapp").await
+}
+
+async fn change_whatsapp(
+    State(s): State<MsgState>,
+    IdPath(id): IdPath,
+    JsonBody(p): JsonBody,
+) -> ApiResult<Json<Value>> {
+    change(s, id, p, MessageChannel::Whatsapp).await
+}
+
+async fn cancel_whatsapp(
+    State(s): State<MsgState>,
+    IdPath(id): IdPath,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    cancel(s, id, body, "whatsapp").await
+}
+
 /// The API's view of a message; `attempts` when read one at a time.
 pub fn message_json(m: &MessageRow, attempts: Option<Vec<Value>>) -> Value {
     let request: Value = serde_json::from_str(&m.request).unwrap_or(Value::Null);
@@ -147,7 +193,9 @@ pub fn message_json(m: &MessageRow, attempts: Option<Vec<Value>>) -> Value {
         pick(
             &mut o,
             &rendered,
-            &["from", "to", "body", "encoding", "segments"],
+            &[
+                "from", "to", "body", "encoding", "segments", "type", "template",
+            ],
         );
     }
     pick(
@@ -183,7 +231,11 @@ pub fn message_json(m: &MessageRow, attempts: Option<Vec<Value>>) -> Value {
 }
 
 async fn load(s: &MsgState, id: &str, channel: &str) -> ApiResult<MessageRow> {
-    let noun = if channel == "email" { "e-mail" } else { "SMS" };
+    let noun = match channel {
+        "email" => "e-mail",
+        "whatsapp" => "WhatsApp message",
+        _ => "SMS",
+    };
     match s.store.get_message(id).await {
         Ok(m) if m.channel == channel => Ok(m),
         Ok(_) | Err(StoreError::NotFound) => Err(ApiError::not_found(noun, id)),
@@ -330,6 +382,16 @@ async fn change(
                 now,
             )
             .await?
+        }
+        MessageChannel::Whatsapp => {
+            let retries = s
+                .messaging
+                .whatsapp
+                .as_ref()
+                .ok_or_else(|| unavailable("whatsapp"))?
+                .max_retries;
+            let req = SmsRequest::parse(&whole, retries)?;
+            whatsapp_row(&s.store, &s.messaging, &id, &req, now).await?
         }
     };
     row.idempotency_key = m.idempotency_key.clone();

@@ -1,0 +1,132 @@
+//! `/v1/providers/whatsapp/webhook`, called by the Cloud API, not by API
+//! clients (no API key): `GET` answers the subscription check
+//! (`hub.verify_token`, `hub.challenge`); `POST` must carry a valid
+//! `X-Hub-Signature-256` over its raw body (401 otherwise), and its
+//! statuses go to the WhatsApp sender as delivery reports (`delivered` and
+//! `read` deliver, `failed` fails; a status never moves a message back),
+//! its contacts' messages are kept (they open the 24-hour window).
+//! Answered 200 only once all of it is kept, so the Cloud API sends again
+//! what a crash lost.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::error::{ApiError, ApiResult};
+use super::extract::parse_json;
+use crate::message::channels::WhatsappWebhook;
+use crate::message::transport::{DeliveryReport, PeerReply, ReportKey, ReportStatus};
+use crate::message::whatsapp::{parse_webhook, signature_ok};
+use crate::store::inbound::NewInbound;
+use crate::store::Store;
+
+#[derive(Clone)]
+struct HookState {
+    store: Store,
+    hook: Option<WhatsappWebhook>,
+}
+
+pub fn router(store: Store, hook: Option<WhatsappWebhook>) -> Router {
+    Router::new()
+        .route("/v1/providers/whatsapp/webhook", get(verify).post(receive))
+        .with_state(HookState { store, hook })
+}
+
+fn off() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "channel_unavailable",
+        "the whatsapp channel is not configured on this server ([channels.whatsapp])",
+    )
+}
+
+/// Compares without an early exit, so timing does not tell how much matched.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+async fn verify(
+    State(s): State<HookState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<String> {
+    let hook = s.hook.as_ref().ok_or_else(off)?;
+    let token = q.get("hub.verify_token").map(String::as_str).unwrap_or("");
+    if q.get("hub.mode").map(String::as_str) != Some("subscribe")
+        || hook.verify_token.is_empty()
+        || !same(token, &hook.verify_token)
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "hub.mode must be subscribe and hub.verify_token must match channels.whatsapp.verify_token",
+        ));
+    }
+    Ok(q.get("hub.challenge").cloned().unwrap_or_default())
+}
+
+async fn receive(
+    State(s): State<HookState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let hook = s.hook.as_ref().ok_or_else(off)?;
+    let sig = headers
+        .get("x-hub-signature-256")
+        .and_then(|v| v.to_str().ok());
+    if hook.app_secret.is_empty() || !signature_ok(&hook.app_secret, &body, sig) {
+        return Err(ApiError::unauthorized(
+            "X-Hub-Signature-256 is missing or does not match the body",
+        ));
+    }
+    let w = parse_webhook(&parse_json(&body)?);
+    let now = chrono::Utc::now().timestamp_millis();
+    let inbound: Vec<NewInbound> = w
+        .messages
+        .iter()
+        .map(|m| NewInbound {
+            channel: "whatsapp".into(),
+            provider_id: m.id.clone(),
+            from: m.from.clone(),
+            to: m.to.clone(),
+            body: m.body.clone(),
+            received_at: m.at.unwrap_or(now).min(now),
+        })
+        .collect();
+    if !inbound.is_empty() {
+        s.store.record_inbound(&inbound).await?;
+    }
+    for st in &w.statuses {
+        let status = match st.status.as_str() {
+            "delivered" | "read" => ReportStatus::Delivered,
+            "failed" => ReportStatus::Failed,
+            // `sent` is what the send's answer already said.
+            _ => continue,
+        };
+        let report = DeliveryReport {
+            key: ReportKey::Provider(st.id.clone()),
+            status,
+            reply: PeerReply {
+                code: st.error_code.clone().or_else(|| Some(st.status.clone())),
+                text: st.error_title.clone(),
+            },
+            address: None,
+        };
+        if !hook.reports.report(report).await {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "herald is stopping; send the webhook again",
+            ));
+        }
+    }
+    Ok(Json(json!({"ok": true})))
+}
