@@ -52,6 +52,18 @@ pub struct ChannelsConfig {
     pub email: EmailChannelConfig,
     pub sms: SmsChannelConfig,
     pub whatsapp: WhatsappChannelConfig,
+    pub slack: SlackChannelConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SlackChannelConfig {
+    pub base_url: String,
+    pub bot_token: Secret,
+    pub bot_token_env: String,
+    pub webhook_url: Secret,
+    pub webhook_url_env: String,
+    pub max_per_second: u32,
+    pub max_retries: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

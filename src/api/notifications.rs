@@ -18,10 +18,10 @@ use serde_json::{json, Map, Value};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ts, ts_opt, IdPath, JsonBody, ListQuery};
-use super::messages::compose::{email_row, sms_row, unavailable, whatsapp_row};
+use super::messages::compose::{email_row, slack_row, sms_row, unavailable, whatsapp_row};
 use crate::domain::specs::CallRequest;
 use crate::domain::FieldError;
-use crate::message::request::{request_hash, EmailRequest, SmsRequest};
+use crate::message::request::{request_hash, EmailRequest, SlackRequest, SmsRequest};
 use crate::message::service::Messaging;
 use crate::message::transport::Transport;
 use crate::notify::follower::{start_all, Pending};
@@ -63,7 +63,7 @@ fn configured(s: &NotifyState, c: NotifyChannel) -> bool {
         NotifyChannel::Sms => s.messaging.sms.is_some(),
         NotifyChannel::Voice => !s.trunks.is_empty(),
         NotifyChannel::Whatsapp => s.messaging.whatsapp.is_some(),
-        NotifyChannel::Slack => false,
+        NotifyChannel::Slack => s.messaging.slack.is_some(),
     }
 }
 
@@ -185,7 +185,20 @@ async fn delivery(
             row.idempotency_key = key;
             Pending::Message { row: Box::new(row) }
         }
-        NotifyChannel::Slack => return Err(unavailable(channel.as_str())),
+        NotifyChannel::Slack => {
+            let d = s
+                .messaging
+                .slack
+                .as_ref()
+                .ok_or_else(|| unavailable("slack"))?;
+            let r =
+                SlackRequest::parse(&body, d.max_retries).map_err(|e| rename_field(channel, e))?;
+            let mut row = slack_row(&s.store, &s.messaging, &id, &r, now)
+                .await
+                .map_err(|e| renamed(channel, e))?;
+            row.idempotency_key = key;
+            Pending::Message { row: Box::new(row) }
+        }
     };
     Ok((id, pending))
 }
@@ -444,13 +457,18 @@ async fn capabilities(State(s): State<NotifyState>) -> Json<Value> {
                     json!({"free_text_window_hours": 24,
                            "max_template_parameters": crate::message::template::MAX_PROVIDER_PARAMETERS}),
                 ),
+                NotifyChannel::Slack => (
+                    ready("slack"),
+                    None,
+                    s.messaging.slack.as_ref().map(|d| d.max_per_second),
+                    json!({"max_text_chars": 40_000}),
+                ),
                 NotifyChannel::Voice => (
                     None,
                     Some(!s.trunks.is_empty()),
                     None,
                     json!({"trunks": s.trunks.len()}),
                 ),
-                _ => (None, Some(false), None, json!({})),
             };
             let (transport_name, ready) = match transport {
                 Some((name, r)) => (Some(name), r),

@@ -73,7 +73,7 @@ fn draft_of(
         .map_err(|_| {
             f.err(
                 "channel",
-                format!("must be email, sms or whatsapp, got {channel_name:?}"),
+                format!("must be email, sms, whatsapp or slack, got {channel_name:?}"),
             )
         })?;
     let variables: Vec<VariableSpec> = match f.get("variables") {
@@ -217,7 +217,7 @@ async fn list(
         if !matches!(c, "email" | "sms" | "whatsapp") {
             return Err(FieldError::new(
                 "channel",
-                format!("must be email, sms or whatsapp, got {c:?}"),
+                format!("must be email, sms, whatsapp or slack, got {c:?}"),
             )
             .into());
         }
@@ -322,6 +322,9 @@ async fn render(
         }
         Channel::Whatsapp => {
             o.insert("parameters".into(), json!(r.parameters));
+        }
+        Channel::Slack => {
+            o.insert("body".into(), json!(r.body));
         }
     }
     Ok(Json(out))

@@ -12,9 +12,10 @@ use super::bounce::{BounceListener, BounceSettings};
 use super::file::FileTransport;
 use super::outcome::Backoff;
 use super::request::{validate_email, validate_sms_sender};
-use super::service::{EmailDefaults, Messaging, SmsDefaults, WhatsappDefaults};
+use super::service::{EmailDefaults, Messaging, SlackDefaults, SmsDefaults, WhatsappDefaults};
 use super::simulator::SimulatorTransport;
 use super::sip_message::SipMessageTransport;
+use super::slack::{SlackTarget, SlackTransport};
 use super::smpp::{SmppSettings, SmppTransport};
 use super::smtp::{SmtpSettings, SmtpTransport};
 use super::status::MessageChannel;
@@ -187,10 +188,29 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
             );
         }
     }
+    match slack_target(c) {
+        Some(SlackTarget::Bot { .. })
+            if !(c.channels.slack.base_url.starts_with("http://")
+                || c.channels.slack.base_url.starts_with("https://")) =>
+        {
+            return bad("channels.slack.base_url", "must be an http(s) URL".into());
+        }
+        Some(SlackTarget::Webhook { url })
+            if !(url.starts_with("https://") || url.starts_with("http://")) =>
+        {
+            // The URL is a credential: the error does not repeat it.
+            return bad(
+                "channels.slack.webhook_url",
+                "must be an http(s) URL".into(),
+            );
+        }
+        _ => {}
+    }
     for (k, v) in [
         ("channels.email.max_retries", e.max_retries),
         ("channels.sms.max_retries", s.max_retries),
         ("channels.whatsapp.max_retries", w.max_retries),
+        ("channels.slack.max_retries", c.channels.slack.max_retries),
     ] {
         if v > 20 {
             return bad(k, "must be at most 20".into());
@@ -249,6 +269,23 @@ fn worker_settings(c: &Config, max_per_second: u32) -> WorkerSettings {
         max_per_second,
         in_doubt_wait_ms: m.in_doubt_wait_ms as i64,
     }
+}
+
+/// Where Slack messages go: the bot token's Web API, else the incoming
+/// webhook; `None` when neither is set (the channel is off).
+pub fn slack_target(c: &Config) -> Option<SlackTarget> {
+    let s = &c.channels.slack;
+    if let Some(token) = resolve_secret(&s.bot_token, &s.bot_token_env).filter(|t| !t.is_empty()) {
+        return Some(SlackTarget::Bot {
+            base_url: s.base_url.clone(),
+            token: token.expose().to_string(),
+        });
+    }
+    resolve_secret(&s.webhook_url, &s.webhook_url_env)
+        .filter(|u| !u.is_empty())
+        .map(|u| SlackTarget::Webhook {
+            url: u.expose().to_string(),
+        })
 }
 
 /// Builds the configured channels' transports and senders (not started).
@@ -372,14 +409,44 @@ pub async fn build(
             max_per_second: w.max_per_second,
         })
     };
+    let wake_slack = Arc::new(Notify::new());
+    let sl = &c.channels.slack;
+    let slack = match slack_target(c) {
+        None => None,
+        Some(target) => {
+            // Slack has no delivery reports: nothing is ever sent on this sink.
+            let (_, rx) = ReportSink::channel(1);
+            let t: Arc<dyn Transport> =
+                Arc::new(SlackTransport::new(target, Duration::from_secs(15))?);
+            transports.push(("slack", t.clone()));
+            workers.push((
+                ChannelWorker {
+                    channel: MessageChannel::Slack,
+                    transport: t,
+                    store: store.clone(),
+                    clock: clock.clone(),
+                    node_id: node_id.to_string(),
+                    settings: worker_settings(c, sl.max_per_second),
+                    wake: wake_slack.clone(),
+                },
+                rx,
+            ));
+            Some(SlackDefaults {
+                max_retries: sl.max_retries,
+                max_per_second: sl.max_per_second,
+            })
+        }
+    };
     Ok(Channels {
         messaging: Messaging {
             email,
             sms,
             whatsapp,
+            slack,
             wake_email,
             wake_sms,
             wake_whatsapp,
+            wake_slack,
         },
         whatsapp_webhook: whatsapp_reports.map(|reports| WhatsappWebhook {
             reports,

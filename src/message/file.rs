@@ -109,7 +109,7 @@ impl Transport for FileTransport {
     async fn send(&self, message: &Outbound) -> SendResult {
         match message {
             Outbound::Email(email) => self.send_email(email).await,
-            Outbound::Sms(_) | Outbound::Whatsapp(_) => not_email("file"),
+            Outbound::Sms(_) | Outbound::Whatsapp(_) | Outbound::Slack(_) => not_email("file"),
         }
     }
 }

@@ -24,6 +24,7 @@ pub mod request;
 pub mod service;
 pub mod simulator;
 pub mod sip_message;
+pub mod slack;
 pub mod smpp;
 pub mod sms_text;
 pub mod smtp;

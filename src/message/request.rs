@@ -396,6 +396,56 @@ impl SmsRequest {
     }
 }
 
+/// A Slack message request: `to` is a user id (`U…`, the bot's direct
+/// message) or a channel id (`C…`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SlackRequest {
+    pub to: String,
+    pub content: Content,
+    pub delivery: Delivery,
+}
+
+impl SlackRequest {
+    pub fn parse(body: &Value, default_retries: u32) -> Result<SlackRequest, FieldError> {
+        let f = Fields::new(body, "")?;
+        f.deny_unknown(&[
+            "to",
+            "template_id",
+            "template_variables",
+            "body",
+            "scheduled_at",
+            "send_window",
+            "max_retries",
+            "idempotency_key",
+        ])?;
+        let to = f.str_req("to")?.trim().to_string();
+        if to.is_empty()
+            || to.len() > 80
+            || !to
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "#_-.".contains(c))
+        {
+            return Err(f.err(
+                "to",
+                "must be a Slack user or channel id (letters, digits, # _ - .; at most 80)",
+            ));
+        }
+        let mut content = content(&f, &["body"])?;
+        if content.template_id.is_none() {
+            let body = f.text_opt("body", 40_000)?.unwrap_or_default();
+            if body.trim().is_empty() {
+                return Err(f.err("body", "must not be empty"));
+            }
+            content.body = Some(body.to_string());
+        }
+        Ok(SlackRequest {
+            to,
+            content,
+            delivery: delivery(&f, default_retries)?,
+        })
+    }
+}
+
 /// The hash an idempotency key is bound to: SHA-256 over the typed
 /// request's JSON (fields in a fixed order, objects with sorted keys), so
 /// the same request written differently (key order, whitespace) matches.

@@ -41,15 +41,24 @@ pub struct WhatsappDefaults {
     pub max_per_second: u32,
 }
 
+/// Accept-time settings of the Slack channel.
+#[derive(Debug, Clone)]
+pub struct SlackDefaults {
+    pub max_retries: u32,
+    pub max_per_second: u32,
+}
+
 /// The messaging handle of the API.
 #[derive(Clone, Debug)]
 pub struct Messaging {
     pub email: Option<EmailDefaults>,
     pub sms: Option<SmsDefaults>,
     pub whatsapp: Option<WhatsappDefaults>,
+    pub slack: Option<SlackDefaults>,
     pub wake_email: Arc<Notify>,
     pub wake_sms: Arc<Notify>,
     pub wake_whatsapp: Arc<Notify>,
+    pub wake_slack: Arc<Notify>,
 }
 
 impl Messaging {
@@ -59,6 +68,7 @@ impl Messaging {
             MessageChannel::Email => self.wake_email.notify_one(),
             MessageChannel::Sms => self.wake_sms.notify_one(),
             MessageChannel::Whatsapp => self.wake_whatsapp.notify_one(),
+            MessageChannel::Slack => self.wake_slack.notify_one(),
         }
     }
 }

@@ -412,7 +412,9 @@ fn local_failure(text: String) -> SendResult {
 
 /// The answer of an e-mail transport asked to send an SMS.
 pub(crate) fn not_email(transport: &str) -> SendResult {
-    local_failure(format!("the {transport} transport sends e-mail only"))
+    local_failure(format!(
+        "the {transport} transport sends e-mail only, not SMS, WhatsApp or Slack messages"
+    ))
 }
 
 #[async_trait::async_trait]
@@ -424,7 +426,7 @@ impl Transport for SmtpTransport {
     async fn send(&self, message: &Outbound) -> SendResult {
         match message {
             Outbound::Email(email) => self.send_email(email).await,
-            Outbound::Sms(_) | Outbound::Whatsapp(_) => not_email("smtp"),
+            Outbound::Sms(_) | Outbound::Whatsapp(_) | Outbound::Slack(_) => not_email("smtp"),
         }
     }
 

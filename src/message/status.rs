@@ -89,6 +89,7 @@ pub enum MessageChannel {
     Email,
     Sms,
     Whatsapp,
+    Slack,
 }
 
 impl MessageChannel {
@@ -97,6 +98,7 @@ impl MessageChannel {
             MessageChannel::Email => "email",
             MessageChannel::Sms => "sms",
             MessageChannel::Whatsapp => "whatsapp",
+            MessageChannel::Slack => "slack",
         }
     }
 
@@ -105,6 +107,7 @@ impl MessageChannel {
             "email" => Some(MessageChannel::Email),
             "sms" => Some(MessageChannel::Sms),
             "whatsapp" => Some(MessageChannel::Whatsapp),
+            "slack" => Some(MessageChannel::Slack),
             _ => None,
         }
     }

@@ -75,6 +75,16 @@ pub enum WhatsappContent {
     Text { body: String },
 }
 
+/// A Slack message, ready to send.
+#[derive(Debug, Clone)]
+pub struct SlackMessage {
+    pub id: Uuid,
+    /// A user id (the bot's direct message) or a channel id; ignored by an
+    /// incoming webhook, which posts where it was made for.
+    pub to: String,
+    pub text: String,
+}
+
 /// What is sent. (One per send in flight, built once; boxing the larger
 /// variant would buy nothing.)
 #[derive(Debug, Clone)]
@@ -83,6 +93,7 @@ pub enum Outbound {
     Email(Email),
     Sms(Sms),
     Whatsapp(Whatsapp),
+    Slack(SlackMessage),
 }
 
 impl Outbound {
@@ -91,6 +102,7 @@ impl Outbound {
             Outbound::Email(m) => m.id,
             Outbound::Sms(m) => m.id,
             Outbound::Whatsapp(m) => m.id,
+            Outbound::Slack(m) => m.id,
         }
     }
 }

@@ -30,8 +30,8 @@ use tokio_util::task::TaskTracker;
 use super::outcome::{self, Backoff, Decision};
 use super::status::MessageChannel;
 use super::transport::{
-    DeliveryReport, Email, Mailbox, Outbound, ReportKey, ReportStatus, Reported, Sms, Transport,
-    Whatsapp, WhatsappContent,
+    DeliveryReport, Email, Mailbox, Outbound, ReportKey, ReportStatus, Reported, SlackMessage, Sms,
+    Transport, Whatsapp, WhatsappContent,
 };
 use crate::campaign::rules::window::Window;
 use crate::clock::Clock;
@@ -291,6 +291,23 @@ impl ChannelWorker {
                     Ok(Outbound::Whatsapp(wa))
                 } else {
                     Err(outcome::suppressed("WhatsApp suppression"))
+                }
+            }
+            MessageChannel::Slack => {
+                let m = SlackMessage {
+                    id,
+                    to: text(rendered, "to").ok_or_else(|| malformed("Slack fields"))?,
+                    text: text(rendered, "text").ok_or_else(|| malformed("Slack fields"))?,
+                };
+                let blocked = self
+                    .store
+                    .suppressed("slack", std::slice::from_ref(&m.to))
+                    .await
+                    .map_err(unchecked)?;
+                if blocked.is_empty() {
+                    Ok(Outbound::Slack(m))
+                } else {
+                    Err(outcome::suppressed("Slack suppression"))
                 }
             }
         }

@@ -10,7 +10,7 @@ use crate::api::templates::{render_error, typed};
 use crate::campaign::rules::window::Window;
 use crate::domain::FieldError;
 use crate::message::request::{
-    request_hash, Category, Content, Delivery, EmailRequest, SmsRequest,
+    request_hash, Category, Content, Delivery, EmailRequest, SlackRequest, SmsRequest,
 };
 use crate::message::service::Messaging;
 use crate::message::sms_text;
@@ -300,6 +300,39 @@ pub(crate) async fn whatsapp_row(
         recipient: req.to.clone(),
         request: serde_json::to_string(req).map_err(ApiError::internal)?,
         rendered: rendered.to_string(),
+        template_id: c.template_id,
+        template_version: c.template_version,
+        idempotency_key: req.delivery.idempotency_key.clone(),
+        request_hash: request_hash(req),
+        rfc_message_id: None,
+        max_retries: req.delivery.max_retries as i64,
+        due_at: due_at(&req.delivery, now)?,
+    })
+}
+
+/// Builds the row of a Slack request: a `slack` template's body, or raw text.
+pub(crate) async fn slack_row(
+    store: &Store,
+    messaging: &Messaging,
+    id: &str,
+    req: &SlackRequest,
+    now: i64,
+) -> ApiResult<NewMessage> {
+    messaging
+        .slack
+        .as_ref()
+        .ok_or_else(|| unavailable("slack"))?;
+    let c = compose(store, &req.content, Channel::Slack).await?;
+    let text = c.body.unwrap_or_default();
+    if text.trim().is_empty() {
+        return Err(FieldError::new("body", "rendered empty").into());
+    }
+    Ok(NewMessage {
+        id: id.to_string(),
+        channel: "slack".into(),
+        recipient: req.to.clone(),
+        request: serde_json::to_string(req).map_err(ApiError::internal)?,
+        rendered: json!({"to": req.to, "text": text}).to_string(),
         template_id: c.template_id,
         template_version: c.template_version,
         idempotency_key: req.delivery.idempotency_key.clone(),

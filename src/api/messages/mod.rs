@@ -383,6 +383,7 @@ async fn change(
             )
             .await?
         }
+        MessageChannel::Slack => return Err(unavailable("slack")),
         MessageChannel::Whatsapp => {
             let retries = s
                 .messaging

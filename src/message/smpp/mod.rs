@@ -298,7 +298,7 @@ impl Transport for SmppTransport {
     async fn send(&self, message: &Outbound) -> SendResult {
         match message {
             Outbound::Sms(sms) => self.send_sms(sms).await,
-            Outbound::Email(_) | Outbound::Whatsapp(_) => SendResult::Failed {
+            Outbound::Email(_) | Outbound::Whatsapp(_) | Outbound::Slack(_) => SendResult::Failed {
                 reply: PeerReply {
                     code: None,
                     text: Some("the smpp transport sends SMS only".to_string()),

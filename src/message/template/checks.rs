@@ -100,11 +100,12 @@ pub(super) fn check_provider(
 }
 
 /// "an email", "an sms", "a whatsapp".
-fn with_article(channel: Channel) -> &'static str {
+pub(super) fn with_article(channel: Channel) -> &'static str {
     match channel {
         Channel::Email => "an email",
         Channel::Sms => "an sms",
         Channel::Whatsapp => "a whatsapp",
+        Channel::Slack => "a slack",
     }
 }
 

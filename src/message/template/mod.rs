@@ -82,6 +82,8 @@ pub enum Channel {
     Email,
     Sms,
     Whatsapp,
+    /// Plain text, like an SMS body.
+    Slack,
 }
 
 impl Channel {
@@ -90,6 +92,7 @@ impl Channel {
             Channel::Email => "email",
             Channel::Sms => "sms",
             Channel::Whatsapp => "whatsapp",
+            Channel::Slack => "slack",
         }
     }
 
@@ -98,6 +101,7 @@ impl Channel {
             "email" => Some(Channel::Email),
             "sms" => Some(Channel::Sms),
             "whatsapp" => Some(Channel::Whatsapp),
+            "slack" => Some(Channel::Slack),
             _ => None,
         }
     }
@@ -216,7 +220,7 @@ impl TextPart {
             TextPart::Subject | TextPart::BodyHtml | TextPart::BodyText => {
                 channel == Channel::Email
             }
-            TextPart::Body => channel == Channel::Sms,
+            TextPart::Body => matches!(channel, Channel::Sms | Channel::Slack),
         }
     }
 
@@ -341,11 +345,11 @@ impl Compiled {
                     ));
                 }
             }
-            Channel::Sms => {
+            Channel::Sms | Channel::Slack => {
                 if parts.body_template.is_none() {
                     errors.push(FieldError::new(
                         "body_template",
-                        "is required for an sms template",
+                        format!("is required for {} template", checks::with_article(channel)),
                     ));
                 }
             }
