@@ -171,9 +171,22 @@ impl App {
                 store: store.clone(),
                 messaging: channels.messaging.clone(),
                 clock: clock.clone(),
+                idle_close_ms: config.conversations.idle_close_s as i64 * 1000,
             }
             .run(cancel.child_token()),
         );
+        let inbox = crate::notify::inbox::Inbox {
+            store: store.clone(),
+            messaging: channels.messaging.clone(),
+            settings: config.conversations.clone(),
+        };
+        if let Some(rx) = channels.inbound_sms {
+            tasks.spawn(crate::notify::inbox::receive_sms(
+                inbox.clone(),
+                rx,
+                cancel.child_token(),
+            ));
+        }
         let agents = AgentSessions::default();
         let live = telephony.clone();
         let webhook_changes = Arc::new(tokio::sync::Notify::new());
@@ -198,6 +211,7 @@ impl App {
             metrics_require_api_key: config.metrics.require_api_key,
             messaging: channels.messaging,
             whatsapp_webhook: channels.whatsapp_webhook,
+            inbox,
         };
         let scheduler = Scheduler::start(SchedulerDeps {
             store: store.clone(),

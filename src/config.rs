@@ -32,6 +32,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub messages: MessagesConfig,
     pub channels: ChannelsConfig,
+    pub conversations: ConversationsConfig,
     pub trunks: BTreeMap<String, TrunkConfig>,
 }
 
@@ -45,6 +46,15 @@ pub struct MessagesConfig {
     pub retry_base_ms: u64,
     pub retry_cap_ms: u64,
     pub in_doubt_wait_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConversationsConfig {
+    pub idle_close_s: u64,
+    pub stop_adds_dnc: bool,
+    pub stop_reply: String,
+    pub start_reply: String,
+    pub help_reply: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -72,3 +72,41 @@ CREATE TABLE inbound_messages (
     UNIQUE (channel, provider_id)
 );
 CREATE INDEX inbound_messages_from ON inbound_messages(channel, from_addr, received_at);
+
+-- Conversations: opened by a person (a worker) sending the first SMS or
+-- WhatsApp message; the contact's replies on the same channel, our address
+-- and theirs come back to it. One open conversation per such triple.
+CREATE TABLE conversations (
+    id               TEXT PRIMARY KEY,
+    channel          TEXT NOT NULL,
+    -- Our address (SMS: the sender number; WhatsApp: the phone number id)
+    -- and the contact's (E.164), as given, and as matched (digits only).
+    our_address      TEXT NOT NULL,
+    contact_address  TEXT NOT NULL,
+    our_key          TEXT NOT NULL,
+    contact_key      TEXT NOT NULL,
+    worker           TEXT NOT NULL,
+    -- worker | any
+    route_replies    TEXT NOT NULL,
+    -- open | closed
+    status           TEXT NOT NULL,
+    closed_reason    TEXT,
+    created_at       BIGINT NOT NULL,
+    last_activity_at BIGINT NOT NULL,
+    closed_at        BIGINT
+);
+CREATE UNIQUE INDEX conversations_open ON conversations(channel, our_key, contact_key) WHERE status = 'open';
+CREATE INDEX conversations_idle ON conversations(last_activity_at) WHERE status = 'open';
+CREATE INDEX conversations_worker ON conversations(worker, id);
+
+CREATE TABLE conversation_messages (
+    conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    seq             INTEGER NOT NULL,
+    -- out (the worker's, a message) | in (the contact's)
+    direction       TEXT NOT NULL,
+    -- out: the message's id; in: the inbound message's id.
+    message_id      TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    at              BIGINT NOT NULL,
+    PRIMARY KEY (conversation_id, seq)
+);

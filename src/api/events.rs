@@ -46,6 +46,8 @@ pub fn router(store: Store, keep_alive: Duration, shutdown: CancellationToken) -
     Router::new()
         .route("/campaigns/{id}/events", get(stream))
         .route("/events", get(global_stream))
+        .route("/workers/{worker}/events", get(worker_stream))
+        .route("/conversations/unassigned/events", get(unassigned_stream))
         .with_state(EventsState {
             store,
             keep_alive,
@@ -137,12 +139,68 @@ async fn global_stream(
             Some(out)
         }
     };
+    Ok(global_sse(s, after, types, None))
+}
+
+/// `GET /v1/workers/{worker}/events`: the conversation events routed to
+/// this worker (their conversations' messages, opened and closed), with
+/// `Last-Event-ID` / `?after=` as `GET /v1/events`.
+async fn worker_stream(
+    State(s): State<EventsState>,
+    axum::extract::Path(worker): axum::extract::Path<String>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    let after = start_after(&headers, q.get("after").map(String::as_str))?;
+    Ok(global_sse(
+        s,
+        after,
+        Some(conversation_types()),
+        Some(worker),
+    ))
+}
+
+/// `GET /v1/conversations/unassigned/events`: contacts' messages routed to
+/// anyone (conversations opened with `route_replies: any`, and messages no
+/// open conversation takes).
+async fn unassigned_stream(
+    State(s): State<EventsState>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    let after = start_after(&headers, q.get("after").map(String::as_str))?;
+    Ok(global_sse(
+        s,
+        after,
+        Some(conversation_types()),
+        Some("unassigned".into()),
+    ))
+}
+
+fn conversation_types() -> Vec<String> {
+    GLOBAL_EVENT_TYPES
+        .iter()
+        .filter(|t| t.starts_with("conversation."))
+        .map(|t| t.to_string())
+        .collect()
+}
+
+/// The global log as Server-Sent Events from `after`, only `types` (all
+/// when `None`) and, when `route` is set, only events routed there.
+fn global_sse(
+    s: EventsState,
+    after: i64,
+    types: Option<Vec<String>>,
+    route: Option<String>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let keep_alive = s.keep_alive;
     let reader = GlobalReader {
         log: s.store.log_watch(),
         _open: OpenStream::new(s.store.metrics().clone()),
         store: s.store,
         after,
         types,
+        route,
         buf: VecDeque::new(),
         shutdown: s.shutdown,
     };
@@ -154,7 +212,7 @@ async fn global_stream(
             .data(e.to_json().to_string());
         Some((Ok(ev), r))
     });
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(s.keep_alive)))
+    Sse::new(events).keep_alive(KeepAlive::new().interval(keep_alive))
 }
 
 /// One client's position in the global log.
@@ -162,6 +220,8 @@ struct GlobalReader {
     store: Store,
     after: i64,
     types: Option<Vec<String>>,
+    /// Only events whose `data.route` is this.
+    route: Option<String>,
     buf: VecDeque<GlobalEvent>,
     log: tokio::sync::watch::Receiver<u64>,
     shutdown: CancellationToken,
@@ -173,7 +233,10 @@ impl GlobalReader {
         loop {
             while let Some(e) = self.buf.pop_front() {
                 self.after = e.seq;
-                if self.types.as_ref().is_none_or(|t| t.contains(&e.kind)) {
+                let routed = self.route.as_ref().is_none_or(|r| {
+                    e.data.get("route").and_then(serde_json::Value::as_str) == Some(r)
+                });
+                if routed && self.types.as_ref().is_none_or(|t| t.contains(&e.kind)) {
                     return Some(e);
                 }
             }

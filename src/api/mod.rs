@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod calls;
 pub mod campaigns;
+pub mod conversations;
 mod csv_lines;
 pub mod dnc;
 pub mod documents;
@@ -65,6 +66,8 @@ pub struct ApiDeps {
     pub messaging: crate::message::service::Messaging,
     /// The WhatsApp webhook's settings, when the channel runs.
     pub whatsapp_webhook: Option<crate::message::channels::WhatsappWebhook>,
+    /// Where contacts' messages go (conversations, keywords).
+    pub inbox: crate::notify::inbox::Inbox,
 }
 
 pub fn router(deps: ApiDeps) -> Router {
@@ -115,6 +118,10 @@ pub fn router(deps: ApiDeps) -> Router {
         .merge(messages::router(deps.store.clone(), deps.messaging.clone()))
         .merge(suppressions::router(deps.store.clone()))
         .merge(notifications::router(notify.clone()))
+        .merge(conversations::router(
+            deps.store.clone(),
+            deps.messaging.clone(),
+        ))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(middleware::from_fn_with_state(
             auth.clone(),
@@ -132,7 +139,7 @@ pub fn router(deps: ApiDeps) -> Router {
         .merge(scrape)
         .merge(unsubscribe::router(deps.store.clone()))
         .merge(whatsapp_webhook::router(
-            deps.store.clone(),
+            deps.inbox.clone(),
             deps.whatsapp_webhook.clone(),
         ))
         .nest("/v1", v1)

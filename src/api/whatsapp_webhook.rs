@@ -22,19 +22,18 @@ use super::extract::parse_json;
 use crate::message::channels::WhatsappWebhook;
 use crate::message::transport::{DeliveryReport, PeerReply, ReportKey, ReportStatus};
 use crate::message::whatsapp::{parse_webhook, signature_ok};
-use crate::store::inbound::NewInbound;
-use crate::store::Store;
+use crate::notify::inbox::{Inbound, Inbox};
 
 #[derive(Clone)]
 struct HookState {
-    store: Store,
+    inbox: Inbox,
     hook: Option<WhatsappWebhook>,
 }
 
-pub fn router(store: Store, hook: Option<WhatsappWebhook>) -> Router {
+pub fn router(inbox: Inbox, hook: Option<WhatsappWebhook>) -> Router {
     Router::new()
         .route("/v1/providers/whatsapp/webhook", get(verify).post(receive))
-        .with_state(HookState { store, hook })
+        .with_state(HookState { inbox, hook })
 }
 
 fn off() -> ApiError {
@@ -89,20 +88,17 @@ async fn receive(
     }
     let w = parse_webhook(&parse_json(&body)?);
     let now = chrono::Utc::now().timestamp_millis();
-    let inbound: Vec<NewInbound> = w
-        .messages
-        .iter()
-        .map(|m| NewInbound {
-            channel: "whatsapp".into(),
-            provider_id: m.id.clone(),
-            from: m.from.clone(),
-            to: m.to.clone(),
-            body: m.body.clone(),
-            received_at: m.at.unwrap_or(now).min(now),
-        })
-        .collect();
-    if !inbound.is_empty() {
-        s.store.record_inbound(&inbound).await?;
+    for m in w.messages {
+        s.inbox
+            .receive(Inbound {
+                channel: "whatsapp",
+                provider_id: Some(m.id),
+                from: m.from,
+                to: m.to,
+                body: m.body,
+                at: m.at.unwrap_or(now).min(now),
+            })
+            .await?;
     }
     for st in &w.statuses {
         let status = match st.status.as_str() {

@@ -16,7 +16,7 @@ use super::service::{EmailDefaults, Messaging, SlackDefaults, SmsDefaults, Whats
 use super::simulator::SimulatorTransport;
 use super::sip_message::SipMessageTransport;
 use super::slack::{SlackTarget, SlackTransport};
-use super::smpp::{SmppSettings, SmppTransport};
+use super::smpp::{InboundSms, SmppSettings, SmppTransport};
 use super::smtp::{SmtpSettings, SmtpTransport};
 use super::status::MessageChannel;
 use super::transport::{Mailbox, ReportSink, Reported, Transport};
@@ -245,6 +245,8 @@ pub struct Channels {
     pub bounce: Option<BounceListener>,
     /// What the WhatsApp webhook needs, when the channel runs.
     pub whatsapp_webhook: Option<WhatsappWebhook>,
+    /// SMS the SMSC delivers from contacts (mobile-originated).
+    pub inbound_sms: Option<mpsc::Receiver<InboundSms>>,
 }
 
 /// The WhatsApp webhook's settings and where its status reports go.
@@ -341,6 +343,7 @@ pub async fn build(
         })
     };
     let s = &c.channels.sms;
+    let mut inbound_sms = None;
     let sms = if sms_transport(c) == "off" {
         None
     } else {
@@ -353,7 +356,11 @@ pub async fn build(
                 })?;
                 Arc::new(SipMessageTransport::new(sip.clone(), s.sip_trunk()))
             }
-            other => build_sms_transport(c, other, tx).await?,
+            other => {
+                let (itx, irx) = mpsc::channel(1024);
+                inbound_sms = Some(irx);
+                build_sms_transport(c, other, tx, Some(itx)).await?
+            }
         };
         transports.push(("sms", t.clone()));
         workers.push((
@@ -405,6 +412,7 @@ pub async fn build(
         ));
         whatsapp_reports = Some(tx);
         Some(WhatsappDefaults {
+            phone_number_id: w.phone_number_id.trim().to_string(),
             max_retries: w.max_retries,
             max_per_second: w.max_per_second,
         })
@@ -448,6 +456,7 @@ pub async fn build(
             wake_whatsapp,
             wake_slack,
         },
+        inbound_sms,
         whatsapp_webhook: whatsapp_reports.map(|reports| WhatsappWebhook {
             reports,
             app_secret: resolve_secret(&w.app_secret, &w.app_secret_env)
@@ -485,6 +494,7 @@ async fn build_sms_transport(
     c: &Config,
     name: &str,
     reports: ReportSink,
+    inbound: Option<mpsc::Sender<InboundSms>>,
 ) -> anyhow::Result<Arc<dyn Transport>> {
     let s = &c.channels.sms;
     match name {
@@ -501,7 +511,7 @@ async fn build_sms_transport(
             settings.window = s.window as usize;
             settings.enquire_link_interval = Duration::from_millis(s.enquire_link_ms.max(1000));
             settings.default_source = s.from.clone();
-            Ok(Arc::new(SmppTransport::start(settings, reports, None)))
+            Ok(Arc::new(SmppTransport::start(settings, reports, inbound)))
         }
         other => anyhow::bail!("SMS transport {other:?} is not available"),
     }

@@ -37,6 +37,8 @@ pub struct SmsDefaults {
 /// Accept-time settings of the WhatsApp channel.
 #[derive(Debug, Clone)]
 pub struct WhatsappDefaults {
+    /// Our address on WhatsApp (conversations are matched by it).
+    pub phone_number_id: String,
     pub max_retries: u32,
     pub max_per_second: u32,
 }

@@ -268,6 +268,10 @@ impl ChannelWorker {
             }
             MessageChannel::Sms => {
                 let sms = sms_from(id, rendered).ok_or_else(|| malformed("SMS fields"))?;
+                // The one reply to a STOP goes to the number it just suppressed.
+                if rendered.get("keyword_reply") == Some(&Value::Bool(true)) {
+                    return Ok(Outbound::Sms(sms));
+                }
                 match self
                     .store
                     .sms_blocked_by(&sms.to)

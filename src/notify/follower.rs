@@ -108,6 +108,8 @@ pub struct Follower {
     pub store: Store,
     pub messaging: Messaging,
     pub clock: Clock,
+    /// Open conversations with no message for this long close themselves.
+    pub idle_close_ms: i64,
 }
 
 impl Follower {
@@ -137,6 +139,10 @@ impl Follower {
     async fn round(&self) -> Result<bool, StoreError> {
         let more = self.follow_log().await?;
         self.check().await?;
+        let now = self.clock.now_ms();
+        self.store
+            .close_conversations(None, Some(now - self.idle_close_ms), "idle", now)
+            .await?;
         Ok(more)
     }
 

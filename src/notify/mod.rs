@@ -10,5 +10,6 @@
 //!   event log, starts fallbacks, and writes `notification.status` events.
 
 pub mod follower;
+pub mod inbox;
 pub mod request;
 pub mod status;

@@ -23,6 +23,7 @@ pub mod bulk;
 pub mod calls;
 pub mod campaigns;
 pub mod claims;
+pub mod conversations;
 mod dialect;
 pub mod dnc;
 pub mod documents;

@@ -9,6 +9,7 @@
 //    "udh_hex":"0003…"|null,"message_id":"…","status":0,"dropped":false}
 //   {"type":"deliver_sm_resp","sequence_number":…,"status":0}
 //   {"type":"unbind"} {"type":"enquire_link"} {"type":"close"}
+// A line "mo FROM TO TEXT" on stdin sends a mobile-originated deliver_sm.
 // A line "stats" on stdin prints {"type":"stats",…}: counts since start,
 // unique_bodies being distinct (destination, short_message) pairs received.
 //
@@ -268,6 +269,21 @@ process.stdin.on('data', (chunk) => {
   while ((i = stdinBuf.indexOf('\n')) >= 0) {
     const line = stdinBuf.slice(0, i).trim();
     stdinBuf = stdinBuf.slice(i + 1);
+    // "mo FROM TO TEXT": a mobile-originated message (GSM-7 as ASCII) from
+    // FROM to TO (digits), delivered to the newest bound session.
+    const mo = /^mo (\d+) (\d+) (.+)$/.exec(line);
+    if (mo) {
+      const live = sessions.filter((s) => s.smscBound && !s.smscClosed).pop();
+      if (live) {
+        live.deliver_sm({
+          source_addr_ton: 1, source_addr_npi: 1, source_addr: mo[1],
+          dest_addr_ton: 1, dest_addr_npi: 1, destination_addr: mo[2],
+          esm_class: 0, data_coding: 0, short_message: Buffer.from(mo[3], 'ascii'),
+        });
+      }
+      out({ type: 'mo', from: mo[1], to: mo[2], sent: Boolean(live) });
+      continue;
+    }
     if (line === 'stats') {
       process.stdout.write(JSON.stringify(Object.assign({ type: 'stats' }, stats)) + '\n');
     }

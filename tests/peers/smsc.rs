@@ -136,6 +136,16 @@ impl Smsc {
             .await
     }
 
+    /// Sends a mobile-originated SMS (`from` and `to` as digits) to the
+    /// bound session.
+    pub async fn mo(&mut self, from: &str, to: &str, text: &str) {
+        self.stdin
+            .write_all(format!("mo {from} {to} {text}\n").as_bytes())
+            .await
+            .expect("writing to smsc.js");
+        self.stdin.flush().await.expect("flushing smsc.js stdin");
+    }
+
     /// The SMSC's counters (asks on stdin, reads until the answer).
     pub async fn stats(&mut self, within: Duration) -> Value {
         self.stdin
