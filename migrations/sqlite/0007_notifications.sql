@@ -110,3 +110,13 @@ CREATE TABLE conversation_messages (
     at              BIGINT NOT NULL,
     PRIMARY KEY (conversation_id, seq)
 );
+
+-- Bulk sends (POST /v1/notifications/bulk) by idempotency key: the answer
+-- given, returned again for the same key and body.
+CREATE TABLE notification_bulks (
+    id              TEXT PRIMARY KEY,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    request_hash    TEXT NOT NULL,
+    answer          TEXT NOT NULL,
+    created_at      BIGINT NOT NULL
+);

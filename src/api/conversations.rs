@@ -83,7 +83,7 @@ async fn render(
         MessageChannel::Sms => {
             let d = s.messaging.sms.as_ref().ok_or_else(|| unavailable("sms"))?;
             let r = SmsRequest::parse(&body, d.max_retries)?;
-            sms_row(&s.store, &s.messaging, id, &r, now).await
+            sms_row(&s.store, &s.messaging, &Default::default(), id, &r, now).await
         }
         MessageChannel::Whatsapp => {
             let d = s
@@ -92,7 +92,7 @@ async fn render(
                 .as_ref()
                 .ok_or_else(|| unavailable("whatsapp"))?;
             let r = SmsRequest::parse(&body, d.max_retries)?;
-            whatsapp_row(&s.store, &s.messaging, id, &r, now).await
+            whatsapp_row(&s.store, &s.messaging, &Default::default(), id, &r, now).await
         }
         _ => Err(FieldError::new("channel", "must be sms or whatsapp").into()),
     }

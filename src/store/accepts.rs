@@ -175,7 +175,9 @@ impl Store {
 
 /// Inserts messages as `queued` in one statement; an id or idempotency key
 /// already taken skips its row.
-fn message_inserts<'a, DB: Bulk>(rows: &[(&'a NewMessage, i64)]) -> QueryBuilder<'a, DB> {
+pub(super) fn message_inserts<'a, DB: Bulk>(
+    rows: &[(&'a NewMessage, i64)],
+) -> QueryBuilder<'a, DB> {
     let mut qb = QueryBuilder::new(
         "INSERT INTO messages (id, channel, status, recipient, request, rendered, template_id, \
          template_version, idempotency_key, request_hash, rfc_message_id, max_retries, due_at, \

@@ -32,6 +32,7 @@ pub mod global_events;
 pub mod inbound;
 pub mod messages;
 pub mod nodes;
+pub mod notification_bulk;
 pub mod notifications;
 pub mod oneoff;
 pub mod outdials;

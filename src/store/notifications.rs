@@ -30,7 +30,7 @@ pub struct NotificationRow {
     pub final_at: Option<i64>,
 }
 
-const COLUMNS: &str =
+pub(super) const COLUMNS: &str =
     "id, status, strategy, fallback_after_ms, recipient, request, idempotency_key, \
     request_hash, bulk_id, created_at, updated_at, final_at";
 
@@ -118,7 +118,14 @@ pub enum NotificationAccepted {
     Existing(String),
 }
 
-fn status_event(log: &mut GlobalLog, now: i64, n: &str, from: &str, to: &str, ds: &[DeliveryRow]) {
+pub(super) fn status_event(
+    log: &mut GlobalLog,
+    now: i64,
+    n: &str,
+    from: &str,
+    to: &str,
+    ds: &[DeliveryRow],
+) {
     let deliveries: Vec<Value> = ds
         .iter()
         .map(|d| json!({"channel": d.channel, "status": d.status, "message_id": d.message_id}))
@@ -446,7 +453,7 @@ fn same_request(found: NotificationRow, hash: &str) -> Result<NotificationAccept
     }
 }
 
-fn new_delivery_rows(n: &NewNotification, now: i64) -> Vec<DeliveryRow> {
+pub(super) fn new_delivery_rows(n: &NewNotification, now: i64) -> Vec<DeliveryRow> {
     n.deliveries
         .iter()
         .enumerate()

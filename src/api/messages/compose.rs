@@ -2,6 +2,9 @@
 //! from the template's active version (by id or code) or taken raw, its
 //! channel's checks, and when it may go (its send window).
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use axum::http::StatusCode;
 use serde_json::json;
 
@@ -14,8 +17,9 @@ use crate::message::request::{
 };
 use crate::message::service::Messaging;
 use crate::message::sms_text;
-use crate::message::template::{self, Channel};
+use crate::message::template::{self, Channel, TemplateParts};
 use crate::store::messages::NewMessage;
+use crate::store::templates::TemplateRow;
 use crate::store::{Store, StoreError};
 
 /// Content rendered from a template, or taken raw.
@@ -31,9 +35,68 @@ struct Composed {
     provider: Option<(String, String, Vec<String>)>,
 }
 
+/// A resolved, active template compiled once.
+struct Ready {
+    row: TemplateRow,
+    channel: Channel,
+    parts: TemplateParts,
+    compiled: template::Compiled,
+}
+
+/// The templates one request uses, resolved and compiled once each (a bulk
+/// send renders the same template for every recipient).
+#[derive(Default)]
+pub(crate) struct Templates {
+    ready: std::sync::Mutex<HashMap<String, Arc<Ready>>>,
+}
+
+impl Templates {
+    async fn get(&self, store: &Store, tid: &str) -> ApiResult<Arc<Ready>> {
+        if let Some(r) = self
+            .ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tid)
+        {
+            return Ok(r.clone());
+        }
+        let t = store.resolve_template(tid).await.map_err(|e| match e {
+            StoreError::NotFound => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "template_not_found",
+                format!(
+                    "no template with id or code {:?}",
+                    tid.chars().take(100).collect::<String>()
+                ),
+            )
+            .with_details(json!({"field": "template_id"})),
+            other => other.into(),
+        })?;
+        let (channel, variables, parts) = typed(&t)?;
+        let compiled = template::Compiled::new(channel, &variables, &parts)
+            .map_err(|e| render_error(template::RenderError::Invalid(e)))?;
+        let r = Arc::new(Ready {
+            row: t,
+            channel,
+            parts,
+            compiled,
+        });
+        self.ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(tid.to_string(), r.clone());
+        Ok(r)
+    }
+}
+
 /// Resolves the template (id or code), checks its channel and status, and
 /// renders it; raw content passes through.
-async fn compose(store: &Store, content: &Content, channel: Channel) -> ApiResult<Composed> {
+async fn compose(
+    store: &Store,
+    templates: &Templates,
+    content: &Content,
+    channel: Channel,
+) -> ApiResult<Composed> {
     let Some(tid) = &content.template_id else {
         return Ok(Composed {
             template_id: None,
@@ -45,19 +108,8 @@ async fn compose(store: &Store, content: &Content, channel: Channel) -> ApiResul
             provider: None,
         });
     };
-    let t = store.resolve_template(tid).await.map_err(|e| match e {
-        StoreError::NotFound => ApiError::new(
-            StatusCode::NOT_FOUND,
-            "template_not_found",
-            format!(
-                "no template with id or code {:?}",
-                tid.chars().take(100).collect::<String>()
-            ),
-        )
-        .with_details(json!({"field": "template_id"})),
-        other => other.into(),
-    })?;
-    let (tchannel, variables, parts) = typed(&t)?;
+    let ready = templates.get(store, tid).await?;
+    let (t, tchannel, parts) = (&ready.row, ready.channel, &ready.parts);
     if tchannel != channel {
         return Err(FieldError::new(
             "template_id",
@@ -78,14 +130,16 @@ async fn compose(store: &Store, content: &Content, channel: Channel) -> ApiResul
         )
         .with_details(json!({"field": "template_id"})));
     }
-    let r = template::render(channel, &variables, &parts, &content.template_variables)
+    let r = ready
+        .compiled
+        .render(&content.template_variables)
         .map_err(render_error)?;
     let provider = parts
         .provider_template
         .as_ref()
         .map(|p| (p.name.clone(), p.language.clone(), r.parameters.clone()));
     Ok(Composed {
-        template_id: Some(t.id),
+        template_id: Some(t.id.clone()),
         template_version: Some(t.version),
         subject: r.subject,
         body_html: r.body_html,
@@ -119,6 +173,7 @@ pub(crate) fn unavailable(channel: &str) -> ApiError {
 pub(crate) async fn email_row(
     store: &Store,
     messaging: &Messaging,
+    templates: &Templates,
     id: &str,
     req: &EmailRequest,
     now: i64,
@@ -127,7 +182,7 @@ pub(crate) async fn email_row(
         .email
         .as_ref()
         .ok_or_else(|| unavailable("email"))?;
-    let c = compose(store, &req.content, Channel::Email).await?;
+    let c = compose(store, templates, &req.content, Channel::Email).await?;
     let subject = c.subject.unwrap_or_default();
     if subject.trim().is_empty() {
         return Err(FieldError::new("subject", "rendered empty").into());
@@ -182,12 +237,13 @@ pub(crate) async fn email_row(
 pub(crate) async fn sms_row(
     store: &Store,
     messaging: &Messaging,
+    templates: &Templates,
     id: &str,
     req: &SmsRequest,
     now: i64,
 ) -> ApiResult<NewMessage> {
     let d = messaging.sms.as_ref().ok_or_else(|| unavailable("sms"))?;
-    let c = compose(store, &req.content, Channel::Sms).await?;
+    let c = compose(store, templates, &req.content, Channel::Sms).await?;
     let body = c.body.unwrap_or_default();
     if body.trim().is_empty() {
         return Err(FieldError::new("body", "rendered empty").into());
@@ -243,6 +299,7 @@ pub const WHATSAPP_WINDOW_MS: i64 = 24 * 3_600_000;
 pub(crate) async fn whatsapp_row(
     store: &Store,
     messaging: &Messaging,
+    templates: &Templates,
     id: &str,
     req: &SmsRequest,
     now: i64,
@@ -258,7 +315,7 @@ pub(crate) async fn whatsapp_row(
         )
         .into());
     }
-    let c = compose(store, &req.content, Channel::Whatsapp).await?;
+    let c = compose(store, templates, &req.content, Channel::Whatsapp).await?;
     let rendered = match c.provider {
         Some((name, language, parameters)) => json!({
             "to": req.to, "type": "template",
@@ -314,6 +371,7 @@ pub(crate) async fn whatsapp_row(
 pub(crate) async fn slack_row(
     store: &Store,
     messaging: &Messaging,
+    templates: &Templates,
     id: &str,
     req: &SlackRequest,
     now: i64,
@@ -322,7 +380,7 @@ pub(crate) async fn slack_row(
         .slack
         .as_ref()
         .ok_or_else(|| unavailable("slack"))?;
-    let c = compose(store, &req.content, Channel::Slack).await?;
+    let c = compose(store, templates, &req.content, Channel::Slack).await?;
     let text = c.body.unwrap_or_default();
     if text.trim().is_empty() {
         return Err(FieldError::new("body", "rendered empty").into());

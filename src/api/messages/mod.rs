@@ -102,7 +102,15 @@ async fn create_email(
         .max_retries;
     let req = EmailRequest::parse(&body, retries)?;
     let id = crate::store::new_id();
-    let row = email_row(&s.store, &s.messaging, &id, &req, now()).await?;
+    let row = email_row(
+        &s.store,
+        &s.messaging,
+        &Default::default(),
+        &id,
+        &req,
+        now(),
+    )
+    .await?;
     accept(&s, row, MessageChannel::Email).await
 }
 
@@ -118,7 +126,15 @@ async fn create_sms(
         .max_retries;
     let req = SmsRequest::parse(&body, retries)?;
     let id = crate::store::new_id();
-    let row = sms_row(&s.store, &s.messaging, &id, &req, now()).await?;
+    let row = sms_row(
+        &s.store,
+        &s.messaging,
+        &Default::default(),
+        &id,
+        &req,
+        now(),
+    )
+    .await?;
     accept(&s, row, MessageChannel::Sms).await
 }
 
@@ -134,7 +150,15 @@ async fn create_whatsapp(
         .max_retries;
     let req = SmsRequest::parse(&body, retries)?;
     let id = crate::store::new_id();
-    let row = whatsapp_row(&s.store, &s.messaging, &id, &req, now()).await?;
+    let row = whatsapp_row(
+        &s.store,
+        &s.messaging,
+        &Default::default(),
+        &id,
+        &req,
+        now(),
+    )
+    .await?;
     accept(&s, row, MessageChannel::Whatsapp).await
 }
 
@@ -361,6 +385,7 @@ async fn change(
             email_row(
                 &s.store,
                 &s.messaging,
+                &Default::default(),
                 &id,
                 &EmailRequest::parse(&whole, retries)?,
                 now,
@@ -377,6 +402,7 @@ async fn change(
             sms_row(
                 &s.store,
                 &s.messaging,
+                &Default::default(),
                 &id,
                 &SmsRequest::parse(&whole, retries)?,
                 now,
@@ -392,7 +418,7 @@ async fn change(
                 .ok_or_else(|| unavailable("whatsapp"))?
                 .max_retries;
             let req = SmsRequest::parse(&whole, retries)?;
-            whatsapp_row(&s.store, &s.messaging, &id, &req, now).await?
+            whatsapp_row(&s.store, &s.messaging, &Default::default(), &id, &req, now).await?
         }
     };
     row.idempotency_key = m.idempotency_key.clone();

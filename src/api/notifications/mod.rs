@@ -18,7 +18,9 @@ use serde_json::{json, Map, Value};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ts, ts_opt, IdPath, JsonBody, ListQuery};
-use super::messages::compose::{email_row, slack_row, sms_row, unavailable, whatsapp_row};
+use super::messages::compose::{
+    email_row, slack_row, sms_row, unavailable, whatsapp_row, Templates,
+};
 use crate::domain::specs::CallRequest;
 use crate::domain::FieldError;
 use crate::message::request::{request_hash, EmailRequest, SlackRequest, SmsRequest};
@@ -44,9 +46,13 @@ pub struct NotifyState {
 }
 
 /// The routes, relative to `/v1` or `/api/v1`.
+mod bulk;
+
 pub fn router(s: NotifyState) -> Router {
     Router::new()
         .route("/notifications/send", post(send))
+        .route("/notifications/bulk", post(bulk::send_bulk))
+        .route("/notifications/bulk/{id}", get(bulk::read_bulk))
         .route("/notifications", get(list))
         .route("/notifications/{id}", get(read))
         .route("/channels/capabilities", get(capabilities))
@@ -114,16 +120,19 @@ async fn template_for(
 }
 
 /// One channel's delivery: its request checked and its row rendered now.
+/// `template` is the one [`template_for`] chose for this channel.
+#[allow(clippy::too_many_arguments)]
 async fn delivery(
     s: &NotifyState,
     req: &NotificationRequest,
     nid: &str,
     position: usize,
     channel: NotifyChannel,
+    template: Option<&str>,
+    templates: &Templates,
     now: i64,
 ) -> ApiResult<(String, Pending)> {
-    let template = template_for(s, req, channel).await?;
-    let body = req.channel_body(channel, template.as_deref());
+    let body = req.channel_body(channel, template);
     let id = crate::store::new_id();
     let key = Some(format!("notification:{nid}:{position}"));
     let pending = match channel {
@@ -135,7 +144,7 @@ async fn delivery(
                 .ok_or_else(|| unavailable("email"))?;
             let r =
                 EmailRequest::parse(&body, d.max_retries).map_err(|e| rename_field(channel, e))?;
-            let mut row = email_row(&s.store, &s.messaging, &id, &r, now)
+            let mut row = email_row(&s.store, &s.messaging, templates, &id, &r, now)
                 .await
                 .map_err(|e| renamed(channel, e))?;
             row.idempotency_key = key;
@@ -145,7 +154,7 @@ async fn delivery(
             let d = s.messaging.sms.as_ref().ok_or_else(|| unavailable("sms"))?;
             let r =
                 SmsRequest::parse(&body, d.max_retries).map_err(|e| rename_field(channel, e))?;
-            let mut row = sms_row(&s.store, &s.messaging, &id, &r, now)
+            let mut row = sms_row(&s.store, &s.messaging, templates, &id, &r, now)
                 .await
                 .map_err(|e| renamed(channel, e))?;
             row.idempotency_key = key;
@@ -179,7 +188,7 @@ async fn delivery(
                 .ok_or_else(|| unavailable("whatsapp"))?;
             let r =
                 SmsRequest::parse(&body, d.max_retries).map_err(|e| rename_field(channel, e))?;
-            let mut row = whatsapp_row(&s.store, &s.messaging, &id, &r, now)
+            let mut row = whatsapp_row(&s.store, &s.messaging, templates, &id, &r, now)
                 .await
                 .map_err(|e| renamed(channel, e))?;
             row.idempotency_key = key;
@@ -193,7 +202,7 @@ async fn delivery(
                 .ok_or_else(|| unavailable("slack"))?;
             let r =
                 SlackRequest::parse(&body, d.max_retries).map_err(|e| rename_field(channel, e))?;
-            let mut row = slack_row(&s.store, &s.messaging, &id, &r, now)
+            let mut row = slack_row(&s.store, &s.messaging, templates, &id, &r, now)
                 .await
                 .map_err(|e| renamed(channel, e))?;
             row.idempotency_key = key;
@@ -219,35 +228,13 @@ async fn send(
         }
     }
     let now = now();
-    let nid = crate::store::new_id();
-    let fallback_after_ms = req.fallback_after_s.map(|s| s * 1000);
-    let mut deliveries = Vec::with_capacity(req.channels.len());
-    for (i, &c) in req.channels.iter().enumerate() {
-        let (message_id, pending) = delivery(&s, &req, &nid, i, c, now).await?;
-        let starts = req.strategy == Strategy::All || i == 0;
-        deliveries.push(NewDelivery {
-            channel: c.as_str().into(),
-            status: if starts { "starting" } else { "waiting" },
-            message_id,
-            pending: serde_json::to_string(&pending).map_err(ApiError::internal)?,
-            deadline_at: fallback_after_ms
-                .filter(|_| {
-                    starts && req.strategy == Strategy::Fallback && i + 1 < req.channels.len()
-                })
-                .map(|ms| now + ms),
-        });
+    let templates = Templates::default();
+    let mut chosen = Vec::with_capacity(req.channels.len());
+    for &c in &req.channels {
+        chosen.push(template_for(&s, &req, c).await?);
     }
-    let n = NewNotification {
-        id: nid.clone(),
-        strategy: req.strategy.as_str().into(),
-        fallback_after_ms,
-        recipient: req.recipient.key(),
-        request: serde_json::to_string(&req).map_err(ApiError::internal)?,
-        idempotency_key: req.idempotency_key.clone(),
-        request_hash: request_hash(&req),
-        bulk_id: None,
-        deliveries,
-    };
+    let (n, _) = build(&s, &req, &chosen, &templates, None, now).await?;
+    let nid = n.id.clone();
     let id = match s
         .store
         .accept_notification(&n, now)
@@ -268,6 +255,54 @@ async fn send(
     };
     let v = notification_value(&s, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(v)))
+}
+
+/// A notification's row, its deliveries rendered now (`chosen`: each
+/// channel's template, from [`template_for`]), and each delivery that
+/// starts now with the message it inserts.
+async fn build(
+    s: &NotifyState,
+    req: &NotificationRequest,
+    chosen: &[Option<String>],
+    templates: &Templates,
+    bulk_id: Option<&str>,
+    now: i64,
+) -> ApiResult<(NewNotification, Vec<Pending>)> {
+    let nid = crate::store::new_id();
+    let fallback_after_ms = req.fallback_after_s.map(|s| s * 1000);
+    let mut deliveries = Vec::with_capacity(req.channels.len());
+    let mut starting = Vec::new();
+    for (i, &c) in req.channels.iter().enumerate() {
+        let template = chosen.get(i).and_then(|t| t.as_deref());
+        let (message_id, pending) = delivery(s, req, &nid, i, c, template, templates, now).await?;
+        let starts = req.strategy == Strategy::All || i == 0;
+        deliveries.push(NewDelivery {
+            channel: c.as_str().into(),
+            status: if starts { "starting" } else { "waiting" },
+            message_id,
+            pending: serde_json::to_string(&pending).map_err(ApiError::internal)?,
+            deadline_at: fallback_after_ms
+                .filter(|_| {
+                    starts && req.strategy == Strategy::Fallback && i + 1 < req.channels.len()
+                })
+                .map(|ms| now + ms),
+        });
+        if starts {
+            starting.push(pending);
+        }
+    }
+    let n = NewNotification {
+        id: nid,
+        strategy: req.strategy.as_str().into(),
+        fallback_after_ms,
+        recipient: req.recipient.key(),
+        request: serde_json::to_string(req).map_err(ApiError::internal)?,
+        idempotency_key: req.idempotency_key.clone(),
+        request_hash: request_hash(req),
+        bulk_id: bulk_id.map(str::to_string),
+        deliveries,
+    };
+    Ok((n, starting))
 }
 
 fn idempotency_error(e: StoreError) -> ApiError {
