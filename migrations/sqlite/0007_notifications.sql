@@ -120,3 +120,8 @@ CREATE TABLE notification_bulks (
     answer          TEXT NOT NULL,
     created_at      BIGINT NOT NULL
 );
+
+-- A campaign's fallback message for a target that ended failed: the
+-- message's id, or '' when none could be made (the event says why).
+ALTER TABLE targets ADD COLUMN fallback_message_id TEXT;
+CREATE INDEX targets_fallback_due ON targets(outdial_id, id) WHERE state = 'failed' AND fallback_message_id IS NULL;

@@ -86,6 +86,29 @@ async fn check_refs(s: &CampaignState, r: &CampaignSpec) -> ApiResult<()> {
         )
         .into());
     }
+    if let Some(fb) = &r.fallback {
+        match s.store.resolve_template(&fb.template_id).await {
+            Ok(t) if t.channel != fb.channel => {
+                return Err(FieldError::new(
+                    "fallback.template_id",
+                    format!(
+                        "template {:?} is for {}, not {}",
+                        t.code, t.channel, fb.channel
+                    ),
+                )
+                .into())
+            }
+            Ok(_) => {}
+            Err(StoreError::NotFound) => {
+                return Err(FieldError::new(
+                    "fallback.template_id",
+                    format!("no template with id or code {:?}", fb.template_id),
+                )
+                .into())
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     Ok(())
 }
 

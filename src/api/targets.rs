@@ -58,6 +58,7 @@ pub fn target_json(t: &TargetRow) -> Value {
         "variables": t.variables,
         "client_token": t.client_token,
         "last_outcome": t.last_outcome,
+        "fallback_message_id": t.fallback_message_id.as_deref().filter(|m| !m.is_empty()),
         "reason": t.reason,
         "created_at": ts(t.created_at),
         "updated_at": ts(t.updated_at),

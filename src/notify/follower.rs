@@ -143,6 +143,7 @@ impl Follower {
         self.store
             .close_conversations(None, Some(now - self.idle_close_ms), "idle", now)
             .await?;
+        super::campaign_fallback::run_pass(&self.store, &self.messaging, now).await?;
         Ok(more)
     }
 

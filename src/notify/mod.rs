@@ -9,6 +9,7 @@
 //! - [`follower`]: follows the deliveries' messages and calls on the global
 //!   event log, starts fallbacks, and writes `notification.status` events.
 
+pub mod campaign_fallback;
 pub mod follower;
 pub mod inbox;
 pub mod request;

@@ -26,19 +26,31 @@ use crate::store::with_pool;
 pub const PAGE_EVENTS: usize = 1000;
 
 /// Every event type, as named in the stream and in webhook filters.
-pub const EVENT_TYPES: [&str; 6] = [
+pub const EVENT_TYPES: [&str; 7] = [
     "target.transition",
     "attempt.started",
     "attempt.answered",
     "attempt.ended",
     "agent.result",
     "campaign.status",
+    "target.fallback",
 ];
 
 /// Field names of each type's stored form, after its code and `at`. Pages
 /// store an event as a JSON array `[code, at, field…]` (positional, to keep
 /// the log small; the dialing path writes several events per attempt).
-const LAYOUTS: [(&str, &str, &[&str]); 6] = [
+const LAYOUTS: [(&str, &str, &[&str]); 7] = [
+    (
+        "F",
+        "target.fallback",
+        &[
+            "target_id",
+            "channel",
+            "message_id",
+            "template_id",
+            "reason",
+        ],
+    ),
     (
         "T",
         "target.transition",

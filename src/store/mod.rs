@@ -28,6 +28,7 @@ mod dialect;
 pub mod dnc;
 pub mod documents;
 pub mod events;
+pub mod fallbacks;
 pub mod global_events;
 pub mod inbound;
 pub mod messages;

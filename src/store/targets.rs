@@ -54,6 +54,8 @@ pub struct TargetRow {
     pub client_token: Option<String>,
     pub last_outcome: Option<String>,
     pub reason: Option<String>,
+    /// A campaign fallback's message (`""`: none could be made).
+    pub fallback_message_id: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -75,7 +77,7 @@ pub struct TargetEvent {
 pub(super) const TARGET_COLUMNS: &str =
     "id, outdial_id, name, destinations, destination_index, try_count_max, \
     try_count_current, state, next_attempt_at, not_before, expires_at, timezone, variables, \
-    client_token, last_outcome, reason, created_at, updated_at";
+    client_token, last_outcome, reason, fallback_message_id, created_at, updated_at";
 
 /// Rows per INSERT statement: 14 parameters each, under SQLite's and PostgreSQL's limits.
 const ROWS_PER_STATEMENT: usize = 1000;
@@ -106,6 +108,7 @@ macro_rules! decode_target {
             client_token: row.try_get("client_token")?,
             last_outcome: row.try_get("last_outcome")?,
             reason: row.try_get("reason")?,
+            fallback_message_id: row.try_get("fallback_message_id")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
         }

@@ -90,6 +90,19 @@ pub struct CampaignSpec {
     pub schedule: Option<DailyScheduleSpec>,
     pub priority: Priority,
     pub end_handle: EndHandle,
+    /// A message for targets that end `failed` with every call attempt
+    /// spent (not DNC, not an invalid destination, not opted out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<FallbackSpec>,
+}
+
+/// A campaign's fallback message: `channel` (`sms` to the target's first
+/// phone number, `email` to its `email` variable) rendered from
+/// `template_id` with the target's variables.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FallbackSpec {
+    pub channel: String,
+    pub template_id: String,
 }
 
 impl Default for CampaignSpec {
@@ -107,6 +120,7 @@ impl Default for CampaignSpec {
             schedule: None,
             priority: Priority::default(),
             end_handle: EndHandle::default(),
+            fallback: None,
         }
     }
 }
@@ -129,6 +143,7 @@ impl CampaignSpec {
             "schedule",
             "priority",
             "end_handle",
+            "fallback",
         ])?;
         let d = CampaignSpec::default();
         let name = f.name("name", 200)?;
@@ -158,8 +173,23 @@ impl CampaignSpec {
             EndHandle::as_str,
             d.end_handle,
         )?;
+        let fallback = match f.obj_opt("fallback")? {
+            None => None,
+            Some(fb) => {
+                fb.deny_unknown(&["channel", "template_id"])?;
+                let channel = fb.str_req("channel")?;
+                if !["sms", "email"].contains(&channel) {
+                    return Err(fb.err("channel", format!("must be sms or email, got {channel:?}")));
+                }
+                Some(FallbackSpec {
+                    channel: channel.to_string(),
+                    template_id: fb.name("template_id", 200)?,
+                })
+            }
+        };
         Ok(CampaignSpec {
             name,
+            fallback,
             detail: f
                 .text_opt("detail", MAX_DETAIL_CHARS)?
                 .unwrap_or_default()
