@@ -187,6 +187,13 @@ impl App {
                 cancel.child_token(),
             ));
         }
+        if let Some(rx) = call_control.as_ref().and_then(|cc| cc.receive_messages()) {
+            tasks.spawn(crate::notify::inbox::receive_sip(
+                inbox.clone(),
+                rx,
+                cancel.child_token(),
+            ));
+        }
         let agents = AgentSessions::default();
         let live = telephony.clone();
         let webhook_changes = Arc::new(tokio::sync::Notify::new());

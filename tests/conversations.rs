@@ -5,6 +5,7 @@
 //! confirmation, and idle conversations close themselves.
 
 mod common;
+mod sipp;
 #[path = "peers/smsc.rs"]
 mod smsc;
 #[path = "common/sse.rs"]
@@ -246,4 +247,103 @@ async fn an_idle_conversation_closes_itself() {
     assert_eq!(c["status"], "closed");
     app.stop().await;
     smsc.stop().await;
+}
+
+/// One MESSAGE from a SIPp phone (`from_user` → `to_user`) to herald; SIPp's exit.
+async fn sipp_reply(
+    herald: std::net::SocketAddr,
+    from_user: &str,
+    to_user: &str,
+    text: &str,
+) -> sipp::SippExit {
+    sipp::ensure_sipp();
+    let port = sipp::free_udp_port();
+    let out = tokio::process::Command::new("timeout")
+        .args([
+            "30",
+            "sipp",
+            "-sf",
+            "scenarios/uac_message_reply.xml",
+            &herald.to_string(),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-m",
+            "1",
+            "-nostdin",
+            "-timeout",
+            "20s",
+            "-key",
+            "from_user",
+            from_user,
+            "-key",
+            "to_user",
+            to_user,
+            "-key",
+            "reply",
+            text,
+        ])
+        .current_dir(sipp::crate_root())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("running sipp");
+    sipp::SippExit {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        logs: String::new(),
+    }
+}
+
+#[tokio::test]
+async fn over_sip_message_the_phones_reply_reaches_the_worker() {
+    // The worker's SMS go as SIP MESSAGE to a SIPp UAS (the phone); it
+    // answers with MESSAGEs of its own from a SIPp UAC.
+    let uas = sipp::SippUas::start("uas_message.xml", 2, &[]).await;
+    let proxy = format!("sip:{}", uas.addr);
+    let app = spawn_app_with(
+        Db::Sqlite,
+        &[
+            ("HERALD__TRUNKS__DEFAULT__PROXY", proxy.as_str()),
+            ("HERALD__CHANNELS__SMS__TRANSPORT", "sip"),
+            ("HERALD__CHANNELS__SMS__FROM", "+15550009999"),
+        ],
+        None,
+    )
+    .await
+    .expect("sqlite");
+    let mut dana = stream(&app, "/v1/workers/dana/events").await;
+    let c = app
+        .post_ok("/v1/conversations", &json!({"channel": "sms", "to": "+15557654321", "worker": "dana", "body": "Your results are ready"}), StatusCode::CREATED)
+        .await;
+    let herald = app.sip_addr().expect("herald's SIP address");
+    let exit = sipp_reply(herald, "15557654321", OURS, "Thank you").await;
+    exit.assert_success();
+    let m = next_in(&mut dana).await;
+    assert_eq!(m["data"]["conversation_id"], id_of(&c).as_str());
+    assert_eq!(m["data"]["body"], "Thank you");
+    // STOP over SIP: suppressed too.
+    sipp_reply(herald, "15557654321", OURS, "STOP")
+        .await
+        .assert_success();
+    let m = next_in(&mut dana).await;
+    assert_eq!(m["data"]["body"], "STOP");
+    let s = expect_json(
+        app.get("/v1/suppressions/sms/+15557654321").await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(s["reason"], "stop_keyword");
+    // The two MESSAGEs the phone got: the worker's, and STOP's one confirmation.
+    let exit = uas.finish().await;
+    exit.assert_success();
+    assert!(
+        exit.logs.contains("BODY:Your results are ready"),
+        "{}",
+        exit.logs
+    );
+    assert!(exit.logs.contains("unsubscribed"), "{}", exit.logs);
+    app.stop().await;
 }

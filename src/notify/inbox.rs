@@ -214,6 +214,45 @@ pub async fn receive_sms(
     }
 }
 
+/// Takes the SIP MESSAGEs phones send to herald to the inbox (as SMS:
+/// SIP MESSAGE is an SMS transport), answering each once it is kept.
+pub async fn receive_sip(
+    inbox: Inbox,
+    mut rx: tokio::sync::mpsc::Receiver<crate::sip::inbound_message::SipInbound>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let m = tokio::select! {
+            _ = cancel.cancelled() => return,
+            m = rx.recv() => match m {
+                Some(m) => m,
+                None => return,
+            },
+        };
+        let plus = |n: String| {
+            if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) {
+                format!("+{n}")
+            } else {
+                n
+            }
+        };
+        let kept = inbox
+            .receive(Inbound {
+                channel: "sms",
+                provider_id: Some(format!("sip:{}", m.id)),
+                from: plus(m.from),
+                to: plus(m.to),
+                body: m.body,
+                at: chrono::Utc::now().timestamp_millis(),
+            })
+            .await;
+        if let Err(e) = &kept {
+            tracing::warn!(error = %e, "keeping a received SIP MESSAGE failed; it is answered 500");
+        }
+        let _ = m.kept.send(kept.is_ok());
+    }
+}
+
 fn hex_hash(s: &str) -> String {
     use sha2::Digest;
     hex::encode(&sha2::Sha256::digest(s.as_bytes())[..8])

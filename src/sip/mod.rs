@@ -13,6 +13,7 @@ mod call;
 pub mod classify;
 pub mod digest;
 mod guard;
+pub mod inbound_message;
 mod media;
 mod message;
 pub mod sdp;
@@ -313,6 +314,15 @@ impl CallControl {
     }
 
     /// Calls between their INVITE and their end.
+    /// Takes the MESSAGEs phones send to herald from now on (once; a
+    /// second call gets `None`). Until then they are answered 405.
+    pub fn receive_messages(
+        &self,
+    ) -> Option<tokio::sync::mpsc::Receiver<inbound_message::SipInbound>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        self.inner.stack.messages.set(tx).ok().map(|()| rx)
+    }
+
     pub fn live_calls(&self) -> usize {
         self.inner.stack.registry.len()
     }

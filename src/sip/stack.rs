@@ -31,6 +31,7 @@ use tracing::{debug, warn};
 
 use super::classify::parse_q850_cause;
 use super::guard::GuardedUdp;
+use super::inbound_message::MessageSink;
 use crate::metrics::Metrics;
 
 /// RFC 3261's 64*T1 (Timers B, D, F, M…), 32 s by default. herald waits
@@ -86,6 +87,8 @@ pub(super) struct Stack {
     pub(super) dialogs: Arc<DialogLayer>,
     pub(super) local_addr: SocketAddr,
     pub(super) registry: Registry,
+    /// Where received MESSAGEs go, once someone takes them.
+    pub(super) messages: MessageSink,
 }
 
 impl Stack {
@@ -129,12 +132,14 @@ impl Stack {
         let inner = endpoint.inner.clone();
         tasks.spawn(async move { endpoint.serve().await });
         let registry = Registry::default();
+        let messages = MessageSink::default();
         tasks.spawn(incoming_loop(
             incoming,
             dialogs.clone(),
             registry.clone(),
             tasks.clone(),
             invites,
+            messages.clone(),
             stop,
         ));
         drop(inner);
@@ -142,6 +147,7 @@ impl Stack {
             dialogs,
             local_addr,
             registry,
+            messages,
         })
     }
 }
@@ -175,6 +181,7 @@ async fn incoming_loop(
     registry: Registry,
     tasks: TaskTracker,
     invites: Option<InviteSender>,
+    messages: MessageSink,
     stop: CancellationToken,
 ) {
     loop {
@@ -185,7 +192,7 @@ async fn incoming_loop(
                 None => break,
             },
         };
-        route(tx, &dialogs, &registry, &tasks, invites.as_ref());
+        route(tx, &dialogs, &registry, &tasks, invites.as_ref(), &messages);
     }
     debug!("SIP incoming loop stopped");
 }
@@ -198,6 +205,7 @@ fn route(
     registry: &Registry,
     tasks: &TaskTracker,
     invites: Option<&InviteSender>,
+    messages: &MessageSink,
 ) {
     let method = tx.original.method;
     let has_to_tag = tx
@@ -225,6 +233,12 @@ fn route(
                     debug!(error = %e, "in-dialog request failed");
                 }
             });
+            return;
+        }
+    }
+    if method == Method::Message && !has_to_tag {
+        if let Some(sink) = messages.get() {
+            tasks.spawn(super::inbound_message::handle(tx, sink.clone()));
             return;
         }
     }

@@ -425,6 +425,11 @@ impl TestApp {
     }
 
     /// Where herald receives e-mail delivery reports, when it does.
+    /// herald's SIP address (where phones send requests).
+    pub fn sip_addr(&self) -> Option<std::net::SocketAddr> {
+        self.app.as_ref().and_then(|a| a.sip_addr)
+    }
+
     pub fn bounce_addr(&self) -> Option<std::net::SocketAddr> {
         self.app.as_ref().and_then(|a| a.bounce_addr)
     }
