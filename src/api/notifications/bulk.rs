@@ -183,6 +183,7 @@ pub(super) async fn send_bulk(
     let mut chunk: Vec<NewNotification> = Vec::with_capacity(BULK_CHUNK);
     let mut messages: Vec<(String, NewMessage)> = Vec::new();
     let mut calls: Vec<DeliveryRow> = Vec::new();
+    let mut writing: Option<tokio::task::JoinHandle<ApiResult<usize>>> = None;
     for (i, row) in rows.iter().enumerate() {
         let req = match row_request(&top, row, i, key) {
             Ok(r) => r,
@@ -259,10 +260,25 @@ pub(super) async fn send_bulk(
         }
         chunk.push(n);
         if chunk.len() >= BULK_CHUNK {
-            accepted += write(&s, &mut chunk, &mut messages, &mut calls, now).await?;
+            // The chunk is written while the next is rendered.
+            if let Some(w) = writing.take() {
+                accepted += joined(w).await?;
+            }
+            let parts = (
+                std::mem::take(&mut chunk),
+                std::mem::take(&mut messages),
+                std::mem::take(&mut calls),
+            );
+            let s2 = s.clone();
+            writing = Some(tokio::spawn(async move {
+                write(&s2, parts.0, parts.1, parts.2, now).await
+            }));
         }
     }
-    accepted += write(&s, &mut chunk, &mut messages, &mut calls, now).await?;
+    if let Some(w) = writing.take() {
+        accepted += joined(w).await?;
+    }
+    accepted += write(&s, chunk, messages, calls, now).await?;
     let answer = json!({"bulk_id": bulk_id, "total": rows.len(), "accepted": rows.len() - rejected.len(),
                         "written": accepted, "rejected": rejected});
     if let Some(key) = key {
@@ -273,18 +289,23 @@ pub(super) async fn send_bulk(
     Ok((StatusCode::ACCEPTED, Json(answer)))
 }
 
+/// A chunk's write, awaited.
+async fn joined(w: tokio::task::JoinHandle<ApiResult<usize>>) -> ApiResult<usize> {
+    w.await.map_err(ApiError::internal)?
+}
+
 /// Writes a chunk and starts its calls; how many notifications were new.
 async fn write(
     s: &NotifyState,
-    chunk: &mut Vec<NewNotification>,
-    messages: &mut Vec<(String, NewMessage)>,
-    calls: &mut Vec<DeliveryRow>,
+    chunk: Vec<NewNotification>,
+    messages: Vec<(String, NewMessage)>,
+    calls: Vec<DeliveryRow>,
     now: i64,
 ) -> ApiResult<usize> {
     if chunk.is_empty() {
         return Ok(0);
     }
-    let written = s.store.accept_bulk_chunk(chunk, messages, now).await?;
+    let written = s.store.accept_bulk_chunk(&chunk, &messages, now).await?;
     let mut woke: Vec<MessageChannel> = messages
         .iter()
         .filter_map(|(_, m)| MessageChannel::parse(&m.channel))
@@ -294,14 +315,12 @@ async fn write(
         s.messaging.wake(c);
     }
     let new_calls: Vec<DeliveryRow> = calls
-        .drain(..)
+        .into_iter()
         .filter(|c| written.contains(&c.notification_id))
         .collect();
     if let Err(e) = start_all(&s.store, &s.messaging, &new_calls, now).await {
         tracing::warn!(error = %e, "starting a bulk's calls failed; the follower retries");
     }
-    chunk.clear();
-    messages.clear();
     Ok(written.len())
 }
 

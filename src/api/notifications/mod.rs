@@ -280,7 +280,12 @@ async fn build(
             channel: c.as_str().into(),
             status: if starts { "starting" } else { "waiting" },
             message_id,
-            pending: serde_json::to_string(&pending).map_err(ApiError::internal)?,
+            // A bulk writes a starting message with its delivery: nothing to keep.
+            pending: if starts && bulk_id.is_some() && matches!(pending, Pending::Message { .. }) {
+                String::new()
+            } else {
+                serde_json::to_string(&pending).map_err(ApiError::internal)?
+            },
             deadline_at: fallback_after_ms
                 .filter(|_| {
                     starts && req.strategy == Strategy::Fallback && i + 1 < req.channels.len()
