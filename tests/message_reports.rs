@@ -27,6 +27,7 @@ fn sms(to: &str) -> NewMessage {
         rfc_message_id: None,
         max_retries: 3,
         due_at: 0,
+        priority: 1,
     }
 }
 

@@ -154,3 +154,61 @@ async fn a_bulk_sends_each_valid_row_once_and_reports_the_bad_ones() {
     app.stop().await;
     smsc.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verification_code_overtakes_a_marketing_bulk() {
+    let mut smsc = Smsc::start(&[]).await;
+    let url = format!("smpp://herald@127.0.0.1:{}", smsc.port);
+    let app = spawn_app_with(
+        Db::Sqlite,
+        &[
+            ("HERALD__CHANNELS__SMS__TRANSPORT", "smpp"),
+            ("HERALD__CHANNELS__SMS__SMPP_URL", url.as_str()),
+            ("HERALD__CHANNELS__SMS__PASSWORD", "secret"),
+            // 5,000 marketing SMS take 10 s at this rate.
+            ("HERALD__CHANNELS__SMS__MAX_PER_SECOND", "500"),
+        ],
+        None,
+    )
+    .await
+    .expect("sqlite");
+    let recipients: Vec<Value> = (0..5_000)
+        .map(|i| json!({"phone": format!("+1555{:07}", 5_000_000 + i * 10 + 1 + i % 9)}))
+        .collect();
+    let bulk = json!({"channels": ["sms"], "body": "Spring sale: 20% off", "priority": "marketing", "recipients": recipients});
+    expect_json(
+        app.post("/v1/notifications/bulk", &bulk).await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    // Once the bulk is going out, a verification code.
+    smsc.wait_kind("submit_sm", 200, Duration::from_secs(30))
+        .await;
+    let sent = std::time::Instant::now();
+    app.post_ok(
+        "/v1/sms",
+        &json!({"to": "+15559990001", "body": "Your code is 4411", "priority": "emergency"}),
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    let seen = smsc
+        .wait_for("the code", 1, Duration::from_secs(30), |e| {
+            e["type"] == "submit_sm" && e["destination_addr"] == "15559990001"
+        })
+        .await;
+    let took = sent.elapsed();
+    assert_eq!(seen.len(), 1);
+    assert!(
+        took < Duration::from_secs(1),
+        "the code reached the SMSC after {took:?}"
+    );
+    let submitted = smsc.stats(Duration::from_secs(10)).await["submits"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        submitted < 5_000,
+        "the bulk was already done ({submitted}): nothing was overtaken"
+    );
+    app.stop().await;
+    smsc.stop().await;
+}

@@ -125,3 +125,9 @@ CREATE TABLE notification_bulks (
 -- message's id, or '' when none could be made (the event says why).
 ALTER TABLE targets ADD COLUMN fallback_message_id TEXT;
 CREATE INDEX targets_fallback_due ON targets(outdial_id, id) WHERE state = 'failed' AND fallback_message_id IS NULL;
+
+-- A message's priority: 0 emergency, 1 transactional, 2 marketing. Senders
+-- claim due messages in that order, so a marketing bulk never holds up a
+-- verification code.
+ALTER TABLE messages ADD COLUMN priority INTEGER NOT NULL DEFAULT 1;
+CREATE INDEX messages_due_priority ON messages(channel, priority, due_at) WHERE status = 'queued';

@@ -74,6 +74,23 @@ pub struct Delivery {
     pub max_retries: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// `emergency`, `transactional` or `marketing`; `None`: the channel's
+    /// default (marketing e-mail is `marketing`, else `transactional`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
+}
+
+impl Delivery {
+    /// The stored priority (0 emergency, 1 transactional, 2 marketing).
+    pub fn rank(&self, marketing: bool) -> i64 {
+        match self.priority.as_deref() {
+            Some("emergency") => 0,
+            Some("marketing") => 2,
+            Some(_) => 1,
+            None if marketing => 2,
+            None => 1,
+        }
+    }
 }
 
 /// `Option<i64>` epoch milliseconds as an RFC 3339 string.
@@ -271,6 +288,16 @@ fn delivery(f: &Fields<'_>, default_retries: u32) -> Result<Delivery, FieldError
             .map(|n| n as u32)
             .unwrap_or(default_retries),
         idempotency_key,
+        priority: match f.str_opt("priority")? {
+            None => None,
+            Some(p @ ("emergency" | "transactional" | "marketing")) => Some(p.to_string()),
+            Some(other) => {
+                return Err(f.err(
+                    "priority",
+                    format!("must be emergency, transactional or marketing, got {other:?}"),
+                ))
+            }
+        },
     })
 }
 
@@ -292,6 +319,7 @@ impl EmailRequest {
             "send_window",
             "max_retries",
             "idempotency_key",
+            "priority",
             "category",
         ])?;
         let to = addresses(&f, "to")?;
@@ -372,6 +400,7 @@ impl SmsRequest {
             "send_window",
             "max_retries",
             "idempotency_key",
+            "priority",
         ])?;
         let to = f.str_req("to")?.trim().to_string();
         validate_e164(&to).map_err(|r| f.err("to", r))?;
@@ -417,6 +446,7 @@ impl SlackRequest {
             "send_window",
             "max_retries",
             "idempotency_key",
+            "priority",
         ])?;
         let to = f.str_req("to")?.trim().to_string();
         if to.is_empty()

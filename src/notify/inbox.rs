@@ -172,6 +172,7 @@ impl Inbox {
             rfc_message_id: None,
             max_retries: 3,
             due_at: now,
+            priority: 1,
         };
         self.store.accept_message(&row, now).await?;
         self.messaging.wake(MessageChannel::Sms);

@@ -323,6 +323,7 @@ impl NotificationRequest {
                 o.insert("to".into(), json!(to));
             }
         }
+        o.insert("priority".into(), json!(self.priority));
         match template {
             Some(t) => {
                 o.insert("template_id".into(), json!(t));
@@ -433,11 +434,12 @@ mod tests {
         assert!(r.check_channels().is_ok());
         assert_eq!(
             r.channel_body(NotifyChannel::Sms, None),
-            json!({"to": "+15550001111", "body": "Hello"})
+            json!({"to": "+15550001111", "body": "Hello", "priority": "transactional"})
         );
         assert_eq!(
             r.channel_body(NotifyChannel::Email, Some("welcome")),
-            json!({"to": [{"email": "Ann@Example.com"}], "template_id": "welcome", "template_variables": {"a": 1}})
+            json!({"to": [{"email": "Ann@Example.com"}], "template_id": "welcome", "template_variables": {"a": 1},
+                   "priority": "transactional"})
         );
     }
 

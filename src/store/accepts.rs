@@ -23,7 +23,7 @@ use super::messages::{status_event, Accepted, Change, MessageRow, NewMessage, CO
 use super::{BeginWrite, Result, Store, StoreError};
 use crate::store::with_pool;
 
-/// Messages written per transaction at most (and per statement: 13
+/// Messages written per transaction at most (and per statement: 14
 /// parameters a message on SQLite, which takes at most 32,766).
 const ACCEPT_BATCH: usize = 1_000;
 
@@ -181,8 +181,8 @@ pub(super) fn message_inserts<'a, DB: Bulk>(
     let mut qb = QueryBuilder::new(
         "INSERT INTO messages (id, channel, status, recipient, request, rendered, template_id, \
          template_version, idempotency_key, request_hash, rfc_message_id, max_retries, due_at, \
-         created_at, updated_at) SELECT column1, column2, 'queued', column3, column4, column5, column6, \
-         column7, column8, column9, column10, column11, column12, column13, column13 FROM ",
+         created_at, updated_at, priority) SELECT column1, column2, 'queued', column3, column4, column5, column6, \
+         column7, column8, column9, column10, column11, column12, column13, column13, column14 FROM ",
     );
     let text = |get: fn(&'a NewMessage) -> Option<&'a str>| {
         Column::Text(rows.iter().map(|(m, _)| get(m)).collect())
@@ -203,6 +203,7 @@ pub(super) fn message_inserts<'a, DB: Bulk>(
             Column::BigInt(rows.iter().map(|(m, _)| Some(m.max_retries)).collect()),
             Column::BigInt(rows.iter().map(|(m, _)| Some(m.due_at)).collect()),
             Column::BigInt(rows.iter().map(|(_, now)| Some(*now)).collect()),
+            Column::BigInt(rows.iter().map(|(m, _)| Some(m.priority)).collect()),
         ],
     );
     // `WHERE true`: SQLite reads `ON` after a bare `FROM …` as a join's.
@@ -233,6 +234,7 @@ fn queued_row(m: &NewMessage, now: i64) -> MessageRow {
         updated_at: now,
         sent_at: None,
         final_at: None,
+        priority: m.priority,
     }
 }
 

@@ -40,6 +40,7 @@ pub struct MessageRow {
     pub updated_at: i64,
     pub sent_at: Option<i64>,
     pub final_at: Option<i64>,
+    pub priority: i64,
 }
 
 /// Rows per multi-row statement (seven parameters a row on SQLite).
@@ -47,7 +48,7 @@ const RECORD_ROWS_PER_STATEMENT: usize = 1_000;
 
 pub(crate) const COLUMNS: &str = "id, channel, status, reason, recipient, request, rendered, template_id, template_version, \
      idempotency_key, request_hash, provider_id, rfc_message_id, max_retries, tries, due_at, created_at, \
-     updated_at, sent_at, final_at";
+     updated_at, sent_at, final_at, priority";
 
 #[derive(Debug, Clone, FromRow)]
 pub struct MessageAttemptRow {
@@ -74,6 +75,13 @@ pub struct NewMessage {
     pub rfc_message_id: Option<String>,
     pub max_retries: i64,
     pub due_at: i64,
+    /// 0 emergency, 1 transactional, 2 marketing.
+    #[serde(default = "transactional")]
+    pub priority: i64,
+}
+
+fn transactional() -> i64 {
+    1
 }
 
 /// What accepting a message came to.
@@ -278,10 +286,10 @@ impl Store {
             let claim = format!("UPDATE messages SET status = 'sending', tries = tries + 1, lease_owner = $1, \
                                  lease_expires_at = $2, updated_at = $3 WHERE status = 'queued' AND id IN \
                                  (SELECT id FROM messages WHERE status = 'queued' AND channel = $4 AND due_at <= $3 \
-                                 ORDER BY due_at LIMIT $5{}) RETURNING {COLUMNS}", skip_locked(p));
+                                 ORDER BY priority, due_at LIMIT $5{}) RETURNING {COLUMNS}", skip_locked(p));
             let mut rows: Vec<MessageRow> = sqlx::query_as(&claim).bind(owner).bind(now + lease_ms).bind(now)
                 .bind(channel).bind(limit).fetch_all(&mut *tx).await?;
-            rows.sort_by_key(|r| r.due_at);
+            rows.sort_by_key(|r| (r.priority, r.due_at));
             let mut log = GlobalLog::default();
             if !rows.is_empty() {
                 let mut qb = sqlx::QueryBuilder::new("INSERT INTO message_attempts (message_id, attempt, started_at) ");

@@ -231,6 +231,7 @@ pub(crate) async fn email_row(
         rfc_message_id: Some(format!("{id}@{}", d.bounce_domain)),
         max_retries: req.delivery.max_retries as i64,
         due_at: due_at(&req.delivery, now)?,
+        priority: req.delivery.rank(req.category == Category::Marketing),
     })
 }
 
@@ -287,6 +288,7 @@ pub(crate) async fn sms_row(
         rfc_message_id: None,
         max_retries: req.delivery.max_retries as i64,
         due_at: due_at(&req.delivery, now)?,
+        priority: req.delivery.rank(false),
     })
 }
 
@@ -364,6 +366,7 @@ pub(crate) async fn whatsapp_row(
         rfc_message_id: None,
         max_retries: req.delivery.max_retries as i64,
         due_at: due_at(&req.delivery, now)?,
+        priority: req.delivery.rank(false),
     })
 }
 
@@ -398,5 +401,6 @@ pub(crate) async fn slack_row(
         rfc_message_id: None,
         max_retries: req.delivery.max_retries as i64,
         due_at: due_at(&req.delivery, now)?,
+        priority: req.delivery.rank(false),
     })
 }

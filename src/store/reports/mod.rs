@@ -505,6 +505,7 @@ mod tests {
             updated_at: claimed_at,
             sent_at: None,
             final_at: None,
+            priority: 1,
         }
     }
 
