@@ -172,6 +172,8 @@ impl App {
                 messaging: channels.messaging.clone(),
                 clock: clock.clone(),
                 idle_close_ms: config.conversations.idle_close_s as i64 * 1000,
+                retention_ms: config.retention.message_body_days as i64 * 86_400_000,
+                last_purge: std::sync::atomic::AtomicI64::new(0),
             }
             .run(cancel.child_token()),
         );

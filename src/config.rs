@@ -33,6 +33,7 @@ pub struct Config {
     pub messages: MessagesConfig,
     pub channels: ChannelsConfig,
     pub conversations: ConversationsConfig,
+    pub retention: RetentionConfig,
     pub trunks: BTreeMap<String, TrunkConfig>,
 }
 
@@ -46,6 +47,11 @@ pub struct MessagesConfig {
     pub retry_base_ms: u64,
     pub retry_cap_ms: u64,
     pub in_doubt_wait_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RetentionConfig {
+    pub message_body_days: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -131,3 +131,7 @@ CREATE INDEX targets_fallback_due ON targets(outdial_id, id) WHERE state = 'fail
 -- verification code.
 ALTER TABLE messages ADD COLUMN priority INTEGER NOT NULL DEFAULT 1;
 CREATE INDEX messages_due_priority ON messages(channel, priority, due_at) WHERE status = 'queued';
+
+-- When a finished message's bodies and variables were purged
+-- ([retention] message_body_days); its status, times and events stay.
+ALTER TABLE messages ADD COLUMN body_purged_at BIGINT;

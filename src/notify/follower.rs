@@ -110,7 +110,14 @@ pub struct Follower {
     pub clock: Clock,
     /// Open conversations with no message for this long close themselves.
     pub idle_close_ms: i64,
+    /// Finished messages' bodies are purged this long after they ended (0: kept).
+    pub retention_ms: i64,
+    /// When bodies were last purged (the purge runs once a minute).
+    pub last_purge: std::sync::atomic::AtomicI64,
 }
+
+/// How often finished messages' bodies are looked for.
+const PURGE_EVERY_MS: i64 = 60_000;
 
 impl Follower {
     pub async fn run(self, cancel: CancellationToken) {
@@ -144,6 +151,7 @@ impl Follower {
             .close_conversations(None, Some(now - self.idle_close_ms), "idle", now)
             .await?;
         super::campaign_fallback::run_pass(&self.store, &self.messaging, now).await?;
+        self.purge(now).await?;
         Ok(more)
     }
 
@@ -282,6 +290,25 @@ impl Follower {
                 start_all(&self.store, &self.messaging, &[d], now).await?;
             }
         }
+        Ok(())
+    }
+}
+
+impl Follower {
+    /// Purges the bodies of messages finished longer ago than the retention.
+    async fn purge(&self, now: i64) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        if self.retention_ms <= 0 || now - self.last_purge.load(Ordering::Relaxed) < PURGE_EVERY_MS
+        {
+            return Ok(());
+        }
+        while self
+            .store
+            .purge_message_bodies(now - self.retention_ms, 500, now)
+            .await?
+            == 500
+        {}
+        self.last_purge.store(now, Ordering::Relaxed);
         Ok(())
     }
 }

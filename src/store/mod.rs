@@ -41,6 +41,7 @@ pub mod page;
 pub mod postgres;
 pub mod recording;
 pub mod reports;
+pub mod retention;
 pub mod sqlite;
 pub mod targets;
 pub mod templates;
