@@ -73,7 +73,11 @@ async fn old_bodies_go_and_nothing_else_does() {
         .unwrap()
         .timestamp_millis();
     let now = sent_at + 31 * 86_400_000;
-    app.scalar(&format!("UPDATE messages SET sent_at = sent_at + 172800000 WHERE id = '{}' RETURNING 1", id_of(&young))).await;
+    app.scalar(&format!(
+        "UPDATE messages SET sent_at = sent_at + 172800000 WHERE id = '{}' RETURNING 1",
+        id_of(&young)
+    ))
+    .await;
     let cutoff = now - 30 * 86_400_000;
     let young_sent = sent_at + 2 * 86_400_000;
     assert!(young_sent > cutoff);
