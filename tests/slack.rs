@@ -199,6 +199,43 @@ async fn the_bot_posts_fails_with_slacks_error_and_retries_after_429() {
     .await;
     assert_eq!(n["deliveries"][0]["status"], "failed", "{n}");
     assert_eq!(n["status"], "sent", "{n}");
+
+    // Slack keeps refusing: the channel turns unhealthy, once.
+    let mut health = SseClient::connect(
+        &app.client,
+        &app.url("/v1/events?types=channel.health"),
+        &app.key,
+        None,
+    )
+    .await;
+    for _ in 0..10 {
+        app.post_ok(
+            "/v1/notifications/send",
+            &send("U_GONE"),
+            StatusCode::ACCEPTED,
+        )
+        .await;
+    }
+    let e = health
+        .next(WAIT)
+        .await
+        .expect("a channel.health event")
+        .json();
+    assert_eq!(e["data"]["channel"], "slack", "{e}");
+    assert_eq!(e["data"]["healthy"], false, "{e}");
+    let caps = expect_json(app.get("/v1/channels/capabilities").await, StatusCode::OK).await;
+    let slack = caps["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["channel"] == "slack")
+        .cloned()
+        .unwrap();
+    assert_eq!(slack["health"]["healthy"], false, "{slack}");
+    assert!(
+        slack["health"]["failures_5m"].as_u64().unwrap() >= 5,
+        "{slack}"
+    );
     app.stop().await;
 }
 

@@ -304,6 +304,7 @@ pub async fn build(
 ) -> anyhow::Result<Channels> {
     let wake_email = Arc::new(Notify::new());
     let wake_sms = Arc::new(Notify::new());
+    let health = super::health::HealthBoard::default();
     let mut transports: Vec<(&'static str, Arc<dyn Transport>)> = Vec::new();
     let mut workers = Vec::new();
     let e = &c.channels.email;
@@ -330,6 +331,7 @@ pub async fn build(
                 node_id: node_id.to_string(),
                 settings: worker_settings(c, e.max_per_second),
                 wake: wake_email.clone(),
+                health: health.clone(),
             },
             rx,
         ));
@@ -372,6 +374,7 @@ pub async fn build(
                 node_id: node_id.to_string(),
                 settings: worker_settings(c, s.max_per_second),
                 wake: wake_sms.clone(),
+                health: health.clone(),
             },
             rx,
         ));
@@ -407,6 +410,7 @@ pub async fn build(
                 node_id: node_id.to_string(),
                 settings: worker_settings(c, w.max_per_second),
                 wake: wake_whatsapp.clone(),
+                health: health.clone(),
             },
             rx,
         ));
@@ -436,6 +440,7 @@ pub async fn build(
                     node_id: node_id.to_string(),
                     settings: worker_settings(c, sl.max_per_second),
                     wake: wake_slack.clone(),
+                    health: health.clone(),
                 },
                 rx,
             ));
@@ -455,6 +460,7 @@ pub async fn build(
             wake_sms,
             wake_whatsapp,
             wake_slack,
+            health,
         },
         inbound_sms,
         whatsapp_webhook: whatsapp_reports.map(|reports| WhatsappWebhook {

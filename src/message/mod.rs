@@ -19,6 +19,7 @@ pub mod channels;
 pub mod dsn;
 pub mod email_message;
 pub mod file;
+pub mod health;
 pub mod outcome;
 pub mod request;
 pub mod service;

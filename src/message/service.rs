@@ -61,6 +61,8 @@ pub struct Messaging {
     pub wake_sms: Arc<Notify>,
     pub wake_whatsapp: Arc<Notify>,
     pub wake_slack: Arc<Notify>,
+    /// Each channel's health, as its sender saw its sends.
+    pub health: super::health::HealthBoard,
 }
 
 impl Messaging {

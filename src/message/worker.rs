@@ -69,6 +69,8 @@ pub struct ChannelWorker {
     /// Notified when a message is accepted (so it goes out without waiting
     /// for the poll).
     pub wake: Arc<Notify>,
+    /// Where each send's outcome counts toward the channel's health.
+    pub health: super::health::HealthBoard,
 }
 
 /// Records and reports written per transaction at most.
@@ -205,6 +207,7 @@ impl ChannelWorker {
                 }
                 let started = std::time::Instant::now();
                 let result = self.transport.send(&message).await;
+                self.note_health(&result).await;
                 self.store
                     .metrics()
                     .message_send_latency
@@ -313,6 +316,43 @@ impl ChannelWorker {
                 } else {
                     Err(outcome::suppressed("Slack suppression"))
                 }
+            }
+        }
+    }
+}
+
+impl ChannelWorker {
+    /// Counts a send toward the channel's health, and writes a
+    /// `channel.health` event when the channel turns (un)healthy. A bounce
+    /// is the recipient's, not the channel's.
+    async fn note_health(&self, result: &super::transport::SendResult) {
+        use super::transport::SendResult as R;
+        let ok = match result {
+            R::Accepted { .. } => true,
+            R::Retry { .. } | R::Failed { .. } => false,
+            R::Bounced { .. } => return,
+        };
+        let now = self.clock.now_ms();
+        let channel = self.channel.as_str();
+        if let Some(healthy) = self.health.record(channel, ok, now) {
+            let mut data = self.health.snapshot(channel, now);
+            data["channel"] = serde_json::json!(channel);
+            data["transport"] = serde_json::json!(self.transport.name());
+            data["healthy"] = serde_json::json!(healthy);
+            if healthy {
+                tracing::info!(channel, "the channel is healthy again");
+            } else {
+                tracing::warn!(
+                    channel,
+                    "the channel is unhealthy: at least half of its recent sends failed"
+                );
+            }
+            if let Err(e) = self
+                .store
+                .log_global_event("channel.health", data, now)
+                .await
+            {
+                tracing::warn!(error = %e, "writing a channel.health event failed");
             }
         }
     }

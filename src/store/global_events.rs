@@ -13,13 +13,14 @@ use super::{Result, Store, StoreError};
 use crate::store::with_pool;
 
 /// Every global event type, as named in `?types=` and webhook filters.
-pub const GLOBAL_EVENT_TYPES: [&str; 6] = [
+pub const GLOBAL_EVENT_TYPES: [&str; 7] = [
     "message.status",
     "notification.status",
     "notification.delivery",
     "conversation.opened",
     "conversation.message",
     "conversation.closed",
+    "channel.health",
 ];
 
 /// One event as read back.

@@ -523,6 +523,7 @@ async fn capabilities(State(s): State<NotifyState>) -> Json<Value> {
                 "template_policy": c.template_policy(),
                 "limits": limits,
                 "rate_limit_per_second": rate.filter(|r| *r > 0),
+                "health": s.messaging.health.snapshot(c.as_str(), now()),
             })
         })
         .collect();
