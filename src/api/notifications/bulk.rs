@@ -174,7 +174,16 @@ pub(super) async fn send_bulk(
         }
         None => crate::store::new_id(),
     };
-    let top = body.as_object().cloned().unwrap_or_default();
+    // The shared fields (not a second copy of the recipients).
+    let top: Map<String, Value> = body
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .filter(|(k, _)| k.as_str() != "recipients")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
     let now = now();
     let templates = Templates::default();
     let mut rejected = Vec::new();
