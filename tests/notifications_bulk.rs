@@ -181,9 +181,14 @@ async fn a_verification_code_overtakes_a_marketing_bulk() {
         StatusCode::ACCEPTED,
     )
     .await;
-    // Once the bulk is going out, a verification code.
+    // Once the bulk is going out, a verification code. It may wait for the
+    // marketing SMS already claimed (`claim_batch` 200 and `in_flight` 200),
+    // not for the thousands still queued.
     smsc.wait_kind("submit_sm", 200, Duration::from_secs(30))
         .await;
+    let before = smsc.stats(Duration::from_secs(10)).await["submits"]
+        .as_u64()
+        .unwrap();
     let sent = std::time::Instant::now();
     app.post_ok(
         "/v1/sms",
@@ -197,11 +202,12 @@ async fn a_verification_code_overtakes_a_marketing_bulk() {
         })
         .await;
     let took = sent.elapsed();
-    assert_eq!(seen.len(), 1);
+    let ahead = seen[0]["n"].as_u64().unwrap() - before;
     assert!(
-        took < Duration::from_secs(1),
-        "the code reached the SMSC after {took:?}"
+        ahead <= 401,
+        "{ahead} marketing SMS went before the code (it took {took:?})"
     );
+    eprintln!("the code reached the SMSC after {took:?}, {ahead} submits after it was sent");
     let submitted = smsc.stats(Duration::from_secs(10)).await["submits"]
         .as_u64()
         .unwrap();

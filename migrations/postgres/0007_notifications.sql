@@ -129,7 +129,7 @@ CREATE INDEX targets_fallback_due ON targets(outdial_id, id) WHERE state = 'fail
 -- A message's priority: 0 emergency, 1 transactional, 2 marketing. Senders
 -- claim due messages in that order, so a marketing bulk never holds up a
 -- verification code.
-ALTER TABLE messages ADD COLUMN priority INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE messages ADD COLUMN priority BIGINT NOT NULL DEFAULT 1;
 CREATE INDEX messages_due_priority ON messages(channel, priority, due_at) WHERE status = 'queued';
 
 -- When a finished message's bodies and variables were purged

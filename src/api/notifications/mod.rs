@@ -504,8 +504,8 @@ async fn capabilities(State(s): State<NotifyState>) -> Json<Value> {
                     json!({"max_text_chars": 40_000}),
                 ),
                 NotifyChannel::Voice => (
+                    Some(("sip", !s.trunks.is_empty())),
                     None,
-                    Some(!s.trunks.is_empty()),
                     None,
                     json!({"trunks": s.trunks.len()}),
                 ),
