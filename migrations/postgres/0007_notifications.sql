@@ -135,3 +135,8 @@ CREATE INDEX messages_due_priority ON messages(channel, priority, due_at) WHERE 
 -- When a finished message's bodies and variables were purged
 -- ([retention] message_body_days); its status, times and events stay.
 ALTER TABLE messages ADD COLUMN body_purged_at BIGINT;
+
+-- E-mail engagement (templates that opt in): opens of the pixel and clicks
+-- through the redirect.
+ALTER TABLE messages ADD COLUMN opens BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN clicks BIGINT NOT NULL DEFAULT 0;

@@ -21,6 +21,7 @@ pub mod notifications;
 pub mod suppressions;
 pub mod targets;
 pub mod templates;
+pub mod tracking;
 pub mod twilio;
 pub mod unsubscribe;
 pub mod webhooks;
@@ -138,6 +139,7 @@ pub fn router(deps: ApiDeps) -> Router {
         .route("/healthz", get(healthz).with_state(deps.store.clone()))
         .merge(scrape)
         .merge(unsubscribe::router(deps.store.clone()))
+        .merge(tracking::router(deps.store.clone()))
         .merge(whatsapp_webhook::router(
             deps.inbox.clone(),
             deps.whatsapp_webhook.clone(),

@@ -20,12 +20,14 @@ use crate::message::template::{self, Channel, RenderError, TemplateParts, Variab
 use crate::store::templates::{TemplateDraft, TemplateRow};
 use crate::store::{Store, StoreError};
 
-const PART_KEYS: [&str; 5] = [
+const PART_KEYS: [&str; 7] = [
     "subject_template",
     "body_html_template",
     "body_text_template",
     "body_template",
     "provider_template",
+    "track_opens",
+    "track_clicks",
 ];
 const MAX_CODE_CHARS: usize = 100;
 

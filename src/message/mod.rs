@@ -32,6 +32,7 @@ pub mod smtp;
 mod smtp_pool;
 pub mod status;
 pub mod template;
+pub mod tracking;
 pub mod transport;
 pub mod whatsapp;
 pub mod worker;

@@ -235,6 +235,8 @@ fn queued_row(m: &NewMessage, now: i64) -> MessageRow {
         sent_at: None,
         final_at: None,
         priority: m.priority,
+        opens: 0,
+        clicks: 0,
     }
 }
 

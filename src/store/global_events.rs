@@ -13,8 +13,10 @@ use super::{Result, Store, StoreError};
 use crate::store::with_pool;
 
 /// Every global event type, as named in `?types=` and webhook filters.
-pub const GLOBAL_EVENT_TYPES: [&str; 7] = [
+pub const GLOBAL_EVENT_TYPES: [&str; 9] = [
     "message.status",
+    "message.opened",
+    "message.clicked",
     "notification.status",
     "notification.delivery",
     "conversation.opened",

@@ -41,6 +41,8 @@ pub struct MessageRow {
     pub sent_at: Option<i64>,
     pub final_at: Option<i64>,
     pub priority: i64,
+    pub opens: i64,
+    pub clicks: i64,
 }
 
 /// Rows per multi-row statement (seven parameters a row on SQLite).
@@ -48,7 +50,7 @@ const RECORD_ROWS_PER_STATEMENT: usize = 1_000;
 
 pub(crate) const COLUMNS: &str = "id, channel, status, reason, recipient, request, rendered, template_id, template_version, \
      idempotency_key, request_hash, provider_id, rfc_message_id, max_retries, tries, due_at, created_at, \
-     updated_at, sent_at, final_at, priority";
+     updated_at, sent_at, final_at, priority, opens, clicks";
 
 #[derive(Debug, Clone, FromRow)]
 pub struct MessageAttemptRow {

@@ -27,6 +27,7 @@ pub mod conversations;
 mod dialect;
 pub mod dnc;
 pub mod documents;
+pub mod engagement;
 pub mod events;
 pub mod fallbacks;
 pub mod global_events;

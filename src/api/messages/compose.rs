@@ -33,6 +33,8 @@ struct Composed {
     /// WhatsApp: the provider template's name and language, and its
     /// parameters rendered in order.
     provider: Option<(String, String, Vec<String>)>,
+    /// E-mail: the template's opt-in to open and click tracking.
+    track: (bool, bool),
 }
 
 /// A resolved, active template compiled once.
@@ -106,6 +108,7 @@ async fn compose(
             body_text: content.body_text.clone(),
             body: content.body.clone(),
             provider: None,
+            track: (false, false),
         });
     };
     let ready = templates.get(store, tid).await?;
@@ -146,6 +149,7 @@ async fn compose(
         body_text: r.body_text,
         body: r.body,
         provider,
+        track: (parts.track_opens, parts.track_clicks),
     })
 }
 
@@ -205,6 +209,21 @@ pub(crate) async fn email_row(
             d.unsubscribe_base_url.trim_end_matches('/')
         )
     });
+    let mut body_html = c.body_html;
+    let mut tracking = serde_json::Value::Null;
+    if let (Some(html), (opens, clicks)) = (&body_html, c.track) {
+        if opens || clicks {
+            let (out, links) = crate::message::tracking::instrument(
+                html,
+                &d.unsubscribe_base_url,
+                id,
+                opens,
+                clicks,
+            );
+            tracking = json!({"opens": opens, "clicks": clicks, "links": links});
+            body_html = Some(out);
+        }
+    }
     let rendered = json!({
         "message_id": format!("{id}@{}", d.bounce_domain),
         "return_path": format!("bounces+{id}@{}", d.bounce_domain),
@@ -214,9 +233,10 @@ pub(crate) async fn email_row(
         "bcc": req.bcc,
         "reply_to": req.reply_to,
         "subject": subject,
-        "body_html": c.body_html,
+        "body_html": body_html,
         "body_text": c.body_text,
         "list_unsubscribe": list_unsubscribe,
+        "tracking": tracking,
     });
     Ok(NewMessage {
         id: id.to_string(),

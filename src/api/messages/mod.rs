@@ -213,6 +213,10 @@ pub fn message_json(m: &MessageRow, attempts: Option<Vec<Value>>) -> Value {
         );
         pick(&mut o, &request, &["category"]);
         o.insert("message_id".into(), json!(m.rfc_message_id));
+        if rendered.get("tracking").is_some_and(|t| !t.is_null()) {
+            o.insert("opens".into(), json!(m.opens));
+            o.insert("clicks".into(), json!(m.clicks));
+        }
     } else {
         pick(
             &mut o,

@@ -142,6 +142,16 @@ pub struct TemplateParts {
     pub body_template: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_template: Option<ProviderTemplate>,
+    /// E-mail: an open pixel in the HTML body (opt-in).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub track_opens: bool,
+    /// E-mail: links through herald's click redirect (opt-in).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub track_clicks: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// What a template rendered to; the parts of other channels are `None`.
@@ -356,6 +366,16 @@ impl Compiled {
             Channel::Whatsapp => {}
         }
 
+        if channel != Channel::Email {
+            for (on, field) in [
+                (parts.track_opens, "track_opens"),
+                (parts.track_clicks, "track_clicks"),
+            ] {
+                if on {
+                    errors.push(not_for_channel(field, channel));
+                }
+            }
+        }
         let mut parameters = Vec::new();
         match (&parts.provider_template, channel) {
             (Some(provider), Channel::Whatsapp) => {
@@ -717,11 +737,14 @@ mod tests {
                     body_text_template: Some("t".into()),
                     body_template: Some("b".into()),
                     provider_template: whatsapp(&[]).provider_template,
+                    track_opens: true,
+                    track_clicks: false,
                 },
                 vec![
                     "subject_template: is not a part of an sms template",
                     "body_html_template: is not a part of an sms template",
                     "body_text_template: is not a part of an sms template",
+                    "track_opens: is not a part of an sms template",
                     "provider_template: is not a part of an sms template",
                 ],
             ),

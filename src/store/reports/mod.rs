@@ -506,6 +506,8 @@ mod tests {
             sent_at: None,
             final_at: None,
             priority: 1,
+            opens: 0,
+            clicks: 0,
         }
     }
 
