@@ -31,8 +31,11 @@ const READ_EVENTS: usize = 2_000;
 /// A delivery still `starting` this long after it started is started again
 /// (its starter stopped).
 const RESTART_AFTER_MS: i64 = 5_000;
-/// How often the follower looks when nothing wakes it.
+/// How often the follower looks when nothing wakes it, and does its
+/// periodic checks at most.
 const POLL: Duration = Duration::from_millis(500);
+/// The least time between two reads of the log when commits wake it.
+const READ_EVERY: Duration = Duration::from_millis(20);
 
 /// What a delivery inserts when it starts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -122,9 +125,18 @@ const PURGE_EVERY_MS: i64 = 60_000;
 impl Follower {
     pub async fn run(self, cancel: CancellationToken) {
         let mut log = self.store.log_watch();
+        // The log wakes the follower on every commit that logged events,
+        // campaigns' included: it reads at most every READ_EVERY, and does
+        // the rest (stalled starts, voice calls, deadlines, idle
+        // conversations, fallbacks, retention) at most every POLL.
+        let mut last_checks = tokio::time::Instant::now() - POLL;
         loop {
             log.borrow_and_update();
-            let more = match self.round().await {
+            let checks = last_checks.elapsed() >= POLL;
+            if checks {
+                last_checks = tokio::time::Instant::now();
+            }
+            let more = match self.round(checks).await {
                 Ok(more) => more,
                 Err(e) => {
                     tracing::warn!(error = %e, "following notifications failed; retrying");
@@ -136,15 +148,19 @@ impl Follower {
             }
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = log.changed() => {}
+                _ = log.changed() => tokio::time::sleep(READ_EVERY).await,
                 _ = tokio::time::sleep(POLL) => {}
             }
         }
     }
 
-    /// One pass; true when the log has more to read now.
-    async fn round(&self) -> Result<bool, StoreError> {
+    /// One pass (with the periodic checks when `checks`); true when the log
+    /// has more to read now.
+    async fn round(&self, checks: bool) -> Result<bool, StoreError> {
         let more = self.follow_log().await?;
+        if !checks {
+            return Ok(more);
+        }
         self.check().await?;
         let now = self.clock.now_ms();
         self.store
