@@ -78,26 +78,6 @@ async fn deliveries(app: &TestApp) -> SseClient {
     .await
 }
 
-/// Reads delivery events until notification `nid`'s `channel` reaches `status`.
-async fn wait_delivery(s: &mut SseClient, nid: &str, channel: &str, status: &str) {
-    let mut seen = Vec::new();
-    let found = tokio::time::timeout(WAIT, async {
-        loop {
-            let v = s.next(WAIT).await.expect("stream open").json();
-            let d = &v["data"];
-            seen.push(format!("{}:{}", d["channel"], d["status"]));
-            if d["notification_id"] == nid && d["channel"] == channel && d["status"] == status {
-                return;
-            }
-        }
-    })
-    .await;
-    assert!(
-        found.is_ok(),
-        "{channel} of {nid} did not become {status}: {seen:?}"
-    );
-}
-
 #[tokio::test]
 async fn the_bot_posts_fails_with_slacks_error_and_retries_after_429() {
     let (api, base) = start_slack().await;
@@ -132,7 +112,9 @@ async fn the_bot_posts_fails_with_slacks_error_and_retries_after_429() {
     let ok = app
         .post_ok("/v1/notifications/send", &send("U1"), StatusCode::ACCEPTED)
         .await;
-    wait_delivery(&mut events, &id_of(&ok), "slack", "sent").await;
+    events
+        .wait_delivery(&id_of(&ok), "slack", "sent", WAIT)
+        .await;
     let n = expect_json(
         app.get(&format!("/v1/notifications/{}", id_of(&ok))).await,
         StatusCode::OK,
@@ -151,7 +133,9 @@ async fn the_bot_posts_fails_with_slacks_error_and_retries_after_429() {
             StatusCode::ACCEPTED,
         )
         .await;
-    wait_delivery(&mut events, &id_of(&gone), "slack", "failed").await;
+    events
+        .wait_delivery(&id_of(&gone), "slack", "failed", WAIT)
+        .await;
     let n = expect_json(
         app.get(&format!("/v1/notifications/{}", id_of(&gone)))
             .await,
@@ -167,7 +151,9 @@ async fn the_bot_posts_fails_with_slacks_error_and_retries_after_429() {
             StatusCode::ACCEPTED,
         )
         .await;
-    wait_delivery(&mut events, &id_of(&busy), "slack", "sent").await;
+    events
+        .wait_delivery(&id_of(&busy), "slack", "sent", WAIT)
+        .await;
     let n = expect_json(
         app.get(&format!("/v1/notifications/{}", id_of(&busy)))
             .await,
@@ -191,7 +177,9 @@ async fn the_bot_posts_fails_with_slacks_error_and_retries_after_429() {
     let c = app
         .post_ok("/v1/notifications/send", &chain, StatusCode::ACCEPTED)
         .await;
-    wait_delivery(&mut events, &id_of(&c), "email", "sent").await;
+    events
+        .wait_delivery(&id_of(&c), "email", "sent", WAIT)
+        .await;
     let n = expect_json(
         app.get(&format!("/v1/notifications/{}", id_of(&c))).await,
         StatusCode::OK,
@@ -259,7 +247,9 @@ async fn an_incoming_webhook_takes_the_text() {
             StatusCode::ACCEPTED,
         )
         .await;
-    wait_delivery(&mut events, &id_of(&n), "slack", "sent").await;
+    events
+        .wait_delivery(&id_of(&n), "slack", "sent", WAIT)
+        .await;
     assert_eq!(
         api.posts.lock().unwrap()[0],
         json!({"text": "Backups finished"})

@@ -184,6 +184,30 @@ impl SseClient {
         );
         seen
     }
+
+    /// Reads `notification.delivery` events until notification `nid`'s
+    /// `channel` delivery reaches `status`; that event.
+    pub async fn wait_delivery(
+        &mut self,
+        nid: &str,
+        channel: &str,
+        status: &str,
+        within: Duration,
+    ) -> Value {
+        let mut seen = Vec::new();
+        let found = tokio::time::timeout(within, async {
+            loop {
+                let v = self.next(within).await.expect("stream open").json();
+                let d = &v["data"];
+                seen.push(format!("{}:{}", d["channel"], d["status"]));
+                if d["notification_id"] == nid && d["channel"] == channel && d["status"] == status {
+                    return v;
+                }
+            }
+        })
+        .await;
+        found.unwrap_or_else(|_| panic!("{channel} of {nid} did not become {status}: {seen:?}"))
+    }
 }
 
 /// Whether an event is about this message or notification.
