@@ -216,6 +216,7 @@ impl App {
                 live_calls: Arc::new(move || live.live_calls()),
                 agents: agents.clone(),
                 transports: Arc::new(channels.transports),
+                health: channels.messaging.health.clone(),
             },
             metrics_require_api_key: config.metrics.require_api_key,
             messaging: channels.messaging,

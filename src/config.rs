@@ -47,6 +47,9 @@ pub struct MessagesConfig {
     pub retry_base_ms: u64,
     pub retry_cap_ms: u64,
     pub in_doubt_wait_ms: u64,
+    pub provider_max_failures: u32,
+    pub provider_failure_window_ms: u64,
+    pub provider_probe_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -109,6 +112,29 @@ pub struct EmailChannelConfig {
     pub pool_size: u32,
     pub bounce_listen: String,
     pub unsubscribe_base_url: String,
+    pub providers: Vec<ProviderConfig>,
+}
+
+/// One provider of a channel with failover (`[[channels.sms.providers]]`,
+/// `[[channels.email.providers]]`); the keys its transport does not use
+/// stay empty.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub name: String,
+    /// SMS: `smpp` (the default) or `sip`; e-mail: `smtp` (the default).
+    pub transport: String,
+    pub smpp_url: String,
+    pub system_type: String,
+    /// 0: the channel's window.
+    pub window: u32,
+    pub trunk: String,
+    pub smtp_url: String,
+    pub username: String,
+    pub password: Secret,
+    pub password_env: String,
+    /// 0: the channel's pool_size.
+    pub pool_size: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -125,6 +151,7 @@ pub struct SmsChannelConfig {
     pub from: String,
     pub max_per_second: u32,
     pub max_retries: u32,
+    pub providers: Vec<ProviderConfig>,
 }
 
 /// `password`, else the variable named by `password_env`.
@@ -697,9 +724,46 @@ mod tests {
         let err = Config::load_from(None, env(&[("HERALD__CHANNELS__SMS__TRANSPORT", "sms")]))
             .unwrap_err();
         assert!(
-            err.to_string().contains("simulator, smpp, sip or off"),
+            err.to_string()
+                .contains("simulator, smpp, sip, failover (with providers) or off"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn failover_providers_are_checked_by_index() {
+        let load = |toml: &str| {
+            let f = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(f.path(), toml).unwrap();
+            Config::load_from(Some(f.path()), env(&[]))
+        };
+        let ok = load(
+            "[[channels.sms.providers]]\nname = \"a\"\nsmpp_url = \"smpp://h@127.0.0.1:2775\"\n\
+             [[channels.sms.providers]]\nname = \"b\"\ntransport = \"sip\"\n",
+        )
+        .unwrap();
+        assert_eq!(ok.channels.sms.providers.len(), 2);
+        let err = load(
+            "[[channels.sms.providers]]\nname = \"a\"\nsmpp_url = \"smpp://h@127.0.0.1:2775\"\n\
+             [[channels.sms.providers]]\nname = \"b\"\nsmpp_url = \"http://x\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("channels.sms.providers[1].smpp_url"),
+            "{err}"
+        );
+        let err = load(
+            "[[channels.email.providers]]\nname = \"r\"\nsmtp_url = \"smtp://a:25\"\n\
+             [[channels.email.providers]]\nname = \"r\"\nsmtp_url = \"smtp://b:25\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("channels.email.providers[1].name"),
+            "{err}"
+        );
+        let err = load("[[channels.sms.providers]]\nname = \"a\"\nsmpp_uri = \"x\"\n").unwrap_err();
+        assert!(err.to_string().contains("smpp_uri"), "{err}");
     }
 
     #[test]

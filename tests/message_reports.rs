@@ -54,6 +54,7 @@ fn sent(id: &str, provider_id: &str) -> SendRecord {
         code: Some("0x00000000".into()),
         text: None,
         provider_id: Some(provider_id.into()),
+        provider: None,
         due_at: None,
         suppress: Vec::new(),
     }

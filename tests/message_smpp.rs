@@ -367,7 +367,10 @@ async fn a_refused_bind_keeps_the_transport_unbound_and_sends_answer_retry() {
     let result = transport
         .send(&sms("+15551234567", "+15557654321", "x"))
         .await;
-    assert!(matches!(result, SendResult::Retry { .. }), "got {result:?}");
+    assert!(
+        matches!(result, SendResult::Unavailable { .. }),
+        "not bound: nothing submitted, got {result:?}"
+    );
     let stats = smsc.stats(WAIT).await;
     assert_eq!(stats["submits"], 0);
     transport.close().await;
@@ -392,25 +395,35 @@ async fn a_bad_destination_fails_without_reaching_the_smsc() {
     smsc.stop().await;
 }
 
+async fn next_inbound(inbound: &mut mpsc::Receiver<InboundSms>) -> InboundSms {
+    tokio::time::timeout(WAIT, inbound.recv())
+        .await
+        .expect("no inbound SMS within the deadline")
+        .expect("inbound channel closed")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mobile_originated_message_reaches_the_inbound_channel_and_is_answered() {
     let mut smsc = Smsc::start(&[("SMSC_MO_TEXT", "STOP Да")]).await;
     let (reports_tx, _reports) = ReportSink::channel(8);
     let (inbound_tx, mut inbound) = mpsc::channel(8);
     let transport = SmppTransport::start(settings(smsc.port), reports_tx, Some(inbound_tx));
-    let mo = tokio::time::timeout(WAIT, inbound.recv())
-        .await
-        .expect("no inbound SMS within the deadline")
-        .expect("inbound channel closed");
+    let mo = next_inbound(&mut inbound).await;
     assert_eq!(
-        mo,
-        InboundSms {
-            from: "+15559876543".into(),
-            to: "+15551234567".into(),
-            text: "STOP Да".into(),
-        }
+        (mo.from.as_str(), mo.to.as_str(), mo.text.as_str()),
+        ("+15559876543", "+15551234567", "STOP Да")
     );
+    // Not kept (a store error): answered ESME_RX_T_APPN, for the SMSC to
+    // deliver it again.
+    mo.kept.send(false).unwrap();
     let resp = smsc.wait_kind("deliver_sm_resp", 1, WAIT).await.remove(0);
+    assert_eq!(resp["status"], 0x64);
+    // Kept: answered ESME_ROK.
+    smsc.mo("15559876543", "15551234567", "HELP").await;
+    let mo = next_inbound(&mut inbound).await;
+    assert_eq!(mo.text, "HELP");
+    mo.kept.send(true).unwrap();
+    let resp = smsc.wait_kind("deliver_sm_resp", 2, WAIT).await.remove(1);
     assert_eq!(resp["status"], 0);
     transport.close().await;
     smsc.stop().await;

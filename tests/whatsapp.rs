@@ -213,7 +213,7 @@ async fn templates_reach_the_cloud_api_and_signed_statuses_never_move_back() {
         .unwrap()
         .to_string();
     for st in ["read", "sent", "failed"] {
-        let r = post_hook(&app.base, &statuses(json!([{"id": "wamid.T1", "status": st, "errors": [{"code": 131026, "title": "x"}]}])), None).await;
+        let r = post_hook(&app.base, &statuses(json!([{"id": "wamid.T1", "status": st, "timestamp": "1700000000", "errors": [{"code": 131026, "title": "x"}]}])), None).await;
         assert_eq!(r.status(), StatusCode::OK, "{st}");
     }
     // A marker message goes through the same reports after them.
@@ -235,6 +235,13 @@ async fn templates_reach_the_cloud_api_and_signed_statuses_never_move_back() {
     .await;
     assert_eq!(got["status"], "delivered", "{got}");
     assert_eq!(got["provider_id"], "wamid.T1");
+    // Read is kept apart: when, from the status's own timestamp.
+    assert!(
+        got["read_at"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("2023-11-14T22:13:20")),
+        "{got}"
+    );
 
     // Another message, delivered by the server's webhook.
     let f = app

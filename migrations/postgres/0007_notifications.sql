@@ -140,3 +140,12 @@ ALTER TABLE messages ADD COLUMN body_purged_at BIGINT;
 -- through the redirect.
 ALTER TABLE messages ADD COLUMN opens BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE messages ADD COLUMN clicks BIGINT NOT NULL DEFAULT 0;
+
+-- Provider failover: the provider (a [[channels.*.providers]] name) that
+-- carried the message, and each attempt's; NULL with a single transport.
+ALTER TABLE messages ADD COLUMN provider TEXT;
+ALTER TABLE message_attempts ADD COLUMN provider TEXT;
+
+-- WhatsApp: when the contact read the message (the provider's `read`
+-- status; the message itself stays delivered).
+ALTER TABLE messages ADD COLUMN read_at BIGINT;

@@ -12,8 +12,9 @@ use axum::Router;
 
 use super::error::ApiResult;
 use crate::campaign::trunks::AgentSessions;
+use crate::message::health::HealthBoard;
 use crate::message::transport::Transport;
-use crate::metrics::ScrapeGauges;
+use crate::metrics::{HealthGauge, ScrapeGauges};
 use crate::store::Store;
 
 /// Where the scrape-time gauges come from.
@@ -24,6 +25,8 @@ pub struct MetricsSources {
     pub agents: AgentSessions,
     /// (channel, transport) of each message channel that runs.
     pub transports: Arc<Vec<(&'static str, Arc<dyn Transport>)>>,
+    /// The channels' and providers' health.
+    pub health: HealthBoard,
 }
 
 #[derive(Clone)]
@@ -36,6 +39,42 @@ pub fn router(store: Store, sources: MetricsSources) -> Router {
     Router::new()
         .route("/metrics", get(scrape))
         .with_state(MetricsState { store, sources })
+}
+
+/// Each channel's health, then each of its failover providers'.
+fn health_gauges(sources: &MetricsSources) -> Vec<HealthGauge> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let gauge = |channel: &str,
+                 provider: Option<&str>,
+                 transport: &str,
+                 ready: bool,
+                 healthy: Option<bool>| {
+        let key = match provider {
+            Some(p) => format!("{channel}/{p}"),
+            None => channel.to_string(),
+        };
+        let v = sources.health.snapshot(&key, now);
+        HealthGauge {
+            channel: channel.to_string(),
+            provider: provider.map(str::to_string),
+            transport: transport.to_string(),
+            ready,
+            healthy: healthy.unwrap_or(v["healthy"] == true),
+            failure_ratio_5m: v["failure_rate_5m"].as_f64().unwrap_or(0.0),
+            last_success: v["last_success_at"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.timestamp_millis() as f64 / 1000.0),
+        }
+    };
+    let mut out = Vec::new();
+    for (c, t) in sources.transports.iter() {
+        out.push(gauge(c, None, t.name(), t.ready(), None));
+        for p in t.providers() {
+            out.push(gauge(c, Some(&p.name), p.transport, p.ready, Some(p.up)));
+        }
+    }
+    out
 }
 
 async fn scrape(State(s): State<MetricsState>) -> ApiResult<impl IntoResponse> {
@@ -57,6 +96,7 @@ async fn scrape(State(s): State<MetricsState>) -> ApiResult<impl IntoResponse> {
             .iter()
             .map(|(c, t)| (c.to_string(), t.name().to_string(), t.ready()))
             .collect(),
+        message_health: health_gauges(&s.sources),
     };
     Ok((
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],

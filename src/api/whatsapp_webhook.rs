@@ -3,7 +3,8 @@
 //! (`hub.verify_token`, `hub.challenge`); `POST` must carry a valid
 //! `X-Hub-Signature-256` over its raw body (401 otherwise), and its
 //! statuses go to the WhatsApp sender as delivery reports (`delivered` and
-//! `read` deliver, `failed` fails; a status never moves a message back),
+//! `read` deliver, `failed` fails; a status never moves a message back; a
+//! `read` also sets the message's `read_at` once, with `message.read`),
 //! its contacts' messages are kept (they open the 24-hour window).
 //! Answered 200 only once all of it is kept, so the Cloud API sends again
 //! what a crash lost.
@@ -122,6 +123,13 @@ async fn receive(
                 "unavailable",
                 "herald is stopping; send the webhook again",
             ));
+        }
+        if st.status == "read" {
+            // Read is kept apart from the status (which stays delivered).
+            s.inbox
+                .store
+                .record_read(&st.id, st.at.unwrap_or(now).min(now), now)
+                .await?;
         }
     }
     Ok(Json(json!({"ok": true})))

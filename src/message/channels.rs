@@ -9,7 +9,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 
 use super::bounce::{BounceListener, BounceSettings};
+use super::failover::{FailoverSettings, FailoverTransport, Provider};
 use super::file::FileTransport;
+use super::health::HealthBoard;
 use super::outcome::Backoff;
 use super::request::{validate_email, validate_sms_sender};
 use super::service::{EmailDefaults, Messaging, SlackDefaults, SmsDefaults, WhatsappDefaults};
@@ -23,7 +25,7 @@ use super::transport::{Mailbox, ReportSink, Reported, Transport};
 use super::whatsapp::{WhatsappSettings, WhatsappTransport};
 use super::worker::{ChannelWorker, WorkerSettings};
 use crate::clock::Clock;
-use crate::config::{resolve_secret, Config};
+use crate::config::{resolve_secret, Config, ProviderConfig};
 use crate::sim::population::SmsShares;
 use crate::sip::CallControl;
 use crate::store::Store;
@@ -74,6 +76,7 @@ pub fn parse_smpp_url(url: &str) -> Result<(String, String, u16), String> {
 pub fn email_transport(c: &Config) -> &str {
     let e = &c.channels.email;
     match e.transport.as_str() {
+        "" if !e.providers.is_empty() => "failover",
         "" if !e.smtp_url.is_empty() => "smtp",
         "" => "file",
         other => other,
@@ -85,6 +88,7 @@ pub fn email_transport(c: &Config) -> &str {
 pub fn sms_transport(c: &Config) -> &str {
     let s = &c.channels.sms;
     match s.transport.as_str() {
+        "" if !s.providers.is_empty() => "failover",
         "" if !s.smpp_url.is_empty() => "smpp",
         "" => "simulator",
         other => other,
@@ -98,6 +102,7 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
     let email_t = email_transport(c);
     match email_t {
         "file" | "off" => {}
+        "failover" => validate_providers(c, "email")?,
         "smtp" => {
             if !(e.smtp_url.starts_with("smtp://") || e.smtp_url.starts_with("smtps://")) {
                 return bad(
@@ -112,7 +117,7 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
         other => {
             return bad(
                 "channels.email.transport",
-                format!("must be file, smtp or off, got {other:?}"),
+                format!("must be file, smtp, failover (with providers) or off, got {other:?}"),
             )
         }
     }
@@ -131,6 +136,7 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
     let sms_t = sms_transport(c);
     match sms_t {
         "simulator" | "off" => {}
+        "failover" => validate_providers(c, "sms")?,
         "smpp" => {
             parse_smpp_url(&s.smpp_url).map_err(|m| ("channels.sms.smpp_url".to_string(), m))?;
         }
@@ -145,7 +151,9 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
         other => {
             return bad(
                 "channels.sms.transport",
-                format!("must be simulator, smpp, sip or off, got {other:?}"),
+                format!(
+                    "must be simulator, smpp, sip, failover (with providers) or off, got {other:?}"
+                ),
             )
         }
     }
@@ -232,7 +240,113 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
     if m.lease_ms < 1000 {
         return bad("messages.lease_ms", "must be at least 1000".into());
     }
+    if !(1..=1000).contains(&m.provider_max_failures) {
+        return bad(
+            "messages.provider_max_failures",
+            "must be between 1 and 1000".into(),
+        );
+    }
+    if m.provider_failure_window_ms < 1000 {
+        return bad(
+            "messages.provider_failure_window_ms",
+            "must be at least 1000".into(),
+        );
+    }
+    if m.provider_probe_ms < 100 {
+        return bad("messages.provider_probe_ms", "must be at least 100".into());
+    }
     Ok(())
+}
+
+/// A failover provider's transport: `transport`, or the channel's usual
+/// one when empty (`smpp` for SMS, `smtp` for e-mail).
+fn provider_transport<'a>(channel: &str, p: &'a ProviderConfig) -> &'a str {
+    match (channel, p.transport.as_str()) {
+        ("sms", "") => "smpp",
+        ("email", "") => "smtp",
+        (_, t) => t,
+    }
+}
+
+/// Checks `[[channels.{channel}.providers]]` (channel `sms` or `email`):
+/// names unique, each provider's transport and its keys.
+fn validate_providers(c: &Config, channel: &str) -> Result<(), (String, String)> {
+    let list = if channel == "sms" {
+        &c.channels.sms.providers
+    } else {
+        &c.channels.email.providers
+    };
+    if list.is_empty() {
+        return Err((
+            format!("channels.{channel}.providers"),
+            format!("transport \"failover\" needs at least one [[channels.{channel}.providers]]"),
+        ));
+    }
+    let mut names = std::collections::HashSet::new();
+    for (i, p) in list.iter().enumerate() {
+        let key = |k: &str| format!("channels.{channel}.providers[{i}].{k}");
+        let bad = |k: &str, m: String| Err((key(k), m));
+        let n = p.name.trim();
+        if n.is_empty()
+            || n.len() > 32
+            || !n
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+        {
+            return bad(
+                "name",
+                "must be 1 to 32 letters, digits, '-' or '_' (it names the provider on messages)"
+                    .into(),
+            );
+        }
+        if !names.insert(n.to_string()) {
+            return bad("name", format!("{n:?} names two providers"));
+        }
+        match (channel, provider_transport(channel, p)) {
+            ("sms", "smpp") => {
+                parse_smpp_url(&p.smpp_url).map_err(|m| (key("smpp_url"), m))?;
+                if p.window > 1000 {
+                    return bad("window", "must be at most 1000 (0: the channel's)".into());
+                }
+            }
+            ("sms", "sip") => {
+                let trunk = provider_trunk(p);
+                if !c.trunks.contains_key(trunk) {
+                    return bad(
+                        "trunk",
+                        format!("names no trunk: there is no [trunks.{trunk}]"),
+                    );
+                }
+            }
+            ("email", "smtp") => {
+                if !(p.smtp_url.starts_with("smtp://") || p.smtp_url.starts_with("smtps://")) {
+                    return bad(
+                        "smtp_url",
+                        format!(
+                            "must be smtp://HOST:PORT or smtps://HOST:PORT, got {:?}",
+                            p.smtp_url
+                        ),
+                    );
+                }
+                if p.pool_size > 256 {
+                    return bad("pool_size", "must be at most 256 (0: the channel's)".into());
+                }
+            }
+            ("sms", other) => {
+                return bad("transport", format!("must be smpp or sip, got {other:?}"))
+            }
+            (_, other) => return bad("transport", format!("must be smtp, got {other:?}")),
+        }
+    }
+    Ok(())
+}
+
+/// A SIP provider's trunk: `trunk`, or "default" when empty.
+fn provider_trunk(p: &ProviderConfig) -> &str {
+    match p.trunk.trim() {
+        "" => "default",
+        t => t,
+    }
 }
 
 /// The channels that run: the API's handle, each channel's transport (for
@@ -304,7 +418,7 @@ pub async fn build(
 ) -> anyhow::Result<Channels> {
     let wake_email = Arc::new(Notify::new());
     let wake_sms = Arc::new(Notify::new());
-    let health = super::health::HealthBoard::default();
+    let health = HealthBoard::default();
     let mut transports: Vec<(&'static str, Arc<dyn Transport>)> = Vec::new();
     let mut workers = Vec::new();
     let e = &c.channels.email;
@@ -314,7 +428,7 @@ pub async fn build(
     } else {
         let (tx, rx) = ReportSink::channel(4096);
         bounce = bounce_listener(c, tx.clone()).await?;
-        let t: Arc<dyn Transport> = build_email_transport(c, tx).await?;
+        let t: Arc<dyn Transport> = build_email_transport(c, &health, clock).await?;
         let from = parse_mailbox(&e.from).map_err(anyhow::Error::msg)?;
         let bounce_domain = from
             .email
@@ -357,6 +471,11 @@ pub async fn build(
                     anyhow::anyhow!("SMS transport \"sip\" needs SIP call control")
                 })?;
                 Arc::new(SipMessageTransport::new(sip.clone(), s.sip_trunk()))
+            }
+            "failover" => {
+                let (itx, irx) = mpsc::channel(1024);
+                inbound_sms = Some(irx);
+                sms_failover(c, tx, itx, sip, &health, clock)?
             }
             other => {
                 let (itx, irx) = mpsc::channel(1024);
@@ -478,22 +597,113 @@ pub async fn build(
 
 async fn build_email_transport(
     c: &Config,
-    _reports: ReportSink,
+    health: &HealthBoard,
+    clock: &Clock,
 ) -> anyhow::Result<Arc<dyn Transport>> {
     let e = &c.channels.email;
+    let smtp = |url: &str, username: &str, password: Option<crate::config::Secret>, pool: u32| {
+        let settings = SmtpSettings {
+            url: url.to_string(),
+            username: (!username.is_empty()).then(|| username.to_string()),
+            password: password.unwrap_or_default(),
+            pool_size: if pool == 0 { e.pool_size.max(1) } else { pool },
+            ..SmtpSettings::default()
+        };
+        SmtpTransport::new(&settings)
+    };
     match email_transport(c) {
-        "smtp" => {
-            let settings = SmtpSettings {
-                url: e.smtp_url.clone(),
-                username: (!e.username.is_empty()).then(|| e.username.clone()),
-                password: resolve_secret(&e.password, &e.password_env).unwrap_or_default(),
-                pool_size: e.pool_size.max(1),
-                ..SmtpSettings::default()
-            };
-            Ok(Arc::new(SmtpTransport::new(&settings)?))
+        "smtp" => Ok(Arc::new(smtp(
+            &e.smtp_url,
+            &e.username,
+            resolve_secret(&e.password, &e.password_env),
+            0,
+        )?)),
+        "failover" => {
+            let mut providers = Vec::new();
+            for p in &e.providers {
+                let t = smtp(
+                    &p.smtp_url,
+                    &p.username,
+                    resolve_secret(&p.password, &p.password_env),
+                    p.pool_size,
+                )?;
+                providers.push(Provider {
+                    name: p.name.trim().to_string(),
+                    transport: Arc::new(t),
+                });
+            }
+            Ok(Arc::new(FailoverTransport::start(
+                "email",
+                providers,
+                failover_settings(c),
+                health.clone(),
+                clock.clone(),
+            )))
         }
         _ => Ok(Arc::new(FileTransport::new(PathBuf::from(&e.outbox_dir)))),
     }
+}
+
+fn failover_settings(c: &Config) -> FailoverSettings {
+    let m = &c.messages;
+    FailoverSettings {
+        max_failures: m.provider_max_failures as usize,
+        window_ms: m.provider_failure_window_ms as i64,
+        probe: Duration::from_millis(m.provider_probe_ms),
+    }
+}
+
+/// The SMS providers behind one failover transport: each SMPP provider's
+/// receipts (ids prefixed with its name) go to `reports`, and its
+/// contacts' messages to `inbound`.
+fn sms_failover(
+    c: &Config,
+    reports: ReportSink,
+    inbound: mpsc::Sender<InboundSms>,
+    sip: Option<&CallControl>,
+    health: &HealthBoard,
+    clock: &Clock,
+) -> anyhow::Result<Arc<dyn Transport>> {
+    let s = &c.channels.sms;
+    let mut providers = Vec::new();
+    for p in &s.providers {
+        let name = p.name.trim().to_string();
+        let t: Arc<dyn Transport> = match provider_transport("sms", p) {
+            "sip" => {
+                let sip = sip.ok_or_else(|| {
+                    anyhow::anyhow!("SMS provider {name:?} (sip) needs SIP call control")
+                })?;
+                Arc::new(SipMessageTransport::new(sip.clone(), provider_trunk(p)))
+            }
+            _ => {
+                let (system_id, host, port) =
+                    parse_smpp_url(&p.smpp_url).map_err(anyhow::Error::msg)?;
+                let mut settings = SmppSettings::new(
+                    host,
+                    port,
+                    system_id,
+                    resolve_secret(&p.password, &p.password_env).unwrap_or_default(),
+                );
+                settings.system_type = p.system_type.clone();
+                settings.window = if p.window == 0 { s.window } else { p.window } as usize;
+                settings.enquire_link_interval = Duration::from_millis(s.enquire_link_ms.max(1000));
+                settings.default_source = s.from.clone();
+                Arc::new(SmppTransport::start(
+                    settings,
+                    FailoverTransport::prefixed_sink(&name, reports.clone()),
+                    Some(inbound.clone()),
+                ))
+            }
+        };
+        providers.push(Provider { name, transport: t });
+    }
+    Ok(Arc::new(FailoverTransport::start(
+        "sms",
+        providers,
+        failover_settings(c),
+        health.clone(),
+        clock.clone(),
+    )))
 }
 
 async fn build_sms_transport(

@@ -39,11 +39,38 @@ impl Health {
     }
 }
 
-/// Every channel's health, shared by its sender and the API.
+/// Every channel's (and provider's, keyed `channel/name`) health, shared
+/// by its sender and the API; with the provider turns not yet written as
+/// `channel.health` events.
 #[derive(Debug, Clone, Default)]
-pub struct HealthBoard(Arc<Mutex<HashMap<String, Health>>>);
+pub struct HealthBoard(Arc<Mutex<HashMap<String, Health>>>, Arc<Mutex<Vec<Value>>>);
 
 impl HealthBoard {
+    /// Notes that a failover provider was marked down or came back up; the
+    /// channel's sender writes it as a `channel.health` event.
+    pub fn provider_turned(
+        &self,
+        channel: &str,
+        provider: &str,
+        transport: &str,
+        healthy: bool,
+        reason: Option<String>,
+        now: i64,
+    ) {
+        let mut data = self.snapshot(&format!("{channel}/{provider}"), now);
+        data["channel"] = json!(channel);
+        data["provider"] = json!(provider);
+        data["transport"] = json!(transport);
+        data["healthy"] = json!(healthy);
+        data["reason"] = json!(reason);
+        self.1.lock().unwrap_or_else(|e| e.into_inner()).push(data);
+    }
+
+    /// The provider turns noted since the last call, oldest first.
+    pub fn drain_turns(&self) -> Vec<Value> {
+        std::mem::take(&mut *self.1.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     /// Records one send; `Some(healthy)` when the channel just turned.
     pub fn record(&self, channel: &str, ok: bool, now: i64) -> Option<bool> {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());

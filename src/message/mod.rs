@@ -18,6 +18,7 @@ pub mod bounce;
 pub mod channels;
 pub mod dsn;
 pub mod email_message;
+pub mod failover;
 pub mod file;
 pub mod health;
 pub mod outcome;

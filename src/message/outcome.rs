@@ -68,7 +68,7 @@ pub fn decide(
             provider_id: provider_id.clone(),
             ..base("sent", "accepted", reply)
         },
-        SendResult::Retry { reply, after } => {
+        SendResult::Retry { reply, after } | SendResult::Unavailable { reply, after } => {
             if tries > max_retries {
                 return Decision {
                     reason: Some("retries_exhausted".into()),

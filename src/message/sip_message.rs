@@ -158,7 +158,9 @@ mod tests {
                 assert!(provider_id.is_none());
                 Kind::Accepted
             }
-            SendResult::Retry { after, .. } => Kind::Retry(*after),
+            SendResult::Retry { after, .. } | SendResult::Unavailable { after, .. } => {
+                Kind::Retry(*after)
+            }
             SendResult::Failed { .. } => Kind::Failed,
             SendResult::Bounced { .. } => panic!("SIP never bounces"),
         }

@@ -376,7 +376,8 @@ impl SmtpTransport {
                 reply_of(stage, &error, rcpt.as_deref())
             }
             Ok(Err(SendError::Local(text))) => local_failure(text),
-            Ok(Err(SendError::Network(e))) => SendResult::Retry {
+            // The relay could not be reached: nothing was sent.
+            Ok(Err(SendError::Network(e))) => SendResult::Unavailable {
                 reply: PeerReply {
                     code: Some("network".into()),
                     text: Some(e.to_string()),
@@ -428,6 +429,21 @@ impl Transport for SmtpTransport {
             Outbound::Email(email) => self.send_email(email).await,
             Outbound::Sms(_) | Outbound::Whatsapp(_) | Outbound::Slack(_) => not_email("smtp"),
         }
+    }
+
+    /// Connects (greeting, EHLO, TLS and login as configured), sends NOOP
+    /// and QUITs, within the send timeout.
+    async fn probe(&self) -> bool {
+        let check = async {
+            let mut conn = self.pool.connect().await.ok()?;
+            let ok = conn.test_connected().await;
+            let _ = conn.quit().await;
+            Some(ok)
+        };
+        matches!(
+            tokio::time::timeout(self.timeout, check).await,
+            Ok(Some(true))
+        )
     }
 
     /// Refuses new sends and QUITs the idle connections.

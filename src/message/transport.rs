@@ -136,6 +136,25 @@ pub enum SendResult {
     Bounced { reply: PeerReply },
     /// Refused for good for another reason (bad request, unknown sender).
     Failed { reply: PeerReply },
+    /// Nothing was sent: the peer could not be reached (not bound, the
+    /// connection refused). Retried like [`SendResult::Retry`]; a failover
+    /// transport tries its next provider at once.
+    Unavailable {
+        reply: PeerReply,
+        after: Option<Duration>,
+    },
+}
+
+/// One provider of a failover transport, as capabilities and `/metrics`
+/// show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderStatus {
+    pub name: String,
+    pub transport: &'static str,
+    /// Able to send (an SMPP session bound).
+    pub ready: bool,
+    /// Not marked down by its failures.
+    pub up: bool,
 }
 
 /// A later report on a sent message.
@@ -220,6 +239,20 @@ pub trait Transport: Send + Sync {
     /// `simulator`).
     fn name(&self) -> &'static str;
     async fn send(&self, message: &Outbound) -> SendResult;
+    /// Sends, naming the provider that carried it (a failover transport's
+    /// pick); a transport that is its own provider names none.
+    async fn send_via(&self, message: &Outbound) -> (SendResult, Option<String>) {
+        (self.send(message).await, None)
+    }
+    /// Whether the peer can be reached now, checked without sending a
+    /// message (an SMTP relay's greeting and NOOP; by default [`Transport::ready`]).
+    async fn probe(&self) -> bool {
+        self.ready()
+    }
+    /// A failover transport's providers; none for a single transport.
+    fn providers(&self) -> Vec<ProviderStatus> {
+        Vec::new()
+    }
     /// Whether the transport is connected and able to send (SMPP bound);
     /// for `/metrics` and capabilities.
     fn ready(&self) -> bool {

@@ -195,6 +195,8 @@ pub struct StatusUpdate {
     pub recipient: Option<String>,
     pub error_code: Option<String>,
     pub error_title: Option<String>,
+    /// Epoch milliseconds (the status's `timestamp`).
+    pub at: Option<i64>,
 }
 
 /// A contact's own message.
@@ -219,6 +221,13 @@ pub struct Webhook {
     pub messages: Vec<InboundMessage>,
 }
 
+/// A webhook timestamp (epoch seconds as a string) in milliseconds.
+fn epoch_ms(v: &Value) -> Option<i64> {
+    v.as_str()
+        .and_then(|t| t.parse::<i64>().ok())
+        .and_then(|s| s.checked_mul(1000))
+}
+
 /// Reads a webhook body (`{"object": "whatsapp_business_account",
 /// "entry": [{"changes": [{"value": {...}}]}]}`); parts it does not know
 /// are skipped, so a new kind of change is acknowledged, not refused.
@@ -240,6 +249,7 @@ pub fn parse_webhook(body: &Value) -> Webhook {
                     recipient: str_of(&s["recipient_id"]),
                     error_code: e["code"].as_i64().map(|c| c.to_string()),
                     error_title: str_of(&e["title"]).or_else(|| str_of(&e["message"])),
+                    at: epoch_ms(&s["timestamp"]),
                 });
             }
             for m in value["messages"].as_array().into_iter().flatten() {
@@ -251,10 +261,7 @@ pub fn parse_webhook(body: &Value) -> Webhook {
                     .or_else(|| str_of(&m["button"]["text"]))
                     .or_else(|| str_of(&m["interactive"]["button_reply"]["title"]))
                     .unwrap_or_else(|| format!("[{kind}]"));
-                let at = m["timestamp"]
-                    .as_str()
-                    .and_then(|t| t.parse::<i64>().ok())
-                    .map(|s| s * 1000);
+                let at = epoch_ms(&m["timestamp"]);
                 w.messages.push(InboundMessage {
                     id,
                     from: format!("+{}", from.trim_start_matches('+')),

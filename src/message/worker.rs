@@ -108,6 +108,7 @@ impl ChannelWorker {
         let mut next_recovery = 0i64;
         while !shutdown.is_cancelled() {
             let now = self.clock.now_ms();
+            self.write_turns(now).await;
             if now >= next_recovery {
                 let in_doubt_ms = if self.transport.reports_settle_doubt() {
                     self.settings.in_doubt_wait_ms
@@ -183,6 +184,7 @@ impl ChannelWorker {
         limiter: Option<&DefaultDirectRateLimiter>,
     ) -> SendRecord {
         let rendered: Value = serde_json::from_str(&row.rendered).unwrap_or(Value::Null);
+        let mut carried_by = None;
         let decision = match self.gate(&row, &rendered).await {
             Err(mut decision) => {
                 if decision.status == "queued" && decision.due_at.is_none() {
@@ -206,7 +208,8 @@ impl ChannelWorker {
                     }
                 }
                 let started = std::time::Instant::now();
-                let result = self.transport.send(&message).await;
+                let (result, via) = self.transport.send_via(&message).await;
+                carried_by = via;
                 self.note_health(&result).await;
                 self.store
                     .metrics()
@@ -223,7 +226,9 @@ impl ChannelWorker {
                 )
             }
         };
-        to_record(&row, decision)
+        let mut record = to_record(&row, decision);
+        record.provider = carried_by;
+        record
     }
 
     /// The message as the transport takes it, or the refusal when a
@@ -322,6 +327,20 @@ impl ChannelWorker {
 }
 
 impl ChannelWorker {
+    /// Writes the failover providers' turns (down, up again) as
+    /// `channel.health` events.
+    async fn write_turns(&self, now: i64) {
+        for turn in self.health.drain_turns() {
+            if let Err(e) = self
+                .store
+                .log_global_event("channel.health", turn, now)
+                .await
+            {
+                tracing::warn!(error = %e, "writing a channel.health event failed");
+            }
+        }
+    }
+
     /// Counts a send toward the channel's health, and writes a
     /// `channel.health` event when the channel turns (un)healthy. A bounce
     /// is the recipient's, not the channel's.
@@ -329,11 +348,12 @@ impl ChannelWorker {
         use super::transport::SendResult as R;
         let ok = match result {
             R::Accepted { .. } => true,
-            R::Retry { .. } | R::Failed { .. } => false,
+            R::Retry { .. } | R::Failed { .. } | R::Unavailable { .. } => false,
             R::Bounced { .. } => return,
         };
         let now = self.clock.now_ms();
         let channel = self.channel.as_str();
+        self.write_turns(now).await;
         if let Some(healthy) = self.health.record(channel, ok, now) {
             let mut data = self.health.snapshot(channel, now);
             data["channel"] = serde_json::json!(channel);
@@ -404,6 +424,7 @@ fn to_record(row: &MessageRow, d: Decision) -> SendRecord {
         code: d.reply.code,
         text: d.reply.text,
         provider_id: d.provider_id,
+        provider: None,
         due_at: d.due_at,
         suppress,
     }

@@ -180,7 +180,9 @@ impl Inbox {
     }
 }
 
-/// Takes the SMSC's mobile-originated messages to the inbox.
+/// Takes the SMSC's mobile-originated messages to the inbox, answering each
+/// once it is kept (a store error answers "try again": the SMSC delivers it
+/// again).
 pub async fn receive_sms(
     inbox: Inbox,
     mut rx: tokio::sync::mpsc::Receiver<crate::message::smpp::InboundSms>,
@@ -194,24 +196,20 @@ pub async fn receive_sms(
                 None => return,
             },
         };
-        let m = Inbound {
-            channel: "sms",
-            provider_id: None,
-            from: sms.from,
-            to: sms.to,
-            body: sms.text,
-            at: chrono::Utc::now().timestamp_millis(),
-        };
-        // A store that is down: try again until it takes it (or herald stops).
-        let mut wait = std::time::Duration::from_millis(100);
-        while let Err(e) = inbox.receive(m.clone()).await {
-            tracing::warn!(error = %e, "keeping a received SMS failed; retrying");
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(wait) => {}
-            }
-            wait = (wait * 2).min(std::time::Duration::from_secs(5));
+        let kept = inbox
+            .receive(Inbound {
+                channel: "sms",
+                provider_id: None,
+                from: sms.from,
+                to: sms.to,
+                body: sms.text,
+                at: chrono::Utc::now().timestamp_millis(),
+            })
+            .await;
+        if let Err(e) = &kept {
+            tracing::warn!(error = %e, "keeping a received SMS failed; the SMSC is asked to deliver it again");
         }
+        let _ = sms.kept.send(kept.is_ok());
     }
 }
 

@@ -237,6 +237,8 @@ fn queued_row(m: &NewMessage, now: i64) -> MessageRow {
         priority: m.priority,
         opens: 0,
         clicks: 0,
+        provider: None,
+        read_at: None,
     }
 }
 

@@ -1,6 +1,7 @@
-//! E-mail engagement: an open of the tracking pixel or a click through the
+//! Engagement: an e-mail's open of the tracking pixel or click through the
 //! redirect, counted on the message with its `message.opened` /
-//! `message.clicked` event.
+//! `message.clicked` event; a WhatsApp message read (`read_at`, once, with
+//! `message.read`).
 
 use serde_json::json;
 
@@ -36,6 +37,32 @@ impl Store {
             let logged = append_global_page!(tx, log, now);
             tx.commit().await?;
             Ok::<_, StoreError>((recipient.is_some(), logged))
+        })?;
+        drop(_write);
+        self.logged(logged);
+        Ok(found)
+    }
+
+    /// Notes that the WhatsApp message the provider calls `provider_id` was
+    /// read at `at` (the first report only); false when none matched (not
+    /// sent from here, or already read).
+    pub async fn record_read(&self, provider_id: &str, at: i64, now: i64) -> Result<bool> {
+        let _write = self.write_guard().await;
+        let (found, logged) = with_pool!(self, p => {
+            let mut tx = p.begin_write().await?;
+            let row: Option<(String, String)> = sqlx::query_as(
+                "UPDATE messages SET read_at = $1 WHERE channel = 'whatsapp' AND provider_id = $2 AND read_at IS NULL \
+                 RETURNING id, recipient")
+                .bind(at).bind(provider_id).fetch_optional(&mut *tx).await?;
+            let mut log = GlobalLog::default();
+            if let Some((id, r)) = &row {
+                let read_at = chrono::DateTime::from_timestamp_millis(at)
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+                log.push("message.read", now, json!({"message_id": id, "channel": "whatsapp", "recipient": r, "read_at": read_at}));
+            }
+            let logged = append_global_page!(tx, log, now);
+            tx.commit().await?;
+            Ok::<_, StoreError>((row.is_some(), logged))
         })?;
         drop(_write);
         self.logged(logged);

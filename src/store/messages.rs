@@ -43,6 +43,10 @@ pub struct MessageRow {
     pub priority: i64,
     pub opens: i64,
     pub clicks: i64,
+    /// The failover provider that carried it (the last one tried).
+    pub provider: Option<String>,
+    /// WhatsApp: when the contact read it.
+    pub read_at: Option<i64>,
 }
 
 /// Rows per multi-row statement (seven parameters a row on SQLite).
@@ -50,7 +54,7 @@ const RECORD_ROWS_PER_STATEMENT: usize = 1_000;
 
 pub(crate) const COLUMNS: &str = "id, channel, status, reason, recipient, request, rendered, template_id, template_version, \
      idempotency_key, request_hash, provider_id, rfc_message_id, max_retries, tries, due_at, created_at, \
-     updated_at, sent_at, final_at, priority, opens, clicks";
+     updated_at, sent_at, final_at, priority, opens, clicks, provider, read_at";
 
 #[derive(Debug, Clone, FromRow)]
 pub struct MessageAttemptRow {
@@ -60,6 +64,7 @@ pub struct MessageAttemptRow {
     pub result: Option<String>,
     pub code: Option<String>,
     pub text: Option<String>,
+    pub provider: Option<String>,
 }
 
 /// A message to accept.
@@ -117,6 +122,9 @@ pub struct SendRecord {
     pub code: Option<String>,
     pub text: Option<String>,
     pub provider_id: Option<String>,
+    /// The failover provider that carried or refused it (`None` with a
+    /// single transport).
+    pub provider: Option<String>,
     pub due_at: Option<i64>,
     /// Addresses to suppress with this record (a bounce): (channel, address).
     pub suppress: Vec<(String, String)>,
@@ -170,7 +178,7 @@ impl Store {
 
     pub async fn message_attempts(&self, id: &str) -> Result<Vec<MessageAttemptRow>> {
         with_pool!(self, p => Ok(sqlx::query_as::<_, MessageAttemptRow>(
-            "SELECT attempt, started_at, ended_at, result, code, text FROM message_attempts WHERE message_id = $1 ORDER BY attempt")
+            "SELECT attempt, started_at, ended_at, result, code, text, provider FROM message_attempts WHERE message_id = $1 ORDER BY attempt")
             .bind(id).fetch_all(p).await?))
     }
 
@@ -334,6 +342,7 @@ impl Store {
                 let mut qb = sqlx::QueryBuilder::new("UPDATE messages SET status = v.column2, reason = v.column3, \
                     provider_id = COALESCE(v.column4, messages.provider_id), due_at = COALESCE(v.column5, messages.due_at), \
                     sent_at = COALESCE(v.column6, messages.sent_at), final_at = v.column7, \
+                    provider = COALESCE(v.column8, messages.provider), \
                     lease_owner = NULL, lease_expires_at = NULL, updated_at = ");
                 qb.push_bind(now).push(" FROM ");
                 bulk::rows(&mut qb, vec![
@@ -344,6 +353,9 @@ impl Store {
                     Column::BigInt(chunk.iter().map(|r| r.due_at).collect()),
                     Column::BigInt(chunk.iter().map(|r| at(r.status == "sent")).collect()),
                     Column::BigInt(chunk.iter().map(|r| at(matches!(r.status, "bounced" | "failed"))).collect()),
+                    // The message names the provider that carried it; each
+                    // attempt, the one it went to.
+                    Column::Text(chunk.iter().map(|r| r.provider.as_deref().filter(|_| r.status == "sent")).collect()),
                 ]);
                 qb.push(" WHERE messages.id = v.column1 AND messages.status = 'sending' \
                           RETURNING messages.id, messages.channel, messages.recipient");
@@ -352,13 +364,14 @@ impl Store {
                     .persistent(keep).fetch_all(&mut *tx).await?
                     .into_iter().map(|(id, channel, recipient)| (id, (channel, recipient))).collect();
                 let mut qb = sqlx::QueryBuilder::new("UPDATE message_attempts SET ended_at = ");
-                qb.push_bind(now).push(", result = v.column3, code = v.column4, text = v.column5 FROM ");
+                qb.push_bind(now).push(", result = v.column3, code = v.column4, text = v.column5, provider = v.column6 FROM ");
                 bulk::rows(&mut qb, vec![
                     Column::Text(chunk.iter().map(|r| Some(r.id.as_str())).collect()),
                     Column::Int(chunk.iter().map(|r| Some(r.attempt as i32)).collect()),
                     Column::Text(chunk.iter().map(|r| Some(r.result)).collect()),
                     Column::Text(chunk.iter().map(|r| r.code.as_deref()).collect()),
                     Column::Text(chunk.iter().map(|r| r.text.as_deref()).collect()),
+                    Column::Text(chunk.iter().map(|r| r.provider.as_deref()).collect()),
                 ]);
                 qb.push(" WHERE message_attempts.message_id = v.column1 AND message_attempts.attempt = v.column2 \
                           AND message_attempts.ended_at IS NULL");

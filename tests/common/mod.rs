@@ -104,6 +104,11 @@ pub struct TestApp {
 
 /// The config every test app uses: port 0, the given database, nothing else changed.
 pub fn test_config(db_url: &str, extra: &[(&str, &str)]) -> Config {
+    Config::load_from(None, test_env(db_url, extra)).expect("test config")
+}
+
+/// The environment of [`test_config`].
+fn test_env(db_url: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut env = vec![
         ("HERALD__DATABASE__URL".to_string(), db_url.to_string()),
         ("HERALD__API__LISTEN".to_string(), "127.0.0.1:0".to_string()),
@@ -112,7 +117,25 @@ pub fn test_config(db_url: &str, extra: &[(&str, &str)]) -> Config {
         env.retain(|(key, _)| key != k);
         env.push((k.to_string(), v.to_string()));
     }
-    Config::load_from(None, env).expect("test config")
+    env
+}
+
+/// As [`spawn_app_with`], with `toml` as the config file (arrays of tables
+/// such as `[[channels.sms.providers]]` cannot be set from the environment).
+pub async fn spawn_app_toml(db: Db, toml: &str, extra: &[(&str, &str)]) -> Option<TestApp> {
+    let db = TestDb::new(db).await?;
+    let file = tempfile::NamedTempFile::new().expect("a temporary config file");
+    std::fs::write(file.path(), toml).expect("writing the config file");
+    let config =
+        Config::load_from(Some(file.path()), test_env(&db.url, extra)).expect("test config");
+    start(
+        db,
+        config,
+        None,
+        herald::app::TelephonyChoice::Sip,
+        herald::clock::Clock::system(),
+    )
+    .await
 }
 
 /// Herald whose default trunk dials `trunk` (a SIPp callee's address), with
@@ -186,6 +209,17 @@ async fn spawn_clocked(
 ) -> Option<TestApp> {
     let db = TestDb::new(db).await?;
     let config = test_config(&db.url, extra);
+    start(db, config, bootstrap, telephony, clock).await
+}
+
+/// Starts herald with `config` on `db` and creates an API key for the client.
+async fn start(
+    db: TestDb,
+    config: Config,
+    bootstrap: Option<&str>,
+    telephony: herald::app::TelephonyChoice,
+    clock: herald::clock::Clock,
+) -> Option<TestApp> {
     let app = App::start_with_clock(&config, bootstrap.map(str::to_string), telephony, clock)
         .await
         .expect("herald starts");

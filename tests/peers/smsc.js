@@ -10,6 +10,8 @@
 //   {"type":"deliver_sm_resp","sequence_number":…,"status":0}
 //   {"type":"unbind"} {"type":"enquire_link"} {"type":"close"}
 // A line "mo FROM TO TEXT" on stdin sends a mobile-originated deliver_sm.
+// A line "refuse_binds" on stdin closes every session (after answering what
+// it read) and refuses binds (ESME_RBINDFAIL) until a line "accept_binds".
 // A line "stats" on stdin prints {"type":"stats",…}: counts since start,
 // unique_bodies being distinct (destination, short_message) pairs received.
 //
@@ -51,10 +53,11 @@ for (const cmd of ['submit_sm', 'deliver_sm']) {
   delete smpp.commands[cmd].params.short_message.filter;
 }
 
-const stats = { binds: 0, submits: 0, accepted: 0, throttled: 0, dropped: 0, receipts: 0, receipt_resps: 0, receipts_resent: 0, unique_bodies: 0 };
+const stats = { binds: 0, submits: 0, accepted: 0, throttled: 0, dropped: 0, receipts: 0, receipt_resps: 0, receipts_resent: 0, unique_bodies: 0, ignored: 0 };
 const bodies = new Set();
 let nextId = 1000;
 let dropped = false;
+let refusing = false;
 let answered = 0;
 // Receipts waiting for a bound session (theirs closed before answering).
 let stored = [];
@@ -64,7 +67,7 @@ const sessions = [];
 // Sends a receipt on `session`; unanswered when the session closes, or
 // answered with an error, it waits in `stored` for the next bind.
 function sendReceipt(session, receipt) {
-  if (session.smscClosed) {
+  if (session.smscClosed || session.smscClosing) {
     store(receipt);
     return;
   }
@@ -125,7 +128,7 @@ const server = smpp.createServer((session) => {
   });
 
   session.on('bind_transceiver', (pdu) => {
-    const ok = pdu.system_id === systemId && pdu.password === password;
+    const ok = !refusing && pdu.system_id === systemId && pdu.password === password;
     out({ type: 'bind', system_id: pdu.system_id, interface_version: pdu.interface_version, ok });
     if (!ok) {
       session.send(pdu.response({ command_status: smpp.ESME_RBINDFAIL }));
@@ -176,6 +179,10 @@ const server = smpp.createServer((session) => {
   });
 
   session.on('submit_sm', (pdu) => {
+    if (session.smscClosing) {
+      stats.ignored += 1;
+      return;
+    }
     if (!bound) {
       session.send(pdu.response({ command_status: smpp.ESME_RINVBNDSTS }));
       return;
@@ -282,6 +289,22 @@ process.stdin.on('data', (chunk) => {
         });
       }
       out({ type: 'mo', from: mo[1], to: mo[2], sent: Boolean(live) });
+      continue;
+    }
+    if (line === 'refuse_binds') {
+      refusing = true;
+      for (const s of sessions.slice()) {
+        s.smscBound = false;
+        // What it reads after this is neither taken nor answered.
+        s.smscClosing = true;
+        s.close();
+      }
+      out({ type: 'refusing' });
+      continue;
+    }
+    if (line === 'accept_binds') {
+      refusing = false;
+      out({ type: 'accepting' });
       continue;
     }
     if (line === 'stats') {

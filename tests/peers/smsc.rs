@@ -146,6 +146,21 @@ impl Smsc {
         self.stdin.flush().await.expect("flushing smsc.js stdin");
     }
 
+    /// Closes every session and refuses binds (`refuse: true`), or accepts
+    /// them again.
+    pub async fn refuse_binds(&mut self, refuse: bool) {
+        let line: &[u8] = if refuse {
+            b"refuse_binds\n"
+        } else {
+            b"accept_binds\n"
+        };
+        self.stdin
+            .write_all(line)
+            .await
+            .expect("writing to smsc.js");
+        self.stdin.flush().await.expect("flushing smsc.js stdin");
+    }
+
     /// The SMSC's counters (asks on stdin, reads until the answer).
     pub async fn stats(&mut self, within: Duration) -> Value {
         self.stdin

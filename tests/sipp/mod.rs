@@ -132,6 +132,19 @@ impl SippUas {
     /// to the process being measured.
     pub async fn start_niced(o: UasOptions<'_>, nice: i32) -> SippUas {
         ensure_sipp();
+        // A port found free can be taken by another test before SIPp binds
+        // it: SIPp then exits at once, and starts again on other ports.
+        let mut exits = Vec::new();
+        for _ in 0..3 {
+            match Self::try_start(&o, nice).await {
+                Ok(uas) => return uas,
+                Err(why) => exits.push(why),
+            }
+        }
+        panic!("SIPp did not start three times: {exits:#?}");
+    }
+
+    async fn try_start(o: &UasOptions<'_>, nice: i32) -> Result<SippUas, String> {
         let port = free_udp_port();
         let media_port = free_rtp_port();
         let dir = tempfile::tempdir().expect("tempdir");
@@ -183,7 +196,7 @@ impl SippUas {
             c.args(["-n", &nice.to_string(), "timeout"]);
             c
         };
-        let child = command
+        let mut child = command
             .args(&args)
             .current_dir(crate_root())
             .stdin(Stdio::null())
@@ -192,13 +205,19 @@ impl SippUas {
             .kill_on_drop(true)
             .spawn()
             .expect("spawning sipp");
-        wait_udp_listening(port).await;
-        SippUas {
+        tokio::select! {
+            _ = wait_udp_listening(port) => {}
+            status = child.wait() => {
+                let errors = std::fs::read_to_string(dir.path().join("errors.log")).unwrap_or_default();
+                return Err(format!("SIPp exited ({status:?}) before listening on {port}: {errors}"));
+            }
+        }
+        Ok(SippUas {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             media_port,
             child,
             dir,
-        }
+        })
     }
 
     /// Asks SIPp to finish its calls and exit (SIGUSR1, as pressing 'q').

@@ -240,6 +240,10 @@ pub fn message_json(m: &MessageRow, attempts: Option<Vec<Value>>) -> Value {
     o.insert("max_retries".into(), json!(m.max_retries));
     o.insert("tries".into(), json!(m.tries));
     o.insert("provider_id".into(), json!(m.provider_id));
+    o.insert("provider".into(), json!(m.provider));
+    if m.channel == "whatsapp" {
+        o.insert("read_at".into(), ts_opt(m.read_at));
+    }
     o.insert(
         "next_attempt_at".into(),
         if m.status == "queued" {
@@ -280,7 +284,7 @@ async fn read(s: MsgState, id: String, channel: &str) -> ApiResult<Json<Value>> 
         .into_iter()
         .map(|a| {
             json!({"attempt": a.attempt, "started_at": ts(a.started_at), "ended_at": ts_opt(a.ended_at),
-                   "result": a.result, "code": a.code, "text": a.text})
+                   "result": a.result, "code": a.code, "text": a.text, "provider": a.provider})
         })
         .collect();
     Ok(Json(message_json(&m, Some(attempts))))

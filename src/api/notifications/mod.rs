@@ -460,6 +460,29 @@ async fn list(
     ))
 }
 
+/// A failover channel's providers in order, each with its state and health
+/// (an empty list for a channel with one transport).
+fn providers(s: &NotifyState, channel: &str) -> Vec<Value> {
+    let Some((_, t)) = s.transports.iter().find(|(c, _)| *c == channel) else {
+        return Vec::new();
+    };
+    t.providers()
+        .into_iter()
+        .map(|p| {
+            let mut v = s
+                .messaging
+                .health
+                .snapshot(&format!("{channel}/{}", p.name), now());
+            v["name"] = json!(p.name);
+            v["transport"] = json!(p.transport);
+            v["ready"] = json!(p.ready);
+            // Up unless failover marked it down.
+            v["healthy"] = json!(p.up);
+            v
+        })
+        .collect()
+}
+
 /// `GET /v1/channels/capabilities`: per channel, whether it is configured
 /// (and its transport ready), its recipient field, template policy, limits
 /// and rate limit.
@@ -524,6 +547,7 @@ async fn capabilities(State(s): State<NotifyState>) -> Json<Value> {
                 "limits": limits,
                 "rate_limit_per_second": rate.filter(|r| *r > 0),
                 "health": s.messaging.health.snapshot(c.as_str(), now()),
+                "providers": providers(&s, c.as_str()),
             })
         })
         .collect();

@@ -8,7 +8,8 @@
 //! (deliver_sm with esm_class 0x04, answered with deliver_sm_resp and sent
 //! to the [`ReportSink`] as [`ReportKey::Provider`]; see [`receipt`] for how
 //! ids are matched). Mobile-originated deliver_sm go to an optional
-//! [`InboundSms`] channel, else are dropped with a debug log.
+//! [`InboundSms`] channel (answered once stored there), else are dropped
+//! with a debug log.
 //!
 //! Crate: `rusmppc` 0.4 (the tokio client on `rusmpp`), without its TLS
 //! features. It keeps the table of outstanding requests by sequence number,
@@ -23,8 +24,8 @@
 //!
 //! Results: submit_sm_resp ESME_ROK → `Accepted` with the normalised
 //! message_id; ESME_RTHROTTLED, ESME_RMSGQFUL, ESME_RSYSERR → `Retry` after
-//! `retry_after`; no bind within `bind_wait`, a lost connection or a response
-//! timeout with the submit outstanding → `Retry`; other statuses → `Failed`
+//! `retry_after`; no bind within `bind_wait` → `Unavailable`; a lost
+//! connection or a response timeout with the submit outstanding → `Retry`; other statuses → `Failed`
 //! with the command_status in hex as the reply code and its name as text.
 //! At most once: a submit outstanding when the connection drops may have
 //! been taken by the SMSC; the transport never re-sends it, the caller
@@ -136,13 +137,16 @@ impl SmppSettings {
     }
 }
 
-/// A mobile-originated SMS (a deliver_sm that is not a receipt).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A mobile-originated SMS (a deliver_sm that is not a receipt). Its
+/// deliver_sm is answered once `kept` says it is stored (true: ESME_ROK);
+/// anything else answers ESME_RX_T_APPN and the SMSC delivers it again.
+#[derive(Debug)]
 pub struct InboundSms {
     /// `+` and digits for an international sender, else as given.
     pub from: String,
     pub to: String,
     pub text: String,
+    pub kept: tokio::sync::oneshot::Sender<bool>,
 }
 
 /// What the session loop and the senders share.
@@ -240,7 +244,14 @@ impl SmppTransport {
             }
         };
         let Some(client) = self.bound_client(settings.bind_wait).await else {
-            return self.retry("not bound to the SMSC", None);
+            // Nothing was submitted.
+            return SendResult::Unavailable {
+                reply: PeerReply {
+                    code: None,
+                    text: Some("not bound to the SMSC".into()),
+                },
+                after: Some(settings.retry_after),
+            };
         };
         let mut ids = Vec::with_capacity(submits.len());
         for sm in submits {
@@ -309,6 +320,17 @@ impl Transport for SmppTransport {
 
     fn ready(&self) -> bool {
         self.shared.bound.borrow().is_some()
+    }
+
+    /// Bound, and the SMSC answers an enquire_link within the bind wait.
+    async fn probe(&self) -> bool {
+        let Some(client) = self.shared.bound.borrow().clone() else {
+            return false;
+        };
+        matches!(
+            tokio::time::timeout(self.shared.settings.bind_wait, client.enquire_link()).await,
+            Ok(Ok(()))
+        )
     }
 
     fn reports_settle_doubt(&self) -> bool {

@@ -344,14 +344,21 @@ async fn mobile_originated(
         Ton::International => format!("+{addr}"),
         _ => addr.to_string(),
     };
+    let (kept, stored) = tokio::sync::oneshot::channel();
     let sms = InboundSms {
         from: address(deliver.source_addr_ton, deliver.source_addr.as_str()),
         to: address(deliver.dest_addr_ton, deliver.destination_addr.as_str()),
         text: decode_text(deliver.data_coding, user_data),
+        kept,
     };
-    match inbound.send(sms).await {
-        Ok(()) => CommandStatus::EsmeRok,
-        Err(_) => CommandStatus::EsmeRxTAppn,
+    if inbound.send(sms).await.is_err() {
+        return CommandStatus::EsmeRxTAppn;
+    }
+    // Answered only once stored: a crash before loses nothing, the SMSC
+    // delivers it again.
+    match stored.await {
+        Ok(true) => CommandStatus::EsmeRok,
+        _ => CommandStatus::EsmeRxTAppn,
     }
 }
 

@@ -233,7 +233,7 @@ enum Recovery<'a> {
     /// Still waiting for a report.
     Waiting,
     /// Sent again (or failed, retries spent).
-    Requeue(SendRecord),
+    Requeue(Box<SendRecord>),
 }
 
 /// Decides the interrupted sends of one channel: each one left in doubt
@@ -271,7 +271,7 @@ fn decide_recovery<'a>(
                 }
             }
             let spent = m.tries > m.max_retries;
-            Recovery::Requeue(SendRecord {
+            Recovery::Requeue(Box::new(SendRecord {
                 id: m.id.clone(),
                 attempt: m.tries,
                 status: if spent { "failed" } else { "queued" },
@@ -280,9 +280,10 @@ fn decide_recovery<'a>(
                 code: None,
                 text: Some("herald stopped while sending".into()),
                 provider_id: None,
+                provider: None,
                 due_at: Some(now),
                 suppress: Vec::new(),
-            })
+            }))
         })
         .collect()
 }
@@ -381,7 +382,7 @@ impl Store {
         let mut settled = Vec::new();
         for d in decided {
             match d {
-                Recovery::Requeue(r) => requeue.push(r),
+                Recovery::Requeue(r) => requeue.push(*r),
                 Recovery::Settled(m, k) => settled.push((m, k)),
                 Recovery::Waiting => {}
             }
@@ -508,6 +509,8 @@ mod tests {
             priority: 1,
             opens: 0,
             clicks: 0,
+            provider: None,
+            read_at: None,
         }
     }
 
