@@ -12,6 +12,9 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 
+mod health;
+pub use health::HealthGauge;
+
 /// A monotonically increasing count.
 #[derive(Default, Debug)]
 pub struct Counter(AtomicU64);
@@ -213,20 +216,6 @@ pub struct ScrapeGauges {
     pub message_transports: Vec<(String, String, bool)>,
     /// Each channel's health, then each failover provider's.
     pub message_health: Vec<HealthGauge>,
-}
-
-/// A channel's or a failover provider's health, as `/metrics` shows it.
-#[derive(Debug, Default, Clone)]
-pub struct HealthGauge {
-    pub channel: String,
-    /// `None` for the channel as a whole.
-    pub provider: Option<String>,
-    pub transport: String,
-    pub ready: bool,
-    pub healthy: bool,
-    pub failure_ratio_5m: f64,
-    /// Unix seconds of the last accepted send.
-    pub last_success: Option<f64>,
 }
 
 impl Metrics {
@@ -487,7 +476,7 @@ impl Metrics {
                 if *ready { 1.0 } else { 0.0 },
             );
         }
-        self.render_health(o, &g.message_health);
+        health::render(o, &g.message_health);
         header(o, "herald_sse_streams", "gauge", "Open event streams.");
         sample(o, "herald_sse_streams", &[], self.sse_streams.get() as f64);
         header(
@@ -503,52 +492,6 @@ impl Metrics {
             self.sip_malformed_datagrams.get() as f64,
         );
         out
-    }
-}
-
-impl Metrics {
-    fn render_health(&self, o: &mut String, rows: &[HealthGauge]) {
-        let labels = |h: &HealthGauge| -> Vec<(&'static str, String)> {
-            let mut l = vec![("channel", h.channel.clone())];
-            if let Some(p) = &h.provider {
-                l.push(("provider", p.clone()));
-            }
-            l.push(("transport", h.transport.clone()));
-            l
-        };
-        type Value = fn(&HealthGauge) -> Option<f64>;
-        let metrics: [(&str, &str, Value); 4] = [
-            (
-                "herald_message_healthy",
-                "Whether a channel, or a failover provider (label provider), is healthy (1) or not (0: at least half of 10 or more sends in 5 minutes failed; a provider: marked down).",
-                |h| Some(if h.healthy { 1.0 } else { 0.0 }),
-            ),
-            (
-                "herald_message_provider_ready",
-                "Whether a failover provider can send now (1; an SMPP session bound) or not (0).",
-                |h| h.provider.as_ref().map(|_| if h.ready { 1.0 } else { 0.0 }),
-            ),
-            (
-                "herald_message_failure_ratio_5m",
-                "Failed sends over sends in the last 5 minutes, per channel and failover provider (a recipient's bounce is not a failure).",
-                |h| Some(h.failure_ratio_5m),
-            ),
-            (
-                "herald_message_last_success_timestamp_seconds",
-                "When a channel or failover provider last had a send accepted (Unix seconds; absent until one is).",
-                |h| h.last_success,
-            ),
-        ];
-        for (name, help, value) in metrics {
-            header(o, name, "gauge", help);
-            for h in rows {
-                if let Some(v) = value(h) {
-                    let l = labels(h);
-                    let l: Vec<(&str, &str)> = l.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                    sample(o, name, &l, v);
-                }
-            }
-        }
     }
 }
 

@@ -94,6 +94,18 @@ async fn wait_turn(s: &mut SseClient, name: &str, healthy: bool) -> Value {
     found.unwrap_or_else(|_| panic!("{name} did not turn healthy={healthy}: {seen:?}"))
 }
 
+/// One channel's entry of `GET /v1/channels/capabilities`.
+async fn capabilities(app: &TestApp, channel: &str) -> Value {
+    let caps = expect_json(app.get("/v1/channels/capabilities").await, StatusCode::OK).await;
+    caps["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["channel"] == channel)
+        .unwrap_or_else(|| panic!("no {channel} in {caps}"))
+        .clone()
+}
+
 async fn providers_by_count(app: &TestApp) -> Vec<(Option<String>, i64)> {
     let db = sqlx::SqlitePool::connect(&app.db.url)
         .await
@@ -116,14 +128,7 @@ async fn sms_go_through_the_second_smsc_while_the_first_refuses_binds_and_return
     let app = spawn_app_toml(Db::Sqlite, &toml, &[])
         .await
         .expect("sqlite");
-    let caps = expect_json(app.get("/v1/channels/capabilities").await, StatusCode::OK).await;
-    let sms = caps["channels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["channel"] == "sms")
-        .unwrap()
-        .clone();
+    let sms = capabilities(&app, "sms").await;
     assert_eq!(sms["transport"], "failover", "{sms}");
     let names: Vec<&str> = sms["providers"]
         .as_array()
@@ -198,14 +203,7 @@ async fn sms_go_through_the_second_smsc_while_the_first_refuses_binds_and_return
         ]
     );
     // Marked down in capabilities and /metrics.
-    let caps = expect_json(app.get("/v1/channels/capabilities").await, StatusCode::OK).await;
-    let first = caps["channels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["channel"] == "sms")
-        .unwrap()["providers"][0]
-        .clone();
+    let first = capabilities(&app, "sms").await["providers"][0].clone();
     assert_eq!(first["healthy"], false, "{first}");
     let metrics = app.get("/metrics").await.text().await.unwrap();
     assert!(
@@ -278,14 +276,7 @@ async fn mail_goes_to_the_second_relay_when_the_first_refuses_connections() {
         assert_eq!(m["tries"], 1, "{m}");
         assert_eq!(m["attempts"][0]["provider"], "relay-b", "{m}");
     }
-    let caps = expect_json(app.get("/v1/channels/capabilities").await, StatusCode::OK).await;
-    let email = caps["channels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["channel"] == "email")
-        .unwrap()
-        .clone();
+    let email = capabilities(&app, "email").await;
     assert_eq!(email["providers"][0]["name"], "relay-a", "{email}");
     assert_eq!(email["providers"][0]["healthy"], false, "{email}");
     assert_eq!(email["providers"][1]["healthy"], true, "{email}");

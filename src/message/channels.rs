@@ -9,23 +9,22 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 
 use super::bounce::{BounceListener, BounceSettings};
-use super::failover::{FailoverSettings, FailoverTransport, Provider};
 use super::file::FileTransport;
 use super::health::HealthBoard;
 use super::outcome::Backoff;
+use super::providers;
 use super::request::{validate_email, validate_sms_sender};
 use super::service::{EmailDefaults, Messaging, SlackDefaults, SmsDefaults, WhatsappDefaults};
 use super::simulator::SimulatorTransport;
 use super::sip_message::SipMessageTransport;
 use super::slack::{SlackTarget, SlackTransport};
-use super::smpp::{InboundSms, SmppSettings, SmppTransport};
-use super::smtp::{SmtpSettings, SmtpTransport};
+use super::smpp::{InboundSms, SmppTransport};
 use super::status::MessageChannel;
 use super::transport::{Mailbox, ReportSink, Reported, Transport};
 use super::whatsapp::{WhatsappSettings, WhatsappTransport};
 use super::worker::{ChannelWorker, WorkerSettings};
 use crate::clock::Clock;
-use crate::config::{resolve_secret, Config, ProviderConfig};
+use crate::config::{resolve_secret, Config};
 use crate::sim::population::SmsShares;
 use crate::sip::CallControl;
 use crate::store::Store;
@@ -102,7 +101,7 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
     let email_t = email_transport(c);
     match email_t {
         "file" | "off" => {}
-        "failover" => validate_providers(c, "email")?,
+        "failover" => providers::validate(c, "email")?,
         "smtp" => {
             if !(e.smtp_url.starts_with("smtp://") || e.smtp_url.starts_with("smtps://")) {
                 return bad(
@@ -136,7 +135,7 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
     let sms_t = sms_transport(c);
     match sms_t {
         "simulator" | "off" => {}
-        "failover" => validate_providers(c, "sms")?,
+        "failover" => providers::validate(c, "sms")?,
         "smpp" => {
             parse_smpp_url(&s.smpp_url).map_err(|m| ("channels.sms.smpp_url".to_string(), m))?;
         }
@@ -256,97 +255,6 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
         return bad("messages.provider_probe_ms", "must be at least 100".into());
     }
     Ok(())
-}
-
-/// A failover provider's transport: `transport`, or the channel's usual
-/// one when empty (`smpp` for SMS, `smtp` for e-mail).
-fn provider_transport<'a>(channel: &str, p: &'a ProviderConfig) -> &'a str {
-    match (channel, p.transport.as_str()) {
-        ("sms", "") => "smpp",
-        ("email", "") => "smtp",
-        (_, t) => t,
-    }
-}
-
-/// Checks `[[channels.{channel}.providers]]` (channel `sms` or `email`):
-/// names unique, each provider's transport and its keys.
-fn validate_providers(c: &Config, channel: &str) -> Result<(), (String, String)> {
-    let list = if channel == "sms" {
-        &c.channels.sms.providers
-    } else {
-        &c.channels.email.providers
-    };
-    if list.is_empty() {
-        return Err((
-            format!("channels.{channel}.providers"),
-            format!("transport \"failover\" needs at least one [[channels.{channel}.providers]]"),
-        ));
-    }
-    let mut names = std::collections::HashSet::new();
-    for (i, p) in list.iter().enumerate() {
-        let key = |k: &str| format!("channels.{channel}.providers[{i}].{k}");
-        let bad = |k: &str, m: String| Err((key(k), m));
-        let n = p.name.trim();
-        if n.is_empty()
-            || n.len() > 32
-            || !n
-                .chars()
-                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
-        {
-            return bad(
-                "name",
-                "must be 1 to 32 letters, digits, '-' or '_' (it names the provider on messages)"
-                    .into(),
-            );
-        }
-        if !names.insert(n.to_string()) {
-            return bad("name", format!("{n:?} names two providers"));
-        }
-        match (channel, provider_transport(channel, p)) {
-            ("sms", "smpp") => {
-                parse_smpp_url(&p.smpp_url).map_err(|m| (key("smpp_url"), m))?;
-                if p.window > 1000 {
-                    return bad("window", "must be at most 1000 (0: the channel's)".into());
-                }
-            }
-            ("sms", "sip") => {
-                let trunk = provider_trunk(p);
-                if !c.trunks.contains_key(trunk) {
-                    return bad(
-                        "trunk",
-                        format!("names no trunk: there is no [trunks.{trunk}]"),
-                    );
-                }
-            }
-            ("email", "smtp") => {
-                if !(p.smtp_url.starts_with("smtp://") || p.smtp_url.starts_with("smtps://")) {
-                    return bad(
-                        "smtp_url",
-                        format!(
-                            "must be smtp://HOST:PORT or smtps://HOST:PORT, got {:?}",
-                            p.smtp_url
-                        ),
-                    );
-                }
-                if p.pool_size > 256 {
-                    return bad("pool_size", "must be at most 256 (0: the channel's)".into());
-                }
-            }
-            ("sms", other) => {
-                return bad("transport", format!("must be smpp or sip, got {other:?}"))
-            }
-            (_, other) => return bad("transport", format!("must be smtp, got {other:?}")),
-        }
-    }
-    Ok(())
-}
-
-/// A SIP provider's trunk: `trunk`, or "default" when empty.
-fn provider_trunk(p: &ProviderConfig) -> &str {
-    match p.trunk.trim() {
-        "" => "default",
-        t => t,
-    }
 }
 
 /// The channels that run: the API's handle, each channel's transport (for
@@ -475,7 +383,7 @@ pub async fn build(
             "failover" => {
                 let (itx, irx) = mpsc::channel(1024);
                 inbound_sms = Some(irx);
-                sms_failover(c, tx, itx, sip, &health, clock)?
+                providers::sms_failover(c, tx, itx, sip, &health, clock)?
             }
             other => {
                 let (itx, irx) = mpsc::channel(1024);
@@ -601,109 +509,17 @@ async fn build_email_transport(
     clock: &Clock,
 ) -> anyhow::Result<Arc<dyn Transport>> {
     let e = &c.channels.email;
-    let smtp = |url: &str, username: &str, password: Option<crate::config::Secret>, pool: u32| {
-        let settings = SmtpSettings {
-            url: url.to_string(),
-            username: (!username.is_empty()).then(|| username.to_string()),
-            password: password.unwrap_or_default(),
-            pool_size: if pool == 0 { e.pool_size.max(1) } else { pool },
-            ..SmtpSettings::default()
-        };
-        SmtpTransport::new(&settings)
-    };
     match email_transport(c) {
-        "smtp" => Ok(Arc::new(smtp(
+        "smtp" => Ok(Arc::new(providers::smtp_transport(
+            c,
             &e.smtp_url,
             &e.username,
             resolve_secret(&e.password, &e.password_env),
             0,
         )?)),
-        "failover" => {
-            let mut providers = Vec::new();
-            for p in &e.providers {
-                let t = smtp(
-                    &p.smtp_url,
-                    &p.username,
-                    resolve_secret(&p.password, &p.password_env),
-                    p.pool_size,
-                )?;
-                providers.push(Provider {
-                    name: p.name.trim().to_string(),
-                    transport: Arc::new(t),
-                });
-            }
-            Ok(Arc::new(FailoverTransport::start(
-                "email",
-                providers,
-                failover_settings(c),
-                health.clone(),
-                clock.clone(),
-            )))
-        }
+        "failover" => providers::email_failover(c, health, clock),
         _ => Ok(Arc::new(FileTransport::new(PathBuf::from(&e.outbox_dir)))),
     }
-}
-
-fn failover_settings(c: &Config) -> FailoverSettings {
-    let m = &c.messages;
-    FailoverSettings {
-        max_failures: m.provider_max_failures as usize,
-        window_ms: m.provider_failure_window_ms as i64,
-        probe: Duration::from_millis(m.provider_probe_ms),
-    }
-}
-
-/// The SMS providers behind one failover transport: each SMPP provider's
-/// receipts (ids prefixed with its name) go to `reports`, and its
-/// contacts' messages to `inbound`.
-fn sms_failover(
-    c: &Config,
-    reports: ReportSink,
-    inbound: mpsc::Sender<InboundSms>,
-    sip: Option<&CallControl>,
-    health: &HealthBoard,
-    clock: &Clock,
-) -> anyhow::Result<Arc<dyn Transport>> {
-    let s = &c.channels.sms;
-    let mut providers = Vec::new();
-    for p in &s.providers {
-        let name = p.name.trim().to_string();
-        let t: Arc<dyn Transport> = match provider_transport("sms", p) {
-            "sip" => {
-                let sip = sip.ok_or_else(|| {
-                    anyhow::anyhow!("SMS provider {name:?} (sip) needs SIP call control")
-                })?;
-                Arc::new(SipMessageTransport::new(sip.clone(), provider_trunk(p)))
-            }
-            _ => {
-                let (system_id, host, port) =
-                    parse_smpp_url(&p.smpp_url).map_err(anyhow::Error::msg)?;
-                let mut settings = SmppSettings::new(
-                    host,
-                    port,
-                    system_id,
-                    resolve_secret(&p.password, &p.password_env).unwrap_or_default(),
-                );
-                settings.system_type = p.system_type.clone();
-                settings.window = if p.window == 0 { s.window } else { p.window } as usize;
-                settings.enquire_link_interval = Duration::from_millis(s.enquire_link_ms.max(1000));
-                settings.default_source = s.from.clone();
-                Arc::new(SmppTransport::start(
-                    settings,
-                    FailoverTransport::prefixed_sink(&name, reports.clone()),
-                    Some(inbound.clone()),
-                ))
-            }
-        };
-        providers.push(Provider { name, transport: t });
-    }
-    Ok(Arc::new(FailoverTransport::start(
-        "sms",
-        providers,
-        failover_settings(c),
-        health.clone(),
-        clock.clone(),
-    )))
 }
 
 async fn build_sms_transport(
@@ -715,18 +531,13 @@ async fn build_sms_transport(
     let s = &c.channels.sms;
     match name {
         "smpp" => {
-            let (system_id, host, port) =
-                parse_smpp_url(&s.smpp_url).map_err(anyhow::Error::msg)?;
-            let mut settings = SmppSettings::new(
-                host,
-                port,
-                system_id,
-                resolve_secret(&s.password, &s.password_env).unwrap_or_default(),
-            );
-            settings.system_type = s.system_type.clone();
-            settings.window = s.window as usize;
-            settings.enquire_link_interval = Duration::from_millis(s.enquire_link_ms.max(1000));
-            settings.default_source = s.from.clone();
+            let settings = providers::smpp_settings(
+                c,
+                &s.smpp_url,
+                resolve_secret(&s.password, &s.password_env),
+                &s.system_type,
+                s.window,
+            )?;
             Ok(Arc::new(SmppTransport::start(settings, reports, inbound)))
         }
         other => anyhow::bail!("SMS transport {other:?} is not available"),

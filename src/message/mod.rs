@@ -22,6 +22,7 @@ pub mod failover;
 pub mod file;
 pub mod health;
 pub mod outcome;
+mod providers;
 pub mod request;
 pub mod service;
 pub mod simulator;
