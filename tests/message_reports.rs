@@ -78,7 +78,7 @@ async fn reports_and_doubt(db: Db) {
         store.accept_message(m, t0).await.unwrap();
     }
     let claimed = store
-        .claim_messages("sms", "node-a", t0, LEASE, 10)
+        .claim_messages("sms", "node-a", t0, LEASE, 10, None)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 4);
@@ -168,7 +168,7 @@ async fn reports_and_doubt(db: Db) {
     let other = sms("+15550001005");
     store.accept_message(&other, t0 + WAIT + 2).await.unwrap();
     let claimed = store
-        .claim_messages("sms", "node-b", t0 + WAIT + 2, LEASE, 10)
+        .claim_messages("sms", "node-b", t0 + WAIT + 2, LEASE, 10, None)
         .await
         .unwrap();
     assert_eq!(claimed.iter().filter(|m| m.id == other.id).count(), 1);
@@ -185,7 +185,7 @@ async fn reports_and_doubt(db: Db) {
     let raced = sms("+15550001006");
     store.accept_message(&raced, later).await.unwrap();
     let claimed = store
-        .claim_messages("sms", "node-c", later, LEASE, 10)
+        .claim_messages("sms", "node-c", later, LEASE, 10, None)
         .await
         .unwrap();
     assert!(claimed.iter().any(|m| m.id == raced.id));
@@ -214,3 +214,36 @@ async fn reports_and_doubt(db: Db) {
 }
 
 on_both_backends!(in_doubt, reports_and_doubt);
+
+/// While a bulk is being accepted, a claim takes only messages ranked above
+/// the bulk's (`message::holds`): an emergency, not the marketing rows.
+async fn claims_below_a_held_rank(db: Db) {
+    let Some(tdb) = TestDb::new(db).await else {
+        return;
+    };
+    let store = Store::open(&tdb.url, 4).await.unwrap();
+    let t0 = 1_000_000;
+    let mut marketing = sms("+15550002001");
+    marketing.priority = 2;
+    let mut code = sms("+15550002002");
+    code.priority = 0;
+    for m in [&marketing, &code] {
+        store.accept_message(m, t0).await.unwrap();
+    }
+    let held = store
+        .claim_messages("sms", "node-a", t0, LEASE, 10, Some(2))
+        .await
+        .unwrap();
+    let ids: Vec<&str> = held.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, vec![code.id.as_str()]);
+    let released = store
+        .claim_messages("sms", "node-a", t0, LEASE, 10, None)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = released.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, vec![marketing.id.as_str()]);
+    store.close().await;
+    tdb.cleanup().await;
+}
+
+on_both_backends!(held_ranks, claims_below_a_held_rank);

@@ -327,6 +327,7 @@ pub async fn build(
     let wake_email = Arc::new(Notify::new());
     let wake_sms = Arc::new(Notify::new());
     let health = HealthBoard::default();
+    let holds = super::holds::ClaimHolds::default();
     let mut transports: Vec<(&'static str, Arc<dyn Transport>)> = Vec::new();
     let mut workers = Vec::new();
     let e = &c.channels.email;
@@ -354,6 +355,7 @@ pub async fn build(
                 settings: worker_settings(c, e.max_per_second),
                 wake: wake_email.clone(),
                 health: health.clone(),
+                holds: holds.clone(),
             },
             rx,
         ));
@@ -402,6 +404,7 @@ pub async fn build(
                 settings: worker_settings(c, s.max_per_second),
                 wake: wake_sms.clone(),
                 health: health.clone(),
+                holds: holds.clone(),
             },
             rx,
         ));
@@ -438,6 +441,7 @@ pub async fn build(
                 settings: worker_settings(c, w.max_per_second),
                 wake: wake_whatsapp.clone(),
                 health: health.clone(),
+                holds: holds.clone(),
             },
             rx,
         ));
@@ -468,6 +472,7 @@ pub async fn build(
                     settings: worker_settings(c, sl.max_per_second),
                     wake: wake_slack.clone(),
                     health: health.clone(),
+                    holds: holds.clone(),
                 },
                 rx,
             ));
@@ -477,6 +482,9 @@ pub async fn build(
             })
         }
     };
+    for w in [&wake_email, &wake_sms, &wake_whatsapp, &wake_slack] {
+        holds.wake_on_release(w.clone());
+    }
     Ok(Channels {
         messaging: Messaging {
             email,
@@ -488,6 +496,7 @@ pub async fn build(
             wake_whatsapp,
             wake_slack,
             health,
+            holds,
         },
         inbound_sms,
         whatsapp_webhook: whatsapp_reports.map(|reports| WhatsappWebhook {

@@ -21,6 +21,7 @@ pub mod email_message;
 pub mod failover;
 pub mod file;
 pub mod health;
+pub mod holds;
 pub mod outcome;
 mod providers;
 pub mod request;

@@ -84,12 +84,19 @@ impl Delivery {
     /// The stored priority (0 emergency, 1 transactional, 2 marketing).
     pub fn rank(&self, marketing: bool) -> i64 {
         match self.priority.as_deref() {
-            Some("emergency") => 0,
-            Some("marketing") => 2,
-            Some(_) => 1,
+            Some(p) => priority_rank(p),
             None if marketing => 2,
             None => 1,
         }
+    }
+}
+
+/// A priority's stored rank (0 emergency, 1 transactional, 2 marketing).
+pub fn priority_rank(priority: &str) -> i64 {
+    match priority {
+        "emergency" => 0,
+        "marketing" => 2,
+        _ => 1,
     }
 }
 

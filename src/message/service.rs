@@ -63,6 +63,8 @@ pub struct Messaging {
     pub wake_slack: Arc<Notify>,
     /// Each channel's health, as its sender saw its sends.
     pub health: super::health::HealthBoard,
+    /// Sends held back while a bulk is being accepted.
+    pub holds: super::holds::ClaimHolds,
 }
 
 impl Messaging {

@@ -71,10 +71,18 @@ pub struct ChannelWorker {
     pub wake: Arc<Notify>,
     /// Where each send's outcome counts toward the channel's health.
     pub health: super::health::HealthBoard,
+    /// Ranks held back while a bulk is being accepted on this node.
+    pub holds: super::holds::ClaimHolds,
 }
 
 /// Records and reports written per transaction at most.
 const RECORD_BATCH: usize = 500;
+
+/// Claimed messages that may wait on a rate limit of `per_second` at once:
+/// a tenth of a second's worth, at least one.
+fn paced_ahead(per_second: u32) -> usize {
+    (per_second as usize / 10).max(1)
+}
 
 impl ChannelWorker {
     /// Runs until `shutdown`; then stops claiming, lets outstanding sends
@@ -103,6 +111,13 @@ impl ChannelWorker {
         let limiter = NonZeroU32::new(self.settings.max_per_second)
             .map(|n| Arc::new(RateLimiter::direct(Quota::per_second(n))));
         let slots = Arc::new(Semaphore::new(self.settings.in_flight.max(1)));
+        // Under a rate limit, claimed messages waiting for their turn are
+        // bounded to about a tenth of a second's worth, so a message of a
+        // higher priority accepted now waits behind that much, not behind
+        // every slot.
+        let pacing = limiter
+            .as_ref()
+            .map(|_| Arc::new(Semaphore::new(paced_ahead(self.settings.max_per_second))));
         let sends = TaskTracker::new();
         let channel = self.channel.as_str();
         let mut next_recovery = 0i64;
@@ -120,7 +135,11 @@ impl ChannelWorker {
                 }
                 next_recovery = now + self.settings.lease_ms.max(1_000) / 2;
             }
-            let free = slots.available_permits().min(self.settings.batch);
+            let free = slots.available_permits().min(self.settings.batch).min(
+                pacing
+                    .as_ref()
+                    .map_or(usize::MAX, |p| p.available_permits()),
+            );
             let claimed = if free == 0 {
                 Vec::new()
             } else {
@@ -132,6 +151,7 @@ impl ChannelWorker {
                         now,
                         self.settings.lease_ms,
                         free as i64,
+                        self.holds.ceiling(),
                     )
                     .await
                 {
@@ -147,11 +167,18 @@ impl ChannelWorker {
                 let Ok(permit) = slots.clone().acquire_owned().await else {
                     break;
                 };
+                let turn = match &pacing {
+                    Some(p) => match p.clone().acquire_owned().await {
+                        Ok(t) => Some(t),
+                        Err(_) => break,
+                    },
+                    None => None,
+                };
                 let worker = self.clone();
                 let tx = record_tx.clone();
                 let limiter = limiter.clone();
                 sends.spawn(async move {
-                    let record = worker.send_one(row, limiter.as_deref()).await;
+                    let record = worker.send_one(row, limiter.as_deref(), turn).await;
                     let _ = tx.send(record).await;
                     drop(permit);
                 });
@@ -160,10 +187,13 @@ impl ChannelWorker {
                 continue;
             }
             if free == 0 {
-                // Every slot is taken: wait for one to come back.
+                // Every slot (or every paced turn) is taken: wait for one to
+                // come back.
+                let paced_full = pacing.as_ref().is_some_and(|p| p.available_permits() == 0);
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    p = slots.clone().acquire_owned() => drop(p),
+                    p = slots.clone().acquire_owned(), if !paced_full => drop(p),
+                    p = async { pacing.as_ref().expect("paced").clone().acquire_owned().await }, if paced_full => drop(p),
                 }
                 continue;
             }
@@ -182,6 +212,7 @@ impl ChannelWorker {
         &self,
         row: MessageRow,
         limiter: Option<&DefaultDirectRateLimiter>,
+        turn: Option<tokio::sync::OwnedSemaphorePermit>,
     ) -> SendRecord {
         let rendered: Value = serde_json::from_str(&row.rendered).unwrap_or(Value::Null);
         let mut carried_by = None;
@@ -207,6 +238,8 @@ impl ChannelWorker {
                         }
                     }
                 }
+                // Through the rate limit: the next claim may take its place.
+                drop(turn);
                 let started = std::time::Instant::now();
                 let (result, via) = self.transport.send_via(&message).await;
                 carried_by = via;

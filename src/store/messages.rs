@@ -286,6 +286,7 @@ impl Store {
         now: i64,
         lease_ms: i64,
         limit: i64,
+        below_priority: Option<i64>,
     ) -> Result<Vec<MessageRow>> {
         let started = std::time::Instant::now();
         let _write = self.write_guard().await;
@@ -296,9 +297,9 @@ impl Store {
             let claim = format!("UPDATE messages SET status = 'sending', tries = tries + 1, lease_owner = $1, \
                                  lease_expires_at = $2, updated_at = $3 WHERE status = 'queued' AND id IN \
                                  (SELECT id FROM messages WHERE status = 'queued' AND channel = $4 AND due_at <= $3 \
-                                 ORDER BY priority, due_at LIMIT $5{}) RETURNING {COLUMNS}", skip_locked(p));
+                                 AND priority < $6 ORDER BY priority, due_at LIMIT $5{}) RETURNING {COLUMNS}", skip_locked(p));
             let mut rows: Vec<MessageRow> = sqlx::query_as(&claim).bind(owner).bind(now + lease_ms).bind(now)
-                .bind(channel).bind(limit).fetch_all(&mut *tx).await?;
+                .bind(channel).bind(limit).bind(below_priority.unwrap_or(i64::MAX)).fetch_all(&mut *tx).await?;
             rows.sort_by_key(|r| (r.priority, r.due_at));
             let mut log = GlobalLog::default();
             if !rows.is_empty() {

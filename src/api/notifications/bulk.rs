@@ -10,12 +10,13 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use sha2::Digest;
 
 use super::{build, configured, now, template_for, NotifyState};
 use crate::api::error::{ApiError, ApiResult};
-use crate::api::extract::{IdPath, JsonBody};
+use crate::api::extract::{parse_json, IdPath, JsonBytes};
 use crate::api::messages::compose::{unavailable, Templates};
 use crate::domain::fields::Fields;
 use crate::domain::FieldError;
@@ -113,10 +114,79 @@ fn row_request(
     })
 }
 
+/// A bulk's body: the shared fields parsed, the recipients kept as slices
+/// of the request, each parsed when its turn comes (a parsed recipient
+/// costs ten times its JSON).
+struct BulkBody<'a> {
+    top: Value,
+    recipients: Option<Vec<&'a RawValue>>,
+}
+
+fn bulk_body(bytes: &[u8]) -> ApiResult<BulkBody<'_>> {
+    let not_json = |e: serde_json::Error| {
+        ApiError::bad_request(format!("request body is not valid JSON: {e}"))
+    };
+    let fields: std::collections::BTreeMap<String, &RawValue> = match serde_json::from_slice(bytes)
+    {
+        Ok(m) => m,
+        // Not an object (or not JSON): said as any other body would be.
+        Err(_) => {
+            let v = parse_json(bytes)?;
+            Fields::new(&v, "")?;
+            return Err(ApiError::bad_request(
+                "request body is not a JSON object of fields",
+            ));
+        }
+    };
+    let mut top = Map::new();
+    let mut recipients = None;
+    for (k, raw) in fields {
+        if k == "recipients" {
+            match serde_json::from_str::<Option<Vec<&RawValue>>>(raw.get()) {
+                Ok(r) => recipients = r,
+                Err(_) => {
+                    let v: Value = serde_json::from_str(raw.get()).map_err(not_json)?;
+                    return Err(FieldError::new(
+                        "recipients",
+                        format!(
+                            "must be an array, got {}",
+                            crate::domain::fields::type_name(&v)
+                        ),
+                    )
+                    .into());
+                }
+            }
+        } else {
+            top.insert(k, serde_json::from_str(raw.get()).map_err(not_json)?);
+        }
+    }
+    Ok(BulkBody {
+        top: Value::Object(top),
+        recipients,
+    })
+}
+
+/// The bulk's request hash: its shared fields and every recipient, each in
+/// its canonical form (key order and spacing do not matter).
+fn bulk_hash(top: &Value, rows: &[&RawValue]) -> ApiResult<String> {
+    let mut h = sha2::Sha256::new();
+    h.update(top.to_string().as_bytes());
+    for r in rows {
+        let v: Value = serde_json::from_str(r.get()).map_err(ApiError::internal)?;
+        h.update(b"\n");
+        h.update(v.to_string().as_bytes());
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
 pub(super) async fn send_bulk(
     State(s): State<NotifyState>,
-    JsonBody(body): JsonBody,
+    JsonBytes(bytes): JsonBytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
+    let BulkBody {
+        top: body,
+        recipients,
+    } = bulk_body(&bytes)?;
     let f = Fields::new(&body, "")?;
     let mut allowed = SHARED.to_vec();
     allowed.extend([
@@ -127,8 +197,7 @@ pub(super) async fn send_bulk(
         "priority",
     ]);
     f.deny_unknown(&allowed)?;
-    let rows = f
-        .array_opt("recipients")?
+    let rows = recipients
         .ok_or_else(|| FieldError::new("recipients", "is required: at least one recipient"))?;
     if rows.is_empty() || rows.len() > MAX_RECIPIENTS {
         return Err(FieldError::new(
@@ -144,7 +213,10 @@ pub(super) async fn send_bulk(
         .str_max("idempotency_key", 200)?
         .map(str::trim)
         .filter(|k| !k.is_empty());
-    let hash = hex::encode(sha2::Sha256::digest(body.to_string().as_bytes()));
+    let hash = match key {
+        Some(_) => bulk_hash(&body, &rows)?,
+        None => String::new(),
+    };
     if let Some(key) = key {
         if let Some((stored_hash, answer)) = s.store.bulk_answer(key).await? {
             if stored_hash != hash {
@@ -174,16 +246,7 @@ pub(super) async fn send_bulk(
         }
         None => crate::store::new_id(),
     };
-    // The shared fields (not a second copy of the recipients).
-    let top: Map<String, Value> = body
-        .as_object()
-        .map(|o| {
-            o.iter()
-                .filter(|(k, _)| k.as_str() != "recipients")
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let top: Map<String, Value> = body.as_object().cloned().unwrap_or_default();
     let now = now();
     let templates = Templates::default();
     let mut rejected = Vec::new();
@@ -193,8 +256,11 @@ pub(super) async fn send_bulk(
     let mut messages: Vec<(String, NewMessage)> = Vec::new();
     let mut calls: Vec<DeliveryRow> = Vec::new();
     let mut writing: Option<tokio::task::JoinHandle<ApiResult<usize>>> = None;
-    for (i, row) in rows.iter().enumerate() {
-        let req = match row_request(&top, row, i, key) {
+    let mut hold = None;
+    for (i, raw) in rows.iter().enumerate() {
+        // Valid JSON: the body parsed as a whole.
+        let row: Value = serde_json::from_str(raw.get()).map_err(ApiError::internal)?;
+        let req = match row_request(&top, &row, i, key) {
             Ok(r) => r,
             Err(e) => {
                 rejected.push(e);
@@ -214,6 +280,12 @@ pub(super) async fn send_bulk(
                 per.push(template_for(&s, &req, c).await?);
             }
             chosen = Some(per);
+            // This node's senders leave the bulk's rank (and lower) alone
+            // until it is accepted; see `message::holds`.
+            hold = s
+                .messaging
+                .holds
+                .hold(crate::message::request::priority_rank(&req.priority));
         }
         if let Err(r) = req.check_channels() {
             let field = r.field.replace("recipient.", &format!("recipients[{i}]."));
@@ -295,6 +367,7 @@ pub(super) async fn send_bulk(
             .keep_bulk_answer(&bulk_id, key, &hash, &answer.to_string(), now)
             .await?;
     }
+    drop(hold);
     Ok((StatusCode::ACCEPTED, Json(answer)))
 }
 
