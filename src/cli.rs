@@ -1,4 +1,4 @@
-//! Command-line interface: `herald serve | migrate | apikey create | sim | demo`.
+//! Command-line interface: `herald serve | migrate | apikey create | apikey revoke | sim | demo`.
 
 use std::path::PathBuf;
 
@@ -72,4 +72,6 @@ pub enum ApikeyCommand {
         #[arg(long)]
         name: String,
     },
+    /// Revoke a key by its id: API requests and console sessions with it stop.
+    Revoke { id: String },
 }

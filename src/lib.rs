@@ -40,4 +40,5 @@ pub mod server;
 pub mod sim;
 pub mod sip;
 pub mod store;
+pub mod ui;
 pub mod webhooks;

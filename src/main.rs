@@ -97,6 +97,22 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             println!("{key}");
             Ok(())
         }
+        Command::Apikey {
+            command: ApikeyCommand::Revoke { id },
+        } => {
+            let store = Store::open(&config.database.url, 1)
+                .await
+                .context("opening the database")?;
+            let revoked = store
+                .revoke_api_key(&id, chrono::Utc::now().timestamp_millis())
+                .await?;
+            store.close().await;
+            if !revoked {
+                anyhow::bail!("no live API key with id {id:?}");
+            }
+            println!("revoked API key {id}");
+            Ok(())
+        }
     }
 }
 

@@ -77,7 +77,20 @@ pub async fn require_api_key(
 
 /// Whether `key` is the bootstrap key or a live stored key.
 pub async fn key_is_valid(auth: &AuthState, key: &str) -> Result<bool, ApiError> {
-    let hash = hash_key(key);
+    key_hash_is_valid(auth, hash_key(key)).await
+}
+
+/// The name of the key with this hash while it is live: `bootstrap` for
+/// the bootstrap key (the console's sessions name their key).
+pub async fn live_key_name(auth: &AuthState, hash: &str) -> Result<Option<String>, ApiError> {
+    if auth.bootstrap_hash.as_deref() == Some(hash) {
+        return Ok(Some("bootstrap".into()));
+    }
+    Ok(auth.store.api_key_name_by_hash(hash).await?)
+}
+
+/// As [`key_is_valid`], from the key's hash.
+pub async fn key_hash_is_valid(auth: &AuthState, hash: String) -> Result<bool, ApiError> {
     if auth.bootstrap_hash.as_deref() == Some(hash.as_str()) {
         return Ok(true);
     }

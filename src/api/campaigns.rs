@@ -214,19 +214,32 @@ async fn control(
     reason: Option<&str>,
     cause: Option<StatusCause>,
 ) -> ApiResult<Json<Value>> {
+    let c = move_campaign(&s.store, &s.events, id, verb, m, reason, cause).await?;
+    Ok(Json(campaign_json(&c)))
+}
+
+/// A control verb (start, pause, resume, stop) as REST and the console make
+/// it: the move with its reason and event, or a 409 naming the status.
+pub(crate) async fn move_campaign(
+    store: &Store,
+    events: &crate::events::EventBus,
+    id: &str,
+    verb: &str,
+    m: StatusMove,
+    reason: Option<&str>,
+    cause: Option<StatusCause>,
+) -> ApiResult<CampaignRow> {
     let to = m.to().as_str();
-    let changed = s
-        .store
+    let changed = store
         .set_campaign_status_because(id, &m.from_strs(), to, reason, cause, now_ms())
         .await
         .map_err(|e| ApiError::from_store(e, "campaign", id))?;
-    let c = s
-        .store
+    let c = store
         .get_campaign(id)
         .await
         .map_err(|e| ApiError::from_store(e, "campaign", id))?;
     if changed {
-        s.events.campaign_status(id, to);
+        events.campaign_status(id, to);
     } else {
         return Err(ApiError::conflict(format!(
             "cannot {verb} a campaign that is {}; {verb} applies to: {}",
@@ -235,7 +248,7 @@ async fn control(
         ))
         .with_details(serde_json::json!({"status": c.status})));
     }
-    Ok(Json(campaign_json(&c)))
+    Ok(c)
 }
 
 async fn start(State(s): State<CampaignState>, IdPath(id): IdPath) -> ApiResult<Json<Value>> {

@@ -155,6 +155,12 @@ pub fn router(deps: ApiDeps) -> Router {
         .layer(DefaultBodyLimit::max(deps.json_body_limit))
         .layer(middleware::from_fn(error::json_errors))
         .layer(TraceLayer::new_for_http())
+        // The console answers in HTML, outside the JSON error layer.
+        .merge(crate::ui::router(crate::ui::UiState {
+            store: deps.store.clone(),
+            auth: auth.clone(),
+            events: deps.events.clone(),
+        }))
 }
 
 async fn healthz(State(store): State<Store>) -> impl IntoResponse {

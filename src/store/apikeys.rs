@@ -40,4 +40,13 @@ impl Store {
         .bind(hash).fetch_optional(p).await)?;
         Ok(name)
     }
+
+    /// Revokes the key with this id; whether a live key was revoked.
+    pub async fn revoke_api_key(&self, id: &str, now: i64) -> Result<bool> {
+        let n = with_pool!(self, p => sqlx::query(
+            "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now).bind(id).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
 }

@@ -46,6 +46,7 @@ pub mod retention;
 pub mod sqlite;
 pub mod targets;
 pub mod templates;
+pub mod ui_sessions;
 pub mod webhooks;
 
 use chrono::{DateTime, TimeZone, Utc};

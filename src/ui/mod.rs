@@ -1,0 +1,170 @@
+//! The manager console under `/ui`: server-rendered pages (askama templates
+//! in `src/ui/templates`, checked at compile time) with htmx, its files
+//! vendored in `src/ui/assets` and served from the binary under names that
+//! carry a hash of their content (cached for a year, replaced by a new name
+//! when they change).
+//!
+//! Login exchanges an API key for a session ([`crate::store::ui_sessions`]):
+//! an HttpOnly, SameSite=Strict cookie (Secure when the request came over
+//! HTTPS through a proxy) that names the key; the key is checked on every
+//! request the way `X-API-Key` is, so revoking it ends its sessions. Every
+//! mutation carries the session's CSRF token. Actions go through the same
+//! store moves as REST.
+
+mod pages;
+
+use std::sync::LazyLock;
+
+use axum::extract::Path;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use sha2::Digest;
+
+use crate::api::auth::{live_key_name, AuthState};
+use crate::api::error::ApiError;
+use crate::store::ui_sessions::UiSession;
+use crate::store::Store;
+
+/// The session cookie's name.
+pub const COOKIE: &str = "herald_session";
+/// How long a session lasts after login.
+pub const SESSION_TTL_MS: i64 = 12 * 3_600_000;
+
+#[derive(Clone)]
+pub struct UiState {
+    pub store: Store,
+    pub auth: AuthState,
+    pub events: crate::events::EventBus,
+}
+
+pub fn router(state: UiState) -> Router {
+    Router::new()
+        .route("/ui", get(|| async { Redirect::to("/ui/campaigns") }))
+        .route("/ui/", get(|| async { Redirect::to("/ui/campaigns") }))
+        .route("/ui/login", get(pages::login_page).post(pages::login))
+        .route("/ui/logout", post(pages::logout))
+        .route("/ui/campaigns", get(pages::campaigns))
+        .route("/ui/campaigns/{id}/{verb}", post(pages::campaign_action))
+        .route("/ui/assets/{name}", get(asset))
+        .with_state(state)
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// One vendored or own file served to the browser.
+struct Asset {
+    name: String,
+    content_type: &'static str,
+    bytes: &'static [u8],
+}
+
+/// The served names of the console's files.
+pub struct AssetNames {
+    pub css: String,
+    pub htmx: String,
+}
+
+static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
+    let hashed = |stem: &str, ext: &str, bytes: &'static [u8], content_type| Asset {
+        name: format!(
+            "{stem}.{}.{ext}",
+            &hex::encode(sha2::Sha256::digest(bytes))[..10]
+        ),
+        content_type,
+        bytes,
+    };
+    vec![
+        hashed(
+            "console",
+            "css",
+            include_bytes!("assets/console.css"),
+            "text/css; charset=utf-8",
+        ),
+        // htmx 2.0.11 from the npm package `htmx.org` (licence: assets/htmx.LICENSE).
+        hashed(
+            "htmx-2.0.11",
+            "min.js",
+            include_bytes!("assets/htmx-2.0.11.min.js"),
+            "text/javascript; charset=utf-8",
+        ),
+    ]
+});
+
+pub fn asset_names() -> AssetNames {
+    AssetNames {
+        css: ASSETS[0].name.clone(),
+        htmx: ASSETS[1].name.clone(),
+    }
+}
+
+async fn asset(Path(name): Path<String>) -> Response {
+    match ASSETS.iter().find(|a| a.name == name) {
+        Some(a) => (
+            [
+                (header::CONTENT_TYPE, a.content_type),
+                (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+            ],
+            a.bytes,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, Html("no such file")).into_response(),
+    }
+}
+
+/// The cookie's token, if the request carries one.
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_string())
+        .filter(|v| !v.is_empty() && v.len() <= 200)
+}
+
+/// A request's live session: its cookie's session, unexpired, opened with a
+/// key that is still live.
+pub struct Session {
+    pub token: String,
+    pub row: UiSession,
+}
+
+pub async fn session(s: &UiState, headers: &HeaderMap) -> Result<Option<Session>, ApiError> {
+    let Some(token) = cookie_token(headers) else {
+        return Ok(None);
+    };
+    let Some(row) = s.store.ui_session(&token, now_ms()).await? else {
+        return Ok(None);
+    };
+    // Looked up every time (no cache): a revoked key's pages close at once.
+    if live_key_name(&s.auth, &row.key_hash).await?.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(Session { token, row }))
+}
+
+/// The `Set-Cookie` value of a new session (or of a cleared one, `token`
+/// empty).
+fn session_cookie(headers: &HeaderMap, token: &str) -> HeaderValue {
+    let https = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    let max_age = if token.is_empty() {
+        0
+    } else {
+        SESSION_TTL_MS / 1000
+    };
+    let secure = if https { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+    ))
+    .expect("cookie text is ASCII")
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

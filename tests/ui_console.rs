@@ -1,0 +1,282 @@
+//! The console over HTTP, on SQLite and PostgreSQL: login with an API key
+//! (a wrong one refused), the session cookie's attributes, pages without a
+//! session sent to login, the campaigns list with its status filter and
+//! control buttons, CSRF on every mutation (403 without the token, and
+//! nothing changed), logout, and a revoked key's session closed at once.
+//! The assets are served under hashed names.
+
+mod common;
+
+use common::{id_of, Db};
+use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::redirect::Policy;
+use reqwest::{Response, StatusCode};
+use serde_json::json;
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn location(r: &Response) -> String {
+    r.headers()
+        .get(LOCATION)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+/// The `herald_session=…` pair a login set, and the whole header.
+fn session_cookie(r: &Response) -> (String, String) {
+    let header = r
+        .headers()
+        .get(SET_COOKIE)
+        .expect("a Set-Cookie")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let pair = header.split(';').next().unwrap().trim().to_string();
+    (pair, header)
+}
+
+/// The value of the first `name="csrf"` field on a page.
+fn csrf_of(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+    page[at..].split('"').next().unwrap().to_string()
+}
+
+async fn login(c: &reqwest::Client, base: &str, key: &str) -> Response {
+    c.post(format!("{base}/ui/login"))
+        .form(&[("key", key)])
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn page(c: &reqwest::Client, base: &str, path: &str, cookie: &str) -> Response {
+    c.get(format!("{base}{path}"))
+        .header(COOKIE, cookie)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn console(db: Db) {
+    let Some(app) = common::spawn_app(db).await else {
+        return;
+    };
+    let c = browser();
+    let base = app.base.clone();
+
+    // No session: every page goes to the login page.
+    let r = c.get(format!("{base}/ui/campaigns")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/ui/login");
+    let r = c.get(format!("{base}/ui/login")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("name=\"key\""), "{html}");
+
+    // The page's files are served under the names it links, for a year.
+    for prefix in ["/ui/assets/console.", "/ui/assets/htmx-2.0.11."] {
+        let at = html
+            .find(prefix)
+            .unwrap_or_else(|| panic!("{prefix} in {html}"));
+        let href = html[at..].split('"').next().unwrap();
+        let r = c.get(format!("{base}{href}")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{href}");
+        assert!(r.headers()[CACHE_CONTROL]
+            .to_str()
+            .unwrap()
+            .contains("immutable"));
+        let kind = r.headers()[CONTENT_TYPE].to_str().unwrap().to_string();
+        let body = r.bytes().await.unwrap();
+        assert!(body.len() > 1_000, "{href}: {} bytes", body.len());
+        assert!(kind.starts_with(if href.ends_with(".css") {
+            "text/css"
+        } else {
+            "text/javascript"
+        }));
+    }
+    let r = c
+        .get(format!("{base}/ui/assets/htmx.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // A wrong key is refused on the page, with no cookie.
+    let r = login(&c, &base, "hk_not-a-key").await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.headers().get(SET_COOKIE).is_none());
+    assert!(r.text().await.unwrap().contains("not valid"));
+
+    // A stored key opens a session: an HttpOnly, SameSite=Strict cookie.
+    let (key_id, key) = app
+        .store()
+        .create_api_key("night manager", chrono::Utc::now().timestamp_millis())
+        .await
+        .unwrap();
+    let r = login(&c, &base, &key).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/ui/campaigns");
+    let (cookie, header) = session_cookie(&r);
+    assert!(
+        cookie.starts_with("herald_session=") && cookie.len() > 40,
+        "{header}"
+    );
+    assert!(
+        !header.contains(&key),
+        "the key itself is not in the cookie"
+    );
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(header.contains(attr), "{attr} in {header}");
+    }
+    assert!(!header.contains("Secure"), "plain HTTP: {header}");
+
+    // A campaign made over REST, in the list with its status and buttons.
+    let (od, op, ag) = app.fixtures().await;
+    let made = app
+        .post_ok(
+            "/v1/campaigns",
+            &json!({"name": "Flu <shot> reminders", "outdial_id": od, "outplan_id": op, "agent_id": ag}),
+            StatusCode::CREATED,
+        )
+        .await;
+    let id = id_of(&made);
+    let r = page(&c, &base, "/ui/campaigns", &cookie).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Key: night manager"), "{html}");
+    assert!(
+        html.contains("Flu &#60;shot&#62; reminders")
+            || html.contains("Flu &lt;shot&gt; reminders"),
+        "escaped: {html}"
+    );
+    assert!(html.contains("badge-draft"));
+    assert!(html.contains(&format!("/ui/campaigns/{id}/start")));
+    assert!(
+        !html.contains(&format!("/ui/campaigns/{id}/pause")),
+        "a draft cannot pause"
+    );
+    let csrf = csrf_of(&html);
+
+    // A mutation without the CSRF token, or with another, is refused and changes nothing.
+    for form in [vec![], vec![("csrf", "0".repeat(64))]] {
+        let r = c
+            .post(format!("{base}/ui/campaigns/{id}/start"))
+            .header(COOKIE, &cookie)
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert!(r.text().await.unwrap().contains("CSRF"));
+    }
+    let now = common::expect_json(
+        app.get(&format!("/v1/campaigns/{id}")).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(now["status"], "draft");
+
+    // With it, the campaign starts, as over REST.
+    let r = c
+        .post(format!("{base}/ui/campaigns/{id}/start"))
+        .header(COOKIE, &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(
+        location(&r).starts_with("/ui/campaigns?notice="),
+        "{}",
+        location(&r)
+    );
+    let now = common::expect_json(
+        app.get(&format!("/v1/campaigns/{id}")).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_ne!(now["status"], "draft");
+    let started = now["status"].as_str().unwrap().to_string();
+
+    // The filter: by the status it has, and not by another; a bad one is said.
+    let html = page(
+        &c,
+        &base,
+        &format!("/ui/campaigns?status={started}"),
+        &cookie,
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    assert!(html.contains(&format!("campaign-{id}")));
+    let html = page(&c, &base, "/ui/campaigns?status=draft", &cookie)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!html.contains(&format!("campaign-{id}")));
+    assert!(html.contains("No campaigns that are draft"));
+    let html = page(&c, &base, "/ui/campaigns?status=bogus", &cookie)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("No status &#34;bogus&#34;: showing every campaign"),
+        "{html}"
+    );
+
+    // A move that does not apply comes back as the REST conflict's words.
+    let r = c
+        .post(format!("{base}/ui/campaigns/{id}/resume"))
+        .header(COOKIE, &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let to = location(&r);
+    assert!(to.starts_with("/ui/campaigns?error="), "{to}");
+    let html = page(&c, &base, &to, &cookie).await.text().await.unwrap();
+    assert!(html.contains("cannot resume a campaign that is"), "{html}");
+
+    // Logout ends the session: the old cookie opens nothing.
+    let r = c
+        .post(format!("{base}/ui/logout"))
+        .header(COOKIE, &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(session_cookie(&r).1.contains("Max-Age=0"));
+    let r = page(&c, &base, "/ui/campaigns", &cookie).await;
+    assert_eq!(location(&r), "/ui/login");
+
+    // Revoking the key ends its other sessions at once.
+    let (cookie, _) = session_cookie(&login(&c, &base, &key).await);
+    assert_eq!(
+        page(&c, &base, "/ui/campaigns", &cookie).await.status(),
+        StatusCode::OK
+    );
+    assert!(app
+        .store()
+        .revoke_api_key(&key_id, chrono::Utc::now().timestamp_millis())
+        .await
+        .unwrap());
+    let r = page(&c, &base, "/ui/campaigns", &cookie).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/ui/login");
+    assert_eq!(
+        login(&c, &base, &key).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    app.stop().await;
+}
+
+on_both_backends!(console_over_http, console);
