@@ -1,0 +1,101 @@
+//! A real Chromium, headless, driven over WebDriver (Debian's `chromium`
+//! and `chromium-driver`, installed when missing, once across processes
+//! under a `flock`). chromedriver runs on a free port and is waited for by
+//! its "started successfully" line; it and the browser end with the test.
+#![allow(dead_code)]
+
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+static INSTALLED: OnceLock<bool> = OnceLock::new();
+
+/// Whether chromium and chromedriver are there, installing them if needed.
+fn ensure_chromium() -> bool {
+    *INSTALLED.get_or_init(|| {
+        let script = "command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || \
+                      (echo 'browser tests: installing chromium and chromium-driver (Debian)' >&2; \
+                       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)";
+        std::process::Command::new("flock")
+            .args(["/tmp/herald-chromium-install.lock", "sh", "-c", script])
+            .stdin(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    })
+}
+
+pub struct Browser {
+    pub client: Client,
+    driver: Child,
+}
+
+impl Browser {
+    /// A fresh headless Chromium; `None` (said loudly) only when Chromium
+    /// cannot be installed on this machine.
+    pub async fn start() -> Option<Browser> {
+        if !ensure_chromium() {
+            eprintln!("SKIPPED: chromium and chromium-driver could not be installed; the browser tests did not run");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start chromedriver");
+        let mut lines = BufReader::new(driver.stdout.take().expect("stdout")).lines();
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.expect("chromedriver's output") {
+                if line.contains("started successfully") {
+                    return;
+                }
+            }
+            panic!("chromedriver ended before it started");
+        })
+        .await
+        .expect("chromedriver started within 30 s");
+        // Its later output is not read: keep the pipe drained.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--window-size=1280,900", "--lang=en-US"],
+            }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("a WebDriver session");
+        Some(Browser { client, driver })
+    }
+
+    /// Saves a screenshot of the page as `target/ui-{name}.png`.
+    pub async fn screenshot(&self, name: &str) -> Vec<u8> {
+        let png = self.client.screenshot().await.expect("a screenshot");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+        let _ = std::fs::create_dir_all(&dir);
+        std::fs::write(dir.join(format!("ui-{name}.png")), &png).expect("write the screenshot");
+        png
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.client.close().await;
+        let _ = self.driver.kill().await;
+    }
+}

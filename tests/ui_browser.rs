@@ -1,0 +1,213 @@
+//! The console in a real Chromium: a wrong key refused beside its field;
+//! login; the campaigns list; start, pause and stop (confirmed in the
+//! browser's dialog) by clicking, each seen in the page and over REST;
+//! htmx carries the clicks (a marker set in the page survives them, as it
+//! would not a full reload); logout. Screenshots go to `target/ui-*.png`.
+
+mod browser;
+mod common;
+
+use std::time::Duration;
+
+use browser::Browser;
+use common::{id_of, Db};
+use fantoccini::Locator;
+use reqwest::StatusCode;
+use serde_json::json;
+
+/// Waits (bounded) for the element, by what the page shows.
+async fn shown(b: &Browser, css: &str) -> fantoccini::elements::Element {
+    b.client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css} not shown: {e}"))
+}
+
+async fn status_over_rest(app: &common::TestApp, id: &str) -> String {
+    let c = common::expect_json(
+        app.get(&format!("/v1/campaigns/{id}")).await,
+        StatusCode::OK,
+    )
+    .await;
+    c["status"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_logs_in_and_steers_a_campaign_in_chromium() {
+    let Some(app) = common::spawn_app(Db::Sqlite).await else {
+        return;
+    };
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let (od, op, ag) = app.fixtures().await;
+    let r = app
+        .post_csv(
+            &format!("/v1/outdials/{od}/targets"),
+            common::csv(3, 15_550_100_000),
+        )
+        .await;
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    // Its calling window is open only tomorrow: started, it waits (and
+    // dials nothing) while the test steers it.
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1))
+        .format("%a")
+        .to_string()
+        .to_lowercase();
+    let made = app
+        .post_ok(
+            "/v1/campaigns",
+            &json!({"name": "Clinic reminders", "outdial_id": od, "outplan_id": op, "agent_id": ag,
+                    "calling_window": {"timezone": "UTC", "days": [tomorrow], "start": "12:00", "end": "12:01"}}),
+            StatusCode::CREATED,
+        )
+        .await;
+    let id = id_of(&made);
+    let (_, key) = app
+        .store()
+        .create_api_key("manager", chrono::Utc::now().timestamp_millis())
+        .await
+        .unwrap();
+    let c = &b.client;
+
+    // Without a session the console opens on the login page.
+    c.goto(&app.url("/ui/campaigns")).await.unwrap();
+    assert!(c.current_url().await.unwrap().path().ends_with("/ui/login"));
+
+    // A wrong key: the error beside the field, the field marked invalid.
+    c.find(Locator::Id("key"))
+        .await
+        .unwrap()
+        .send_keys("hk_wrong")
+        .await
+        .unwrap();
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let error = shown(&b, "#key-error").await;
+    assert!(error.text().await.unwrap().contains("not valid"));
+    assert_eq!(
+        c.find(Locator::Id("key"))
+            .await
+            .unwrap()
+            .attr("aria-invalid")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("true")
+    );
+    b.screenshot("login-refused").await;
+
+    // The right key: the campaigns list.
+    c.find(Locator::Id("key"))
+        .await
+        .unwrap()
+        .send_keys(&key)
+        .await
+        .unwrap();
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let row = format!("#campaign-{id}");
+    let badge = shown(&b, &format!("{row} .badge")).await;
+    assert_eq!(badge.text().await.unwrap(), "draft");
+    assert!(c
+        .find(Locator::Css(&format!("{row} th")))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .contains("Clinic reminders"));
+
+    // A marker in the page: htmx swaps the page's content on each click,
+    // so a full reload (which would drop it) does not happen.
+    c.execute(
+        "document.body.dataset.marker = 'kept'; return true;",
+        vec![],
+    )
+    .await
+    .unwrap();
+
+    // Start, by clicking.
+    c.find(Locator::Css(&format!(
+        "{row} form[action$='/start'] button"
+    )))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    shown(&b, &format!("{row} .badge-running, {row} .badge-waiting")).await;
+    let started = status_over_rest(&app, &id).await;
+    assert!(started == "running" || started == "waiting", "{started}");
+    shown(&b, ".notice").await;
+
+    // Pause.
+    c.find(Locator::Css(&format!(
+        "{row} form[action$='/pause'] button"
+    )))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    shown(&b, &format!("{row} .badge-paused")).await;
+    assert_eq!(status_over_rest(&app, &id).await, "paused");
+    b.screenshot("campaigns").await;
+
+    // Stop asks first; a dismissed dialog changes nothing, an accepted one stops.
+    let stop = format!("{row} form[action$='/stop'] button");
+    c.find(Locator::Css(&stop))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let asked = c.get_alert_text().await.unwrap();
+    assert!(asked.contains("Stop campaign Clinic reminders?"), "{asked}");
+    c.dismiss_alert().await.unwrap();
+    assert_eq!(status_over_rest(&app, &id).await, "paused");
+    c.find(Locator::Css(&stop))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.accept_alert().await.unwrap();
+    shown(&b, &format!("{row} .badge-stopping, {row} .badge-stopped")).await;
+    let stopped = status_over_rest(&app, &id).await;
+    assert!(stopped == "stopping" || stopped == "stopped", "{stopped}");
+
+    let marker = c
+        .execute("return document.body.dataset.marker || null;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        marker,
+        json!("kept"),
+        "the page was reloaded: htmx did not carry the clicks"
+    );
+
+    // Logout: back to the login page; the console is closed again.
+    c.find(Locator::Css("form.logout button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    shown(&b, "#key").await;
+    c.goto(&app.url("/ui/campaigns")).await.unwrap();
+    assert!(c.current_url().await.unwrap().path().ends_with("/ui/login"));
+
+    b.close().await;
+    app.stop().await;
+}
