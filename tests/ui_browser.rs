@@ -197,6 +197,76 @@ async fn a_manager_logs_in_and_steers_a_campaign_in_chromium() {
         "the page was reloaded: htmx did not carry the clicks"
     );
 
+    // The campaign's live page: targets by state, kept current from its
+    // event stream while the page stays (the marker survives).
+    c.find(Locator::Css(&format!("{row} th a")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    shown(&b, "#state-idle").await;
+    let idle = |n: usize| format!("//tr[@id='state-idle']/td[contains(., '{n} targets')]");
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::XPath(&idle(3)))
+        .await
+        .expect("3 idle targets shown");
+    c.execute(
+        "document.body.dataset.marker = 'live'; return true;",
+        vec![],
+    )
+    .await
+    .unwrap();
+    let r = app
+        .post_csv(
+            &format!("/v1/outdials/{od}/targets"),
+            common::csv(2, 15_550_200_000),
+        )
+        .await;
+    assert!(r.status().is_success());
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::XPath(&idle(5)))
+        .await
+        .expect("5 idle targets shown without a reload");
+    let marker = c
+        .execute("return document.body.dataset.marker || null;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(marker, json!("live"), "the live page was reloaded");
+
+    // Pacing: a bad value is refused beside its field; a good one applies.
+    let cps = c.find(Locator::Id("calls_per_second")).await.unwrap();
+    cps.clear().await.unwrap();
+    cps.send_keys("fast").await.unwrap();
+    c.find(Locator::Css("#pacing button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let err = shown(&b, "#calls_per_second-error").await;
+    assert!(err.text().await.unwrap().contains("calls per second"));
+    let cps = c.find(Locator::Id("calls_per_second")).await.unwrap();
+    cps.clear().await.unwrap();
+    cps.send_keys("7").await.unwrap();
+    c.find(Locator::Css("#pacing button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let notice = shown(&b, ".notice").await;
+    assert!(notice.text().await.unwrap().contains("7 calls/s"));
+    let now = common::expect_json(
+        app.get(&format!("/v1/campaigns/{id}")).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(now["calls_per_second"], json!(7.0));
+    b.screenshot("live").await;
+
     // Logout: back to the login page; the console is closed again.
     c.find(Locator::Css("form.logout button"))
         .await

@@ -245,6 +245,79 @@ async fn console(db: Db) {
     let html = page(&c, &base, &to, &cookie).await.text().await.unwrap();
     assert!(html.contains("cannot resume a campaign that is"), "{html}");
 
+    // The live page, its stream (only with a session) and its pacing form.
+    let live = format!("/ui/campaigns/{id}");
+    let html = page(&c, &base, &live, &cookie).await.text().await.unwrap();
+    assert!(
+        html.contains(&format!("sse-connect=\"{live}/stream\"")),
+        "{html}"
+    );
+    assert!(html.contains("id=\"state-idle\""), "{html}");
+    let r = c.get(format!("{base}{live}/stream")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let mut r = page(&c, &base, &format!("{live}/stream"), &cookie).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()[CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), r.chunk())
+        .await
+        .expect("a first event")
+        .unwrap()
+        .expect("a chunk");
+    let first = String::from_utf8_lossy(&first).to_string();
+    assert!(first.starts_with("event: stats\n"), "{first}");
+    assert!(first.contains("Calls in flight"), "{first}");
+    drop(r);
+    let r = c
+        .post(format!("{base}{live}/pacing"))
+        .header(COOKIE, &cookie)
+        .form(&[("calls_per_second", "9"), ("max_concurrent_calls", "4")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = c
+        .post(format!("{base}{live}/pacing"))
+        .header(COOKIE, &cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("calls_per_second", "-2"),
+            ("max_concurrent_calls", "4"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("id=\"calls_per_second-error\""), "{html}");
+    let now = common::expect_json(
+        app.get(&format!("/v1/campaigns/{id}")).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_ne!(now["calls_per_second"], serde_json::json!(-2.0));
+    let r = c
+        .post(format!("{base}{live}/pacing"))
+        .header(COOKIE, &cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("calls_per_second", "9"),
+            ("max_concurrent_calls", "4"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let now = common::expect_json(
+        app.get(&format!("/v1/campaigns/{id}")).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(now["calls_per_second"], serde_json::json!(9.0));
+    assert_eq!(now["max_concurrent_calls"], 4);
+
     // Logout ends the session: the old cookie opens nothing.
     let r = c
         .post(format!("{base}/ui/logout"))

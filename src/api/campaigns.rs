@@ -112,7 +112,7 @@ async fn check_refs(s: &CampaignState, r: &CampaignSpec) -> ApiResult<()> {
     Ok(())
 }
 
-fn fields(spec: &CampaignSpec) -> CampaignFields<'_> {
+pub(crate) fn fields(spec: &CampaignSpec) -> CampaignFields<'_> {
     CampaignFields {
         name: &spec.name,
         outdial_id: &spec.outdial_id,
@@ -285,28 +285,32 @@ async fn stop(
 }
 
 async fn stats(State(s): State<CampaignState>, IdPath(id): IdPath) -> ApiResult<Json<Value>> {
-    let c = s
-        .store
-        .get_campaign(&id)
+    Ok(Json(campaign_stats(&s.store, &id).await?))
+}
+
+/// A campaign's numbers now, as `GET /v1/campaigns/{id}/stats` and the
+/// console's live page show them.
+pub(crate) async fn campaign_stats(store: &Store, id: &str) -> ApiResult<Value> {
+    let c = store
+        .get_campaign(id)
         .await
-        .map_err(|e| ApiError::from_store(e, "campaign", &id))?;
+        .map_err(|e| ApiError::from_store(e, "campaign", id))?;
     let mut targets: serde_json::Map<String, Value> = crate::domain::TargetState::ALL
         .iter()
         .map(|st| (st.as_str().to_string(), Value::from(0)))
         .collect();
     let mut total = 0;
-    for (st, n) in s.store.count_targets_by_state(&c.outdial_id).await? {
+    for (st, n) in store.count_targets_by_state(&c.outdial_id).await? {
         targets.insert(st.as_str().to_string(), Value::from(n));
         total += n;
     }
-    let (by_outcome, live) = s.store.campaign_call_stats(&id).await?;
+    let (by_outcome, live) = store.campaign_call_stats(id).await?;
     let attempts: i64 = by_outcome.iter().map(|(_, n)| n).sum::<i64>() + live;
     let window_s = 5;
-    let recent = s
-        .store
-        .campaign_calls_since(&id, now_ms() - window_s * 1000)
+    let recent = store
+        .campaign_calls_since(id, now_ms() - window_s * 1000)
         .await?;
-    Ok(Json(serde_json::json!({
+    Ok(serde_json::json!({
         "id": c.id,
         "status": c.status,
         "status_reason": c.status_reason,
@@ -317,5 +321,5 @@ async fn stats(State(s): State<CampaignState>, IdPath(id): IdPath) -> ApiResult<
         },
         "live_calls": live,
         "calls_per_second": {"current": recent as f64 / window_s as f64, "limit": c.spec.calls_per_second},
-    })))
+    }))
 }

@@ -160,6 +160,7 @@ pub fn router(deps: ApiDeps) -> Router {
             store: deps.store.clone(),
             auth: auth.clone(),
             events: deps.events.clone(),
+            shutdown: deps.shutdown.clone(),
         }))
 }
 

@@ -11,6 +11,7 @@
 //! mutation carries the session's CSRF token. Actions go through the same
 //! store moves as REST.
 
+mod live;
 mod pages;
 
 use std::sync::LazyLock;
@@ -37,6 +38,8 @@ pub struct UiState {
     pub store: Store,
     pub auth: AuthState,
     pub events: crate::events::EventBus,
+    /// Ends the console's event streams when herald stops.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 pub fn router(state: UiState) -> Router {
@@ -46,6 +49,9 @@ pub fn router(state: UiState) -> Router {
         .route("/ui/login", get(pages::login_page).post(pages::login))
         .route("/ui/logout", post(pages::logout))
         .route("/ui/campaigns", get(pages::campaigns))
+        .route("/ui/campaigns/{id}", get(live::campaign_page))
+        .route("/ui/campaigns/{id}/stream", get(live::stream))
+        .route("/ui/campaigns/{id}/pacing", post(live::pacing))
         .route("/ui/campaigns/{id}/{verb}", post(pages::campaign_action))
         .route("/ui/assets/{name}", get(asset))
         .with_state(state)
@@ -63,6 +69,7 @@ struct Asset {
 pub struct AssetNames {
     pub css: String,
     pub htmx: String,
+    pub sse: String,
 }
 
 static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
@@ -88,6 +95,13 @@ static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
             include_bytes!("assets/htmx-2.0.11.min.js"),
             "text/javascript; charset=utf-8",
         ),
+        // Its SSE extension 2.2.4, from `htmx-ext-sse` (assets/htmx-ext-sse.LICENSE).
+        hashed(
+            "htmx-ext-sse-2.2.4",
+            "min.js",
+            include_bytes!("assets/htmx-ext-sse-2.2.4.min.js"),
+            "text/javascript; charset=utf-8",
+        ),
     ]
 });
 
@@ -95,6 +109,7 @@ pub fn asset_names() -> AssetNames {
     AssetNames {
         css: ASSETS[0].name.clone(),
         htmx: ASSETS[1].name.clone(),
+        sse: ASSETS[2].name.clone(),
     }
 }
 

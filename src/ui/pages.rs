@@ -108,11 +108,11 @@ struct CampaignsPage {
     next: Option<String>,
 }
 
-fn render(t: &impl Template) -> Result<Html<String>, ApiError> {
+pub(super) fn render(t: &impl Template) -> Result<Html<String>, ApiError> {
     t.render().map(Html).map_err(ApiError::internal)
 }
 
-fn to_login() -> Response {
+pub(super) fn to_login() -> Response {
     Redirect::to("/ui/login").into_response()
 }
 
@@ -174,7 +174,11 @@ pub(super) struct CsrfForm {
 
 /// A mutation's session, its CSRF token checked: the session, or the
 /// answer (to the login page without one, 403 with a wrong token).
-async fn mutation(s: &UiState, headers: &HeaderMap, csrf: &str) -> Result<Session, Response> {
+pub(super) async fn mutation(
+    s: &UiState,
+    headers: &HeaderMap,
+    csrf: &str,
+) -> Result<Session, Response> {
     let sess = match session(s, headers).await {
         Ok(Some(sess)) => sess,
         Ok(None) => return Err(to_login()),

@@ -1,0 +1,344 @@
+//! A campaign's live page: its status and why, the targets by state, calls
+//! in flight against the cap, the call rate against the setting, attempts
+//! by outcome and the answer rate, kept current from an event stream
+//! (`/ui/campaigns/{id}/stream`, rendered fragments swapped in by htmx's SSE
+//! extension, no reload); the pacing, editable while it runs, checked by the
+//! same rules as `PATCH /v1/campaigns/{id}`.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use futures::Stream;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::pages::{mutation, render, to_login};
+use super::{asset_names, now_ms, session, AssetNames, UiState};
+use crate::api::campaigns::{campaign_stats, fields};
+use crate::api::error::ApiError;
+use crate::domain::fields::merge_patch;
+use crate::domain::specs::{to_document, CampaignSpec};
+
+/// How often the numbers are sent when nothing was written (the call rate
+/// moves with time).
+const TICK: Duration = Duration::from_secs(1);
+/// Fragments sent per stream at most this often.
+const MIN_GAP: Duration = Duration::from_millis(300);
+
+#[derive(Template)]
+#[template(path = "stats.html", config = "src/ui/askama.toml")]
+struct Stats {
+    status: String,
+    reason: Option<String>,
+    live_calls: i64,
+    max_calls: u32,
+    cps_now: String,
+    cps_limit: String,
+    attempts: i64,
+    answer_rate: String,
+    total: i64,
+    funnel: Vec<(String, i64, String)>,
+    outcomes: Vec<(String, i64)>,
+    at: String,
+    at_iso: String,
+}
+
+#[derive(Template)]
+#[template(path = "campaign.html", config = "src/ui/askama.toml")]
+struct CampaignPage {
+    assets: AssetNames,
+    csrf: String,
+    key_name: String,
+    id: String,
+    name: String,
+    window: String,
+    notice: Option<String>,
+    stats: String,
+    cps_value: String,
+    max_value: String,
+    cps_error: Option<String>,
+    max_error: Option<String>,
+}
+
+/// The live numbers of a campaign, rendered.
+async fn stats_html(s: &UiState, id: &str) -> Result<String, ApiError> {
+    let c = s
+        .store
+        .get_campaign(id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "campaign", id))?;
+    let v = campaign_stats(&s.store, id).await?;
+    let n = |p: &str| v.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+    let total = n("/targets/total");
+    let funnel = crate::domain::TargetState::ALL
+        .iter()
+        .map(|st| {
+            let k = n(&format!("/targets/by_state/{}", st.as_str()));
+            let pct = if total > 0 { k * 100 / total } else { 0 };
+            (st.as_str().to_string(), k, pct.to_string())
+        })
+        .collect();
+    let outcomes: Vec<(String, i64)> = v["attempts"]["by_outcome"]
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, n)| (k.clone(), n.as_i64().unwrap_or(0)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let ended: i64 = outcomes.iter().map(|(_, n)| n).sum();
+    let answered = outcomes
+        .iter()
+        .find(|(k, _)| k == "answered")
+        .map_or(0, |(_, n)| *n);
+    let answer_rate = if ended > 0 {
+        format!(
+            "{:.1} % ({answered} of {ended} ended calls)",
+            answered as f64 * 100.0 / ended as f64
+        )
+    } else {
+        "— (no call has ended yet)".into()
+    };
+    let at = chrono::Utc::now();
+    Stats {
+        status: c.status,
+        reason: c.status_reason,
+        live_calls: n("/live_calls"),
+        max_calls: c.spec.max_concurrent_calls,
+        cps_now: format!(
+            "{:.1}",
+            v["calls_per_second"]["current"].as_f64().unwrap_or(0.0)
+        ),
+        cps_limit: format!("{}", c.spec.calls_per_second),
+        attempts: n("/attempts/total"),
+        answer_rate,
+        total,
+        funnel,
+        outcomes,
+        at: at.format("%H:%M:%S UTC").to_string(),
+        at_iso: at.to_rfc3339(),
+    }
+    .render()
+    .map_err(ApiError::internal)
+}
+
+fn window_text(spec: &CampaignSpec) -> String {
+    match &spec.calling_window {
+        Some(w) => format!(
+            "{}–{} {} on {}",
+            w.start,
+            w.end,
+            w.timezone,
+            w.days.join(", ")
+        ),
+        None => "none (calls at any time)".into(),
+    }
+}
+
+#[derive(Default)]
+struct PacingForm {
+    cps: Option<String>,
+    max: Option<String>,
+    cps_error: Option<String>,
+    max_error: Option<String>,
+}
+
+async fn page(
+    s: &UiState,
+    headers: &HeaderMap,
+    id: &str,
+    notice: Option<String>,
+    form: PacingForm,
+) -> Result<Response, ApiError> {
+    let Some(sess) = session(s, headers).await? else {
+        return Ok(to_login());
+    };
+    let c = s
+        .store
+        .get_campaign(id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "campaign", id))?;
+    let invalid = form.cps_error.is_some() || form.max_error.is_some();
+    let html = render(&CampaignPage {
+        assets: asset_names(),
+        csrf: sess.row.csrf,
+        key_name: sess.row.key_name,
+        id: c.id.clone(),
+        window: window_text(&c.spec),
+        notice,
+        stats: stats_html(s, id).await?,
+        cps_value: form
+            .cps
+            .unwrap_or_else(|| format!("{}", c.spec.calls_per_second)),
+        max_value: form
+            .max
+            .unwrap_or_else(|| c.spec.max_concurrent_calls.to_string()),
+        cps_error: form.cps_error,
+        max_error: form.max_error,
+        name: c.name,
+    })?;
+    let status = if invalid {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, html).into_response())
+}
+
+pub(super) async fn campaign_page(
+    State(s): State<UiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    page(
+        &s,
+        &headers,
+        &id,
+        q.get("notice").cloned(),
+        PacingForm::default(),
+    )
+    .await
+}
+
+/// The live numbers as SSE `stats` events of rendered HTML: at once, after
+/// each write to the event log (at most every [`MIN_GAP`]), and every
+/// [`TICK`] otherwise; only when they changed.
+pub(super) async fn stream(
+    State(s): State<UiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if session(&s, &headers).await?.is_none() {
+        return Ok((StatusCode::UNAUTHORIZED, "log in first").into_response());
+    }
+    // An unknown campaign is a 404 before the stream starts.
+    stats_html(&s, &id).await?;
+    Ok(Sse::new(stats_events(s, id))
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+fn stats_events(s: UiState, id: String) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    struct St {
+        s: UiState,
+        id: String,
+        watch: tokio::sync::watch::Receiver<u64>,
+        last: Option<String>,
+        first: bool,
+    }
+    let watch = s.store.log_watch();
+    let st = St {
+        s,
+        id,
+        watch,
+        last: None,
+        first: true,
+    };
+    futures::stream::unfold(st, |mut st| async move {
+        loop {
+            if !st.first {
+                let shutdown = st.s.shutdown.clone();
+                tokio::select! {
+                    _ = shutdown.cancelled() => return None,
+                    changed = st.watch.changed() => if changed.is_err() { return None },
+                    _ = tokio::time::sleep(TICK) => {}
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return None,
+                    _ = tokio::time::sleep(MIN_GAP) => {}
+                }
+            }
+            st.first = false;
+            let html = match stats_html(&st.s, &st.id).await {
+                Ok(h) => h,
+                // The campaign was deleted, or the database is away: the
+                // stream ends (the browser reconnects and is told).
+                Err(_) => return None,
+            };
+            if st.last.as_deref() == Some(html.as_str()) {
+                continue;
+            }
+            st.last = Some(html.clone());
+            let ev = SseEvent::default().event("stats").data(html);
+            return Some((Ok(ev), st));
+        }
+    })
+}
+
+#[derive(Deserialize)]
+pub(super) struct Pacing {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    calls_per_second: String,
+    #[serde(default)]
+    max_concurrent_calls: String,
+}
+
+/// Applies the pacing form through the campaign's own validation; errors
+/// are shown beside their fields.
+pub(super) async fn pacing(
+    State(s): State<UiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<Pacing>,
+) -> Result<Response, ApiError> {
+    if let Err(r) = mutation(&s, &headers, &f.csrf).await {
+        return Ok(r);
+    }
+    let current = s
+        .store
+        .get_campaign(&id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "campaign", &id))?;
+    let mut form = PacingForm {
+        cps: Some(f.calls_per_second.clone()),
+        max: Some(f.max_concurrent_calls.clone()),
+        ..Default::default()
+    };
+    let cps = f.calls_per_second.trim().parse::<f64>();
+    let max = f.max_concurrent_calls.trim().parse::<u64>();
+    if cps.is_err() {
+        form.cps_error = Some("must be a number of calls per second, like 5 or 0.5".into());
+    }
+    if max.is_err() {
+        form.max_error = Some("must be a whole number of calls".into());
+    }
+    if let (Ok(cps), Ok(max)) = (cps, max) {
+        let mut doc = to_document(&current.spec);
+        merge_patch(
+            &mut doc,
+            &json!({"calls_per_second": cps, "max_concurrent_calls": max}),
+        );
+        match CampaignSpec::parse(&doc) {
+            Ok(spec) => {
+                s.store
+                    .update_campaign(&id, &fields(&spec), now_ms())
+                    .await
+                    .map_err(|e| ApiError::from_store(e, "campaign", &id))?;
+                let notice = format!(
+                    "Pacing applied: {} calls/s, {} calls at once.",
+                    spec.calls_per_second, spec.max_concurrent_calls
+                );
+                let to = format!(
+                    "/ui/campaigns/{id}?notice={}",
+                    form_urlencoded::byte_serialize(notice.as_bytes()).collect::<String>()
+                );
+                return Ok(Redirect::to(&to).into_response());
+            }
+            Err(e) if e.field == "calls_per_second" => form.cps_error = Some(e.reason),
+            Err(e) if e.field == "max_concurrent_calls" => form.max_error = Some(e.reason),
+            Err(e) => {
+                return Err(e.into());
+            }
+        }
+    }
+    page(&s, &headers, &id, None, form).await
+}
