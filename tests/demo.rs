@@ -183,3 +183,80 @@ async fn ctrl_c_stops_the_demo_s_campaign_and_exits_130() {
     assert_eq!((dialing, open), (0, 0), "nothing is left mid-call");
     pool.close().await;
 }
+
+/// `herald demo --keep` says where the console is and which key opens it:
+/// that key logs in there while the demo's campaign runs, and its list
+/// shows the demo's campaign.
+#[tokio::test]
+async fn the_kept_demo_prints_a_console_url_and_key_that_log_in() {
+    use tokio::io::AsyncBufReadExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("demo.db");
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["demo", "--targets", "300", "--keep", "--db"])
+        .arg(&db)
+        .current_dir(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(l) = lines.next_line().await.unwrap() {
+            if l.starts_with("console: ") {
+                return l;
+            }
+        }
+        panic!("the demo printed no console line");
+    })
+    .await
+    .expect("a console line within a minute");
+    // `console: http://127.0.0.1:PORT/ui/login (log in with the API key KEY) …`
+    let url = line.split_whitespace().nth(1).unwrap().to_string();
+    let key = line
+        .split("API key ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .unwrap()
+        .to_string();
+    assert!(url.ends_with("/ui/login"), "{line}");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = c
+        .post(&url)
+        .form(&[("key", key.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::SEE_OTHER, "{line}");
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let list = c
+        .get(url.replace("/ui/login", "/ui/campaigns"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), reqwest::StatusCode::OK);
+    let html = list.text().await.unwrap();
+    assert!(html.contains("badge-"), "{html}");
+    assert!(
+        html.contains("/ui/campaigns/"),
+        "a link to the demo campaign's page: {html}"
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &child.id().unwrap().to_string()])
+        .status();
+    let _ = tokio::time::timeout(Duration::from_secs(60), child.wait()).await;
+}

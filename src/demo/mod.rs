@@ -218,6 +218,12 @@ async fn drive(
         "campaign {}: {} people in 8 time zones, {} calls/s, {} at once, up to 3 tries (priority emergency: no calling window)",
         ids.campaign, args.targets, args.cps, args.concurrency
     );
+    if args.keep {
+        println!(
+            "console: {}/ui/login (log in with the API key {}), then {}/ui/campaigns/{} to watch it",
+            api.base, api.key, api.base, ids.campaign
+        );
+    }
     let started = Instant::now();
     api.post(&format!("/v1/campaigns/{}/start", ids.campaign), json!({}))
         .await?;

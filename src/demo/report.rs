@@ -188,4 +188,8 @@ pub(super) fn print_urls(base: &str, key: &str, ids: &Ids, keep: bool) {
     println!("  curl -s -H \"$H\" '{base}/v1/calls?campaign_id={c}&outcome=busy&page_size=5'");
     println!("  curl -s -H \"$H\" '{base}/v1/outdials/{o}/targets?state=failed&page_size=5'");
     println!("  curl -s -H \"$H\" {base}/v1/targets/TARGET_ID/events");
+    if keep {
+        println!("The console, in a browser (log in with the key above):");
+        println!("  {base}/ui/campaigns/{c}");
+    }
 }
