@@ -267,6 +267,23 @@ async fn a_manager_logs_in_and_steers_a_campaign_in_chromium() {
     assert_eq!(now["calls_per_second"], json!(7.0));
     b.screenshot("live").await;
 
+    // From the funnel to the idle targets, and to one target's history.
+    c.find(Locator::Css("#state-idle th a"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    shown(&b, "table.list tbody th a")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let state = shown(&b, ".badge-t-idle").await;
+    assert_eq!(state.text().await.unwrap(), "idle");
+    assert!(c.source().await.unwrap().contains("No attempts yet."));
+    b.screenshot("target").await;
+
     // Logout: back to the login page; the console is closed again.
     c.find(Locator::Css("form.logout button"))
         .await

@@ -353,3 +353,84 @@ async fn console(db: Db) {
 }
 
 on_both_backends!(console_over_http, console);
+
+/// A campaign dialed to its end over SIP (the built-in simulator): its
+/// targets listed by state, and a target's page with its attempt (SIP
+/// code, outcome) and its transitions.
+async fn target_history(db: Db) {
+    let Some(app) = common::spawn_app(db).await else {
+        return;
+    };
+    let c = browser();
+    let base = app.base.clone();
+    let mut rx = app.events().subscribe();
+    let (campaign, _) = app
+        .campaign(
+            common::csv_of(&["+15553000001".to_string()]),
+            json!({"name": "once", "try_count_max": 1, "dial_timeout_s": 5,
+                   "retry": {"busy_s": 0, "no_answer_s": 0, "failed_s": 0}}),
+            json!({"name": "One call"}),
+        )
+        .await;
+    app.campaign_verb(&campaign, "start", json!({})).await;
+    common::wait_status(
+        &mut rx,
+        &campaign,
+        "finished",
+        std::time::Duration::from_secs(60),
+    )
+    .await;
+
+    let (_, key) = app
+        .store()
+        .create_api_key("viewer", chrono::Utc::now().timestamp_millis())
+        .await
+        .unwrap();
+    let (cookie, _) = session_cookie(&login(&c, &base, &key).await);
+    // The one target is finished or failed, whatever the simulator answered.
+    let mut link = None;
+    for state in ["finished", "failed"] {
+        let html = page(
+            &c,
+            &base,
+            &format!("/ui/campaigns/{campaign}/targets?state={state}"),
+            &cookie,
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+        assert!(
+            html.contains(&format!("Targets that are {state}")),
+            "{html}"
+        );
+        if let Some(at) = html.find("href=\"/ui/targets/") {
+            link = Some(html[at + 6..].split('"').next().unwrap().to_string());
+        }
+    }
+    let link = link.expect("the target listed under its final state");
+    let r = page(&c, &base, &link, &cookie).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    let tid = link.rsplit('/').next().unwrap();
+    let call = common::expect_json(
+        app.get(&format!("/v1/calls?target_id={tid}")).await,
+        StatusCode::OK,
+    )
+    .await;
+    let call = &call["items"][0];
+    assert!(html.contains("id=\"attempts\""), "{html}");
+    assert!(html.contains(call["outcome"].as_str().unwrap()), "{html}");
+    if let Some(code) = call["sip_code"].as_i64() {
+        assert!(html.contains(&format!("<td>{code}</td>")), "{html}");
+    }
+    assert!(html.contains("id=\"transitions\""), "{html}");
+    assert!(html.contains("<td>idle</td><td>dialing</td>"), "{html}");
+    assert!(html.contains("none: the target is done"), "{html}");
+    // Without a session, the history is not shown.
+    let r = c.get(format!("{base}{link}")).send().await.unwrap();
+    assert_eq!(location(&r), "/ui/login");
+    app.stop().await;
+}
+
+on_both_backends!(history_over_http, target_history);

@@ -34,6 +34,7 @@ const MIN_GAP: Duration = Duration::from_millis(300);
 #[derive(Template)]
 #[template(path = "stats.html", config = "src/ui/askama.toml")]
 struct Stats {
+    id: String,
     status: String,
     reason: Option<String>,
     live_calls: i64,
@@ -107,6 +108,7 @@ async fn stats_html(s: &UiState, id: &str) -> Result<String, ApiError> {
     };
     let at = chrono::Utc::now();
     Stats {
+        id: c.id,
         status: c.status,
         reason: c.status_reason,
         live_calls: n("/live_calls"),

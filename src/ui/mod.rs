@@ -11,6 +11,7 @@
 //! mutation carries the session's CSRF token. Actions go through the same
 //! store moves as REST.
 
+mod history;
 mod live;
 mod pages;
 
@@ -51,6 +52,8 @@ pub fn router(state: UiState) -> Router {
         .route("/ui/campaigns", get(pages::campaigns))
         .route("/ui/campaigns/{id}", get(live::campaign_page))
         .route("/ui/campaigns/{id}/stream", get(live::stream))
+        .route("/ui/campaigns/{id}/targets", get(history::targets))
+        .route("/ui/targets/{id}", get(history::target))
         .route("/ui/campaigns/{id}/pacing", post(live::pacing))
         .route("/ui/campaigns/{id}/{verb}", post(pages::campaign_action))
         .route("/ui/assets/{name}", get(asset))
