@@ -60,12 +60,22 @@ pub fn campaign_json(c: &CampaignRow) -> Value {
 
 /// Checks that the referenced documents and trunk exist, naming the field that does not.
 async fn check_refs(s: &CampaignState, r: &CampaignSpec) -> ApiResult<()> {
+    check_campaign_refs(&s.store, &s.trunks, r).await
+}
+
+/// A campaign's references exist: its outdial, outplan, agent, trunk and
+/// fallback template (REST and the console's form check the same).
+pub(crate) async fn check_campaign_refs(
+    store: &Store,
+    trunks: &[String],
+    r: &CampaignSpec,
+) -> ApiResult<()> {
     for (field, table, id) in [
         ("outdial_id", OUTDIALS, &r.outdial_id),
         ("outplan_id", OUTPLANS, &r.outplan_id),
         ("agent_id", AGENTS, &r.agent_id),
     ] {
-        match s.store.get_doc(table, id).await {
+        match store.get_doc(table, id).await {
             Ok(_) => {}
             Err(StoreError::NotFound) => {
                 return Err(
@@ -75,19 +85,19 @@ async fn check_refs(s: &CampaignState, r: &CampaignSpec) -> ApiResult<()> {
             Err(e) => return Err(e.into()),
         }
     }
-    if !s.trunks.contains(&r.trunk) {
+    if !trunks.contains(&r.trunk) {
         return Err(FieldError::new(
             "trunk",
             format!(
                 "no trunk named {:?} in the configuration (have: {})",
                 r.trunk,
-                s.trunks.join(", ")
+                trunks.join(", ")
             ),
         )
         .into());
     }
     if let Some(fb) = &r.fallback {
-        match s.store.resolve_template(&fb.template_id).await {
+        match store.resolve_template(&fb.template_id).await {
             Ok(t) if t.channel != fb.channel => {
                 return Err(FieldError::new(
                     "fallback.template_id",

@@ -41,6 +41,12 @@ struct DocState {
     agents: Option<AgentRuntime>,
 }
 
+/// An outdial's name and stored document, checked as `POST /v1/outdials`
+/// checks them.
+pub(crate) fn outdial_document(v: &Value) -> Result<(String, Value), FieldError> {
+    parse_outdial(v).map(|p| (p.name, p.document))
+}
+
 /// An outdial: a name and an optional free-text detail.
 fn parse_outdial(v: &Value) -> Result<Parsed, FieldError> {
     let f = Fields::new(v, "")?;
@@ -129,6 +135,28 @@ async fn build_agent(s: &DocState, p: &Parsed) -> ApiResult<Option<Arc<dyn Agent
         (Some(rt), Some(spec)) => Ok(Some(rt.build_checked(spec).await?)),
         _ => Ok(None),
     }
+}
+
+/// Creates an agent as `POST /v1/agents` does: checked, built, stored and
+/// kept by the runtime (the console's new-campaign form makes one).
+pub(crate) async fn create_agent(
+    store: &Store,
+    runtime: &AgentRuntime,
+    body: &Value,
+) -> ApiResult<Doc> {
+    let s = DocState {
+        store: store.clone(),
+        table: AGENTS,
+        parse: parse_agent,
+        agents: Some(runtime.clone()),
+    };
+    let p = parse_agent(body)?;
+    let built = build_agent(&s, &p).await?;
+    let doc = store
+        .insert_doc(AGENTS, &p.name, &p.document, now_ms())
+        .await?;
+    keep_agent(&s, &doc, p, built);
+    Ok(doc)
 }
 
 /// Keeps a built agent as the stored configuration's.

@@ -245,9 +245,23 @@ pub async fn import_csv(
     body: Body,
     limit: u64,
 ) -> ApiResult<Value> {
+    let data = body.into_data_stream().map_err(std::io::Error::other);
+    import_csv_stream(store, outdial_id, data, limit).await
+}
+
+/// As [`import_csv`], from any stream of the CSV's bytes (the console's
+/// upload is one part of a form).
+pub async fn import_csv_stream<S>(
+    store: &Store,
+    outdial_id: &str,
+    data: S,
+    limit: u64,
+) -> ApiResult<Value>
+where
+    S: futures::Stream<Item = Result<axum::body::Bytes, std::io::Error>> + Send,
+{
     let mut seen: u64 = 0;
-    let stream = body.into_data_stream().map_err(std::io::Error::other);
-    let stream = futures::StreamExt::map(stream, move |chunk| {
+    let stream = futures::StreamExt::map(Box::pin(data), move |chunk| {
         let chunk = chunk?;
         seen += chunk.len() as u64;
         if seen > limit {

@@ -160,6 +160,9 @@ pub fn router(deps: ApiDeps) -> Router {
             store: deps.store.clone(),
             auth: auth.clone(),
             events: deps.events.clone(),
+            trunks: deps.trunks.clone(),
+            runtime: deps.runtime.clone(),
+            csv_limit: deps.csv_body_limit,
             shutdown: deps.shutdown.clone(),
         }))
 }

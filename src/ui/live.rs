@@ -35,6 +35,8 @@ const MIN_GAP: Duration = Duration::from_millis(300);
 #[template(path = "stats.html", config = "src/ui/askama.toml")]
 struct Stats {
     id: String,
+    csrf: String,
+    actions: Vec<&'static super::pages::Action>,
     status: String,
     reason: Option<String>,
     live_calls: i64,
@@ -68,7 +70,7 @@ struct CampaignPage {
 }
 
 /// The live numbers of a campaign, rendered.
-async fn stats_html(s: &UiState, id: &str) -> Result<String, ApiError> {
+async fn stats_html(s: &UiState, id: &str, csrf: &str) -> Result<String, ApiError> {
     let c = s
         .store
         .get_campaign(id)
@@ -108,6 +110,8 @@ async fn stats_html(s: &UiState, id: &str) -> Result<String, ApiError> {
     };
     let at = chrono::Utc::now();
     Stats {
+        actions: super::pages::actions_for(&c.status),
+        csrf: csrf.to_string(),
         id: c.id,
         status: c.status,
         reason: c.status_reason,
@@ -167,14 +171,15 @@ async fn page(
         .await
         .map_err(|e| ApiError::from_store(e, "campaign", id))?;
     let invalid = form.cps_error.is_some() || form.max_error.is_some();
+    let csrf = sess.row.csrf.clone();
     let html = render(&CampaignPage {
         assets: asset_names(),
-        csrf: sess.row.csrf,
+        csrf: csrf.clone(),
         key_name: sess.row.key_name,
         id: c.id.clone(),
         window: window_text(&c.spec),
         notice,
-        stats: stats_html(s, id).await?,
+        stats: stats_html(s, id, &csrf).await?,
         cps_value: form
             .cps
             .unwrap_or_else(|| format!("{}", c.spec.calls_per_second)),
@@ -217,20 +222,26 @@ pub(super) async fn stream(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    if session(&s, &headers).await?.is_none() {
+    let Some(sess) = session(&s, &headers).await? else {
         return Ok((StatusCode::UNAUTHORIZED, "log in first").into_response());
-    }
+    };
+    let csrf = sess.row.csrf;
     // An unknown campaign is a 404 before the stream starts.
-    stats_html(&s, &id).await?;
-    Ok(Sse::new(stats_events(s, id))
+    stats_html(&s, &id, &csrf).await?;
+    Ok(Sse::new(stats_events(s, id, csrf))
         .keep_alive(KeepAlive::default())
         .into_response())
 }
 
-fn stats_events(s: UiState, id: String) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+fn stats_events(
+    s: UiState,
+    id: String,
+    csrf: String,
+) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     struct St {
         s: UiState,
         id: String,
+        csrf: String,
         watch: tokio::sync::watch::Receiver<u64>,
         last: Option<String>,
         first: bool,
@@ -239,6 +250,7 @@ fn stats_events(s: UiState, id: String) -> impl Stream<Item = Result<SseEvent, I
     let st = St {
         s,
         id,
+        csrf,
         watch,
         last: None,
         first: true,
@@ -258,7 +270,7 @@ fn stats_events(s: UiState, id: String) -> impl Stream<Item = Result<SseEvent, I
                 }
             }
             st.first = false;
-            let html = match stats_html(&st.s, &st.id).await {
+            let html = match stats_html(&st.s, &st.id, &st.csrf).await {
                 Ok(h) => h,
                 // The campaign was deleted, or the database is away: the
                 // stream ends (the browser reconnects and is told).

@@ -12,7 +12,9 @@
 //! store moves as REST.
 
 mod history;
+mod lists;
 mod live;
+mod new_campaign;
 mod pages;
 
 use std::sync::LazyLock;
@@ -39,6 +41,12 @@ pub struct UiState {
     pub store: Store,
     pub auth: AuthState,
     pub events: crate::events::EventBus,
+    /// The configured trunks' names.
+    pub trunks: std::sync::Arc<Vec<String>>,
+    /// Builds and keeps agents made from the console.
+    pub runtime: crate::agent::AgentRuntime,
+    /// Largest CSV upload, in bytes (`api.csv_body_limit_bytes`).
+    pub csv_limit: u64,
     /// Ends the console's event streams when herald stops.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -50,12 +58,23 @@ pub fn router(state: UiState) -> Router {
         .route("/ui/login", get(pages::login_page).post(pages::login))
         .route("/ui/logout", post(pages::logout))
         .route("/ui/campaigns", get(pages::campaigns))
+        .route(
+            "/ui/campaigns/new",
+            get(new_campaign::new_form).post(new_campaign::create),
+        )
         .route("/ui/campaigns/{id}", get(live::campaign_page))
         .route("/ui/campaigns/{id}/stream", get(live::stream))
         .route("/ui/campaigns/{id}/targets", get(history::targets))
         .route("/ui/targets/{id}", get(history::target))
         .route("/ui/campaigns/{id}/pacing", post(live::pacing))
         .route("/ui/campaigns/{id}/{verb}", post(pages::campaign_action))
+        .route(
+            "/ui/lists",
+            get(lists::lists)
+                .post(lists::upload)
+                // The upload's size is bounded by `csv_limit` as it is read.
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route("/ui/assets/{name}", get(asset))
         .with_state(state)
         .layer(tower_http::trace::TraceLayer::new_for_http())

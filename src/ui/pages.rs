@@ -29,11 +29,11 @@ struct LoginPage {
 }
 
 /// A control button of a campaign.
-struct Action {
-    verb: &'static str,
-    label: &'static str,
-    class: &'static str,
-    confirm: bool,
+pub(super) struct Action {
+    pub verb: &'static str,
+    pub label: &'static str,
+    pub class: &'static str,
+    pub confirm: bool,
 }
 
 const ACTIONS: [(StatusMove, Action); 5] = [
@@ -83,6 +83,16 @@ const ACTIONS: [(StatusMove, Action); 5] = [
         },
     ),
 ];
+
+/// The control buttons a campaign in `status` shows.
+pub(super) fn actions_for(status: &str) -> Vec<&'static Action> {
+    let current = CampaignStatus::parse(status);
+    ACTIONS
+        .iter()
+        .filter(|(m, _)| current.is_some_and(|st| m.allowed(st)))
+        .map(|(_, a)| a)
+        .collect()
+}
 
 struct CampaignItem {
     id: String,
@@ -170,6 +180,9 @@ pub(super) async fn login(
 pub(super) struct CsrfForm {
     #[serde(default)]
     csrf: String,
+    /// `campaign`: the button was on the campaign's own page.
+    #[serde(default)]
+    back: Option<String>,
 }
 
 /// A mutation's session, its CSRF token checked: the session, or the
@@ -184,24 +197,33 @@ pub(super) async fn mutation(
         Ok(None) => return Err(to_login()),
         Err(e) => return Err(e.into_response()),
     };
-    let ok: bool = csrf.len() == sess.row.csrf.len()
-        && csrf
-            .bytes()
-            .zip(sess.row.csrf.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if !ok {
-        return Err((
-            StatusCode::FORBIDDEN,
-            Html(
-                "<!doctype html><title>Refused</title><h1>Refused</h1><p>The form's CSRF token is \
-                 missing or wrong (a stale page, or a form sent from another site). \
-                 <a href=\"/ui/campaigns\">Reload the console</a> and try again.</p>",
-            ),
-        )
-            .into_response());
+    if !csrf_matches(csrf, &sess.row.csrf) {
+        return Err(csrf_refused());
     }
     Ok(sess)
+}
+
+/// Whether a form's token is the session's (compared in constant time).
+pub(super) fn csrf_matches(given: &str, expected: &str) -> bool {
+    given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+/// The answer to a mutation without the session's CSRF token.
+pub(super) fn csrf_refused() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        Html(
+            "<!doctype html><title>Refused</title><h1>Refused</h1><p>The form's CSRF token is \
+             missing or wrong (a stale page, or a form sent from another site). \
+             <a href=\"/ui/campaigns\">Reload the console</a> and try again.</p>",
+        ),
+    )
+        .into_response()
 }
 
 pub(super) async fn logout(
@@ -255,12 +277,7 @@ pub(super) async fn campaigns(
         .items
         .into_iter()
         .map(|c| {
-            let current = CampaignStatus::parse(&c.status);
-            let actions = ACTIONS
-                .iter()
-                .filter(|(m, _)| current.is_some_and(|st| m.allowed(st)))
-                .map(|(_, a)| a)
-                .collect();
+            let actions = actions_for(&c.status);
             let updated = chrono::DateTime::from_timestamp_millis(c.updated_at).unwrap_or_default();
             CampaignItem {
                 id: c.id,
@@ -312,14 +329,18 @@ pub(super) async fn campaign_action(
         _ => return Ok((StatusCode::NOT_FOUND, Html("no such action")).into_response()),
     };
     let said = verb.replace('-', " ");
+    // Back to the page the button was on: the list, or the campaign's page.
+    let back = if f.back.as_deref() == Some("campaign") {
+        format!("/ui/campaigns/{id}")
+    } else {
+        "/ui/campaigns".to_string()
+    };
     let target = match move_campaign(&s.store, &s.events, &id, &said, m, reason, cause).await {
         Ok(c) => format!(
-            "/ui/campaigns?notice={}",
+            "{back}?notice={}",
             enc(&format!("{}: {}", c.name, c.status))
         ),
-        Err(e) if e.status.is_client_error() => {
-            format!("/ui/campaigns?error={}", enc(&e.message))
-        }
+        Err(e) if e.status.is_client_error() => format!("{back}?error={}", enc(&e.message)),
         Err(e) => return Err(e),
     };
     Ok(Redirect::to(&target).into_response())
