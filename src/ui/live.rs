@@ -135,6 +135,16 @@ async fn stats_html(s: &UiState, id: &str, csrf: &str) -> Result<String, ApiErro
 }
 
 fn window_text(spec: &CampaignSpec) -> String {
+    let emergency = spec.priority == crate::domain::specs::Priority::Emergency;
+    let text = window_only(spec);
+    if emergency && spec.calling_window.is_some() {
+        format!("{text} (not applied: the campaign has emergency priority)")
+    } else {
+        text
+    }
+}
+
+fn window_only(spec: &CampaignSpec) -> String {
     match &spec.calling_window {
         Some(w) => format!(
             "{}–{} {} on {}",

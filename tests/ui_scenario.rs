@@ -1,0 +1,291 @@
+//! The console's whole path in a real Chromium, against a herald on a fresh
+//! database dialing its built-in simulator over SIP: log in; import a list
+//! from a CSV file with bad lines (their report shown); create a campaign
+//! through the form, a new retry plan with it, picking a script agent (a bad
+//! time zone shown beside its field first); start it; watch the counters
+//! move without a reload; change its call rate; pause (no new attempts);
+//! resume; let it finish; open a target's history. Screenshots of each page
+//! go to `target/ui-scenario-*.png`.
+
+mod browser;
+mod common;
+
+use std::time::Duration;
+
+use browser::Browser;
+use common::Db;
+use fantoccini::Locator;
+use reqwest::StatusCode;
+use serde_json::json;
+
+async fn shown(b: &Browser, css: &str, within: Duration) -> fantoccini::elements::Element {
+    b.client
+        .wait()
+        .at_most(within)
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css} not shown: {e}"))
+}
+
+async fn text(b: &Browser, css: &str) -> String {
+    b.client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn fill(b: &Browser, id: &str, value: &str) {
+    let e = b.client.find(Locator::Id(id)).await.unwrap();
+    e.clear().await.unwrap();
+    e.send_keys(value).await.unwrap();
+}
+
+async fn choose(b: &Browser, id: &str, value: &str) {
+    b.client
+        .find(Locator::Css(&format!("#{id} option[value='{value}']")))
+        .await
+        .unwrap_or_else(|e| panic!("#{id} has no option {value}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn click(b: &Browser, css: &str) {
+    b.client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+/// The campaign's attempts over REST.
+async fn attempts(app: &common::TestApp, id: &str) -> i64 {
+    let s = common::expect_json(
+        app.get(&format!("/v1/campaigns/{id}/stats")).await,
+        StatusCode::OK,
+    )
+    .await;
+    s["attempts"]["total"].as_i64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_runs_a_campaign_from_the_console_alone() {
+    let Some(app) = common::spawn_app(Db::Sqlite).await else {
+        return;
+    };
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let c = &b.client;
+    // The agent is picked in the form: a script agent that ends each call.
+    app.post_ok(
+        "/v1/agents",
+        &json!({"name": "reminder script", "kind": "script", "script": common::hang_up_script(),
+                "max_concurrent_sessions": 100}),
+        StatusCode::CREATED,
+    )
+    .await;
+    let (_, key) = app
+        .store()
+        .create_api_key("clinic manager", chrono::Utc::now().timestamp_millis())
+        .await
+        .unwrap();
+
+    c.goto(&app.url("/ui/login")).await.unwrap();
+    fill(&b, "key", &key).await;
+    click(&b, "button[type=submit]").await;
+    shown(&b, "a[href='/ui/campaigns/new']", Duration::from_secs(10)).await;
+
+    // A list from a CSV file: 40 people, a bad number and a short line.
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("patients.csv");
+    let mut body = String::from("phone,name,clinic\n");
+    for i in 0..40 {
+        body.push_str(&format!("+1555710{i:04},Patient {i},North\n"));
+    }
+    body.push_str("not-a-number,Bad Phone,North\n");
+    body.push_str("+15557209999,Short\n");
+    std::fs::write(&csv, body).unwrap();
+    c.goto(&app.url("/ui/lists")).await.unwrap();
+    fill(&b, "name", "Flu shots").await;
+    c.find(Locator::Id("file"))
+        .await
+        .unwrap()
+        .send_keys(csv.to_str().unwrap())
+        .await
+        .unwrap();
+    click(&b, "#import button[type=submit]").await;
+    shown(&b, "#report", Duration::from_secs(10)).await;
+    assert_eq!(text(&b, "#created").await, "40 targets");
+    assert_eq!(text(&b, "#rejected").await, "2 rows");
+    let rejected = text(&b, "#invalid tbody").await;
+    assert!(
+        rejected.contains("42"),
+        "line 42 (the bad number): {rejected}"
+    );
+    assert!(
+        rejected.contains("43"),
+        "line 43 (the short line): {rejected}"
+    );
+    assert!(rejected.contains("fields"), "{rejected}");
+    let href = c
+        .find(Locator::Id("rejected-download"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(href.starts_with("data:text/csv"), "{href}");
+    b.screenshot("scenario-import").await;
+
+    // The campaign, through the form: a bad time zone first.
+    click(&b, "a[href^='/ui/campaigns/new?outdial_id=']").await;
+    shown(&b, "#new-campaign", Duration::from_secs(10)).await;
+    fill(&b, "name", "Flu shot reminders").await;
+    let agent = c
+        .find(Locator::XPath(
+            "//select[@id='agent_id']/option[text()='reminder script']",
+        ))
+        .await
+        .unwrap()
+        .attr("value")
+        .await
+        .unwrap()
+        .unwrap();
+    choose(&b, "agent_id", &agent).await;
+    fill(&b, "plan_tries", "1").await;
+    fill(&b, "plan_dial_timeout_s", "5").await;
+    fill(&b, "timezone", "Mars/Olympus_Mons").await;
+    fill(&b, "calls_per_second", "4").await;
+    fill(&b, "max_concurrent_calls", "10").await;
+    choose(&b, "priority", "emergency").await;
+    click(&b, "#new-campaign button[type=submit]").await;
+    let err = shown(&b, "#timezone-error", Duration::from_secs(10)).await;
+    assert!(
+        err.text().await.unwrap().contains("Mars/Olympus_Mons"),
+        "{}",
+        err.text().await.unwrap()
+    );
+    assert_eq!(
+        c.find(Locator::Id("timezone"))
+            .await
+            .unwrap()
+            .attr("aria-invalid")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("true")
+    );
+    let made = common::expect_json(app.get("/v1/campaigns").await, StatusCode::OK).await;
+    assert_eq!(
+        made["items"].as_array().unwrap().len(),
+        0,
+        "nothing made from a bad form"
+    );
+    b.screenshot("scenario-form-error").await;
+    fill(&b, "timezone", "America/Chicago").await;
+    click(&b, "#new-campaign button[type=submit]").await;
+    shown(&b, "#live", Duration::from_secs(10)).await;
+    let made = common::expect_json(app.get("/v1/campaigns").await, StatusCode::OK).await;
+    let campaign = made["items"][0].clone();
+    let id = campaign["id"].as_str().unwrap().to_string();
+    assert_eq!(campaign["calling_window"]["timezone"], "America/Chicago");
+    assert_eq!(campaign["calls_per_second"], json!(4.0));
+    let plan = common::expect_json(
+        app.get(&format!(
+            "/v1/outplans/{}",
+            campaign["outplan_id"].as_str().unwrap()
+        ))
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(plan["try_count_max"], 1);
+    assert_eq!(plan["dial_timeout_s"], 5);
+
+    // Start; the counters move while the page stays.
+    c.execute(
+        "document.body.dataset.marker = 'kept'; return true;",
+        vec![],
+    )
+    .await
+    .unwrap();
+    click(&b, "#controls form[action$='/start'] button").await;
+    shown(&b, "#live .badge-running", Duration::from_secs(10)).await;
+    c.wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::XPath("//span[@id='attempts'][not(text()='0')]"))
+        .await
+        .expect("attempts counted on the page");
+    b.screenshot("scenario-live").await;
+
+    // A new rate, shown as the setting within a second or two.
+    fill(&b, "calls_per_second", "20").await;
+    click(&b, "#pacing button").await;
+    shown(&b, ".notice", Duration::from_secs(10)).await;
+    c.wait()
+        .at_most(Duration::from_secs(5))
+        .for_element(Locator::XPath("//dd[contains(., 'setting 20 calls/s')]"))
+        .await
+        .expect("the new rate shown");
+
+    // Pause: no new attempts once the calls in flight have ended.
+    click(&b, "#controls form[action$='/pause'] button").await;
+    shown(&b, "#live .badge-paused", Duration::from_secs(10)).await;
+    c.wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::XPath("//span[@id='live-calls'][text()='0']"))
+        .await
+        .expect("no call in flight while paused");
+    let paused_at = attempts(&app, &id).await;
+    // Two more updates of the page's clock, and still no new attempt.
+    for _ in 0..2 {
+        let at = text(&b, "#live time").await;
+        c.wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::XPath(&format!(
+                "//section[@id='live']//time[not(text()='{at}')]"
+            )))
+            .await
+            .expect("the page kept updating");
+    }
+    assert_eq!(
+        attempts(&app, &id).await,
+        paused_at,
+        "an attempt while paused"
+    );
+
+    // Resume and let it finish.
+    click(&b, "#controls form[action$='/resume'] button").await;
+    shown(&b, "#live .badge-finished", Duration::from_secs(90)).await;
+    let marker = c
+        .execute("return document.body.dataset.marker || null;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(marker, json!("kept"), "the live page was reloaded");
+    assert_eq!(attempts(&app, &id).await, 40);
+    b.screenshot("scenario-finished").await;
+
+    // A finished target's history.
+    click(&b, "#state-finished th a").await;
+    shown(&b, "table.list tbody th a", Duration::from_secs(10))
+        .await
+        .click()
+        .await
+        .unwrap();
+    shown(&b, "#transitions", Duration::from_secs(10)).await;
+    let transitions = text(&b, "#transitions tbody").await;
+    assert!(transitions.contains("dialing"), "{transitions}");
+    let attempts_table = text(&b, "#attempts tbody").await;
+    assert!(attempts_table.contains("answered"), "{attempts_table}");
+    b.screenshot("scenario-target").await;
+
+    b.close().await;
+    app.stop().await;
+}
