@@ -318,6 +318,30 @@ async fn console(db: Db) {
     assert_eq!(now["calls_per_second"], serde_json::json!(9.0));
     assert_eq!(now["max_concurrent_calls"], 4);
 
+    // The cookie opens the API's event streams (a browser's EventSource
+    // sends no header), and nothing else of the API.
+    let r = page(&c, &base, &format!("/v1/campaigns/{id}/events"), &cookie).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()[CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    drop(r);
+    let r = page(&c, &base, "/v1/events", &cookie).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    drop(r);
+    for path in ["/v1/campaigns", &format!("/v1/campaigns/{id}/stats")] {
+        let r = page(&c, &base, path, &cookie).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+    let r = c
+        .get(format!("{base}/v1/events"))
+        .header(COOKIE, "herald_session=hk_forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
     // Logout ends the session: the old cookie opens nothing.
     let r = c
         .post(format!("{base}/ui/logout"))
@@ -330,6 +354,8 @@ async fn console(db: Db) {
     assert!(session_cookie(&r).1.contains("Max-Age=0"));
     let r = page(&c, &base, "/ui/campaigns", &cookie).await;
     assert_eq!(location(&r), "/ui/login");
+    let r = page(&c, &base, "/v1/events", &cookie).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
     // Revoking the key ends its other sessions at once.
     let (cookie, _) = session_cookie(&login(&c, &base, &key).await);

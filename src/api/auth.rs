@@ -62,10 +62,15 @@ pub async fn require_api_key(
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let key = req
-        .headers()
-        .get("x-api-key")
-        .ok_or_else(|| ApiError::unauthorized("missing X-API-Key header"))?
+    let Some(key) = req.headers().get("x-api-key") else {
+        // A browser's EventSource cannot send headers: the console's
+        // session cookie opens the GET event streams (and nothing else).
+        if is_event_stream(&req) && crate::ui::cookie_opens(&auth, req.headers()).await? {
+            return Ok(next.run(req).await);
+        }
+        return Err(ApiError::unauthorized("missing X-API-Key header"));
+    };
+    let key = key
         .to_str()
         .map_err(|_| ApiError::unauthorized("invalid API key"))?;
     if key_is_valid(&auth, key).await? {
@@ -73,6 +78,14 @@ pub async fn require_api_key(
     } else {
         Err(ApiError::unauthorized("invalid API key"))
     }
+}
+
+/// A GET of one of the SSE routes (`…/events`).
+fn is_event_stream(req: &Request) -> bool {
+    let path = req.uri().path();
+    req.method() == axum::http::Method::GET
+        && path.ends_with("/events")
+        && !path.contains("/targets/")
 }
 
 /// Whether `key` is the bootstrap key or a live stored key.

@@ -183,6 +183,18 @@ pub async fn session(s: &UiState, headers: &HeaderMap) -> Result<Option<Session>
     Ok(Some(Session { token, row }))
 }
 
+/// Whether the request's session cookie names a live session of a live
+/// key (the API's event streams take it in place of `X-API-Key`).
+pub async fn cookie_opens(auth: &AuthState, headers: &HeaderMap) -> Result<bool, ApiError> {
+    let Some(token) = cookie_token(headers) else {
+        return Ok(false);
+    };
+    let Some(row) = auth.store.ui_session(&token, now_ms()).await? else {
+        return Ok(false);
+    };
+    Ok(live_key_name(auth, &row.key_hash).await?.is_some())
+}
+
 /// The `Set-Cookie` value of a new session (or of a cleared one, `token`
 /// empty).
 fn session_cookie(headers: &HeaderMap, token: &str) -> HeaderValue {
