@@ -97,9 +97,11 @@ async fn a_manager_runs_a_campaign_from_the_console_alone() {
         .unwrap();
 
     c.goto(&app.url("/ui/login")).await.unwrap();
+    b.assert_accessible("login").await;
     fill(&b, "key", &key).await;
     click(&b, "button[type=submit]").await;
     shown(&b, "a[href='/ui/campaigns/new']", Duration::from_secs(10)).await;
+    b.assert_accessible("campaigns").await;
 
     // A list from a CSV file: 40 people, a bad number and a short line.
     let dir = tempfile::tempdir().unwrap();
@@ -143,6 +145,7 @@ async fn a_manager_runs_a_campaign_from_the_console_alone() {
         .unwrap();
     assert!(href.starts_with("data:text/csv"), "{href}");
     b.screenshot("scenario-import").await;
+    b.assert_accessible("scenario-import").await;
 
     // The campaign, through the form: a bad time zone first.
     click(&b, "a[href^='/ui/campaigns/new?outdial_id=']").await;
@@ -189,6 +192,7 @@ async fn a_manager_runs_a_campaign_from_the_console_alone() {
         "nothing made from a bad form"
     );
     b.screenshot("scenario-form-error").await;
+    b.assert_accessible("scenario-form-error").await;
     fill(&b, "timezone", "America/Chicago").await;
     click(&b, "#new-campaign button[type=submit]").await;
     shown(&b, "#live", Duration::from_secs(10)).await;
@@ -224,6 +228,7 @@ async fn a_manager_runs_a_campaign_from_the_console_alone() {
         .await
         .expect("attempts counted on the page");
     b.screenshot("scenario-live").await;
+    b.assert_accessible("scenario-live").await;
 
     // A new rate, shown as the setting within a second or two.
     fill(&b, "calls_per_second", "20").await;
@@ -271,6 +276,7 @@ async fn a_manager_runs_a_campaign_from_the_console_alone() {
     assert_eq!(marker, json!("kept"), "the live page was reloaded");
     assert_eq!(attempts(&app, &id).await, 40);
     b.screenshot("scenario-finished").await;
+    b.assert_accessible("scenario-finished").await;
 
     // A finished target's history.
     click(&b, "#state-finished th a").await;
@@ -285,6 +291,7 @@ async fn a_manager_runs_a_campaign_from_the_console_alone() {
     let attempts_table = text(&b, "#attempts tbody").await;
     assert!(attempts_table.contains("answered"), "{attempts_table}");
     b.screenshot("scenario-target").await;
+    b.assert_accessible("scenario-target").await;
 
     b.close().await;
     app.stop().await;

@@ -35,8 +35,6 @@ const MIN_GAP: Duration = Duration::from_millis(300);
 #[template(path = "stats.html", config = "src/ui/askama.toml")]
 struct Stats {
     id: String,
-    csrf: String,
-    actions: Vec<&'static super::pages::Action>,
     status: String,
     reason: Option<String>,
     live_calls: i64,
@@ -62,6 +60,7 @@ struct CampaignPage {
     name: String,
     window: String,
     notice: Option<String>,
+    controls: String,
     stats: String,
     cps_value: String,
     max_value: String,
@@ -69,8 +68,25 @@ struct CampaignPage {
     max_error: Option<String>,
 }
 
-/// The live numbers of a campaign, rendered.
-async fn stats_html(s: &UiState, id: &str, csrf: &str) -> Result<String, ApiError> {
+/// The control buttons its status allows.
+#[derive(Template)]
+#[template(path = "controls.html", config = "src/ui/askama.toml")]
+struct Controls {
+    id: String,
+    csrf: String,
+    actions: Vec<&'static super::pages::Action>,
+}
+
+/// A campaign's live parts, rendered: its buttons (they change with its
+/// status only, so a click is not lost to a swap) and its numbers.
+#[derive(PartialEq, Clone)]
+struct Live {
+    controls: String,
+    stats: String,
+}
+
+/// The live parts of a campaign, rendered.
+async fn live_html(s: &UiState, id: &str, csrf: &str) -> Result<Live, ApiError> {
     let c = s
         .store
         .get_campaign(id)
@@ -109,9 +125,14 @@ async fn stats_html(s: &UiState, id: &str, csrf: &str) -> Result<String, ApiErro
         "— (no call has ended yet)".into()
     };
     let at = chrono::Utc::now();
-    Stats {
-        actions: super::pages::actions_for(&c.status),
+    let controls = Controls {
+        id: c.id.clone(),
         csrf: csrf.to_string(),
+        actions: super::pages::actions_for(&c.status),
+    }
+    .render()
+    .map_err(ApiError::internal)?;
+    let stats = Stats {
         id: c.id,
         status: c.status,
         reason: c.status_reason,
@@ -131,7 +152,8 @@ async fn stats_html(s: &UiState, id: &str, csrf: &str) -> Result<String, ApiErro
         at_iso: at.to_rfc3339(),
     }
     .render()
-    .map_err(ApiError::internal)
+    .map_err(ApiError::internal)?;
+    Ok(Live { controls, stats })
 }
 
 fn window_text(spec: &CampaignSpec) -> String {
@@ -182,6 +204,7 @@ async fn page(
         .map_err(|e| ApiError::from_store(e, "campaign", id))?;
     let invalid = form.cps_error.is_some() || form.max_error.is_some();
     let csrf = sess.row.csrf.clone();
+    let live = live_html(s, id, &csrf).await?;
     let html = render(&CampaignPage {
         assets: asset_names(),
         csrf: csrf.clone(),
@@ -189,7 +212,8 @@ async fn page(
         id: c.id.clone(),
         window: window_text(&c.spec),
         notice,
-        stats: stats_html(s, id, &csrf).await?,
+        stats: live.stats,
+        controls: live.controls,
         cps_value: form
             .cps
             .unwrap_or_else(|| format!("{}", c.spec.calls_per_second)),
@@ -237,7 +261,7 @@ pub(super) async fn stream(
     };
     let csrf = sess.row.csrf;
     // An unknown campaign is a 404 before the stream starts.
-    stats_html(&s, &id, &csrf).await?;
+    live_html(&s, &id, &csrf).await?;
     Ok(Sse::new(stats_events(s, id, csrf))
         .keep_alive(KeepAlive::default())
         .into_response())
@@ -253,8 +277,10 @@ fn stats_events(
         id: String,
         csrf: String,
         watch: tokio::sync::watch::Receiver<u64>,
-        last: Option<String>,
+        last: Option<Live>,
         first: bool,
+        /// Parts rendered and not sent yet.
+        pending: Vec<SseEvent>,
     }
     let watch = s.store.log_watch();
     let st = St {
@@ -264,9 +290,13 @@ fn stats_events(
         watch,
         last: None,
         first: true,
+        pending: Vec::new(),
     };
     futures::stream::unfold(st, |mut st| async move {
         loop {
+            if let Some(ev) = st.pending.pop() {
+                return Some((Ok(ev), st));
+            }
             if !st.first {
                 let shutdown = st.s.shutdown.clone();
                 tokio::select! {
@@ -280,18 +310,22 @@ fn stats_events(
                 }
             }
             st.first = false;
-            let html = match stats_html(&st.s, &st.id, &st.csrf).await {
+            let live = match live_html(&st.s, &st.id, &st.csrf).await {
                 Ok(h) => h,
                 // The campaign was deleted, or the database is away: the
                 // stream ends (the browser reconnects and is told).
                 Err(_) => return None,
             };
-            if st.last.as_deref() == Some(html.as_str()) {
-                continue;
+            let last = st.last.replace(live.clone());
+            // Sent last first: the numbers, then the buttons.
+            if last.as_ref().map(|l| &l.controls) != Some(&live.controls) {
+                st.pending
+                    .push(SseEvent::default().event("controls").data(live.controls));
             }
-            st.last = Some(html.clone());
-            let ev = SseEvent::default().event("stats").data(html);
-            return Some((Ok(ev), st));
+            if last.as_ref().map(|l| &l.stats) != Some(&live.stats) {
+                st.pending
+                    .push(SseEvent::default().event("stats").data(live.stats));
+            }
         }
     })
 }

@@ -94,6 +94,37 @@ impl Browser {
         png
     }
 
+    /// Runs axe-core (vendored in `tests/fixtures`, MPL-2.0) in the page;
+    /// the critical and serious violations, one line each (rule, what,
+    /// where).
+    pub async fn accessibility_violations(&self) -> Vec<String> {
+        let axe = include_str!("../fixtures/axe-core-4.14.1.min.js");
+        self.client
+            .execute(axe, vec![])
+            .await
+            .expect("axe-core loads in the page");
+        let found = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document, {resultTypes: ['violations']}).then(r => done(
+                   r.violations.filter(v => v.impact === 'critical' || v.impact === 'serious')
+                     .map(v => v.impact + ' ' + v.id + ': ' + v.help + ' at '
+                                + v.nodes.map(n => n.target.join(' ')).join(', '))),
+                   e => done(['axe failed: ' + e]));",
+                vec![],
+            )
+            .await
+            .expect("axe-core ran");
+        serde_json::from_value(found).expect("a list of violations")
+    }
+
+    /// Fails on any critical or serious accessibility violation of the page.
+    pub async fn assert_accessible(&self, page: &str) {
+        let v = self.accessibility_violations().await;
+        assert!(v.is_empty(), "{page}: {}", v.join("\n"));
+    }
+
     pub async fn close(mut self) {
         let _ = self.client.close().await;
         let _ = self.driver.kill().await;
