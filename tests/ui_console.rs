@@ -249,7 +249,7 @@ async fn console(db: Db) {
     let live = format!("/ui/campaigns/{id}");
     let html = page(&c, &base, &live, &cookie).await.text().await.unwrap();
     assert!(
-        html.contains(&format!("sse-connect=\"{live}/stream\"")),
+        html.contains(&format!("sse-connect=\"{live}/stream?status=")),
         "{html}"
     );
     assert!(html.contains("id=\"state-idle\""), "{html}");

@@ -54,13 +54,22 @@ async fn choose(b: &Browser, id: &str, value: &str) {
 }
 
 async fn click(b: &Browser, css: &str) {
-    b.client
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .click()
-        .await
-        .unwrap();
+    // A part of the live page may be swapped between finding an element and
+    // clicking it: found again, at most a few times.
+    for _ in 0..5 {
+        let e = b
+            .client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"));
+        match e.click().await {
+            Ok(()) => return,
+            Err(fantoccini::error::CmdError::Standard(w))
+                if w.error == fantoccini::error::ErrorStatus::StaleElementReference => {}
+            Err(e) => panic!("clicking {css}: {e}"),
+        }
+    }
+    panic!("{css} kept being replaced");
 }
 
 /// The campaign's attempts over REST.
@@ -251,11 +260,11 @@ async fn a_manager_runs_a_campaign_from_the_console_alone() {
     let paused_at = attempts(&app, &id).await;
     // Two more updates of the page's clock, and still no new attempt.
     for _ in 0..2 {
-        let at = text(&b, "#live time").await;
+        let at = text(&b, "#clock time").await;
         c.wait()
             .at_most(Duration::from_secs(10))
             .for_element(Locator::XPath(&format!(
-                "//section[@id='live']//time[not(text()='{at}')]"
+                "//p[@id='clock']/time[not(text()='{at}')]"
             )))
             .await
             .expect("the page kept updating");

@@ -46,8 +46,6 @@ struct Stats {
     total: i64,
     funnel: Vec<(String, i64, String)>,
     outcomes: Vec<(String, i64)>,
-    at: String,
-    at_iso: String,
 }
 
 #[derive(Template)]
@@ -60,8 +58,10 @@ struct CampaignPage {
     name: String,
     window: String,
     notice: Option<String>,
+    status: String,
     controls: String,
     stats: String,
+    clock: String,
     cps_value: String,
     max_value: String,
     cps_error: Option<String>,
@@ -79,10 +79,15 @@ struct Controls {
 
 /// A campaign's live parts, rendered: its buttons (they change with its
 /// status only, so a click is not lost to a swap) and its numbers.
+/// The clock says when the numbers were read (every update); the numbers
+/// and the buttons are sent only when they change, so links and buttons
+/// are not swapped under a pointer for nothing.
 #[derive(PartialEq, Clone)]
 struct Live {
+    status: String,
     controls: String,
     stats: String,
+    clock: String,
 }
 
 /// The live parts of a campaign, rendered.
@@ -134,7 +139,7 @@ async fn live_html(s: &UiState, id: &str, csrf: &str) -> Result<Live, ApiError> 
     .map_err(ApiError::internal)?;
     let stats = Stats {
         id: c.id,
-        status: c.status,
+        status: c.status.clone(),
         reason: c.status_reason,
         live_calls: n("/live_calls"),
         max_calls: c.spec.max_concurrent_calls,
@@ -148,12 +153,20 @@ async fn live_html(s: &UiState, id: &str, csrf: &str) -> Result<Live, ApiError> 
         total,
         funnel,
         outcomes,
-        at: at.format("%H:%M:%S UTC").to_string(),
-        at_iso: at.to_rfc3339(),
     }
     .render()
     .map_err(ApiError::internal)?;
-    Ok(Live { controls, stats })
+    let clock = format!(
+        "As of <time datetime=\"{}\">{}</time>.",
+        at.to_rfc3339(),
+        at.format("%H:%M:%S UTC")
+    );
+    Ok(Live {
+        status: c.status,
+        controls,
+        stats,
+        clock,
+    })
 }
 
 fn window_text(spec: &CampaignSpec) -> String {
@@ -212,8 +225,10 @@ async fn page(
         id: c.id.clone(),
         window: window_text(&c.spec),
         notice,
+        status: live.status,
         stats: live.stats,
         controls: live.controls,
+        clock: live.clock,
         cps_value: form
             .cps
             .unwrap_or_else(|| format!("{}", c.spec.calls_per_second)),
@@ -255,6 +270,7 @@ pub(super) async fn stream(
     State(s): State<UiState>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let Some(sess) = session(&s, &headers).await? else {
         return Ok((StatusCode::UNAUTHORIZED, "log in first").into_response());
@@ -262,7 +278,9 @@ pub(super) async fn stream(
     let csrf = sess.row.csrf;
     // An unknown campaign is a 404 before the stream starts.
     live_html(&s, &id, &csrf).await?;
-    Ok(Sse::new(stats_events(s, id, csrf))
+    // The buttons the page was rendered with are for this status.
+    let shown = q.get("status").cloned();
+    Ok(Sse::new(stats_events(s, id, csrf, shown))
         .keep_alive(KeepAlive::default())
         .into_response())
 }
@@ -271,6 +289,7 @@ fn stats_events(
     s: UiState,
     id: String,
     csrf: String,
+    shown_status: Option<String>,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     struct St {
         s: UiState,
@@ -278,6 +297,8 @@ fn stats_events(
         csrf: String,
         watch: tokio::sync::watch::Receiver<u64>,
         last: Option<Live>,
+        /// The status whose buttons the page shows.
+        shown_status: Option<String>,
         first: bool,
         /// Parts rendered and not sent yet.
         pending: Vec<SseEvent>,
@@ -289,6 +310,7 @@ fn stats_events(
         csrf,
         watch,
         last: None,
+        shown_status,
         first: true,
         pending: Vec::new(),
     };
@@ -317,8 +339,13 @@ fn stats_events(
                 Err(_) => return None,
             };
             let last = st.last.replace(live.clone());
-            // Sent last first: the numbers, then the buttons.
-            if last.as_ref().map(|l| &l.controls) != Some(&live.controls) {
+            // Sent last first: the numbers, the buttons, the clock.
+            if last.as_ref().map(|l| &l.clock) != Some(&live.clock) {
+                st.pending
+                    .push(SseEvent::default().event("clock").data(live.clock));
+            }
+            if st.shown_status.as_deref() != Some(live.status.as_str()) {
+                st.shown_status = Some(live.status.clone());
                 st.pending
                     .push(SseEvent::default().event("controls").data(live.controls));
             }
