@@ -460,3 +460,152 @@ async fn target_history(db: Db) {
 }
 
 on_both_backends!(history_over_http, target_history);
+
+/// Settings: a key created on the page is shown once and works; revoked
+/// there, it stops; webhooks listed with their state; the do-not-call list
+/// added to, looked up and removed from, a bad number refused beside its
+/// field; CSRF on each form.
+async fn settings(db: Db) {
+    let Some(app) = common::spawn_app(db).await else {
+        return;
+    };
+    let c = browser();
+    let base = app.base.clone();
+    let (_, key) = app
+        .store()
+        .create_api_key("admin", chrono::Utc::now().timestamp_millis())
+        .await
+        .unwrap();
+    app.post_ok(
+        "/v1/webhooks",
+        &json!({"url": "http://127.0.0.1:9/hook", "event_types": ["campaign.status"], "secret": "whsec-console-test-0123456789"}),
+        StatusCode::CREATED,
+    )
+    .await;
+    let (cookie, _) = session_cookie(&login(&c, &base, &key).await);
+    let html = page(&c, &base, "/ui/settings", &cookie)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("http://127.0.0.1:9/hook"), "{html}");
+    assert!(html.contains(">admin<"), "{html}");
+    assert!(!html.contains(&key), "a key is never shown again");
+    assert!(
+        !html.contains("whsec-console-test"),
+        "a webhook's secret is never shown"
+    );
+    let csrf = csrf_of(&html);
+    let post = |path: &str, form: Vec<(&str, &str)>| {
+        let c = c.clone();
+        let url = format!("{base}{path}");
+        let cookie = cookie.clone();
+        let form: Vec<(String, String)> = form
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        async move {
+            c.post(url)
+                .header(COOKIE, cookie)
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+
+    // A new key, shown once; it opens the console; revoked, it opens nothing.
+    let r = post("/ui/settings/keys", vec![("name", "ops")]).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "no CSRF token");
+    let r = post("/ui/settings/keys", vec![("csrf", &csrf), ("name", "ops")]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    let marker = "id=\"new-key-value\">";
+    let at = html.find(marker).expect("the new key shown") + marker.len();
+    let ops_key = html[at..].split('<').next().unwrap().to_string();
+    assert!(ops_key.starts_with("hk_"), "{ops_key}");
+    assert_eq!(
+        login(&c, &base, &ops_key).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let ops_id = app.rows("SELECT id FROM api_keys WHERE name = 'ops'").await[0][0]
+        .clone()
+        .unwrap();
+    let r = post(
+        &format!("/ui/settings/keys/{ops_id}/revoke"),
+        vec![("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = c
+        .get(format!("{base}/v1/campaigns"))
+        .header("x-api-key", &ops_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "a revoked key");
+    let html = page(&c, &base, "/ui/settings", &cookie)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains(&format!("id=\"key-{ops_id}\"")) && html.contains("revoked "),
+        "{html}"
+    );
+
+    // The do-not-call list.
+    let r = post(
+        "/ui/settings/dnc",
+        vec![("csrf", &csrf), ("number", "555-CALL-ME"), ("op", "add")],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains("id=\"number-error\""));
+    let r = post(
+        "/ui/settings/dnc",
+        vec![
+            ("csrf", &csrf),
+            ("number", "+15550001111"),
+            ("reason", "asked"),
+            ("op", "add"),
+        ],
+    )
+    .await;
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("+15550001111 is on the do-not-call list."));
+    assert_eq!(
+        app.get("/v1/dnc/+15550001111").await.status(),
+        StatusCode::OK
+    );
+    let r = post(
+        "/ui/settings/dnc",
+        vec![
+            ("csrf", &csrf),
+            ("number", "+15550001111"),
+            ("op", "lookup"),
+        ],
+    )
+    .await;
+    assert!(r.text().await.unwrap().contains("(asked)"));
+    let r = post(
+        "/ui/settings/dnc",
+        vec![
+            ("csrf", &csrf),
+            ("number", "+15550001111"),
+            ("op", "remove"),
+        ],
+    )
+    .await;
+    assert!(r.text().await.unwrap().contains("was removed"));
+    assert_eq!(
+        app.get("/v1/dnc/+15550001111").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    app.stop().await;
+}
+
+on_both_backends!(settings_over_http, settings);

@@ -302,6 +302,13 @@ async fn a_manager_runs_a_campaign_from_the_console_alone() {
     b.screenshot("scenario-target").await;
     b.assert_accessible("scenario-target").await;
 
+    // Settings: the page of keys, webhooks and the do-not-call list.
+    click(&b, "nav a[href='/ui/settings']").await;
+    shown(&b, "#key-list", Duration::from_secs(10)).await;
+    assert!(text(&b, "#key-list").await.contains("clinic manager"));
+    b.screenshot("scenario-settings").await;
+    b.assert_accessible("scenario-settings").await;
+
     b.close().await;
     app.stop().await;
 }

@@ -25,7 +25,7 @@ pub fn router(store: Store) -> Router {
         .with_state(store)
 }
 
-fn number_field(field: &str, n: &str) -> Result<String, FieldError> {
+pub(crate) fn number_field(field: &str, n: &str) -> Result<String, FieldError> {
     let n = n.trim();
     validate_e164(n).map_err(|r| FieldError::new(field, r))?;
     Ok(n.to_string())

@@ -49,4 +49,21 @@ impl Store {
         .bind(now).bind(id).execute(p).await.map(|r| r.rows_affected()))?;
         Ok(n == 1)
     }
+
+    /// Every key: (id, name, prefix, created_at, revoked_at), newest first.
+    pub async fn list_api_keys(&self) -> Result<Vec<ApiKeyRow>> {
+        with_pool!(self, p => Ok(sqlx::query_as::<_, ApiKeyRow>(
+            "SELECT id, name, prefix, created_at, revoked_at FROM api_keys ORDER BY created_at DESC, id LIMIT 1000")
+            .fetch_all(p).await?))
+    }
+}
+
+/// A stored key as listed (never the key itself).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ApiKeyRow {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
 }

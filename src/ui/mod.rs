@@ -16,6 +16,7 @@ mod lists;
 mod live;
 mod new_campaign;
 mod pages;
+mod settings;
 
 use std::sync::LazyLock;
 
@@ -75,6 +76,10 @@ pub fn router(state: UiState) -> Router {
                 // The upload's size is bounded by `csv_limit` as it is read.
                 .layer(axum::extract::DefaultBodyLimit::disable()),
         )
+        .route("/ui/settings", get(settings::settings))
+        .route("/ui/settings/keys", post(settings::create_key))
+        .route("/ui/settings/keys/{id}/revoke", post(settings::revoke_key))
+        .route("/ui/settings/dnc", post(settings::dnc))
         .route("/ui/assets/{name}", get(asset))
         .with_state(state)
         .layer(tower_http::trace::TraceLayer::new_for_http())
