@@ -609,3 +609,114 @@ async fn settings(db: Db) {
 }
 
 on_both_backends!(settings_over_http, settings);
+
+/// Calls: a one-off call scheduled for later is listed, rescheduled (a bad
+/// time refused with the reason) and cancelled from the page; the status
+/// filter finds it.
+async fn calls_page(db: Db) {
+    let Some(app) = common::spawn_app(db).await else {
+        return;
+    };
+    let c = browser();
+    let base = app.base.clone();
+    let (_, key) = app
+        .store()
+        .create_api_key("desk", chrono::Utc::now().timestamp_millis())
+        .await
+        .unwrap();
+    let later = (chrono::Utc::now() + chrono::Duration::days(2)).to_rfc3339();
+    let call = app
+        .post_ok(
+            "/v1/calls",
+            &json!({"to": "+15557770003", "schedule_type": "scheduled", "scheduled_at": later}),
+            StatusCode::CREATED,
+        )
+        .await;
+    let id = id_of(&call);
+    let (cookie, _) = session_cookie(&login(&c, &base, &key).await);
+    let html = page(&c, &base, "/ui/calls", &cookie)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains(&format!("id=\"call-{id}\"")), "{html}");
+    assert!(html.contains(&format!("/ui/calls/{id}/cancel")), "{html}");
+    let csrf = csrf_of(&html);
+    let post = |path: String, form: Vec<(&'static str, String)>| {
+        let c = c.clone();
+        let cookie = cookie.clone();
+        let url = format!("{base}{path}");
+        async move {
+            c.post(url)
+                .header(COOKIE, cookie)
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = post(
+        format!("/ui/calls/{id}/reschedule"),
+        vec![("csrf", csrf.clone()), ("scheduled_at", "tomorrow".into())],
+    )
+    .await;
+    assert!(
+        location(&r).starts_with("/ui/calls?error="),
+        "{}",
+        location(&r)
+    );
+    let r = post(
+        format!("/ui/calls/{id}/reschedule"),
+        vec![
+            ("csrf", csrf.clone()),
+            ("scheduled_at", "2031-01-02T03:04:05Z".into()),
+        ],
+    )
+    .await;
+    assert!(
+        location(&r).starts_with("/ui/calls?notice="),
+        "{}",
+        location(&r)
+    );
+    let now = common::expect_json(app.get(&format!("/v1/calls/{id}")).await, StatusCode::OK).await;
+    assert!(
+        now["scheduled_at"]
+            .as_str()
+            .unwrap()
+            .starts_with("2031-01-02T03:04:05"),
+        "{now}"
+    );
+    let r = post(format!("/ui/calls/{id}/cancel"), vec![]).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = post(
+        format!("/ui/calls/{id}/cancel"),
+        vec![("csrf", csrf.clone())],
+    )
+    .await;
+    assert!(
+        location(&r).starts_with("/ui/calls?notice="),
+        "{}",
+        location(&r)
+    );
+    let now = common::expect_json(app.get(&format!("/v1/calls/{id}")).await, StatusCode::OK).await;
+    assert_eq!(now["status"], "cancelled");
+    let html = page(&c, &base, "/ui/calls?status=cancelled", &cookie)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains(&format!("id=\"call-{id}\"")), "{html}");
+    assert!(
+        !html.contains(&format!("/ui/calls/{id}/cancel")),
+        "a cancelled call has no buttons"
+    );
+    let html = page(&c, &base, "/ui/calls?status=completed", &cookie)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!html.contains(&format!("id=\"call-{id}\"")));
+    app.stop().await;
+}
+
+on_both_backends!(calls_over_http, calls_page);

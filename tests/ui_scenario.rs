@@ -302,6 +302,16 @@ async fn a_manager_runs_a_campaign_from_the_console_alone() {
     b.screenshot("scenario-target").await;
     b.assert_accessible("scenario-target").await;
 
+    // Calls: the campaign's 40 attempts.
+    click(&b, "nav a[href='/ui/calls']").await;
+    shown(&b, "#call-list", Duration::from_secs(10)).await;
+    let rows = c
+        .find_all(Locator::Css("#call-list tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 40);
+    b.assert_accessible("scenario-calls").await;
+
     // Settings: the page of keys, webhooks and the do-not-call list.
     click(&b, "nav a[href='/ui/settings']").await;
     shown(&b, "#key-list", Duration::from_secs(10)).await;

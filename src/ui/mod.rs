@@ -11,6 +11,7 @@
 //! mutation carries the session's CSRF token. Actions go through the same
 //! store moves as REST.
 
+mod calls;
 mod history;
 mod lists;
 mod live;
@@ -76,6 +77,9 @@ pub fn router(state: UiState) -> Router {
                 // The upload's size is bounded by `csv_limit` as it is read.
                 .layer(axum::extract::DefaultBodyLimit::disable()),
         )
+        .route("/ui/calls", get(calls::calls))
+        .route("/ui/calls/{id}/reschedule", post(calls::reschedule))
+        .route("/ui/calls/{id}/cancel", post(calls::cancel))
         .route("/ui/settings", get(settings::settings))
         .route("/ui/settings/keys", post(settings::create_key))
         .route("/ui/settings/keys/{id}/revoke", post(settings::revoke_key))
