@@ -119,6 +119,16 @@ async fn a_manager_logs_in_and_steers_a_campaign_in_chromium() {
     let row = format!("#campaign-{id}");
     let badge = shown(&b, &format!("{row} .badge")).await;
     assert_eq!(badge.text().await.unwrap(), "draft");
+    // Times also in the viewer's zone (the browser runs in America/Chicago).
+    let local = shown(&b, &format!("{row} .viewer-time"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        local.contains("your time") && (local.contains("CST") || local.contains("CDT")),
+        "{local}"
+    );
     assert!(c
         .find(Locator::Css(&format!("{row} th")))
         .await

@@ -101,6 +101,7 @@ pub struct AssetNames {
     pub css: String,
     pub htmx: String,
     pub sse: String,
+    pub js: String,
 }
 
 static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
@@ -133,6 +134,13 @@ static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
             include_bytes!("assets/htmx-ext-sse-2.2.4.min.js"),
             "text/javascript; charset=utf-8",
         ),
+        // Times in the viewer's zone too.
+        hashed(
+            "console",
+            "js",
+            include_bytes!("assets/console.js"),
+            "text/javascript; charset=utf-8",
+        ),
     ]
 });
 
@@ -141,6 +149,7 @@ pub fn asset_names() -> AssetNames {
         css: ASSETS[0].name.clone(),
         htmx: ASSETS[1].name.clone(),
         sse: ASSETS[2].name.clone(),
+        js: ASSETS[3].name.clone(),
     }
 }
 

@@ -48,6 +48,8 @@ impl Browser {
             .port();
         let mut driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            // The browser's own zone (the console shows times in it too).
+            .env("TZ", "America/Chicago")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .stdin(Stdio::null())
