@@ -15,16 +15,6 @@ use fantoccini::Locator;
 use reqwest::StatusCode;
 use serde_json::json;
 
-/// Waits (bounded) for the element, by what the page shows.
-async fn shown(b: &Browser, css: &str) -> fantoccini::elements::Element {
-    b.client
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css} not shown: {e}"))
-}
-
 async fn status_over_rest(app: &common::TestApp, id: &str) -> String {
     let c = common::expect_json(
         app.get(&format!("/v1/campaigns/{id}")).await,
@@ -89,7 +79,7 @@ async fn a_manager_logs_in_and_steers_a_campaign_in_chromium() {
         .click()
         .await
         .unwrap();
-    let error = shown(&b, "#key-error").await;
+    let error = b.shown("#key-error", Duration::from_secs(10)).await;
     assert!(error.text().await.unwrap().contains("not valid"));
     assert_eq!(
         c.find(Locator::Id("key"))
@@ -117,10 +107,13 @@ async fn a_manager_logs_in_and_steers_a_campaign_in_chromium() {
         .await
         .unwrap();
     let row = format!("#campaign-{id}");
-    let badge = shown(&b, &format!("{row} .badge")).await;
+    let badge = b
+        .shown(&format!("{row} .badge"), Duration::from_secs(10))
+        .await;
     assert_eq!(badge.text().await.unwrap(), "draft");
     // Times also in the viewer's zone (the browser runs in America/Chicago).
-    let local = shown(&b, &format!("{row} .viewer-time"))
+    let local = b
+        .shown(&format!("{row} .viewer-time"), Duration::from_secs(10))
         .await
         .text()
         .await
@@ -156,10 +149,14 @@ async fn a_manager_logs_in_and_steers_a_campaign_in_chromium() {
     .click()
     .await
     .unwrap();
-    shown(&b, &format!("{row} .badge-running, {row} .badge-waiting")).await;
+    b.shown(
+        &format!("{row} .badge-running, {row} .badge-waiting"),
+        Duration::from_secs(10),
+    )
+    .await;
     let started = status_over_rest(&app, &id).await;
     assert!(started == "running" || started == "waiting", "{started}");
-    shown(&b, ".notice").await;
+    b.shown(".notice", Duration::from_secs(10)).await;
 
     // Pause.
     c.find(Locator::Css(&format!(
@@ -170,7 +167,8 @@ async fn a_manager_logs_in_and_steers_a_campaign_in_chromium() {
     .click()
     .await
     .unwrap();
-    shown(&b, &format!("{row} .badge-paused")).await;
+    b.shown(&format!("{row} .badge-paused"), Duration::from_secs(10))
+        .await;
     assert_eq!(status_over_rest(&app, &id).await, "paused");
     b.screenshot("campaigns").await;
 
@@ -193,7 +191,11 @@ async fn a_manager_logs_in_and_steers_a_campaign_in_chromium() {
         .await
         .unwrap();
     c.accept_alert().await.unwrap();
-    shown(&b, &format!("{row} .badge-stopping, {row} .badge-stopped")).await;
+    b.shown(
+        &format!("{row} .badge-stopping, {row} .badge-stopped"),
+        Duration::from_secs(10),
+    )
+    .await;
     let stopped = status_over_rest(&app, &id).await;
     assert!(stopped == "stopping" || stopped == "stopped", "{stopped}");
 
@@ -215,7 +217,7 @@ async fn a_manager_logs_in_and_steers_a_campaign_in_chromium() {
         .click()
         .await
         .unwrap();
-    shown(&b, "#state-idle").await;
+    b.shown("#state-idle", Duration::from_secs(10)).await;
     let idle = |n: usize| format!("//tr[@id='state-idle']/td[contains(., '{n} targets')]");
     c.wait()
         .at_most(Duration::from_secs(10))
@@ -256,7 +258,9 @@ async fn a_manager_logs_in_and_steers_a_campaign_in_chromium() {
         .click()
         .await
         .unwrap();
-    let err = shown(&b, "#calls_per_second-error").await;
+    let err = b
+        .shown("#calls_per_second-error", Duration::from_secs(10))
+        .await;
     assert!(err.text().await.unwrap().contains("calls per second"));
     let cps = c.find(Locator::Id("calls_per_second")).await.unwrap();
     cps.clear().await.unwrap();
@@ -267,7 +271,7 @@ async fn a_manager_logs_in_and_steers_a_campaign_in_chromium() {
         .click()
         .await
         .unwrap();
-    let notice = shown(&b, ".notice").await;
+    let notice = b.shown(".notice", Duration::from_secs(10)).await;
     assert!(notice.text().await.unwrap().contains("7 calls/s"));
     let now = common::expect_json(
         app.get(&format!("/v1/campaigns/{id}")).await,
@@ -284,12 +288,12 @@ async fn a_manager_logs_in_and_steers_a_campaign_in_chromium() {
         .click()
         .await
         .unwrap();
-    shown(&b, "table.list tbody th a")
+    b.shown("table.list tbody th a", Duration::from_secs(10))
         .await
         .click()
         .await
         .unwrap();
-    let state = shown(&b, ".badge-t-idle").await;
+    let state = b.shown(".badge-t-idle", Duration::from_secs(10)).await;
     assert_eq!(state.text().await.unwrap(), "idle");
     assert!(c.source().await.unwrap().contains("No attempts yet."));
     b.screenshot("target").await;
@@ -301,7 +305,7 @@ async fn a_manager_logs_in_and_steers_a_campaign_in_chromium() {
         .click()
         .await
         .unwrap();
-    shown(&b, "#key").await;
+    b.shown("#key", Duration::from_secs(10)).await;
     c.goto(&app.url("/ui/campaigns")).await.unwrap();
     assert!(c.current_url().await.unwrap().path().ends_with("/ui/login"));
 

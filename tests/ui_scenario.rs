@@ -18,60 +18,6 @@ use fantoccini::Locator;
 use reqwest::StatusCode;
 use serde_json::json;
 
-async fn shown(b: &Browser, css: &str, within: Duration) -> fantoccini::elements::Element {
-    b.client
-        .wait()
-        .at_most(within)
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css} not shown: {e}"))
-}
-
-async fn text(b: &Browser, css: &str) -> String {
-    b.client
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .text()
-        .await
-        .unwrap()
-}
-
-async fn fill(b: &Browser, id: &str, value: &str) {
-    let e = b.client.find(Locator::Id(id)).await.unwrap();
-    e.clear().await.unwrap();
-    e.send_keys(value).await.unwrap();
-}
-
-async fn choose(b: &Browser, id: &str, value: &str) {
-    b.client
-        .find(Locator::Css(&format!("#{id} option[value='{value}']")))
-        .await
-        .unwrap_or_else(|e| panic!("#{id} has no option {value}: {e}"))
-        .click()
-        .await
-        .unwrap();
-}
-
-async fn click(b: &Browser, css: &str) {
-    // A part of the live page may be swapped between finding an element and
-    // clicking it: found again, at most a few times.
-    for _ in 0..5 {
-        let e = b
-            .client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("{css}: {e}"));
-        match e.click().await {
-            Ok(()) => return,
-            Err(fantoccini::error::CmdError::Standard(w))
-                if w.error == fantoccini::error::ErrorStatus::StaleElementReference => {}
-            Err(e) => panic!("clicking {css}: {e}"),
-        }
-    }
-    panic!("{css} kept being replaced");
-}
-
 /// The campaign's attempts over REST.
 async fn attempts(app: &common::TestApp, id: &str) -> i64 {
     let s = common::expect_json(
@@ -107,9 +53,10 @@ async fn a_manager_runs_a_campaign_from_the_console_alone() {
 
     c.goto(&app.url("/ui/login")).await.unwrap();
     b.assert_accessible("login").await;
-    fill(&b, "key", &key).await;
-    click(&b, "button[type=submit]").await;
-    shown(&b, "a[href='/ui/campaigns/new']", Duration::from_secs(10)).await;
+    b.fill("key", &key).await;
+    b.click("button[type=submit]").await;
+    b.shown("a[href='/ui/campaigns/new']", Duration::from_secs(10))
+        .await;
     b.assert_accessible("campaigns").await;
 
     // A list from a CSV file: 40 people, a bad number and a short line.
@@ -123,18 +70,18 @@ async fn a_manager_runs_a_campaign_from_the_console_alone() {
     body.push_str("+15557209999,Short\n");
     std::fs::write(&csv, body).unwrap();
     c.goto(&app.url("/ui/lists")).await.unwrap();
-    fill(&b, "name", "Flu shots").await;
+    b.fill("name", "Flu shots").await;
     c.find(Locator::Id("file"))
         .await
         .unwrap()
         .send_keys(csv.to_str().unwrap())
         .await
         .unwrap();
-    click(&b, "#import button[type=submit]").await;
-    shown(&b, "#report", Duration::from_secs(10)).await;
-    assert_eq!(text(&b, "#created").await, "40 targets");
-    assert_eq!(text(&b, "#rejected").await, "2 rows");
-    let rejected = text(&b, "#invalid tbody").await;
+    b.click("#import button[type=submit]").await;
+    b.shown("#report", Duration::from_secs(10)).await;
+    assert_eq!(b.text("#created").await, "40 targets");
+    assert_eq!(b.text("#rejected").await, "2 rows");
+    let rejected = b.text("#invalid tbody").await;
     assert!(
         rejected.contains("42"),
         "line 42 (the bad number): {rejected}"
@@ -157,9 +104,9 @@ async fn a_manager_runs_a_campaign_from_the_console_alone() {
     b.assert_accessible("scenario-import").await;
 
     // The campaign, through the form: a bad time zone first.
-    click(&b, "a[href^='/ui/campaigns/new?outdial_id=']").await;
-    shown(&b, "#new-campaign", Duration::from_secs(10)).await;
-    fill(&b, "name", "Flu shot reminders").await;
+    b.click("a[href^='/ui/campaigns/new?outdial_id=']").await;
+    b.shown("#new-campaign", Duration::from_secs(10)).await;
+    b.fill("name", "Flu shot reminders").await;
     let agent = c
         .find(Locator::XPath(
             "//select[@id='agent_id']/option[text()='reminder script']",
@@ -170,15 +117,15 @@ async fn a_manager_runs_a_campaign_from_the_console_alone() {
         .await
         .unwrap()
         .unwrap();
-    choose(&b, "agent_id", &agent).await;
-    fill(&b, "plan_tries", "1").await;
-    fill(&b, "plan_dial_timeout_s", "5").await;
-    fill(&b, "timezone", "Mars/Olympus_Mons").await;
-    fill(&b, "calls_per_second", "4").await;
-    fill(&b, "max_concurrent_calls", "10").await;
-    choose(&b, "priority", "emergency").await;
-    click(&b, "#new-campaign button[type=submit]").await;
-    let err = shown(&b, "#timezone-error", Duration::from_secs(10)).await;
+    b.choose("agent_id", &agent).await;
+    b.fill("plan_tries", "1").await;
+    b.fill("plan_dial_timeout_s", "5").await;
+    b.fill("timezone", "Mars/Olympus_Mons").await;
+    b.fill("calls_per_second", "4").await;
+    b.fill("max_concurrent_calls", "10").await;
+    b.choose("priority", "emergency").await;
+    b.click("#new-campaign button[type=submit]").await;
+    let err = b.shown("#timezone-error", Duration::from_secs(10)).await;
     assert!(
         err.text().await.unwrap().contains("Mars/Olympus_Mons"),
         "{}",
@@ -202,9 +149,9 @@ async fn a_manager_runs_a_campaign_from_the_console_alone() {
     );
     b.screenshot("scenario-form-error").await;
     b.assert_accessible("scenario-form-error").await;
-    fill(&b, "timezone", "America/Chicago").await;
-    click(&b, "#new-campaign button[type=submit]").await;
-    shown(&b, "#live", Duration::from_secs(10)).await;
+    b.fill("timezone", "America/Chicago").await;
+    b.click("#new-campaign button[type=submit]").await;
+    b.shown("#live", Duration::from_secs(10)).await;
     let made = common::expect_json(app.get("/v1/campaigns").await, StatusCode::OK).await;
     let campaign = made["items"][0].clone();
     let id = campaign["id"].as_str().unwrap().to_string();
@@ -229,8 +176,9 @@ async fn a_manager_runs_a_campaign_from_the_console_alone() {
     )
     .await
     .unwrap();
-    click(&b, "#controls form[action$='/start'] button").await;
-    shown(&b, "#live .badge-running", Duration::from_secs(10)).await;
+    b.click("#controls form[action$='/start'] button").await;
+    b.shown("#live .badge-running", Duration::from_secs(10))
+        .await;
     c.wait()
         .at_most(Duration::from_secs(30))
         .for_element(Locator::XPath("//span[@id='attempts'][not(text()='0')]"))
@@ -240,9 +188,9 @@ async fn a_manager_runs_a_campaign_from_the_console_alone() {
     b.assert_accessible("scenario-live").await;
 
     // A new rate, shown as the setting within a second or two.
-    fill(&b, "calls_per_second", "20").await;
-    click(&b, "#pacing button").await;
-    shown(&b, ".notice", Duration::from_secs(10)).await;
+    b.fill("calls_per_second", "20").await;
+    b.click("#pacing button").await;
+    b.shown(".notice", Duration::from_secs(10)).await;
     c.wait()
         .at_most(Duration::from_secs(5))
         .for_element(Locator::XPath("//dd[contains(., 'setting 20 calls/s')]"))
@@ -250,8 +198,9 @@ async fn a_manager_runs_a_campaign_from_the_console_alone() {
         .expect("the new rate shown");
 
     // Pause: no new attempts once the calls in flight have ended.
-    click(&b, "#controls form[action$='/pause'] button").await;
-    shown(&b, "#live .badge-paused", Duration::from_secs(10)).await;
+    b.click("#controls form[action$='/pause'] button").await;
+    b.shown("#live .badge-paused", Duration::from_secs(10))
+        .await;
     c.wait()
         .at_most(Duration::from_secs(30))
         .for_element(Locator::XPath("//span[@id='live-calls'][text()='0']"))
@@ -260,7 +209,7 @@ async fn a_manager_runs_a_campaign_from_the_console_alone() {
     let paused_at = attempts(&app, &id).await;
     // Two more updates of the page's clock, and still no new attempt.
     for _ in 0..2 {
-        let at = text(&b, "#clock time").await;
+        let at = b.text("#clock time").await;
         c.wait()
             .at_most(Duration::from_secs(10))
             .for_element(Locator::XPath(&format!(
@@ -276,8 +225,9 @@ async fn a_manager_runs_a_campaign_from_the_console_alone() {
     );
 
     // Resume and let it finish.
-    click(&b, "#controls form[action$='/resume'] button").await;
-    shown(&b, "#live .badge-finished", Duration::from_secs(90)).await;
+    b.click("#controls form[action$='/resume'] button").await;
+    b.shown("#live .badge-finished", Duration::from_secs(90))
+        .await;
     let marker = c
         .execute("return document.body.dataset.marker || null;", vec![])
         .await
@@ -288,23 +238,23 @@ async fn a_manager_runs_a_campaign_from_the_console_alone() {
     b.assert_accessible("scenario-finished").await;
 
     // A finished target's history.
-    click(&b, "#state-finished th a").await;
-    shown(&b, "table.list tbody th a", Duration::from_secs(10))
+    b.click("#state-finished th a").await;
+    b.shown("table.list tbody th a", Duration::from_secs(10))
         .await
         .click()
         .await
         .unwrap();
-    shown(&b, "#transitions", Duration::from_secs(10)).await;
-    let transitions = text(&b, "#transitions tbody").await;
+    b.shown("#transitions", Duration::from_secs(10)).await;
+    let transitions = b.text("#transitions tbody").await;
     assert!(transitions.contains("dialing"), "{transitions}");
-    let attempts_table = text(&b, "#attempts tbody").await;
+    let attempts_table = b.text("#attempts tbody").await;
     assert!(attempts_table.contains("answered"), "{attempts_table}");
     b.screenshot("scenario-target").await;
     b.assert_accessible("scenario-target").await;
 
     // Calls: the campaign's 40 attempts.
-    click(&b, "nav a[href='/ui/calls']").await;
-    shown(&b, "#call-list", Duration::from_secs(10)).await;
+    b.click("nav a[href='/ui/calls']").await;
+    b.shown("#call-list", Duration::from_secs(10)).await;
     let rows = c
         .find_all(Locator::Css("#call-list tbody tr"))
         .await
@@ -313,9 +263,9 @@ async fn a_manager_runs_a_campaign_from_the_console_alone() {
     b.assert_accessible("scenario-calls").await;
 
     // Settings: the page of keys, webhooks and the do-not-call list.
-    click(&b, "nav a[href='/ui/settings']").await;
-    shown(&b, "#key-list", Duration::from_secs(10)).await;
-    assert!(text(&b, "#key-list").await.contains("clinic manager"));
+    b.click("nav a[href='/ui/settings']").await;
+    b.shown("#key-list", Duration::from_secs(10)).await;
+    assert!(b.text("#key-list").await.contains("clinic manager"));
     b.screenshot("scenario-settings").await;
     b.assert_accessible("scenario-settings").await;
 

@@ -34,6 +34,7 @@ pub mod sms_text;
 pub mod smtp;
 mod smtp_pool;
 pub mod status;
+pub mod stored;
 pub mod template;
 pub mod tracking;
 pub mod transport;

@@ -5,12 +5,12 @@
 
 use askama::Template;
 use axum::extract::{Multipart, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
 use serde_json::{json, Value};
 
-use super::pages::{csrf_matches, csrf_refused, render, to_login};
+use super::pages::{csrf_matches, csrf_refused, form_page, render, to_login};
 use super::{asset_names, now_ms, session, AssetNames, UiState};
 use crate::api::documents::outdial_document;
 use crate::api::error::ApiError;
@@ -79,21 +79,18 @@ async fn lists_page(
         })
         .collect();
     let invalid = name_error.is_some() || file_error.is_some();
-    let html = render(&ListsPage {
-        assets: asset_names(),
-        csrf,
-        key_name,
-        name,
-        name_error,
-        file_error,
-        lists,
-    })?;
-    let status = if invalid {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, html).into_response())
+    form_page(
+        &ListsPage {
+            assets: asset_names(),
+            csrf,
+            key_name,
+            name,
+            name_error,
+            file_error,
+            lists,
+        },
+        invalid,
+    )
 }
 
 pub(super) async fn lists(

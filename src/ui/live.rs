@@ -18,7 +18,7 @@ use futures::Stream;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::pages::{mutation, render, to_login};
+use super::pages::{form_page, mutation, to_login};
 use super::{asset_names, now_ms, session, AssetNames, UiState};
 use crate::api::campaigns::{campaign_stats, fields};
 use crate::api::error::ApiError;
@@ -218,33 +218,30 @@ async fn page(
     let invalid = form.cps_error.is_some() || form.max_error.is_some();
     let csrf = sess.row.csrf.clone();
     let live = live_html(s, id, &csrf).await?;
-    let html = render(&CampaignPage {
-        assets: asset_names(),
-        csrf: csrf.clone(),
-        key_name: sess.row.key_name,
-        id: c.id.clone(),
-        window: window_text(&c.spec),
-        notice,
-        status: live.status,
-        stats: live.stats,
-        controls: live.controls,
-        clock: live.clock,
-        cps_value: form
-            .cps
-            .unwrap_or_else(|| format!("{}", c.spec.calls_per_second)),
-        max_value: form
-            .max
-            .unwrap_or_else(|| c.spec.max_concurrent_calls.to_string()),
-        cps_error: form.cps_error,
-        max_error: form.max_error,
-        name: c.name,
-    })?;
-    let status = if invalid {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, html).into_response())
+    form_page(
+        &CampaignPage {
+            assets: asset_names(),
+            csrf: csrf.clone(),
+            key_name: sess.row.key_name,
+            id: c.id.clone(),
+            window: window_text(&c.spec),
+            notice,
+            status: live.status,
+            stats: live.stats,
+            controls: live.controls,
+            clock: live.clock,
+            cps_value: form
+                .cps
+                .unwrap_or_else(|| format!("{}", c.spec.calls_per_second)),
+            max_value: form
+                .max
+                .unwrap_or_else(|| c.spec.max_concurrent_calls.to_string()),
+            cps_error: form.cps_error,
+            max_error: form.max_error,
+            name: c.name,
+        },
+        invalid,
+    )
 }
 
 pub(super) async fn campaign_page(

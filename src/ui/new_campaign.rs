@@ -10,11 +10,11 @@ use std::collections::HashMap;
 use askama::Template;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::{json, Map, Value};
 
-use super::pages::{mutation, render, to_login};
+use super::pages::{form_page, mutation, to_login};
 use super::{asset_names, now_ms, session, AssetNames, UiState};
 use crate::api::campaigns::{check_campaign_refs, fields};
 use crate::api::documents::create_agent;
@@ -94,25 +94,22 @@ async fn form(
     errors: Vec<(String, String)>,
 ) -> Result<Response, ApiError> {
     let invalid = !errors.is_empty();
-    let html = render(&NewCampaignPage {
-        assets: asset_names(),
-        csrf,
-        key_name,
-        lists: names(s, OUTDIALS).await?,
-        plans: names(s, OUTPLANS).await?,
-        agents: names(s, AGENTS).await?,
-        trunks: s.trunks.to_vec(),
-        days: DAYS,
-        values,
-        chosen_days,
-        errors,
-    })?;
-    let status = if invalid {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, html).into_response())
+    form_page(
+        &NewCampaignPage {
+            assets: asset_names(),
+            csrf,
+            key_name,
+            lists: names(s, OUTDIALS).await?,
+            plans: names(s, OUTPLANS).await?,
+            agents: names(s, AGENTS).await?,
+            trunks: s.trunks.to_vec(),
+            days: DAYS,
+            values,
+            chosen_days,
+            errors,
+        },
+        invalid,
+    )
 }
 
 pub(super) async fn new_form(

@@ -122,6 +122,16 @@ pub(super) fn render(t: &impl Template) -> Result<Html<String>, ApiError> {
     t.render().map(Html).map_err(ApiError::internal)
 }
 
+/// A page with a form: 422 when it shows errors beside its fields, else 200.
+pub(super) fn form_page(t: &impl Template, invalid: bool) -> Result<Response, ApiError> {
+    let status = if invalid {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, render(t)?).into_response())
+}
+
 pub(super) fn to_login() -> Response {
     Redirect::to("/ui/login").into_response()
 }

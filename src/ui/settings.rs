@@ -5,12 +5,12 @@
 
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use serde::Deserialize;
 
-use super::pages::{mutation, render, to_login};
+use super::pages::{form_page, mutation, to_login};
 use super::{asset_names, now_ms, session, AssetNames, UiState};
 use crate::api::dnc::number_field;
 use crate::api::error::ApiError;
@@ -117,26 +117,23 @@ async fn page(s: &UiState, headers: &HeaderMap, said: Said) -> Result<Response, 
         })
         .collect();
     let invalid = said.key_error.is_some() || said.number_error.is_some();
-    let html = render(&SettingsPage {
-        assets: asset_names(),
-        csrf: sess.row.csrf,
-        key_name: sess.row.key_name,
-        notice: said.notice,
-        new_key: said.new_key,
-        keys,
-        key_name_value: said.key_name_value,
-        key_error: said.key_error,
-        webhooks,
-        number_value: said.number_value,
-        number_error: said.number_error,
-        lookup: said.lookup,
-    })?;
-    let status = if invalid {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, html).into_response())
+    form_page(
+        &SettingsPage {
+            assets: asset_names(),
+            csrf: sess.row.csrf,
+            key_name: sess.row.key_name,
+            notice: said.notice,
+            new_key: said.new_key,
+            keys,
+            key_name_value: said.key_name_value,
+            key_error: said.key_error,
+            webhooks,
+            number_value: said.number_value,
+            number_error: said.number_error,
+            lookup: said.lookup,
+        },
+        invalid,
+    )
 }
 
 pub(super) async fn settings(

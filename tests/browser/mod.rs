@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use fantoccini::{Client, ClientBuilder};
+use fantoccini::{Client, ClientBuilder, Locator};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -85,6 +85,60 @@ impl Browser {
             .await
             .expect("a WebDriver session");
         Some(Browser { client, driver })
+    }
+
+    pub async fn shown(&self, css: &str, within: Duration) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(within)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css} not shown: {e}"))
+    }
+
+    pub async fn text(&self, css: &str) -> String {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+            .text()
+            .await
+            .unwrap()
+    }
+
+    pub async fn fill(&self, id: &str, value: &str) {
+        let e = self.client.find(Locator::Id(id)).await.unwrap();
+        e.clear().await.unwrap();
+        e.send_keys(value).await.unwrap();
+    }
+
+    pub async fn choose(&self, id: &str, value: &str) {
+        self.client
+            .find(Locator::Css(&format!("#{id} option[value='{value}']")))
+            .await
+            .unwrap_or_else(|e| panic!("#{id} has no option {value}: {e}"))
+            .click()
+            .await
+            .unwrap();
+    }
+
+    pub async fn click(&self, css: &str) {
+        // A part of the live page may be swapped between finding an element and
+        // clicking it: found again, at most a few times.
+        for _ in 0..5 {
+            let e = self
+                .client
+                .find(Locator::Css(css))
+                .await
+                .unwrap_or_else(|e| panic!("{css}: {e}"));
+            match e.click().await {
+                Ok(()) => return,
+                Err(fantoccini::error::CmdError::Standard(w))
+                    if w.error == fantoccini::error::ErrorStatus::StaleElementReference => {}
+                Err(e) => panic!("clicking {css}: {e}"),
+            }
+        }
+        panic!("{css} kept being replaced");
     }
 
     /// Saves a screenshot of the page as `target/ui-{name}.png`.
