@@ -169,7 +169,16 @@ async fn run(label: &str, url: &str, targets: usize) {
     let mut rx = app.events.subscribe();
     let started = Instant::now();
     store
-        .set_campaign_status(&c.id, &["draft"], "running", None, 0)
+        .change_campaign_status(
+            &c.id,
+            &herald::domain::StatusChange {
+                m: herald::domain::StatusMove::Start,
+                reason: None,
+                cause: None,
+                by: "api:bench",
+            },
+            0,
+        )
         .await
         .unwrap();
     loop {

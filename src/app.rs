@@ -198,6 +198,7 @@ impl App {
         }
         let agents = AgentSessions::default();
         let live = telephony.clone();
+        let on_trunk = telephony.clone();
         let webhook_changes = Arc::new(tokio::sync::Notify::new());
         let deps = ApiDeps {
             store: store.clone(),
@@ -214,6 +215,14 @@ impl App {
             webhook_changes: webhook_changes.clone(),
             metrics: MetricsSources {
                 live_calls: Arc::new(move || live.live_calls()),
+                trunk_live: Arc::new(move |t| on_trunk.trunk_live_calls(t)),
+                trunk_limits: Arc::new(
+                    config
+                        .trunks
+                        .iter()
+                        .map(|(n, t)| (n.clone(), (t.max_concurrent_calls, t.max_calls_per_second)))
+                        .collect(),
+                ),
                 agents: agents.clone(),
                 transports: Arc::new(channels.transports),
                 health: channels.messaging.health.clone(),

@@ -140,7 +140,8 @@ async fn console(db: Db) {
     let made = app
         .post_ok(
             "/v1/campaigns",
-            &json!({"name": "Flu <shot> reminders", "outdial_id": od, "outplan_id": op, "agent_id": ag}),
+            &json!({"name": "Flu <shot> reminders", "outdial_id": od, "outplan_id": op, "agent_id": ag,
+                    "end_handle": "continue"}),
             StatusCode::CREATED,
         )
         .await;
@@ -317,6 +318,33 @@ async fn console(db: Db) {
     .await;
     assert_eq!(now["calls_per_second"], serde_json::json!(9.0));
     assert_eq!(now["max_concurrent_calls"], 4);
+
+    // The status log says who made each change: the console's start, and a
+    // pause over the API, named by their keys; the trunk's and the agent's
+    // caps are beside the campaign's.
+    app.post_ok(
+        &format!("/v1/campaigns/{id}/pause"),
+        &json!({}),
+        StatusCode::OK,
+    )
+    .await;
+    let html = page(&c, &base, &live, &cookie).await.text().await.unwrap();
+    let log = &html[html.find("id=\"status-log\"").expect("a status log")..];
+    let paused = log.find("paused by request").expect("the pause in the log");
+    let started = log
+        .find("key “night manager”, in the console")
+        .expect("the start, by the console's key");
+    assert!(paused < started, "newest first: {log}");
+    assert!(log[paused..started].contains("over the API"), "{log}");
+    assert!(
+        html.contains("Trunk “default” (every campaign on it)"),
+        "{html}"
+    );
+    assert!(html.contains("sessions</dd>"), "the agent's cap: {html}");
+    let stored = app.store().campaign_status_log(&id, 10).await.unwrap();
+    assert_eq!(stored[0].to, "paused");
+    assert!(stored[0].by.starts_with("api:"), "{stored:?}");
+    assert_eq!(stored.last().unwrap().by, "console:night manager");
 
     // The cookie opens the API's event streams (a browser's EventSource
     // sends no header), and nothing else of the API.

@@ -184,6 +184,14 @@ async fn a_manager_runs_a_campaign_from_the_console_alone() {
         .for_element(Locator::XPath("//span[@id='attempts'][not(text()='0')]"))
         .await
         .expect("attempts counted on the page");
+    // The chart draws the ended attempts from the stream.
+    c.wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::XPath(
+            "//div[@id='chart'][@data-total][not(@data-total='0')]//canvas",
+        ))
+        .await
+        .expect("the chart drawn with ended attempts");
     b.screenshot("scenario-live").await;
     b.assert_accessible("scenario-live").await;
 
@@ -234,7 +242,40 @@ async fn a_manager_runs_a_campaign_from_the_console_alone() {
         .unwrap();
     assert_eq!(marker, json!("kept"), "the live page was reloaded");
     assert_eq!(attempts(&app, &id).await, 40);
+    // Every attempt on the chart, updated in place (several draws, no reload).
+    c.wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::XPath("//div[@id='chart'][@data-total='40']"))
+        .await
+        .expect("the chart counts the 40 attempts");
+    let draws: u64 = c
+        .execute(
+            "return Number(document.getElementById('chart').dataset.updates);",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap();
+    assert!(draws >= 2, "the chart was drawn {draws} times");
+    // The status log: the console's moves by its key, the finish by the scheduler.
+    let log = b.text("#status-log").await;
+    for said in [
+        "key “clinic manager”, in the console",
+        "herald's scheduler",
+        "finished",
+        "paused",
+    ] {
+        assert!(log.contains(said), "{said} in {log}");
+    }
     b.screenshot("scenario-finished").await;
+    c.execute(
+        "document.querySelector('figure.chart').scrollIntoView(); return true;",
+        vec![],
+    )
+    .await
+    .unwrap();
+    b.screenshot("scenario-chart").await;
     b.assert_accessible("scenario-finished").await;
 
     // A finished target's history.

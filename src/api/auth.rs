@@ -22,13 +22,16 @@ pub const VALID_FOR: Duration = Duration::from_secs(1);
 /// Hashes remembered at most (the oldest go first).
 const REMEMBERED: usize = 1_024;
 
+/// Hash → (name, when found live).
+type LiveKeys = HashMap<String, (Arc<str>, Instant)>;
+
 #[derive(Clone)]
 pub struct AuthState {
     pub store: Store,
     /// Hash of the bootstrap key, when one is configured.
     pub bootstrap_hash: Option<Arc<str>>,
-    /// Hashes of stored keys found live, and when.
-    pub live: Arc<Mutex<HashMap<String, Instant>>>,
+    /// Hashes of stored keys found live: their names, and when.
+    pub live: Arc<Mutex<LiveKeys>>,
 }
 
 impl AuthState {
@@ -40,32 +43,41 @@ impl AuthState {
         }
     }
 
-    fn seen_live(&self, hash: &str) -> bool {
+    fn seen_live(&self, hash: &str) -> Option<Arc<str>> {
         let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        live.get(hash).is_some_and(|at| at.elapsed() < VALID_FOR)
+        live.get(hash)
+            .filter(|(_, at)| at.elapsed() < VALID_FOR)
+            .map(|(name, _)| name.clone())
     }
 
-    fn remember(&self, hash: String) {
+    fn remember(&self, hash: String, name: Arc<str>) {
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         if live.len() >= REMEMBERED {
-            live.retain(|_, at| at.elapsed() < VALID_FOR);
+            live.retain(|_, (_, at)| at.elapsed() < VALID_FOR);
             if live.len() >= REMEMBERED {
                 live.clear();
             }
         }
-        live.insert(hash, Instant::now());
+        live.insert(hash, (name, Instant::now()));
     }
 }
 
+/// The name of the API key a request came with (`bootstrap` for the
+/// bootstrap key), in the request's extensions for handlers that record who
+/// asked; `console` for the console's cookie on an event stream.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Arc<str>);
+
 pub async fn require_api_key(
     State(auth): State<AuthState>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     let Some(key) = req.headers().get("x-api-key") else {
         // A browser's EventSource cannot send headers: the console's
         // session cookie opens the GET event streams (and nothing else).
         if is_event_stream(&req) && crate::ui::cookie_opens(&auth, req.headers()).await? {
+            req.extensions_mut().insert(Caller(Arc::from("console")));
             return Ok(next.run(req).await);
         }
         return Err(ApiError::unauthorized("missing X-API-Key header"));
@@ -73,10 +85,12 @@ pub async fn require_api_key(
     let key = key
         .to_str()
         .map_err(|_| ApiError::unauthorized("invalid API key"))?;
-    if key_is_valid(&auth, key).await? {
-        Ok(next.run(req).await)
-    } else {
-        Err(ApiError::unauthorized("invalid API key"))
+    match key_name(&auth, hash_key(key)).await? {
+        Some(name) => {
+            req.extensions_mut().insert(Caller(name));
+            Ok(next.run(req).await)
+        }
+        None => Err(ApiError::unauthorized("invalid API key")),
     }
 }
 
@@ -104,15 +118,21 @@ pub async fn live_key_name(auth: &AuthState, hash: &str) -> Result<Option<String
 
 /// As [`key_is_valid`], from the key's hash.
 pub async fn key_hash_is_valid(auth: &AuthState, hash: String) -> Result<bool, ApiError> {
+    Ok(key_name(auth, hash).await?.is_some())
+}
+
+/// The name of the live key with this hash (`bootstrap` for the bootstrap
+/// key); a stored key found live is remembered for [`VALID_FOR`].
+async fn key_name(auth: &AuthState, hash: String) -> Result<Option<Arc<str>>, ApiError> {
     if auth.bootstrap_hash.as_deref() == Some(hash.as_str()) {
-        return Ok(true);
+        return Ok(Some(Arc::from("bootstrap")));
     }
-    if auth.seen_live(&hash) {
-        return Ok(true);
+    if let Some(name) = auth.seen_live(&hash) {
+        return Ok(Some(name));
     }
-    let live = auth.store.api_key_name_by_hash(&hash).await?.is_some();
-    if live {
-        auth.remember(hash);
+    let name: Option<Arc<str>> = auth.store.api_key_name_by_hash(&hash).await?.map(Arc::from);
+    if let Some(name) = &name {
+        auth.remember(hash, name.clone());
     }
-    Ok(live)
+    Ok(name)
 }

@@ -9,14 +9,16 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
+
+use super::auth::Caller;
 use serde_json::Value;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ts, IdPath, JsonBody, ListQuery};
 use crate::domain::fields::{merge_patch, Fields};
 use crate::domain::specs::{to_document, CampaignSpec};
-use crate::domain::{FieldError, StatusCause, StatusMove};
+use crate::domain::{FieldError, StatusCause, StatusChange, StatusMove};
 use crate::store::campaigns::{CampaignFields, CampaignRow};
 use crate::store::documents::{AGENTS, OUTDIALS, OUTPLANS};
 use crate::store::{Store, StoreError};
@@ -218,13 +220,21 @@ async fn remove(State(s): State<CampaignState>, IdPath(id): IdPath) -> ApiResult
 /// campaign's current status.
 async fn control(
     s: &CampaignState,
+    caller: &Caller,
     id: &str,
     verb: &str,
     m: StatusMove,
     reason: Option<&str>,
     cause: Option<StatusCause>,
 ) -> ApiResult<Json<Value>> {
-    let c = move_campaign(&s.store, &s.events, id, verb, m, reason, cause).await?;
+    let by = format!("api:{}", caller.0);
+    let change = StatusChange {
+        m,
+        reason,
+        cause,
+        by: &by,
+    };
+    let c = move_campaign(&s.store, &s.events, id, verb, &change).await?;
     Ok(Json(campaign_json(&c)))
 }
 
@@ -235,13 +245,12 @@ pub(crate) async fn move_campaign(
     events: &crate::events::EventBus,
     id: &str,
     verb: &str,
-    m: StatusMove,
-    reason: Option<&str>,
-    cause: Option<StatusCause>,
+    change: &StatusChange<'_>,
 ) -> ApiResult<CampaignRow> {
+    let m = change.m;
     let to = m.to().as_str();
     let changed = store
-        .set_campaign_status_because(id, &m.from_strs(), to, reason, cause, now_ms())
+        .change_campaign_status(id, change, now_ms())
         .await
         .map_err(|e| ApiError::from_store(e, "campaign", id))?;
     let c = store
@@ -261,22 +270,35 @@ pub(crate) async fn move_campaign(
     Ok(c)
 }
 
-async fn start(State(s): State<CampaignState>, IdPath(id): IdPath) -> ApiResult<Json<Value>> {
-    control(&s, &id, "start", StatusMove::Start, None, None).await
+async fn start(
+    State(s): State<CampaignState>,
+    Extension(caller): Extension<Caller>,
+    IdPath(id): IdPath,
+) -> ApiResult<Json<Value>> {
+    control(&s, &caller, &id, "start", StatusMove::Start, None, None).await
 }
 
-async fn pause(State(s): State<CampaignState>, IdPath(id): IdPath) -> ApiResult<Json<Value>> {
+async fn pause(
+    State(s): State<CampaignState>,
+    Extension(caller): Extension<Caller>,
+    IdPath(id): IdPath,
+) -> ApiResult<Json<Value>> {
     let reason = Some("paused by request");
-    control(&s, &id, "pause", StatusMove::Pause, reason, None).await
+    control(&s, &caller, &id, "pause", StatusMove::Pause, reason, None).await
 }
 
-async fn resume(State(s): State<CampaignState>, IdPath(id): IdPath) -> ApiResult<Json<Value>> {
-    control(&s, &id, "resume", StatusMove::Resume, None, None).await
+async fn resume(
+    State(s): State<CampaignState>,
+    Extension(caller): Extension<Caller>,
+    IdPath(id): IdPath,
+) -> ApiResult<Json<Value>> {
+    control(&s, &caller, &id, "resume", StatusMove::Resume, None, None).await
 }
 
 /// `{"force": true}` hangs up live calls; otherwise they run to their end.
 async fn stop(
     State(s): State<CampaignState>,
+    Extension(caller): Extension<Caller>,
     IdPath(id): IdPath,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
@@ -291,7 +313,16 @@ async fn stop(
     } else {
         ("stop requested", None)
     };
-    control(&s, &id, "stop", StatusMove::Stop, Some(reason), cause).await
+    control(
+        &s,
+        &caller,
+        &id,
+        "stop",
+        StatusMove::Stop,
+        Some(reason),
+        cause,
+    )
+    .await
 }
 
 async fn stats(State(s): State<CampaignState>, IdPath(id): IdPath) -> ApiResult<Json<Value>> {

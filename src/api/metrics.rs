@@ -17,11 +17,19 @@ use crate::message::transport::Transport;
 use crate::metrics::{HealthGauge, ScrapeGauges};
 use crate::store::Store;
 
+/// A trunk's calls in flight, by its name.
+pub type TrunkLive = dyn Fn(&str) -> Option<u32> + Send + Sync;
+
 /// Where the scrape-time gauges come from.
 #[derive(Clone)]
 pub struct MetricsSources {
     /// Calls in flight on this node.
     pub live_calls: Arc<dyn Fn() -> usize + Send + Sync>,
+    /// Calls in flight on a trunk (`None` where telephony does not count
+    /// them per trunk).
+    pub trunk_live: Arc<TrunkLive>,
+    /// Each configured trunk's limits: (max_concurrent_calls, max_calls_per_second).
+    pub trunk_limits: Arc<std::collections::BTreeMap<String, (u32, u32)>>,
     pub agents: AgentSessions,
     /// (channel, transport) of each message channel that runs.
     pub transports: Arc<Vec<(&'static str, Arc<dyn Transport>)>>,

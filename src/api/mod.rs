@@ -164,6 +164,7 @@ pub fn router(deps: ApiDeps) -> Router {
             runtime: deps.runtime.clone(),
             csv_limit: deps.csv_body_limit,
             shutdown: deps.shutdown.clone(),
+            sources: deps.metrics.clone(),
         }))
 }
 

@@ -302,16 +302,10 @@ pub(crate) async fn set_status(
     reason: Option<&str>,
     cause: Option<StatusCause>,
 ) -> bool {
+    let change = crate::domain::StatusChange::scheduler(to, reason, cause);
     match deps
         .store
-        .set_campaign_status_because(
-            id,
-            &to.from_strs(),
-            to.to().as_str(),
-            reason,
-            cause,
-            deps.clock.now_ms(),
-        )
+        .change_campaign_status(id, &change, deps.clock.now_ms())
         .await
     {
         Ok(true) => {

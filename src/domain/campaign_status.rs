@@ -120,6 +120,32 @@ impl StatusMove {
     }
 }
 
+/// A status change asked for: the move, its reason text for people, its
+/// typed cause, and who asked (`scheduler`, `api:<key name>`,
+/// `console:<key name>`; kept in the status log and the event).
+#[derive(Debug, Clone, Copy)]
+pub struct StatusChange<'a> {
+    pub m: StatusMove,
+    pub reason: Option<&'a str>,
+    pub cause: Option<StatusCause>,
+    pub by: &'a str,
+}
+
+impl<'a> StatusChange<'a> {
+    /// The scheduler's own move.
+    pub fn scheduler(m: StatusMove, reason: Option<&'a str>, cause: Option<StatusCause>) -> Self {
+        StatusChange {
+            m,
+            reason,
+            cause,
+            by: SCHEDULER,
+        }
+    }
+}
+
+/// Who made the scheduler's own status changes.
+pub const SCHEDULER: &str = "scheduler";
+
 /// Why a campaign is in its status, when code must know (stored beside the
 /// `status_reason` text).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

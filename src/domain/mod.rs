@@ -12,7 +12,7 @@ pub mod state;
 pub mod target;
 pub mod window;
 
-pub use campaign_status::{CampaignStatus, StatusCause, StatusMove};
+pub use campaign_status::{CampaignStatus, StatusCause, StatusChange, StatusMove};
 pub use destination::{Destination, DestinationKind};
 pub use outcome::Outcome;
 pub use state::TargetState;

@@ -1,5 +1,5 @@
 //! Campaign rows: a status (changed with its event, see
-//! [`Store::set_campaign_status`]), the three documents a campaign ties
+//! [`Store::change_campaign_status`], kept in the status log), the three documents a campaign ties
 //! together, and its parsed settings (`spec`, stored as its JSON document).
 
 use sqlx::Row;
@@ -10,6 +10,7 @@ use super::{
 };
 use crate::append_event_pages;
 use crate::domain::specs::{to_document, CampaignSpec};
+use crate::domain::StatusChange;
 use crate::store::with_pool;
 
 #[derive(Debug, Clone)]
@@ -153,32 +154,33 @@ impl Store {
     }
 }
 
+/// One change of a campaign's status, as the status log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusLogEntry {
+    pub at: i64,
+    pub from: String,
+    pub to: String,
+    pub reason: Option<String>,
+    /// `scheduler`, `api:<key name>`, `console:<key name>`, or `unknown`
+    /// for changes made before who was kept.
+    pub by: String,
+}
+
 /// Campaign status changes, each with its event.
 impl Store {
-    /// Sets a campaign's status if it is in one of `from`; returns whether it changed.
-    pub async fn set_campaign_status(
+    /// Makes a status change if the campaign's status allows its move;
+    /// returns whether it changed. The change goes into the status log and
+    /// the event log in the same transaction.
+    pub async fn change_campaign_status(
         &self,
         id: &str,
-        from: &[&str],
-        to: &str,
-        reason: Option<&str>,
+        change: &StatusChange<'_>,
         now: i64,
     ) -> Result<bool> {
-        self.set_campaign_status_because(id, from, to, reason, None, now)
-            .await
-    }
-
-    /// As [`Store::set_campaign_status`], with the status's typed cause.
-    pub async fn set_campaign_status_because(
-        &self,
-        id: &str,
-        from: &[&str],
-        to: &str,
-        reason: Option<&str>,
-        cause: Option<crate::domain::StatusCause>,
-        now: i64,
-    ) -> Result<bool> {
-        let cause = cause.map(crate::domain::StatusCause::as_str);
+        let from = change.m.from_strs();
+        let to = change.m.to().as_str();
+        let (reason, by) = (change.reason, change.by);
+        let cause = change.cause.map(crate::domain::StatusCause::as_str);
         let started = std::time::Instant::now();
         let _write = self.write_guard().await;
         let logged = with_pool!(self, p => {
@@ -194,8 +196,11 @@ impl Store {
                 started_at = CASE WHEN $2 = 'running' AND started_at IS NULL THEN $4 ELSE started_at END, \
                 finished_at = CASE WHEN $2 IN ('stopped', 'finished') THEN $4 ELSE NULL END WHERE id = $1")
                 .bind(id).bind(to).bind(reason).bind(now).bind(cause).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO campaign_status_log (campaign_id, at, from_status, to_status, reason, changed_by) \
+                VALUES ($1, $2, $3, $4, $5, $6)")
+                .bind(id).bind(now).bind(&current).bind(to).bind(reason).bind(by).execute(&mut *tx).await?;
             let mut log = EventLog::default();
-            log.push(id, &EventRecord::CampaignStatus { at: now, from: &current, to, reason });
+            log.push(id, &EventRecord::CampaignStatus { at: now, from: &current, to, reason, by });
             let logged = append_event_pages!(tx, log, now);
             tx.commit().await?;
             Ok::<_, StoreError>(logged)
@@ -203,6 +208,26 @@ impl Store {
         self.logged(logged);
         self.observe("campaign_status", started);
         Ok(true)
+    }
+
+    /// A campaign's status changes, newest first, at most `limit`.
+    pub async fn campaign_status_log(&self, id: &str, limit: i64) -> Result<Vec<StatusLogEntry>> {
+        with_pool!(self, p => {
+            let rows = sqlx::query("SELECT at, from_status, to_status, reason, changed_by FROM campaign_status_log \
+                WHERE campaign_id = $1 ORDER BY id DESC LIMIT $2")
+                .bind(id).bind(limit).fetch_all(p).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                out.push(StatusLogEntry {
+                    at: r.try_get("at")?,
+                    from: r.try_get("from_status")?,
+                    to: r.try_get("to_status")?,
+                    reason: r.try_get("reason")?,
+                    by: r.try_get("changed_by")?,
+                });
+            }
+            Ok(out)
+        })
     }
 
     /// Campaigns in one of `statuses` (the scheduler's work list).

@@ -93,8 +93,12 @@ const LAYOUTS: [(&str, &str, &[&str]); 7] = [
         ],
     ),
     ("R", "agent.result", &["attempt_id", "target_id", "result"]),
-    ("C", "campaign.status", &["from", "to", "reason"]),
+    ("C", "campaign.status", &["from", "to", "reason", "by"]),
 ];
+
+/// Fields added to a layout after events of it were stored: per code, how
+/// many of its last fields an older event may lack (read as null).
+const ADDED_LATER: [(&str, usize); 1] = [("C", 1)];
 
 /// One event as written. Times are epoch milliseconds.
 #[derive(Debug)]
@@ -151,6 +155,8 @@ pub enum EventRecord<'a> {
         from: &'a str,
         to: &'a str,
         reason: Option<&'a str>,
+        /// Who made the change (see [`crate::domain::StatusChange`]).
+        by: &'a str,
     },
 }
 
@@ -240,7 +246,8 @@ impl EventLog {
                 from,
                 to,
                 reason,
-            } => serde_json::to_string(&("C", at, from, to, reason)),
+                by,
+            } => serde_json::to_string(&("C", at, from, to, reason, by)),
         };
         json.expect("events serialize")
     }
@@ -405,7 +412,16 @@ fn decode_page(campaign_id: &str, first_seq: i64, text: &str) -> Result<Vec<Logg
             .next()
             .and_then(|v| v.as_i64())
             .ok_or_else(|| corrupt("no time".into()))?;
-        let flat: Vec<Value> = values.collect();
+        let mut flat: Vec<Value> = values.collect();
+        // Fields are only ever added at the end of a layout: an event
+        // written before one was added reads it as null.
+        let added = ADDED_LATER
+            .iter()
+            .find(|(c, _)| code == *c)
+            .map_or(0, |(_, n)| *n);
+        if flat.len() < names.len() && flat.len() + added >= names.len() {
+            flat.resize(names.len(), Value::Null);
+        }
         if flat.len() != names.len() {
             return Err(corrupt(format!(
                 "{kind} has {} fields, expected {}",
@@ -461,6 +477,16 @@ impl Store {
         Ok(out)
     }
 
+    /// The number of the last event a campaign logged before `at` (epoch
+    /// ms): a reader of its events since `at` starts after it. Reads the
+    /// campaign's pages once (the live page's chart, when it opens).
+    pub async fn campaign_event_seq_before(&self, campaign_id: &str, at: i64) -> Result<i64> {
+        with_pool!(self, p => Ok(sqlx::query_scalar::<_, i64>(
+            "SELECT COALESCE((SELECT MIN(first_seq) FROM event_pages WHERE campaign_id = $1 AND at >= $2) - 1, \
+             (SELECT event_seq FROM campaigns WHERE id = $1), 0)")
+            .bind(campaign_id).bind(at).fetch_one(p).await?))
+    }
+
     /// The last committed event number of a campaign (`None`: no such campaign).
     pub async fn campaign_event_seq(&self, campaign_id: &str) -> Result<Option<i64>> {
         with_pool!(self, p => Ok(sqlx::query_scalar::<_, i64>("SELECT event_seq FROM campaigns WHERE id = $1")
@@ -496,6 +522,7 @@ mod tests {
                     from: "draft",
                     to: "running",
                     reason: None,
+                    by: "scheduler",
                 },
             );
         }
@@ -521,6 +548,14 @@ mod tests {
         assert!(decode_page("c", 1, "[[\"Z\", 1]]").is_err());
         assert!(decode_page("c", 1, "[[\"C\", 1, \"a\"]]").is_err());
         assert!(decode_page("c", 1, "[[\"C\"]]").is_err());
+        assert!(decode_page("c", 1, "[[\"T\", 1, \"t\", null, \"a\", \"b\", null]]").is_err());
+    }
+
+    #[test]
+    fn a_status_change_stored_before_who_was_kept_reads_with_by_null() {
+        let e = decode_page("c", 7, r#"[["C", 5, "draft", "running", null]]"#).unwrap();
+        assert_eq!(e[0].fields["to"], "running");
+        assert_eq!(e[0].fields["by"], Value::Null);
     }
 
     #[test]

@@ -39,6 +39,8 @@ struct Stats {
     reason: Option<String>,
     live_calls: i64,
     max_calls: u32,
+    /// Calls in flight against the trunk's and the agent's own caps.
+    caps: Vec<Cap>,
     cps_now: String,
     cps_limit: String,
     attempts: i64,
@@ -61,11 +63,36 @@ struct CampaignPage {
     status: String,
     controls: String,
     stats: String,
+    log: String,
     clock: String,
     cps_value: String,
     max_value: String,
     cps_error: Option<String>,
     max_error: Option<String>,
+}
+
+/// A limit shared with other campaigns, and how much of it is in use.
+struct Cap {
+    what: String,
+    used: String,
+    limit: String,
+}
+
+/// The status log: newest first.
+#[derive(Template)]
+#[template(path = "status_log.html", config = "src/ui/askama.toml")]
+struct StatusLog {
+    zone: String,
+    rows: Vec<LogRow>,
+}
+
+struct LogRow {
+    at_iso: String,
+    at_local: String,
+    from: String,
+    to: String,
+    reason: String,
+    by: String,
 }
 
 /// The control buttons its status allows.
@@ -87,8 +114,12 @@ struct Live {
     status: String,
     controls: String,
     stats: String,
+    log: String,
     clock: String,
 }
+
+/// Status changes shown on the live page.
+const LOG_ROWS: i64 = 20;
 
 /// The live parts of a campaign, rendered.
 async fn live_html(s: &UiState, id: &str, csrf: &str) -> Result<Live, ApiError> {
@@ -130,6 +161,40 @@ async fn live_html(s: &UiState, id: &str, csrf: &str) -> Result<Live, ApiError> 
         "— (no call has ended yet)".into()
     };
     let at = chrono::Utc::now();
+    let zone = crate::campaign::rules::schedule::schedule_timezone(&c.spec);
+    let caps = caps(s, &c).await?;
+    let log = StatusLog {
+        zone: zone.name().to_string(),
+        rows: s
+            .store
+            .campaign_status_log(id, LOG_ROWS)
+            .await?
+            .into_iter()
+            .map(|e| {
+                let t = crate::store::from_ms(e.at);
+                LogRow {
+                    at_iso: t.to_rfc3339(),
+                    at_local: t
+                        .with_timezone(&zone)
+                        .format("%Y-%m-%d %H:%M:%S")
+                        .to_string(),
+                    from: e.from,
+                    to: e.to,
+                    reason: e.reason.unwrap_or_default(),
+                    by: super::status_text::who(&e.by),
+                }
+            })
+            .collect(),
+    }
+    .render()
+    .map_err(ApiError::internal)?;
+    let reason = super::status_text::reason_text(
+        &c.status,
+        c.status_reason.as_deref(),
+        c.status_cause,
+        &c.spec,
+        at,
+    );
     let controls = Controls {
         id: c.id.clone(),
         csrf: csrf.to_string(),
@@ -140,9 +205,10 @@ async fn live_html(s: &UiState, id: &str, csrf: &str) -> Result<Live, ApiError> 
     let stats = Stats {
         id: c.id,
         status: c.status.clone(),
-        reason: c.status_reason,
+        reason,
         live_calls: n("/live_calls"),
         max_calls: c.spec.max_concurrent_calls,
+        caps,
         cps_now: format!(
             "{:.1}",
             v["calls_per_second"]["current"].as_f64().unwrap_or(0.0)
@@ -165,8 +231,33 @@ async fn live_html(s: &UiState, id: &str, csrf: &str) -> Result<Live, ApiError> 
         status: c.status,
         controls,
         stats,
+        log,
         clock,
     })
+}
+
+/// The trunk's and the agent's calls in flight against their own caps
+/// (shared by every campaign and one-off call using them on this node).
+async fn caps(s: &UiState, c: &crate::store::campaigns::CampaignRow) -> Result<Vec<Cap>, ApiError> {
+    let trunk = &c.spec.trunk;
+    let mut caps = Vec::with_capacity(2);
+    if let Some((max_calls, max_cps)) = s.sources.trunk_limits.get(trunk) {
+        caps.push(Cap {
+            what: format!("Trunk “{trunk}” (every campaign on it)"),
+            used: (s.sources.trunk_live)(trunk).map_or("—".into(), |n| n.to_string()),
+            limit: format!("{max_calls} calls, {max_cps} calls/s"),
+        });
+    }
+    if let Some(agent) = &c.agent_id {
+        if let Ok(spec) = s.store.get_agent(agent).await {
+            caps.push(Cap {
+                what: format!("Agent “{}” (every campaign using it)", spec.name),
+                used: s.sources.agents.live(agent).to_string(),
+                limit: format!("{} sessions", spec.max_concurrent_sessions),
+            });
+        }
+    }
+    Ok(caps)
 }
 
 fn window_text(spec: &CampaignSpec) -> String {
@@ -229,6 +320,7 @@ async fn page(
             status: live.status,
             stats: live.stats,
             controls: live.controls,
+            log: live.log,
             clock: live.clock,
             cps_value: form
                 .cps
@@ -299,6 +391,9 @@ fn stats_events(
         first: bool,
         /// Parts rendered and not sent yet.
         pending: Vec<SseEvent>,
+        /// The chart's counts, and the data last sent.
+        chart: Option<super::chart::Chart>,
+        chart_sent: String,
     }
     let watch = s.store.log_watch();
     let st = St {
@@ -310,6 +405,8 @@ fn stats_events(
         shown_status,
         first: true,
         pending: Vec::new(),
+        chart: None,
+        chart_sent: String::new(),
     };
     futures::stream::unfold(st, |mut st| async move {
         loop {
@@ -335,8 +432,25 @@ fn stats_events(
                 // stream ends (the browser reconnects and is told).
                 Err(_) => return None,
             };
+            let now = now_ms();
+            if st.chart.is_none() {
+                st.chart = super::chart::Chart::open(&st.s.store, &st.id, now)
+                    .await
+                    .ok();
+            } else if let Some(c) = st.chart.as_mut() {
+                // A failed read is tried again at the next update.
+                let _ = c.catch_up(&st.s.store).await;
+            }
             let last = st.last.replace(live.clone());
-            // Sent last first: the numbers, the buttons, the clock.
+            // Sent last first: the numbers, the log, the buttons, the clock, the chart.
+            if let Some(c) = st.chart.as_mut() {
+                let data = c.json(now);
+                if data != st.chart_sent {
+                    st.chart_sent = data.clone();
+                    st.pending
+                        .push(SseEvent::default().event("chart").data(data));
+                }
+            }
             if last.as_ref().map(|l| &l.clock) != Some(&live.clock) {
                 st.pending
                     .push(SseEvent::default().event("clock").data(live.clock));
@@ -345,6 +459,10 @@ fn stats_events(
                 st.shown_status = Some(live.status.clone());
                 st.pending
                     .push(SseEvent::default().event("controls").data(live.controls));
+            }
+            if last.as_ref().map(|l| &l.log) != Some(&live.log) {
+                st.pending
+                    .push(SseEvent::default().event("log").data(live.log));
             }
             if last.as_ref().map(|l| &l.stats) != Some(&live.stats) {
                 st.pending

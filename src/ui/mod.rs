@@ -12,12 +12,14 @@
 //! store moves as REST.
 
 mod calls;
+mod chart;
 mod history;
 mod lists;
 mod live;
 mod new_campaign;
 mod pages;
 mod settings;
+mod status_text;
 
 use std::sync::LazyLock;
 
@@ -51,6 +53,8 @@ pub struct UiState {
     pub csv_limit: u64,
     /// Ends the console's event streams when herald stops.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Live counts of trunks and agents, and the trunks' limits.
+    pub sources: crate::api::metrics::MetricsSources,
 }
 
 pub fn router(state: UiState) -> Router {
@@ -102,6 +106,9 @@ pub struct AssetNames {
     pub htmx: String,
     pub sse: String,
     pub js: String,
+    pub uplot: String,
+    pub uplot_css: String,
+    pub chart: String,
 }
 
 static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
@@ -141,6 +148,26 @@ static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
             include_bytes!("assets/console.js"),
             "text/javascript; charset=utf-8",
         ),
+        // uPlot 1.6.32 from the npm package `uplot` (assets/uPlot.LICENSE).
+        hashed(
+            "uPlot-1.6.32",
+            "iife.min.js",
+            include_bytes!("assets/uPlot-1.6.32.iife.min.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        hashed(
+            "uPlot-1.6.32",
+            "min.css",
+            include_bytes!("assets/uPlot-1.6.32.min.css"),
+            "text/css; charset=utf-8",
+        ),
+        // The live page's chart, drawn with uPlot from the event stream.
+        hashed(
+            "chart",
+            "js",
+            include_bytes!("assets/chart.js"),
+            "text/javascript; charset=utf-8",
+        ),
     ]
 });
 
@@ -150,6 +177,9 @@ pub fn asset_names() -> AssetNames {
         htmx: ASSETS[1].name.clone(),
         sse: ASSETS[2].name.clone(),
         js: ASSETS[3].name.clone(),
+        uplot: ASSETS[4].name.clone(),
+        uplot_css: ASSETS[5].name.clone(),
+        chart: ASSETS[6].name.clone(),
     }
 }
 

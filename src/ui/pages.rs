@@ -14,7 +14,7 @@ use super::{asset_names, now_ms, session, session_cookie, AssetNames, Session, U
 use crate::api::auth::live_key_name;
 use crate::api::campaigns::{move_campaign, STATUSES};
 use crate::api::error::ApiError;
-use crate::domain::{CampaignStatus, StatusCause, StatusMove};
+use crate::domain::{CampaignStatus, StatusCause, StatusChange, StatusMove};
 use crate::store::apikeys::hash_key;
 use crate::store::PageRequest;
 
@@ -323,9 +323,10 @@ pub(super) async fn campaign_action(
     Path((id, verb)): Path<(String, String)>,
     Form(f): Form<CsrfForm>,
 ) -> Result<Response, ApiError> {
-    if let Err(r) = mutation(&s, &headers, &f.csrf).await {
-        return Ok(r);
-    }
+    let sess = match mutation(&s, &headers, &f.csrf).await {
+        Ok(sess) => sess,
+        Err(r) => return Ok(r),
+    };
     let (m, reason, cause) = match verb.as_str() {
         "start" => (StatusMove::Start, None, None),
         "pause" => (StatusMove::Pause, Some("paused from the console"), None),
@@ -345,7 +346,14 @@ pub(super) async fn campaign_action(
     } else {
         "/ui/campaigns".to_string()
     };
-    let target = match move_campaign(&s.store, &s.events, &id, &said, m, reason, cause).await {
+    let by = format!("console:{}", sess.row.key_name);
+    let change = StatusChange {
+        m,
+        reason,
+        cause,
+        by: &by,
+    };
+    let target = match move_campaign(&s.store, &s.events, &id, &said, &change).await {
         Ok(c) => format!(
             "{back}?notice={}",
             enc(&format!("{}: {}", c.name, c.status))
