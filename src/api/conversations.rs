@@ -27,10 +27,12 @@ use crate::store::conversations::{address_key, ConversationRow, NewConversationM
 use crate::store::messages::NewMessage;
 use crate::store::{Store, StoreError};
 
+/// What opening, replying on and closing a conversation need (REST's and
+/// the console's worker panel's).
 #[derive(Clone)]
-struct ConvState {
-    store: Store,
-    messaging: Messaging,
+pub(crate) struct ConvState {
+    pub store: Store,
+    pub messaging: Messaging,
 }
 
 pub fn router(store: Store, messaging: Messaging) -> Router {
@@ -46,7 +48,7 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn conversation_json(c: &ConversationRow) -> Value {
+pub(crate) fn conversation_json(c: &ConversationRow) -> Value {
     json!({
         "id": c.id, "channel": c.channel, "from": c.our_address, "to": c.contact_address,
         "worker": c.worker, "route_replies": c.route_replies, "status": c.status,
@@ -146,7 +148,12 @@ async fn open(
     State(s): State<ConvState>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let f = Fields::new(&body, "")?;
+    Ok((StatusCode::CREATED, Json(open_with(&s, &body).await?)))
+}
+
+/// Opens a conversation by sending its first message (`POST /v1/conversations`'s body).
+pub(crate) async fn open_with(s: &ConvState, body: &Value) -> ApiResult<Value> {
+    let f = Fields::new(body, "")?;
     f.deny_unknown(&[
         "channel",
         "to",
@@ -183,7 +190,7 @@ async fn open(
     let cid = crate::store::new_id();
     let mid = crate::store::new_id();
     let now = now();
-    let mut row = render(&s, channel, &to, from, &content, &mid, now).await?;
+    let mut row = render(s, channel, &to, from, &content, &mid, now).await?;
     row.idempotency_key = Some(format!("conversation:{cid}:1"));
     let ours = match channel {
         MessageChannel::Whatsapp => s
@@ -230,13 +237,13 @@ async fn open(
         )
         .with_details(json!({"conversation": conversation_json(&existing)})));
     }
-    let first = send(&s, &c, row, now).await?;
+    let first = send(s, &c, row, now).await?;
     let mut v = conversation_json(&c);
     v["first_message"] = first;
-    Ok((StatusCode::CREATED, Json(v)))
+    Ok(v)
 }
 
-async fn load(s: &ConvState, id: &str) -> ApiResult<ConversationRow> {
+pub(crate) async fn load(s: &ConvState, id: &str) -> ApiResult<ConversationRow> {
     s.store
         .get_conversation(id)
         .await
@@ -295,9 +302,17 @@ async fn reply(
     IdPath(id): IdPath,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let f = Fields::new(&body, "")?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(reply_with(&s, &id, &body).await?),
+    ))
+}
+
+/// Sends the worker's reply on conversation `id` (`POST …/messages`'s body).
+pub(crate) async fn reply_with(s: &ConvState, id: &str, body: &Value) -> ApiResult<Value> {
+    let f = Fields::new(body, "")?;
     f.deny_unknown(&CONTENT)?;
-    let c = load(&s, &id).await?;
+    let c = load(s, id).await?;
     if c.status != "open" {
         return Err(closed(&c.id));
     }
@@ -306,7 +321,7 @@ async fn reply(
     let content = body.as_object().cloned().unwrap_or_default();
     let now = now();
     let row = render(
-        &s,
+        s,
         channel,
         &c.contact_address,
         from,
@@ -315,18 +330,22 @@ async fn reply(
         now,
     )
     .await?;
-    let v = send(&s, &c, row, now).await?;
-    Ok((StatusCode::ACCEPTED, Json(v)))
+    send(s, &c, row, now).await
 }
 
 async fn close(State(s): State<ConvState>, IdPath(id): IdPath) -> ApiResult<Json<Value>> {
-    let c = load(&s, &id).await?;
+    Ok(Json(close_with(&s, &id).await?))
+}
+
+/// Closes conversation `id` (the worker's doing).
+pub(crate) async fn close_with(s: &ConvState, id: &str) -> ApiResult<Value> {
+    let c = load(s, id).await?;
     let closed = s
         .store
         .close_conversations(Some(&c.id), None, "closed_by_worker", now())
         .await?;
     match closed.first() {
-        Some(c) => Ok(Json(conversation_json(c))),
-        None => Ok(Json(conversation_json(&load(&s, &id).await?))),
+        Some(c) => Ok(conversation_json(c)),
+        None => Ok(conversation_json(&load(s, id).await?)),
     }
 }

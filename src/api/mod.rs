@@ -165,6 +165,7 @@ pub fn router(deps: ApiDeps) -> Router {
             csv_limit: deps.csv_body_limit,
             shutdown: deps.shutdown.clone(),
             sources: deps.metrics.clone(),
+            messaging: deps.messaging.clone(),
         }))
 }
 

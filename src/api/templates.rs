@@ -60,7 +60,7 @@ fn check_code(f: &Fields<'_>, code: &str) -> Result<(), FieldError> {
 }
 
 /// The typed pieces of a template body (complete, as after a merge).
-fn draft_of(
+pub(crate) fn draft_of(
     body: &Value,
 ) -> Result<(TemplateDraft, Channel, Vec<VariableSpec>, TemplateParts), ApiError> {
     let f = Fields::new(body, "")?;
@@ -173,7 +173,7 @@ async fn create(
     Ok((StatusCode::CREATED, Json(template_json(&t))))
 }
 
-fn code_taken(e: StoreError) -> ApiError {
+pub(crate) fn code_taken(e: StoreError) -> ApiError {
     match e {
         StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "template_code_taken", m),
         other => other.into(),
@@ -306,8 +306,23 @@ async fn render(
         .await
         .map_err(|e| ApiError::from_store(e, "template", &id))?;
     let (channel, variables, parts) = typed(&t)?;
-    let r = template::render(channel, &variables, &parts, &values).map_err(render_error)?;
-    let mut out = json!({"template_id": t.id, "version": t.version, "channel": t.channel});
+    let mut out = preview(channel, &variables, &parts, &values)?;
+    let o = out.as_object_mut().expect("object");
+    o.insert("template_id".into(), json!(t.id));
+    o.insert("version".into(), json!(t.version));
+    Ok(Json(out))
+}
+
+/// What a template's parts render to with `values`, as `POST
+/// /v1/templates/{id}/render` shows it (the console's preview too).
+pub(crate) fn preview(
+    channel: Channel,
+    variables: &[VariableSpec],
+    parts: &TemplateParts,
+    values: &serde_json::Map<String, Value>,
+) -> ApiResult<Value> {
+    let r = template::render(channel, variables, parts, values).map_err(render_error)?;
+    let mut out = json!({"channel": channel.as_str()});
     let o = out.as_object_mut().expect("object");
     match channel {
         Channel::Email => {
@@ -329,7 +344,7 @@ async fn render(
             o.insert("body".into(), json!(r.body));
         }
     }
-    Ok(Json(out))
+    Ok(out)
 }
 
 async fn remove(State(store): State<Store>, IdPath(id): IdPath) -> ApiResult<StatusCode> {

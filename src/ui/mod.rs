@@ -13,9 +13,11 @@
 
 mod calls;
 mod chart;
+mod conversations;
 mod history;
 mod lists;
 mod live;
+mod messages;
 mod new_campaign;
 mod pages;
 mod settings;
@@ -53,6 +55,8 @@ pub struct UiState {
     pub csv_limit: u64,
     /// Ends the console's event streams when herald stops.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// The message channels (the worker panel sends through them).
+    pub messaging: crate::message::service::Messaging,
     /// Live counts of trunks and agents, and the trunks' limits.
     pub sources: crate::api::metrics::MetricsSources,
 }
@@ -84,6 +88,27 @@ pub fn router(state: UiState) -> Router {
         .route("/ui/calls", get(calls::calls))
         .route("/ui/calls/{id}/reschedule", post(calls::reschedule))
         .route("/ui/calls/{id}/cancel", post(calls::cancel))
+        .route("/ui/messages", get(messages::messages))
+        .route("/ui/templates", post(messages::create))
+        .route("/ui/templates/new", get(messages::new_template))
+        .route("/ui/templates/preview", post(messages::preview_form))
+        .route(
+            "/ui/templates/{id}",
+            get(messages::template).post(messages::update),
+        )
+        .route("/ui/templates/{id}/{verb}", post(messages::set_status))
+        .route(
+            "/ui/conversations",
+            get(conversations::conversations).post(conversations::open),
+        )
+        .route("/ui/conversations/window", get(conversations::window))
+        .route("/ui/conversations/{id}", get(conversations::conversation))
+        .route(
+            "/ui/conversations/{id}/thread",
+            get(conversations::thread_part),
+        )
+        .route("/ui/conversations/{id}/reply", post(conversations::reply))
+        .route("/ui/conversations/{id}/close", post(conversations::close))
         .route("/ui/settings", get(settings::settings))
         .route("/ui/settings/keys", post(settings::create_key))
         .route("/ui/settings/keys/{id}/revoke", post(settings::revoke_key))
