@@ -20,6 +20,10 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Check the configuration (the file, merged over the embedded default,
+    /// with HERALD__SECTION__KEY overrides) and print it as herald would run
+    /// with it, secrets shown as ***. Exit status 2 when it is not valid.
+    CheckConfig,
     /// Manage API keys.
     Apikey {
         #[command(subcommand)]

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Value;
 
 mod channels;
@@ -21,7 +21,7 @@ pub const DEFAULT_TOML: &str = include_str!("../config/herald.toml");
 
 const ENV_PREFIX: &str = "HERALD__";
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Config {
     pub database: DatabaseConfig,
     pub api: ApiConfig,
@@ -41,7 +41,7 @@ pub struct Config {
 }
 
 /// How message senders run (`[messages]`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct MessagesConfig {
     pub lease_ms: u64,
     pub poll_interval_ms: u64,
@@ -55,12 +55,12 @@ pub struct MessagesConfig {
     pub provider_probe_ms: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct RetentionConfig {
     pub message_body_days: u32,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ConversationsConfig {
     pub idle_close_s: u64,
     pub stop_adds_dnc: bool,
@@ -83,7 +83,7 @@ pub fn resolve_secret(password: &Secret, password_env: &str) -> Option<Secret> {
 /// The trunk proxy value that means "the embedded simulator".
 pub const SIMULATOR_PROXY: &str = "simulator";
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct SimulatorSection {
     pub enabled: bool,
     pub listen: String,
@@ -94,7 +94,7 @@ pub struct SimulatorSection {
     pub rtp_port_max: u16,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct AgentsConfig {
     pub account_sid: String,
     pub prepare_timeout_ms: u64,
@@ -103,12 +103,12 @@ pub struct AgentsConfig {
     pub prompt_dir: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct EventsConfig {
     pub keep_alive_ms: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct WebhooksConfig {
     pub backoff_base_ms: u64,
     pub backoff_cap_ms: u64,
@@ -117,18 +117,18 @@ pub struct WebhooksConfig {
     pub poll_interval_ms: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct MetricsConfig {
     pub require_api_key: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct DatabaseConfig {
     pub url: String,
     pub max_connections: u32,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ApiConfig {
     pub listen: String,
     pub body_limit_bytes: usize,
@@ -142,27 +142,27 @@ pub struct ApiConfig {
     pub max_connections: usize,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct LogConfig {
     pub format: LogFormat,
     pub level: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
     Json,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct SipConfig {
     pub listen: String,
     pub public_addr: String,
     pub user_agent: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct MediaConfig {
     pub rtp_port_min: u16,
     pub rtp_port_max: u16,
@@ -170,7 +170,7 @@ pub struct MediaConfig {
     pub jitter_buffer_ms: u32,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct TrunkConfig {
     pub proxy: String,
     pub transport: String,
@@ -214,6 +214,13 @@ impl Secret {
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
+}
+
+/// Written out (`herald check-config`) as `***`, or empty when unset.
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.0.is_empty() { "" } else { "***" })
     }
 }
 
@@ -279,6 +286,7 @@ impl Config {
                 .collect();
             apply_env(&default, &mut merged, &path, &raw)?;
         }
+        inherit_trunk_defaults(&default, &mut merged);
         let cfg: Config = merged
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Invalid {
@@ -287,6 +295,15 @@ impl Config {
             })?;
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// The effective configuration as TOML (`herald check-config`): every
+    /// key with its value after the file and the environment, secrets as
+    /// `***` and any password inside a URL (`postgres://u:pw@…`) too.
+    pub fn redacted_toml(&self) -> String {
+        let mut v = Value::try_from(self).expect("the configuration serializes");
+        redact_urls(&mut v);
+        toml::to_string_pretty(&v).expect("the configuration writes as TOML")
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -398,6 +415,50 @@ impl Config {
         crate::message::channels::validate(self)
             .map_err(|(key, message)| invalid(&key, message))?;
         Ok(())
+    }
+}
+
+/// A trunk named in the file or the environment takes the default trunk's
+/// value for each key it leaves out, except `proxy` (where its calls go
+/// must be said).
+fn inherit_trunk_defaults(default: &Value, merged: &mut Value) {
+    let Some(base) = default
+        .get("trunks")
+        .and_then(|t| t.get("default"))
+        .and_then(Value::as_table)
+    else {
+        return;
+    };
+    let Some(trunks) = merged.get_mut("trunks").and_then(Value::as_table_mut) else {
+        return;
+    };
+    for (_, t) in trunks.iter_mut() {
+        if let Some(t) = t.as_table_mut() {
+            for (k, v) in base.iter().filter(|(k, _)| k.as_str() != "proxy") {
+                if !t.contains_key(k) {
+                    t.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
+}
+
+/// Replaces the password of every `scheme://user:password@host` string.
+fn redact_urls(v: &mut Value) {
+    match v {
+        Value::String(s) => {
+            if let Some((scheme, rest)) = s.split_once("://") {
+                let authority_end = rest.find('/').unwrap_or(rest.len());
+                if let Some(at) = rest[..authority_end].rfind('@') {
+                    if let Some(colon) = rest[..at].find(':') {
+                        *s = format!("{scheme}://{}:***{}", &rest[..colon], &rest[at..]);
+                    }
+                }
+            }
+        }
+        Value::Table(t) => t.iter_mut().for_each(|(_, v)| redact_urls(v)),
+        Value::Array(a) => a.iter_mut().for_each(redact_urls),
+        _ => {}
     }
 }
 

@@ -14,6 +14,19 @@ use herald::store::Store;
 #[tokio::main]
 async fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::CheckConfig) {
+        return Ok(match Config::load(cli.config.as_deref()) {
+            Ok(config) => {
+                print!("{}", config.redacted_toml());
+                eprintln!("herald check-config: the configuration is valid");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("herald check-config: {e}");
+                std::process::ExitCode::from(2)
+            }
+        });
+    }
     let mut config = Config::load(cli.config.as_deref())?;
     if matches!(cli.command, Command::Demo(_)) {
         // The demo's own output is the point; logs only when something is wrong.
@@ -74,7 +87,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             ));
             Ok(())
         }
-        Command::Demo(_) => unreachable!("handled above"),
+        Command::Demo(_) | Command::CheckConfig => unreachable!("handled above"),
         Command::Migrate => {
             let store = Store::open(&config.database.url, 1)
                 .await

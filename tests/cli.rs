@@ -110,6 +110,79 @@ fn an_unknown_config_key_is_named_and_nothing_starts() {
     assert!(!dir.path().join("x.db").exists(), "nothing was created");
 }
 
+#[test]
+fn check_config_prints_the_effective_configuration_without_its_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("h.toml"),
+        "[trunks.carrier]\nproxy = \"sip:carrier.example\"\npassword = \"trunk-pass-0123\"\n\
+         [channels.sms]\ntransport = \"smpp\"\nsmpp_url = \"smpp://esme@smsc.example:2775\"\n\
+         password = \"smpp-pass-89ab\"\n[channels.email]\ntransport = \"smtp\"\n\
+         smtp_url = \"smtp://mailer:url-pass-4567@mail.example:587\"\n",
+    )
+    .unwrap();
+    let out = herald(dir.path())
+        .env(
+            "HERALD__DATABASE__URL",
+            "postgres://herald:db-pass-cdef@db.example/herald",
+        )
+        .env("HERALD__API__MAX_CONNECTIONS", "321")
+        .args(["--config", "h.toml", "check-config"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let effective: toml::Value = stdout.parse().expect("TOML out");
+    assert_eq!(
+        effective["api"]["max_connections"].as_integer(),
+        Some(321),
+        "the environment applied"
+    );
+    assert_eq!(
+        effective["trunks"]["carrier"]["proxy"].as_str(),
+        Some("sip:carrier.example")
+    );
+    assert_eq!(
+        effective["trunks"]["carrier"]["password"].as_str(),
+        Some("***")
+    );
+    assert_eq!(
+        effective["database"]["url"].as_str(),
+        Some("postgres://herald:***@db.example/herald")
+    );
+    assert_eq!(
+        effective["channels"]["email"]["smtp_url"].as_str(),
+        Some("smtp://mailer:***@mail.example:587")
+    );
+    for secret in [
+        "trunk-pass-0123",
+        "url-pass-4567",
+        "smpp-pass-89ab",
+        "db-pass-cdef",
+    ] {
+        assert!(!stdout.contains(secret), "{secret} printed");
+        assert!(!String::from_utf8_lossy(&out.stderr).contains(secret));
+    }
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing was opened or created"
+    );
+
+    // An invalid one: exit 2, the key named, nothing printed on stdout.
+    let out = herald(dir.path())
+        .env("HERALD__TRUNKS__DEFAULT__MAX_CALLS_PER_SECOND", "0")
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("trunks.default.max_concurrent_calls"));
+}
+
 #[tokio::test]
 async fn sim_answers_as_its_population_says_and_stops_on_ctrl_c() {
     use herald::config::{MediaConfig, Secret, SipConfig, TrunkConfig};

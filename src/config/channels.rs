@@ -1,11 +1,11 @@
 //! The message channels' sections (`[channels.*]`), with their failover
 //! providers.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::Secret;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ChannelsConfig {
     pub email: EmailChannelConfig,
     pub sms: SmsChannelConfig,
@@ -13,7 +13,7 @@ pub struct ChannelsConfig {
     pub slack: SlackChannelConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct SlackChannelConfig {
     pub base_url: String,
     pub bot_token: Secret,
@@ -24,7 +24,7 @@ pub struct SlackChannelConfig {
     pub max_retries: u32,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct WhatsappChannelConfig {
     pub base_url: String,
     pub phone_number_id: String,
@@ -37,7 +37,7 @@ pub struct WhatsappChannelConfig {
     pub max_retries: u32,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct EmailChannelConfig {
     pub transport: String,
     pub outbox_dir: String,
@@ -57,7 +57,7 @@ pub struct EmailChannelConfig {
 /// One provider of a channel with failover (`[[channels.sms.providers]]`,
 /// `[[channels.email.providers]]`); the keys its transport does not use
 /// stay empty.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProviderConfig {
     pub name: String,
@@ -76,7 +76,7 @@ pub struct ProviderConfig {
     pub pool_size: u32,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct SmsChannelConfig {
     pub transport: String,
     /// Transport `sip`: the trunk MESSAGEs go through; empty: "default".
