@@ -464,6 +464,11 @@ impl TestApp {
         self.app.as_ref().and_then(|a| a.sip_addr)
     }
 
+    /// The embedded callee simulator's SIP address, when it runs.
+    pub fn simulator_addr(&self) -> Option<std::net::SocketAddr> {
+        self.app.as_ref().and_then(|a| a.simulator_addr)
+    }
+
     pub fn bounce_addr(&self) -> Option<std::net::SocketAddr> {
         self.app.as_ref().and_then(|a| a.bounce_addr)
     }
