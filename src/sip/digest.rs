@@ -223,12 +223,16 @@ fn params(s: &str) -> Vec<(String, String)> {
             break;
         }
         let mut value = String::new();
+        // A quoted-string's content is kept exactly (a realm's spaces are
+        // part of what is hashed); a token's surrounding space is not.
+        let mut quoted = false;
         if chars.peek() == Some(&'=') {
             chars.next();
             while chars.peek().is_some_and(|c| c.is_whitespace()) {
                 chars.next();
             }
             if chars.peek() == Some(&'"') {
+                quoted = true;
                 chars.next();
                 while let Some(c) = chars.next() {
                     match c {
@@ -255,7 +259,14 @@ fn params(s: &str) -> Vec<(String, String)> {
         }
         let name = name.trim().to_string();
         if !name.is_empty() {
-            out.push((name, value.trim().to_string()));
+            out.push((
+                name,
+                if quoted {
+                    value
+                } else {
+                    value.trim().to_string()
+                },
+            ));
         }
         if chars.peek().is_none() {
             break;
