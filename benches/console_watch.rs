@@ -10,12 +10,11 @@
 
 #[path = "../tests/browser/mod.rs"]
 mod browser;
+mod support;
 
 use std::time::Duration;
 
-use herald::app::App;
-use herald::config::{Config, SIMULATOR_PROXY};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -78,102 +77,27 @@ async fn main() {
     let cps = env_or("HERALD_BENCH_CPS", 200);
     let consoles = env_or("HERALD_BENCH_CONSOLES", 5);
     let phase = Duration::from_secs(env_or("HERALD_BENCH_PHASE_S", 30));
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}/bench.db", dir.path().display());
-    let env = vec![
-        ("HERALD__DATABASE__URL", db.as_str()),
-        ("HERALD__API__LISTEN", "127.0.0.1:0"),
-        ("HERALD__SIP__LISTEN", "127.0.0.1:0"),
-        ("HERALD__SIMULATOR__ENABLED", "true"),
-        ("HERALD__SIMULATOR__LISTEN", "127.0.0.1:0"),
-        ("HERALD__TRUNKS__DEFAULT__PROXY", SIMULATOR_PROXY),
-        ("HERALD__TRUNKS__DEFAULT__MAX_CALLS_PER_SECOND", "100000"),
-        ("HERALD__TRUNKS__DEFAULT__MAX_CONCURRENT_CALLS", "100000"),
-        ("HERALD__LOG__LEVEL", "warn"),
-    ];
-    let config = Config::load_from(
-        None,
-        env.into_iter().map(|(k, v)| (k.to_string(), v.to_string())),
-    )
-    .unwrap();
-    let app = App::start(&config, None).await.unwrap();
-    let base = format!("http://{}", app.addr);
-    let (_, key) = app.store.create_api_key("bench", 0).await.unwrap();
-    let c = reqwest::Client::new();
-    let post = |path: &str, body: Value| {
-        let c = c.clone();
-        let (base, key) = (base.clone(), key.clone());
-        let path = path.to_string();
-        async move {
-            let r = c
-                .post(format!("{base}{path}"))
-                .header("x-api-key", key)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            assert!(
-                r.status().is_success(),
-                "{path}: {}",
-                r.text().await.unwrap()
-            );
-            r.json::<Value>().await.unwrap()
-        }
-    };
-
     // Enough targets for every phase at the rate, with room to spare.
     let targets = cps * (phase.as_secs() * 3 + 60);
-    let od = post("/v1/outdials", json!({"name": "watched"})).await;
-    let od = od["id"].as_str().unwrap().to_string();
-    let mut csv = String::from("phone\n");
-    for i in 0..targets {
-        csv.push_str(&format!("+1555{:07}\n", i));
-    }
-    let r = c
-        .post(format!("{base}/v1/outdials/{od}/targets"))
-        .header("x-api-key", &key)
-        .header("content-type", "text/csv")
-        .body(csv)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
-    let op = post("/v1/outplans", json!({"name": "once", "try_count_max": 1})).await;
-    let ag = post(
-        "/v1/agents",
-        json!({"name": "bye", "kind": "script", "max_concurrent_sessions": 100_000,
-               "script": {"start": "bye", "steps": {"bye": {"result": "completed"}}}}),
-    )
-    .await;
-    let campaign = post(
-        "/v1/campaigns",
-        json!({"name": "watched", "outdial_id": od, "outplan_id": op["id"], "agent_id": ag["id"],
-               "calls_per_second": cps, "max_concurrent_calls": 5000}),
-    )
-    .await;
-    let id = campaign["id"].as_str().unwrap().to_string();
-    post(&format!("/v1/campaigns/{id}/start"), json!({})).await;
+    let d = support::dialing(targets, cps, "warn").await;
+    let (c, base, key, id) = (&d.client, &d.base, &d.key, &d.campaign);
     tokio::time::sleep(Duration::from_secs(10)).await; // reach the rate
 
     // Nobody watching.
     let (cpu0, n0, t0) = (
         herald_cpu(),
-        attempts(&c, &base, &key, &id).await,
+        attempts(c, base, key, id).await,
         std::time::Instant::now(),
     );
     tokio::time::sleep(phase).await;
-    let (cpu1, n1, t1) = (
-        herald_cpu(),
-        attempts(&c, &base, &key, &id).await,
-        t0.elapsed(),
-    );
+    let (cpu1, n1, t1) = (herald_cpu(), attempts(c, base, key, id).await, t0.elapsed());
     let alone = (cpu1 - cpu0) / t1.as_secs_f64();
     let rate_alone = (n1 - n0) as f64 / t1.as_secs_f64();
 
     // The consoles: one Chromium, a window each, logged in, on the live page.
     let b = browser::Browser::start().await.expect("chromium");
     b.client.goto(&format!("{base}/ui/login")).await.unwrap();
-    b.fill("key", &key).await;
+    b.fill("key", key).await;
     b.click("button[type=submit]").await;
     b.shown("nav", Duration::from_secs(10)).await;
     let live = format!("{base}/ui/campaigns/{id}");
@@ -187,14 +111,14 @@ async fn main() {
     let (chrome0, cpu2, n2, t2) = (
         chromium_cpu(),
         herald_cpu(),
-        attempts(&c, &base, &key, &id).await,
+        attempts(c, base, key, id).await,
         std::time::Instant::now(),
     );
     tokio::time::sleep(phase).await;
     let (chrome1, cpu3, n3, t3) = (
         chromium_cpu(),
         herald_cpu(),
-        attempts(&c, &base, &key, &id).await,
+        attempts(c, base, key, id).await,
         t2.elapsed(),
     );
     let watched = (cpu3 - cpu2) / t3.as_secs_f64();
@@ -232,5 +156,5 @@ async fn main() {
     println!("  Chromium, {consoles} windows: {:.1} % of a core ({:.1} % each); chart draws in the last window: {updates}",
         chrome * 100.0, chrome * 100.0 / consoles as f64);
     b.close().await;
-    app.shutdown().await;
+    d.app.shutdown().await;
 }

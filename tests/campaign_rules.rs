@@ -121,6 +121,43 @@ async fn a_campaign_walks_its_list_to_the_end(db: Db) {
 }
 on_both_backends!(walks_to_the_end, a_campaign_walks_its_list_to_the_end);
 
+/// Started again the moment it finished (before the scheduler's next look),
+/// with new targets: the new run is dialed. Its previous task had ended and
+/// must not be taken for the new run's.
+async fn a_campaign_started_again_right_after_it_finished_dials_again(db: Db) {
+    let Some(app) = common::spawn_instant_app(db, &[]).await else {
+        return;
+    };
+    let (c, od) = app
+        .campaign(
+            csv_of(&numbers(3)),
+            quick_plan(1),
+            json!({"calls_per_second": 1000, "max_concurrent_calls": 100}),
+        )
+        .await;
+    let mut rx = app.events().subscribe();
+    for round in 1..=5 {
+        app.campaign_verb(&c, "start", json!({})).await;
+        wait_status(&mut rx, &c, "finished", Duration::from_secs(30)).await;
+        // At once: new targets, and start.
+        let more: Vec<String> = (0..2)
+            .map(|i| format!("+1555{:07}", 2_000_000 + round * 10 + i))
+            .collect();
+        let r = app
+            .post_csv(&format!("/v1/outdials/{od}/targets"), csv_of(&more))
+            .await;
+        assert!(r.status().is_success());
+    }
+    app.campaign_verb(&c, "start", json!({})).await;
+    wait_status(&mut rx, &c, "finished", Duration::from_secs(30)).await;
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM calls").await, 3 + 5 * 2);
+    app.stop().await;
+}
+on_both_backends!(
+    started_again_right_after_finishing,
+    a_campaign_started_again_right_after_it_finished_dials_again
+);
+
 async fn dnc_expired_and_windows_are_checked_before_dialing(db: Db) {
     let Some(app) = common::spawn_instant_app(db, &[]).await else {
         return;

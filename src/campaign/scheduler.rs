@@ -75,7 +75,12 @@ async fn supervise(
     tasks: TaskTracker,
 ) {
     let active_statuses = CampaignStatus::ACTIVE.map(CampaignStatus::as_str);
-    let mut running: HashMap<String, CancellationToken> = HashMap::new();
+    // Each campaign's task, and the token that stops it. A task that ended
+    // on its own (the campaign finished or stopped) is dropped here even if
+    // the campaign was started again before this loop saw it end, so that
+    // the new run gets a task.
+    let mut running: HashMap<String, (CancellationToken, tokio::task::JoinHandle<()>)> =
+        HashMap::new();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -90,8 +95,9 @@ async fn supervise(
                 continue;
             }
         };
-        running.retain(|id, token| {
-            let keep = !token.is_cancelled() && active.iter().any(|(a, _)| a == id);
+        running.retain(|id, (token, task)| {
+            let keep =
+                !token.is_cancelled() && !task.is_finished() && active.iter().any(|(a, _)| a == id);
             if !keep {
                 token.cancel();
             }
@@ -102,14 +108,14 @@ async fn supervise(
                 continue;
             }
             let token = cancel.child_token();
-            running.insert(id.clone(), token.clone());
-            tasks.spawn(run_campaign(
+            let task = tasks.spawn(run_campaign(
                 deps.clone(),
-                id,
+                id.clone(),
                 record.clone(),
-                token,
+                token.clone(),
                 tasks.clone(),
             ));
+            running.insert(id, (token, task));
         }
     }
 }

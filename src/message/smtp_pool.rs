@@ -58,10 +58,23 @@ pub struct Endpoint {
     pub security: Security,
 }
 
+/// `url` as an error may show it: whatever precedes an `@` in its
+/// authority (a user and password put there by mistake) as `***`.
+fn without_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => url.to_string(),
+    }
+}
+
 /// Parses `smtp://HOST[:PORT][?tls=required]` or `smtps://HOST[:PORT]`.
 pub fn parse_url(url: &str) -> Result<Endpoint, SmtpSettingsError> {
     let bad = |reason| SmtpSettingsError::Url {
-        url: url.to_string(),
+        url: without_userinfo(url),
         reason,
     };
     let (scheme, rest) = url.split_once("://").ok_or(bad("no scheme"))?;

@@ -9,7 +9,7 @@ use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, StatusCode};
 use rsipstack::transaction::transaction::Transaction;
 use tokio::sync::{mpsc, oneshot};
-use tracing::warn;
+use tracing::debug;
 
 use super::stack::header_values;
 
@@ -83,7 +83,8 @@ pub(super) async fn handle(mut tx: Transaction, sink: mpsc::Sender<SipInbound>) 
     };
     let headers: Vec<Header> = Vec::new();
     if let Err(e) = tx.reply_with(status, headers, None).await {
-        warn!(error = %e, "replying to a MESSAGE failed");
+        // The sender's request was too broken to answer (see sip::stack::reply).
+        debug!(error = %e, "replying to a MESSAGE failed");
     }
 }
 

@@ -27,7 +27,7 @@ use rsipstack::EndpointBuilder;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::classify::parse_q850_cause;
 use super::guard::GuardedUdp;
@@ -263,7 +263,9 @@ fn route(
 async fn reply(tx: &mut Transaction, status: StatusCode) {
     let headers = vec![Header::Allow(ALLOW.into())];
     if let Err(e) = tx.reply_with(status, headers, None).await {
-        warn!(error = %e, "replying to an incoming request failed");
+        // A request too broken to answer (no To, a mangled header) is the
+        // sender's: not a warning per datagram, which anyone could flood.
+        debug!(error = %e, "replying to an incoming request failed");
     }
 }
 

@@ -22,6 +22,7 @@ mod new_campaign;
 mod pages;
 mod settings;
 mod status_text;
+mod template_editor;
 
 use std::sync::LazyLock;
 
@@ -89,14 +90,17 @@ pub fn router(state: UiState) -> Router {
         .route("/ui/calls/{id}/reschedule", post(calls::reschedule))
         .route("/ui/calls/{id}/cancel", post(calls::cancel))
         .route("/ui/messages", get(messages::messages))
-        .route("/ui/templates", post(messages::create))
-        .route("/ui/templates/new", get(messages::new_template))
-        .route("/ui/templates/preview", post(messages::preview_form))
+        .route("/ui/templates", post(template_editor::create))
+        .route("/ui/templates/new", get(template_editor::new_template))
+        .route("/ui/templates/preview", post(template_editor::preview_form))
         .route(
             "/ui/templates/{id}",
-            get(messages::template).post(messages::update),
+            get(template_editor::template).post(template_editor::update),
         )
-        .route("/ui/templates/{id}/{verb}", post(messages::set_status))
+        .route(
+            "/ui/templates/{id}/{verb}",
+            post(template_editor::set_status),
+        )
         .route(
             "/ui/conversations",
             get(conversations::conversations).post(conversations::open),
