@@ -13,6 +13,7 @@ use axum::Form;
 use serde::Deserialize;
 
 use super::pages::{mutation, render, to_login};
+use super::utc_time as when;
 use super::{asset_names, now_ms, session, AssetNames, UiState};
 use crate::api::calls::STATUSES;
 use crate::api::error::ApiError;
@@ -50,13 +51,6 @@ struct CallsPage {
     campaign_id: String,
     calls: Vec<CallItem>,
     next: Option<String>,
-}
-
-fn when(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .format("%Y-%m-%d %H:%M:%S UTC")
-        .to_string()
 }
 
 fn enc(s: &str) -> String {

@@ -16,7 +16,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde_json::{json, Map, Value};
 
+use super::form_values;
 use super::pages::{form_page, mutation, render, to_login};
+use super::utc_time as when;
 use super::{asset_names, now_ms, session, AssetNames, UiState};
 use crate::api::conversations::{close_with, load, open_with, reply_with, ConvState};
 use crate::api::error::ApiError;
@@ -62,12 +64,6 @@ impl PanelPage {
     }
 }
 
-fn when(ms: i64) -> String {
-    crate::store::from_ms(ms)
-        .format("%Y-%m-%d %H:%M:%S UTC")
-        .to_string()
-}
-
 fn iso(ms: i64) -> String {
     crate::store::from_ms(ms).to_rfc3339()
 }
@@ -77,12 +73,6 @@ fn conv_state(s: &UiState) -> ConvState {
         store: s.store.clone(),
         messaging: s.messaging.clone(),
     }
-}
-
-fn form_values(body: &[u8]) -> HashMap<String, String> {
-    form_urlencoded::parse(body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
 }
 
 /// The worker a page acts as: `?worker=`, else the session key's name.

@@ -9,6 +9,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 
 use super::pages::{render, to_login};
+use super::utc_time as when;
 use super::{asset_names, session, AssetNames, UiState};
 use crate::api::error::ApiError;
 use crate::store::messages::MessageFilter;
@@ -60,12 +61,6 @@ struct MessagesPage {
     statuses: Vec<(&'static str, bool)>,
     messages: Vec<MessageItem>,
     next: Option<String>,
-}
-
-fn when(ms: i64) -> String {
-    crate::store::from_ms(ms)
-        .format("%Y-%m-%d %H:%M:%S UTC")
-        .to_string()
 }
 
 pub(super) async fn messages(

@@ -294,3 +294,15 @@ fn session_cookie(headers: &HeaderMap, token: &str) -> HeaderValue {
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
+
+/// An epoch-millisecond time as the console's lists show it, in UTC.
+fn utc_time(ms: i64) -> String {
+    crate::store::from_ms(ms)
+        .format("%Y-%m-%d %H:%M:%S UTC")
+        .to_string()
+}
+
+/// A urlencoded form's fields (the last of a repeated name wins).
+fn form_values(body: &[u8]) -> std::collections::HashMap<String, String> {
+    form_urlencoded::parse(body).into_owned().collect()
+}

@@ -13,6 +13,7 @@ use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde_json::{json, Map, Value};
 
+use super::form_values;
 use super::pages::{form_page, mutation, to_login};
 use super::{asset_names, now_ms, session, AssetNames, UiState};
 use crate::api::error::ApiError;
@@ -81,14 +82,6 @@ const FIELDS: [&str; 13] = [
     "track_opens",
     "track_clicks",
 ];
-
-fn form_values(body: &[u8]) -> HashMap<String, String> {
-    let mut v = HashMap::new();
-    for (k, val) in form_urlencoded::parse(body) {
-        v.insert(k.into_owned(), val.into_owned());
-    }
-    v
-}
 
 fn lines(s: &str) -> impl Iterator<Item = &str> {
     s.lines().map(str::trim).filter(|l| !l.is_empty())
