@@ -79,8 +79,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 sim.addr()
             ));
             stop.await;
-            let c = sim.counts();
-            sim.shutdown().await;
+            let c = sim.shutdown().await;
             say(format_args!(
                 "{} calls: {} answered, {} busy, {} unanswered (cancelled), {} invalid number, {} temporary failure, {} other",
                 c.calls, c.answered, c.busy, c.cancelled, c.invalid_number, c.temporary_failure, c.other

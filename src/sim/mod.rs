@@ -172,8 +172,10 @@ impl Simulator {
         self.answerer.dialogs()
     }
 
-    /// Hangs up live calls, stops the stack and waits for every task.
-    pub async fn shutdown(self) {
+    /// Hangs up live calls, stops the stack and waits for every task
+    /// (within a grace period); returns the counts with every call that
+    /// ended counted.
+    pub async fn shutdown(self) -> SimCounts {
         self.cancel.cancel();
         self.tasks.close();
         tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait())
@@ -183,5 +185,6 @@ impl Simulator {
         tokio::time::timeout(SHUTDOWN_GRACE, self.answerer.stopped())
             .await
             .ok();
+        self.counters.snapshot()
     }
 }
