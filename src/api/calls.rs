@@ -2,16 +2,18 @@
 //! the seed API's `outboundCalls`): now or at `scheduled_at`, with their own
 //! retries; rescheduled while waiting, cancelled with a reason, deleted.
 
+use utoipa_axum::routes;
+
 use std::collections::HashMap;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{IdPath, JsonBody, ListQuery};
+use super::openapi::{schemas as doc, ApiRouter, Paging};
 use crate::agent::AgentRuntime;
 use crate::domain::fields::Fields;
 use crate::domain::specs::{CallRequest, ScheduleType};
@@ -40,12 +42,16 @@ struct CallsState {
     runtime: AgentRuntime,
 }
 
-pub fn router(store: Store, trunks: std::sync::Arc<Vec<String>>, runtime: AgentRuntime) -> Router {
-    Router::new()
-        .route("/calls", get(list).post(create))
-        .route("/calls/{id}", get(read).patch(reschedule).delete(remove))
-        .route("/calls/{id}/cancel", post(cancel))
-        .route("/calls/{id}/result", post(set_result))
+pub fn router(
+    store: Store,
+    trunks: std::sync::Arc<Vec<String>>,
+    runtime: AgentRuntime,
+) -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(read, reschedule, remove))
+        .routes(routes!(cancel))
+        .routes(routes!(set_result))
         .with_state(CallsState {
             store,
             trunks,
@@ -56,6 +62,9 @@ pub fn router(store: Store, trunks: std::sync::Arc<Vec<String>>, runtime: AgentR
 /// `POST /v1/calls/{id}/result` `{"result": "..."}`: an agent's result for a
 /// live call (`completed`, `retry`, `opted_out` or a disposition), recorded
 /// with the attempt when the call ends. The last one set wins.
+#[utoipa::path(post, path = "/calls/{id}/result", tag = "calls", request_body = doc::ResultInput,
+    responses((status = 200, description = "Set.", body = doc::ResultSet),
+        (status = 409, description = "The call is not in progress (call_not_live).", body = doc::ErrorRef)))]
 async fn set_result(
     State(s): State<CallsState>,
     IdPath(id): IdPath,
@@ -138,6 +147,9 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// Places a one-off call, now or at `scheduled_at`, with retries.
+#[utoipa::path(post, path = "/calls", tag = "calls", request_body = doc::CallInput,
+    responses((status = 201, description = "Queued.", body = doc::Call)))]
 async fn create(
     State(s): State<CallsState>,
     JsonBody(body): JsonBody,
@@ -182,6 +194,12 @@ async fn create(
     Ok((StatusCode::CREATED, Json(call_value(&s, &id).await?)))
 }
 
+/// Calls: campaign attempts and one-off calls, newest first.
+#[utoipa::path(get, path = "/calls", tag = "calls",
+    params(Paging, ("campaign_id" = Option<String>, Query), ("target_id" = Option<String>, Query),
+        ("outcome" = Option<String>, Query), ("status" = Option<String>, Query), ("agent_id" = Option<String>, Query),
+        ("created_after" = Option<String>, Query, description = "RFC 3339."), ("created_before" = Option<String>, Query, description = "RFC 3339.")),
+    responses((status = 200, description = "A page of calls.", body = doc::Page<doc::Call>)))]
 async fn list(
     State(s): State<CallsState>,
     Query(q): Query<HashMap<String, String>>,
@@ -226,6 +244,9 @@ async fn list(
     ))
 }
 
+/// One call.
+#[utoipa::path(get, path = "/calls/{id}", tag = "calls",
+    responses((status = 200, description = "The call.", body = doc::Call)))]
 async fn read(State(s): State<CallsState>, IdPath(id): IdPath) -> ApiResult<Json<Value>> {
     Ok(Json(
         call_value(&s, &id)
@@ -244,6 +265,9 @@ async fn not_waiting(s: &CallsState, id: &str, verb: &str) -> ApiError {
 }
 
 /// `{"scheduled_at": "…"}` moves a pending or scheduled one-off call.
+#[utoipa::path(patch, path = "/calls/{id}", tag = "calls", request_body = doc::Reschedule,
+    responses((status = 200, description = "Moved.", body = doc::Call),
+        (status = 409, description = "Not pending or scheduled (details.status).", body = doc::ErrorRef)))]
 async fn reschedule(
     State(s): State<CallsState>,
     IdPath(id): IdPath,
@@ -261,6 +285,9 @@ async fn reschedule(
 }
 
 /// `{"reason": "…"}` cancels a pending or scheduled one-off call.
+#[utoipa::path(post, path = "/calls/{id}/cancel", tag = "calls", request_body = doc::Reason,
+    responses((status = 200, description = "Cancelled.", body = doc::Call),
+        (status = 409, description = "Not pending or scheduled (details.status).", body = doc::ErrorRef)))]
 async fn cancel(
     State(s): State<CallsState>,
     IdPath(id): IdPath,
@@ -277,6 +304,10 @@ async fn cancel(
     Ok(Json(call_value(&s, &id).await?))
 }
 
+/// Deletes a one-off call that is not being dialed.
+#[utoipa::path(delete, path = "/calls/{id}", tag = "calls",
+    responses((status = 204, description = "Deleted."),
+        (status = 409, description = "It is being dialed (details.status).", body = doc::ErrorRef)))]
 async fn remove(State(s): State<CallsState>, IdPath(id): IdPath) -> ApiResult<StatusCode> {
     if s.store.delete_call(&id).await? {
         Ok(StatusCode::NO_CONTENT)

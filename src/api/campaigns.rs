@@ -8,14 +8,15 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
+use utoipa_axum::routes;
 
 use super::auth::Caller;
 use serde_json::Value;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ts, IdPath, JsonBody, ListQuery};
+use super::openapi::{schemas as doc, ApiRouter, Paging};
 use crate::domain::fields::{merge_patch, Fields};
 use crate::domain::specs::{to_document, CampaignSpec};
 use crate::domain::{FieldError, StatusCause, StatusChange, StatusMove};
@@ -34,15 +35,19 @@ struct CampaignState {
     events: crate::events::EventBus,
 }
 
-pub fn router(store: Store, trunks: Arc<Vec<String>>, events: crate::events::EventBus) -> Router {
-    Router::new()
-        .route("/campaigns", get(list).post(create))
-        .route("/campaigns/{id}", get(read).patch(update).delete(remove))
-        .route("/campaigns/{id}/start", post(start))
-        .route("/campaigns/{id}/pause", post(pause))
-        .route("/campaigns/{id}/resume", post(resume))
-        .route("/campaigns/{id}/stop", post(stop))
-        .route("/campaigns/{id}/stats", get(stats))
+pub fn router(
+    store: Store,
+    trunks: Arc<Vec<String>>,
+    events: crate::events::EventBus,
+) -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(read, update, remove))
+        .routes(routes!(start))
+        .routes(routes!(pause))
+        .routes(routes!(resume))
+        .routes(routes!(stop))
+        .routes(routes!(stats))
         .with_state(CampaignState {
             store,
             trunks,
@@ -138,6 +143,11 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// Creates a campaign (draft); its outdial, outplan, agent, trunk and
+/// fallback template must exist.
+#[utoipa::path(post, path = "/campaigns", tag = "campaigns",
+    request_body = doc::CampaignInput,
+    responses((status = 201, description = "Created, as draft.", body = doc::Campaign)))]
 async fn create(
     State(s): State<CampaignState>,
     JsonBody(body): JsonBody,
@@ -148,6 +158,10 @@ async fn create(
     Ok((StatusCode::CREATED, Json(campaign_json(&row))))
 }
 
+/// Lists campaigns, newest first.
+#[utoipa::path(get, path = "/campaigns", tag = "campaigns",
+    params(Paging, ("status" = Option<String>, Query, description = "Only campaigns with this status.")),
+    responses((status = 200, description = "A page of campaigns.", body = doc::Page<doc::Campaign>)))]
 async fn list(
     State(s): State<CampaignState>,
     Query(q): Query<HashMap<String, String>>,
@@ -169,6 +183,9 @@ async fn list(
     ))
 }
 
+/// One campaign.
+#[utoipa::path(get, path = "/campaigns/{id}", tag = "campaigns",
+    responses((status = 200, description = "The campaign.", body = doc::Campaign)))]
 async fn read(State(s): State<CampaignState>, IdPath(id): IdPath) -> ApiResult<Json<Value>> {
     let c = s
         .store
@@ -178,6 +195,12 @@ async fn read(State(s): State<CampaignState>, IdPath(id): IdPath) -> ApiResult<J
     Ok(Json(campaign_json(&c)))
 }
 
+/// Changes a campaign (pacing applies to a running one within a second);
+/// its outdial only while it is draft.
+#[utoipa::path(patch, path = "/campaigns/{id}", tag = "campaigns",
+    request_body = doc::MergePatch,
+    responses((status = 200, description = "The campaign as changed.", body = doc::Campaign),
+        (status = 409, description = "outdial_id changed on a campaign that is not draft.", body = doc::ErrorRef)))]
 async fn update(
     State(s): State<CampaignState>,
     IdPath(id): IdPath,
@@ -208,6 +231,10 @@ async fn update(
     Ok(Json(campaign_json(&row)))
 }
 
+/// Deletes a campaign that is not dialing.
+#[utoipa::path(delete, path = "/campaigns/{id}", tag = "campaigns",
+    responses((status = 204, description = "Deleted."),
+        (status = 409, description = "The campaign is running.", body = doc::ErrorRef)))]
 async fn remove(State(s): State<CampaignState>, IdPath(id): IdPath) -> ApiResult<StatusCode> {
     s.store
         .delete_campaign(&id)
@@ -270,6 +297,10 @@ pub(crate) async fn move_campaign(
     Ok(c)
 }
 
+/// Starts a draft, stopped or finished campaign.
+#[utoipa::path(post, path = "/campaigns/{id}/start", tag = "campaigns",
+    responses((status = 200, description = "The campaign in its new status.", body = doc::Campaign),
+        (status = 409, description = "Not allowed from the campaign's status (named in details.status).", body = doc::ErrorRef)))]
 async fn start(
     State(s): State<CampaignState>,
     Extension(caller): Extension<Caller>,
@@ -278,6 +309,10 @@ async fn start(
     control(&s, &caller, &id, "start", StatusMove::Start, None, None).await
 }
 
+/// Pauses a running or waiting campaign: no new calls; live calls go on.
+#[utoipa::path(post, path = "/campaigns/{id}/pause", tag = "campaigns",
+    responses((status = 200, description = "The campaign in its new status.", body = doc::Campaign),
+        (status = 409, description = "Not allowed from the campaign's status (named in details.status).", body = doc::ErrorRef)))]
 async fn pause(
     State(s): State<CampaignState>,
     Extension(caller): Extension<Caller>,
@@ -287,6 +322,10 @@ async fn pause(
     control(&s, &caller, &id, "pause", StatusMove::Pause, reason, None).await
 }
 
+/// Resumes a paused campaign.
+#[utoipa::path(post, path = "/campaigns/{id}/resume", tag = "campaigns",
+    responses((status = 200, description = "The campaign in its new status.", body = doc::Campaign),
+        (status = 409, description = "Not allowed from the campaign's status (named in details.status).", body = doc::ErrorRef)))]
 async fn resume(
     State(s): State<CampaignState>,
     Extension(caller): Extension<Caller>,
@@ -295,7 +334,12 @@ async fn resume(
     control(&s, &caller, &id, "resume", StatusMove::Resume, None, None).await
 }
 
-/// `{"force": true}` hangs up live calls; otherwise they run to their end.
+/// Stops a campaign. `{"force": true}` hangs up live calls; otherwise
+/// they run to their end.
+#[utoipa::path(post, path = "/campaigns/{id}/stop", tag = "campaigns",
+    request_body(content = Option<doc::StopRequest>, description = "Optional."),
+    responses((status = 200, description = "The campaign, stopping or stopped.", body = doc::Campaign),
+        (status = 409, description = "Already stopped or finished.", body = doc::ErrorRef)))]
 async fn stop(
     State(s): State<CampaignState>,
     Extension(caller): Extension<Caller>,
@@ -325,6 +369,10 @@ async fn stop(
     .await
 }
 
+/// A campaign's numbers now: targets by state, attempts by outcome, live
+/// calls, calls per second.
+#[utoipa::path(get, path = "/campaigns/{id}/stats", tag = "campaigns",
+    responses((status = 200, description = "The numbers.", body = doc::CampaignStats)))]
 async fn stats(State(s): State<CampaignState>, IdPath(id): IdPath) -> ApiResult<Json<Value>> {
     Ok(Json(campaign_stats(&s.store, &id).await?))
 }

@@ -7,17 +7,19 @@
 //!
 //! Must not: send (the channel's worker does) or match replies (the inbox does).
 
+use utoipa_axum::routes;
+
 use std::collections::HashMap;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Map, Value};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ts, ts_opt, IdPath, JsonBody, ListQuery};
 use super::messages::compose::{sms_row, unavailable, whatsapp_row};
+use super::openapi::{schemas as doc, ApiRouter, Paging};
 use crate::domain::fields::Fields;
 use crate::domain::FieldError;
 use crate::message::request::SmsRequest;
@@ -35,12 +37,12 @@ pub(crate) struct ConvState {
     pub messaging: Messaging,
 }
 
-pub fn router(store: Store, messaging: Messaging) -> Router {
-    Router::new()
-        .route("/conversations", post(open).get(list))
-        .route("/conversations/{id}", get(read))
-        .route("/conversations/{id}/messages", get(messages).post(reply))
-        .route("/conversations/{id}/close", post(close))
+pub fn router(store: Store, messaging: Messaging) -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(open, list))
+        .routes(routes!(read))
+        .routes(routes!(messages, reply))
+        .routes(routes!(close))
         .with_state(ConvState { store, messaging })
 }
 
@@ -144,6 +146,11 @@ fn closed(id: &str) -> ApiError {
     )
 }
 
+/// Opens a conversation with a contact by sending the worker's first
+/// message; the contact's replies come back on the worker's event stream.
+#[utoipa::path(post, path = "/conversations", tag = "conversations", request_body = doc::ConversationInput,
+    responses((status = 201, description = "Opened; the first message is queued.", body = doc::Conversation),
+        (status = 409, description = "One between these addresses is open (details.conversation).", body = doc::ErrorRef)))]
 async fn open(
     State(s): State<ConvState>,
     JsonBody(body): JsonBody,
@@ -250,10 +257,17 @@ pub(crate) async fn load(s: &ConvState, id: &str) -> ApiResult<ConversationRow> 
         .map_err(|e| ApiError::from_store(e, "conversation", id))
 }
 
+/// One conversation.
+#[utoipa::path(get, path = "/conversations/{id}", tag = "conversations",
+    responses((status = 200, description = "The conversation.", body = doc::Conversation)))]
 async fn read(State(s): State<ConvState>, IdPath(id): IdPath) -> ApiResult<Json<Value>> {
     Ok(Json(conversation_json(&load(&s, &id).await?)))
 }
 
+/// Conversations, newest first.
+#[utoipa::path(get, path = "/conversations", tag = "conversations",
+    params(Paging, ("worker" = Option<String>, Query), ("status" = Option<String>, Query, description = "open or closed.")),
+    responses((status = 200, description = "A page of conversations.", body = doc::Page<doc::Conversation>)))]
 async fn list(
     State(s): State<ConvState>,
     Query(q): Query<HashMap<String, String>>,
@@ -275,6 +289,9 @@ async fn list(
     ))
 }
 
+/// A conversation's messages both ways, oldest first.
+#[utoipa::path(get, path = "/conversations/{id}/messages", tag = "conversations",
+    responses((status = 200, description = "The messages.", body = doc::ConversationMessages)))]
 async fn messages(State(s): State<ConvState>, IdPath(id): IdPath) -> ApiResult<Json<Value>> {
     let c = load(&s, &id).await?;
     let rows = s.store.conversation_messages(&c.id).await?;
@@ -297,6 +314,11 @@ async fn messages(State(s): State<ConvState>, IdPath(id): IdPath) -> ApiResult<J
     Ok(Json(json!({"conversation_id": c.id, "items": items})))
 }
 
+/// The worker's reply (free text on WhatsApp only within 24 hours of the
+/// contact's last message; a template otherwise).
+#[utoipa::path(post, path = "/conversations/{id}/messages", tag = "conversations", request_body = doc::ReplyInput,
+    responses((status = 202, description = "Queued.", body = doc::ConversationMessage),
+        (status = 409, description = "The conversation is closed.", body = doc::ErrorRef)))]
 async fn reply(
     State(s): State<ConvState>,
     IdPath(id): IdPath,
@@ -333,6 +355,9 @@ pub(crate) async fn reply_with(s: &ConvState, id: &str, body: &Value) -> ApiResu
     send(s, &c, row, now).await
 }
 
+/// Closes a conversation.
+#[utoipa::path(post, path = "/conversations/{id}/close", tag = "conversations",
+    responses((status = 200, description = "Closed.", body = doc::Conversation)))]
 async fn close(State(s): State<ConvState>, IdPath(id): IdPath) -> ApiResult<Json<Value>> {
     Ok(Json(close_with(&s, &id).await?))
 }

@@ -1,15 +1,17 @@
 //! The do-not-call list: E.164 numbers never dialed (checked right before each INVITE).
 //! A path that is not a valid number is a 422 naming `number`.
 
+use utoipa_axum::routes;
+
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ts, JsonBody};
+use super::openapi::{schemas as doc, ApiRouter};
 use crate::domain::destination::validate_e164;
 use crate::domain::fields::{check_text, Fields, MAX_STRING_CHARS};
 use crate::domain::FieldError;
@@ -18,10 +20,10 @@ use crate::store::Store;
 /// Longest reason stored with a number.
 pub const MAX_REASON_CHARS: usize = 500;
 
-pub fn router(store: Store) -> Router {
-    Router::new()
-        .route("/dnc", post(add))
-        .route("/dnc/{number}", get(read).delete(remove))
+pub fn router(store: Store) -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(add))
+        .routes(routes!(read, remove))
         .with_state(store)
 }
 
@@ -32,6 +34,8 @@ pub(crate) fn number_field(field: &str, n: &str) -> Result<String, FieldError> {
 }
 
 /// `{"number": "+1…", "reason": "…"}` or `{"numbers": [...]}`.
+#[utoipa::path(post, path = "/dnc", tag = "dnc", request_body = doc::DncAdd,
+    responses((status = 201, description = "The numbers added (in E.164).", body = doc::DncAdded)))]
 async fn add(
     State(store): State<Store>,
     JsonBody(body): JsonBody,
@@ -76,6 +80,10 @@ fn path_number(path: Result<Path<String>, PathRejection>) -> Result<String, Fiel
     }
 }
 
+/// Whether a number is on the list, why and since when.
+#[utoipa::path(get, path = "/dnc/{number}", tag = "dnc",
+    responses((status = 200, description = "On the list.", body = doc::DncEntry),
+        (status = 404, description = "Not on the list.", body = doc::ErrorRef)))]
 async fn read(
     State(store): State<Store>,
     path: Result<Path<String>, PathRejection>,
@@ -93,6 +101,9 @@ async fn read(
     }
 }
 
+/// Takes a number off the list.
+#[utoipa::path(delete, path = "/dnc/{number}", tag = "dnc",
+    responses((status = 204, description = "Removed."), (status = 404, description = "Not on the list.", body = doc::ErrorRef)))]
 async fn remove(
     State(store): State<Store>,
     path: Result<Path<String>, PathRejection>,

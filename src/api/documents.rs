@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
+use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ts, IdPath, JsonBody, ListQuery};
+use super::openapi::ApiRouter;
 use crate::agent::{Agent, AgentRuntime};
 use crate::domain::fields::{merge_patch, Fields, MAX_DETAIL_CHARS};
 use crate::domain::specs::{to_document, AgentSpec, Outplan};
@@ -82,37 +83,141 @@ fn parse_agent(v: &Value) -> Result<Parsed, FieldError> {
     })
 }
 
-pub fn outdials(store: Store) -> Router {
-    router("/outdials", store, OUTDIALS, parse_outdial, None)
+pub fn outdials(store: Store) -> ApiRouter {
+    router(
+        outdial_routes::routes(),
+        store,
+        OUTDIALS,
+        parse_outdial,
+        None,
+    )
 }
 
-pub fn outplans(store: Store) -> Router {
-    router("/outplans", store, OUTPLANS, parse_outplan, None)
+pub fn outplans(store: Store) -> ApiRouter {
+    router(
+        outplan_routes::routes(),
+        store,
+        OUTPLANS,
+        parse_outplan,
+        None,
+    )
 }
 
-pub fn agents(store: Store, runtime: AgentRuntime) -> Router {
-    router("/agents", store, AGENTS, parse_agent, Some(runtime))
+pub fn agents(store: Store, runtime: AgentRuntime) -> ApiRouter {
+    router(
+        agent_routes::routes(),
+        store,
+        AGENTS,
+        parse_agent,
+        Some(runtime),
+    )
 }
+
+/// One resource's five routes over the shared handlers, each with its
+/// description (a route's path and bodies are its own, the code is shared).
+macro_rules! document_routes {
+    ($module:ident, $tag:tt, $base:tt, $item:tt, $input:ident, $output:ident, $what:tt) => {
+        mod $module {
+            use super::*;
+            use crate::api::openapi::schemas::{$input, $output, ErrorRef, MergePatch, Page};
+            use crate::api::openapi::Paging;
+
+            #[doc = concat!("Creates ", $what, ".")]
+            #[utoipa::path(post, path = $base, tag = $tag, request_body = $input,
+                responses((status = 201, description = "Created.", body = $output)))]
+            pub(super) async fn create(
+                s: State<DocState>,
+                body: JsonBody,
+            ) -> ApiResult<(StatusCode, Json<Value>)> {
+                super::create(s, body).await
+            }
+
+            #[doc = concat!("Lists ", $tag, ", newest first.")]
+            #[utoipa::path(get, path = $base, tag = $tag, params(Paging),
+                responses((status = 200, description = "A page.", body = Page<$output>)))]
+            pub(super) async fn list(
+                s: State<DocState>,
+                q: Query<HashMap<String, String>>,
+            ) -> ApiResult<Json<Value>> {
+                super::list(s, q).await
+            }
+
+            #[doc = concat!("Reads ", $what, ".")]
+            #[utoipa::path(get, path = $item, tag = $tag,
+                responses((status = 200, description = "Found.", body = $output)))]
+            pub(super) async fn read(s: State<DocState>, id: IdPath) -> ApiResult<Json<Value>> {
+                super::read(s, id).await
+            }
+
+            #[doc = concat!("Changes ", $what, " (a JSON merge patch, checked as a whole).")]
+            #[utoipa::path(patch, path = $item, tag = $tag, request_body = MergePatch,
+                responses((status = 200, description = "Changed.", body = $output)))]
+            pub(super) async fn update(
+                s: State<DocState>,
+                id: IdPath,
+                patch: JsonBody,
+            ) -> ApiResult<Json<Value>> {
+                super::update(s, id, patch).await
+            }
+
+            #[doc = concat!("Deletes ", $what, " that nothing uses.")]
+            #[utoipa::path(delete, path = $item, tag = $tag,
+                responses((status = 204, description = "Deleted."),
+                    (status = 409, description = "A campaign uses it (or, for an outdial, a target is being dialed).", body = ErrorRef)))]
+            pub(super) async fn remove(s: State<DocState>, id: IdPath) -> ApiResult<StatusCode> {
+                super::remove(s, id).await
+            }
+
+            pub(super) fn routes() -> ApiRouter<DocState> {
+                ApiRouter::new()
+                    .routes(routes!(list, create))
+                    .routes(routes!(read, update, remove))
+            }
+        }
+    };
+}
+
+document_routes!(
+    outdial_routes,
+    "outdials",
+    "/outdials",
+    "/outdials/{id}",
+    OutdialInput,
+    Outdial,
+    "an outdial (a list of targets)"
+);
+document_routes!(
+    outplan_routes,
+    "outplans",
+    "/outplans",
+    "/outplans/{id}",
+    OutplanInput,
+    Outplan,
+    "an outplan (a retry plan)"
+);
+document_routes!(
+    agent_routes,
+    "agents",
+    "/agents",
+    "/agents/{id}",
+    AgentInput,
+    Agent,
+    "an agent configuration"
+);
 
 fn router(
-    base: &str,
+    routes: ApiRouter<DocState>,
     store: Store,
     table: DocTable,
     parse: Parser,
     agents: Option<AgentRuntime>,
-) -> Router {
-    Router::new()
-        .route(base, get(list).post(create))
-        .route(
-            &format!("{base}/{{id}}"),
-            get(read).patch(update).delete(remove),
-        )
-        .with_state(DocState {
-            store,
-            table,
-            parse,
-            agents,
-        })
+) -> ApiRouter {
+    routes.with_state(DocState {
+        store,
+        table,
+        parse,
+        agents,
+    })
 }
 
 pub fn doc_json(d: &Doc) -> Value {

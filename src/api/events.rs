@@ -9,6 +9,8 @@
 //! Keep-alive comments are sent while nothing happens. The stream ends when
 //! herald shuts down or the campaign is deleted.
 
+use utoipa_axum::routes;
+
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -17,13 +19,13 @@ use std::time::Duration;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use axum::routing::get;
-use axum::Router;
+
 use futures::Stream;
 use tokio_util::sync::CancellationToken;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::IdPath;
+use super::openapi::ApiRouter;
 use crate::domain::FieldError;
 use crate::metrics::Metrics;
 use crate::store::events::LoggedEvent;
@@ -42,12 +44,12 @@ struct EventsState {
     shutdown: CancellationToken,
 }
 
-pub fn router(store: Store, keep_alive: Duration, shutdown: CancellationToken) -> Router {
-    Router::new()
-        .route("/campaigns/{id}/events", get(stream))
-        .route("/events", get(global_stream))
-        .route("/workers/{worker}/events", get(worker_stream))
-        .route("/conversations/unassigned/events", get(unassigned_stream))
+pub fn router(store: Store, keep_alive: Duration, shutdown: CancellationToken) -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(stream))
+        .routes(routes!(global_stream))
+        .routes(routes!(worker_stream))
+        .routes(routes!(unassigned_stream))
         .with_state(EventsState {
             store,
             keep_alive,
@@ -83,6 +85,13 @@ fn start_after(headers: &HeaderMap, after: Option<&str>) -> Result<i64, FieldErr
     }
 }
 
+/// A campaign's events as Server-Sent Events (`id` = the campaign's
+/// sequence number, `event` = the type, `data` = the event as JSON), from
+/// the start or from `after`, then live; never ends while the campaign exists.
+#[utoipa::path(get, operation_id = "campaign_events", path = "/campaigns/{id}/events", tag = "events",
+    params(("after" = Option<i64>, Query, description = "Send the events after this sequence number."),
+        ("Last-Event-ID" = Option<i64>, Header, description = "A reconnecting client's last event id; wins over after.")),
+    responses((status = 200, description = "The event stream.", content_type = "text/event-stream", body = String)))]
 async fn stream(
     State(s): State<EventsState>,
     IdPath(id): IdPath,
@@ -112,6 +121,11 @@ async fn stream(
 /// `GET /v1/events`: the global log (message status changes), with
 /// `Last-Event-ID` / `?after=` and `?types=a,b` (only those types are sent;
 /// numbering is still the log's, so a reconnect resumes where it stopped).
+#[utoipa::path(get, operation_id = "events", path = "/events", tag = "events",
+    params(("after" = Option<i64>, Query, description = "Send the events after this sequence number."),
+        ("Last-Event-ID" = Option<i64>, Header, description = "A reconnecting client's last event id; wins over after."),
+        ("types" = Option<String>, Query, description = "Comma-separated event types (message.status, notification.status, notification.delivery, conversation.*).")),
+    responses((status = 200, description = "The event stream.", content_type = "text/event-stream", body = String)))]
 async fn global_stream(
     State(s): State<EventsState>,
     Query(q): Query<std::collections::HashMap<String, String>>,
@@ -145,6 +159,10 @@ async fn global_stream(
 /// `GET /v1/workers/{worker}/events`: the conversation events routed to
 /// this worker (their conversations' messages, opened and closed), with
 /// `Last-Event-ID` / `?after=` as `GET /v1/events`.
+#[utoipa::path(get, operation_id = "worker_events", path = "/workers/{worker}/events", tag = "conversations",
+    params(("after" = Option<i64>, Query, description = "Send the events after this sequence number."),
+        ("Last-Event-ID" = Option<i64>, Header, description = "A reconnecting client's last event id; wins over after.")),
+    responses((status = 200, description = "The worker's conversation events.", content_type = "text/event-stream", body = String)))]
 async fn worker_stream(
     State(s): State<EventsState>,
     axum::extract::Path(worker): axum::extract::Path<String>,
@@ -163,6 +181,10 @@ async fn worker_stream(
 /// `GET /v1/conversations/unassigned/events`: contacts' messages routed to
 /// anyone (conversations opened with `route_replies: any`, and messages no
 /// open conversation takes).
+#[utoipa::path(get, operation_id = "unassigned_events", path = "/conversations/unassigned/events", tag = "conversations",
+    params(("after" = Option<i64>, Query, description = "Send the events after this sequence number."),
+        ("Last-Event-ID" = Option<i64>, Header, description = "A reconnecting client's last event id; wins over after.")),
+    responses((status = 200, description = "The conversation events routed to anyone.", content_type = "text/event-stream", body = String)))]
 async fn unassigned_stream(
     State(s): State<EventsState>,
     Query(q): Query<std::collections::HashMap<String, String>>,

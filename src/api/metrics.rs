@@ -2,15 +2,16 @@
 //! plus gauges read at scrape time (target counts per campaign and state,
 //! webhook outbox depth, calls in flight, agent sessions in use).
 
+use utoipa_axum::routes;
+
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
 
 use super::error::ApiResult;
+use super::openapi::ApiRouter;
 use crate::campaign::trunks::AgentSessions;
 use crate::message::health::HealthBoard;
 use crate::message::transport::Transport;
@@ -43,9 +44,9 @@ struct MetricsState {
     sources: MetricsSources,
 }
 
-pub fn router(store: Store, sources: MetricsSources) -> Router {
-    Router::new()
-        .route("/metrics", get(scrape))
+pub fn router(store: Store, sources: MetricsSources) -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(scrape))
         .with_state(MetricsState { store, sources })
 }
 
@@ -85,6 +86,9 @@ fn health_gauges(sources: &MetricsSources) -> Vec<HealthGauge> {
     out
 }
 
+/// Prometheus metrics (text exposition format 0.0.4).
+#[utoipa::path(get, path = "/metrics", tag = "ops",
+    responses((status = 200, description = "The metrics.", content_type = "text/plain; version=0.0.4", body = String)))]
 async fn scrape(State(s): State<MetricsState>) -> ApiResult<impl IntoResponse> {
     let gauges = ScrapeGauges {
         calls_in_flight: (s.sources.live_calls)() as u64,

@@ -18,6 +18,7 @@ pub mod import;
 pub mod messages;
 pub mod metrics;
 pub mod notifications;
+pub mod openapi;
 pub mod suppressions;
 pub mod targets;
 pub mod templates;
@@ -32,13 +33,15 @@ use std::sync::Arc;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
 use axum::{middleware, Json, Router};
 use serde_json::json;
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::UtoipaMethodRouterExt as _;
+use utoipa_axum::routes;
 
 use self::auth::AuthState;
 use self::error::ApiError;
+use self::openapi::ApiRouter;
 use crate::store::Store;
 
 /// What the API needs from the rest of herald.
@@ -72,6 +75,34 @@ pub struct ApiDeps {
 }
 
 pub fn router(deps: ApiDeps) -> Router {
+    let metrics_need_key = deps.metrics_require_api_key;
+    let cell = openapi::DocCell::default();
+    let (api, doc) = documented(&deps)
+        .merge(openapi::routes(cell.clone()))
+        .split_for_parts();
+    cell.set(&openapi::finish(doc, metrics_need_key));
+    let auth = AuthState::new(deps.store.clone(), deps.bootstrap_key_hash.clone());
+    api.fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(DefaultBodyLimit::max(deps.json_body_limit))
+        .layer(middleware::from_fn(error::json_errors))
+        .layer(TraceLayer::new_for_http())
+        // The console answers in HTML, outside the JSON error layer.
+        .merge(crate::ui::router(crate::ui::UiState {
+            store: deps.store.clone(),
+            auth,
+            events: deps.events.clone(),
+            trunks: deps.trunks.clone(),
+            runtime: deps.runtime.clone(),
+            csv_limit: deps.csv_body_limit,
+            shutdown: deps.shutdown.clone(),
+            sources: deps.metrics.clone(),
+            messaging: deps.messaging.clone(),
+        }))
+}
+
+/// Every JSON route, with its description.
+fn documented(deps: &ApiDeps) -> ApiRouter {
+    let deps = deps.clone();
     let auth = AuthState::new(deps.store.clone(), deps.bootstrap_key_hash.clone());
     let notify = notifications::NotifyState {
         store: deps.store.clone(),
@@ -80,13 +111,13 @@ pub fn router(deps: ApiDeps) -> Router {
         transports: deps.metrics.transports.clone(),
     };
     // The notification platform's own paths, for clients written against it.
-    let seed = notifications::router(notify.clone())
+    let seed = (notifications::router(notify.clone()))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(middleware::from_fn_with_state(
             auth.clone(),
             auth::require_api_key,
         ));
-    let v1 = Router::new()
+    let v1 = ApiRouter::new()
         .merge(documents::outdials(deps.store.clone()))
         .merge(documents::outplans(deps.store.clone()))
         .merge(documents::agents(deps.store.clone(), deps.runtime.clone()))
@@ -135,8 +166,8 @@ pub fn router(deps: ApiDeps) -> Router {
             auth::require_api_key,
         ));
     }
-    Router::new()
-        .route("/healthz", get(healthz).with_state(deps.store.clone()))
+    ApiRouter::new()
+        .routes(routes!(healthz).with_state(deps.store.clone()))
         .merge(scrape)
         .merge(unsubscribe::router(deps.store.clone()))
         .merge(tracking::router(deps.store.clone()))
@@ -145,30 +176,18 @@ pub fn router(deps: ApiDeps) -> Router {
             deps.whatsapp_webhook.clone(),
         ))
         .nest("/v1", v1)
-        .nest("/api/v1", seed)
+        .nest(openapi::SEED_PREFIX, seed)
         .merge(twilio::router(
             auth.clone(),
             deps.store.clone(),
             deps.runtime.clone(),
         ))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
-        .layer(DefaultBodyLimit::max(deps.json_body_limit))
-        .layer(middleware::from_fn(error::json_errors))
-        .layer(TraceLayer::new_for_http())
-        // The console answers in HTML, outside the JSON error layer.
-        .merge(crate::ui::router(crate::ui::UiState {
-            store: deps.store.clone(),
-            auth: auth.clone(),
-            events: deps.events.clone(),
-            trunks: deps.trunks.clone(),
-            runtime: deps.runtime.clone(),
-            csv_limit: deps.csv_body_limit,
-            shutdown: deps.shutdown.clone(),
-            sources: deps.metrics.clone(),
-            messaging: deps.messaging.clone(),
-        }))
 }
 
+/// Whether herald and its database answer.
+#[utoipa::path(get, path = "/healthz", tag = "ops",
+    responses((status = 200, description = "Up, with its database.", body = openapi::schemas::Health),
+        (status = 503, description = "The database does not answer.", body = openapi::schemas::Health)))]
 async fn healthz(State(store): State<Store>) -> impl IntoResponse {
     match store.ping().await {
         Ok(()) => (

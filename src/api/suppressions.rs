@@ -2,28 +2,27 @@
 //! e-mail address, compared lower-cased; `sms`: an E.164 number). Checked
 //! right before each send; bounces and one-click unsubscribes add to it.
 
+use utoipa_axum::routes;
+
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ts, JsonBody};
+use super::openapi::{schemas as doc, ApiRouter};
 use crate::domain::destination::validate_e164;
 use crate::domain::fields::Fields;
 use crate::domain::FieldError;
 use crate::message::request::validate_email;
 use crate::store::Store;
 
-pub fn router(store: Store) -> Router {
-    Router::new()
-        .route("/suppressions", post(add))
-        .route(
-            "/suppressions/{channel}/{address}",
-            get(read).delete(remove),
-        )
+pub fn router(store: Store) -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(add))
+        .routes(routes!(read, remove))
         .with_state(store)
 }
 
@@ -46,6 +45,9 @@ fn normalise(channel: &str, address: &str) -> Result<String, FieldError> {
     }
 }
 
+/// Suppresses an address on a channel: nothing is sent to it again.
+#[utoipa::path(post, path = "/suppressions", tag = "suppressions", request_body = doc::SuppressionAdd,
+    responses((status = 201, description = "Suppressed.", body = doc::Suppression)))]
 async fn add(
     State(store): State<Store>,
     JsonBody(body): JsonBody,
@@ -75,6 +77,9 @@ fn path(p: Result<Path<(String, String)>, PathRejection>) -> Result<(String, Str
     Ok((channel, address))
 }
 
+/// Whether an address is suppressed.
+#[utoipa::path(get, path = "/suppressions/{channel}/{address}", tag = "suppressions",
+    responses((status = 200, description = "Suppressed.", body = doc::Suppression)))]
 async fn read(
     State(store): State<Store>,
     p: Result<Path<(String, String)>, PathRejection>,
@@ -92,6 +97,9 @@ async fn read(
     }
 }
 
+/// Lifts a suppression.
+#[utoipa::path(delete, path = "/suppressions/{channel}/{address}", tag = "suppressions",
+    responses((status = 204, description = "Lifted.")))]
 async fn remove(
     State(store): State<Store>,
     p: Result<Path<(String, String)>, PathRejection>,

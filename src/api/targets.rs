@@ -1,18 +1,20 @@
 //! Targets: add (JSON, one or many, or streamed `text/csv`), list with a state
 //! filter, read, delete, and a target's transition history.
 
+use utoipa_axum::routes;
+
 use std::collections::HashMap;
 
 use axum::extract::{Query, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{parse_json, ts, ts_opt, IdPath, ListQuery};
 use super::import::{import_csv, Importer, RowRef};
+use super::openapi::{schemas as doc, ApiRouter, Paging};
 use crate::domain::target::parse_target;
 use crate::domain::{FieldError, TargetState};
 use crate::store::documents::OUTDIALS;
@@ -29,11 +31,11 @@ struct TargetsState {
     csv_limit: u64,
 }
 
-pub fn router(store: Store, json_limit: usize, csv_limit: u64) -> Router {
-    Router::new()
-        .route("/outdials/{id}/targets", post(add).get(list))
-        .route("/targets/{id}", get(read).delete(remove))
-        .route("/targets/{id}/events", get(events))
+pub fn router(store: Store, json_limit: usize, csv_limit: u64) -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(add, list))
+        .routes(routes!(read, remove))
+        .routes(routes!(events))
         .with_state(TargetsState {
             store,
             json_limit,
@@ -79,6 +81,16 @@ fn event_json(e: &TargetEvent) -> Value {
     })
 }
 
+/// Adds targets to an outdial: one target object, a JSON list (a bare
+/// array or `{"targets": [...]}`), or a CSV file streamed as `text/csv`
+/// (a header row; `destination`/`destinations`, `name`, `timezone`, … and
+/// any other column as a variable). Good rows are stored, bad ones are
+/// reported by line and column; a duplicate destination is kept once.
+#[utoipa::path(post, path = "/outdials/{id}/targets", tag = "targets",
+    request_body(content((doc::TargetsInput = "application/json"), (String = "text/csv"))),
+    responses((status = 201, description = "One target, created.", body = doc::Target),
+        (status = 200, description = "A list's report, or one target whose client_token was seen.", body = doc::TargetsAdded),
+        (status = 409, description = "One target whose destination is already in the outdial (details.existing_id).", body = doc::ErrorRef)))]
 async fn add(
     State(s): State<TargetsState>,
     IdPath(outdial_id): IdPath,
@@ -162,6 +174,10 @@ async fn add_one(
     }
 }
 
+/// An outdial's targets.
+#[utoipa::path(get, path = "/outdials/{id}/targets", tag = "targets",
+    params(Paging, ("state" = Option<String>, Query, description = "idle, dialing, answered, busy, no_answer, finished or failed.")),
+    responses((status = 200, description = "A page of targets.", body = doc::Page<doc::Target>)))]
 async fn list(
     State(s): State<TargetsState>,
     IdPath(outdial_id): IdPath,
@@ -188,6 +204,9 @@ async fn list(
     ))
 }
 
+/// One target, with its state and next attempt.
+#[utoipa::path(get, path = "/targets/{id}", tag = "targets",
+    responses((status = 200, description = "The target.", body = doc::Target)))]
 async fn read(State(s): State<TargetsState>, IdPath(id): IdPath) -> ApiResult<Json<Value>> {
     let t = s
         .store
@@ -197,6 +216,9 @@ async fn read(State(s): State<TargetsState>, IdPath(id): IdPath) -> ApiResult<Js
     Ok(Json(target_json(&t)))
 }
 
+/// Deletes a target that is not being dialed.
+#[utoipa::path(delete, path = "/targets/{id}", tag = "targets",
+    responses((status = 204, description = "Deleted."), (status = 409, description = "It is being dialed.", body = doc::ErrorRef)))]
 async fn remove(State(s): State<TargetsState>, IdPath(id): IdPath) -> ApiResult<StatusCode> {
     s.store
         .delete_target(&id)
@@ -205,6 +227,9 @@ async fn remove(State(s): State<TargetsState>, IdPath(id): IdPath) -> ApiResult<
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A target's transitions, oldest first.
+#[utoipa::path(get, operation_id = "target_events", path = "/targets/{id}/events", tag = "targets", params(Paging),
+    responses((status = 200, description = "A page of transitions.", body = doc::Page<doc::TargetEvent>)))]
 async fn events(
     State(s): State<TargetsState>,
     IdPath(id): IdPath,

@@ -3,16 +3,18 @@
 //! delete. Validation and rendering are `message::template`'s; this file
 //! maps bodies to drafts and drafts to JSON.
 
+use utoipa_axum::routes;
+
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ts, IdPath, JsonBody, ListQuery};
+use super::openapi::{schemas as doc, ApiRouter, Paging};
 use crate::domain::fields::Fields;
 use crate::domain::FieldError;
 use crate::message::sms_text;
@@ -31,14 +33,14 @@ const PART_KEYS: [&str; 7] = [
 ];
 const MAX_CODE_CHARS: usize = 100;
 
-pub fn router(store: Store) -> Router {
-    Router::new()
-        .route("/templates", post(create).get(list))
-        .route("/templates/by-code/{code}", get(read_by_code))
-        .route("/templates/{id}", get(read).patch(change).delete(remove))
-        .route("/templates/{id}/activate", post(activate))
-        .route("/templates/{id}/deactivate", post(deactivate))
-        .route("/templates/{id}/render", post(render))
+pub fn router(store: Store) -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(read_by_code))
+        .routes(routes!(read, change, remove))
+        .routes(routes!(activate))
+        .routes(routes!(deactivate))
+        .routes(routes!(render))
         .with_state(store)
 }
 
@@ -161,6 +163,10 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// Creates a template as a draft (checked: every variable used is declared).
+#[utoipa::path(post, path = "/templates", tag = "templates", request_body = doc::TemplateInput,
+    responses((status = 201, description = "Created.", body = doc::Template),
+        (status = 409, description = "The code is taken (template_code_taken).", body = doc::ErrorRef)))]
 async fn create(
     State(store): State<Store>,
     JsonBody(body): JsonBody,
@@ -180,6 +186,9 @@ pub(crate) fn code_taken(e: StoreError) -> ApiError {
     }
 }
 
+/// One template.
+#[utoipa::path(get, path = "/templates/{id}", tag = "templates",
+    responses((status = 200, description = "The template.", body = doc::Template)))]
 async fn read(State(store): State<Store>, IdPath(id): IdPath) -> ApiResult<Json<Value>> {
     let t = store
         .get_template(&id)
@@ -188,6 +197,9 @@ async fn read(State(store): State<Store>, IdPath(id): IdPath) -> ApiResult<Json<
     Ok(Json(template_json(&t)))
 }
 
+/// A template by its code.
+#[utoipa::path(get, path = "/templates/by-code/{code}", tag = "templates",
+    responses((status = 200, description = "The template.", body = doc::Template)))]
 async fn read_by_code(
     State(store): State<Store>,
     Path(code): Path<String>,
@@ -209,6 +221,10 @@ async fn read_by_code(
     Ok(Json(template_json(&t)))
 }
 
+/// Templates.
+#[utoipa::path(get, path = "/templates", tag = "templates",
+    params(Paging, ("channel" = Option<String>, Query), ("status" = Option<String>, Query)),
+    responses((status = 200, description = "A page of templates.", body = doc::Page<doc::Template>)))]
 async fn list(
     State(store): State<Store>,
     Query(q): Query<HashMap<String, String>>,
@@ -241,6 +257,10 @@ async fn list(
 }
 
 /// A change: a merge patch over the current version; `channel` cannot change.
+/// Changes a template (a merge patch; a new version).
+#[utoipa::path(patch, path = "/templates/{id}", tag = "templates", request_body = doc::MergePatch,
+    responses((status = 200, description = "Changed.", body = doc::Template),
+        (status = 409, description = "The new code is taken.", body = doc::ErrorRef)))]
 async fn change(
     State(store): State<Store>,
     IdPath(id): IdPath,
@@ -284,15 +304,24 @@ async fn set_status(store: &Store, id: &str, status: &str) -> ApiResult<Json<Val
     Ok(Json(template_json(&t)))
 }
 
+/// Activates a template: messages may use it.
+#[utoipa::path(post, path = "/templates/{id}/activate", tag = "templates",
+    responses((status = 200, description = "Active.", body = doc::Template)))]
 async fn activate(State(store): State<Store>, IdPath(id): IdPath) -> ApiResult<Json<Value>> {
     set_status(&store, &id, "active").await
 }
 
+/// Deactivates a template: new messages may not use it.
+#[utoipa::path(post, path = "/templates/{id}/deactivate", tag = "templates",
+    responses((status = 200, description = "Inactive.", body = doc::Template)))]
 async fn deactivate(State(store): State<Store>, IdPath(id): IdPath) -> ApiResult<Json<Value>> {
     set_status(&store, &id, "inactive").await
 }
 
 /// `{"variables": {...}}` → what a send would carry; nothing is sent.
+/// Renders a template with variables, as a message would be (a preview).
+#[utoipa::path(post, path = "/templates/{id}/render", tag = "templates", request_body = doc::RenderInput,
+    responses((status = 200, description = "The rendered parts.", body = doc::Rendered)))]
 async fn render(
     State(store): State<Store>,
     IdPath(id): IdPath,
@@ -347,6 +376,10 @@ pub(crate) fn preview(
     Ok(out)
 }
 
+/// Deletes a template no message or campaign uses.
+#[utoipa::path(delete, path = "/templates/{id}", tag = "templates",
+    responses((status = 204, description = "Deleted."),
+        (status = 409, description = "It is in use (template_in_use).", body = doc::ErrorRef)))]
 async fn remove(State(store): State<Store>, IdPath(id): IdPath) -> ApiResult<StatusCode> {
     match store.delete_template(&id).await {
         Ok(()) => Ok(StatusCode::NO_CONTENT),

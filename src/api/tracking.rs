@@ -4,21 +4,22 @@
 //! message's `n`th link as it was before tracking. Only a message's own
 //! links are redirected to: anything else is a 404, never an open redirect.
 
+use utoipa_axum::routes;
+
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 use serde_json::Value;
 
 use super::error::{ApiError, ApiResult};
+use super::openapi::ApiRouter;
 use crate::message::tracking::PIXEL_GIF;
 use crate::store::Store;
 
-pub fn router(store: Store) -> Router {
-    Router::new()
-        .route("/t/o/{file}", get(open))
-        .route("/t/c/{id}/{n}", get(click))
+pub fn router(store: Store) -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(open))
+        .routes(routes!(click))
         .with_state(store)
 }
 
@@ -26,6 +27,9 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// An e-mail's open pixel (`{id}.gif`): records the open, answers a 1×1 GIF whatever the id.
+#[utoipa::path(get, path = "/t/o/{file}", tag = "tracking",
+    responses((status = 200, description = "A 1×1 transparent GIF.", content_type = "image/gif", body = Vec<u8>)))]
 async fn open(State(store): State<Store>, Path(file): Path<String>) -> ApiResult<Response> {
     let id = file.strip_suffix(".gif").unwrap_or(&file);
     // The pixel is answered whatever the id: a mail client gets no error page.
@@ -44,6 +48,10 @@ async fn open(State(store): State<Store>, Path(file): Path<String>) -> ApiResult
         .into_response())
 }
 
+/// A tracked link in an e-mail: records the click, redirects to the link.
+#[utoipa::path(get, path = "/t/c/{id}/{n}", tag = "tracking",
+    responses((status = 302, description = "To the link's address (Location)."),
+        (status = 404, description = "No such link.", body = super::openapi::schemas::ErrorRef)))]
 async fn click(
     State(store): State<Store>,
     Path((id, n)): Path<(String, usize)>,

@@ -5,16 +5,18 @@
 //! (`agents.account_sid`) and an herald API key. Errors use Twilio's shape
 //! (`code`, `message`, `more_info`, `status`), e.g. 20404 for an unknown call.
 
+use utoipa_axum::routes;
+
 use axum::extract::rejection::{FormRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Form, Json, Router};
+use axum::{Form, Json};
 use base64::Engine;
 use serde_json::{json, Value};
 
 use super::auth::{key_is_valid, AuthState};
+use super::openapi::{schemas as doc, ApiRouter};
 use crate::agent::{attempt_of_call_sid, call_sid, AgentRuntime};
 use crate::store::{Store, StoreError};
 
@@ -25,12 +27,9 @@ struct TwilioState {
     runtime: AgentRuntime,
 }
 
-pub fn router(auth: AuthState, store: Store, runtime: AgentRuntime) -> Router {
-    Router::new()
-        .route(
-            "/2010-04-01/Accounts/{account}/Calls/{call}",
-            get(read).post(update),
-        )
+pub fn router(auth: AuthState, store: Store, runtime: AgentRuntime) -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(read, update))
         .with_state(TwilioState {
             auth,
             store,
@@ -119,6 +118,10 @@ fn not_found(account: &str, call: &str) -> Response {
     )
 }
 
+/// A call as Twilio shows it (for media-stream bots written against Twilio).
+/// `{call}` is the CallSid followed by `.json`.
+#[utoipa::path(get, operation_id = "twilio_read_call", path = "/2010-04-01/Accounts/{account}/Calls/{call}", tag = "twilio",
+    responses((status = 200, description = "The call.", body = doc::TwilioCall)))]
 async fn read(
     State(s): State<TwilioState>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -148,6 +151,10 @@ struct UpdateForm {
     url: Option<String>,
 }
 
+/// `Status=completed` (or `canceled`) hangs the call up.
+#[utoipa::path(post, operation_id = "twilio_update_call", path = "/2010-04-01/Accounts/{account}/Calls/{call}", tag = "twilio",
+    request_body(content = doc::TwilioUpdate, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The call, completed if it was live.", body = doc::TwilioCall)))]
 async fn update(
     State(s): State<TwilioState>,
     path: Result<Path<(String, String)>, PathRejection>,

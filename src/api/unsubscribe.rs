@@ -2,20 +2,21 @@
 //! (RFC 8058; no API key). A `POST` suppresses the message's recipients on
 //! the e-mail channel; a `GET` shows a one-button form for a browser.
 
+use utoipa_axum::routes;
+
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse};
-use axum::routing::get;
-use axum::Router;
 use serde_json::Value;
 
 use super::error::ApiError;
+use super::openapi::ApiRouter;
 use crate::store::Store;
 
 /// The unsubscribe routes (outside `/v1`, without an API key).
-pub fn router(store: Store) -> Router {
-    Router::new()
-        .route("/unsubscribe/{id}", get(unsubscribe_page).post(unsubscribe))
+pub fn router(store: Store) -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(unsubscribe_page, unsubscribe))
         .with_state(store)
 }
 
@@ -41,6 +42,11 @@ async fn unsubscribe_targets(store: &Store, id: &str) -> Option<Vec<String>> {
 const UNSUBSCRIBE_GONE: &str = "This unsubscribe link is not valid.";
 
 /// RFC 8058 one-click: `POST` with `List-Unsubscribe=One-Click`.
+/// One-click unsubscribe (RFC 8058): the address is suppressed for e-mail.
+#[utoipa::path(post, path = "/unsubscribe/{id}", tag = "tracking",
+    responses((status = 200, description = "Unsubscribed.", content_type = "text/html", body = String),
+        (status = 404, description = "No such message.", content((String = "text/html"), (super::openapi::schemas::ErrorRef = "application/json"))),
+        (status = 503, description = "The database does not answer; try again.", content_type = "text/html", body = String)))]
 async fn unsubscribe(State(store): State<Store>, Path(id): Path<String>) -> impl IntoResponse {
     match unsubscribe_targets(&store, &id).await {
         None => (StatusCode::NOT_FOUND, Html(UNSUBSCRIBE_GONE.to_string())),
@@ -62,6 +68,10 @@ async fn unsubscribe(State(store): State<Store>, Path(id): Path<String>) -> impl
 }
 
 /// A person following the link in a browser gets a one-button form.
+/// The page an e-mail's unsubscribe link opens (it asks before unsubscribing).
+#[utoipa::path(get, path = "/unsubscribe/{id}", tag = "tracking",
+    responses((status = 200, description = "A page with the button.", content_type = "text/html", body = String),
+        (status = 404, description = "No such message, or its link has expired.", content((String = "text/html"), (super::openapi::schemas::ErrorRef = "application/json")))))]
 async fn unsubscribe_page(State(store): State<Store>, Path(id): Path<String>) -> impl IntoResponse {
     match unsubscribe_targets(&store, &id).await {
         None => (StatusCode::NOT_FOUND, Html(UNSUBSCRIBE_GONE.to_string())),

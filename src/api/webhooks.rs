@@ -2,18 +2,20 @@
 //! The secret is write-only: accepted on create, used to sign deliveries,
 //! never returned or logged. Delivery itself is `crate::webhooks`.
 
+use utoipa_axum::routes;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ts, ts_opt, IdPath, JsonBody, ListQuery};
+use super::openapi::{schemas as doc, ApiRouter, Paging};
 use crate::config::Secret;
 use crate::domain::fields::Fields;
 use crate::domain::FieldError;
@@ -34,10 +36,10 @@ struct WebhookState {
     changed: Arc<Notify>,
 }
 
-pub fn router(store: Store, changed: Arc<Notify>) -> Router {
-    Router::new()
-        .route("/webhooks", get(list).post(create))
-        .route("/webhooks/{id}", get(read).delete(remove))
+pub fn router(store: Store, changed: Arc<Notify>) -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(read, remove))
         .with_state(WebhookState { store, changed })
 }
 
@@ -115,6 +117,9 @@ fn validate_types(f: &Fields<'_>) -> Result<Vec<String>, FieldError> {
     Ok(out)
 }
 
+/// Subscribes a URL to events, delivered signed and retried until they are taken.
+#[utoipa::path(post, path = "/webhooks", tag = "webhooks", request_body = doc::WebhookInput,
+    responses((status = 201, description = "Subscribed.", body = doc::Webhook)))]
 async fn create(
     State(s): State<WebhookState>,
     JsonBody(body): JsonBody,
@@ -144,6 +149,9 @@ async fn create(
     Ok((StatusCode::CREATED, Json(webhook_json(&w))))
 }
 
+/// The webhooks and how their deliveries go.
+#[utoipa::path(get, path = "/webhooks", tag = "webhooks", params(Paging),
+    responses((status = 200, description = "A page of webhooks.", body = doc::Page<doc::Webhook>)))]
 async fn list(
     State(s): State<WebhookState>,
     Query(q): Query<HashMap<String, String>>,
@@ -154,6 +162,9 @@ async fn list(
     ))
 }
 
+/// One webhook.
+#[utoipa::path(get, path = "/webhooks/{id}", tag = "webhooks",
+    responses((status = 200, description = "The webhook.", body = doc::Webhook)))]
 async fn read(State(s): State<WebhookState>, IdPath(id): IdPath) -> ApiResult<Json<Value>> {
     let w = s
         .store
@@ -163,6 +174,9 @@ async fn read(State(s): State<WebhookState>, IdPath(id): IdPath) -> ApiResult<Js
     Ok(Json(webhook_json(&w)))
 }
 
+/// Unsubscribes; undelivered events are dropped.
+#[utoipa::path(delete, path = "/webhooks/{id}", tag = "webhooks",
+    responses((status = 204, description = "Deleted.")))]
 async fn remove(State(s): State<WebhookState>, IdPath(id): IdPath) -> ApiResult<StatusCode> {
     if s.store.delete_webhook(&id).await? {
         s.changed.notify_one();

@@ -9,17 +9,19 @@
 //! Answered 200 only once all of it is kept, so the Cloud API sends again
 //! what a crash lost.
 
+use utoipa_axum::routes;
+
 use std::collections::HashMap;
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::parse_json;
+use super::openapi::{schemas as doc, ApiRouter};
 use crate::message::channels::WhatsappWebhook;
 use crate::message::transport::{DeliveryReport, PeerReply, ReportKey, ReportStatus};
 use crate::message::whatsapp::{parse_webhook, signature_ok};
@@ -31,9 +33,9 @@ struct HookState {
     hook: Option<WhatsappWebhook>,
 }
 
-pub fn router(inbox: Inbox, hook: Option<WhatsappWebhook>) -> Router {
-    Router::new()
-        .route("/v1/providers/whatsapp/webhook", get(verify).post(receive))
+pub fn router(inbox: Inbox, hook: Option<WhatsappWebhook>) -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(verify, receive))
         .with_state(HookState { inbox, hook })
 }
 
@@ -54,6 +56,14 @@ fn same(a: &str, b: &str) -> bool {
             == 0
 }
 
+/// The Cloud API's subscription check: answers `hub.challenge` when
+/// `hub.verify_token` is the configured one.
+#[utoipa::path(get, path = "/v1/providers/whatsapp/webhook", tag = "whatsapp",
+    params(("hub.mode" = Option<String>, Query, description = "subscribe"),
+        ("hub.verify_token" = Option<String>, Query), ("hub.challenge" = Option<String>, Query)),
+    responses((status = 200, description = "hub.challenge, as text.", content_type = "text/plain", body = String),
+        (status = 403, description = "Wrong mode or token.", body = doc::ErrorRef),
+        (status = 404, description = "The WhatsApp channel is off.", body = doc::ErrorRef)))]
 async fn verify(
     State(s): State<HookState>,
     Query(q): Query<HashMap<String, String>>,
@@ -73,6 +83,14 @@ async fn verify(
     Ok(q.get("hub.challenge").cloned().unwrap_or_default())
 }
 
+/// The Cloud API's messages and statuses, signed with the app secret
+/// (`X-Hub-Signature-256`).
+#[utoipa::path(post, path = "/v1/providers/whatsapp/webhook", tag = "whatsapp",
+    request_body(content = doc::AnyObject, description = "The Cloud API's webhook payload."),
+    responses((status = 200, description = "Taken.", body = doc::Ok),
+        (status = 401, description = "The signature is missing or wrong.", body = doc::ErrorRef),
+        (status = 404, description = "The WhatsApp channel is off.", body = doc::ErrorRef),
+        (status = 503, description = "herald is stopping; send it again.", body = doc::ErrorRef)))]
 async fn receive(
     State(s): State<HookState>,
     headers: HeaderMap,

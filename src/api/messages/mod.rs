@@ -4,17 +4,19 @@
 //!
 //! Must not: send (the channel's worker does, `message::worker`).
 
+use utoipa_axum::routes;
+
 use std::collections::HashMap;
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Map, Value};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{parse_json, ts, ts_opt, IdPath, JsonBody, ListQuery};
+use super::openapi::{schemas as doc, ApiRouter, Paging};
 use crate::domain::fields::{merge_patch, Fields};
 use crate::domain::FieldError;
 use crate::message::request::{EmailRequest, SmsRequest};
@@ -32,24 +34,18 @@ struct MsgState {
     messaging: Messaging,
 }
 
-pub fn router(store: Store, messaging: Messaging) -> Router {
+pub fn router(store: Store, messaging: Messaging) -> ApiRouter {
     let s = MsgState { store, messaging };
-    Router::new()
-        .route("/emails", post(create_email).get(list_emails))
-        .route(
-            "/emails/{id}",
-            get(read_email).patch(change_email).delete(remove_email),
-        )
-        .route("/emails/{id}/cancel", post(cancel_email))
-        .route("/sms", post(create_sms).get(list_sms))
-        .route(
-            "/sms/{id}",
-            get(read_sms).patch(change_sms).delete(remove_sms),
-        )
-        .route("/sms/{id}/cancel", post(cancel_sms))
-        .route("/whatsapp", post(create_whatsapp).get(list_whatsapp))
-        .route("/whatsapp/{id}", get(read_whatsapp).patch(change_whatsapp))
-        .route("/whatsapp/{id}/cancel", post(cancel_whatsapp))
+    ApiRouter::new()
+        .routes(routes!(create_email, list_emails))
+        .routes(routes!(read_email, change_email, remove_email))
+        .routes(routes!(cancel_email))
+        .routes(routes!(create_sms, list_sms))
+        .routes(routes!(read_sms, change_sms, remove_sms))
+        .routes(routes!(cancel_sms))
+        .routes(routes!(create_whatsapp, list_whatsapp))
+        .routes(routes!(read_whatsapp, change_whatsapp))
+        .routes(routes!(cancel_whatsapp))
         .with_state(s)
 }
 
@@ -90,6 +86,10 @@ async fn accept(
     Ok((StatusCode::ACCEPTED, Json(message_json(&m, None))))
 }
 
+/// Queues an e-mail (202: accepted; its status follows).
+#[utoipa::path(post, path = "/emails", tag = "e-mail", request_body = doc::EmailInput,
+    responses((status = 202, description = "Accepted (or the first message again, for a repeated idempotency_key).", body = doc::Message),
+        (status = 409, description = "A request with this idempotency_key is being accepted; retry.", body = doc::ErrorRef)))]
 async fn create_email(
     State(s): State<MsgState>,
     JsonBody(body): JsonBody,
@@ -114,6 +114,10 @@ async fn create_email(
     accept(&s, row, MessageChannel::Email).await
 }
 
+/// Queues an SMS (202: accepted; its status follows).
+#[utoipa::path(post, path = "/sms", tag = "sms", request_body = doc::TextInput,
+    responses((status = 202, description = "Accepted (or the first message again, for a repeated idempotency_key).", body = doc::Message),
+        (status = 409, description = "A request with this idempotency_key is being accepted; retry.", body = doc::ErrorRef)))]
 async fn create_sms(
     State(s): State<MsgState>,
     JsonBody(body): JsonBody,
@@ -138,6 +142,10 @@ async fn create_sms(
     accept(&s, row, MessageChannel::Sms).await
 }
 
+/// Queues a WhatsApp message (202: accepted; its status follows).
+#[utoipa::path(post, path = "/whatsapp", tag = "whatsapp", request_body = doc::TextInput,
+    responses((status = 202, description = "Accepted (or the first message again, for a repeated idempotency_key).", body = doc::Message),
+        (status = 409, description = "A request with this idempotency_key is being accepted; retry.", body = doc::ErrorRef)))]
 async fn create_whatsapp(
     State(s): State<MsgState>,
     JsonBody(body): JsonBody,
@@ -162,10 +170,16 @@ async fn create_whatsapp(
     accept(&s, row, MessageChannel::Whatsapp).await
 }
 
+/// One message, with its tries.
+#[utoipa::path(get, path = "/whatsapp/{id}", tag = "whatsapp",
+    responses((status = 200, description = "The message.", body = doc::Message)))]
 async fn read_whatsapp(State(s): State<MsgState>, IdPath(id): IdPath) -> ApiResult<Json<Value>> {
     read(s, id, "whatsapp").await
 }
 
+#[utoipa::path(get, path = "/whatsapp", tag = "whatsapp", params(Paging, ("status" = Option<String>, Query), ("template_id" = Option<String>, Query), ("recipient" = Option<String>, Query),
+        ("created_after" = Option<String>, Query, description = "RFC 3339."), ("created_before" = Option<String>, Query, description = "RFC 3339.")),
+    responses((status = 200, description = "A page of messages, newest first.", body = doc::Page<doc::Message>)))]
 async fn list_whatsapp(
     State(s): State<MsgState>,
     Query(q): Query<HashMap<String, String>>,
@@ -173,6 +187,10 @@ async fn list_whatsapp(
     list(s, q, "whatsapp").await
 }
 
+/// Changes a queued message (a merge patch of its request).
+#[utoipa::path(patch, path = "/whatsapp/{id}", tag = "whatsapp", request_body = doc::MergePatch,
+    responses((status = 200, description = "Changed.", body = doc::Message),
+        (status = 409, description = "It is no longer queued (details.status).", body = doc::ErrorRef)))]
 async fn change_whatsapp(
     State(s): State<MsgState>,
     IdPath(id): IdPath,
@@ -181,6 +199,10 @@ async fn change_whatsapp(
     change(s, id, p, MessageChannel::Whatsapp).await
 }
 
+/// Cancels a queued message.
+#[utoipa::path(post, path = "/whatsapp/{id}/cancel", tag = "whatsapp", request_body(content = Option<doc::Reason>, description = "Optional."),
+    responses((status = 200, description = "Cancelled.", body = doc::Message),
+        (status = 409, description = "It is no longer queued (details.status).", body = doc::ErrorRef)))]
 async fn cancel_whatsapp(
     State(s): State<MsgState>,
     IdPath(id): IdPath,
@@ -290,10 +312,16 @@ async fn read(s: MsgState, id: String, channel: &str) -> ApiResult<Json<Value>> 
     Ok(Json(message_json(&m, Some(attempts))))
 }
 
+/// One message, with its tries.
+#[utoipa::path(get, path = "/emails/{id}", tag = "e-mail",
+    responses((status = 200, description = "The message.", body = doc::Message)))]
 async fn read_email(State(s): State<MsgState>, IdPath(id): IdPath) -> ApiResult<Json<Value>> {
     read(s, id, "email").await
 }
 
+/// One message, with its tries.
+#[utoipa::path(get, path = "/sms/{id}", tag = "sms",
+    responses((status = 200, description = "The message.", body = doc::Message)))]
 async fn read_sms(State(s): State<MsgState>, IdPath(id): IdPath) -> ApiResult<Json<Value>> {
     read(s, id, "sms").await
 }
@@ -341,6 +369,9 @@ async fn list(s: MsgState, q: HashMap<String, String>, channel: &str) -> ApiResu
     ))
 }
 
+#[utoipa::path(get, path = "/emails", tag = "e-mail", params(Paging, ("status" = Option<String>, Query), ("template_id" = Option<String>, Query), ("recipient" = Option<String>, Query),
+        ("created_after" = Option<String>, Query, description = "RFC 3339."), ("created_before" = Option<String>, Query, description = "RFC 3339.")),
+    responses((status = 200, description = "A page of messages, newest first.", body = doc::Page<doc::Message>)))]
 async fn list_emails(
     State(s): State<MsgState>,
     Query(q): Query<HashMap<String, String>>,
@@ -348,6 +379,9 @@ async fn list_emails(
     list(s, q, "email").await
 }
 
+#[utoipa::path(get, path = "/sms", tag = "sms", params(Paging, ("status" = Option<String>, Query), ("template_id" = Option<String>, Query), ("recipient" = Option<String>, Query),
+        ("created_after" = Option<String>, Query, description = "RFC 3339."), ("created_before" = Option<String>, Query, description = "RFC 3339.")),
+    responses((status = 200, description = "A page of messages, newest first.", body = doc::Page<doc::Message>)))]
 async fn list_sms(
     State(s): State<MsgState>,
     Query(q): Query<HashMap<String, String>>,
@@ -442,6 +476,10 @@ async fn change(
     Ok(Json(message_json(&m, None)))
 }
 
+/// Changes a queued message (a merge patch of its request).
+#[utoipa::path(patch, path = "/emails/{id}", tag = "e-mail", request_body = doc::MergePatch,
+    responses((status = 200, description = "Changed.", body = doc::Message),
+        (status = 409, description = "It is no longer queued (details.status).", body = doc::ErrorRef)))]
 async fn change_email(
     State(s): State<MsgState>,
     IdPath(id): IdPath,
@@ -450,6 +488,10 @@ async fn change_email(
     change(s, id, p, MessageChannel::Email).await
 }
 
+/// Changes a queued message (a merge patch of its request).
+#[utoipa::path(patch, path = "/sms/{id}", tag = "sms", request_body = doc::MergePatch,
+    responses((status = 200, description = "Changed.", body = doc::Message),
+        (status = 409, description = "It is no longer queued (details.status).", body = doc::ErrorRef)))]
 async fn change_sms(
     State(s): State<MsgState>,
     IdPath(id): IdPath,
@@ -479,6 +521,10 @@ async fn cancel(s: MsgState, id: String, body: Bytes, channel: &str) -> ApiResul
     Ok(Json(message_json(&m, None)))
 }
 
+/// Cancels a queued message.
+#[utoipa::path(post, path = "/emails/{id}/cancel", tag = "e-mail", request_body(content = Option<doc::Reason>, description = "Optional."),
+    responses((status = 200, description = "Cancelled.", body = doc::Message),
+        (status = 409, description = "It is no longer queued (details.status).", body = doc::ErrorRef)))]
 async fn cancel_email(
     State(s): State<MsgState>,
     IdPath(id): IdPath,
@@ -487,6 +533,10 @@ async fn cancel_email(
     cancel(s, id, body, "email").await
 }
 
+/// Cancels a queued message.
+#[utoipa::path(post, path = "/sms/{id}/cancel", tag = "sms", request_body(content = Option<doc::Reason>, description = "Optional."),
+    responses((status = 200, description = "Cancelled.", body = doc::Message),
+        (status = 409, description = "It is no longer queued (details.status).", body = doc::ErrorRef)))]
 async fn cancel_sms(
     State(s): State<MsgState>,
     IdPath(id): IdPath,
@@ -511,10 +561,18 @@ async fn remove(s: MsgState, id: String, channel: &str) -> ApiResult<StatusCode>
     }
 }
 
+/// Deletes a message that is not being sent.
+#[utoipa::path(delete, path = "/emails/{id}", tag = "e-mail",
+    responses((status = 204, description = "Deleted."),
+        (status = 409, description = "It is being sent.", body = doc::ErrorRef)))]
 async fn remove_email(State(s): State<MsgState>, IdPath(id): IdPath) -> ApiResult<StatusCode> {
     remove(s, id, "email").await
 }
 
+/// Deletes a message that is not being sent.
+#[utoipa::path(delete, path = "/sms/{id}", tag = "sms",
+    responses((status = 204, description = "Deleted."),
+        (status = 409, description = "It is being sent.", body = doc::ErrorRef)))]
 async fn remove_sms(State(s): State<MsgState>, IdPath(id): IdPath) -> ApiResult<StatusCode> {
     remove(s, id, "sms").await
 }

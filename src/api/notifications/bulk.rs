@@ -18,6 +18,7 @@ use super::{build, configured, now, template_for, NotifyState};
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::extract::{parse_json, IdPath, JsonBytes};
 use crate::api::messages::compose::{unavailable, Templates};
+use crate::api::openapi::schemas as doc;
 use crate::domain::fields::Fields;
 use crate::domain::FieldError;
 use crate::message::status::MessageChannel;
@@ -179,6 +180,10 @@ fn bulk_hash(top: &Value, rows: &[&RawValue]) -> ApiResult<String> {
     Ok(hex::encode(h.finalize()))
 }
 
+/// Sends one notification to each of many recipients (up to 100,000 in
+/// one body); each row is checked alone, bad rows are reported, good ones sent.
+#[utoipa::path(post, path = "/notifications/bulk", tag = "notifications", request_body = doc::BulkInput,
+    responses((status = 202, description = "Accepted.", body = doc::BulkAccepted)))]
 pub(super) async fn send_bulk(
     State(s): State<NotifyState>,
     JsonBytes(bytes): JsonBytes,
@@ -407,6 +412,9 @@ async fn write(
 }
 
 /// `GET /v1/notifications/bulk/{id}`: the bulk's notifications by status.
+/// A bulk's notifications by status.
+#[utoipa::path(get, path = "/notifications/bulk/{id}", tag = "notifications",
+    responses((status = 200, description = "The counts.", body = doc::BulkStatus)))]
 pub(super) async fn read_bulk(
     State(s): State<NotifyState>,
     IdPath(id): IdPath,

@@ -7,13 +7,14 @@
 //! Must not: send (each channel's worker does) or decide a status (the
 //! store writes what `notify::status` says).
 
+use utoipa_axum::routes;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Map, Value};
 
 use super::error::{ApiError, ApiResult};
@@ -21,6 +22,7 @@ use super::extract::{ts, ts_opt, IdPath, JsonBody, ListQuery};
 use super::messages::compose::{
     email_row, slack_row, sms_row, unavailable, whatsapp_row, Templates,
 };
+use super::openapi::{schemas as doc, ApiRouter, Paging};
 use crate::domain::specs::CallRequest;
 use crate::domain::FieldError;
 use crate::message::request::{request_hash, EmailRequest, SlackRequest, SmsRequest};
@@ -48,14 +50,14 @@ pub struct NotifyState {
 /// The routes, relative to `/v1` or `/api/v1`.
 mod bulk;
 
-pub fn router(s: NotifyState) -> Router {
-    Router::new()
-        .route("/notifications/send", post(send))
-        .route("/notifications/bulk", post(bulk::send_bulk))
-        .route("/notifications/bulk/{id}", get(bulk::read_bulk))
-        .route("/notifications", get(list))
-        .route("/notifications/{id}", get(read))
-        .route("/channels/capabilities", get(capabilities))
+pub fn router(s: NotifyState) -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(send))
+        .routes(routes!(bulk::send_bulk))
+        .routes(routes!(bulk::read_bulk))
+        .routes(routes!(list))
+        .routes(routes!(read))
+        .routes(routes!(capabilities))
         .with_state(s)
 }
 
@@ -212,6 +214,11 @@ async fn delivery(
     Ok((id, pending))
 }
 
+/// Sends one notification over its channels (all at once, or each as
+/// the fallback of the one before).
+#[utoipa::path(post, path = "/notifications/send", tag = "notifications", request_body = doc::NotificationInput,
+    responses((status = 202, description = "Accepted (or the first again, for a repeated idempotency_key).", body = doc::Notification),
+        (status = 409, description = "A request with this idempotency_key is being accepted; retry.", body = doc::ErrorRef)))]
 async fn send(
     State(s): State<NotifyState>,
     JsonBody(body): JsonBody,
@@ -391,10 +398,19 @@ fn notification_json(n: &NotificationRow, deliveries: Vec<Value>) -> Value {
     Value::Object(o)
 }
 
+/// One notification and its deliveries.
+#[utoipa::path(get, path = "/notifications/{id}", tag = "notifications",
+    responses((status = 200, description = "The notification.", body = doc::Notification)))]
 async fn read(State(s): State<NotifyState>, IdPath(id): IdPath) -> ApiResult<Json<Value>> {
     Ok(Json(notification_value(&s, &id).await?))
 }
 
+/// Notifications, newest first.
+#[utoipa::path(get, path = "/notifications", tag = "notifications",
+    params(Paging, ("status" = Option<String>, Query), ("channel" = Option<String>, Query), ("recipient" = Option<String>, Query),
+        ("bulk_id" = Option<String>, Query), ("created_after" = Option<String>, Query, description = "RFC 3339."),
+        ("created_before" = Option<String>, Query, description = "RFC 3339.")),
+    responses((status = 200, description = "A page of notifications.", body = doc::Page<doc::Notification>)))]
 async fn list(
     State(s): State<NotifyState>,
     Query(q): Query<HashMap<String, String>>,
@@ -486,6 +502,9 @@ fn providers(s: &NotifyState, channel: &str) -> Vec<Value> {
 /// `GET /v1/channels/capabilities`: per channel, whether it is configured
 /// (and its transport ready), its recipient field, template policy, limits
 /// and rate limit.
+/// What each channel can do here now.
+#[utoipa::path(get, path = "/channels/capabilities", tag = "notifications",
+    responses((status = 200, description = "The channels.", body = doc::Capabilities)))]
 async fn capabilities(State(s): State<NotifyState>) -> Json<Value> {
     let ready = |name: &str| {
         s.transports
