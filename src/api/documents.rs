@@ -116,13 +116,14 @@ pub fn agents(store: Store, runtime: AgentRuntime) -> ApiRouter {
 /// One resource's five routes over the shared handlers, each with its
 /// description (a route's path and bodies are its own, the code is shared).
 macro_rules! document_routes {
-    ($module:ident, $tag:tt, $base:tt, $item:tt, $input:ident, $output:ident, $what:tt) => {
+    ($module:ident, $tag:tt, $base:tt, $item:tt, $input:ident, $output:ident,
+     [$create:tt, $list:tt, $read:tt, $update:tt, $remove:tt]) => {
         mod $module {
             use super::*;
             use crate::api::openapi::schemas::{$input, $output, ErrorRef, MergePatch, Page};
             use crate::api::openapi::Paging;
 
-            #[doc = concat!("Creates ", $what, ".")]
+            #[doc = $create]
             #[utoipa::path(post, path = $base, tag = $tag, request_body = $input,
                 responses((status = 201, description = "Created.", body = $output)))]
             pub(super) async fn create(
@@ -132,7 +133,7 @@ macro_rules! document_routes {
                 super::create(s, body).await
             }
 
-            #[doc = concat!("Lists ", $tag, ", newest first.")]
+            #[doc = $list]
             #[utoipa::path(get, path = $base, tag = $tag, params(Paging),
                 responses((status = 200, description = "A page.", body = Page<$output>)))]
             pub(super) async fn list(
@@ -142,14 +143,14 @@ macro_rules! document_routes {
                 super::list(s, q).await
             }
 
-            #[doc = concat!("Reads ", $what, ".")]
+            #[doc = $read]
             #[utoipa::path(get, path = $item, tag = $tag,
                 responses((status = 200, description = "Found.", body = $output)))]
             pub(super) async fn read(s: State<DocState>, id: IdPath) -> ApiResult<Json<Value>> {
                 super::read(s, id).await
             }
 
-            #[doc = concat!("Changes ", $what, " (a JSON merge patch, checked as a whole).")]
+            #[doc = $update]
             #[utoipa::path(patch, path = $item, tag = $tag, request_body = MergePatch,
                 responses((status = 200, description = "Changed.", body = $output)))]
             pub(super) async fn update(
@@ -160,7 +161,7 @@ macro_rules! document_routes {
                 super::update(s, id, patch).await
             }
 
-            #[doc = concat!("Deletes ", $what, " that nothing uses.")]
+            #[doc = $remove]
             #[utoipa::path(delete, path = $item, tag = $tag,
                 responses((status = 204, description = "Deleted."),
                     (status = 409, description = "A campaign uses it (or, for an outdial, a target is being dialed).", body = ErrorRef)))]
@@ -184,7 +185,13 @@ document_routes!(
     "/outdials/{id}",
     OutdialInput,
     Outdial,
-    "an outdial (a list of targets)"
+    [
+        "Creates an outdial: a list of targets to call.",
+        "Lists outdials, newest first.",
+        "Reads an outdial, with its targets counted by state.",
+        "Changes an outdial (a JSON merge patch).",
+        "Deletes an outdial and its targets; not while a campaign dials it."
+    ]
 );
 document_routes!(
     outplan_routes,
@@ -193,16 +200,23 @@ document_routes!(
     "/outplans/{id}",
     OutplanInput,
     Outplan,
-    "an outplan (a retry plan)"
+    [
+        "Creates an outplan: how long to ring, how often to try, how long to wait between tries.",
+        "Lists outplans, newest first.",
+        "Reads an outplan.",
+        "Changes an outplan (a JSON merge patch, checked as a whole).",
+        "Deletes an outplan no campaign uses."
+    ]
 );
 document_routes!(
-    agent_routes,
-    "agents",
-    "/agents",
-    "/agents/{id}",
-    AgentInput,
-    Agent,
-    "an agent configuration"
+    agent_routes, "agents", "/agents", "/agents/{id}", AgentInput, Agent,
+    [
+        "Creates an agent: a WebSocket bot, a SIP agent or a script; it is built (a script loaded) before it is stored.",
+        "Lists agents, newest first.",
+        "Reads an agent.",
+        "Changes an agent (a JSON merge patch, checked and built as a whole).",
+        "Deletes an agent no campaign uses."
+    ]
 );
 
 fn router(

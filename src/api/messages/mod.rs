@@ -177,6 +177,7 @@ async fn read_whatsapp(State(s): State<MsgState>, IdPath(id): IdPath) -> ApiResu
     read(s, id, "whatsapp").await
 }
 
+/// WhatsApp messages, newest first.
 #[utoipa::path(get, path = "/whatsapp", tag = "whatsapp", params(Paging, ("status" = Option<String>, Query), ("template_id" = Option<String>, Query), ("recipient" = Option<String>, Query),
         ("created_after" = Option<String>, Query, description = "RFC 3339."), ("created_before" = Option<String>, Query, description = "RFC 3339.")),
     responses((status = 200, description = "A page of messages, newest first.", body = doc::Page<doc::Message>)))]
@@ -369,6 +370,7 @@ async fn list(s: MsgState, q: HashMap<String, String>, channel: &str) -> ApiResu
     ))
 }
 
+/// E-mails, newest first.
 #[utoipa::path(get, path = "/emails", tag = "e-mail", params(Paging, ("status" = Option<String>, Query), ("template_id" = Option<String>, Query), ("recipient" = Option<String>, Query),
         ("created_after" = Option<String>, Query, description = "RFC 3339."), ("created_before" = Option<String>, Query, description = "RFC 3339.")),
     responses((status = 200, description = "A page of messages, newest first.", body = doc::Page<doc::Message>)))]
@@ -379,6 +381,7 @@ async fn list_emails(
     list(s, q, "email").await
 }
 
+/// SMS messages, newest first.
 #[utoipa::path(get, path = "/sms", tag = "sms", params(Paging, ("status" = Option<String>, Query), ("template_id" = Option<String>, Query), ("recipient" = Option<String>, Query),
         ("created_after" = Option<String>, Query, description = "RFC 3339."), ("created_before" = Option<String>, Query, description = "RFC 3339.")),
     responses((status = 200, description = "A page of messages, newest first.", body = doc::Page<doc::Message>)))]

@@ -37,6 +37,7 @@ fn is_public(path: &str) -> bool {
         || path.starts_with("/v1/providers/")
         || path == "/v1/openapi.json"
         || path == "/v1/docs"
+        || path.starts_with("/v1/docs/")
 }
 
 fn is_twilio(path: &str) -> bool {
