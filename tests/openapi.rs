@@ -225,6 +225,45 @@ async fn every_described_operation_is_served_and_described_fully() {
         );
     }
 
+    // Each request body's example is a body the route takes: sent as it is,
+    // it is accepted, or refused only for naming something that does not
+    // exist here (an id, a path's resource, a channel not configured).
+    let mut tried = 0;
+    for (method, path, op) in &ops {
+        let Some(r) = op["requestBody"]["content"]["application/json"]["schema"]["$ref"].as_str()
+        else {
+            continue;
+        };
+        let example = &doc["components"]["schemas"][r.rsplit('/').next().unwrap()]["example"];
+        if !example.is_object() {
+            continue;
+        }
+        tried += 1;
+        let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let r = app
+            .client
+            .request(m, app.url(&concrete(path)))
+            .header("X-API-Key", &app.key)
+            .json(example)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        let field = body["error"]["details"]["field"].as_str().unwrap_or("");
+        let code = body["error"]["code"].as_str().unwrap_or("");
+        let fine = status.is_success()
+            || status == StatusCode::NOT_FOUND
+            || status == StatusCode::CONFLICT
+            || (status == StatusCode::UNPROCESSABLE_ENTITY
+                && (field.ends_with("_id") || code == "channel_unavailable"));
+        assert!(
+            fine,
+            "{method} {path}: its example {example} is refused: {status} {body}"
+        );
+    }
+    assert!(tried >= 15, "only {tried} examples sent");
+
     // The viewer page loads the document and its script, embedded.
     let page = reqwest::get(app.url("/v1/docs"))
         .await

@@ -79,12 +79,22 @@ pub struct Rendered {
     pub parameters: Option<Value>,
 }
 
-/// An e-mail address, alone or with a display name.
+/// Which messages a sender takes first.
 #[derive(Serialize, ToSchema)]
-#[serde(untagged)]
-pub enum Address {
-    Email(String),
-    Named { email: String, name: Option<String> },
+#[serde(rename_all = "snake_case")]
+pub enum MessagePriority {
+    Emergency,
+    Transactional,
+    Marketing,
+}
+
+/// An e-mail address with an optional display name.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"email": "pat@example.com", "name": "Pat Doe"}))]
+pub struct Address {
+    pub email: String,
+    /// Up to 200 characters.
+    pub name: Option<String>,
 }
 
 /// When a message may go: local hours on some days.
@@ -99,7 +109,7 @@ pub struct SendWindow {
 /// `POST /v1/emails`: from a template (`template_id`, `template_variables`)
 /// or with its own subject and bodies.
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({"to": ["pat@example.com"], "template_id": "019b0000-0000-7000-8000-00000000000d",
+#[schema(example = json!({"to": [{"email": "pat@example.com"}], "template_id": "019b0000-0000-7000-8000-00000000000d",
     "template_variables": {"name": "Pat"}, "idempotency_key": "order-1234-confirmation"}))]
 pub struct EmailInput {
     pub to: Vec<Address>,
@@ -120,13 +130,13 @@ pub struct EmailInput {
     /// message is answered again); with another body it is a 422.
     pub idempotency_key: Option<String>,
     pub category: Option<String>,
-    /// low, normal, high or emergency.
-    pub priority: Option<String>,
+    /// Which messages go first (transactional when absent).
+    pub priority: Option<MessagePriority>,
 }
 
 /// `POST /v1/sms` and `POST /v1/whatsapp`: from a template or with a body.
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({"to": "+15551230001", "body": "Your code is 123456", "priority": "high", "idempotency_key": "otp-88121"}))]
+#[schema(example = json!({"to": "+15551230001", "body": "Your code is 123456", "priority": "transactional", "idempotency_key": "otp-88121"}))]
 pub struct TextInput {
     /// E.164.
     pub to: String,
@@ -140,8 +150,8 @@ pub struct TextInput {
     pub send_window: Option<SendWindow>,
     pub max_retries: Option<u32>,
     pub idempotency_key: Option<String>,
-    /// low, normal, high or emergency.
-    pub priority: Option<String>,
+    /// Which messages go first (transactional when absent).
+    pub priority: Option<MessagePriority>,
 }
 
 /// A message (e-mail, SMS, WhatsApp, Slack) and how its sending goes.
@@ -223,8 +233,8 @@ pub struct NotificationInput {
     pub strategy: Option<String>,
     pub fallback_after_s: Option<u32>,
     pub idempotency_key: Option<String>,
-    /// low, normal, high or emergency.
-    pub priority: Option<String>,
+    /// Which messages go first (transactional when absent).
+    pub priority: Option<MessagePriority>,
 }
 
 /// One channel's delivery of a notification.
@@ -278,7 +288,7 @@ pub struct BulkInput {
     pub strategy: Option<String>,
     pub fallback_after_s: Option<u32>,
     pub idempotency_key: Option<String>,
-    pub priority: Option<String>,
+    pub priority: Option<MessagePriority>,
 }
 
 /// What a bulk accepted; rejected rows by index, code, field and reason.
