@@ -307,8 +307,11 @@ fn complete_operation(path: &str, method: &str, op: &mut Value, metrics_need_key
             "The body's Content-Type is not one this route reads.",
         );
     }
-    if has_path {
-        add("404", "No such resource (or an id that cannot be one).");
+    if has_path || has_body {
+        add(
+            "404",
+            "No such resource (or an id that cannot be one), or one the body names (a template).",
+        );
     }
 }
 
