@@ -312,3 +312,46 @@ async fn a_manager_logs_in_and_steers_a_campaign_in_chromium() {
     b.close().await;
     app.stop().await;
 }
+
+/// The API's documentation page: the embedded RapiDoc renders herald's own
+/// OpenAPI document (no CDN, nothing fetched but from herald).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_reference_renders_in_chromium() {
+    let Some(app) = common::spawn_app(Db::Sqlite).await else {
+        return;
+    };
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let c = &b.client;
+    c.goto(&app.url("/v1/docs")).await.unwrap();
+    // Waits in the page (frame by frame, 20 s at most) for the viewer to
+    // have read the document and drawn its operations.
+    let shown = c
+        .execute_async(
+            r#"const done = arguments[arguments.length - 1];
+               const started = Date.now();
+               (function look() {
+                 const doc = document.querySelector('rapi-doc');
+                 const text = (doc && doc.shadowRoot && doc.shadowRoot.textContent) || '';
+                 if (text.includes('Creates a campaign') && text.includes('X-API-Key')) return done(text);
+                 if (Date.now() - started > 20000) return done('timed out: ' + text.slice(0, 500));
+                 requestAnimationFrame(look);
+               })();"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    let text = shown.as_str().unwrap_or_default().to_string();
+    assert!(!text.starts_with("timed out"), "{text}");
+    for expected in [
+        "Starts a draft",
+        "Sends one notification",
+        "Opens a conversation",
+    ] {
+        assert!(text.contains(expected), "{expected:?} not on the page");
+    }
+    b.screenshot("api-docs").await;
+    b.close().await;
+    app.stop().await;
+}

@@ -40,6 +40,30 @@ fn is_public(path: &str) -> bool {
         || path.starts_with("/v1/docs/")
 }
 
+/// The operations' groups, in the order a reader meets them.
+const TAGS: [(&str, &str); 20] = [
+    ("campaigns", "Campaigns: what to dial, with which plan and agent, how fast, when; start, pause, resume, stop."),
+    ("outdials", "Target lists."),
+    ("targets", "The people in a list, and each one's history."),
+    ("outplans", "Retry plans."),
+    ("agents", "Who talks to an answered call: a WebSocket bot, a SIP agent or a script."),
+    ("calls", "Attempts, and one-off calls."),
+    ("dnc", "The do-not-call list, checked before every INVITE."),
+    ("events", "Server-Sent Events: a campaign's log, and the global one."),
+    ("templates", "Message templates, with a render preview."),
+    ("e-mail", "E-mail."),
+    ("sms", "SMS."),
+    ("whatsapp", "WhatsApp, and the Cloud API's webhook."),
+    ("notifications", "One send over every channel, in bulk too."),
+    ("conversations", "A worker's messages to a contact, and the replies."),
+    ("suppressions", "Addresses no message goes to."),
+    ("webhooks", "Signed deliveries of every event."),
+    ("tracking", "Opens, clicks and unsubscribes from e-mails (no key)."),
+    ("twilio", "The part of Twilio's REST API media-stream bots use."),
+    ("ops", "Health and metrics."),
+    ("docs", "This document."),
+];
+
 fn is_twilio(path: &str) -> bool {
     path.starts_with("/2010-04-01/")
 }
@@ -58,8 +82,12 @@ pub fn finish(doc: utoipa::openapi::OpenApi, metrics_need_key: bool) -> Value {
             streams. Every /v1 route takes an API key in the X-API-Key header. Every error \
             is {\"error\": {\"code\", \"message\", \"details\"}}; a field that is wrong is \
             named in the message and in details.field.",
-        "license": {"name": "herald's licence", "identifier": "MIT"},
+        "license": {"name": "MIT", "identifier": "MIT"},
     });
+    doc["tags"] = json!(TAGS
+        .iter()
+        .map(|(name, description)| json!({"name": name, "description": description}))
+        .collect::<Vec<_>>());
     let components = doc["components"].as_object_mut().map(std::mem::take);
     let mut components = components.unwrap_or_default();
     components.insert(
