@@ -94,6 +94,12 @@ async fn every_described_operation_is_served_and_described_fully() {
 
     let ops = operations(&doc);
     assert!(ops.len() >= 100, "only {} operations", ops.len());
+    let tags: BTreeSet<&str> = doc["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
     let mut ids = BTreeSet::new();
     let mut examples = 0;
     for (method, path, op) in &ops {
@@ -105,6 +111,11 @@ async fn every_described_operation_is_served_and_described_fully() {
         assert!(
             op["summary"].as_str().is_some_and(|s| s.len() > 5),
             "{what}: no summary"
+        );
+        let tag = op["tags"][0].as_str().unwrap_or_default();
+        assert!(
+            tags.contains(tag),
+            "{what}: tag {tag:?} is not among the document's tags"
         );
         let responses = op["responses"].as_object().unwrap();
         assert!(
