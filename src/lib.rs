@@ -27,6 +27,7 @@ pub mod app;
 pub mod campaign;
 pub mod cli;
 pub mod clock;
+pub mod compliance;
 pub mod config;
 pub mod demo;
 pub mod domain;
