@@ -27,6 +27,6 @@ echo "herald at $base; $EXAMPLES examples per operation" >&2
 start=$(date +%s)
 "$VENV/bin/schemathesis" --no-color run "$base/v1/openapi.json" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
-  --header "X-API-Key: $key" --exclude-path-regex '(?<!/targets/\{id\})/events$' \
+  --header "X-API-Key: $key" --auth "AC686572616c6400000000000000000000:$key" --exclude-path-regex '(?<!/targets/\{id\})/events$' \
   --max-examples "$EXAMPLES" --workers 1 --request-timeout 30 --generation-database none
 echo "took $(( $(date +%s) - start )) s; herald's peak RSS: $(grep VmHWM /proc/$pid/status)" >&2
