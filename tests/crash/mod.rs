@@ -283,28 +283,25 @@ pub async fn run(plan: Plan) -> Report {
         .await;
 
     let db = Db::connect(&plan.db_url).await;
-    // Kills spread over the expected dialing time (two tries at most).
-    let expected_ms = (plan.targets as f64 * 1.6 / plan.calls_per_second * 1000.0) as u64;
-    let slot = (expected_ms / (plan.kills as u64 + 1)).max(200);
+    // The k-th kill lands when the attempts placed so far cross a point
+    // drawn from the k-th of `kills` equal stretches of the dialing (about
+    // 1.2 attempts a target: some are tried twice), so kills follow the
+    // campaign's progress whatever its speed on this backend.
+    let span = plan.targets as f64 * 1.2;
     let mut kills = Vec::new();
     for k in 0..plan.kills {
-        let wait = slot / 2 + rng.below(slot);
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(wait);
-        // Wait for the moment, or stop early if the campaign is already done.
+        let stretch = span / plan.kills as f64;
+        let point = (stretch * (k as f64 + rng.below(1000) as f64 / 1000.0)) as i64;
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
         loop {
-            if tokio::time::Instant::now() >= deadline {
-                break;
-            }
+            tick.tick().await;
+            let placed = db.scalar("SELECT COUNT(*) FROM calls").await;
             let status = db
                 .text(&format!("SELECT status FROM campaigns WHERE id = '{camp}'"))
                 .await;
-            if status == "finished" {
+            if placed >= point || status == "finished" {
                 break;
             }
-            tokio::time::sleep_until(
-                deadline.min(tokio::time::Instant::now() + Duration::from_millis(100)),
-            )
-            .await;
         }
         let victim = k % nodes.len();
         nodes[victim].kill9();
@@ -321,7 +318,9 @@ pub async fn run(plan: Plan) -> Report {
         nodes[victim] = node(&plan, dir.path(), &proxy);
     }
 
-    let budget = Duration::from_millis(expected_ms * 4 + 60_000);
+    // Two tries a target at the campaign's rate, four times over.
+    let budget =
+        Duration::from_secs_f64(plan.targets as f64 * 2.0 / plan.calls_per_second * 4.0 + 60.0);
     until(budget, "the campaign finishing", || async {
         db.text(&format!("SELECT status FROM campaigns WHERE id = '{camp}'"))
             .await
