@@ -94,7 +94,7 @@ pub fn finish(doc: utoipa::openapi::OpenApi, metrics_need_key: bool) -> Value {
         "securitySchemes".into(),
         json!({
             "api_key": {"type": "apiKey", "in": "header", "name": "X-API-Key",
-                "description": "An API key made with `herald apikey create NAME` or on the console's settings page."},
+                "description": "An API key made with `herald apikey create --name NAME` or on the console's settings page."},
             "twilio_basic": {"type": "http", "scheme": "basic",
                 "description": "The account sid (agents.account_sid) as the user and an API key as the password."},
         }),
