@@ -47,30 +47,22 @@ async fn main() {
     .await;
     print_report(&r);
 
-    let Ok(admin) = sqlx::PgPool::connect(pg::PG_ADMIN_URL).await else {
+    let Some(schema) = crash::PgSchema::create().await else {
         println!("PostgreSQL is not reachable at 127.0.0.1:5432: its run did not happen");
         return;
     };
-    let schema = format!("chaos_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&admin)
-        .await
-        .unwrap();
     println!("PostgreSQL, two nodes: {targets} targets, {kills} kills at {cps} calls/s");
     let r = crash::run(crash::Plan {
         targets,
         kills,
-        db_url: format!("{}?options=-c%20search_path%3D{schema}", pg::PG_ADMIN_URL),
+        db_url: schema.url.clone(),
         nodes: 2,
         calls_per_second: cps,
         seed: 2,
     })
     .await;
     print_report(&r);
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-        .execute(&admin)
-        .await
-        .ok();
+    schema.drop().await;
 }
 
 fn print_report(r: &crash::Report) {

@@ -30,29 +30,21 @@ async fn three_kills_on_sqlite_lose_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_kills_of_two_nodes_on_postgres_lose_nothing() {
-    let Ok(admin) = sqlx::PgPool::connect(pg::PG_ADMIN_URL).await else {
+    let Some(schema) = crash::PgSchema::create().await else {
         pg::skip_without_postgres("the PostgreSQL crash run");
         return;
     };
-    let schema = format!("chaos_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&admin)
-        .await
-        .unwrap();
     let report = crash::run(crash::Plan {
         targets: 500,
         kills: 3,
-        db_url: format!("{}?options=-c%20search_path%3D{schema}", pg::PG_ADMIN_URL),
+        db_url: schema.url.clone(),
         nodes: 2,
         calls_per_second: 100.0,
         seed: 4,
     })
     .await;
     eprintln!("{report:#?}");
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-        .execute(&admin)
-        .await
-        .ok();
+    schema.drop().await;
     assert_eq!(report.kills.len(), 3);
     assert!(report.attempts >= 500, "{report:?}");
 }

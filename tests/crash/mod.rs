@@ -55,6 +55,38 @@ pub struct Report {
     pub deliveries: usize,
 }
 
+/// A fresh PostgreSQL schema for one run, dropped by [`PgSchema::drop`].
+pub struct PgSchema {
+    admin: sqlx::PgPool,
+    name: String,
+    /// A database URL whose search path is the schema.
+    pub url: String,
+}
+
+impl PgSchema {
+    /// `None` when PostgreSQL is not reachable.
+    pub async fn create() -> Option<PgSchema> {
+        let admin = sqlx::PgPool::connect(crate::pg::PG_ADMIN_URL).await.ok()?;
+        let name = format!("chaos_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE SCHEMA {name}"))
+            .execute(&admin)
+            .await
+            .expect("create the schema");
+        let url = format!(
+            "{}?options=-c%20search_path%3D{name}",
+            crate::pg::PG_ADMIN_URL
+        );
+        Some(PgSchema { admin, name, url })
+    }
+
+    pub async fn drop(self) {
+        sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.name))
+            .execute(&self.admin)
+            .await
+            .ok();
+    }
+}
+
 /// A tiny deterministic generator (xorshift), so a failing run can be repeated.
 struct Rng(u64);
 

@@ -13,6 +13,7 @@ pub mod schemas;
 
 use std::sync::{Arc, LazyLock, OnceLock};
 
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -345,14 +346,12 @@ fn complete_operation(path: &str, method: &str, op: &mut Value, metrics_need_key
 
 /// The finished document's bytes, set once the routes are all known.
 #[derive(Clone, Default)]
-pub struct DocCell(Arc<OnceLock<Arc<[u8]>>>);
+pub struct DocCell(Arc<OnceLock<Bytes>>);
 
 impl DocCell {
     pub fn set(&self, doc: &Value) {
-        let bytes: Arc<[u8]> = serde_json::to_vec(doc)
-            .expect("the document serializes")
-            .into();
-        self.0.set(bytes).ok();
+        let bytes = serde_json::to_vec(doc).expect("the document serializes");
+        self.0.set(Bytes::from(bytes)).ok();
     }
 }
 
@@ -371,7 +370,7 @@ pub fn routes(cell: DocCell) -> ApiRouter {
 async fn document(State(cell): State<DocCell>) -> Response {
     match cell.0.get() {
         Some(bytes) => {
-            ([(header::CONTENT_TYPE, "application/json")], bytes.to_vec()).into_response()
+            ([(header::CONTENT_TYPE, "application/json")], bytes.clone()).into_response()
         }
         None => super::error::ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
