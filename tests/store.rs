@@ -654,3 +654,93 @@ on_both_backends!(
     answers_in_batches,
     answers_are_recorded_in_one_batch_for_the_targets_still_dialing
 );
+
+/// Two nodes can recover the same dead node's attempt (one at its start,
+/// one on its heartbeat tick, each from its own read of the open attempts).
+/// The second completion finds the call row closed and changes nothing:
+/// not the row's end, not the target, which is already on its next attempt.
+async fn a_second_completion_of_a_closed_attempt_changes_nothing(db: Db) {
+    use herald::store::claims::ClaimAction;
+    use herald::store::recording::{CallFinal, Completion, Transition};
+    let Some(tdb) = TestDb::new(db).await else {
+        return;
+    };
+    let store = Store::open(&tdb.url, 4).await.unwrap();
+    let (od, campaign) = campaign_over(&store, &[target("+15557000001", None)]).await;
+    let scope = scope_of(&campaign, &od);
+    let dial = |_: &herald::store::targets::TargetRow, _: bool| ClaimAction::Dial {
+        destination_index: 0,
+    };
+    let first = store.claim_due_targets(&scope, 10, 1, dial).await.unwrap();
+    let interrupted = |ended_at: i64| Completion {
+        call_id: first[0].call_id.clone(),
+        target_id: first[0].target.id.clone(),
+        campaign_id: Some(campaign.clone()),
+        expect: TargetState::Dialing,
+        transitions: vec![Transition {
+            from: TargetState::Dialing,
+            to: TargetState::Idle,
+            reason: Some("interrupted".into()),
+        }],
+        next_attempt_at: Some(20),
+        destination_index: 0,
+        call: CallFinal {
+            status: "failed".into(),
+            outcome: "interrupted".into(),
+            ended_at,
+            ..Default::default()
+        },
+        dnc_add: None,
+    };
+    store
+        .record_completions(&[interrupted(20)], 20)
+        .await
+        .unwrap();
+    let second = store.claim_due_targets(&scope, 30, 1, dial).await.unwrap();
+    assert_eq!(second.len(), 1, "the target is due again");
+    let seq = format!("SELECT event_seq FROM campaigns WHERE id = '{campaign}'");
+    let (seq_before, events_before) = (
+        count(&store, &seq).await,
+        count(&store, "SELECT COUNT(*) FROM target_events").await,
+    );
+
+    // The other node's recovery, read before the first one committed.
+    store
+        .record_completions(&[interrupted(40)], 40)
+        .await
+        .unwrap();
+    let first_id = &first[0].call_id;
+    assert_eq!(
+        count(
+            &store,
+            &format!("SELECT ended_at FROM calls WHERE id = '{first_id}'")
+        )
+        .await,
+        20,
+        "the closed attempt keeps its end"
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM targets WHERE state = 'dialing'"
+        )
+        .await,
+        1,
+        "the target stays on its new attempt"
+    );
+    assert_eq!(
+        count(&store, "SELECT COUNT(*) FROM calls WHERE ended_at IS NULL").await,
+        1
+    );
+    assert_eq!(count(&store, &seq).await, seq_before, "no event logged");
+    assert_eq!(
+        count(&store, "SELECT COUNT(*) FROM target_events").await,
+        events_before
+    );
+    store.close().await;
+    tdb.cleanup().await;
+}
+on_both_backends!(
+    second_completion,
+    a_second_completion_of_a_closed_attempt_changes_nothing
+);

@@ -238,7 +238,7 @@ impl AttemptRecord for OneOffAttempt {
         until_written("recording a one-off call", || {
             self.deps
                 .store
-                .finish_one_off_opting_out(&c.id, &f, status, next, opted_out)
+                .finish_one_off_opting_out(&c.id, c.attempt, &f, status, next, opted_out)
         })
         .await;
         self.deps.events.publish(Event::CallFinished {

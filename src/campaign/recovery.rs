@@ -17,6 +17,7 @@ use super::deps::SchedulerDeps;
 use super::rules::retry::{decide, AttemptResult, RetryPolicy};
 use crate::domain::specs::CallRequest;
 use crate::domain::{Outcome, TargetState};
+use crate::store::recording::OpenAttempt;
 use crate::store::{Backend, Store, StoreError};
 
 /// How often a node says it is alive.
@@ -94,7 +95,7 @@ pub async fn recover_interrupted(
     for a in &open {
         let Some(target_id) = &a.target_id else {
             if a.campaign_id.is_none() {
-                recover_one_off(store, &a.call_id, a.answered_at, now).await?;
+                recover_one_off(store, a, now).await?;
             }
             continue;
         };
@@ -161,12 +162,12 @@ pub async fn recover_interrupted(
 /// A one-off call cut short: a try, retried if it has retries left.
 async fn recover_one_off(
     store: &Store,
-    id: &str,
-    answered_at: Option<i64>,
+    a: &OpenAttempt,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    let (id, answered_at) = (a.call_id.as_str(), a.answered_at);
     let call = store.get_call(id).await?;
-    let attempt = call.attempt.max(1) as u32;
+    let attempt = a.attempt.max(1) as u32;
     // A request that does not read still gets its call closed, with the
     // defaults (no retry).
     let request = CallRequest::deserialize(&call.request).unwrap_or_else(|e| {
@@ -194,7 +195,13 @@ async fn recover_one_off(
     );
     let f = call_final(&ended, status, None, None);
     store
-        .finish_one_off(id, &f, status, retry_at.map(|t| t.timestamp_millis()))
+        .finish_one_off(
+            id,
+            a.attempt,
+            &f,
+            status,
+            retry_at.map(|t| t.timestamp_millis()),
+        )
         .await
 }
 

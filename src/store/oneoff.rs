@@ -118,17 +118,20 @@ impl Store {
         })
     }
 
-    /// Closes a one-off call's try: `status` is `scheduled` (with `next_at`)
-    /// for another try, else `completed` or `failed`. The try's summary is
-    /// appended to `attempts`.
+    /// Closes a one-off call's try number `attempt`: `status` is `scheduled`
+    /// (with `next_at`) for another try, else `completed` or `failed`. The
+    /// try's summary is appended to `attempts`. A try already closed, or one
+    /// the call has moved past (two recoveries of the same dead node), is
+    /// left alone.
     pub async fn finish_one_off(
         &self,
         id: &str,
+        attempt: i32,
         f: &CallFinal,
         status: &str,
         next_at: Option<i64>,
     ) -> Result<()> {
-        self.finish_one_off_opting_out(id, f, status, next_at, None)
+        self.finish_one_off_opting_out(id, attempt, f, status, next_at, None)
             .await
     }
 
@@ -137,6 +140,7 @@ impl Store {
     pub async fn finish_one_off_opting_out(
         &self,
         id: &str,
+        attempt: i32,
         f: &CallFinal,
         status: &str,
         next_at: Option<i64>,
@@ -145,10 +149,9 @@ impl Store {
         let _write = self.write_guard().await;
         with_pool!(self, p => {
             let mut tx = p.begin_write().await?;
-            let Some(row) = sqlx::query("SELECT attempts, attempt FROM calls WHERE id = $1 AND status = 'in_progress'")
-                .bind(id).fetch_optional(&mut *tx).await? else { return Ok(()) };
+            let Some(row) = sqlx::query("SELECT attempts FROM calls WHERE id = $1 AND status = 'in_progress' AND attempt = $2")
+                .bind(id).bind(attempt).fetch_optional(&mut *tx).await? else { return Ok(()) };
             let attempts: String = row.try_get("attempts")?;
-            let attempt: i32 = row.try_get("attempt")?;
             let mut list: Vec<Value> = serde_json::from_str(&attempts).unwrap_or_default();
             let ts = |ms: Option<i64>| ms.map(|m| super::from_ms(m).to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
             list.push(serde_json::json!({

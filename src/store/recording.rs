@@ -76,6 +76,8 @@ pub struct OpenAttempt {
     pub destination_index: Option<i32>,
     pub answered_at: Option<i64>,
     pub created_at: i64,
+    /// The try number (one-off calls reuse their row for each try).
+    pub attempt: i32,
 }
 
 /// Rows per multi-row statement: on SQLite each row's cells are parameters,
@@ -144,14 +146,23 @@ impl Store {
             for ((chunk, prepared), mut s) in batch.chunks(RECORD_ROWS_PER_STATEMENT)
                 .zip(prepared.chunks_mut(RECORD_ROWS_PER_STATEMENT)).zip(statements) {
                 let keep = bulk::keep_prepared(&s.calls);
-                s.calls.build().persistent(keep).execute(&mut *tx).await?;
+                // Only the completion that closes its call row goes on: a
+                // second one (two nodes recovering the same dead node's
+                // attempt) must not move a target that is on a new attempt.
+                let closed: HashSet<String> =
+                    s.calls.build_query_scalar::<String>().persistent(keep).fetch_all(&mut *tx).await?.into_iter().collect();
+                if closed.len() != chunk.len() {
+                    s.moving.retain(|c| closed.contains(&c.call_id));
+                    s.targets = target_updates(&s.moving, now);
+                    s.events = transition_inserts(s.moving.iter().copied());
+                }
                 let Some(mut targets) = s.targets else {
-                    log_completions(&mut log, chunk, prepared, &HashSet::new());
+                    log_completions(&mut log, chunk, prepared, &closed, &HashSet::new());
                     continue;
                 };
                 let moved: HashSet<String> =
                     targets.build_query_scalar::<String>().persistent(keep).fetch_all(&mut *tx).await?.into_iter().collect();
-                log_completions(&mut log, chunk, prepared, &moved);
+                log_completions(&mut log, chunk, prepared, &closed, &moved);
                 if moved.len() != s.moving.len() {
                     s.events = transition_inserts(s.moving.iter().copied().filter(|c| moved.contains(&c.target_id)));
                 }
@@ -181,7 +192,7 @@ impl Store {
     /// Attempts still open: all of them (`node_ids` None, single node at
     /// start), or those of the given nodes (dead nodes, on PostgreSQL).
     pub async fn open_attempts(&self, node_ids: Option<&[String]>) -> Result<Vec<OpenAttempt>> {
-        let base = "SELECT id, target_id, campaign_id, destination_index, answered_at, created_at FROM calls \
+        let base = "SELECT id, target_id, campaign_id, destination_index, answered_at, created_at, attempt FROM calls \
                     WHERE ended_at IS NULL AND status = 'in_progress'";
         with_pool!(self, p => {
             let rows = match node_ids {
@@ -205,6 +216,7 @@ impl Store {
                     destination_index: row.try_get("destination_index")?,
                     answered_at: row.try_get("answered_at")?,
                     created_at: row.try_get("created_at")?,
+                    attempt: row.try_get("attempt")?,
                 });
             }
             Ok(out)
@@ -223,7 +235,7 @@ fn answer_updates<DB: Bulk>(chunk: &[Answer]) -> (QueryBuilder<'_, DB>, QueryBui
             Column::BigInt(chunk.iter().map(|a| Some(a.at)).collect()),
         ],
     );
-    calls.push(" WHERE calls.id = v.column1");
+    calls.push(" WHERE calls.id = v.column1 AND calls.ended_at IS NULL");
     let mut targets =
         QueryBuilder::new("UPDATE targets SET state = 'answered', updated_at = v.column2 FROM ");
     bulk::rows(
@@ -331,15 +343,26 @@ fn completion_statements<DB: Bulk>(chunk: &[Completion], now: i64) -> Completion
             f(|f| f.reason.as_deref()),
         ],
     );
-    calls.push(" WHERE calls.id = v.column1");
+    calls.push(" WHERE calls.id = v.column1 AND calls.ended_at IS NULL RETURNING calls.id");
     let moving: Vec<&Completion> = chunk.iter().filter(|c| !c.transitions.is_empty()).collect();
+    let targets = target_updates(&moving, now);
+    let events = transition_inserts(moving.iter().copied());
+    CompletionStatements {
+        calls,
+        moving,
+        targets,
+        events,
+    }
+}
+
+/// The targets' moves of some completions (`RETURNING` the ids that moved:
+/// those still in the state their completion expects), if any.
+fn target_updates<'a, DB: Bulk>(
+    moving: &[&'a Completion],
+    now: i64,
+) -> Option<QueryBuilder<'a, DB>> {
     if moving.is_empty() {
-        return CompletionStatements {
-            calls,
-            moving,
-            targets: None,
-            events: Vec::new(),
-        };
+        return None;
     }
     fn last(c: &Completion) -> &Transition {
         c.transitions.last().expect("non-empty")
@@ -375,13 +398,7 @@ fn completion_statements<DB: Bulk>(chunk: &[Completion], now: i64) -> Completion
     );
     targets
         .push(" WHERE targets.id = v.column1 AND targets.state = v.column7 RETURNING targets.id");
-    let events = transition_inserts(moving.iter().copied());
-    CompletionStatements {
-        calls,
-        moving,
-        targets: Some(targets),
-        events,
-    }
+    Some(targets)
 }
 
 /// The `target_events` inserts for the transitions of some completions, a
@@ -521,12 +538,16 @@ fn log_completions(
     log: &mut EventLog,
     chunk: &[Completion],
     prepared: &mut [PreparedEvents],
+    closed: &HashSet<String>,
     moved: &HashSet<String>,
 ) {
     for (c, p) in chunk.iter().zip(prepared) {
         let Some(campaign) = c.campaign_id.as_deref() else {
             continue;
         };
+        if !closed.contains(&c.call_id) {
+            continue;
+        }
         for e in p.attempt.drain(..) {
             log.push_json(campaign, e);
         }
