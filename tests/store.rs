@@ -259,6 +259,7 @@ fn scope_of<'a>(campaign: &'a str, outdial: &'a str) -> herald::store::claims::C
         lease_ms: 60_000,
         trunk: "default",
         agent_id: None,
+        history_since: None,
     }
 }
 
@@ -668,8 +669,10 @@ async fn a_second_completion_of_a_closed_attempt_changes_nothing(db: Db) {
     let store = Store::open(&tdb.url, 4).await.unwrap();
     let (od, campaign) = campaign_over(&store, &[target("+15557000001", None)]).await;
     let scope = scope_of(&campaign, &od);
-    let dial = |_: &herald::store::targets::TargetRow, _: bool| ClaimAction::Dial {
-        destination_index: 0,
+    let dial = |_: &herald::store::targets::TargetRow, _: &herald::store::claims::Facts<'_>| {
+        ClaimAction::Dial {
+            destination_index: 0,
+        }
     };
     let first = store.claim_due_targets(&scope, 10, 1, dial).await.unwrap();
     let interrupted = |ended_at: i64| Completion {

@@ -378,6 +378,8 @@ enum Column {
     NotBefore,
     ExpiresAt,
     ClientToken,
+    Consent,
+    ConsentAt,
     Variable(String),
 }
 
@@ -404,6 +406,8 @@ impl CsvLayout {
                     "not_before" => Column::NotBefore,
                     "expires_at" => Column::ExpiresAt,
                     "client_token" => Column::ClientToken,
+                    "consent" => Column::Consent,
+                    "consent_at" => Column::ConsentAt,
                     k => {
                         match k
                             .strip_prefix("phone_")
@@ -480,6 +484,8 @@ impl CsvLayout {
                 Column::NotBefore => "not_before",
                 Column::ExpiresAt => "expires_at",
                 Column::ClientToken => "client_token",
+                Column::Consent => "consent",
+                Column::ConsentAt => "consent_at",
             };
             obj.insert(key.into(), s);
         }

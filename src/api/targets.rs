@@ -62,6 +62,13 @@ pub fn target_json(t: &TargetRow) -> Value {
         "last_outcome": t.last_outcome,
         "fallback_message_id": t.fallback_message_id.as_deref().filter(|m| !m.is_empty()),
         "reason": t.reason,
+        "consent": t.consent,
+        "consent_at": ts_opt(t.consent_at),
+        "last_refusal": t.refusal.as_ref().map(|r| json!({
+            "reason": r,
+            "at": ts_opt(t.refusal_at),
+            "next_allowed_at": ts_opt(t.refusal_until),
+        })),
         "created_at": ts(t.created_at),
         "updated_at": ts(t.updated_at),
     })

@@ -7,6 +7,7 @@
 pub mod apply;
 pub(crate) mod attempt;
 pub mod deps;
+mod gate;
 pub mod oneoff;
 pub mod recorder;
 pub mod recovery;

@@ -8,7 +8,8 @@ use super::rules::pacing::Priority;
 use super::rules::retry::RetryPolicy;
 use super::rules::schedule::{schedule_timezone, DailySchedule};
 use super::rules::window::Window;
-use crate::domain::specs::{AgentSpec, EndHandle};
+use crate::compliance::Rules;
+use crate::domain::specs::{AgentKind, AgentSpec, EndHandle};
 use crate::domain::{CampaignStatus, FieldError, StatusCause};
 use crate::store::{Store, StoreError};
 
@@ -33,6 +34,10 @@ pub(crate) struct Settings {
     pub ring_timeout: Duration,
     pub max_duration: Duration,
     pub caller_id: Option<String>,
+    /// The compliance gate's rules (None: the campaign has none).
+    pub compliance: Option<Rules>,
+    /// Its agent is an artificial voice (a bot or a script, not a person).
+    pub artificial_voice: bool,
 }
 
 /// Reads campaign `id`'s settings.
@@ -60,7 +65,15 @@ pub(crate) async fn load_settings(store: &Store, id: &str) -> Result<Settings, S
         Some(s) => Some(DailySchedule::from_spec(s).map_err(corrupt)?),
         None => None,
     };
+    let compliance = spec.compliance.is_set().then(|| spec.compliance.rules());
+    let artificial_voice = agent_spec
+        .as_ref()
+        .is_some_and(|a| a.kind != AgentKind::Sip);
+    // A profile's shortest ring applies whatever the outplan says.
+    let min_ring = compliance.as_ref().and_then(|r| r.min_ring_s).unwrap_or(0);
     Ok(Settings {
+        compliance,
+        artificial_voice,
         status,
         cause: c.status_cause,
         outdial_id: c.outdial_id,
@@ -76,7 +89,7 @@ pub(crate) async fn load_settings(store: &Store, id: &str) -> Result<Settings, S
         schedule_tz: schedule_timezone(spec),
         end_continue: spec.end_handle == EndHandle::Continue,
         policy: RetryPolicy::from_outplan(&plan),
-        ring_timeout: Duration::from_secs(plan.dial_timeout_s.into()),
+        ring_timeout: Duration::from_secs(plan.dial_timeout_s.max(min_ring).into()),
         max_duration: Duration::from_secs(plan.max_call_duration_s.into()),
         caller_id: plan.caller_id,
     })

@@ -31,7 +31,7 @@ use super::settings::{load_settings, Settings};
 use super::trunks::SessionSlot;
 use crate::domain::{CampaignStatus, Outcome, StatusCause, StatusMove};
 use crate::events::Event;
-use crate::store::claims::{ClaimAction, ClaimScope, Claimed};
+use crate::store::claims::{ClaimAction, ClaimScope, Claimed, Facts};
 use crate::store::recording::Answer;
 use crate::store::targets::TargetRow;
 use crate::store::StoreError;
@@ -162,7 +162,7 @@ pub(crate) async fn run_campaign(
             }
             tokens = sessions.len() as u32;
         }
-        let (claimed, deferred_only) = if tokens > 0 {
+        let (claimed, deferred) = if tokens > 0 {
             match claim(&deps, &id, &s, tokens as usize, now).await {
                 Ok(c) => c,
                 Err(e) => {
@@ -171,7 +171,7 @@ pub(crate) async fn run_campaign(
                 }
             }
         } else {
-            (Vec::new(), false)
+            (Vec::new(), None)
         };
         let dialed = !claimed.is_empty();
         if dialed {
@@ -206,14 +206,17 @@ pub(crate) async fn run_campaign(
         let facts = TickFacts {
             status: s.status,
             dialed,
-            deferred_only,
+            deferred_only: deferred.is_some(),
             in_flight,
         };
         match after_tick(&facts) {
             AfterTick::Stay => {}
             AfterTick::Wait => {
-                let reason = Some("outside the calling window");
-                set_status(&deps, &id, StatusMove::Wait, reason, None).await;
+                let reason = match deferred.flatten() {
+                    Some(r) => format!("held by the compliance gate ({r})"),
+                    None => "outside the calling window".to_string(),
+                };
+                set_status(&deps, &id, StatusMove::Wait, Some(&reason), None).await;
             }
             AfterTick::Wake => {
                 set_status(&deps, &id, StatusMove::Wake, None, None).await;
@@ -242,14 +245,15 @@ pub(crate) async fn run_campaign(
 }
 
 /// Claims up to `limit` due targets; also says whether nothing was claimed
-/// because every due target was deferred (outside its window).
+/// because every due target was deferred (`Some`: outside its window, or
+/// held by the compliance gate for the reason given).
 async fn claim(
     deps: &SchedulerDeps,
     id: &str,
     s: &Settings,
     limit: usize,
     now: DateTime<Utc>,
-) -> Result<(Vec<Claimed>, bool), StoreError> {
+) -> Result<(Vec<Claimed>, Option<Option<&'static str>>), StoreError> {
     let scope = ClaimScope {
         campaign_id: id,
         outdial_id: &s.outdial_id,
@@ -257,24 +261,34 @@ async fn claim(
         lease_ms: LEASE_MS,
         trunk: &s.trunk,
         agent_id: s.agent_id.as_deref(),
+        history_since: s
+            .compliance
+            .as_ref()
+            .filter(|r| r.reads_history())
+            .map(|r| (now - r.history_span()).timestamp_millis()),
     };
     let deferred = AtomicUsize::new(0);
+    let refusal = std::sync::Mutex::new(None);
     let claimed = deps
         .store
-        .claim_due_targets(&scope, now.timestamp_millis(), limit, |t, on_dnc| {
-            let a = claim_action(t, on_dnc, s, now);
-            if matches!(a, ClaimAction::Defer { .. }) {
+        .claim_due_targets(&scope, now.timestamp_millis(), limit, |t, facts| {
+            let a = claim_action(t, facts, s, now);
+            if let ClaimAction::Defer { refusal: r, .. } = &a {
                 deferred.fetch_add(1, Ordering::Relaxed);
+                if r.is_some() {
+                    *refusal.lock().expect("refusal") = *r;
+                }
             }
             a
         })
         .await?;
     let deferred_only = claimed.is_empty() && deferred.into_inner() > 0;
-    Ok((claimed, deferred_only))
+    let refusal = refusal.into_inner().expect("refusal");
+    Ok((claimed, deferred_only.then_some(refusal)))
 }
 
 /// The claim decision (`rules::due`) for one stored target.
-fn claim_action(t: &TargetRow, on_dnc: bool, s: &Settings, now: DateTime<Utc>) -> ClaimAction {
+fn claim_action(t: &TargetRow, facts: &Facts<'_>, s: &Settings, now: DateTime<Utc>) -> ClaimAction {
     let due = DueTarget {
         destination_index: t.destination_index.max(0) as usize,
         destinations: &t.destinations,
@@ -283,10 +297,25 @@ fn claim_action(t: &TargetRow, on_dnc: bool, s: &Settings, now: DateTime<Utc>) -
         expires_at: t.expires_at.map(crate::store::from_ms),
     };
     let window = s.window.as_ref().map(|(w, tz)| (w, *tz));
-    match claim_decision(&due, window, s.priority, on_dnc, now) {
-        Claim::Dial { destination_index } => ClaimAction::Dial { destination_index },
+    match claim_decision(&due, window, s.priority, facts.on_dnc, now) {
+        Claim::Dial { destination_index } => {
+            let gate = s.compliance.as_ref().and_then(|rules| {
+                let campaign_tz = s.window.as_ref().map_or(chrono_tz::UTC, |(_, tz)| *tz);
+                super::gate::check(
+                    rules,
+                    t,
+                    destination_index,
+                    facts,
+                    s.artificial_voice,
+                    campaign_tz,
+                    now,
+                )
+            });
+            gate.unwrap_or(ClaimAction::Dial { destination_index })
+        }
         Claim::Defer { until } => ClaimAction::Defer {
             until: until.timestamp_millis(),
+            refusal: None,
         },
         Claim::Fail { reason } => ClaimAction::Fail {
             reason: reason.into(),

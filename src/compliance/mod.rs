@@ -53,7 +53,7 @@ impl Profile {
     /// The profile's rules.
     pub fn rules(self) -> Rules {
         let none = Rules {
-            profile: self,
+            profile: Some(self),
             hours: None,
             caps: Vec::new(),
             quiet_after_refusal: None,
@@ -173,7 +173,8 @@ pub struct Abandonment {
 /// What a profile (and a campaign's stricter settings) requires.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rules {
-    pub profile: Profile,
+    /// `None`: a campaign's own rules without a profile.
+    pub profile: Option<Profile>,
     /// In the recipient's zone; `None`: any hour.
     pub hours: Option<Hours>,
     pub caps: Vec<Cap>,
@@ -190,6 +191,41 @@ pub struct Rules {
     pub min_ring_s: Option<u32>,
     pub abandon_prompt_required: bool,
     pub amd_false_positives_count: bool,
+}
+
+impl Rules {
+    /// No rule at all (a campaign without a profile adds its own).
+    pub fn none() -> Rules {
+        Rules {
+            profile: None,
+            ..Profile::Emergency.rules()
+        }
+    }
+
+    /// Whether any rule reads the recipient's contact history.
+    pub fn reads_history(&self) -> bool {
+        !self.caps.is_empty()
+            || self.quiet_after_refusal.is_some()
+            || self.redial_after_machine.is_some()
+            || self.redial_after_abandon.is_some()
+    }
+
+    /// How far back the contact history must go.
+    pub fn history_span(&self) -> Duration {
+        let mut span = Duration::zero();
+        for d in [
+            self.quiet_after_refusal,
+            self.redial_after_machine,
+            self.redial_after_abandon,
+        ]
+        .into_iter()
+        .flatten()
+        .chain(self.caps.iter().map(|c| c.per))
+        {
+            span = span.max(d);
+        }
+        span
+    }
 }
 
 /// Why a call may not be placed.

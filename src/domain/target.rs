@@ -21,7 +21,14 @@ pub struct NewTarget {
     /// The `variables` object as JSON text (validated, at most MAX_VARIABLES_BYTES).
     pub variables_json: String,
     pub client_token: Option<String>,
+    /// `none`, `express` or `express_written`: the consent on record.
+    pub consent: Option<String>,
+    /// When the consent was given.
+    pub consent_at: Option<i64>,
 }
+
+/// The consent levels a target may carry, weakest first.
+pub const CONSENT_LEVELS: [&str; 3] = ["none", "express", "express_written"];
 
 /// Largest `variables` object, in bytes of JSON.
 pub const MAX_VARIABLES_BYTES: usize = 16 * 1024;
@@ -37,6 +44,8 @@ const FIELDS: &[&str] = &[
     "expires_at",
     "client_token",
     "detail",
+    "consent",
+    "consent_at",
 ];
 
 /// Validates one target; `id` is the id it will be stored under.
@@ -123,7 +132,26 @@ pub fn parse_target(v: &Value, id: String) -> Result<NewTarget, FieldError> {
         }
         Some(t) => Some(t.to_string()),
     };
+    let consent = match f.str_opt("consent")? {
+        None => None,
+        Some(c) => {
+            let c = c.trim();
+            if !CONSENT_LEVELS.contains(&c) {
+                return Err(f.err(
+                    "consent",
+                    format!("must be one of {}, got {c:?}", CONSENT_LEVELS.join(", ")),
+                ));
+            }
+            Some(c.to_string())
+        }
+    };
+    let consent_at = f.timestamp_opt("consent_at")?;
+    if consent_at.is_some() && consent.is_none() {
+        return Err(f.err("consent_at", "needs consent (the level given then)"));
+    }
     Ok(NewTarget {
+        consent,
+        consent_at,
         id,
         name,
         destinations,

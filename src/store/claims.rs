@@ -4,9 +4,9 @@
 //! guarded on the row being as read, so a target is never claimed twice or
 //! over another node's claim.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-use sqlx::QueryBuilder;
+use sqlx::{QueryBuilder, Row};
 
 use super::bulk::{self, Bulk, Column};
 use super::dialect;
@@ -24,8 +24,32 @@ pub enum ClaimAction {
     Dial { destination_index: usize },
     /// Never dial it again (`expired`, `dnc`, …).
     Fail { reason: String },
-    /// Not now (outside its calling window): look again at `until`.
-    Defer { until: i64 },
+    /// Not now (outside its calling window, or refused by the compliance
+    /// gate for now: `refusal` names why): look again at `until`.
+    Defer {
+        until: i64,
+        refusal: Option<&'static str>,
+    },
+}
+
+/// What a claim knows of a candidate besides its row.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    /// Its next destination is on the DNC list.
+    pub on_dnc: bool,
+    /// The calls to its next destination since the scope's `history_since`,
+    /// across every campaign and one-off call (empty when not asked for).
+    pub history: &'a [PastCall],
+}
+
+/// One call to a number, for the compliance gate's history rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PastCall {
+    pub at: i64,
+    /// `None` while it is in progress.
+    pub outcome: Option<String>,
+    pub result: Option<String>,
+    pub answered: bool,
 }
 
 /// Who is claiming, for what.
@@ -37,6 +61,9 @@ pub struct ClaimScope<'a> {
     pub lease_ms: i64,
     pub trunk: &'a str,
     pub agent_id: Option<&'a str>,
+    /// Read each candidate's calls since this instant (ms) for `decide`
+    /// (None: the campaign has no rule that reads them).
+    pub history_since: Option<i64>,
 }
 
 /// A target claimed for dialing: its attempt (call) row exists, it is `dialing`.
@@ -57,6 +84,52 @@ pub struct Claimed {
 const CLAIM_ROWS_PER_STATEMENT: usize = 3_000;
 /// Numbers per DNC lookup (one parameter each on SQLite).
 const DNC_NUMBERS_PER_STATEMENT: usize = 10_000;
+
+/// The calls since `$since` to the candidates' next destinations, by number.
+macro_rules! history_of {
+    ($candidates:expr, $since:expr, $exec:expr) => {{
+        let mut by_number: HashMap<String, Vec<PastCall>> = HashMap::new();
+        if let Some(since) = $since {
+            let numbers: Vec<&str> = next_numbers($candidates);
+            for chunk in numbers.chunks(DNC_NUMBERS_PER_STATEMENT) {
+                // A one-off call's row is its last try's: its time is the
+                // INVITE's when later than the request's.
+                let mut qb = sqlx::QueryBuilder::new(
+                    "SELECT to_uri, CASE WHEN invite_sent_at > created_at THEN invite_sent_at ELSE created_at END AS at, \
+                     outcome, result, answered_at \
+                     FROM calls WHERE (created_at >= ",
+                );
+                qb.push_bind(since);
+                qb.push(" OR invite_sent_at >= ");
+                qb.push_bind(since);
+                qb.push(") AND ");
+                bulk::is_in(&mut qb, "to_uri", chunk.to_vec());
+                for row in qb.build().fetch_all($exec).await? {
+                    let number: String = row.try_get("to_uri")?;
+                    by_number.entry(number).or_default().push(PastCall {
+                        at: row.try_get("at")?,
+                        outcome: row.try_get("outcome")?,
+                        result: row.try_get("result")?,
+                        answered: row.try_get::<Option<i64>, _>("answered_at")?.is_some(),
+                    });
+                }
+            }
+        }
+        by_number
+    }};
+}
+
+/// Each candidate's next destination.
+fn next_numbers(candidates: &[TargetRow]) -> Vec<&str> {
+    candidates
+        .iter()
+        .filter_map(|t| {
+            t.destinations
+                .get(t.destination_index as usize)
+                .map(|d| d.target.as_str())
+        })
+        .collect()
+}
 
 /// The numbers on the DNC list among the candidates' next destinations.
 macro_rules! dnc_of {
@@ -87,9 +160,9 @@ macro_rules! dnc_of {
 
 impl Store {
     /// Claims up to `limit` due idle targets of the scope's outdial. `decide`
-    /// sees each candidate and whether its next destination is on the DNC
-    /// list, and says what to do; dialed ones come back with their attempt
-    /// rows opened.
+    /// sees each candidate with its [`Facts`] (its next destination on the
+    /// DNC list; that number's calls, when the scope asks) and says what to
+    /// do; dialed ones come back with their attempt rows opened.
     ///
     /// On PostgreSQL the candidates are read `FOR UPDATE SKIP LOCKED` in the
     /// writing transaction (rows another node holds are skipped). On SQLite
@@ -103,7 +176,7 @@ impl Store {
         scope: &ClaimScope<'_>,
         now: i64,
         limit: usize,
-        decide: impl Fn(&TargetRow, bool) -> ClaimAction,
+        decide: impl Fn(&TargetRow, &Facts<'_>) -> ClaimAction,
     ) -> Result<Vec<Claimed>> {
         if limit == 0 {
             return Ok(Vec::new());
@@ -127,7 +200,8 @@ impl Store {
                         return Ok(Vec::new());
                     }
                     let blocked = dnc_of!(&candidates, $exec);
-                    ClaimPlan::new(now, candidates, &blocked, &decide, &self.metrics)?
+                    let history = history_of!(&candidates, scope.history_since, $exec);
+                    ClaimPlan::new(now, candidates, &blocked, &history, &decide, &self.metrics)?
                 }};
             }
             if dialect::decide_before_write(p) {
@@ -150,7 +224,7 @@ impl Store {
             let mut log = EventLog::default();
             // Deferred and failed ones in a statement or two per chunk.
             for chunk in defers.chunks(CLAIM_ROWS_PER_STATEMENT) {
-                let mut qb = defer_updates(chunk);
+                let mut qb = defer_updates(chunk, now);
                 let keep = bulk::keep_prepared(&qb);
                 qb.build().persistent(keep).execute(&mut *tx).await?;
             }
@@ -329,14 +403,22 @@ fn call_rows<'a, DB: Bulk>(
 }
 
 /// Moves deferred targets' next look, each guarded on being as read.
-fn defer_updates<DB: Bulk>(defers: &[Defer]) -> QueryBuilder<'_, DB> {
-    let mut qb = QueryBuilder::new("UPDATE targets SET next_attempt_at = v.column2 FROM ");
+fn defer_updates<DB: Bulk>(defers: &[Defer], now: i64) -> QueryBuilder<'_, DB> {
+    // A compliance refusal is kept on the target (why, when, until when).
+    let mut qb = QueryBuilder::new(
+        "UPDATE targets SET next_attempt_at = v.column2, refusal = COALESCE(v.column4, targets.refusal), \
+         refusal_at = COALESCE(v.column5, targets.refusal_at), \
+         refusal_until = COALESCE(v.column6, targets.refusal_until) FROM ",
+    );
     bulk::rows(
         &mut qb,
         vec![
             Column::Text(defers.iter().map(|d| Some(d.id.as_str())).collect()),
             Column::BigInt(defers.iter().map(|d| Some(d.until)).collect()),
             Column::BigInt(defers.iter().map(|d| Some(d.updated_at)).collect()),
+            Column::Text(defers.iter().map(|d| d.refusal).collect()),
+            Column::BigInt(defers.iter().map(|d| d.refusal.map(|_| now)).collect()),
+            Column::BigInt(defers.iter().map(|d| d.refusal.map(|_| d.until)).collect()),
         ],
     );
     qb.push(" WHERE targets.id = v.column1 AND targets.state = 'idle' AND targets.updated_at = v.column3");
@@ -428,6 +510,7 @@ struct Defer {
     id: String,
     until: i64,
     updated_at: i64,
+    refusal: Option<&'static str>,
 }
 
 impl ClaimPlan {
@@ -435,7 +518,8 @@ impl ClaimPlan {
         now: i64,
         candidates: Vec<TargetRow>,
         blocked: &HashSet<String>,
-        decide: &impl Fn(&TargetRow, bool) -> ClaimAction,
+        history: &HashMap<String, Vec<PastCall>>,
+        decide: &impl Fn(&TargetRow, &Facts<'_>) -> ClaimAction,
         metrics: &crate::metrics::Metrics,
     ) -> Result<ClaimPlan> {
         let mut plan = ClaimPlan {
@@ -449,12 +533,18 @@ impl ClaimPlan {
                 .destinations
                 .get(t.destination_index as usize)
                 .map(|d| d.target.as_str());
-            let on_dnc = next.is_some_and(|n| blocked.contains(n));
-            match decide(&t, on_dnc) {
-                ClaimAction::Defer { until } => plan.defers.push(Defer {
+            let facts = Facts {
+                on_dnc: next.is_some_and(|n| blocked.contains(n)),
+                history: next
+                    .and_then(|n| history.get(n))
+                    .map_or(&[][..], Vec::as_slice),
+            };
+            match decide(&t, &facts) {
+                ClaimAction::Defer { until, refusal } => plan.defers.push(Defer {
                     id: t.id,
                     until,
                     updated_at: t.updated_at,
+                    refusal,
                 }),
                 ClaimAction::Fail { reason } => plan.fails.push(Fail {
                     id: t.id,

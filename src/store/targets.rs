@@ -58,6 +58,14 @@ pub struct TargetRow {
     pub fallback_message_id: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// `none`, `express` or `express_written` (absent: none on record).
+    pub consent: Option<String>,
+    pub consent_at: Option<i64>,
+    /// The compliance gate's last refusal: its reason, when, and (when it
+    /// was only "not now") the first moment every rule allows the call.
+    pub refusal: Option<String>,
+    pub refusal_at: Option<i64>,
+    pub refusal_until: Option<i64>,
 }
 
 /// One state transition of a target.
@@ -77,9 +85,10 @@ pub struct TargetEvent {
 pub(super) const TARGET_COLUMNS: &str =
     "id, outdial_id, name, destinations, destination_index, try_count_max, \
     try_count_current, state, next_attempt_at, not_before, expires_at, timezone, variables, \
-    client_token, last_outcome, reason, fallback_message_id, created_at, updated_at";
+    client_token, last_outcome, reason, fallback_message_id, created_at, updated_at, \
+    consent, consent_at, refusal, refusal_at, refusal_until";
 
-/// Rows per INSERT statement: 14 parameters each, under SQLite's and PostgreSQL's limits.
+/// Rows per INSERT statement: 16 parameters each, under SQLite's and PostgreSQL's limits.
 const ROWS_PER_STATEMENT: usize = 1000;
 
 macro_rules! decode_target {
@@ -111,6 +120,11 @@ macro_rules! decode_target {
             fallback_message_id: row.try_get("fallback_message_id")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
+            consent: row.try_get("consent")?,
+            consent_at: row.try_get("consent_at")?,
+            refusal: row.try_get("refusal")?,
+            refusal_at: row.try_get("refusal_at")?,
+            refusal_until: row.try_get("refusal_until")?,
         }
     }};
 }
@@ -155,7 +169,7 @@ impl Store {
                 let mut qb = sqlx::QueryBuilder::new(
                     "INSERT INTO targets (id, outdial_id, name, destinations, dest_key, try_count_max, \
                      state, next_attempt_at, not_before, expires_at, timezone, variables, client_token, \
-                     created_at, updated_at) ",
+                     created_at, updated_at, consent, consent_at) ",
                 );
                 qb.push_values(chunk.iter().zip(enc), |mut b, (t, dests)| {
                     b.push_bind(&t.id)
@@ -172,7 +186,9 @@ impl Store {
                         .push_bind(&t.variables_json)
                         .push_bind(&t.client_token)
                         .push_bind(now)
-                        .push_bind(now);
+                        .push_bind(now)
+                        .push_bind(&t.consent)
+                        .push_bind(t.consent_at);
                 });
                 qb.push(" ON CONFLICT DO NOTHING");
                 let stored = qb.build().execute(&mut *tx).await?.rows_affected();

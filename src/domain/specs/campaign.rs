@@ -7,6 +7,8 @@ use crate::domain::fields::{Fields, MAX_DETAIL_CHARS};
 use crate::domain::window::{parse_hhmm, parse_weekday, CallingWindow};
 use crate::domain::{parse_timezone, FieldError};
 
+use super::compliance::{self, ComplianceSpec};
+
 /// Slowest pacing a campaign accepts: one call every 100 seconds.
 pub const MIN_CALLS_PER_SECOND: f64 = 0.01;
 
@@ -94,6 +96,9 @@ pub struct CampaignSpec {
     /// spent (not DNC, not an invalid destination, not opted out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<FallbackSpec>,
+    /// `compliance_profile` and the campaign's own stricter rules.
+    #[serde(flatten)]
+    pub compliance: ComplianceSpec,
 }
 
 /// A campaign's fallback message: `channel` (`sms` to the target's first
@@ -121,6 +126,7 @@ impl Default for CampaignSpec {
             priority: Priority::default(),
             end_handle: EndHandle::default(),
             fallback: None,
+            compliance: ComplianceSpec::default(),
         }
     }
 }
@@ -144,6 +150,12 @@ impl CampaignSpec {
             "priority",
             "end_handle",
             "fallback",
+            compliance::FIELDS[0],
+            compliance::FIELDS[1],
+            compliance::FIELDS[2],
+            compliance::FIELDS[3],
+            compliance::FIELDS[4],
+            compliance::FIELDS[5],
         ])?;
         let d = CampaignSpec::default();
         let name = f.name("name", 200)?;
@@ -187,9 +199,11 @@ impl CampaignSpec {
                 })
             }
         };
+        let compliance = ComplianceSpec::parse(&f)?;
         Ok(CampaignSpec {
             name,
             fallback,
+            compliance,
             detail: f
                 .text_opt("detail", MAX_DETAIL_CHARS)?
                 .unwrap_or_default()

@@ -17,6 +17,7 @@
 mod agent;
 mod call;
 mod campaign;
+pub mod compliance;
 mod outplan;
 
 pub use agent::{AgentKind, AgentSpec};

@@ -39,6 +39,31 @@ pub struct TargetInput {
     /// The client's own key: a target sent twice with it is stored once.
     pub client_token: Option<String>,
     pub detail: Option<String>,
+    /// The consent on record: a compliance profile may require
+    /// `express_written` for calls answered by an artificial voice.
+    pub consent: Option<Consent>,
+    /// When it was given (needs `consent`).
+    pub consent_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Consent {
+    None,
+    Express,
+    ExpressWritten,
+}
+
+/// The compliance gate's last refusal of a target.
+#[derive(Serialize, ToSchema)]
+pub struct Refusal {
+    /// dnc, consent_required, outside_calling_hours, public_holiday,
+    /// holiday_table_expired, frequency_cap, quiet_after_refusal,
+    /// redial_after_machine, redial_after_abandon, recipient_zone_unknown.
+    pub reason: String,
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When every rule allows the call (absent: not by waiting).
+    pub next_allowed_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// `POST /v1/outdials/{id}/targets`: one target, a list, or `{"targets": [...]}`.
@@ -73,6 +98,9 @@ pub struct Target {
     pub last_outcome: Option<String>,
     pub fallback_message_id: Option<String>,
     pub reason: Option<String>,
+    pub consent: Option<Consent>,
+    pub consent_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub last_refusal: Option<Refusal>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }

@@ -92,6 +92,55 @@ pub struct CampaignInput {
     pub priority: Option<Priority>,
     pub end_handle: Option<EndHandle>,
     pub fallback: Option<Fallback>,
+    #[serde(flatten)]
+    pub compliance: Compliance,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ComplianceProfile {
+    UsTcpa,
+    UkOfcom,
+    FrConsumer,
+    CaCrtc,
+    Emergency,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CapScope {
+    Attempts,
+    Conversations,
+}
+
+/// At most `max` contacts per `per_days` days per recipient number, counted
+/// across every campaign and one-off call.
+#[derive(Serialize, ToSchema)]
+pub struct FrequencyCap {
+    #[schema(maximum = 10000)]
+    pub max: u32,
+    #[schema(minimum = 1, maximum = 3650)]
+    pub per_days: u32,
+    pub scope: Option<CapScope>,
+}
+
+/// A campaign's compliance: a profile's rules, and its own, which may be
+/// stricter, never looser (a looser one is a 422 naming the profile's limit).
+/// Checked right before every call; a call refused only "for now" is
+/// rescheduled to the first moment every rule allows.
+#[derive(Serialize, ToSchema)]
+pub struct Compliance {
+    pub compliance_profile: Option<ComplianceProfile>,
+    pub frequency_caps: Option<Vec<FrequencyCap>>,
+    #[schema(maximum = 3650)]
+    pub quiet_after_refusal_days: Option<u32>,
+    #[schema(maximum = 87600)]
+    pub redial_after_machine_hours: Option<u32>,
+    #[schema(maximum = 87600)]
+    pub redial_after_abandon_hours: Option<u32>,
+    /// A share of live-answered calls (0.03 is 3%).
+    #[schema(minimum = 0, maximum = 1)]
+    pub max_abandon_rate: Option<f64>,
 }
 
 /// A stored campaign.
@@ -111,6 +160,8 @@ pub struct Campaign {
     pub priority: Priority,
     pub end_handle: EndHandle,
     pub fallback: Option<Fallback>,
+    #[serde(flatten)]
+    pub compliance: Compliance,
     /// draft, running, paused, waiting, stopping, stopped or finished.
     pub status: String,
     /// Why it is in that status (e.g. "outside the calling window").

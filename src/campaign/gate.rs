@@ -1,0 +1,81 @@
+//! The compliance gate at the claim: a campaign's rules (its profile's,
+//! tightened by its own) applied to a target about to be dialed, from what
+//! the claim read (its number's calls across every campaign and one-off
+//! call, the DNC list) and the target's consent. A refusal that waiting
+//! lifts defers the target to the first moment every rule allows, with the
+//! reason kept on the target; one that waiting cannot lift fails it.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use super::rules::resolve_timezone;
+use crate::compliance::{self, Consent, Contact, ContactKind, Rules, Verdict};
+use crate::domain::DestinationKind;
+use crate::store::claims::{ClaimAction, Facts, PastCall};
+use crate::store::targets::TargetRow;
+
+/// What the gate says of dialing `t`'s destination `index` now: `None` to go
+/// ahead, else what to do instead.
+pub(crate) fn check(
+    rules: &Rules,
+    t: &TargetRow,
+    index: usize,
+    facts: &Facts<'_>,
+    artificial_voice: bool,
+    campaign_tz: Tz,
+    now: DateTime<Utc>,
+) -> Option<ClaimAction> {
+    let dest = t.destinations.get(index)?;
+    let number = (dest.kind == DestinationKind::Tel).then_some(dest.target.as_str());
+    let tz = resolve_timezone(t.timezone.as_deref(), number, campaign_tz);
+    let history: Vec<Contact> = facts.history.iter().map(contact).collect();
+    let call = compliance::Call {
+        now,
+        tz,
+        on_dnc: facts.on_dnc,
+        artificial_voice,
+        consent: consent(t.consent.as_deref()),
+        history: &history,
+        abandonment: None,
+    };
+    match compliance::check(rules, &call) {
+        Verdict::Allow { .. } => None,
+        Verdict::Refuse { reason, next } => Some(match next {
+            Some(at) if t.expires_at.is_none_or(|e| at.timestamp_millis() < e) => {
+                ClaimAction::Defer {
+                    until: at.timestamp_millis(),
+                    refusal: Some(reason.as_str()),
+                }
+            }
+            Some(_) => ClaimAction::Fail {
+                reason: "expired".into(),
+            },
+            None => ClaimAction::Fail {
+                reason: reason.as_str().into(),
+            },
+        }),
+    }
+}
+
+fn consent(level: Option<&str>) -> Consent {
+    match level {
+        Some("express_written") => Consent::ExpressWritten,
+        Some("express") => Consent::Express,
+        _ => Consent::None,
+    }
+}
+
+/// An earlier call as the gate counts it.
+fn contact(c: &PastCall) -> Contact {
+    let kind = match (c.outcome.as_deref(), c.result.as_deref()) {
+        (_, Some("opted_out")) => ContactKind::Refusal,
+        (Some("abandoned"), _) => ContactKind::Abandoned,
+        (Some("machine"), _) | (_, Some("machine")) => ContactKind::MachineHangup,
+        _ if c.answered => ContactKind::Conversation,
+        _ => ContactKind::Attempt,
+    };
+    Contact {
+        at: crate::store::from_ms(c.at),
+        kind,
+    }
+}

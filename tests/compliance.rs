@@ -1,0 +1,243 @@
+//! The compliance gate end to end with the instant-outcome telephony (a
+//! test double below the call-control interface) and a driven clock: a
+//! profile's hours in each recipient's zone, consent for an artificial
+//! voice, a refusal kept on the target with when it may be called, caps
+//! counted across campaigns and one-off calls, and a campaign setting
+//! looser than its profile refused.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{expect_error, expect_json, wait_status, Db};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+fn utc(s: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
+fn quick_plan() -> Value {
+    json!({"name": "quick", "try_count_max": 1, "dial_timeout_s": 5,
+           "retry": {"busy_s": 0, "no_answer_s": 0, "failed_s": 0}})
+}
+
+async fn target_by_number(app: &common::TestApp, od: &str, number: &str) -> Value {
+    let id = &app
+        .rows(&format!(
+            "SELECT id FROM targets WHERE outdial_id = '{od}' AND dest_key = '{number}'"
+        ))
+        .await[0][0];
+    expect_json(
+        app.get(&format!("/v1/targets/{}", id.as_deref().unwrap()))
+            .await,
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// Waits (bounded) until every target of `od` is settled for now: ended, or
+/// held by the gate with its refusal recorded.
+async fn settled(app: &common::TestApp, od: &str, n: i64) {
+    let sql = format!(
+        "SELECT COUNT(*) FROM targets WHERE outdial_id = '{od}' \
+         AND (state IN ('finished', 'failed') OR refusal IS NOT NULL)"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while app.scalar(&sql).await < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{od}: not settled in 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn calls_to(app: &common::TestApp, number: &str) -> i64 {
+    app.scalar(&format!(
+        "SELECT COUNT(*) FROM calls WHERE to_uri = '{number}'"
+    ))
+    .await
+}
+
+/// Wednesday 2027-03-10, 15:00Z: 10:00 in New York, 07:00 in Los Angeles.
+async fn us_tcpa_hours_in_the_recipients_zone_and_consent_for_a_bot(db: Db) {
+    let Some((app, clock)) = common::spawn_instant_app_at(db, utc("2027-03-10T15:00:00Z")).await
+    else {
+        return;
+    };
+    // A looser setting than the profile's is refused, naming its limit.
+    let mut looser = json!({"name": "c", "outdial_id": "x", "outplan_id": "y", "agent_id": "z",
+        "compliance_profile": "us_tcpa", "max_abandon_rate": 0.05});
+    expect_error(
+        app.post("/v1/campaigns", &looser).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+        "at most 0.03 under us_tcpa",
+    )
+    .await;
+    looser["compliance_profile"] = json!("fr_consumer");
+    looser["frequency_caps"] = json!([{"max": 9, "per_days": 30}]);
+    looser.as_object_mut().unwrap().remove("max_abandon_rate");
+    expect_error(
+        app.post("/v1/campaigns", &looser).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+        "frequency_caps[0].max",
+    )
+    .await;
+
+    // New York with written consent; New York without; Los Angeles (area
+    // code 310), before 08:00 there.
+    let csv = "phone,consent,consent_at\n\
+               +12125550101,express_written,2027-01-05T10:00:00Z\n\
+               +12125550102,,\n\
+               +13105550103,express_written,\n";
+    let (c, od) = app
+        .campaign(
+            csv.to_string(),
+            quick_plan(),
+            json!({"compliance_profile": "us_tcpa", "calls_per_second": 100}),
+        )
+        .await;
+    let shown = expect_json(app.get(&format!("/v1/campaigns/{c}")).await, StatusCode::OK).await;
+    assert_eq!(shown["compliance_profile"], "us_tcpa", "{shown}");
+    let mut rx = app.events().subscribe();
+    app.campaign_verb(&c, "start", json!({})).await;
+    settled(&app, &od, 3).await;
+
+    assert_eq!(calls_to(&app, "+12125550101").await, 1);
+    let t = target_by_number(&app, &od, "+12125550101").await;
+    assert_eq!(t["state"], "finished");
+    assert_eq!(t["consent"], "express_written");
+    assert_eq!(t["consent_at"], "2027-01-05T10:00:00.000Z");
+
+    assert_eq!(
+        calls_to(&app, "+12125550102").await,
+        0,
+        "a bot without consent"
+    );
+    let t = target_by_number(&app, &od, "+12125550102").await;
+    assert_eq!(
+        (&t["state"], &t["reason"]),
+        (&json!("failed"), &json!("consent_required"))
+    );
+
+    assert_eq!(
+        calls_to(&app, "+13105550103").await,
+        0,
+        "07:00 in Los Angeles"
+    );
+    let t = target_by_number(&app, &od, "+13105550103").await;
+    assert_eq!(t["state"], "idle");
+    assert_eq!(t["last_refusal"]["reason"], "outside_calling_hours", "{t}");
+    assert_eq!(t["last_refusal"]["at"], "2027-03-10T15:00:00.000Z");
+    assert_eq!(
+        t["last_refusal"]["next_allowed_at"],
+        "2027-03-10T16:00:00.000Z"
+    );
+    assert_eq!(t["next_attempt_at"], "2027-03-10T16:00:00.000Z");
+
+    clock.set(utc("2027-03-10T15:59:59Z"));
+    common::wait_clock_reads(&clock, 40).await;
+    assert_eq!(
+        calls_to(&app, "+13105550103").await,
+        0,
+        "dialed before 08:00 local"
+    );
+    clock.set(utc("2027-03-10T16:00:00Z"));
+    wait_status(&mut rx, &c, "finished", Duration::from_secs(20)).await;
+    assert_eq!(calls_to(&app, "+13105550103").await, 1);
+    app.stop().await;
+}
+on_both_backends!(
+    us_tcpa,
+    us_tcpa_hours_in_the_recipients_zone_and_consent_for_a_bot
+);
+
+/// A cap of one call a week per number, counted across another campaign and
+/// a one-off call: the numbers already called wait a week from that call.
+/// The clock starts a minute after the real time: the REST API stamps a
+/// one-off call's request and imported targets with the real time.
+async fn caps_count_every_campaign_and_one_off_calls(db: Db) {
+    let start = chrono::Utc::now() + chrono::Duration::minutes(1);
+    let Some((app, clock)) = common::spawn_instant_app_at(db, start).await else {
+        return;
+    };
+    let (a, _) = app
+        .campaign(
+            "phone\n+33612345601\n".to_string(),
+            quick_plan(),
+            json!({"calls_per_second": 100}),
+        )
+        .await;
+    let mut rx = app.events().subscribe();
+    app.campaign_verb(&a, "start", json!({})).await;
+    wait_status(&mut rx, &a, "finished", Duration::from_secs(20)).await;
+    let one_off = app
+        .post_ok(
+            "/v1/calls",
+            &json!({"to": "+33612345603"}),
+            StatusCode::CREATED,
+        )
+        .await;
+    let one_off_id = one_off["id"].as_str().unwrap().to_string();
+    for _ in 0..400 {
+        let c = expect_json(
+            app.get(&format!("/v1/calls/{one_off_id}")).await,
+            StatusCode::OK,
+        )
+        .await;
+        if c["status"] == "completed" || c["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        calls_to(&app, "+33612345603").await,
+        1,
+        "the one-off call was placed"
+    );
+
+    clock.set(start + chrono::Duration::hours(1));
+    let (b, od) = app
+        .campaign(
+            "phone\n+33612345601\n+33612345602\n+33612345603\n".to_string(),
+            quick_plan(),
+            json!({"frequency_caps": [{"max": 1, "per_days": 7}], "calls_per_second": 100}),
+        )
+        .await;
+    app.campaign_verb(&b, "start", json!({})).await;
+    settled(&app, &od, 3).await;
+    assert_eq!(
+        calls_to(&app, "+33612345602").await,
+        1,
+        "a number not called yet"
+    );
+    for n in ["+33612345601", "+33612345603"] {
+        assert_eq!(calls_to(&app, n).await, 1, "{n}: called once, by the other");
+        let t = target_by_number(&app, &od, n).await;
+        assert_eq!(t["state"], "idle");
+        assert_eq!(t["last_refusal"]["reason"], "frequency_cap", "{t}");
+    }
+    let first_call = app
+        .scalar(
+            "SELECT CASE WHEN invite_sent_at > created_at THEN invite_sent_at ELSE created_at END \
+             FROM calls WHERE to_uri = '+33612345601'",
+        )
+        .await;
+    let t = target_by_number(&app, &od, "+33612345601").await;
+    let week_after = chrono::DateTime::from_timestamp_millis(first_call + 7 * 86_400_000)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    assert_eq!(t["last_refusal"]["next_allowed_at"], json!(week_after));
+
+    clock.set(start + chrono::Duration::days(7) + chrono::Duration::hours(1));
+    wait_status(&mut rx, &b, "finished", Duration::from_secs(20)).await;
+    assert_eq!(calls_to(&app, "+33612345601").await, 2);
+    assert_eq!(calls_to(&app, "+33612345603").await, 2);
+    app.stop().await;
+}
+on_both_backends!(caps, caps_count_every_campaign_and_one_off_calls);
