@@ -55,6 +55,19 @@ async fn settled(app: &common::TestApp, od: &str, n: i64) {
     }
 }
 
+/// Waits (bounded) until one-off call `id` has `status`.
+async fn wait_call(app: &common::TestApp, id: &str, status: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let c = expect_json(app.get(&format!("/v1/calls/{id}")).await, StatusCode::OK).await;
+        if c["status"] == status {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "call {id}: {c}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn calls_to(app: &common::TestApp, number: &str) -> i64 {
     app.scalar(&format!(
         "SELECT COUNT(*) FROM calls WHERE to_uri = '{number}'"
@@ -183,18 +196,7 @@ async fn caps_count_every_campaign_and_one_off_calls(db: Db) {
             StatusCode::CREATED,
         )
         .await;
-    let one_off_id = one_off["id"].as_str().unwrap().to_string();
-    for _ in 0..400 {
-        let c = expect_json(
-            app.get(&format!("/v1/calls/{one_off_id}")).await,
-            StatusCode::OK,
-        )
-        .await;
-        if c["status"] == "completed" || c["status"] == "failed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_call(&app, one_off["id"].as_str().unwrap(), "completed").await;
     assert_eq!(
         calls_to(&app, "+33612345603").await,
         1,
@@ -234,10 +236,86 @@ async fn caps_count_every_campaign_and_one_off_calls(db: Db) {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     assert_eq!(t["last_refusal"]["next_allowed_at"], json!(week_after));
 
+    // One-off calls go through the same gate: held until the cap allows,
+    // or refused when a bot would call without consent.
+    let first = app
+        .post_ok(
+            "/v1/calls",
+            &json!({"to": "+33612345605"}),
+            StatusCode::CREATED,
+        )
+        .await;
+    wait_call(&app, first["id"].as_str().unwrap(), "completed").await;
+    let first_at = app
+        .scalar(
+            "SELECT CASE WHEN invite_sent_at > created_at THEN invite_sent_at ELSE created_at END \
+             FROM calls WHERE to_uri = '+33612345605'",
+        )
+        .await;
+    let held = app
+        .post_ok(
+            "/v1/calls",
+            &json!({"to": "+33612345605", "frequency_caps": [{"max": 1, "per_days": 7}]}),
+            StatusCode::CREATED,
+        )
+        .await;
+    let held = held["id"].as_str().unwrap().to_string();
+    let bot = app
+        .post_ok(
+            "/v1/agents",
+            &json!({"name": "bot", "kind": "script", "script": common::hang_up_script()}),
+            StatusCode::CREATED,
+        )
+        .await;
+    let refused = app
+        .post_ok(
+            "/v1/calls",
+            &json!({"to": "+12125550104", "agent_id": bot["id"], "compliance_profile": "us_tcpa",
+                    "timezone": "Pacific/Kiritimati"}),
+            StatusCode::CREATED,
+        )
+        .await;
+    let refused = refused["id"].as_str().unwrap().to_string();
+    let mut shown = (Value::Null, Value::Null);
+    for _ in 0..400 {
+        shown = (
+            expect_json(app.get(&format!("/v1/calls/{held}")).await, StatusCode::OK).await,
+            expect_json(
+                app.get(&format!("/v1/calls/{refused}")).await,
+                StatusCode::OK,
+            )
+            .await,
+        );
+        if shown.0["reason"] == "frequency_cap" && shown.1["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(shown.0["status"], "scheduled", "{}", shown.0);
+    assert_eq!(shown.0["reason"], "frequency_cap");
+    let week_after_first = chrono::DateTime::from_timestamp_millis(first_at + 7 * 86_400_000)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    assert_eq!(shown.0["scheduled_at"], json!(week_after_first));
+    assert_eq!(shown.1["reason"], "consent_required", "{}", shown.1);
+    assert_eq!(
+        calls_to(&app, "+12125550104").await,
+        1,
+        "its own row, never dialed"
+    );
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT COUNT(*) FROM calls WHERE id = '{refused}' AND invite_sent_at IS NULL"
+        ))
+        .await,
+        1
+    );
+
     clock.set(start + chrono::Duration::days(7) + chrono::Duration::hours(1));
     wait_status(&mut rx, &b, "finished", Duration::from_secs(20)).await;
     assert_eq!(calls_to(&app, "+33612345601").await, 2);
     assert_eq!(calls_to(&app, "+33612345603").await, 2);
+    wait_call(&app, &held, "completed").await;
     app.stop().await;
 }
 on_both_backends!(caps, caps_count_every_campaign_and_one_off_calls);

@@ -14,9 +14,20 @@ use crate::domain::DestinationKind;
 use crate::store::claims::{ClaimAction, Facts, PastCall};
 use crate::store::targets::TargetRow;
 
+/// Who is about to be called.
+pub(crate) struct Recipient<'a> {
+    /// A `tel` number (None: a SIP address, whose zone is not implied).
+    pub number: Option<&'a str>,
+    /// Its own zone, an IANA name.
+    pub timezone: Option<&'a str>,
+    pub consent: Option<&'a str>,
+    /// Ms; past it the call is not placed at all.
+    pub expires_at: Option<i64>,
+}
+
 /// What the gate says of dialing `t`'s destination `index` now: `None` to go
 /// ahead, else what to do instead.
-pub(crate) fn check(
+pub(crate) fn check_target(
     rules: &Rules,
     t: &TargetRow,
     index: usize,
@@ -26,22 +37,40 @@ pub(crate) fn check(
     now: DateTime<Utc>,
 ) -> Option<ClaimAction> {
     let dest = t.destinations.get(index)?;
-    let number = (dest.kind == DestinationKind::Tel).then_some(dest.target.as_str());
-    let tz = resolve_timezone(t.timezone.as_deref(), number, campaign_tz);
+    let who = Recipient {
+        number: (dest.kind == DestinationKind::Tel).then_some(dest.target.as_str()),
+        timezone: t.timezone.as_deref(),
+        consent: t.consent.as_deref(),
+        expires_at: t.expires_at,
+    };
+    check(rules, &who, facts, artificial_voice, campaign_tz, now)
+}
+
+/// What the gate says of calling `who` now: `None` to go ahead, else what to
+/// do instead (a `Defer` carries the refusal's reason).
+pub(crate) fn check(
+    rules: &Rules,
+    who: &Recipient<'_>,
+    facts: &Facts<'_>,
+    artificial_voice: bool,
+    fallback_tz: Tz,
+    now: DateTime<Utc>,
+) -> Option<ClaimAction> {
+    let tz = resolve_timezone(who.timezone, who.number, fallback_tz);
     let history: Vec<Contact> = facts.history.iter().map(contact).collect();
     let call = compliance::Call {
         now,
         tz,
         on_dnc: facts.on_dnc,
         artificial_voice,
-        consent: consent(t.consent.as_deref()),
+        consent: consent(who.consent),
         history: &history,
         abandonment: None,
     };
     match compliance::check(rules, &call) {
         Verdict::Allow { .. } => None,
         Verdict::Refuse { reason, next } => Some(match next {
-            Some(at) if t.expires_at.is_none_or(|e| at.timestamp_millis() < e) => {
+            Some(at) if who.expires_at.is_none_or(|e| at.timestamp_millis() < e) => {
                 ClaimAction::Defer {
                     until: at.timestamp_millis(),
                     refusal: Some(reason.as_str()),

@@ -23,12 +23,15 @@ use tracing::Instrument;
 use super::apply::{call_final, one_off_retry_at};
 use super::attempt::{run_attempt, until_written, AttemptCall, AttemptRecord, Placed};
 use super::deps::{SchedulerDeps, TICK};
+use super::gate::{self, Recipient};
 use super::rules::due::{check_before_dial, DialCheck, DialGate};
 use super::rules::pacing::Priority;
 use super::trunks::SessionSlot;
 use crate::agent::Agent;
+use crate::domain::specs::AgentKind;
 use crate::domain::{DestinationKind, Outcome};
 use crate::events::Event;
+use crate::store::claims::{ClaimAction, Facts};
 use crate::store::oneoff::OneOffClaim;
 
 /// One-off calls claimed per tick at most, per agent.
@@ -123,6 +126,9 @@ async fn run(
         refuse(&deps, &c, reason).await;
         return;
     }
+    if c.spec.compliance.is_set() && !compliance_allows(&deps, &c, on_dnc).await {
+        return;
+    }
     let kind = match DestinationKind::of_address(&c.to) {
         Ok(kind) => kind,
         Err(why) => {
@@ -184,6 +190,61 @@ async fn call_agent(deps: &SchedulerDeps, id: Option<&str>) -> Option<Arc<dyn Ag
             tracing::warn!(agent = %a, error = %e, "the call's agent cannot be loaded");
             None
         }
+    }
+}
+
+/// The compliance gate for a call with a profile or rules: `false` when the
+/// call was deferred or refused instead.
+async fn compliance_allows(deps: &SchedulerDeps, c: &OneOffClaim, on_dnc: bool) -> bool {
+    let rules = c.spec.compliance.rules();
+    let now = deps.clock.now();
+    let number = (!c.to.starts_with("sip")).then_some(c.to.as_str());
+    let history = match number.filter(|_| rules.reads_history()) {
+        Some(n) => {
+            let since = (now - rules.history_span()).timestamp_millis();
+            until_written("reading the number's calls", || {
+                deps.store.past_calls_to(n, since)
+            })
+            .await
+        }
+        None => Vec::new(),
+    };
+    // Its own row is this try, not an earlier call.
+    let history: Vec<_> = history.into_iter().filter(|p| p.id != c.id).collect();
+    let artificial_voice = match &c.spec.agent_id {
+        Some(a) => deps
+            .store
+            .get_agent(a)
+            .await
+            .map_or(true, |spec| spec.kind != AgentKind::Sip),
+        None => false,
+    };
+    let who = Recipient {
+        number,
+        timezone: c.spec.timezone.as_deref(),
+        consent: c.spec.consent.as_deref(),
+        expires_at: None,
+    };
+    let facts = Facts {
+        on_dnc,
+        history: &history,
+    };
+    match gate::check(&rules, &who, &facts, artificial_voice, chrono_tz::UTC, now) {
+        None => true,
+        Some(ClaimAction::Defer { until, refusal }) => {
+            let reason = refusal.unwrap_or("compliance");
+            tracing::info!(call = %c.id, %reason, until, "one-off call held by the compliance gate");
+            until_written("deferring a one-off call", || {
+                deps.store.defer_one_off(&c.id, c.attempt, until, reason)
+            })
+            .await;
+            false
+        }
+        Some(ClaimAction::Fail { reason }) => {
+            refuse(deps, c, &reason).await;
+            false
+        }
+        Some(ClaimAction::Dial { .. }) => true,
     }
 }
 

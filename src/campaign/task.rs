@@ -301,7 +301,7 @@ fn claim_action(t: &TargetRow, facts: &Facts<'_>, s: &Settings, now: DateTime<Ut
         Claim::Dial { destination_index } => {
             let gate = s.compliance.as_ref().and_then(|rules| {
                 let campaign_tz = s.window.as_ref().map_or(chrono_tz::UTC, |(_, tz)| *tz);
-                super::gate::check(
+                super::gate::check_target(
                     rules,
                     t,
                     destination_index,

@@ -192,6 +192,23 @@ impl Store {
         Ok(())
     }
 
+    /// Puts a claimed one-off call back, undialed, to wait until `until`
+    /// (the compliance gate's "not now"): `scheduled`, its try not counted,
+    /// `reason` saying why.
+    pub async fn defer_one_off(
+        &self,
+        id: &str,
+        attempt: i32,
+        until: i64,
+        reason: &str,
+    ) -> Result<()> {
+        with_pool!(self, p => sqlx::query("UPDATE calls SET status = 'scheduled', scheduled_at = $3, reason = $4, \
+            node_id = NULL, attempt = attempt - 1 WHERE id = $1 AND status = 'in_progress' AND attempt = $2")
+            .bind(id).bind(attempt).bind(until).bind(reason).execute(p).await.map(|r| r.rows_affected()))?;
+        self.wrote();
+        Ok(())
+    }
+
     /// Notes when a one-off call was answered.
     pub async fn mark_call_answered(&self, id: &str, at: i64) -> Result<()> {
         with_pool!(self, p => sqlx::query("UPDATE calls SET answered_at = $2 WHERE id = $1")

@@ -3,10 +3,12 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::compliance::{self, ComplianceSpec};
 use super::DAY_S;
 use crate::domain::destination::{validate_e164, validate_sip_uri};
 use crate::domain::fields::Fields;
-use crate::domain::FieldError;
+use crate::domain::target::CONSENT_LEVELS;
+use crate::domain::{parse_timezone, FieldError};
 
 /// When a one-off call is dialed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,7 +33,7 @@ impl ScheduleType {
 }
 
 /// A parsed one-off call request, as stored with the call.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CallRequest {
     /// An E.164 number or a SIP URI.
@@ -51,6 +53,16 @@ pub struct CallRequest {
     pub ring_timeout: u32,
     /// Seconds between tries.
     pub retry_delay: u32,
+    /// The callee's zone (IANA), for a compliance profile's calling hours;
+    /// else inferred from the number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// The consent on record: `none`, `express` or `express_written`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent: Option<String>,
+    /// A compliance profile and stricter rules, as on a campaign.
+    #[serde(flatten)]
+    pub compliance: ComplianceSpec,
 }
 
 impl Default for CallRequest {
@@ -66,6 +78,9 @@ impl Default for CallRequest {
             max_retries: 0,
             ring_timeout: 30,
             retry_delay: 60,
+            timezone: None,
+            consent: None,
+            compliance: ComplianceSpec::default(),
         }
     }
 }
@@ -85,6 +100,14 @@ impl CallRequest {
             "max_retries",
             "ring_timeout",
             "retry_delay",
+            "timezone",
+            "consent",
+            compliance::FIELDS[0],
+            compliance::FIELDS[1],
+            compliance::FIELDS[2],
+            compliance::FIELDS[3],
+            compliance::FIELDS[4],
+            compliance::FIELDS[5],
         ])?;
         let d = CallRequest::default();
         let to = f.str_req("to")?.trim();
@@ -121,7 +144,24 @@ impl CallRequest {
             }
             _ => {}
         }
+        let timezone = match f.str_opt("timezone")? {
+            None => None,
+            Some(tz) => Some(parse_timezone("timezone", tz.trim())?.name().to_string()),
+        };
+        let consent = match f.str_opt("consent")? {
+            None => None,
+            Some(c) if CONSENT_LEVELS.contains(&c) => Some(c.to_string()),
+            Some(c) => {
+                return Err(f.err(
+                    "consent",
+                    format!("must be one of {}, got {c:?}", CONSENT_LEVELS.join(", ")),
+                ))
+            }
+        };
         Ok(CallRequest {
+            timezone,
+            consent,
+            compliance: ComplianceSpec::parse(&f)?,
             to: to.to_string(),
             from,
             agent_id: f.str_opt("agent_id")?.map(str::to_string),

@@ -169,6 +169,12 @@ pub struct CallInput {
     pub ring_timeout: Option<u32>,
     /// Seconds between tries.
     pub retry_delay: Option<u32>,
+    /// The callee's zone (IANA), for a compliance profile's calling hours;
+    /// else inferred from the number.
+    pub timezone: Option<String>,
+    pub consent: Option<Consent>,
+    #[serde(flatten)]
+    pub compliance: super::Compliance,
 }
 
 /// A call: a campaign attempt or a one-off call (with its tries).
