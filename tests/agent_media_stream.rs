@@ -542,7 +542,8 @@ on_both_backends!(
 );
 
 #[tokio::test]
-async fn an_unreachable_bot_ends_the_attempt_agent_unavailable() {
+async fn a_person_answered_with_an_unreachable_bot_hears_the_abandon_prompt_and_the_attempt_is_abandoned(
+) {
     let uas = SippUas::start("uas_cps.xml", 1, &[]).await;
     let app = app_for(Db::Sqlite, uas.addr, &[])
         .await
@@ -557,7 +558,7 @@ async fn an_unreachable_bot_ends_the_attempt_agent_unavailable() {
     let call = app
         .post_ok(
             "/v1/calls",
-            &json!({"to": "+15557650004", "agent_id": ag}),
+            &json!({"to": "+15557650004", "agent_id": ag, "abandon_prompt": "appointment-ask.wav"}),
             StatusCode::CREATED,
         )
         .await;
@@ -565,7 +566,21 @@ async fn an_unreachable_bot_ends_the_attempt_agent_unavailable() {
     wait_call_final(&mut rx, &id).await;
     uas.finish().await.assert_success();
     let c = expect_json(app.get(&format!("/v1/calls/{id}")).await, StatusCode::OK).await;
-    assert_eq!(c["outcome"], "agent_unavailable", "{c}");
+    assert_eq!(c["outcome"], "abandoned", "{c}");
+    // The prompt was played to its end before herald hung up (SIPp waits
+    // for herald's BYE).
+    let prompt_ms = herald::media::prompts::Prompts::shipped_only()
+        .load("appointment-ask.wav")
+        .unwrap()
+        .len() as i64
+        / 8;
+    let lasted = app
+        .scalar(&format!("SELECT duration_ms FROM calls WHERE id = '{id}'"))
+        .await;
+    assert!(
+        lasted >= prompt_ms - 100 && lasted < prompt_ms + 1_500,
+        "the call lasted {lasted} ms for a {prompt_ms} ms prompt"
+    );
     let reason = app
         .rows(&format!("SELECT reason FROM calls WHERE id = '{id}'"))
         .await[0][0]

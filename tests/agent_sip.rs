@@ -197,10 +197,10 @@ async fn key_presses_cross_the_bridge_and_the_callee_hanging_up_ends_both() {
     app.stop().await;
 }
 
-/// An agent that does not answer makes the attempt `agent_unavailable`, and
-/// the callee is hung up.
+/// An agent that does not answer makes the attempt `abandoned` (a person
+/// answered with nobody to take the call), and the callee is hung up.
 #[tokio::test]
-async fn an_agent_that_does_not_answer_makes_the_attempt_agent_unavailable() {
+async fn an_agent_that_does_not_answer_makes_the_attempt_abandoned() {
     let callee = SippUas::start("uas_answer_echo.xml", 1, &[]).await;
     let agent = SippUas::start("uas_busy_486.xml", 1, &[]).await;
     let Some(app) = common::spawn_app(Db::Sqlite).await else {
@@ -214,7 +214,7 @@ async fn an_agent_that_does_not_answer_makes_the_attempt_agent_unavailable() {
             "SELECT outcome, reason FROM calls WHERE campaign_id = '{c}'"
         ))
         .await;
-    assert_eq!(row[0][0].as_deref(), Some("agent_unavailable"), "{row:?}");
+    assert_eq!(row[0][0].as_deref(), Some("abandoned"), "{row:?}");
     assert!(
         row[0][1].as_deref().unwrap_or_default().contains("486"),
         "{row:?}"

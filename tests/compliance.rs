@@ -6,12 +6,14 @@
 //! looser than its profile refused.
 
 mod common;
+mod sipp;
 
 use std::time::Duration;
 
 use common::{expect_error, expect_json, wait_status, Db};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use sipp::SippUas;
 
 fn utc(s: &str) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::parse_from_rfc3339(s)
@@ -83,7 +85,16 @@ async fn us_tcpa_hours_in_the_recipients_zone_and_consent_for_a_bot(db: Db) {
     };
     // A looser setting than the profile's is refused, naming its limit.
     let mut looser = json!({"name": "c", "outdial_id": "x", "outplan_id": "y", "agent_id": "z",
-        "compliance_profile": "us_tcpa", "max_abandon_rate": 0.05});
+        "compliance_profile": "us_tcpa"});
+    expect_error(
+        app.post("/v1/campaigns", &looser).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+        "abandon_prompt",
+    )
+    .await;
+    looser["abandon_prompt"] = json!("appointment-ask.wav");
+    looser["max_abandon_rate"] = json!(0.05);
     expect_error(
         app.post("/v1/campaigns", &looser).await,
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -112,7 +123,8 @@ async fn us_tcpa_hours_in_the_recipients_zone_and_consent_for_a_bot(db: Db) {
         .campaign(
             csv.to_string(),
             quick_plan(),
-            json!({"compliance_profile": "us_tcpa", "calls_per_second": 100}),
+            json!({"compliance_profile": "us_tcpa", "calls_per_second": 100,
+                   "abandon_prompt": "appointment-ask.wav"}),
         )
         .await;
     let shown = expect_json(app.get(&format!("/v1/campaigns/{c}")).await, StatusCode::OK).await;
@@ -271,7 +283,7 @@ async fn caps_count_every_campaign_and_one_off_calls(db: Db) {
         .post_ok(
             "/v1/calls",
             &json!({"to": "+12125550104", "agent_id": bot["id"], "compliance_profile": "us_tcpa",
-                    "timezone": "Pacific/Kiritimati"}),
+                    "timezone": "Pacific/Kiritimati", "abandon_prompt": "appointment-ask.wav"}),
             StatusCode::CREATED,
         )
         .await;
@@ -319,3 +331,95 @@ async fn caps_count_every_campaign_and_one_off_calls(db: Db) {
     app.stop().await;
 }
 on_both_backends!(caps, caps_count_every_campaign_and_one_off_calls);
+
+/// A person answered with no agent to take the call is an abandoned call;
+/// at the campaign's ceiling (5%) dialing stops, and the campaign says why.
+/// SIPp answers as the callee; the SIP agent, another SIPp, is busy.
+async fn the_abandonment_ceiling_stops_dialing(db: Db) {
+    let callee = SippUas::start("uas_answer_echo.xml", 20, &[]).await;
+    let desk = SippUas::start("uas_busy_486.xml", 20, &[]).await;
+    let Some(app) = common::spawn_app(db).await else {
+        return;
+    };
+    let host = callee.uri();
+    let host = host.trim_start_matches("sip:").rsplit('@').next().unwrap();
+    let targets: Vec<Value> = (0..20)
+        .map(|i| json!({"destinations": [{"type": "sip", "target": format!("sip:p{i}@{host}")}]}))
+        .collect();
+    let od = common::id_of(
+        &app.post_ok("/v1/outdials", &json!({"name": "l"}), StatusCode::CREATED)
+            .await,
+    );
+    app.post_ok(
+        &format!("/v1/outdials/{od}/targets"),
+        &json!({"targets": targets}),
+        StatusCode::OK,
+    )
+    .await;
+    let op = common::id_of(
+        &app.post_ok("/v1/outplans", &quick_plan(), StatusCode::CREATED)
+            .await,
+    );
+    let ag = common::id_of(
+        &app.post_ok(
+            "/v1/agents",
+            &json!({"name": "desk", "kind": "sip", "url": desk.uri()}),
+            StatusCode::CREATED,
+        )
+        .await,
+    );
+    let c = common::id_of(
+        &app.post_ok(
+            "/v1/campaigns",
+            &json!({"name": "c", "outdial_id": od, "outplan_id": op, "agent_id": ag,
+                    "max_abandon_rate": 0.05, "calls_per_second": 2, "max_concurrent_calls": 1}),
+            StatusCode::CREATED,
+        )
+        .await,
+    );
+    let mut rx = app.events().subscribe();
+    app.campaign_verb(&c, "start", json!({})).await;
+    // The count every 2 s finds the ceiling after the first abandoned call.
+    wait_status(&mut rx, &c, "waiting", Duration::from_secs(30)).await;
+    let shown = expect_json(app.get(&format!("/v1/campaigns/{c}")).await, StatusCode::OK).await;
+    let reason = shown["status_reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("abandon_limit: "), "{shown}");
+    assert!(reason.contains("ceiling 5.0%"), "{reason}");
+    let calls = format!("SELECT COUNT(*) FROM calls WHERE campaign_id = '{c}'");
+    let open = format!("SELECT COUNT(*) FROM calls WHERE campaign_id = '{c}' AND ended_at IS NULL");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while app.scalar(&open).await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "calls left open");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let held_at = app.scalar(&calls).await;
+    assert!(
+        (1..20).contains(&held_at),
+        "the ceiling held dialing: {held_at}"
+    );
+    let abandoned = app
+        .scalar(&format!(
+            "SELECT COUNT(*) FROM calls WHERE campaign_id = '{c}' AND outcome = 'abandoned' \
+             AND answered_at IS NOT NULL"
+        ))
+        .await;
+    assert_eq!(abandoned, held_at, "every answered call was abandoned");
+    // Two more counts later, still held.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let stats =
+                expect_json(app.get(&format!("/v1/campaigns/{c}")).await, StatusCode::OK).await;
+            if stats["status"] != "waiting" {
+                panic!("dialing resumed: {stats}");
+            }
+            if app.scalar(&calls).await != held_at {
+                panic!("a call while at the ceiling");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .unwrap_err();
+    app.stop().await;
+}
+on_both_backends!(abandon_ceiling, the_abandonment_ceiling_stops_dialing);

@@ -182,7 +182,12 @@ async fn mutated_sip_datagrams_neither_panic_herald_nor_disturb_its_calls() {
     assert_eq!(by_state["targets"]["by_state"]["idle"], 0, "{by_state}");
     assert_eq!(by_state["targets"]["by_state"]["dialing"], 0, "{by_state}");
     assert_eq!(by_state["attempts"]["total"], targets, "{by_state}");
-    for bad in ["trunk_error", "interrupted", "agent_unavailable"] {
+    for bad in [
+        "trunk_error",
+        "interrupted",
+        "agent_unavailable",
+        "abandoned",
+    ] {
         assert!(
             by_state["attempts"]["by_outcome"].get(bad).is_none(),
             "{bad} under fuzzing: {by_state}"

@@ -237,6 +237,15 @@ impl AgentRuntime {
 
     /// The agent of a stored configuration, built again only when its spec
     /// has changed (a script's prompts are loaded once).
+    /// A prompt's μ-law audio (shipped, or under `agents.prompt_dir`), read
+    /// in a blocking task.
+    pub async fn load_prompt(&self, name: &str) -> Result<bytes::Bytes, String> {
+        let (prompts, name) = (self.deps.prompts.clone(), name.to_string());
+        tokio::task::spawn_blocking(move || prompts.load(&name).map_err(|e| e.to_string()))
+            .await
+            .map_err(|e| e.to_string())?
+    }
+
     pub fn agent(&self, id: &str, spec: &AgentSpec) -> Result<Arc<dyn Agent>, String> {
         if let Some((s, a)) = self.built.lock().expect("agents").get(id) {
             if s == spec {

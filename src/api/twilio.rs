@@ -274,7 +274,7 @@ fn parse_ts(t: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
 /// Twilio's call status for a call that is not live.
 fn twilio_status(call: &Value) -> &'static str {
     match call["outcome"].as_str() {
-        Some("answered") | Some("agent_unavailable") => "completed",
+        Some("answered") | Some("agent_unavailable") | Some("abandoned") => "completed",
         Some("busy") => "busy",
         Some("no_answer") => "no-answer",
         Some("interrupted") => "canceled",

@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 use super::deps::SchedulerDeps;
 use crate::agent::{Agent, SessionContext, SessionControl, SESSION_END_GRACE};
 use crate::domain::{DestinationKind, Outcome};
+use crate::media::MediaEvent;
+use crate::sip::CallMedia;
 use crate::sip::{
     CallEnded, CallEvent, DialDestination, HangupBy, OriginateError, OriginateRequest, Telephony,
 };
@@ -41,6 +43,8 @@ pub(crate) struct AttemptCall<'a> {
     pub target_id: Option<&'a str>,
     /// The variables the agent's session sees.
     pub variables: &'a Value,
+    /// Played to a person answered with no agent to take the call.
+    pub abandon_prompt: Option<bytes::Bytes>,
 }
 
 /// Where an attempt's answer and end are written.
@@ -61,6 +65,7 @@ pub(crate) async fn run_attempt<R: AttemptRecord>(
 ) {
     let (ctl, _registered) = deps.runtime.sessions.register(call.call_id);
     let link = AgentLink {
+        abandon_prompt: call.abandon_prompt.clone(),
         agent: call.agent.clone(),
         ctx: deps.runtime.context(
             call.call_id,
@@ -125,6 +130,8 @@ pub(crate) struct Placed {
 /// result, and a way for the agent or the REST API to hang up).
 pub(crate) struct AgentLink {
     pub agent: Option<Arc<dyn Agent>>,
+    /// Played to a person answered with no agent to take the call.
+    pub abandon_prompt: Option<bytes::Bytes>,
     pub ctx: SessionContext,
     pub ctl: Arc<SessionControl>,
     pub prepare_timeout: Duration,
@@ -143,7 +150,9 @@ impl<T> Drop for AbortOnDrop<T> {
 /// answered, alongside the call (which does not wait for it); its answer is
 /// awaited before this returns. The agent's session is prepared while the phone rings and runs
 /// on the answered call; without an agent the call is hung up at once. An
-/// agent that cannot be had ends the attempt `agent_unavailable`. A call hung
+/// agent that cannot be had when the call is answered makes the attempt
+/// `abandoned`: the abandon prompt, when there is one, is played and the call
+/// hung up (`abandon_prompt` in the link). A call hung
 /// up through `hangup` (forced stop, shutdown) ends `interrupted`.
 pub(crate) async fn place_call<F, Fut>(
     telephony: &dyn Telephony,
@@ -238,9 +247,18 @@ where
                         ))
                     }
                 }
-                if unavailable.is_some() {
-                    drop(media);
-                    call.hangup();
+                if let Some(why) = &unavailable {
+                    let media = media.take().expect("media");
+                    match &link.abandon_prompt {
+                        Some(prompt) => {
+                            tracing::info!(%why, "no agent for an answered call: playing the abandon prompt");
+                            tokio::spawn(play_then_hang_up(media, prompt.clone(), ctl.clone()));
+                        }
+                        None => {
+                            drop(media);
+                            call.hangup();
+                        }
+                    }
                 }
             }
             Some(CallEvent::Ended(mut e)) => {
@@ -248,8 +266,8 @@ where
                     e.outcome = Outcome::Interrupted;
                     e.reason = format!("interrupted: {}", e.reason);
                 } else if let Some(why) = &unavailable {
-                    e.outcome = Outcome::AgentUnavailable;
-                    e.reason = format!("agent_unavailable: {why}");
+                    e.outcome = Outcome::Abandoned;
+                    e.reason = format!("abandoned: {why}");
                 }
                 break e;
             }
@@ -277,6 +295,23 @@ where
         answer_recorded,
         agent_result,
     }
+}
+
+/// Plays `prompt` on an abandoned call, then hangs it up (bounded by the
+/// prompt's length and a second).
+async fn play_then_hang_up(mut media: CallMedia, prompt: bytes::Bytes, ctl: Arc<SessionControl>) {
+    let length = Duration::from_millis(prompt.len() as u64 / 8) + Duration::from_secs(1);
+    media.play(prompt);
+    media.mark("herald.abandon".into());
+    let _ = tokio::time::timeout(length, async {
+        while let Some(ev) = media.next_event().await {
+            if matches!(ev, MediaEvent::MarkPlayed(_) | MediaEvent::MarkCleared(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+    ctl.hang_up();
 }
 
 /// A call that could not be placed at all.

@@ -94,6 +94,35 @@ fn consent(level: Option<&str>) -> Consent {
     }
 }
 
+/// Whether a campaign's abandonment rate (over its rules' window) has
+/// reached its ceiling: the status reason to wait with, if so.
+pub(crate) async fn abandon_ceiling(
+    store: &crate::store::Store,
+    campaign_id: &str,
+    rules: &Rules,
+    now: DateTime<Utc>,
+) -> Result<Option<String>, crate::store::StoreError> {
+    let Some(max) = rules.max_abandon_rate else {
+        return Ok(None);
+    };
+    let since = (now - rules.abandon_window).timestamp_millis();
+    let (live, abandoned) = store.abandonment_counts(campaign_id, since).await?;
+    let counts = compliance::Abandonment {
+        live_answered: live.max(0) as u64,
+        abandoned: abandoned.max(0) as u64,
+        machine_false_positives: 0,
+    };
+    let rate = compliance::abandon_rate(rules, &counts);
+    Ok((rate >= max).then(|| {
+        format!(
+            "abandon_limit: {abandoned} of {live} answered calls abandoned over the last {} h ({:.1}%, ceiling {:.1}%)",
+            rules.abandon_window.num_hours(),
+            rate * 100.0,
+            max * 100.0
+        )
+    }))
+}
+
 /// An earlier call as the gate counts it.
 fn contact(c: &PastCall) -> Contact {
     let kind = match (c.outcome.as_deref(), c.result.as_deref()) {

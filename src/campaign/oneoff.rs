@@ -153,13 +153,26 @@ async fn run(
     }
     let secs = |s: u32| Duration::from_secs(s.into());
     let agent = call_agent(&deps, c.spec.agent_id.as_deref()).await;
+    let abandon_prompt = match &c.spec.compliance.abandon_prompt {
+        Some(name) => match deps.runtime.load_prompt(name).await {
+            Ok(audio) => Some(audio),
+            Err(e) => {
+                tracing::warn!(call = %c.id, prompt = %name, error = %e, "the abandon prompt cannot be loaded");
+                None
+            }
+        },
+        None => None,
+    };
+    // A profile's shortest ring applies whatever the request says.
+    let min_ring = c.spec.compliance.rules().min_ring_s.unwrap_or(0);
     let call = AttemptCall {
+        abandon_prompt,
         call_id: &c.id,
         kind,
         to: &c.to,
         trunk: &c.trunk,
         caller_id: c.from.as_deref(),
-        ring_timeout: secs(c.spec.ring_timeout),
+        ring_timeout: secs(c.spec.ring_timeout.max(min_ring)),
         max_duration: secs(c.spec.max_duration),
         agent,
         campaign_id: None,

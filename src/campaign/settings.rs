@@ -38,6 +38,7 @@ pub(crate) struct Settings {
     pub compliance: Option<Rules>,
     /// Its agent is an artificial voice (a bot or a script, not a person).
     pub artificial_voice: bool,
+    pub abandon_prompt: Option<String>,
 }
 
 /// Reads campaign `id`'s settings.
@@ -74,6 +75,7 @@ pub(crate) async fn load_settings(store: &Store, id: &str) -> Result<Settings, S
     Ok(Settings {
         compliance,
         artificial_voice,
+        abandon_prompt: spec.compliance.abandon_prompt.clone(),
         status,
         cause: c.status_cause,
         outdial_id: c.outdial_id,

@@ -38,6 +38,8 @@ use crate::store::StoreError;
 
 /// The status reason of a campaign waiting for its next daily start.
 const DAILY_WAIT: &str = "waiting for the next daily start";
+/// How often a campaign with an abandonment ceiling counts its abandoned calls.
+const ABANDON_CHECK: Duration = Duration::from_secs(2);
 /// How long a claimed target is leased before another node may take it back.
 const LEASE_MS: i64 = 10 * 60 * 1000;
 
@@ -65,6 +67,11 @@ pub(crate) async fn run_campaign(
     // When today's scheduled run last ran out of due targets.
     let mut drained_at: Option<DateTime<Utc>> = None;
     let mut limiter: Option<(f64, DefaultDirectRateLimiter)> = None;
+    // The abandonment ceiling, checked every ABANDON_CHECK: when last, and
+    // the reason to wait with while it is reached.
+    let mut abandon: (Option<tokio::time::Instant>, Option<String>) = (None, None);
+    // The abandon prompt's name and audio, loaded when the name changes.
+    let mut abandon_prompt: Option<(String, Option<bytes::Bytes>)> = None;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -130,6 +137,43 @@ pub(crate) async fn run_campaign(
             },
             _ => None,
         };
+        let wanted = s.abandon_prompt.as_deref();
+        if abandon_prompt.as_ref().map(|(n, _)| n.as_str()) != wanted {
+            abandon_prompt = match wanted {
+                None => None,
+                Some(name) => match deps.runtime.load_prompt(name).await {
+                    Ok(audio) => Some((name.to_string(), Some(audio))),
+                    Err(e) => {
+                        let reason = format!("abandon_prompt {name:?}: {e}");
+                        tracing::error!(campaign = %id, %reason, "pausing the campaign");
+                        set_status(&deps, &id, StatusMove::Pause, Some(&reason), None).await;
+                        continue;
+                    }
+                },
+            };
+        }
+        if let Some(rules) = s
+            .compliance
+            .as_ref()
+            .filter(|r| r.max_abandon_rate.is_some())
+        {
+            if abandon.0.is_none_or(|at| at.elapsed() >= ABANDON_CHECK) {
+                match super::gate::abandon_ceiling(&deps.store, &id, rules, now).await {
+                    Ok(reached) => abandon = (Some(tokio::time::Instant::now()), reached),
+                    Err(e) => {
+                        tracing::warn!(campaign = %id, error = %e, "counting abandoned calls failed")
+                    }
+                }
+            }
+            if let Some(reason) = &abandon.1 {
+                if s.status == CampaignStatus::Running
+                    && set_status(&deps, &id, StatusMove::Wait, Some(reason), None).await
+                {
+                    tracing::warn!(campaign = %id, %reason, "dialing held");
+                }
+                continue;
+            }
+        }
         if limiter.as_ref().is_none_or(|(cps, _)| *cps != s.cps) {
             limiter = Some((s.cps, limiter_for(s.cps)));
         }
@@ -196,6 +240,7 @@ pub(crate) async fn run_campaign(
                 ring_timeout: s.ring_timeout,
                 max_duration: s.max_duration,
                 agent: agent.clone(),
+                abandon_prompt: abandon_prompt.as_ref().and_then(|(_, p)| p.clone()),
                 live: live.clone(),
                 claimed: c,
             };
@@ -362,6 +407,7 @@ struct CampaignAttempt {
     ring_timeout: Duration,
     max_duration: Duration,
     agent: Option<Arc<dyn crate::agent::Agent>>,
+    abandon_prompt: Option<bytes::Bytes>,
     live: LiveCalls,
     claimed: Claimed,
 }
@@ -387,6 +433,7 @@ impl CampaignAttempt {
             campaign_id: Some(&campaign_id),
             target_id: Some(&c.target.id),
             variables: &c.target.variables,
+            abandon_prompt: self.abandon_prompt.clone(),
         };
         run_attempt(&deps, call, hangup, self).await;
     }

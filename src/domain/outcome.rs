@@ -16,11 +16,15 @@ pub enum Outcome {
     TemporaryFailure,
     TrunkError,
     Interrupted,
+    /// Kept for attempts stored before `abandoned` existed.
     AgentUnavailable,
+    /// Answered by a person nobody was connected to (the agent was not
+    /// ready, or would not take the call).
+    Abandoned,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 9] = [
+    pub const ALL: [Outcome; 10] = [
         Outcome::Answered,
         Outcome::Busy,
         Outcome::NoAnswer,
@@ -30,6 +34,7 @@ impl Outcome {
         Outcome::TrunkError,
         Outcome::Interrupted,
         Outcome::AgentUnavailable,
+        Outcome::Abandoned,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +48,7 @@ impl Outcome {
             Outcome::TrunkError => "trunk_error",
             Outcome::Interrupted => "interrupted",
             Outcome::AgentUnavailable => "agent_unavailable",
+            Outcome::Abandoned => "abandoned",
         }
     }
 

@@ -9,6 +9,7 @@
 //! Must not: parse or build SIP or SDP, know about campaigns or agents, or
 //! leave a task or a port behind when a session's handle goes away.
 
+pub mod amd;
 pub mod dtmf;
 mod events;
 pub mod g711;

@@ -211,6 +211,18 @@ impl Store {
     }
 
     /// A campaign's status changes, newest first, at most `limit`.
+    /// A campaign's calls since `since` (ms): how many were answered, and
+    /// how many of those were abandoned (nobody taken to the person).
+    pub async fn abandonment_counts(&self, id: &str, since: i64) -> Result<(i64, i64)> {
+        with_pool!(self, p => {
+            let row: (i64, i64) = sqlx::query_as(
+                "SELECT COUNT(answered_at), COALESCE(SUM(CASE WHEN outcome = 'abandoned' THEN 1 ELSE 0 END), 0) \
+                 FROM calls WHERE campaign_id = $1 AND created_at >= $2")
+                .bind(id).bind(since).fetch_one(p).await?;
+            Ok(row)
+        })
+    }
+
     pub async fn campaign_status_log(&self, id: &str, limit: i64) -> Result<Vec<StatusLogEntry>> {
         with_pool!(self, p => {
             let rows = sqlx::query("SELECT at, from_status, to_status, reason, changed_by FROM campaign_status_log \

@@ -117,8 +117,9 @@ mod tests {
             steps: BTreeMap::new(),
         };
         let now = 1_000_000_000;
-        c.steps.insert(now - SPAN_MS - STEP_MS, [1; 9]);
-        let mut counts = [0; 9];
+        c.steps
+            .insert(now - SPAN_MS - STEP_MS, [1; Outcome::ALL.len()]);
+        let mut counts = [0; Outcome::ALL.len()];
         counts[1] = 3; // busy
         c.steps.insert(now - now % STEP_MS, counts);
         let v: serde_json::Value = serde_json::from_str(&c.json(now)).unwrap();

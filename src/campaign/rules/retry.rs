@@ -227,6 +227,7 @@ pub fn decide(
         Outcome::TrunkError => (policy.failed, "trunk_error", u32::MAX),
         Outcome::Interrupted => (policy.failed, "interrupted", u32::MAX),
         Outcome::AgentUnavailable => (policy.failed, "agent_unavailable", u32::MAX),
+        Outcome::Abandoned => (policy.failed, "abandoned", u32::MAX),
     };
     let budget = dest.budget(default_budget).min(cap);
     if dest.try_count >= budget {
@@ -642,6 +643,7 @@ mod tests {
             (Outcome::TrunkError, "trunk_error"),
             (Outcome::Interrupted, "interrupted"),
             (Outcome::AgentUnavailable, "agent_unavailable"),
+            (Outcome::Abandoned, "abandoned"),
         ] {
             assert_eq!(
                 one(&[tel(1, None)], &outcome(o)),

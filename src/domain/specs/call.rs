@@ -89,26 +89,26 @@ impl CallRequest {
     /// Parses a request body. A `scheduled_at` in the past dials at once.
     pub fn parse(v: &Value) -> Result<CallRequest, FieldError> {
         let f = Fields::new(v, "")?;
-        f.deny_unknown(&[
-            "to",
-            "from",
-            "agent_id",
-            "trunk",
-            "schedule_type",
-            "scheduled_at",
-            "max_duration",
-            "max_retries",
-            "ring_timeout",
-            "retry_delay",
-            "timezone",
-            "consent",
-            compliance::FIELDS[0],
-            compliance::FIELDS[1],
-            compliance::FIELDS[2],
-            compliance::FIELDS[3],
-            compliance::FIELDS[4],
-            compliance::FIELDS[5],
-        ])?;
+        f.deny_unknown(
+            &[
+                "to",
+                "from",
+                "agent_id",
+                "trunk",
+                "schedule_type",
+                "scheduled_at",
+                "max_duration",
+                "max_retries",
+                "ring_timeout",
+                "retry_delay",
+                "timezone",
+                "consent",
+            ]
+            .iter()
+            .chain(&compliance::FIELDS)
+            .copied()
+            .collect::<Vec<_>>(),
+        )?;
         let d = CallRequest::default();
         let to = f.str_req("to")?.trim();
         if to.starts_with("sip:") || to.starts_with("sips:") {

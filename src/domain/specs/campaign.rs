@@ -136,27 +136,27 @@ impl CampaignSpec {
     /// The ids it refers to are not looked up here.
     pub fn parse(v: &Value) -> Result<CampaignSpec, FieldError> {
         let f = Fields::new(v, "")?;
-        f.deny_unknown(&[
-            "name",
-            "detail",
-            "outdial_id",
-            "outplan_id",
-            "agent_id",
-            "trunk",
-            "max_concurrent_calls",
-            "calls_per_second",
-            "calling_window",
-            "schedule",
-            "priority",
-            "end_handle",
-            "fallback",
-            compliance::FIELDS[0],
-            compliance::FIELDS[1],
-            compliance::FIELDS[2],
-            compliance::FIELDS[3],
-            compliance::FIELDS[4],
-            compliance::FIELDS[5],
-        ])?;
+        f.deny_unknown(
+            &[
+                "name",
+                "detail",
+                "outdial_id",
+                "outplan_id",
+                "agent_id",
+                "trunk",
+                "max_concurrent_calls",
+                "calls_per_second",
+                "calling_window",
+                "schedule",
+                "priority",
+                "end_handle",
+                "fallback",
+            ]
+            .iter()
+            .chain(&compliance::FIELDS)
+            .copied()
+            .collect::<Vec<_>>(),
+        )?;
         let d = CampaignSpec::default();
         let name = f.name("name", 200)?;
         let outdial_id = f.str_req("outdial_id")?.to_string();

@@ -37,16 +37,22 @@ pub struct ComplianceSpec {
     /// A share of live-answered calls (0.03 is 3%).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_abandon_rate: Option<f64>,
+    /// A prompt (shipped, or a WAV under `agents.prompt_dir`) played to a
+    /// person answered with no agent to take the call: who called and a
+    /// number to call back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub abandon_prompt: Option<String>,
 }
 
 /// The campaign fields this module reads.
-pub const FIELDS: [&str; 6] = [
+pub const FIELDS: [&str; 7] = [
     "compliance_profile",
     "frequency_caps",
     "quiet_after_refusal_days",
     "redial_after_machine_hours",
     "redial_after_abandon_hours",
     "max_abandon_rate",
+    "abandon_prompt",
 ];
 
 impl ComplianceSpec {
@@ -95,7 +101,18 @@ impl ComplianceSpec {
             redial_after_machine_hours: u("redial_after_machine_hours", 87_600)?,
             redial_after_abandon_hours: u("redial_after_abandon_hours", 87_600)?,
             max_abandon_rate,
+            abandon_prompt: f.str_opt("abandon_prompt")?.map(str::to_string),
         };
+        if spec
+            .abandon_prompt
+            .as_deref()
+            .is_some_and(|p| p.is_empty() || p.len() > 500)
+        {
+            return Err(f.err(
+                "abandon_prompt",
+                "must be a prompt name of 1 to 500 characters",
+            ));
+        }
         spec.no_looser_than_profile(f)?;
         Ok(spec)
     }
@@ -111,6 +128,12 @@ impl ComplianceSpec {
         };
         let r = p.rules();
         let name = p.as_str();
+        if r.abandon_prompt_required && self.abandon_prompt.is_none() {
+            return Err(f.err(
+                "abandon_prompt",
+                format!("is required under {name}: a message naming the caller and a number to call back"),
+            ));
+        }
         if let (Some(mine), Some(max)) = (self.max_abandon_rate, r.max_abandon_rate) {
             if mine > max {
                 return Err(f.err(
@@ -223,8 +246,11 @@ mod tests {
 
     #[test]
     fn a_setting_looser_than_the_profile_is_refused_naming_its_limit() {
-        let e =
-            parse(json!({"compliance_profile": "us_tcpa", "max_abandon_rate": 0.05})).unwrap_err();
+        let e = parse(
+            json!({"compliance_profile": "us_tcpa", "max_abandon_rate": 0.05,
+                "abandon_prompt": "sorry.wav"}),
+        )
+        .unwrap_err();
         assert_eq!(e.field, "max_abandon_rate");
         assert!(
             e.reason.contains("at most 0.03 under us_tcpa"),
@@ -248,10 +274,16 @@ mod tests {
             "{}",
             e.reason
         );
-        let e = parse(json!({"compliance_profile": "uk_ofcom", "redial_after_machine_hours": 24}))
-            .unwrap_err();
+        let e = parse(
+            json!({"compliance_profile": "uk_ofcom", "redial_after_machine_hours": 24,
+            "abandon_prompt": "sorry.wav"}),
+        )
+        .unwrap_err();
         assert_eq!(e.field, "redial_after_machine_hours");
         let e = parse(json!({"compliance_profile": "gdpr"})).unwrap_err();
+        assert_eq!(e.field, "compliance_profile");
+        let e = parse(json!({"compliance_profile": "us_tcpa"})).unwrap_err();
+        assert_eq!(e.field, "abandon_prompt");
         assert_eq!(e.field, "compliance_profile");
     }
 
