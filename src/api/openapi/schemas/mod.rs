@@ -141,6 +141,10 @@ pub struct Compliance {
     /// A share of live-answered calls (0.03 is 3%).
     #[schema(minimum = 0, maximum = 1)]
     pub max_abandon_rate: Option<f64>,
+    /// A prompt (shipped, or a WAV under agents.prompt_dir) played to a
+    /// person answered with no agent to take the call; required by us_tcpa
+    /// and uk_ofcom.
+    pub abandon_prompt: Option<String>,
 }
 
 /// A stored campaign.
