@@ -126,6 +126,8 @@ pub(crate) fn call_json(c: &CallRow) -> Value {
         "result": c.result,
         "hangup_by": c.hangup_by,
         "reason": c.reason,
+        "answered_by": c.answered_by,
+        "amd_ms": c.amd_ms,
         "created_at": ts(c.created_at),
         "invite_sent_at": ts(c.invite_sent_at),
         "ringing_at": ts(c.ringing_at),

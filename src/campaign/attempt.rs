@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use super::amd::{self as detection, Amd, Then};
 use super::deps::SchedulerDeps;
 use crate::agent::{Agent, SessionContext, SessionControl, SESSION_END_GRACE};
 use crate::domain::{DestinationKind, Outcome};
@@ -45,6 +46,8 @@ pub(crate) struct AttemptCall<'a> {
     pub variables: &'a Value,
     /// Played to a person answered with no agent to take the call.
     pub abandon_prompt: Option<bytes::Bytes>,
+    /// Answering-machine detection after the answer.
+    pub amd: Option<Amd>,
 }
 
 /// Where an attempt's answer and end are written.
@@ -65,6 +68,7 @@ pub(crate) async fn run_attempt<R: AttemptRecord>(
 ) {
     let (ctl, _registered) = deps.runtime.sessions.register(call.call_id);
     let link = AgentLink {
+        amd: call.amd.clone(),
         abandon_prompt: call.abandon_prompt.clone(),
         agent: call.agent.clone(),
         ctx: deps.runtime.context(
@@ -99,6 +103,13 @@ pub(crate) async fn run_attempt<R: AttemptRecord>(
         .metrics()
         .call_media(placed.ended.media_stats.as_ref());
     tracing::debug!(outcome = %placed.ended.outcome, sip_code = ?placed.ended.sip_code, "attempt ended");
+    if let Some(d) = &placed.amd {
+        until_written("recording who answered", || {
+            deps.store
+                .record_amd(call.call_id, d.verdict.as_str(), d.at_ms.into())
+        })
+        .await;
+    }
     record.finished(placed).await;
 }
 
@@ -124,6 +135,8 @@ pub(crate) struct Placed {
     /// The result the agent session set, kept only for a call that was
     /// answered (and stayed answered).
     pub agent_result: Option<String>,
+    /// The answering-machine detector's verdict, when it ran.
+    pub amd: Option<crate::media::amd::Decision>,
 }
 
 /// The agent that takes an answered call, and the call's control (its
@@ -132,6 +145,8 @@ pub(crate) struct AgentLink {
     pub agent: Option<Arc<dyn Agent>>,
     /// Played to a person answered with no agent to take the call.
     pub abandon_prompt: Option<bytes::Bytes>,
+    /// Answering-machine detection, before the agent takes the call.
+    pub amd: Option<Amd>,
     pub ctx: SessionContext,
     pub ctl: Arc<SessionControl>,
     pub prepare_timeout: Duration,
@@ -173,6 +188,7 @@ where
                 sip_call_id: None,
                 answer_recorded: false,
                 agent_result: None,
+                amd: None,
             }
         }
         Ok(call) => call,
@@ -191,6 +207,7 @@ where
     let mut answering: Option<std::pin::Pin<Box<Fut>>> = None;
     let mut hung_up = false;
     let mut agent_hung_up = false;
+    let mut verdict = None;
     let ended = loop {
         let ev = tokio::select! {
             ev = call.next_event() => ev,
@@ -233,6 +250,36 @@ where
                 };
                 let mut ready = prepared.take().unwrap_or_else(|| prepare(agent));
                 let mut media = Some(media);
+                if let Some(amd) = link.amd.as_ref().filter(|a| a.spec.is_on()) {
+                    let m = media.as_mut().expect("media");
+                    let d = detection::listen(m, &amd.spec, hangup).await;
+                    tracing::info!(
+                        answered_by = d.verdict.as_str(),
+                        at_ms = d.at_ms,
+                        cause = d.cause.as_str(),
+                        "answering-machine detection"
+                    );
+                    verdict = Some(d);
+                    match detection::then(&d, &amd.spec) {
+                        Then::Connect => {}
+                        Then::HangUp => {
+                            let _ = ctl.set_result("machine");
+                            drop(media);
+                            call.hangup();
+                            continue;
+                        }
+                        Then::LeaveMessage => {
+                            let _ = ctl.set_result("voicemail_left");
+                            let (m, prompt) = (media.take().expect("media"), amd.voicemail.clone());
+                            tokio::spawn(play_then_hang_up(
+                                m,
+                                prompt.unwrap_or_default(),
+                                ctl.clone(),
+                            ));
+                            continue;
+                        }
+                    }
+                }
                 match tokio::time::timeout(link.prepare_timeout, &mut ready.0).await {
                     Ok(Ok(Ok(s))) => {
                         let (media, ctl) = (media.take().expect("media"), ctl.clone());
@@ -294,11 +341,12 @@ where
         sip_call_id,
         answer_recorded,
         agent_result,
+        amd: verdict,
     }
 }
 
-/// Plays `prompt` on an abandoned call, then hangs it up (bounded by the
-/// prompt's length and a second).
+/// Plays `prompt` (an abandoned call's, a voicemail message), then hangs up
+/// (bounded by the prompt's length and a second).
 async fn play_then_hang_up(mut media: CallMedia, prompt: bytes::Bytes, ctl: Arc<SessionControl>) {
     let length = Duration::from_millis(prompt.len() as u64 / 8) + Duration::from_secs(1);
     media.play(prompt);

@@ -4,6 +4,7 @@
 //! one-off calls alike (`attempt`), the one-off call loop (`oneoff`), the
 //! recorder (`recorder`), and recovery of cut attempts (`recovery`).
 
+mod amd;
 pub mod apply;
 pub(crate) mod attempt;
 pub mod deps;

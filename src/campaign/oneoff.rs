@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use super::amd::Amd;
 use super::apply::{call_final, one_off_retry_at};
 use super::attempt::{run_attempt, until_written, AttemptCall, AttemptRecord, Placed};
 use super::deps::{SchedulerDeps, TICK};
@@ -165,7 +166,15 @@ async fn run(
     };
     // A profile's shortest ring applies whatever the request says.
     let min_ring = c.spec.compliance.rules().min_ring_s.unwrap_or(0);
+    let amd = match Amd::load(&deps.runtime, c.spec.amd.as_ref()).await {
+        Ok(amd) => amd,
+        Err(e) => {
+            refuse(&deps, &c, &e).await;
+            return;
+        }
+    };
     let call = AttemptCall {
+        amd,
         abandon_prompt,
         call_id: &c.id,
         kind,

@@ -9,6 +9,7 @@ use super::rules::retry::RetryPolicy;
 use super::rules::schedule::{schedule_timezone, DailySchedule};
 use super::rules::window::Window;
 use crate::compliance::Rules;
+use crate::domain::specs::amd::AmdSpec;
 use crate::domain::specs::{AgentKind, AgentSpec, EndHandle};
 use crate::domain::{CampaignStatus, FieldError, StatusCause};
 use crate::store::{Store, StoreError};
@@ -39,6 +40,7 @@ pub(crate) struct Settings {
     /// Its agent is an artificial voice (a bot or a script, not a person).
     pub artificial_voice: bool,
     pub abandon_prompt: Option<String>,
+    pub amd: Option<AmdSpec>,
 }
 
 /// Reads campaign `id`'s settings.
@@ -76,6 +78,7 @@ pub(crate) async fn load_settings(store: &Store, id: &str) -> Result<Settings, S
         compliance,
         artificial_voice,
         abandon_prompt: spec.compliance.abandon_prompt.clone(),
+        amd: spec.amd.clone(),
         status,
         cause: c.status_cause,
         outdial_id: c.outdial_id,

@@ -29,6 +29,7 @@ use super::rules::schedule::daily_gate;
 use super::rules::status::{after_tick, daily_step, AfterTick, DailyStep, TickFacts};
 use super::settings::{load_settings, Settings};
 use super::trunks::SessionSlot;
+use crate::domain::specs::amd::AmdSpec;
 use crate::domain::{CampaignStatus, Outcome, StatusCause, StatusMove};
 use crate::events::Event;
 use crate::store::claims::{ClaimAction, ClaimScope, Claimed, Facts};
@@ -70,6 +71,8 @@ pub(crate) async fn run_campaign(
     // The abandonment ceiling, checked every ABANDON_CHECK: when last, and
     // the reason to wait with while it is reached.
     let mut abandon: (Option<tokio::time::Instant>, Option<String>) = (None, None);
+    // The detection settings, with their voicemail message loaded when they change.
+    let mut amd: Option<(Option<AmdSpec>, Option<super::amd::Amd>)> = None;
     // The abandon prompt's name and audio, loaded when the name changes.
     let mut abandon_prompt: Option<(String, Option<bytes::Bytes>)> = None;
     let mut tick = tokio::time::interval(TICK);
@@ -174,6 +177,16 @@ pub(crate) async fn run_campaign(
                 continue;
             }
         }
+        if amd.as_ref().is_none_or(|(spec, _)| *spec != s.amd) {
+            match super::amd::Amd::load(&deps.runtime, s.amd.as_ref()).await {
+                Ok(loaded) => amd = Some((s.amd.clone(), loaded)),
+                Err(reason) => {
+                    tracing::error!(campaign = %id, %reason, "pausing the campaign");
+                    set_status(&deps, &id, StatusMove::Pause, Some(&reason), None).await;
+                    continue;
+                }
+            }
+        }
         if limiter.as_ref().is_none_or(|(cps, _)| *cps != s.cps) {
             limiter = Some((s.cps, limiter_for(s.cps)));
         }
@@ -241,6 +254,7 @@ pub(crate) async fn run_campaign(
                 max_duration: s.max_duration,
                 agent: agent.clone(),
                 abandon_prompt: abandon_prompt.as_ref().and_then(|(_, p)| p.clone()),
+                amd: amd.as_ref().and_then(|(_, a)| a.clone()),
                 live: live.clone(),
                 claimed: c,
             };
@@ -408,6 +422,7 @@ struct CampaignAttempt {
     max_duration: Duration,
     agent: Option<Arc<dyn crate::agent::Agent>>,
     abandon_prompt: Option<bytes::Bytes>,
+    amd: Option<super::amd::Amd>,
     live: LiveCalls,
     claimed: Claimed,
 }
@@ -434,6 +449,7 @@ impl CampaignAttempt {
             target_id: Some(&c.target.id),
             variables: &c.target.variables,
             abandon_prompt: self.abandon_prompt.clone(),
+            amd: self.amd.clone(),
         };
         run_attempt(&deps, call, hangup, self).await;
     }

@@ -10,7 +10,8 @@ use crate::store::with_pool;
 
 const CALL_COLUMNS: &str = "id, campaign_id, target_id, destination_index, attempt, agent_id, trunk, status, \
     sip_call_id, from_uri, to_uri, outcome, sip_code, q850_cause, result, hangup_by, reason, created_at, \
-    invite_sent_at, ringing_at, answered_at, ended_at, duration_ms, scheduled_at, spec, attempts";
+    invite_sent_at, ringing_at, answered_at, ended_at, duration_ms, scheduled_at, spec, attempts, \
+    answered_by, amd_ms";
 
 /// Filters of `GET /v1/calls`.
 #[derive(Debug, Default, Clone)]
@@ -170,6 +171,9 @@ pub struct CallRow {
     pub result: Option<String>,
     pub hangup_by: Option<String>,
     pub reason: Option<String>,
+    /// The answering-machine detector's verdict, and when (ms after the answer).
+    pub answered_by: Option<String>,
+    pub amd_ms: Option<i64>,
     pub created_at: Option<i64>,
     pub invite_sent_at: Option<i64>,
     pub ringing_at: Option<i64>,
@@ -214,6 +218,8 @@ where
         result: row.try_get("result")?,
         hangup_by: row.try_get("hangup_by")?,
         reason: row.try_get("reason")?,
+        answered_by: row.try_get("answered_by")?,
+        amd_ms: row.try_get("amd_ms")?,
         created_at: row.try_get("created_at")?,
         invite_sent_at: row.try_get("invite_sent_at")?,
         ringing_at: row.try_get("ringing_at")?,

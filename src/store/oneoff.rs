@@ -209,6 +209,15 @@ impl Store {
         Ok(())
     }
 
+    /// Notes who answered a call (the answering-machine detector's verdict)
+    /// and when, in ms after the answer.
+    pub async fn record_amd(&self, id: &str, answered_by: &str, amd_ms: i64) -> Result<()> {
+        with_pool!(self, p => sqlx::query("UPDATE calls SET answered_by = $2, amd_ms = $3 WHERE id = $1")
+            .bind(id).bind(answered_by).bind(amd_ms).execute(p).await.map(|r| r.rows_affected()))?;
+        self.wrote();
+        Ok(())
+    }
+
     /// Notes when a one-off call was answered.
     pub async fn mark_call_answered(&self, id: &str, at: i64) -> Result<()> {
         with_pool!(self, p => sqlx::query("UPDATE calls SET answered_at = $2 WHERE id = $1")

@@ -63,6 +63,9 @@ pub struct CallRequest {
     /// A compliance profile and stricter rules, as on a campaign.
     #[serde(flatten)]
     pub compliance: ComplianceSpec,
+    /// Answering-machine detection after the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amd: Option<super::amd::AmdSpec>,
 }
 
 impl Default for CallRequest {
@@ -81,6 +84,7 @@ impl Default for CallRequest {
             timezone: None,
             consent: None,
             compliance: ComplianceSpec::default(),
+            amd: None,
         }
     }
 }
@@ -103,6 +107,7 @@ impl CallRequest {
                 "retry_delay",
                 "timezone",
                 "consent",
+                "amd",
             ]
             .iter()
             .chain(&compliance::FIELDS)
@@ -162,6 +167,7 @@ impl CallRequest {
             timezone,
             consent,
             compliance: ComplianceSpec::parse(&f)?,
+            amd: super::amd::AmdSpec::parse(&f)?,
             to: to.to_string(),
             from,
             agent_id: f.str_opt("agent_id")?.map(str::to_string),

@@ -99,6 +99,9 @@ pub struct CampaignSpec {
     /// `compliance_profile` and the campaign's own stricter rules.
     #[serde(flatten)]
     pub compliance: ComplianceSpec,
+    /// Answering-machine detection after the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amd: Option<super::amd::AmdSpec>,
 }
 
 /// A campaign's fallback message: `channel` (`sms` to the target's first
@@ -127,6 +130,7 @@ impl Default for CampaignSpec {
             end_handle: EndHandle::default(),
             fallback: None,
             compliance: ComplianceSpec::default(),
+            amd: None,
         }
     }
 }
@@ -151,6 +155,7 @@ impl CampaignSpec {
                 "priority",
                 "end_handle",
                 "fallback",
+                "amd",
             ]
             .iter()
             .chain(&compliance::FIELDS)
@@ -200,7 +205,9 @@ impl CampaignSpec {
             }
         };
         let compliance = ComplianceSpec::parse(&f)?;
+        let amd = super::amd::AmdSpec::parse(&f)?;
         Ok(CampaignSpec {
+            amd,
             name,
             fallback,
             compliance,

@@ -284,7 +284,6 @@ mod tests {
         assert_eq!(e.field, "compliance_profile");
         let e = parse(json!({"compliance_profile": "us_tcpa"})).unwrap_err();
         assert_eq!(e.field, "abandon_prompt");
-        assert_eq!(e.field, "compliance_profile");
     }
 
     #[test]

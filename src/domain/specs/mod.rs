@@ -15,6 +15,7 @@
 //! compiled when its agent is built.
 
 mod agent;
+pub mod amd;
 mod call;
 mod campaign;
 pub mod compliance;

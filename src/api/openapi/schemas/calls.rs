@@ -173,6 +173,7 @@ pub struct CallInput {
     /// else inferred from the number.
     pub timezone: Option<String>,
     pub consent: Option<Consent>,
+    pub amd: Option<super::Amd>,
     #[serde(flatten)]
     pub compliance: super::Compliance,
 }
@@ -199,6 +200,12 @@ pub struct Call {
     pub result: Option<String>,
     pub hangup_by: Option<String>,
     pub reason: Option<String>,
+    /// Who answered, when answering-machine detection ran: human,
+    /// machine_start, machine_end_beep, machine_end_silence,
+    /// machine_end_other, fax or unknown.
+    pub answered_by: Option<String>,
+    /// When the verdict came, in ms after the answer.
+    pub amd_ms: Option<i64>,
     pub created_at: Option<chrono::DateTime<chrono::Utc>>,
     pub invite_sent_at: Option<chrono::DateTime<chrono::Utc>>,
     pub ringing_at: Option<chrono::DateTime<chrono::Utc>>,

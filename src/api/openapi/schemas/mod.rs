@@ -92,6 +92,7 @@ pub struct CampaignInput {
     pub priority: Option<Priority>,
     pub end_handle: Option<EndHandle>,
     pub fallback: Option<Fallback>,
+    pub amd: Option<Amd>,
     #[serde(flatten)]
     pub compliance: Compliance,
 }
@@ -122,6 +123,28 @@ pub struct FrequencyCap {
     #[schema(minimum = 1, maximum = 3650)]
     pub per_days: u32,
     pub scope: Option<CapScope>,
+}
+
+/// Answering-machine detection after the answer (after Twilio's
+/// MachineDetection). The agent takes the call after the verdict.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"mode": "detect_message_end", "on_machine": "voicemail_drop", "voicemail_prompt": "appointment-ask.wav"}))]
+pub struct Amd {
+    /// off (the default), detect (a machine at its greeting's start) or
+    /// detect_message_end (at the greeting's end: the beep, or silence).
+    pub mode: Option<String>,
+    #[schema(minimum = 3000, maximum = 59000)]
+    pub timeout_ms: Option<u32>,
+    #[schema(minimum = 1000, maximum = 6000)]
+    pub speech_threshold_ms: Option<u32>,
+    #[schema(minimum = 500, maximum = 5000)]
+    pub speech_end_threshold_ms: Option<u32>,
+    #[schema(minimum = 2000, maximum = 10000)]
+    pub silence_timeout_ms: Option<u32>,
+    /// hangup (the default; result machine), agent, or voicemail_drop
+    /// (voicemail_prompt after the greeting; result voicemail_left).
+    pub on_machine: Option<String>,
+    pub voicemail_prompt: Option<String>,
 }
 
 /// A campaign's compliance: a profile's rules, and its own, which may be
@@ -164,6 +187,7 @@ pub struct Campaign {
     pub priority: Priority,
     pub end_handle: EndHandle,
     pub fallback: Option<Fallback>,
+    pub amd: Option<Amd>,
     #[serde(flatten)]
     pub compliance: Compliance,
     /// draft, running, paused, waiting, stopping, stopped or finished.

@@ -1,0 +1,173 @@
+//! Answering-machine detection end to end: SIPp answers and plays items of
+//! the generated corpus (`scenarios/tools/amd_corpus.py`: espeak-ng and
+//! flite voices through sox) as RTP; herald listens after the answer and
+//! says who answered. A person gets the agent; a machine's greeting gets the
+//! voicemail message after its beep; a fax is hung up on. The corpus's
+//! accuracy as a whole is the bench's (`benches/amd_accuracy.rs`); here each
+//! item's verdict over RTP must be the detector's on the file itself.
+
+mod common;
+mod sipp;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{expect_json, Db, TestApp};
+use herald::media::amd::{AmdConfig, Detector, Mode};
+use herald::media::g711::ulaw_to_linear;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sipp::{crate_root, SippUas};
+
+/// A few items of each class, made once per run.
+fn corpus() -> PathBuf {
+    let dir = crate_root().join("target").join("amd-corpus-e2e");
+    if !dir.join("manifest.csv").exists() {
+        eprintln!("amd: generating a small corpus in {}", dir.display());
+        let ok = std::process::Command::new("python3")
+            .arg(crate_root().join("scenarios/tools/amd_corpus.py"))
+            .arg(&dir)
+            .args(["--items", "3"])
+            .status()
+            .expect("python3");
+        assert!(ok.success(), "the corpus generator failed");
+    }
+    dir
+}
+
+/// The detector's verdict on a file, fed as herald is fed over RTP.
+fn offline(path: &Path) -> &'static str {
+    let ulaw = std::fs::read(path).unwrap();
+    let mut d = Detector::new(AmdConfig {
+        mode: Mode::DetectMessageEnd,
+        ..AmdConfig::default()
+    });
+    for frame in ulaw.chunks(160) {
+        let pcm: Vec<i16> = frame.iter().map(|u| ulaw_to_linear(*u)).collect();
+        if let Some(v) = d.push(&pcm) {
+            return v.verdict.as_str();
+        }
+    }
+    // After the file, herald hears silence until the verdict.
+    let silence = [0i16; 160];
+    for _ in 0..3_000 {
+        if let Some(v) = d.push(&silence) {
+            return v.verdict.as_str();
+        }
+    }
+    d.finish().verdict.as_str()
+}
+
+/// The first item of `class` the detector gets right on the file.
+fn item(dir: &Path, class: &str, expected: &str) -> PathBuf {
+    (0..3)
+        .map(|i| dir.join(format!("{class}_{i:04}.ulaw")))
+        .find(|p| offline(p) == expected)
+        .unwrap_or_else(|| panic!("no {class} item is {expected} on the file"))
+}
+
+/// A SIPp callee that answers and plays `file` once as RTP, then waits for BYE.
+async fn callee_playing(file: &Path, scratch: &Path) -> SippUas {
+    let template =
+        std::fs::read_to_string(crate_root().join("scenarios/uas_stream_voice.xml")).unwrap();
+    let scenario = template.replace(
+        "scenarios/audio/voice_2s.ulaw,-1,0",
+        &format!("{},1,0", file.display()),
+    );
+    assert_ne!(scenario, template);
+    let path = scratch.join(format!(
+        "{}.xml",
+        file.file_stem().unwrap().to_string_lossy()
+    ));
+    std::fs::write(&path, scenario).unwrap();
+    // A machine's greeting, its beep and the message run past SIPp's
+    // default 15 s wait for the BYE.
+    SippUas::start(path.to_str().unwrap(), 1, &["-recv_timeout", "40s"]).await
+}
+
+async fn wait_final(app: &TestApp, id: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let c = expect_json(app.get(&format!("/v1/calls/{id}")).await, StatusCode::OK).await;
+        if c["status"] == "completed" || c["status"] == "failed" {
+            return c;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "call {id}: {c}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn who_answered_is_heard_over_rtp_and_acted_on() {
+    let dir = corpus();
+    let scratch = tempfile::tempdir().unwrap();
+    let human = item(&dir, "human_short", "human");
+    let machine = item(&dir, "machine_beep", "machine_end_beep");
+    let fax = item(&dir, "fax", "fax");
+    let Some(app) = common::spawn_app(Db::Sqlite).await else {
+        return;
+    };
+    let bot = app
+        .post_ok(
+            "/v1/agents",
+            &json!({"name": "bot", "kind": "script", "script": common::hang_up_script()}),
+            StatusCode::CREATED,
+        )
+        .await;
+    let amd = json!({"mode": "detect_message_end", "on_machine": "voicemail_drop",
+                     "voicemail_prompt": "appointment-ask.wav"});
+    let mut peers = Vec::new();
+    let mut calls = Vec::new();
+    for file in [&human, &machine, &fax] {
+        let uas = callee_playing(file, scratch.path()).await;
+        let call = app
+            .post_ok(
+                "/v1/calls",
+                &json!({"to": uas.uri(), "agent_id": bot["id"], "amd": amd}),
+                StatusCode::CREATED,
+            )
+            .await;
+        calls.push(common::id_of(&call));
+        peers.push(uas);
+    }
+    let mut ended = Vec::new();
+    for id in &calls {
+        ended.push(wait_final(&app, id).await);
+    }
+    for uas in peers {
+        uas.finish().await.assert_success();
+    }
+    let [human, machine, fax] = [&ended[0], &ended[1], &ended[2]];
+
+    // The person got the agent, whose script ended the call.
+    assert_eq!(human["answered_by"], "human", "{human}");
+    assert_eq!(human["result"], "completed", "{human}");
+    assert!(human["amd_ms"].as_i64().unwrap() < 5_000, "{human}");
+
+    // The machine got the message after its beep, then herald hung up.
+    assert_eq!(machine["answered_by"], "machine_end_beep", "{machine}");
+    assert_eq!(machine["result"], "voicemail_left", "{machine}");
+    let prompt_ms = herald::media::prompts::Prompts::shipped_only()
+        .load("appointment-ask.wav")
+        .unwrap()
+        .len() as i64
+        / 8;
+    let (amd_ms, lasted) = (
+        machine["amd_ms"].as_i64().unwrap(),
+        app.scalar(&format!(
+            "SELECT duration_ms FROM calls WHERE id = '{}'",
+            calls[1]
+        ))
+        .await,
+    );
+    assert!(
+        lasted >= amd_ms + prompt_ms - 200,
+        "the call lasted {lasted} ms: the verdict at {amd_ms} ms and a {prompt_ms} ms message"
+    );
+
+    // The fax was hung up on, nobody connected.
+    assert_eq!(fax["answered_by"], "fax", "{fax}");
+    assert_eq!(fax["result"], "machine", "{fax}");
+    assert!(fax["amd_ms"].as_i64().unwrap() < 2_000, "{fax}");
+    app.stop().await;
+}
