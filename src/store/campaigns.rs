@@ -211,12 +211,17 @@ impl Store {
     }
 
     /// A campaign's status changes, newest first, at most `limit`.
-    /// A campaign's calls since `since` (ms): how many were answered, and
-    /// how many of those were abandoned (nobody taken to the person).
-    pub async fn abandonment_counts(&self, id: &str, since: i64) -> Result<(i64, i64)> {
+    /// A campaign's calls since `since` (ms): how many were answered live
+    /// (not by a machine or a fax, by the detector's verdict), how many of
+    /// those were abandoned (nobody taken to the person), and how many were
+    /// answered by a machine.
+    pub async fn abandonment_counts(&self, id: &str, since: i64) -> Result<(i64, i64, i64)> {
         with_pool!(self, p => {
-            let row: (i64, i64) = sqlx::query_as(
-                "SELECT COUNT(answered_at), COALESCE(SUM(CASE WHEN outcome = 'abandoned' THEN 1 ELSE 0 END), 0) \
+            let row: (i64, i64, i64) = sqlx::query_as(
+                "SELECT \
+                 COALESCE(SUM(CASE WHEN answered_at IS NOT NULL AND (answered_by IS NULL OR answered_by IN ('human', 'unknown')) THEN 1 ELSE 0 END), 0), \
+                 COALESCE(SUM(CASE WHEN outcome = 'abandoned' THEN 1 ELSE 0 END), 0), \
+                 COALESCE(SUM(CASE WHEN answered_by LIKE 'machine%' THEN 1 ELSE 0 END), 0) \
                  FROM calls WHERE campaign_id = $1 AND created_at >= $2")
                 .bind(id).bind(since).fetch_one(p).await?;
             Ok(row)
