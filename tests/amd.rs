@@ -130,6 +130,52 @@ async fn who_answered_is_heard_over_rtp_and_acted_on() {
         calls.push(common::id_of(&call));
         peers.push(uas);
     }
+    // A campaign's attempt says who answered in its event log too.
+    let fax_uas = callee_playing(&fax, scratch.path()).await;
+    let od = common::id_of(
+        &app.post_ok("/v1/outdials", &json!({"name": "l"}), StatusCode::CREATED)
+            .await,
+    );
+    app.post_ok(
+        &format!("/v1/outdials/{od}/targets"),
+        &json!({"destinations": [{"type": "sip", "target": fax_uas.uri()}]}),
+        StatusCode::CREATED,
+    )
+    .await;
+    let op = common::id_of(
+        &app.post_ok(
+            "/v1/outplans",
+            &json!({"name": "p", "try_count_max": 1}),
+            StatusCode::CREATED,
+        )
+        .await,
+    );
+    let campaign = common::id_of(
+        &app.post_ok(
+            "/v1/campaigns",
+            &json!({"name": "c", "outdial_id": od, "outplan_id": op, "agent_id": bot["id"], "amd": amd}),
+            StatusCode::CREATED,
+        )
+        .await,
+    );
+    let mut rx = app.events().subscribe();
+    app.campaign_verb(&campaign, "start", json!({})).await;
+    common::wait_status(&mut rx, &campaign, "finished", Duration::from_secs(30)).await;
+    fax_uas.finish().await.assert_success();
+    let pages = app
+        .rows(&format!(
+            "SELECT events FROM event_pages WHERE campaign_id = '{campaign}'"
+        ))
+        .await;
+    let logged: Vec<Value> = pages
+        .iter()
+        .flat_map(|p| serde_json::from_str::<Vec<Value>>(p[0].as_deref().unwrap()).unwrap())
+        .filter(|e| e[0] == "M")
+        .collect();
+    assert_eq!(logged.len(), 1, "one attempt.amd event: {pages:?}");
+    assert_eq!(logged[0][4], "fax", "{logged:?}");
+    assert!(logged[0][6].as_str().unwrap().starts_with("fax_"), "{logged:?}");
+
     let mut ended = Vec::new();
     for id in &calls {
         ended.push(wait_final(&app, id).await);

@@ -530,6 +530,7 @@ async fn claims_and_records_larger_than_a_statement(db: Db) {
                 ..Default::default()
             },
             dnc_add: None,
+            amd: None,
         })
         .collect();
     store.record_completions(&completions, 20).await.unwrap();
@@ -694,6 +695,7 @@ async fn a_second_completion_of_a_closed_attempt_changes_nothing(db: Db) {
             ..Default::default()
         },
         dnc_add: None,
+        amd: None,
     };
     store
         .record_completions(&[interrupted(20)], 20)

@@ -135,6 +135,7 @@ pub fn completion(f: &Finished<'_>, decision: &Decision) -> Completion {
             }
         )
         .then(|| f.number.to_string()),
+        amd: None,
     }
 }
 

@@ -499,7 +499,14 @@ impl AttemptRecord for CampaignAttempt {
             sip_call_id: placed.sip_call_id.as_deref(),
             agent_result: placed.agent_result.as_deref(),
         };
-        let done = completion(&f, &decision);
+        let mut done = completion(&f, &decision);
+        done.amd = placed.amd.map(|d| {
+            (
+                d.verdict.as_str().to_string(),
+                i64::from(d.at_ms),
+                d.cause.as_str().to_string(),
+            )
+        });
         if ended.outcome == Outcome::TrunkError {
             // The trunk refuses us (credentials, codecs): stop dialing until someone looks.
             let reason = format!("trunk_error: {}", ended.reason);

@@ -26,10 +26,11 @@ use crate::store::with_pool;
 pub const PAGE_EVENTS: usize = 1000;
 
 /// Every event type, as named in the stream and in webhook filters.
-pub const EVENT_TYPES: [&str; 7] = [
+pub const EVENT_TYPES: [&str; 8] = [
     "target.transition",
     "attempt.started",
     "attempt.answered",
+    "attempt.amd",
     "attempt.ended",
     "agent.result",
     "campaign.status",
@@ -39,7 +40,7 @@ pub const EVENT_TYPES: [&str; 7] = [
 /// Field names of each type's stored form, after its code and `at`. Pages
 /// store an event as a JSON array `[code, at, field…]` (positional, to keep
 /// the log small; the dialing path writes several events per attempt).
-const LAYOUTS: [(&str, &str, &[&str]); 7] = [
+const LAYOUTS: [(&str, &str, &[&str]); 8] = [
     (
         "F",
         "target.fallback",
@@ -75,6 +76,11 @@ const LAYOUTS: [(&str, &str, &[&str]); 7] = [
         ],
     ),
     ("A", "attempt.answered", &["attempt_id", "target_id"]),
+    (
+        "M",
+        "attempt.amd",
+        &["attempt_id", "target_id", "answered_by", "amd_ms", "cause"],
+    ),
     (
         "E",
         "attempt.ended",
@@ -127,6 +133,16 @@ pub enum EventRecord<'a> {
         at: i64,
         attempt_id: &'a str,
         target_id: &'a str,
+    },
+    /// Who answered, by the answering-machine detector, `amd_ms` after the
+    /// answer, and why.
+    AttemptAmd {
+        at: i64,
+        attempt_id: &'a str,
+        target_id: &'a str,
+        answered_by: &'a str,
+        amd_ms: i64,
+        cause: &'a str,
     },
     /// The attempt row was closed; `ringing_at` says whether and when it rang.
     AttemptEnded {
@@ -207,6 +223,16 @@ impl EventLog {
                 attempt_id,
                 target_id,
             } => serde_json::to_string(&("A", at, attempt_id, target_id)),
+            E::AttemptAmd {
+                at,
+                attempt_id,
+                target_id,
+                answered_by,
+                amd_ms,
+                cause,
+            } => {
+                serde_json::to_string(&("M", at, attempt_id, target_id, answered_by, amd_ms, cause))
+            }
             E::AttemptEnded {
                 at,
                 attempt_id,

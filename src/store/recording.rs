@@ -38,6 +38,9 @@ pub struct Completion {
     pub call: CallFinal,
     /// A number to put on the do-not-call list (opt-out).
     pub dnc_add: Option<String>,
+    /// The answering-machine detector's verdict: who answered, when (ms
+    /// after the answer), why.
+    pub amd: Option<(String, i64, String)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -503,6 +506,17 @@ fn prepare_events(c: &Completion) -> PreparedEvents {
             answered_at: f.answered_at,
             ended_at: f.ended_at,
         }));
+    if let (Some((answered_by, amd_ms, cause)), Some(answered_at)) = (&c.amd, f.answered_at) {
+        p.attempt
+            .push(EventLog::serialize(&EventRecord::AttemptAmd {
+                at: answered_at + amd_ms,
+                attempt_id,
+                target_id,
+                answered_by,
+                amd_ms: *amd_ms,
+                cause,
+            }));
+    }
     if let Some(result) = f.result.as_deref() {
         p.attempt
             .push(EventLog::serialize(&EventRecord::AgentResult {
