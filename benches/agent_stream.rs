@@ -486,7 +486,11 @@ async fn main() {
     let config = AgentConfig {
         id: "bench".into(),
         name: "echo-bot".into(),
-        kind: AgentKind::MediaStream { url: url.clone() },
+        // As measured before sockets opened at the answer by default.
+        kind: AgentKind::MediaStream {
+            url: url.clone(),
+            at_ringing: true,
+        },
         parameters: serde_json::Map::new(),
         max_concurrent_sessions: n as u32,
     };

@@ -796,3 +796,62 @@ async fn one_off_calls_hold_the_agents_sessions_and_wait_for_a_free_one() {
     uas.finish().await.assert_success();
     app.stop().await;
 }
+
+/// A bot's socket opens at the answer by default, as Twilio's does: a call
+/// nobody answered never reaches it. `connect: "ringing"` opens it while the
+/// phone rings instead (ready the moment the callee answers).
+#[tokio::test]
+async fn a_bot_sees_no_socket_for_a_call_nobody_answered_unless_it_connects_at_ringing() {
+    let uas = SippUas::start("uas_ring_no_answer.xml", 2, &[]).await;
+    let app = app_for(Db::Sqlite, uas.addr, &[])
+        .await
+        .expect("sqlite app");
+    let (mut at_answer, mut at_ringing) = (Bot::start().await, Bot::start().await);
+    let a = agent(&app, &at_answer.url).await;
+    let r = app
+        .post_ok(
+            "/v1/agents",
+            &json!({"name": "warm", "kind": "media_stream", "url": at_ringing.url, "connect": "ringing"}),
+            StatusCode::CREATED,
+        )
+        .await;
+    let mut rx = app.events().subscribe();
+    let mut ids = Vec::new();
+    for (to, ag) in [
+        ("+15557650010", json!(a)),
+        ("+15557650011", r["id"].clone()),
+    ] {
+        let call = app
+            .post_ok(
+                "/v1/calls",
+                &json!({"to": to, "agent_id": ag, "ring_timeout": 5}),
+                StatusCode::CREATED,
+            )
+            .await;
+        ids.push(common::id_of(&call));
+    }
+    let mut finals = std::collections::HashMap::new();
+    while finals.len() < 2 {
+        let st = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await
+            .expect("both calls end")
+            .expect("events");
+        if let herald::events::Event::CallFinished { call_id, status } = st {
+            if ids.contains(&call_id) && status != "scheduled" && status != "pending" {
+                finals.insert(call_id, status);
+            }
+        }
+    }
+    uas.finish().await.assert_success();
+    for id in &ids {
+        let c = expect_json(app.get(&format!("/v1/calls/{id}")).await, StatusCode::OK).await;
+        assert_eq!(c["outcome"], "no_answer", "{c}");
+    }
+    // Both calls are over: a socket opened during them is in the channel.
+    assert!(
+        at_answer.conns.try_recv().is_err(),
+        "a socket was opened for a call nobody answered"
+    );
+    let _warm = at_ringing.accept().await;
+    app.stop().await;
+}

@@ -174,7 +174,10 @@ async fn who_answered_is_heard_over_rtp_and_acted_on() {
         .collect();
     assert_eq!(logged.len(), 1, "one attempt.amd event: {pages:?}");
     assert_eq!(logged[0][4], "fax", "{logged:?}");
-    assert!(logged[0][6].as_str().unwrap().starts_with("fax_"), "{logged:?}");
+    assert!(
+        logged[0][6].as_str().unwrap().starts_with("fax_"),
+        "{logged:?}"
+    );
 
     let mut ended = Vec::new();
     for id in &calls {

@@ -91,6 +91,16 @@ fn socket_config() -> WebSocketConfig {
 
 #[async_trait]
 impl Agent for MediaStreamAgent {
+    fn prepares_at_ringing(&self) -> bool {
+        matches!(
+            self.config.kind,
+            super::AgentKind::MediaStream {
+                at_ringing: true,
+                ..
+            }
+        )
+    }
+
     async fn prepare(&self, ctx: &SessionContext) -> Result<Box<dyn Session>, AgentUnavailable> {
         let unavailable = |why: String| {
             AgentUnavailable(format!(
@@ -253,7 +263,10 @@ mod tests {
         let config = AgentConfig {
             id: "a".into(),
             name: "bot".into(),
-            kind: super::super::AgentKind::MediaStream { url: url.into() },
+            kind: super::super::AgentKind::MediaStream {
+                url: url.into(),
+                at_ringing: true,
+            },
             parameters: Map::new(),
             max_concurrent_sessions: 1,
         };

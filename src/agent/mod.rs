@@ -116,9 +116,17 @@ pub struct AgentConfig {
 
 #[derive(Debug, Clone)]
 pub enum AgentKind {
-    MediaStream { url: String },
-    Sip { uri: String },
-    Script { script: Arc<script::Script> },
+    /// `at_ringing`: the socket opens while the phone rings, not at the answer.
+    MediaStream {
+        url: String,
+        at_ringing: bool,
+    },
+    Sip {
+        uri: String,
+    },
+    Script {
+        script: Arc<script::Script>,
+    },
 }
 
 impl AgentConfig {
@@ -138,7 +146,10 @@ impl AgentConfig {
             })
         };
         let kind = match spec.kind {
-            specs::AgentKind::MediaStream => AgentKind::MediaStream { url: url()? },
+            specs::AgentKind::MediaStream => AgentKind::MediaStream {
+                url: url()?,
+                at_ringing: spec.connect.as_deref() == Some("ringing"),
+            },
             specs::AgentKind::Sip => AgentKind::Sip { uri: url()? },
             specs::AgentKind::Script => {
                 let script = spec
@@ -168,9 +179,16 @@ pub struct AgentUnavailable(pub String);
 /// Prepares sessions for calls.
 #[async_trait]
 pub trait Agent: Send + Sync {
-    /// Gets a session ready while the phone rings. Dropping the session
-    /// (the call was not answered) releases what it holds.
+    /// Gets a session ready (while the phone rings, or at the answer: see
+    /// [`Agent::prepares_at_ringing`]). Dropping the session (the call was
+    /// not answered) releases what it holds.
     async fn prepare(&self, ctx: &SessionContext) -> Result<Box<dyn Session>, AgentUnavailable>;
+
+    /// Whether its session is prepared while the phone rings (else when the
+    /// call is answered).
+    fn prepares_at_ringing(&self) -> bool {
+        true
+    }
 }
 
 /// One agent session on one answered call.
@@ -195,7 +213,7 @@ pub struct AgentDeps {
 /// Builds the agent for a configuration.
 pub fn build(config: &AgentConfig, deps: &AgentDeps) -> Arc<dyn Agent> {
     match &config.kind {
-        AgentKind::MediaStream { url } => Arc::new(media_stream::MediaStreamAgent::new(
+        AgentKind::MediaStream { url, .. } => Arc::new(media_stream::MediaStreamAgent::new(
             url.clone(),
             config.clone(),
         )),

@@ -237,7 +237,9 @@ where
         match ev {
             Some(CallEvent::Ringing { .. }) => {
                 if let (None, Some(agent)) = (&prepared, &link.agent) {
-                    prepared = Some(prepare(agent));
+                    if agent.prepares_at_ringing() {
+                        prepared = Some(prepare(agent));
+                    }
                 }
             }
             Some(CallEvent::Answered { at, media }) => {

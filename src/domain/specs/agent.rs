@@ -54,6 +54,11 @@ pub struct AgentSpec {
     /// A script object or a shipped script's name.
     #[serde(default)]
     pub script: Option<Value>,
+    /// A media_stream agent's socket opens at `answer` (the default, as
+    /// Twilio does: a bot never sees a call nobody answered) or at
+    /// `ringing` (ready the moment the callee answers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect: Option<String>,
 }
 
 impl AgentSpec {
@@ -77,6 +82,7 @@ impl AgentSpec {
             "parameters",
             "max_concurrent_sessions",
             "script",
+            "connect",
         ])?;
         let name = f.name("name", 200)?;
         let kind_name = f.str_req("kind")?;
@@ -128,7 +134,15 @@ impl AgentSpec {
                 }
             }
         }
+        let connect = match f.str_opt("connect")? {
+            None => None,
+            Some(_) if kind != AgentKind::MediaStream => {
+                return Err(f.err("connect", "only a media_stream agent has connect"))
+            }
+            Some(_) => Some(f.choice_or("connect", &["answer", "ringing"], "answer")?),
+        };
         Ok(AgentSpec {
+            connect,
             name,
             detail: f
                 .text_opt("detail", MAX_DETAIL_CHARS)?

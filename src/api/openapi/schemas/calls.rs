@@ -313,6 +313,9 @@ pub struct AgentInput {
     /// A shipped script's name or a script object (script).
     #[schema(value_type = Option<Object>)]
     pub script: Option<Value>,
+    /// media_stream only: the socket opens at answer (the default) or at
+    /// ringing.
+    pub connect: Option<String>,
 }
 
 /// A stored agent.
