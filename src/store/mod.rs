@@ -31,6 +31,7 @@ pub mod engagement;
 pub mod events;
 pub mod fallbacks;
 pub mod global_events;
+pub mod history;
 pub mod inbound;
 pub mod messages;
 pub mod nodes;
