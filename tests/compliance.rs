@@ -404,6 +404,17 @@ async fn the_abandonment_ceiling_stops_dialing(db: Db) {
         ))
         .await;
     assert_eq!(abandoned, held_at, "every answered call was abandoned");
+    let stats = expect_json(
+        app.get(&format!("/v1/campaigns/{c}/stats")).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        stats["abandonment"],
+        json!({"live_answered": held_at, "abandoned": held_at, "machine_false_positives": 0,
+               "rate": 1.0, "max_rate": 0.05, "window_hours": 720}),
+        "{stats}"
+    );
     // Two more counts later, still held.
     tokio::time::timeout(Duration::from_secs(10), async {
         loop {

@@ -399,6 +399,19 @@ pub(crate) async fn campaign_stats(store: &Store, id: &str) -> ApiResult<Value> 
     let recent = store
         .campaign_calls_since(id, now_ms() - window_s * 1000)
         .await?;
+    let rules = c.spec.compliance.rules();
+    let abandonment =
+        match crate::campaign::gate::abandonment(store, id, &rules, chrono::Utc::now()).await? {
+            None => Value::Null,
+            Some(a) => serde_json::json!({
+                "live_answered": a.counts.live_answered,
+                "abandoned": a.counts.abandoned,
+                "machine_false_positives": a.counts.machine_false_positives,
+                "rate": a.rate,
+                "max_rate": a.max_rate,
+                "window_hours": a.window_hours,
+            }),
+        };
     Ok(serde_json::json!({
         "id": c.id,
         "status": c.status,
@@ -410,5 +423,6 @@ pub(crate) async fn campaign_stats(store: &Store, id: &str) -> ApiResult<Value> 
         },
         "live_calls": live,
         "calls_per_second": {"current": recent as f64 / window_s as f64, "limit": c.spec.calls_per_second},
+        "abandonment": abandonment,
     }))
 }

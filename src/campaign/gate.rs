@@ -108,7 +108,37 @@ pub(crate) async fn abandon_ceiling(
     rules: &Rules,
     now: DateTime<Utc>,
 ) -> Result<Option<String>, crate::store::StoreError> {
-    let Some(max) = rules.max_abandon_rate else {
+    let Some(a) = abandonment(store, campaign_id, rules, now).await? else {
+        return Ok(None);
+    };
+    Ok((a.rate >= a.max_rate).then(|| {
+        format!(
+            "abandon_limit: {} of {} answered calls abandoned over the last {} h ({:.1}%, ceiling {:.1}%)",
+            a.counts.abandoned,
+            a.counts.live_answered,
+            a.window_hours,
+            a.rate * 100.0,
+            a.max_rate * 100.0
+        )
+    }))
+}
+
+/// A campaign's abandonment over its rules' window.
+pub(crate) struct AbandonState {
+    pub counts: compliance::Abandonment,
+    pub rate: f64,
+    pub max_rate: f64,
+    pub window_hours: i64,
+}
+
+/// The abandonment of a campaign with a ceiling (None: it has none).
+pub(crate) async fn abandonment(
+    store: &crate::store::Store,
+    campaign_id: &str,
+    rules: &Rules,
+    now: DateTime<Utc>,
+) -> Result<Option<AbandonState>, crate::store::StoreError> {
+    let Some(max_rate) = rules.max_abandon_rate else {
         return Ok(None);
     };
     let since = (now - rules.abandon_window).timestamp_millis();
@@ -118,14 +148,11 @@ pub(crate) async fn abandon_ceiling(
         abandoned: abandoned.max(0) as u64,
         machine_false_positives: (machines.max(0) as f64 * AMD_FALSE_POSITIVE_RATE).ceil() as u64,
     };
-    let rate = compliance::abandon_rate(rules, &counts);
-    Ok((rate >= max).then(|| {
-        format!(
-            "abandon_limit: {abandoned} of {live} answered calls abandoned over the last {} h ({:.1}%, ceiling {:.1}%)",
-            rules.abandon_window.num_hours(),
-            rate * 100.0,
-            max * 100.0
-        )
+    Ok(Some(AbandonState {
+        rate: compliance::abandon_rate(rules, &counts),
+        counts,
+        max_rate,
+        window_hours: rules.abandon_window.num_hours(),
     }))
 }
 

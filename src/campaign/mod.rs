@@ -8,7 +8,7 @@ mod amd;
 pub mod apply;
 pub(crate) mod attempt;
 pub mod deps;
-mod gate;
+pub(crate) mod gate;
 pub mod oneoff;
 pub mod recorder;
 pub mod recovery;

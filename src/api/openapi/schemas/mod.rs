@@ -227,6 +227,11 @@ pub struct CampaignStats {
     /// `current` (over the last 5 s) and `limit`, in calls per second.
     #[schema(value_type = Object)]
     pub calls_per_second: Value,
+    /// For a campaign with an abandonment ceiling: `live_answered`,
+    /// `abandoned`, `machine_false_positives` (estimated, where the profile
+    /// counts them), `rate`, `max_rate`, `window_hours`.
+    #[schema(value_type = Option<Object>)]
+    pub abandonment: Option<Value>,
 }
 
 /// Any JSON object; its fields are described beside the route.
