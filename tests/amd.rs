@@ -114,8 +114,23 @@ async fn who_answered_is_heard_over_rtp_and_acted_on() {
             StatusCode::CREATED,
         )
         .await;
+    // Twilio's AsyncAmd status callbacks land here.
+    let (hook_tx, mut hooks) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/amd", listener.local_addr().unwrap());
+    let router = axum::Router::new().route(
+        "/amd",
+        axum::routing::post(move |body: String| {
+            let tx = hook_tx.clone();
+            async move {
+                let _ = tx.send(body);
+                "ok"
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await });
     let amd = json!({"mode": "detect_message_end", "on_machine": "voicemail_drop",
-                     "voicemail_prompt": "appointment-ask.wav"});
+                     "voicemail_prompt": "appointment-ask.wav", "callback_url": hook_url});
     let mut peers = Vec::new();
     let mut calls = Vec::new();
     for file in [&human, &machine, &fax] {
@@ -187,6 +202,31 @@ async fn who_answered_is_heard_over_rtp_and_acted_on() {
         uas.finish().await.assert_success();
     }
     let [human, machine, fax] = [&ended[0], &ended[1], &ended[2]];
+
+    // Each verdict was posted as Twilio's AsyncAmd callback (the three
+    // one-off calls and the campaign's).
+    let mut posted = Vec::new();
+    while posted.len() < 4 {
+        let body = tokio::time::timeout(Duration::from_secs(10), hooks.recv())
+            .await
+            .expect("an amd callback")
+            .unwrap();
+        posted.push(
+            form_urlencoded::parse(body.as_bytes())
+                .into_owned()
+                .collect::<std::collections::HashMap<String, String>>(),
+        );
+    }
+    let human_sid = format!("CA{}", calls[0].replace('-', ""));
+    let hook = posted
+        .iter()
+        .find(|p| p["CallSid"] == human_sid)
+        .unwrap_or_else(|| panic!("no callback for the person's call: {posted:?}"));
+    assert_eq!(hook["AnsweredBy"], "human");
+    assert_eq!(
+        hook["MachineDetectionDuration"],
+        human["amd_ms"].as_i64().unwrap().to_string()
+    );
 
     // The person got the agent, whose script ended the call.
     assert_eq!(human["answered_by"], "human", "{human}");

@@ -17,6 +17,8 @@ use crate::sip::CallMedia;
 pub(crate) struct Amd {
     pub spec: AmdSpec,
     pub voicemail: Option<Bytes>,
+    /// For the verdict's callback, when `callback_url` is set.
+    pub client: Option<reqwest::Client>,
 }
 
 impl Amd {
@@ -37,12 +39,53 @@ impl Amd {
             ),
             None => None,
         };
+        let client = match &spec.callback_url {
+            Some(_) => Some(
+                reqwest::Client::builder()
+                    .timeout(CALLBACK_TIMEOUT)
+                    .build()
+                    .map_err(|e| format!("amd.callback_url: {e}"))?,
+            ),
+            None => None,
+        };
         Ok(Some(Amd {
             spec: spec.clone(),
             voicemail,
+            client,
         }))
     }
+
+    /// POSTs the verdict to `callback_url`, as Twilio's AsyncAmd status
+    /// callback does, in the background (a failure is logged, without the
+    /// URL, which may hold credentials).
+    pub(crate) fn call_back(&self, attempt_id: &str, d: &Decision) {
+        let (Some(url), Some(client)) = (&self.spec.callback_url, &self.client) else {
+            return;
+        };
+        let body = form_urlencoded::Serializer::new(String::new())
+            .append_pair("CallSid", &crate::agent::call_sid(attempt_id))
+            .append_pair("AnsweredBy", d.verdict.as_str())
+            .append_pair("MachineDetectionDuration", &d.at_ms.to_string())
+            .finish();
+        let request = client
+            .post(url)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(body);
+        tokio::spawn(async move {
+            match request.send().await {
+                Ok(r) if r.status().is_success() => {}
+                Ok(r) => tracing::warn!(status = %r.status(), "the amd callback was refused"),
+                Err(e) => tracing::warn!(error = %e.without_url(), "the amd callback failed"),
+            }
+        });
+    }
 }
+
+/// How long the verdict's callback may take.
+const CALLBACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What to do with the call once the verdict is in.
 #[derive(Debug, PartialEq, Eq)]

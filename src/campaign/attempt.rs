@@ -262,6 +262,7 @@ where
                         "answering-machine detection"
                     );
                     verdict = Some(d);
+                    amd.call_back(&link.ctx.attempt_id, &d);
                     match detection::then(&d, &amd.spec) {
                         Then::Connect => {}
                         Then::HangUp => {

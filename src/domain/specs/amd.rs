@@ -23,6 +23,10 @@ pub struct AmdSpec {
     pub on_machine: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub voicemail_prompt: Option<String>,
+    /// Where the verdict is POSTed as Twilio's AsyncAmd status callback
+    /// (`CallSid`, `AnsweredBy`, `MachineDetectionDuration`, form-encoded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
 }
 
 impl Default for AmdSpec {
@@ -35,6 +39,7 @@ impl Default for AmdSpec {
             silence_timeout_ms: 5_000,
             on_machine: "hangup".into(),
             voicemail_prompt: None,
+            callback_url: None,
         }
     }
 }
@@ -53,6 +58,7 @@ impl AmdSpec {
             "silence_timeout_ms",
             "on_machine",
             "voicemail_prompt",
+            "callback_url",
         ])?;
         let d = AmdSpec::default();
         let spec = AmdSpec {
@@ -82,7 +88,20 @@ impl AmdSpec {
                 &d.on_machine,
             )?,
             voicemail_prompt: a.str_opt("voicemail_prompt")?.map(str::to_string),
+            callback_url: a.str_opt("callback_url")?.map(str::to_string),
         };
+        if let Some(u) = &spec.callback_url {
+            let ok = (u.starts_with("http://") || u.starts_with("https://"))
+                && u.len() <= 2_000
+                && !u.contains(char::is_whitespace)
+                && reqwest::Url::parse(u).is_ok_and(|p| p.host_str().is_some());
+            if !ok {
+                return Err(a.err(
+                    "callback_url",
+                    "must be an http:// or https:// URL with a host",
+                ));
+            }
+        }
         if spec.on_machine == "voicemail_drop" && spec.voicemail_prompt.is_none() {
             return Err(a.err(
                 "voicemail_prompt",
@@ -145,6 +164,8 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.field, "amd.on_machine");
+        let e = parse(json!({"amd": {"mode": "detect", "callback_url": "ftp://x"}})).unwrap_err();
+        assert_eq!(e.field, "amd.callback_url");
         let e = parse(json!({"amd": {"timeout_ms": 100}})).unwrap_err();
         assert_eq!(e.field, "amd.timeout_ms");
     }

@@ -145,6 +145,9 @@ pub struct Amd {
     /// (voicemail_prompt after the greeting; result voicemail_left).
     pub on_machine: Option<String>,
     pub voicemail_prompt: Option<String>,
+    /// Where the verdict is POSTed as Twilio's AsyncAmd status callback
+    /// (form: CallSid, AnsweredBy, MachineDetectionDuration).
+    pub callback_url: Option<String>,
 }
 
 /// A campaign's compliance: a profile's rules, and its own, which may be
