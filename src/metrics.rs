@@ -173,6 +173,32 @@ pub struct Metrics {
     pub sip_malformed_datagrams: Counter,
     /// How long a message transport took to answer a send, by channel.
     pub message_send_latency: LabeledHistogram,
+    /// Each running campaign's abandonment, as its task last counted it.
+    pub abandonment: std::sync::Mutex<BTreeMap<String, AbandonGauge>>,
+}
+
+/// A campaign's abandonment against its ceiling.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AbandonGauge {
+    pub rate: f64,
+    pub ceiling: f64,
+    /// `normal`, `cautious` or `stopped`.
+    pub pacing: &'static str,
+}
+
+impl Metrics {
+    /// Sets (or, with `None`, drops) a campaign's abandonment gauges.
+    pub fn set_abandonment(&self, campaign_id: &str, g: Option<AbandonGauge>) {
+        let mut m = self.abandonment.lock().unwrap_or_else(|p| p.into_inner());
+        match g {
+            Some(g) => {
+                m.insert(campaign_id.to_string(), g);
+            }
+            None => {
+                m.remove(campaign_id);
+            }
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -195,6 +221,7 @@ impl Default for Metrics {
             sse_streams: Gauge::default(),
             sip_malformed_datagrams: Counter::default(),
             message_send_latency: LabeledHistogram::new(LATENCY_BOUNDS),
+            abandonment: Default::default(),
         }
     }
 }
@@ -301,6 +328,56 @@ impl Metrics {
                 &[("campaign", c), ("state", state)],
                 *n as f64,
             );
+        }
+        let abandonment = self
+            .abandonment
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        header(
+            o,
+            "herald_campaign_abandon_rate",
+            "gauge",
+            "Abandoned calls over live-answered ones in each campaign with a ceiling, over its window.",
+        );
+        for (c, g) in &abandonment {
+            sample(
+                o,
+                "herald_campaign_abandon_rate",
+                &[("campaign", c)],
+                g.rate,
+            );
+        }
+        header(
+            o,
+            "herald_campaign_abandon_ceiling",
+            "gauge",
+            "Each campaign's max_abandon_rate.",
+        );
+        for (c, g) in &abandonment {
+            sample(
+                o,
+                "herald_campaign_abandon_ceiling",
+                &[("campaign", c)],
+                g.ceiling,
+            );
+        }
+        header(
+            o,
+            "herald_campaign_pacing",
+            "gauge",
+            "1 for each campaign's pacing under its abandonment ceiling (normal, cautious, stopped).",
+        );
+        for (c, g) in &abandonment {
+            for p in ["normal", "cautious", "stopped"] {
+                let v = if g.pacing == p { 1.0 } else { 0.0 };
+                sample(
+                    o,
+                    "herald_campaign_pacing",
+                    &[("campaign", c), ("pacing", p)],
+                    v,
+                );
+            }
         }
         header(
             o,

@@ -37,9 +37,13 @@ fn corpus() -> PathBuf {
 
 /// The detector's verdict on a file, fed as herald is fed over RTP.
 fn offline(path: &Path) -> &'static str {
+    offline_in(path, Mode::DetectMessageEnd)
+}
+
+fn offline_in(path: &Path, mode: Mode) -> &'static str {
     let ulaw = std::fs::read(path).unwrap();
     let mut d = Detector::new(AmdConfig {
-        mode: Mode::DetectMessageEnd,
+        mode,
         ..AmdConfig::default()
     });
     for frame in ulaw.chunks(160) {
@@ -258,5 +262,109 @@ async fn who_answered_is_heard_over_rtp_and_acted_on() {
     assert_eq!(fax["answered_by"], "fax", "{fax}");
     assert_eq!(fax["result"], "machine", "{fax}");
     assert!(fax["amd_ms"].as_i64().unwrap() < 2_000, "{fax}");
+    app.stop().await;
+}
+
+/// What a media_stream bot saw of one call: the events in order (marks by
+/// name), and whether media came before the verdict's mark.
+async fn bot_call(listener: &tokio::net::TcpListener, hang_up_on_mark: bool) -> Vec<String> {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (s, _) = tokio::time::timeout(Duration::from_secs(20), listener.accept())
+        .await
+        .expect("herald connected to the bot at the answer")
+        .unwrap();
+    let mut ws = tokio_tungstenite::accept_async(s).await.unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("a message from herald in time");
+        let Some(Ok(Message::Text(t))) = m else {
+            if matches!(m, Some(Ok(Message::Ping(_) | Message::Pong(_)))) {
+                continue;
+            }
+            return seen;
+        };
+        let v: Value = serde_json::from_str(t.as_str()).unwrap();
+        let event = v["event"].as_str().unwrap_or_default().to_string();
+        if event == "mark" {
+            let name = v["mark"]["name"].as_str().unwrap().to_string();
+            seen.push(format!("mark {name}"));
+            if hang_up_on_mark {
+                let _ = ws.send(Message::Close(None)).await;
+                return seen;
+            }
+        } else if seen.last() != Some(&event) {
+            // Consecutive media frames counted once.
+            seen.push(event);
+        }
+    }
+}
+
+#[tokio::test]
+async fn detect_connects_the_bot_at_once_and_tells_it_the_verdict_as_a_mark() {
+    let dir = corpus();
+    let scratch = tempfile::tempdir().unwrap();
+    let pick = |class: &str, expected: &str| {
+        (0..3)
+            .map(|i| dir.join(format!("{class}_{i:04}.ulaw")))
+            .find(|p| offline_in(p, Mode::Detect) == expected)
+            .unwrap_or_else(|| panic!("no {class} item is {expected} in detect mode"))
+    };
+    let human = pick("human_short", "human");
+    let machine = pick("machine_beep", "machine_start");
+    let Some(app) = common::spawn_app(Db::Sqlite).await else {
+        return;
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/stream", listener.local_addr().unwrap());
+    let bot = app
+        .post_ok(
+            "/v1/agents",
+            &json!({"name": "ws", "kind": "media_stream", "url": url}),
+            StatusCode::CREATED,
+        )
+        .await;
+    let mut ended = Vec::new();
+    for (file, hang_up_on_mark) in [(&human, true), (&machine, false)] {
+        let uas = callee_playing(file, scratch.path()).await;
+        let call = app
+            .post_ok(
+                "/v1/calls",
+                &json!({"to": uas.uri(), "agent_id": bot["id"], "amd": {"mode": "detect"}}),
+                StatusCode::CREATED,
+            )
+            .await;
+        let seen = bot_call(&listener, hang_up_on_mark).await;
+        let call = wait_final(&app, &common::id_of(&call)).await;
+        uas.finish().await.assert_success();
+        ended.push((seen, call));
+    }
+    let (seen, call) = &ended[0];
+    // The bot was talking before the verdict came, and heard it as a mark.
+    assert_eq!(
+        seen[..4],
+        ["connected", "start", "media", "mark herald.amd:human"],
+        "{seen:?}"
+    );
+    assert_eq!(call["answered_by"], "human", "{call}");
+    assert_eq!(call["outcome"], "answered", "{call}");
+    // A machine: told, then hung up on (on_machine's default), the bot's
+    // socket closed by herald.
+    let (seen, call) = &ended[1];
+    assert_eq!(
+        seen[..4],
+        [
+            "connected",
+            "start",
+            "media",
+            "mark herald.amd:machine_start"
+        ],
+        "{seen:?}"
+    );
+    assert_eq!(seen.last().unwrap(), "stop", "{seen:?}");
+    assert_eq!(call["answered_by"], "machine_start", "{call}");
+    assert_eq!(call["result"], "machine", "{call}");
     app.stop().await;
 }

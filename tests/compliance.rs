@@ -434,3 +434,112 @@ async fn the_abandonment_ceiling_stops_dialing(db: Db) {
     app.stop().await;
 }
 on_both_backends!(abandon_ceiling, the_abandonment_ceiling_stops_dialing);
+
+/// Within the margin below the ceiling (2.6% of 1,000 answered calls
+/// abandoned, ceiling 3%, margin 0.5%), the campaign places one call at a
+/// time: the next only once the last has its agent, though its pacing
+/// allows four at once. Said in the event log and in `/metrics`.
+async fn near_the_ceiling_one_call_at_a_time(db: Db) {
+    // Callees ring for 500 ms: four at once, unless one at a time.
+    let callee = SippUas::start("uas_ring_answer_echo.xml", 6, &[]).await;
+    let desk = SippUas::start("uas_answer_then_bye.xml", 6, &[]).await;
+    let Some(app) = common::spawn_app(db).await else {
+        return;
+    };
+    let host = callee.uri();
+    let host = host.trim_start_matches("sip:").rsplit('@').next().unwrap();
+    let targets: Vec<Value> = (0..6)
+        .map(|i| json!({"destinations": [{"type": "sip", "target": format!("sip:p{i}@{host}")}]}))
+        .collect();
+    let od = common::id_of(
+        &app.post_ok("/v1/outdials", &json!({"name": "l"}), StatusCode::CREATED)
+            .await,
+    );
+    app.post_ok(
+        &format!("/v1/outdials/{od}/targets"),
+        &json!({"targets": targets}),
+        StatusCode::OK,
+    )
+    .await;
+    let op = common::id_of(
+        &app.post_ok("/v1/outplans", &quick_plan(), StatusCode::CREATED)
+            .await,
+    );
+    let ag = common::id_of(
+        &app.post_ok(
+            "/v1/agents",
+            &json!({"name": "desk", "kind": "sip", "url": desk.uri()}),
+            StatusCode::CREATED,
+        )
+        .await,
+    );
+    let c = common::id_of(
+        &app.post_ok(
+            "/v1/campaigns",
+            &json!({"name": "c", "outdial_id": od, "outplan_id": op, "agent_id": ag,
+                    "max_abandon_rate": 0.03, "calls_per_second": 10, "max_concurrent_calls": 4}),
+            StatusCode::CREATED,
+        )
+        .await,
+    );
+    // Earlier calls of the campaign: 26 of 1,000 abandoned.
+    let now = chrono::Utc::now().timestamp_millis();
+    app.rows(&format!(
+        "INSERT INTO calls (id, campaign_id, status, outcome, created_at, answered_at, ended_at) \
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000) \
+         SELECT 'earlier-' || i, '{c}', 'completed', \
+         CASE WHEN i <= 26 THEN 'abandoned' ELSE 'answered' END, {now}, {now}, {now} FROM n"
+    ))
+    .await;
+    let mut rx = app.events().subscribe();
+    app.campaign_verb(&c, "start", json!({})).await;
+    let gauge = format!("herald_campaign_pacing{{campaign=\"{c}\",pacing=\"cautious\"}} 1");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = app.get("/metrics").await.text().await.unwrap();
+        if text.contains(&gauge) {
+            assert!(
+                text.contains(&format!(
+                    "herald_campaign_abandon_rate{{campaign=\"{c}\"}} 0.026"
+                )),
+                "{text}"
+            );
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no {gauge}: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_status(&mut rx, &c, "finished", Duration::from_secs(60)).await;
+    callee.finish().await.assert_success();
+    desk.finish().await.assert_success();
+    let calls = app
+        .rows(&format!(
+            "SELECT outcome, created_at, answered_at FROM calls WHERE campaign_id = '{c}' \
+             AND id NOT LIKE 'earlier-%' ORDER BY created_at"
+        ))
+        .await;
+    assert_eq!(calls.len(), 6, "{calls:?}");
+    let ms = |v: &Option<String>| v.as_deref().unwrap().parse::<i64>().unwrap();
+    for pair in calls.windows(2) {
+        assert_eq!(pair[0][0].as_deref(), Some("answered"), "{calls:?}");
+        assert!(
+            ms(&pair[1][1]) >= ms(&pair[0][2]),
+            "a call was placed before the one before it was answered: {calls:?}"
+        );
+    }
+    let pages = app
+        .rows(&format!(
+            "SELECT events FROM event_pages WHERE campaign_id = '{c}'"
+        ))
+        .await;
+    let moves: Vec<Value> = pages
+        .iter()
+        .flat_map(|p| serde_json::from_str::<Vec<Value>>(p[0].as_deref().unwrap()).unwrap())
+        .filter(|e| e[0] == "B")
+        .collect();
+    assert_eq!(moves[0][2], "cautious", "{moves:?}");
+    assert_eq!(moves[0][4], 0.03, "{moves:?}");
+    assert_eq!((&moves[0][5], &moves[0][6]), (&json!(1000), &json!(26)));
+    app.stop().await;
+}
+on_both_backends!(near_ceiling, near_the_ceiling_one_call_at_a_time);

@@ -329,6 +329,7 @@ pub struct SessionControl {
     hangup: CancellationToken,
     result: Mutex<Option<String>>,
     answered: std::sync::atomic::AtomicBool,
+    connected: std::sync::atomic::AtomicBool,
 }
 
 impl SessionControl {
@@ -369,6 +370,16 @@ impl SessionControl {
 
     pub fn is_answered(&self) -> bool {
         self.answered.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The agent's session took the answered call.
+    pub fn mark_connected(&self) {
+        self.connected
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

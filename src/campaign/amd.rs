@@ -4,6 +4,7 @@
 //! voicemail message after its greeting.
 
 use bytes::Bytes;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::specs::amd::AmdSpec;
@@ -126,6 +127,42 @@ pub(crate) async fn listen(
             None => return detector.finish(),
         }
     }
+}
+
+/// The mark an agent connected during detection (`detect`) is sent with the
+/// verdict: `herald.amd:human`, `herald.amd:machine_start`, …
+pub(crate) const VERDICT_MARK_PREFIX: &str = "herald.amd:";
+
+/// Listens while the agent talks (`detect`): `media` with the detector
+/// watching its audio; the verdict, once in, is sent both ways: to the
+/// returned receiver and, as a mark named `herald.amd:<verdict>`, to whoever
+/// reads the media (a media_stream bot gets it as a Twilio `mark`). The call
+/// ending first gives the verdict due then.
+pub(crate) fn tap(media: CallMedia, spec: &AmdSpec) -> (CallMedia, oneshot::Receiver<Decision>) {
+    media.continuous_audio();
+    let mut detector = Detector::new(spec.detector());
+    let mut pcm = [0i16; 160];
+    let (tx, rx) = oneshot::channel();
+    let mut tx = Some(tx);
+    let media = media.tap(move |ev| {
+        tx.as_ref()?;
+        let decided = match ev {
+            Some(MediaEvent::Audio { ulaw, .. }) => ulaw.chunks(160).find_map(|chunk| {
+                for (s, u) in pcm.iter_mut().zip(chunk) {
+                    *s = ulaw_to_linear(*u);
+                }
+                detector.push(&pcm[..chunk.len()])
+            }),
+            Some(_) => None,
+            None => Some(detector.finish()),
+        }?;
+        let _ = tx.take()?.send(decided);
+        Some(MediaEvent::MarkPlayed(format!(
+            "{VERDICT_MARK_PREFIX}{}",
+            decided.verdict.as_str()
+        )))
+    });
+    (media, rx)
 }
 
 /// What the verdict means under `on_machine`: a person (or nobody sure) gets

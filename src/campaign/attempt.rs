@@ -20,6 +20,7 @@ use super::amd::{self as detection, Amd, Then};
 use super::deps::SchedulerDeps;
 use crate::agent::{Agent, SessionContext, SessionControl, SESSION_END_GRACE};
 use crate::domain::{DestinationKind, Outcome};
+use crate::media::amd::Decision;
 use crate::media::MediaEvent;
 use crate::sip::CallMedia;
 use crate::sip::{
@@ -208,6 +209,8 @@ where
     let mut hung_up = false;
     let mut agent_hung_up = false;
     let mut verdict = None;
+    // `detect`: the verdict still to come while the agent talks.
+    let mut detecting: Option<tokio::sync::oneshot::Receiver<Decision>> = None;
     let ended = loop {
         let ev = tokio::select! {
             ev = call.next_event() => ev,
@@ -224,6 +227,17 @@ where
             _ = ctl.hangup_requested().cancelled(), if !agent_hung_up => {
                 call.hangup();
                 agent_hung_up = true;
+                continue;
+            }
+            d = async { detecting.as_mut().expect("detecting").await }, if detecting.is_some() => {
+                detecting = None;
+                if let (Ok(d), Some(amd)) = (d, &link.amd) {
+                    verdict = Some(d);
+                    if heard(amd, &link.ctx.attempt_id, &d) == Then::HangUp {
+                        let _ = ctl.set_result("machine");
+                        call.hangup();
+                    }
+                }
                 continue;
             }
             _ = async { (&mut session.as_mut().expect("session").0).await }, if session.is_some() && !agent_hung_up => {
@@ -252,18 +266,16 @@ where
                 };
                 let mut ready = prepared.take().unwrap_or_else(|| prepare(agent));
                 let mut media = Some(media);
-                if let Some(amd) = link.amd.as_ref().filter(|a| a.spec.is_on()) {
+                let amd = link.amd.as_ref().filter(|a| a.spec.is_on());
+                if let Some(amd) = amd.filter(|a| a.spec.connects_at_once()) {
+                    let (m, rx) = detection::tap(media.take().expect("media"), &amd.spec);
+                    media = Some(m);
+                    detecting = Some(rx);
+                } else if let Some(amd) = amd {
                     let m = media.as_mut().expect("media");
                     let d = detection::listen(m, &amd.spec, hangup).await;
-                    tracing::info!(
-                        answered_by = d.verdict.as_str(),
-                        at_ms = d.at_ms,
-                        cause = d.cause.as_str(),
-                        "answering-machine detection"
-                    );
                     verdict = Some(d);
-                    amd.call_back(&link.ctx.attempt_id, &d);
-                    match detection::then(&d, &amd.spec) {
+                    match heard(amd, &link.ctx.attempt_id, &d) {
                         Then::Connect => {}
                         Then::HangUp => {
                             let _ = ctl.set_result("machine");
@@ -286,6 +298,7 @@ where
                 match tokio::time::timeout(link.prepare_timeout, &mut ready.0).await {
                     Ok(Ok(Ok(s))) => {
                         let (media, ctl) = (media.take().expect("media"), ctl.clone());
+                        ctl.mark_connected();
                         session = Some(AbortOnDrop(tokio::spawn(s.run(media, ctl))));
                     }
                     Ok(Ok(Err(e))) => unavailable = Some(e.0),
@@ -328,6 +341,13 @@ where
     if let Some(answering) = answering {
         answer_recorded = answering.await;
     }
+    if let (Some(rx), Some(amd)) = (detecting, &link.amd) {
+        // The call ended first: the verdict due then follows the media's end.
+        if let Ok(Ok(d)) = tokio::time::timeout(Duration::from_secs(1), rx).await {
+            heard(amd, &link.ctx.attempt_id, &d);
+            verdict = Some(d);
+        }
+    }
     if let Some(mut s) = session {
         // The call is over; the session sees its media end and wraps up.
         if tokio::time::timeout(SESSION_END_GRACE, &mut s.0)
@@ -346,6 +366,18 @@ where
         agent_result,
         amd: verdict,
     }
+}
+
+/// A verdict logged and called back; what it means for the call.
+fn heard(amd: &Amd, attempt_id: &str, d: &Decision) -> Then {
+    tracing::info!(
+        answered_by = d.verdict.as_str(),
+        at_ms = d.at_ms,
+        cause = d.cause.as_str(),
+        "answering-machine detection"
+    );
+    amd.call_back(attempt_id, d);
+    detection::then(d, &amd.spec)
 }
 
 /// Plays `prompt` (an abandoned call's, a voicemail message), then hangs up

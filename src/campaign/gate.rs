@@ -100,27 +100,54 @@ fn consent(level: Option<&str>) -> Consent {
 /// 95% upper bound is 0.5%; rounded up per campaign.
 const AMD_FALSE_POSITIVE_RATE: f64 = 0.005;
 
-/// Whether a campaign's abandonment rate (over its rules' window) has
-/// reached its ceiling: the status reason to wait with, if so.
-pub(crate) async fn abandon_ceiling(
+/// How a campaign with an abandonment ceiling may dial.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum AbandonPacing {
+    Normal,
+    /// Within the margin below the ceiling: no call is placed while another
+    /// of the campaign's calls is still without its agent, so at most one
+    /// call at a time can be abandoned.
+    Cautious,
+    /// At the ceiling: no calls; the status reason to wait with.
+    Stopped(String),
+}
+
+impl AbandonPacing {
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            AbandonPacing::Normal => "normal",
+            AbandonPacing::Cautious => "cautious",
+            AbandonPacing::Stopped(_) => "stopped",
+        }
+    }
+}
+
+/// A campaign's pacing under its abandonment ceiling (over its rules'
+/// window), with the counts it rests on; `None` without a ceiling.
+pub(crate) async fn abandon_pacing(
     store: &crate::store::Store,
     campaign_id: &str,
     rules: &Rules,
     now: DateTime<Utc>,
-) -> Result<Option<String>, crate::store::StoreError> {
+) -> Result<Option<(AbandonPacing, AbandonState)>, crate::store::StoreError> {
     let Some(a) = abandonment(store, campaign_id, rules, now).await? else {
         return Ok(None);
     };
-    Ok((a.rate >= a.max_rate).then(|| {
-        format!(
+    let pacing = if a.rate >= a.max_rate {
+        AbandonPacing::Stopped(format!(
             "abandon_limit: {} of {} answered calls abandoned over the last {} h ({:.1}%, ceiling {:.1}%)",
             a.counts.abandoned,
             a.counts.live_answered,
             a.window_hours,
             a.rate * 100.0,
             a.max_rate * 100.0
-        )
-    }))
+        ))
+    } else if a.rate >= a.max_rate - rules.abandon_margin {
+        AbandonPacing::Cautious
+    } else {
+        AbandonPacing::Normal
+    };
+    Ok(Some((pacing, a)))
 }
 
 /// A campaign's abandonment over its rules' window.

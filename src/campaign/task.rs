@@ -21,6 +21,7 @@ use tracing::Instrument;
 use super::apply::{completion, Finished};
 use super::attempt::{run_attempt, AttemptCall, AttemptRecord, Placed};
 use super::deps::{SchedulerDeps, TICK};
+use super::gate::AbandonPacing;
 use super::recorder::Recorders;
 use super::rules::due::{claim_decision, Claim, DueTarget};
 use super::rules::pacing::campaign_room;
@@ -68,9 +69,9 @@ pub(crate) async fn run_campaign(
     // When today's scheduled run last ran out of due targets.
     let mut drained_at: Option<DateTime<Utc>> = None;
     let mut limiter: Option<(f64, DefaultDirectRateLimiter)> = None;
-    // The abandonment ceiling, checked every ABANDON_CHECK: when last, and
-    // the reason to wait with while it is reached.
-    let mut abandon: (Option<tokio::time::Instant>, Option<String>) = (None, None);
+    // The pacing under the abandonment ceiling, counted every ABANDON_CHECK:
+    // when last, and what it said.
+    let mut abandon: (Option<tokio::time::Instant>, AbandonPacing) = (None, AbandonPacing::Normal);
     // The detection settings, with their voicemail message loaded when they change.
     let mut amd: Option<(Option<AmdSpec>, Option<super::amd::Amd>)> = None;
     // The abandon prompt's name and audio, loaded when the name changes.
@@ -161,14 +162,29 @@ pub(crate) async fn run_campaign(
             .filter(|r| r.max_abandon_rate.is_some())
         {
             if abandon.0.is_none_or(|at| at.elapsed() >= ABANDON_CHECK) {
-                match super::gate::abandon_ceiling(&deps.store, &id, rules, now).await {
-                    Ok(reached) => abandon = (Some(tokio::time::Instant::now()), reached),
+                match super::gate::abandon_pacing(&deps.store, &id, rules, now).await {
+                    Ok(Some((pacing, counts))) => {
+                        let first = abandon.0.is_none();
+                        if pacing != abandon.1 || (first && pacing != AbandonPacing::Normal) {
+                            pacing_moved(&deps, &id, &pacing, &counts, now).await;
+                        }
+                        deps.store.metrics().set_abandonment(
+                            &id,
+                            Some(crate::metrics::AbandonGauge {
+                                rate: counts.rate,
+                                ceiling: counts.max_rate,
+                                pacing: pacing.name(),
+                            }),
+                        );
+                        abandon = (Some(tokio::time::Instant::now()), pacing);
+                    }
+                    Ok(None) => {}
                     Err(e) => {
                         tracing::warn!(campaign = %id, error = %e, "counting abandoned calls failed")
                     }
                 }
             }
-            if let Some(reason) = &abandon.1 {
+            if let AbandonPacing::Stopped(reason) = &abandon.1 {
                 if s.status == CampaignStatus::Running
                     && set_status(&deps, &id, StatusMove::Wait, Some(reason), None).await
                 {
@@ -191,7 +207,10 @@ pub(crate) async fn run_campaign(
             limiter = Some((s.cps, limiter_for(s.cps)));
         }
         let rl = &limiter.as_ref().expect("limiter set").1;
-        let room = campaign_room(s.max_concurrent, in_flight);
+        let mut room = campaign_room(s.max_concurrent, in_flight);
+        if abandon.1 == AbandonPacing::Cautious {
+            room = room.min(cautious_room(&deps, &live));
+        }
         let mut tokens = 0;
         while tokens < room && rl.check().is_ok() {
             tokens += 1;
@@ -300,6 +319,44 @@ pub(crate) async fn run_campaign(
                 }
             }
         }
+    }
+    deps.store.metrics().set_abandonment(&id, None);
+}
+
+/// Near the abandonment ceiling: one call, and only when every live call of
+/// the campaign has its agent (a call still ringing, or answered and waiting
+/// for its agent, could be abandoned).
+fn cautious_room(deps: &SchedulerDeps, live: &LiveCalls) -> u32 {
+    let live = live.lock().expect("live calls");
+    let waiting = live.keys().any(|call| {
+        deps.runtime
+            .sessions
+            .get(call)
+            .is_none_or(|ctl| !ctl.is_connected())
+    });
+    u32::from(!waiting)
+}
+
+/// Logs (and says in the log) a move of the campaign's pacing under its
+/// abandonment ceiling.
+async fn pacing_moved(
+    deps: &SchedulerDeps,
+    id: &str,
+    pacing: &AbandonPacing,
+    a: &super::gate::AbandonState,
+    now: DateTime<Utc>,
+) {
+    tracing::info!(campaign = %id, pacing = pacing.name(), rate = a.rate, ceiling = a.max_rate, "abandonment pacing");
+    let e = crate::store::events::EventRecord::CampaignAbandonment {
+        at: now.timestamp_millis(),
+        pacing: pacing.name(),
+        rate: a.rate,
+        ceiling: a.max_rate,
+        live_answered: a.counts.live_answered,
+        abandoned: a.counts.abandoned,
+    };
+    if let Err(e) = deps.store.log_abandonment(id, &e).await {
+        tracing::warn!(campaign = %id, error = %e, "logging the abandonment pacing failed");
     }
 }
 

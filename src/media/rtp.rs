@@ -100,6 +100,32 @@ impl MediaEvents {
     pub async fn next(&self) -> Option<MediaEvent> {
         self.0.next().await
     }
+
+    /// Puts `watch` between the session and its reader: a task reads every
+    /// event, shows it to `watch` (and `None` once the session has ended),
+    /// and passes it on, followed by the event `watch` returns, if any. Its
+    /// reader sees the same backpressure as a direct one.
+    pub fn tap<F>(self, mut watch: F) -> MediaEvents
+    where
+        F: FnMut(Option<&MediaEvent>) -> Option<MediaEvent> + Send + 'static,
+    {
+        let out = Arc::new(EventQueue::new(AUDIO_EVENT_CAPACITY));
+        let sink = Arc::clone(&out);
+        tokio::spawn(async move {
+            while let Some(ev) = self.next().await {
+                let extra = watch(Some(&ev));
+                sink.push(ev);
+                if let Some(x) = extra {
+                    sink.push(x);
+                }
+            }
+            if let Some(x) = watch(None) {
+                sink.push(x);
+            }
+            sink.close();
+        });
+        MediaEvents(out)
+    }
 }
 
 /// Controls a running session. Dropping it stops the session and frees its port.

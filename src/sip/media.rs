@@ -157,6 +157,18 @@ impl CallMedia {
         self.control.send_dtmf(digit);
     }
 
+    /// The same media, its events seen first by `watch` (see
+    /// [`MediaEvents::tap`]): e.g. a detector listening while an agent talks.
+    pub fn tap<F>(self, watch: F) -> CallMedia
+    where
+        F: FnMut(Option<&MediaEvent>) -> Option<MediaEvent> + Send + 'static,
+    {
+        CallMedia {
+            events: self.events.tap(watch),
+            ..self
+        }
+    }
+
     /// The next received frame, key press, mark or `Inactive`, in order;
     /// `None` once the call has ended. Key presses and marks are never
     /// dropped; audio frames are when the reader falls more than 2 s behind.

@@ -210,6 +210,26 @@ impl Store {
         Ok(true)
     }
 
+    /// Logs a move of a campaign's pacing under its abandonment ceiling
+    /// (`campaign.abandonment`).
+    pub async fn log_abandonment(&self, id: &str, e: &EventRecord<'_>) -> Result<()> {
+        let _write = self.write_guard().await;
+        let at = match e {
+            EventRecord::CampaignAbandonment { at, .. } => *at,
+            _ => return Err(StoreError::Corrupt("not an abandonment event".into())),
+        };
+        let logged = with_pool!(self, p => {
+            let mut tx = p.begin_write().await?;
+            let mut log = EventLog::default();
+            log.push(id, e);
+            let logged = append_event_pages!(tx, log, at);
+            tx.commit().await?;
+            Ok::<_, StoreError>(logged)
+        })?;
+        self.logged(logged);
+        Ok(())
+    }
+
     /// A campaign's status changes, newest first, at most `limit`.
     /// A campaign's calls since `since` (ms): how many were answered live
     /// (not by a machine or a fax, by the detector's verdict), how many of

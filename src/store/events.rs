@@ -40,7 +40,7 @@ pub const EVENT_TYPES: [&str; 8] = [
 /// Field names of each type's stored form, after its code and `at`. Pages
 /// store an event as a JSON array `[code, at, field…]` (positional, to keep
 /// the log small; the dialing path writes several events per attempt).
-const LAYOUTS: [(&str, &str, &[&str]); 8] = [
+const LAYOUTS: [(&str, &str, &[&str]); 9] = [
     (
         "F",
         "target.fallback",
@@ -100,6 +100,11 @@ const LAYOUTS: [(&str, &str, &[&str]); 8] = [
     ),
     ("R", "agent.result", &["attempt_id", "target_id", "result"]),
     ("C", "campaign.status", &["from", "to", "reason", "by"]),
+    (
+        "B",
+        "campaign.abandonment",
+        &["pacing", "rate", "ceiling", "live_answered", "abandoned"],
+    ),
 ];
 
 /// Fields added to a layout after events of it were stored: per code, how
@@ -173,6 +178,17 @@ pub enum EventRecord<'a> {
         reason: Option<&'a str>,
         /// Who made the change (see [`crate::domain::StatusChange`]).
         by: &'a str,
+    },
+    /// A campaign's pacing moved under its abandonment ceiling: `normal`,
+    /// `cautious` (within the margin: one call per free agent session) or
+    /// `stopped` (at the ceiling).
+    CampaignAbandonment {
+        at: i64,
+        pacing: &'a str,
+        rate: f64,
+        ceiling: f64,
+        live_answered: u64,
+        abandoned: u64,
     },
 }
 
@@ -274,6 +290,14 @@ impl EventLog {
                 reason,
                 by,
             } => serde_json::to_string(&("C", at, from, to, reason, by)),
+            E::CampaignAbandonment {
+                at,
+                pacing,
+                rate,
+                ceiling,
+                live_answered,
+                abandoned,
+            } => serde_json::to_string(&("B", at, pacing, rate, ceiling, live_answered, abandoned)),
         };
         json.expect("events serialize")
     }

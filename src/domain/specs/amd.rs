@@ -122,6 +122,12 @@ impl AmdSpec {
         self.mode != "off"
     }
 
+    /// `detect`: the agent is connected at the answer and told the verdict
+    /// later (`detect_message_end` connects it after the verdict).
+    pub fn connects_at_once(&self) -> bool {
+        self.mode == "detect"
+    }
+
     /// The detector's configuration.
     pub fn detector(&self) -> crate::media::amd::AmdConfig {
         crate::media::amd::AmdConfig {
