@@ -53,6 +53,18 @@ pub struct MessagesConfig {
     pub provider_max_failures: u32,
     pub provider_failure_window_ms: u64,
     pub provider_probe_ms: u64,
+    /// Per channel (`sms`, `email`, `whatsapp`, `slack`): at most `max`
+    /// marketing messages to one recipient per `per_days`.
+    #[serde(default)]
+    pub frequency_caps: BTreeMap<String, Vec<MessageCap>>,
+}
+
+/// One frequency cap on a channel's marketing messages.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageCap {
+    pub max: u32,
+    pub per_days: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -305,3 +305,94 @@ async fn sms_reach_a_real_smsc_and_receipts_deliver_or_fail_them() {
     app.stop().await;
     smsc.stop().await;
 }
+
+/// `[messages] frequency_caps`: a marketing SMS over its number's cap waits
+/// (reason `frequency_cap`, not a try) until the cap allows, on a driven
+/// clock; a transactional one to the same number goes at once. The SMSC
+/// (npm `smpp`) sees each submit once.
+#[tokio::test]
+async fn a_marketing_sms_over_its_cap_waits_and_a_transactional_one_does_not() {
+    let mut smsc = Smsc::start(&[]).await;
+    let url = format!("smpp://herald@127.0.0.1:{}", smsc.port);
+    let start = chrono::Utc::now() + chrono::Duration::minutes(1);
+    let (app, clock) = common::spawn_app_toml_at(
+        Db::Sqlite,
+        "[messages]\nfrequency_caps = { sms = [{ max = 1, per_days = 1 }] }\n",
+        &[
+            ("HERALD__CHANNELS__SMS__TRANSPORT", "smpp"),
+            ("HERALD__CHANNELS__SMS__SMPP_URL", url.as_str()),
+            ("HERALD__CHANNELS__SMS__PASSWORD", "secret"),
+            ("HERALD__CHANNELS__SMS__FROM", "+15550009999"),
+        ],
+        start,
+    )
+    .await
+    .expect("sqlite");
+    let mut events = stream(&app).await;
+    let send = |body: &str, priority: &str| json!({"to": "+15551230001", "body": body, "priority": priority, "max_retries": 0});
+    let first = app
+        .post_ok(
+            "/v1/sms",
+            &send("Sale today", "marketing"),
+            StatusCode::ACCEPTED,
+        )
+        .await;
+    wait_message(&mut events, &id(&first), "delivered").await;
+    let second = app
+        .post_ok(
+            "/v1/sms",
+            &send("Sale tomorrow", "marketing"),
+            StatusCode::ACCEPTED,
+        )
+        .await;
+    let code = app
+        .post_ok(
+            "/v1/sms",
+            &send("Code 1234", "transactional"),
+            StatusCode::ACCEPTED,
+        )
+        .await;
+    wait_message(&mut events, &id(&code), "delivered").await;
+    // The second marketing message is held until a day after the first.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let held = loop {
+        let m = expect_json(
+            app.get(&format!("/v1/sms/{}", id(&second))).await,
+            StatusCode::OK,
+        )
+        .await;
+        if m["reason"] == "frequency_cap" {
+            break m;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not held: {m}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(held["status"], "queued", "{held}");
+    let sent_at = app
+        .scalar(&format!(
+            "SELECT sent_at FROM messages WHERE id = '{}'",
+            id(&first)
+        ))
+        .await;
+    let (due, tries) = (
+        app.scalar(&format!(
+            "SELECT due_at FROM messages WHERE id = '{}'",
+            id(&second)
+        ))
+        .await,
+        app.scalar(&format!(
+            "SELECT tries FROM messages WHERE id = '{}'",
+            id(&second)
+        ))
+        .await,
+    );
+    assert_eq!(due, sent_at + 86_400_000);
+    assert_eq!(tries, 0, "held back is not a try");
+    assert_eq!(smsc.wait_kind("submit_sm", 2, WAIT).await.len(), 2);
+    // A day later it goes (its max_retries of 0 untouched by the hold).
+    clock.advance(chrono::Duration::days(1));
+    wait_message(&mut events, &id(&second), "delivered").await;
+    let submits = smsc.wait_kind("submit_sm", 3, WAIT).await;
+    assert_eq!(submits.len(), 3, "{submits:?}");
+    app.stop().await;
+}

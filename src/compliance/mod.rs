@@ -290,6 +290,41 @@ pub struct Call<'a> {
     pub abandonment: Option<Abandonment>,
 }
 
+/// When a message may go under `caps`, given the times earlier messages on
+/// its channel were sent to the same recipient: `None` now, else the first
+/// moment every cap allows.
+pub fn message_cap_wait(
+    caps: &[Cap],
+    sent: &[DateTime<Utc>],
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let rules = Rules {
+        caps: caps.to_vec(),
+        ..Rules::none()
+    };
+    let history: Vec<Contact> = sent
+        .iter()
+        .map(|&at| Contact {
+            at,
+            kind: ContactKind::Attempt,
+        })
+        .collect();
+    let mut at = now;
+    // Each pass moves to the end of what blocks; caps only move forward.
+    for _ in 0..64 {
+        let Some(until) = waits(&rules, &history, at)
+            .into_iter()
+            .map(|(_, until)| until)
+            .filter(|u| *u > at)
+            .max()
+        else {
+            return (at > now).then_some(at);
+        };
+        at = until;
+    }
+    Some(at)
+}
+
 /// Runs every rule: refusals that waiting cannot lift first (DNC, consent,
 /// the abandonment ceiling), then the ones that only say "not now", moved
 /// forward together until one instant satisfies them all.

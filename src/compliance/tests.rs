@@ -336,3 +336,50 @@ fn the_holiday_table_reads_and_covers_its_years() {
         assert!(t.dates.contains(&d.parse().unwrap()), "{d}");
     }
 }
+
+#[test]
+fn a_message_over_its_channels_cap_waits_for_the_oldest_to_leave_the_window() {
+    let caps = [
+        Cap {
+            max: 2,
+            per: Duration::days(7),
+            scope: CapScope::Attempts,
+        },
+        Cap {
+            max: 1,
+            per: Duration::hours(1),
+            scope: CapScope::Attempts,
+        },
+    ];
+    let now = utc("2026-03-10T12:00:00Z");
+    let sent = |s: &[&str]| s.iter().map(|t| utc(t)).collect::<Vec<_>>();
+    // Nothing sent, or one long ago: now.
+    assert_eq!(message_cap_wait(&caps, &[], now), None);
+    assert_eq!(
+        message_cap_wait(&caps, &sent(&["2026-03-01T00:00:00Z"]), now),
+        None
+    );
+    // One 10 minutes ago: the hourly cap, 50 minutes from now.
+    assert_eq!(
+        message_cap_wait(&caps, &sent(&["2026-03-10T11:50:00Z"]), now),
+        Some(utc("2026-03-10T12:50:00Z"))
+    );
+    // Two this week: when the older leaves the 7 days.
+    assert_eq!(
+        message_cap_wait(
+            &caps,
+            &sent(&["2026-03-05T09:00:00Z", "2026-03-09T08:00:00Z"]),
+            now
+        ),
+        Some(utc("2026-03-12T09:00:00Z"))
+    );
+    // Both caps at once: the later of the two moments that satisfy both.
+    assert_eq!(
+        message_cap_wait(
+            &caps,
+            &sent(&["2026-03-03T12:30:00Z", "2026-03-10T11:59:00Z"]),
+            now
+        ),
+        Some(utc("2026-03-10T12:59:00Z"))
+    );
+}

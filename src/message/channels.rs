@@ -256,6 +256,23 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
     if m.provider_probe_ms < 100 {
         return bad("messages.provider_probe_ms", "must be at least 100".into());
     }
+    for (channel, caps) in &m.frequency_caps {
+        if MessageChannel::parse(channel).is_none() {
+            return bad(
+                &format!("messages.frequency_caps.{channel}"),
+                "is not a channel (email, sms, whatsapp, slack)".into(),
+            );
+        }
+        for (i, cap) in caps.iter().enumerate() {
+            let key = format!("messages.frequency_caps.{channel}[{i}]");
+            if cap.max == 0 {
+                return bad(&format!("{key}.max"), "must be at least 1".into());
+            }
+            if !(1..=365).contains(&cap.per_days) {
+                return bad(&format!("{key}.per_days"), "must be 1 to 365".into());
+            }
+        }
+    }
     Ok(())
 }
 
@@ -281,7 +298,7 @@ pub struct WhatsappWebhook {
     pub verify_token: String,
 }
 
-fn worker_settings(c: &Config, max_per_second: u32) -> WorkerSettings {
+fn worker_settings(c: &Config, channel: &str, max_per_second: u32) -> WorkerSettings {
     let m = &c.messages;
     WorkerSettings {
         lease_ms: m.lease_ms as i64,
@@ -294,6 +311,17 @@ fn worker_settings(c: &Config, max_per_second: u32) -> WorkerSettings {
         },
         max_per_second,
         in_doubt_wait_ms: m.in_doubt_wait_ms as i64,
+        caps: m
+            .frequency_caps
+            .get(channel)
+            .into_iter()
+            .flatten()
+            .map(|cap| crate::compliance::Cap {
+                max: cap.max,
+                per: chrono::Duration::days(cap.per_days.into()),
+                scope: crate::compliance::CapScope::Attempts,
+            })
+            .collect(),
     }
 }
 
@@ -354,7 +382,7 @@ pub async fn build(
                 store: store.clone(),
                 clock: clock.clone(),
                 node_id: node_id.to_string(),
-                settings: worker_settings(c, e.max_per_second),
+                settings: worker_settings(c, "email", e.max_per_second),
                 wake: wake_email.clone(),
                 health: health.clone(),
                 holds: holds.clone(),
@@ -403,7 +431,7 @@ pub async fn build(
                 store: store.clone(),
                 clock: clock.clone(),
                 node_id: node_id.to_string(),
-                settings: worker_settings(c, s.max_per_second),
+                settings: worker_settings(c, "sms", s.max_per_second),
                 wake: wake_sms.clone(),
                 health: health.clone(),
                 holds: holds.clone(),
@@ -440,7 +468,7 @@ pub async fn build(
                 store: store.clone(),
                 clock: clock.clone(),
                 node_id: node_id.to_string(),
-                settings: worker_settings(c, w.max_per_second),
+                settings: worker_settings(c, "whatsapp", w.max_per_second),
                 wake: wake_whatsapp.clone(),
                 health: health.clone(),
                 holds: holds.clone(),
@@ -471,7 +499,7 @@ pub async fn build(
                     store: store.clone(),
                     clock: clock.clone(),
                     node_id: node_id.to_string(),
-                    settings: worker_settings(c, sl.max_per_second),
+                    settings: worker_settings(c, "slack", sl.max_per_second),
                     wake: wake_slack.clone(),
                     health: health.clone(),
                     holds: holds.clone(),
@@ -599,5 +627,28 @@ mod tests {
         assert!(parse_smpp_url("smpp://127.0.0.1:2775").is_err());
         assert!(parse_smpp_url("http://x@h:1").is_err());
         assert!(parse_smpp_url("smpp://x@h:port").is_err());
+    }
+
+    #[test]
+    fn frequency_caps_name_the_bad_key() {
+        let with = |caps: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("h.toml");
+            std::fs::write(&path, format!("[messages.frequency_caps]\n{caps}\n")).unwrap();
+            match Config::load_from(Some(&path), std::iter::empty()) {
+                Ok(c) => validate(&c).err().map(|(k, _)| k),
+                Err(crate::config::ConfigError::Invalid { key, .. }) => Some(key),
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!(with("sms = [{ max = 3, per_days = 7 }]"), None);
+        assert_eq!(
+            with("sms = [{ max = 3, per_days = 7 }, { max = 0, per_days = 1 }]").as_deref(),
+            Some("messages.frequency_caps.sms[1].max")
+        );
+        assert_eq!(
+            with("email = [{ max = 1, per_days = 400 }]").as_deref(),
+            Some("messages.frequency_caps.email[0].per_days")
+        );
     }
 }

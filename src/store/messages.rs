@@ -49,7 +49,7 @@ pub struct MessageRow {
     pub read_at: Option<i64>,
 }
 
-/// Rows per multi-row statement (seven parameters a row on SQLite).
+/// Rows per multi-row statement (nine parameters a row).
 const RECORD_ROWS_PER_STATEMENT: usize = 1_000;
 
 pub(crate) const COLUMNS: &str = "id, channel, status, reason, recipient, request, rendered, template_id, template_version, \
@@ -326,6 +326,20 @@ impl Store {
     /// from `sending` (and only from it) to its record's status, its attempt
     /// row is closed, bounced addresses are suppressed, each change with its
     /// event.
+    /// When messages on `channel` were sent to `recipient` since `since` (ms).
+    pub async fn message_sends_to(
+        &self,
+        channel: &str,
+        recipient: &str,
+        since: i64,
+    ) -> Result<Vec<i64>> {
+        with_pool!(self, p => {
+            Ok(sqlx::query_scalar::<_, i64>(
+                "SELECT sent_at FROM messages WHERE recipient = $1 AND channel = $2 AND sent_at >= $3")
+                .bind(recipient).bind(channel).bind(since).fetch_all(p).await?)
+        })
+    }
+
     pub async fn record_sends(&self, records: &[SendRecord], now: i64) -> Result<()> {
         if records.is_empty() {
             return Ok(());
@@ -344,6 +358,7 @@ impl Store {
                     provider_id = COALESCE(v.column4, messages.provider_id), due_at = COALESCE(v.column5, messages.due_at), \
                     sent_at = COALESCE(v.column6, messages.sent_at), final_at = v.column7, \
                     provider = COALESCE(v.column8, messages.provider), \
+                    tries = messages.tries - v.column9, \
                     lease_owner = NULL, lease_expires_at = NULL, updated_at = ");
                 qb.push_bind(now).push(" FROM ");
                 bulk::rows(&mut qb, vec![
@@ -357,6 +372,8 @@ impl Store {
                     // The message names the provider that carried it; each
                     // attempt, the one it went to.
                     Column::Text(chunk.iter().map(|r| r.provider.as_deref().filter(|_| r.status == "sent")).collect()),
+                    // A claim held back (a frequency cap) was not a try.
+                    Column::Int(chunk.iter().map(|r| Some(i32::from(r.result == crate::message::worker::DEFERRED))).collect()),
                 ]);
                 qb.push(" WHERE messages.id = v.column1 AND messages.status = 'sending' \
                           RETURNING messages.id, messages.channel, messages.recipient");
@@ -379,6 +396,11 @@ impl Store {
                 qb.build().persistent(keep).execute(&mut *tx).await?;
                 for r in chunk {
                     let Some((channel, recipient)) = moved.get(&r.id) else { continue };
+                    if r.result == crate::message::worker::DEFERRED {
+                        // Held back, not tried: no attempt to keep.
+                        sqlx::query("DELETE FROM message_attempts WHERE message_id = $1 AND attempt = $2")
+                            .bind(&r.id).bind(r.attempt).execute(&mut *tx).await?;
+                    }
                     for (c, a) in &r.suppress {
                         sqlx::query("INSERT INTO suppressions (channel, address, reason, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
                             .bind(c).bind(a).bind("bounced").bind(now).execute(&mut *tx).await?;

@@ -434,6 +434,24 @@ pub async fn spawn_instant_app_at(
     Some((app, hand))
 }
 
+/// As [`spawn_app_toml`], its scheduler and message senders on a manual
+/// clock standing at `start`.
+pub async fn spawn_app_toml_at(
+    db: Db,
+    toml: &str,
+    extra: &[(&str, &str)],
+    at: chrono::DateTime<chrono::Utc>,
+) -> Option<(TestApp, herald::clock::ManualClock)> {
+    let db = TestDb::new(db).await?;
+    let file = tempfile::NamedTempFile::new().expect("a temporary config file");
+    std::fs::write(file.path(), toml).expect("writing the config file");
+    let config =
+        Config::load_from(Some(file.path()), test_env(&db.url, extra)).expect("test config");
+    let (clock, hand) = herald::clock::Clock::manual(at);
+    let app = start(db, config, None, herald::app::TelephonyChoice::Sip, clock).await?;
+    Some((app, hand))
+}
+
 /// Waits (bounded) until the scheduler has read `clock` `n` more times: it
 /// has looked at the time since the test last moved it.
 pub async fn wait_clock_reads(clock: &herald::clock::ManualClock, n: u64) {
