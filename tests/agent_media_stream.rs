@@ -593,6 +593,70 @@ async fn a_person_answered_with_an_unreachable_bot_hears_the_abandon_prompt_and_
     app.stop().await;
 }
 
+/// A bot that accepts the connection and never answers the handshake: with
+/// an abandon prompt the person waits 2 s for it (the TCPA's and Ofcom's
+/// limit, though `prepare_timeout_ms` is 5 s), then hears the prompt: its
+/// audio reaches the callee's RTP port byte for byte.
+#[tokio::test]
+async fn a_bot_not_ready_within_2_s_leaves_the_person_the_abandon_prompt_on_the_wire() {
+    let uas = SippUas::start("uas_cps.xml", 1, &[]).await;
+    let app = app_for(Db::Sqlite, uas.addr, &[])
+        .await
+        .expect("sqlite app");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/stream", listener.local_addr().unwrap());
+    let mute = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    let ag = agent(&app, &url).await;
+    let capture = common::capture::Capture::start();
+    let mut rx = app.events().subscribe();
+    let call = app
+        .post_ok(
+            "/v1/calls",
+            &json!({"to": "+15557650005", "agent_id": ag, "abandon_prompt": "appointment-ask.wav"}),
+            StatusCode::CREATED,
+        )
+        .await;
+    let id = common::id_of(&call);
+    wait_call_final(&mut rx, &id).await;
+    uas.finish().await.assert_success();
+    let seen = capture.finish();
+    mute.abort();
+    let c = expect_json(app.get(&format!("/v1/calls/{id}")).await, StatusCode::OK).await;
+    assert_eq!(c["outcome"], "abandoned", "{c}");
+    assert!(
+        c["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not ready within 2000 ms"),
+        "{c}"
+    );
+    let prompt = herald::media::prompts::Prompts::shipped_only()
+        .load("appointment-ask.wav")
+        .unwrap();
+    let prompt_ms = prompt.len() as i64 / 8;
+    let lasted = app
+        .scalar(&format!("SELECT duration_ms FROM calls WHERE id = '{id}'"))
+        .await;
+    assert!(
+        lasted >= 2_000 + prompt_ms - 100 && lasted < 2_000 + prompt_ms + 1_000,
+        "the call lasted {lasted} ms: 2 s for the bot, then a {prompt_ms} ms prompt"
+    );
+    // 60 ms from well inside the prompt, sent from herald's RTP port.
+    let media = common::test_config("sqlite::memory:", &[]).media;
+    let herald = |port: &u16| (media.rtp_port_min..=media.rtp_port_max).contains(port);
+    let flows = common::capture::flows_carrying(&seen, &prompt[8_000..8_480]);
+    assert!(
+        flows.iter().any(|(src, dst)| herald(src) && !herald(dst)),
+        "the prompt's audio did not reach the callee: {flows:?}"
+    );
+    app.stop().await;
+}
+
 /// A one-off call to `to` with `agent` (or none); returns its id.
 async fn one_off(app: &TestApp, to: &str, agent: Option<&str>) -> String {
     let mut body = json!({"to": to});

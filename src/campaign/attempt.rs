@@ -28,6 +28,10 @@ use crate::sip::{
 };
 use crate::store::StoreError;
 
+/// How long an answered person waits for the agent at most when an abandon
+/// prompt is set: the 2 s of TCPA's and Ofcom's abandoned-call rules.
+const ABANDON_AFTER: Duration = Duration::from_secs(2);
+
 /// What to dial, and who takes the call.
 pub(crate) struct AttemptCall<'a> {
     /// The attempt's (call row's) id.
@@ -81,7 +85,12 @@ pub(crate) async fn run_attempt<R: AttemptRecord>(
             call.variables,
         ),
         ctl,
-        prepare_timeout: deps.runtime.prepare_timeout,
+        // With an abandon prompt (TCPA, Ofcom), a person waits at most 2 s
+        // for the agent before hearing it.
+        prepare_timeout: match call.abandon_prompt {
+            Some(_) => deps.runtime.prepare_timeout.min(ABANDON_AFTER),
+            None => deps.runtime.prepare_timeout,
+        },
     };
     let req = OriginateRequest {
         attempt_id: call.call_id.to_string(),
