@@ -328,10 +328,14 @@ fn main() {
     let verbose = env_or("HERALD_AMD_VERBOSE", "") == "1";
     ensure_corpus(&dir, limit);
     let items = read_manifest(&dir, limit);
-    let cfg = AmdConfig {
+    let mut cfg = AmdConfig {
         mode: Mode::DetectMessageEnd,
         ..AmdConfig::default()
     };
+    // A speech end threshold other than Twilio's 1,200 ms, to see its trade-off.
+    if let Ok(ms) = std::env::var("HERALD_AMD_SPEECH_END_MS") {
+        cfg.speech_end_threshold_ms = ms.parse().expect("HERALD_AMD_SPEECH_END_MS");
+    }
     println!(
         "amd_accuracy: {} items from {} (config {cfg:?})\n",
         items.len(),
@@ -343,6 +347,8 @@ fn main() {
     let (mut base_ns, mut base_frames) = (0u128, 0u64);
     let (mut beep_err, mut beep_n, mut beep_late) = (Vec::new(), 0, Vec::new());
     let mut early_end = 0;
+    // A person's verdict after they stopped speaking.
+    let mut human_after_speech = Vec::new();
     let mut pcm = Vec::new();
     for item in &items {
         let bytes = std::fs::read(dir.join(&item.file)).expect("corpus file");
@@ -366,6 +372,13 @@ fn main() {
             if let Some(end) = item.beep_end_ms {
                 beep_late.push(d.at_ms.saturating_sub(end));
             }
+        }
+        if let (Verdict::Human, true, Some(end)) = (
+            d.verdict,
+            item.class.starts_with("human"),
+            item.speech_end_ms,
+        ) {
+            human_after_speech.push(d.at_ms.saturating_sub(end));
         }
         if d.verdict == Verdict::MachineEndSilence
             && item.speech_end_ms.is_some_and(|e| d.at_ms < e)
@@ -463,7 +476,13 @@ fn main() {
         percentile(&beep_late, 0.5),
         percentile(&beep_late, 0.95)
     );
-    println!("machine_end_silence given before the greeting ended: {early_end}\n");
+    println!("machine_end_silence given before the greeting ended: {early_end}");
+    human_after_speech.sort_unstable();
+    println!(
+        "human verdicts after the person stopped speaking: p50 {} ms, p95 {} ms\n",
+        percentile(&human_after_speech, 0.5),
+        percentile(&human_after_speech, 0.95)
+    );
 
     // Baseline: class × status.
     println!("baseline (app_amd defaults): class x status");

@@ -104,6 +104,9 @@ async fn main() {
             password_env: String::new(),
             max_concurrent_calls: 1_000_000,
             max_calls_per_second: 1_000_000,
+            register: false,
+            registrar: String::new(),
+            register_expires_s: 3600,
         },
     );
     let cancel = CancellationToken::new();

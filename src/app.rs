@@ -199,6 +199,7 @@ impl App {
         let agents = AgentSessions::default();
         let live = telephony.clone();
         let on_trunk = telephony.clone();
+        let registering = telephony.clone();
         let webhook_changes = Arc::new(tokio::sync::Notify::new());
         let deps = ApiDeps {
             store: store.clone(),
@@ -221,6 +222,14 @@ impl App {
                         .trunks
                         .iter()
                         .map(|(n, t)| (n.clone(), (t.max_concurrent_calls, t.max_calls_per_second)))
+                        .collect(),
+                ),
+                trunk_registration: Arc::new(move |t| registering.trunk_registration(t)),
+                trunk_view: Arc::new(
+                    config
+                        .trunks
+                        .iter()
+                        .map(|(n, t)| (n.clone(), crate::api::trunks::TrunkView::of(t)))
                         .collect(),
                 ),
                 agents: agents.clone(),

@@ -194,6 +194,19 @@ pub struct TrunkConfig {
     pub password_env: String,
     pub max_concurrent_calls: u32,
     pub max_calls_per_second: u32,
+    /// REGISTER with the registrar (RFC 3261 §10) and keep registered.
+    #[serde(default)]
+    pub register: bool,
+    /// The registrar's URI; empty: the proxy.
+    #[serde(default)]
+    pub registrar: String,
+    /// The expiry asked for, in seconds.
+    #[serde(default = "default_register_expires")]
+    pub register_expires_s: u32,
+}
+
+fn default_register_expires() -> u32 {
+    3600
 }
 
 impl TrunkConfig {

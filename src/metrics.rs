@@ -243,6 +243,8 @@ pub struct ScrapeGauges {
     pub message_transports: Vec<(String, String, bool)>,
     /// Each channel's health, then each failover provider's.
     pub message_health: Vec<HealthGauge>,
+    /// (trunk, registered) of each trunk that registers.
+    pub trunk_registered: Vec<(String, bool)>,
 }
 
 impl Metrics {
@@ -328,6 +330,15 @@ impl Metrics {
                 &[("campaign", c), ("state", state)],
                 *n as f64,
             );
+        }
+        header(
+            o,
+            "herald_trunk_registered",
+            "gauge",
+            "1 while a trunk that registers is registered.",
+        );
+        for (t, up) in &g.trunk_registered {
+            sample(o, "herald_trunk_registered", &[("trunk", t)], f64::from(u8::from(*up)));
         }
         let abandonment = self
             .abandonment

@@ -31,12 +31,20 @@ pub struct MetricsSources {
     pub trunk_live: Arc<TrunkLive>,
     /// Each configured trunk's limits: (max_concurrent_calls, max_calls_per_second).
     pub trunk_limits: Arc<std::collections::BTreeMap<String, (u32, u32)>>,
+    /// A registering trunk's registration.
+    pub trunk_registration: Arc<TrunkRegistration>,
+    /// What `GET /v1/trunks` shows of each trunk's configuration.
+    pub trunk_view: Arc<std::collections::BTreeMap<String, super::trunks::TrunkView>>,
     pub agents: AgentSessions,
     /// (channel, transport) of each message channel that runs.
     pub transports: Arc<Vec<(&'static str, Arc<dyn Transport>)>>,
     /// The channels' and providers' health.
     pub health: HealthBoard,
 }
+
+/// A trunk's registration, by name (`None`: it does not register).
+pub type TrunkRegistration =
+    dyn Fn(&str) -> Option<crate::sip::register::Registration> + Send + Sync;
 
 #[derive(Clone)]
 struct MetricsState {
@@ -109,6 +117,15 @@ async fn scrape(State(s): State<MetricsState>) -> ApiResult<impl IntoResponse> {
             .map(|(c, t)| (c.to_string(), t.name().to_string(), t.ready()))
             .collect(),
         message_health: health_gauges(&s.sources),
+        trunk_registered: s
+            .sources
+            .trunk_limits
+            .keys()
+            .filter_map(|t| {
+                let r = (s.sources.trunk_registration)(t)?;
+                Some((t.clone(), r.state == crate::sip::register::RegState::Registered))
+            })
+            .collect(),
     };
     Ok((
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],

@@ -23,6 +23,7 @@ pub mod suppressions;
 pub mod targets;
 pub mod templates;
 pub mod tracking;
+pub mod trunks;
 pub mod twilio;
 pub mod unsubscribe;
 pub mod webhooks;
@@ -132,6 +133,7 @@ fn documented(deps: &ApiDeps) -> ApiRouter {
             deps.events.clone(),
         ))
         .merge(dnc::router(deps.store.clone()))
+        .merge(trunks::router(deps.metrics.clone()))
         .merge(calls::router(
             deps.store.clone(),
             deps.trunks.clone(),

@@ -193,6 +193,15 @@ pub(crate) async fn run_campaign(
                 continue;
             }
         }
+        // A trunk that registers and is not registered takes no calls.
+        if let Some(reason) = deps.telephony.trunk_unready(&s.trunk) {
+            if s.status == CampaignStatus::Running
+                && set_status(&deps, &id, StatusMove::Wait, Some(&reason), None).await
+            {
+                tracing::warn!(campaign = %id, %reason, "dialing held");
+            }
+            continue;
+        }
         if amd.as_ref().is_none_or(|(spec, _)| *spec != s.amd) {
             match super::amd::Amd::load(&deps.runtime, s.amd.as_ref()).await {
                 Ok(loaded) => amd = Some((s.amd.clone(), loaded)),

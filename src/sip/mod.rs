@@ -16,6 +16,7 @@ mod guard;
 pub mod inbound_message;
 mod media;
 mod message;
+pub mod register;
 pub mod sdp;
 mod stack;
 mod target;
@@ -291,13 +292,27 @@ impl CallControl {
             });
         }
         tasks.close();
+        let trunks: BTreeMap<String, Arc<trunk::Trunk>> = trunks
+            .iter()
+            .map(|(name, cfg)| (name.clone(), trunk::Trunk::new(name, cfg)))
+            .collect();
+        // Trunks that register: kept registered until shutdown, unregistered
+        // before the stack closes (the tasks count as calls for that).
+        for t in trunks.values().filter(|t| t.cfg.register) {
+            calls.spawn(
+                register::keep_registered(
+                    stack.dialogs.endpoint.clone(),
+                    t.clone(),
+                    advertised,
+                    cancel.clone(),
+                )
+                .instrument(tracing::info_span!("register", trunk = %t.name)),
+            );
+        }
         let inner = Inner {
             stack,
             advertised,
-            trunks: trunks
-                .iter()
-                .map(|(name, cfg)| (name.clone(), trunk::Trunk::new(name, cfg)))
-                .collect(),
+            trunks,
             media: media::MediaFactory::new(media, advertised.ip()),
             calls,
             tasks,
@@ -336,6 +351,16 @@ impl CallControl {
     /// Counters and limits of a trunk.
     pub fn trunk_stats(&self, trunk: &str) -> Option<TrunkStats> {
         self.inner.trunks.get(trunk).map(|t| t.stats())
+    }
+
+    /// Every trunk's counters, limits and registration, by name.
+    pub fn all_trunk_stats(&self) -> Vec<TrunkStats> {
+        self.inner.trunks.values().map(|t| t.stats()).collect()
+    }
+
+    /// Why calls on `trunk` cannot go now (registering and not registered).
+    pub fn trunk_unready(&self, trunk: &str) -> Option<String> {
+        self.inner.trunks.get(trunk).and_then(|t| t.unready())
     }
 
     /// Waits until every task of this call control has finished (after the

@@ -151,6 +151,9 @@ mod tests {
             password_env: String::new(),
             max_concurrent_calls: 1,
             max_calls_per_second: 1,
+            register: false,
+            registrar: String::new(),
+            register_expires_s: 3600,
         };
         [("c".to_string(), Trunk::new("c", &cfg))]
             .into_iter()

@@ -29,6 +29,15 @@ pub trait Telephony: Send + Sync + 'static {
     fn trunk_live_calls(&self, _trunk: &str) -> Option<u32> {
         None
     }
+    /// Why calls on `trunk` cannot go now (it registers and is not
+    /// registered), if so.
+    fn trunk_unready(&self, _trunk: &str) -> Option<String> {
+        None
+    }
+    /// The registration of a trunk that registers.
+    fn trunk_registration(&self, _trunk: &str) -> Option<super::register::Registration> {
+        None
+    }
 }
 
 #[async_trait]
@@ -57,5 +66,11 @@ impl Telephony for CallControl {
     }
     fn trunk_live_calls(&self, trunk: &str) -> Option<u32> {
         self.trunk_stats(trunk).map(|s| s.live_calls)
+    }
+    fn trunk_unready(&self, trunk: &str) -> Option<String> {
+        CallControl::trunk_unready(self, trunk)
+    }
+    fn trunk_registration(&self, trunk: &str) -> Option<super::register::Registration> {
+        self.trunk_stats(trunk).and_then(|s| s.registration)
     }
 }

@@ -8,6 +8,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use super::register::{RegState, Registration};
 use crate::config::{Secret, TrunkConfig};
 
 /// A trunk's configuration and live counters.
@@ -18,6 +19,8 @@ pub(super) struct Trunk {
     live: AtomicU32,
     attempts: AtomicU64,
     refused: AtomicU64,
+    /// `None` for a trunk that does not register.
+    registration: std::sync::Mutex<Option<Registration>>,
 }
 
 /// A snapshot of one trunk's counters and limits.
@@ -32,6 +35,8 @@ pub struct TrunkStats {
     pub refused: u64,
     pub max_concurrent_calls: u32,
     pub max_calls_per_second: u32,
+    /// The registration, for a trunk with `register = true`.
+    pub registration: Option<Registration>,
 }
 
 impl Trunk {
@@ -43,6 +48,43 @@ impl Trunk {
             live: AtomicU32::new(0),
             attempts: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            registration: std::sync::Mutex::new(cfg.register.then(Registration::starting)),
+        })
+    }
+
+    pub(super) fn registration(&self) -> Option<Registration> {
+        self.registration
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(super) fn set_registration(
+        &self,
+        state: RegState,
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+        error: Option<String>,
+    ) {
+        let mut r = self.registration.lock().unwrap_or_else(|p| p.into_inner());
+        let since = match r.as_ref() {
+            Some(old) if old.state == state => old.since,
+            _ => chrono::Utc::now(),
+        };
+        *r = Some(Registration {
+            state,
+            expires_at,
+            error,
+            since,
+        });
+    }
+
+    /// Why calls on this trunk cannot go now: it registers and is not
+    /// registered.
+    pub(super) fn unready(&self) -> Option<String> {
+        let r = self.registration()?;
+        (r.state != RegState::Registered).then(|| match r.error {
+            Some(e) => format!("trunk_unregistered: {} ({e})", self.name),
+            None => format!("trunk_unregistered: {} ({})", self.name, r.state.as_str()),
         })
     }
 
@@ -72,6 +114,7 @@ impl Trunk {
             refused: self.refused.load(Ordering::Relaxed),
             max_concurrent_calls: self.cfg.max_concurrent_calls,
             max_calls_per_second: self.cfg.max_calls_per_second,
+            registration: self.registration(),
         }
     }
 }
@@ -101,6 +144,9 @@ mod tests {
             password_env: String::new(),
             max_concurrent_calls: max,
             max_calls_per_second: 10,
+            register: false,
+            registrar: String::new(),
+            register_expires_s: 3600,
         };
         Trunk::new("t", &cfg)
     }

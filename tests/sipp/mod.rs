@@ -381,6 +381,9 @@ pub mod herald {
             password_env: String::new(),
             max_concurrent_calls: max_calls,
             max_calls_per_second: 100_000,
+            register: false,
+            registrar: String::new(),
+            register_expires_s: 3600,
         }
     }
 

@@ -42,7 +42,7 @@ fn is_public(path: &str) -> bool {
 }
 
 /// The operations' groups, in the order a reader meets them.
-const TAGS: [(&str, &str); 20] = [
+const TAGS: [(&str, &str); 21] = [
     ("campaigns", "Campaigns: what to dial, with which plan and agent, how fast, when; start, pause, resume, stop."),
     ("outdials", "Target lists."),
     ("targets", "The people in a list, and each one's history."),
@@ -50,6 +50,7 @@ const TAGS: [(&str, &str); 20] = [
     ("agents", "Who talks to an answered call: a WebSocket bot, a SIP agent or a script."),
     ("calls", "Attempts, and one-off calls."),
     ("dnc", "The do-not-call list, checked before every INVITE."),
+    ("trunks", "The configured SIP trunks (read-only): limits, live calls, registration."),
     ("events", "Server-Sent Events: a campaign's log, and the global one."),
     ("templates", "Message templates, with a render preview."),
     ("e-mail", "E-mail."),
