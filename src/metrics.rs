@@ -338,7 +338,12 @@ impl Metrics {
             "1 while a trunk that registers is registered.",
         );
         for (t, up) in &g.trunk_registered {
-            sample(o, "herald_trunk_registered", &[("trunk", t)], f64::from(u8::from(*up)));
+            sample(
+                o,
+                "herald_trunk_registered",
+                &[("trunk", t)],
+                f64::from(u8::from(*up)),
+            );
         }
         let abandonment = self
             .abandonment

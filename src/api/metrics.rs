@@ -123,7 +123,10 @@ async fn scrape(State(s): State<MetricsState>) -> ApiResult<impl IntoResponse> {
             .keys()
             .filter_map(|t| {
                 let r = (s.sources.trunk_registration)(t)?;
-                Some((t.clone(), r.state == crate::sip::register::RegState::Registered))
+                Some((
+                    t.clone(),
+                    r.state == crate::sip::register::RegState::Registered,
+                ))
             })
             .collect(),
     };

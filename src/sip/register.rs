@@ -129,7 +129,10 @@ pub(super) async fn keep_registered(
         trunk.set_registration(
             RegState::Failed,
             None,
-            Some(format!("from_domain {:?} is not a SIP host", trunk.cfg.from_domain)),
+            Some(format!(
+                "from_domain {:?} is not a SIP host",
+                trunk.cfg.from_domain
+            )),
         );
         return;
     };
@@ -149,9 +152,15 @@ pub(super) async fn keep_registered(
     let mut seq = 0u32;
     let mut failures = 0u32;
     loop {
-        let wait = match register(&endpoint, &b, &mut seq, expires).await {
+        let outcome = tokio::select! {
+            o = register(&endpoint, &b, &mut seq, expires) => o,
+            _ = shutdown.cancelled() => break,
+        };
+        let wait = match outcome {
             Outcome::Granted(granted) => {
-                if failures > 0 || trunk.registration().map(|r| r.state) != Some(RegState::Registered) {
+                if failures > 0
+                    || trunk.registration().map(|r| r.state) != Some(RegState::Registered)
+                {
                     info!(trunk = %trunk.name, expires = granted, "trunk registered");
                 }
                 failures = 0;
@@ -199,7 +208,12 @@ pub(super) fn backoff(failures: u32) -> Duration {
 }
 
 /// One REGISTER (and its answers to challenges) to its final response.
-async fn register(endpoint: &EndpointInnerRef, b: &Binding, seq: &mut u32, expires: u32) -> Outcome {
+async fn register(
+    endpoint: &EndpointInnerRef,
+    b: &Binding,
+    seq: &mut u32,
+    expires: u32,
+) -> Outcome {
     let uri = b.registrar.to_string();
     let mut auth_header: Option<Header> = None;
     let mut rounds = 0u32;
@@ -217,7 +231,8 @@ async fn register(endpoint: &EndpointInnerRef, b: &Binding, seq: &mut u32, expir
         let status = resp.status_code.code();
         if status == 401 || status == 407 {
             if let Some(credential) = &b.credential {
-                if let Some(h) = auth::answer_challenge(&resp, credential, "REGISTER", &uri, rounds) {
+                if let Some(h) = auth::answer_challenge(&resp, credential, "REGISTER", &uri, rounds)
+                {
                     rounds += 1;
                     auth_header = Some(h);
                     continue;
@@ -245,14 +260,16 @@ const MAX_RETRY_AFTER_S: u64 = 600;
 /// The expiry a 2xx granted: the `expires` parameter of a Contact, else the
 /// `Expires` header, else what was asked.
 fn granted_expiry(resp: &Response, asked: u32) -> u32 {
-    let from_contact = header_values(&resp.headers, "contact").iter().find_map(|c| {
-        c.split(';').find_map(|p| {
-            let (k, v) = p.split_once('=')?;
-            k.trim()
-                .eq_ignore_ascii_case("expires")
-                .then(|| v.trim().parse::<u32>().ok())?
-        })
-    });
+    let from_contact = header_values(&resp.headers, "contact")
+        .iter()
+        .find_map(|c| {
+            c.split(';').find_map(|p| {
+                let (k, v) = p.split_once('=')?;
+                k.trim()
+                    .eq_ignore_ascii_case("expires")
+                    .then(|| v.trim().parse::<u32>().ok())?
+            })
+        });
     from_contact
         .or_else(|| {
             header_values(&resp.headers, "expires")
@@ -291,19 +308,28 @@ fn build(
         seq,
         Some(b.call_id.clone()),
     );
-    request.headers.push(Header::Contact(b.contact.clone().into()));
-    request.headers.push(Header::Expires(expires.to_string().into()));
+    request
+        .headers
+        .push(Header::Contact(b.contact.clone().into()));
+    request
+        .headers
+        .push(Header::Expires(expires.to_string().into()));
     if let Some(h) = auth_header {
         request.headers.push(h);
     }
     Ok(request)
 }
 
-async fn transact(endpoint: &EndpointInnerRef, request: Request) -> Result<Option<Response>, String> {
+async fn transact(
+    endpoint: &EndpointInnerRef,
+    request: Request,
+) -> Result<Option<Response>, String> {
     let key = TransactionKey::from_request(&request, TransactionRole::Client)
         .map_err(|e| format!("REGISTER transaction key: {e}"))?;
     let mut tx = Transaction::new_client(key, request, endpoint.clone(), None);
-    tx.send().await.map_err(|e| format!("REGISTER not sent: {e}"))?;
+    tx.send()
+        .await
+        .map_err(|e| format!("REGISTER not sent: {e}"))?;
     while let Some(msg) = tx.receive().await {
         if let SipMessage::Response(resp) = msg {
             if resp.status_code.code() >= 200 {
@@ -342,7 +368,13 @@ mod tests {
                 SipMessage::Request(_) => unreachable!("a response"),
             }
         };
-        assert_eq!(granted_expiry(&resp("Contact: <sip:h@1.2.3.4>;expires=60\r\nExpires: 90\r\n"), 3600), 60);
+        assert_eq!(
+            granted_expiry(
+                &resp("Contact: <sip:h@1.2.3.4>;expires=60\r\nExpires: 90\r\n"),
+                3600
+            ),
+            60
+        );
         assert_eq!(granted_expiry(&resp("Expires: 90\r\n"), 3600), 90);
         assert_eq!(granted_expiry(&resp(""), 3600), 3600);
     }

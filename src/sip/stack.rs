@@ -281,6 +281,8 @@ pub(super) fn header_values(headers: &Headers, name: &str) -> Vec<String> {
                 Header::Reason(v) => ("reason", v.value().to_string()),
                 Header::RetryAfter(v) => ("retry-after", v.value().to_string()),
                 Header::ContentType(v) => ("content-type", v.value().to_string()),
+                Header::Contact(v) => ("contact", v.value().to_string()),
+                Header::Expires(v) => ("expires", v.value().to_string()),
                 Header::Other(n, v) => (n.as_str(), v.clone()),
                 _ => return None,
             };
