@@ -187,6 +187,24 @@ impl RtpControl {
         self.command(Command::SetRemote(addr));
     }
 
+    /// Sends to `addr` from now on, as a re-INVITE said: a source on the
+    /// same host no longer moves it (another host, a NAT, still does).
+    pub fn move_to(&self, addr: SocketAddr) {
+        self.command(Command::MoveTo(addr));
+    }
+
+    /// Encodes with `codec` (and sends key presses with `dtmf_payload_type`)
+    /// from now on, as a re-INVITE settled.
+    pub fn set_codec(&self, codec: Codec, dtmf_payload_type: Option<u8>) {
+        self.command(Command::SetCodec(codec, dtmf_payload_type));
+    }
+
+    /// Puts the session on hold (nothing sent, silence is not inactivity)
+    /// or takes it off.
+    pub fn hold(&self, held: bool) {
+        self.command(Command::Hold(held));
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> RtpStats {
         self.shared

@@ -351,7 +351,7 @@ impl CallRun {
                     Some(DialogState::Terminated(_, r)) => {
                         break (HangupBy::Error, format!("dialog ended: {r:?}"), None, false);
                     }
-                    Some(st) => self.in_dialog_request(st).await,
+                    Some(st) => self.in_dialog_request(st, &relay).await,
                     None => states_open = false,
                 },
                 _ = relay.inactive() => {
@@ -387,8 +387,12 @@ impl CallRun {
     }
 
     /// Answers requests the callee sends inside the dialog (OPTIONS, INFO,
-    /// UPDATE, re-INVITE, NOTIFY…) with 200; a re-INVITE gets herald's SDP.
-    async fn in_dialog_request(&self, st: DialogState) {
+    /// UPDATE, re-INVITE, NOTIFY…) with 200. A re-INVITE or UPDATE with an
+    /// offer moves the media to its address and codec and holds or resumes
+    /// it by its direction, and is answered with herald's SDP in the answering
+    /// direction (488 when it has no codec herald speaks); one without an
+    /// offer gets herald's offer.
+    async fn in_dialog_request(&self, st: DialogState, relay: &media::MediaRelay) {
         let (req, handle) = match st {
             DialogState::Updated(_, req, h)
             | DialogState::Info(_, req, h)
@@ -401,7 +405,34 @@ impl CallRun {
             }
             _ => return,
         };
-        if req.method == rsipstack::sip::Method::Invite {
+        let renegotiates = matches!(
+            req.method,
+            rsipstack::sip::Method::Invite | rsipstack::sip::Method::Update
+        );
+        if renegotiates && !req.body.is_empty() {
+            let local = self.media.local;
+            match sdp::parse_offer(&req.body) {
+                Ok(offer) => {
+                    let dir = sdp::direction(&req.body);
+                    debug!(remote = %offer.remote, codec = ?offer.codec, direction = ?dir, "media renegotiated");
+                    relay.renegotiate(&offer, !dir.lets_us_send());
+                    let answer =
+                        sdp::build_answer_in(local.ip(), local.port(), 3, &offer, dir.answered());
+                    handle
+                        .respond(
+                            StatusCode::OK,
+                            Some(vec![Header::ContentType("application/sdp".into())]),
+                            Some(answer.into_bytes()),
+                        )
+                        .await
+                        .ok();
+                }
+                Err(e) => {
+                    debug!(error = %e, "unusable offer in the dialog");
+                    handle.reply(StatusCode::NotAcceptableHere).await.ok();
+                }
+            }
+        } else if req.method == rsipstack::sip::Method::Invite {
             let offer = sdp::build_offer(self.media.local.ip(), self.media.local.port(), 2);
             handle
                 .respond(

@@ -204,6 +204,21 @@ pub(super) fn relay(handle: RtpHandle, answer: &SdpAnswer) -> (CallMedia, MediaR
 }
 
 impl MediaRelay {
+    /// Follows a re-INVITE's (or UPDATE's) offer: its address, its codec,
+    /// and hold (`held`: the peer's `sendonly` or `inactive`).
+    pub(super) fn renegotiate(&self, offer: &SdpAnswer, held: bool) {
+        let c = self.handle.control();
+        c.move_to(offer.remote);
+        c.set_codec(
+            match offer.codec {
+                AudioCodec::Pcmu => Codec::Pcmu,
+                AudioCodec::Pcma => Codec::Pcma,
+            },
+            offer.telephone_event_pt,
+        );
+        c.hold(held);
+    }
+
     /// Resolves when no RTP has been received for the inactivity timeout
     /// (the user sees [`MediaEvent::Inactive`] too).
     pub(super) async fn inactive(&self) {

@@ -80,6 +80,87 @@ pub fn build_offer(ip: IpAddr, port: u16, session_id: u64) -> String {
 /// the chosen codec, and telephone-event on the offer's payload type when
 /// the offer had one.
 pub fn build_answer(ip: IpAddr, port: u16, session_id: u64, offer: &SdpAnswer) -> String {
+    build_answer_in(ip, port, session_id, offer, Direction::SendRecv)
+}
+
+/// The media direction of an SDP (RFC 4566 §6; RFC 3264 §5.1): the audio
+/// stream's own attribute, else the session's, else `sendrecv`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    SendRecv,
+    SendOnly,
+    RecvOnly,
+    Inactive,
+}
+
+impl Direction {
+    fn parse(a: &str) -> Option<Direction> {
+        match a {
+            "sendrecv" => Some(Direction::SendRecv),
+            "sendonly" => Some(Direction::SendOnly),
+            "recvonly" => Some(Direction::RecvOnly),
+            "inactive" => Some(Direction::Inactive),
+            _ => None,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Direction::SendRecv => "sendrecv",
+            Direction::SendOnly => "sendonly",
+            Direction::RecvOnly => "recvonly",
+            Direction::Inactive => "inactive",
+        }
+    }
+
+    /// The answer's direction to an offer in this one (RFC 3264 §6.1).
+    pub fn answered(self) -> Direction {
+        match self {
+            Direction::SendRecv => Direction::SendRecv,
+            Direction::SendOnly => Direction::RecvOnly,
+            Direction::RecvOnly => Direction::SendOnly,
+            Direction::Inactive => Direction::Inactive,
+        }
+    }
+
+    /// Whether herald may send media under an offer in this direction.
+    pub fn lets_us_send(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::RecvOnly)
+    }
+}
+
+/// The direction of the first audio stream of `body` (see [`Direction`]).
+pub fn direction(body: &[u8]) -> Direction {
+    let Ok(text) = std::str::from_utf8(body) else {
+        return Direction::SendRecv;
+    };
+    let (mut session, mut media, mut in_audio, mut seen_audio) = (None, None, false, false);
+    for line in text.lines().map(|l| l.trim_end_matches('\r')) {
+        if let Some(m) = line.strip_prefix("m=") {
+            if seen_audio {
+                break;
+            }
+            in_audio = m.starts_with("audio ");
+            seen_audio |= in_audio;
+        } else if let Some(d) = line.strip_prefix("a=").and_then(Direction::parse) {
+            if in_audio {
+                media = Some(d);
+            } else if !seen_audio {
+                session = Some(d);
+            }
+        }
+    }
+    media.or(session).unwrap_or(Direction::SendRecv)
+}
+
+/// As [`build_answer`], answering in `direction`.
+pub fn build_answer_in(
+    ip: IpAddr,
+    port: u16,
+    session_id: u64,
+    offer: &SdpAnswer,
+    direction: Direction,
+) -> String {
     let family = if ip.is_ipv6() { "IP6" } else { "IP4" };
     let (pt, name) = match offer.codec {
         AudioCodec::Pcmu => (0, "PCMU"),
@@ -102,7 +183,8 @@ pub fn build_answer(ip: IpAddr, port: u16, session_id: u64, offer: &SdpAnswer) -
          m=audio {port} RTP/AVP {formats}\r\n\
          {attrs}\
          a=ptime:20\r\n\
-         a=sendrecv\r\n"
+         a={}\r\n",
+        direction.as_str()
     )
 }
 

@@ -80,13 +80,27 @@ pub(crate) enum Command {
     Dtmf(char),
     Continuous,
     SetRemote(SocketAddr),
+    /// As `SetRemote`, from a re-INVITE: the port is the peer's word.
+    MoveTo(SocketAddr),
+    /// The codec and telephone-event payload type a re-INVITE settled on.
+    SetCodec(Codec, Option<u8>),
+    /// On hold (`sendonly`/`inactive` from the peer): nothing sent, no
+    /// inactivity; or off hold.
+    Hold(bool),
     Stop,
 }
 
 impl Command {
     /// Commands that wake the task; the others wait for its next tick.
     fn is_urgent(&self) -> bool {
-        matches!(self, Command::SetRemote(_) | Command::Stop)
+        matches!(
+            self,
+            Command::SetRemote(_)
+                | Command::MoveTo(_)
+                | Command::SetCodec(..)
+                | Command::Hold(_)
+                | Command::Stop
+        )
     }
 }
 
@@ -177,6 +191,10 @@ pub(crate) struct Driver {
     dtmf_rx: DtmfReceiver,
     last_rx: Instant,
     inactive_reported: bool,
+    /// On hold: nothing is sent, and silence is not inactivity.
+    held: bool,
+    /// A re-INVITE set the address: sources on its host do not move it.
+    pinned: bool,
     feed: Option<Feed>,
     /// Sequence number and timestamp of the last frame handed out.
     last_out: (u16, u32),
@@ -228,6 +246,8 @@ impl Driver {
             dtmf_rx: DtmfReceiver::new(),
             last_rx: now,
             inactive_reported: false,
+            held: false,
+            pinned: false,
             feed: None,
             last_out: (0, 0),
         }
@@ -354,6 +374,26 @@ impl Driver {
                 self.signalled = addr;
                 self.remote = addr;
                 self.latch = Latch::Open;
+                self.stats.remote = Some(addr);
+            }
+            Command::MoveTo(addr) => {
+                self.signalled = addr;
+                self.remote = addr;
+                self.latch = Latch::Open;
+                self.stats.remote = Some(addr);
+                self.pinned = true;
+            }
+            Command::SetCodec(codec, dtmf) => {
+                self.cfg.codec = codec;
+                self.cfg.dtmf_payload_type = dtmf;
+            }
+            Command::Hold(held) => {
+                if self.held && !held {
+                    // Off hold: the inactivity count starts again.
+                    self.last_rx = Instant::now();
+                    self.inactive_reported = false;
+                }
+                self.held = held;
             }
             Command::Stop => {}
         }
@@ -366,6 +406,10 @@ impl Driver {
         self.drain_jitter();
         if self.feed.is_some() {
             self.feed_tick();
+        }
+        if self.held {
+            // The playout waits too: what was queued plays after the hold.
+            return;
         }
         if !self.inactive_reported
             && now.duration_since(self.last_rx) >= self.cfg.inactivity_timeout

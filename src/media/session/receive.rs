@@ -28,13 +28,17 @@ impl Driver {
             self.remote = src;
             return true;
         }
+        // After a re-INVITE moved the media, a source on the signalled
+        // host is heard but does not move where herald sends: the peer said
+        // which port it listens on. Another host (a NAT) still latches.
+        let keep_port = self.pinned && src.ip() == self.signalled.ip();
         match self.latch {
             Latch::Open => {
-                if src != self.remote {
+                if src != self.remote && !keep_port {
                     tracing::debug!(from = %self.remote, to = %src, "rtp latched to the real source");
+                    self.remote = src;
                 }
                 self.latch = Latch::Latched { addr: src, ssrc };
-                self.remote = src;
                 true
             }
             Latch::Latched { addr, .. } if addr == src => {
@@ -46,7 +50,9 @@ impl Driver {
                 // The same stream moved (NAT rebinding): follow it.
                 tracing::debug!(to = %src, "rtp source moved, relatched");
                 self.latch = Latch::Latched { addr: src, ssrc };
-                self.remote = src;
+                if !keep_port {
+                    self.remote = src;
+                }
                 true
             }
             Latch::Latched { .. } => false,
