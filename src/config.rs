@@ -172,6 +172,20 @@ pub struct SipConfig {
     pub listen: String,
     pub public_addr: String,
     pub user_agent: String,
+    /// Session timers (RFC 4028): the interval asked for; 0: none.
+    #[serde(default = "default_session_expires")]
+    pub session_expires_s: u32,
+    /// The shortest session interval accepted (`Min-SE`).
+    #[serde(default = "default_min_se")]
+    pub min_se_s: u32,
+}
+
+fn default_session_expires() -> u32 {
+    1800
+}
+
+fn default_min_se() -> u32 {
+    90
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

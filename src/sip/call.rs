@@ -26,8 +26,12 @@ use super::media::{self, PreparedMedia};
 use super::stack::{header_values, CallNote, Registry};
 use super::stack::{is_local_timeout, status_line};
 use super::target::Target;
+use super::timers::{self, TimerConfig};
 use super::{auth, sdp};
 use super::{CallEnded, CallEvent, HangupBy};
+
+/// How long a session refresh may take to be answered.
+const REFRESH_WAIT: Duration = Duration::from_secs(10);
 
 /// How long the INVITE may take to end after our CANCEL (64*T1, RFC 3261 §9.1).
 const CANCEL_WAIT: Duration = super::stack::TRANSACTION_TIMEOUT;
@@ -51,6 +55,7 @@ pub(super) struct CallRun {
     pub(super) notes: mpsc::UnboundedReceiver<CallNote>,
     pub(super) hangup: CancellationToken,
     pub(super) shutdown: CancellationToken,
+    pub(super) timers: TimerConfig,
 }
 
 /// What the call has learnt so far.
@@ -63,6 +68,8 @@ struct Record {
     early_media: bool,
     early_answer: Option<sdp::SdpAnswer>,
     cancel: Option<(OurCancel, HangupBy, &'static str)>,
+    /// herald's SDP offer (a re-INVITE refresh offers it again).
+    offer: String,
 }
 
 /// How the INVITE transaction ended.
@@ -97,11 +104,18 @@ impl CallRun {
             self.media.local.port(),
             rand::random::<u32>().into(),
         );
+        rec.offer = offer.clone();
         let ring_deadline = Instant::now() + self.target.ring_timeout;
         let mut auth: Option<Header> = None;
         let mut auth_rounds = 0u32;
+        let (mut session_expires, mut min_se) =
+            (self.timers.session_expires_s, self.timers.min_se_s);
+        let mut asked_again = false;
         loop {
-            let opt = self.invite_option(&offer, auth.clone());
+            let mut opt = self.invite_option(&offer, auth.clone());
+            if let Some(h) = opt.headers.as_mut() {
+                h.extend(timers::invite_headers(session_expires, min_se));
+            }
             let (state_tx, states) = self.dialogs.new_dialog_state_channel();
             let (dialog, join) = match self.dialogs.do_invite_async(opt, state_tx) {
                 Ok(x) => x,
@@ -137,6 +151,15 @@ impl CallRun {
                 if let Some(h) = self.answer_challenge(&resp, auth_rounds) {
                     auth_rounds += 1;
                     auth = Some(h);
+                    continue;
+                }
+            }
+            // 422: the callee wants a longer session interval; asked once more.
+            if code == 422 && session_expires > 0 && !asked_again && rec.cancel.is_none() {
+                if let Some(theirs) = timers::min_se_of(&resp) {
+                    asked_again = true;
+                    min_se = min_se.max(theirs);
+                    session_expires = session_expires.max(theirs);
                     continue;
                 }
             }
@@ -341,6 +364,10 @@ impl CallRun {
         let code = Some(resp.status_code.code());
         let max_end = Instant::now() + self.target.max_duration;
         let mut states_open = true;
+        // A session timer the 2xx kept: when to refresh (or give up).
+        let timer = timers::negotiated(resp).filter(|_| self.timers.session_expires_s > 0);
+        let by_update = timers::allows_update(resp);
+        let mut refresh_due = timer.map(|t| Instant::now() + t.due_after());
         let (by, reason, q850, shutdown) = loop {
             tokio::select! {
                 st = states.recv(), if states_open => match st {
@@ -351,9 +378,28 @@ impl CallRun {
                     Some(DialogState::Terminated(_, r)) => {
                         break (HangupBy::Error, format!("dialog ended: {r:?}"), None, false);
                     }
-                    Some(st) => self.in_dialog_request(st, &relay).await,
+                    Some(st) => {
+                        if self.in_dialog_request(st, &relay, timer.as_ref()).await {
+                            // The callee refreshed the session (RFC 4028 §10).
+                            refresh_due = timer.map(|t| Instant::now() + t.due_after());
+                        }
+                    }
                     None => states_open = false,
                 },
+                _ = sleep_until_opt(refresh_due) => {
+                    let t = timer.expect("a refresh is due only with a timer");
+                    if !t.we_refresh {
+                        self.bye(&dialog).await;
+                        break (HangupBy::Timeout, "session expired: the callee did not refresh it".to_string(), None, false);
+                    }
+                    match self.refresh(&dialog, &t, by_update, &rec.offer).await {
+                        Ok(()) => refresh_due = Some(Instant::now() + t.due_after()),
+                        Err(why) => {
+                            self.bye(&dialog).await;
+                            break (HangupBy::Error, format!("session refresh failed: {why}"), None, false);
+                        }
+                    }
+                }
                 _ = relay.inactive() => {
                     self.bye(&dialog).await;
                     break (HangupBy::Timeout, "no RTP received (inactivity timeout)".to_string(), None, false);
@@ -392,7 +438,12 @@ impl CallRun {
     /// it by its direction, and is answered with herald's SDP in the answering
     /// direction (488 when it has no codec herald speaks); one without an
     /// offer gets herald's offer.
-    async fn in_dialog_request(&self, st: DialogState, relay: &media::MediaRelay) {
+    async fn in_dialog_request(
+        &self,
+        st: DialogState,
+        relay: &media::MediaRelay,
+        timer: Option<&timers::SessionTimer>,
+    ) -> bool {
         let (req, handle) = match st {
             DialogState::Updated(_, req, h)
             | DialogState::Info(_, req, h)
@@ -401,49 +452,102 @@ impl CallRun {
             | DialogState::Message(_, req, h) => (req, h),
             DialogState::Refer(_, _, h) | DialogState::Publish(_, _, h) => {
                 h.reply(StatusCode::NotImplemented).await.ok();
-                return;
+                return false;
             }
-            _ => return,
+            _ => return false,
         };
-        let renegotiates = matches!(
+        let refreshes = matches!(
             req.method,
             rsipstack::sip::Method::Invite | rsipstack::sip::Method::Update
         );
-        if renegotiates && !req.body.is_empty() {
-            let local = self.media.local;
+        // The 2xx to a refresh keeps the session timer as it was settled.
+        let mut headers: Vec<Header> = match (refreshes, timer) {
+            (true, Some(t)) => vec![Header::Other(
+                "Session-Expires".into(),
+                format!(
+                    "{};refresher={}",
+                    t.interval.as_secs(),
+                    if t.we_refresh { "uac" } else { "uas" }
+                ),
+            )],
+            _ => Vec::new(),
+        };
+        let local = self.media.local;
+        let body = if refreshes && !req.body.is_empty() {
             match sdp::parse_offer(&req.body) {
                 Ok(offer) => {
                     let dir = sdp::direction(&req.body);
                     debug!(remote = %offer.remote, codec = ?offer.codec, direction = ?dir, "media renegotiated");
                     relay.renegotiate(&offer, !dir.lets_us_send());
-                    let answer =
-                        sdp::build_answer_in(local.ip(), local.port(), 3, &offer, dir.answered());
-                    handle
-                        .respond(
-                            StatusCode::OK,
-                            Some(vec![Header::ContentType("application/sdp".into())]),
-                            Some(answer.into_bytes()),
-                        )
-                        .await
-                        .ok();
+                    Some(sdp::build_answer_in(
+                        local.ip(),
+                        local.port(),
+                        3,
+                        &offer,
+                        dir.answered(),
+                    ))
                 }
                 Err(e) => {
                     debug!(error = %e, "unusable offer in the dialog");
                     handle.reply(StatusCode::NotAcceptableHere).await.ok();
+                    return false;
                 }
             }
         } else if req.method == rsipstack::sip::Method::Invite {
-            let offer = sdp::build_offer(self.media.local.ip(), self.media.local.port(), 2);
-            handle
-                .respond(
-                    StatusCode::OK,
-                    Some(vec![Header::ContentType("application/sdp".into())]),
-                    Some(offer.into_bytes()),
-                )
-                .await
-                .ok();
+            Some(sdp::build_offer(local.ip(), local.port(), 2))
         } else {
-            handle.reply(StatusCode::OK).await.ok();
+            None
+        };
+        match body {
+            Some(sdp) => {
+                headers.push(Header::ContentType("application/sdp".into()));
+                handle
+                    .respond(StatusCode::OK, Some(headers), Some(sdp.into_bytes()))
+                    .await
+                    .ok();
+            }
+            None if headers.is_empty() => {
+                handle.reply(StatusCode::OK).await.ok();
+            }
+            None => {
+                handle
+                    .respond(StatusCode::OK, Some(headers), None)
+                    .await
+                    .ok();
+            }
+        }
+        refreshes
+    }
+
+    /// Refreshes the session as its refresher: UPDATE (no offer) when the
+    /// callee allows it, else a re-INVITE offering herald's SDP again.
+    async fn refresh(
+        &self,
+        dialog: &InviteDialog,
+        t: &timers::SessionTimer,
+        by_update: bool,
+        offer: &str,
+    ) -> Result<(), String> {
+        let mut headers = timers::refresh_headers(t);
+        let sent = if by_update {
+            tokio::time::timeout(REFRESH_WAIT, dialog.update(Some(headers), None)).await
+        } else {
+            headers.push(Header::ContentType("application/sdp".into()));
+            tokio::time::timeout(
+                REFRESH_WAIT,
+                dialog.reinvite(Some(headers), Some(offer.as_bytes().to_vec())),
+            )
+            .await
+        };
+        match sent {
+            Ok(Ok(Some(r))) if (200..300).contains(&r.status_code.code()) => {
+                debug!("session refreshed");
+                Ok(())
+            }
+            Ok(Ok(Some(r))) => Err(status_line(&r)),
+            Ok(Ok(None)) => Err("no response".into()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("no response in time".into()),
         }
     }
 

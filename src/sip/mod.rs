@@ -21,6 +21,7 @@ pub mod sdp;
 mod stack;
 mod target;
 mod telephony;
+mod timers;
 mod trunk;
 
 use std::collections::BTreeMap;
@@ -63,6 +64,7 @@ struct Inner {
     /// Stack tasks (endpoint, incoming loop, request handlers, CANCEL/BYE helpers).
     tasks: TaskTracker,
     shutdown: CancellationToken,
+    timers: timers::TimerConfig,
 }
 
 /// One call to place.
@@ -317,6 +319,10 @@ impl CallControl {
             calls,
             tasks,
             shutdown: cancel,
+            timers: timers::TimerConfig {
+                session_expires_s: sip.session_expires_s,
+                min_se_s: sip.min_se_s,
+            },
         };
         Ok(CallControl {
             inner: Arc::new(inner),
@@ -395,6 +401,7 @@ impl CallControl {
             notes,
             hangup: hangup.clone(),
             shutdown: inner.shutdown.clone(),
+            timers: inner.timers,
         };
         inner.calls.spawn(run.run().instrument(span));
         Ok(Call {

@@ -283,6 +283,9 @@ pub(super) fn header_values(headers: &Headers, name: &str) -> Vec<String> {
                 Header::ContentType(v) => ("content-type", v.value().to_string()),
                 Header::Contact(v) => ("contact", v.value().to_string()),
                 Header::Expires(v) => ("expires", v.value().to_string()),
+                Header::Allow(v) => ("allow", v.value().to_string()),
+                Header::SessionExpires(v) => ("session-expires", v.value().to_string()),
+                Header::MinSE(v) => ("min-se", v.value().to_string()),
                 Header::Other(n, v) => (n.as_str(), v.clone()),
                 _ => return None,
             };
