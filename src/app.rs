@@ -250,6 +250,7 @@ impl App {
             agents,
             runtime,
             clock,
+            share: Default::default(),
         })
         .await
         .context("starting the scheduler")?;

@@ -65,7 +65,7 @@ pub(crate) async fn one_off_loop(
                 // A missing agent is reported by the call itself.
                 if let Some(max) = session_limit(&deps, a).await {
                     while slots.len() < wanted {
-                        match deps.agents.try_take(a, max) {
+                        match deps.agents.try_take(a, deps.share.of(max)) {
                             Some(slot) => slots.push(slot),
                             None => break,
                         }
@@ -145,7 +145,7 @@ async fn run(
         loop {
             tick.tick().await;
             let live = deps.telephony.trunk_live_calls(&c.trunk);
-            if gate.take(1, live, Priority::Normal, deps.clock.now_ms()) == 1
+            if gate.take(1, live, Priority::Normal, deps.clock.now_ms(), &deps.share) == 1
                 || hangup.is_cancelled()
             {
                 break;

@@ -65,6 +65,16 @@ pub(crate) async fn liveness(deps: SchedulerDeps, cancel: CancellationToken) {
             if let Err(e) = recover_dead_nodes(&deps.store, now).await {
                 tracing::warn!(error = %e, "recovering dead nodes' attempts failed");
             }
+            match deps.store.live_nodes(ms - NODE_DEAD_AFTER_MS).await {
+                Ok(n) => {
+                    let n = u32::try_from(n).unwrap_or(u32::MAX).max(1);
+                    if n != deps.share.nodes() {
+                        tracing::info!(nodes = n, "live nodes changed: limits are shared by them");
+                        deps.share.set_nodes(n);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "counting live nodes failed"),
+            }
         }
     }
 }

@@ -212,11 +212,13 @@ pub(crate) async fn run_campaign(
                 }
             }
         }
-        if limiter.as_ref().is_none_or(|(cps, _)| *cps != s.cps) {
-            limiter = Some((s.cps, limiter_for(s.cps)));
+        // This node's part of the campaign's limits (all live nodes dial it).
+        let cps = deps.share.of_rate(s.cps);
+        if limiter.as_ref().is_none_or(|(c, _)| *c != cps) {
+            limiter = Some((cps, limiter_for(cps)));
         }
         let rl = &limiter.as_ref().expect("limiter set").1;
-        let mut room = campaign_room(s.max_concurrent, in_flight);
+        let mut room = campaign_room(deps.share.of(s.max_concurrent), in_flight);
         if abandon.1 == AbandonPacing::Cautious {
             room = room.min(cautious_room(&deps, &live));
         }
@@ -232,6 +234,7 @@ pub(crate) async fn run_campaign(
                 deps.telephony.trunk_live_calls(&s.trunk),
                 s.priority,
                 now.timestamp_millis(),
+                &deps.share,
             ),
             None => 0,
         };
@@ -240,7 +243,7 @@ pub(crate) async fn run_campaign(
         let mut sessions = Vec::new();
         if let Some(agent) = &s.agent_id {
             while sessions.len() < tokens as usize {
-                match deps.agents.try_take(agent, s.agent_sessions) {
+                match deps.agents.try_take(agent, deps.share.of(s.agent_sessions)) {
                     Some(slot) => sessions.push(slot),
                     None => break,
                 }

@@ -18,7 +18,9 @@ use crate::config::TrunkConfig;
 const EMERGENCY_HOLD_MS: i64 = 300;
 
 pub struct TrunkGate {
-    limiter: DefaultDirectRateLimiter,
+    /// The bucket for this node's share of the rate: (nodes, bucket).
+    limiter: std::sync::Mutex<(u32, DefaultDirectRateLimiter)>,
+    max_calls_per_second: u32,
     max_concurrent: u32,
     /// Normal campaigns yield until this instant (epoch ms).
     emergency_until: AtomicI64,
@@ -26,11 +28,9 @@ pub struct TrunkGate {
 
 impl TrunkGate {
     fn new(max_calls_per_second: u32, max_concurrent: u32) -> TrunkGate {
-        let cps = NonZeroU32::new(max_calls_per_second.max(1)).expect("positive");
-        // A tenth of a second's worth at once, so the bucket is not the tick's bottleneck.
-        let burst = NonZeroU32::new((max_calls_per_second / 10).max(1)).expect("positive");
         TrunkGate {
-            limiter: RateLimiter::direct(Quota::per_second(cps).allow_burst(burst)),
+            limiter: std::sync::Mutex::new((1, bucket(max_calls_per_second))),
+            max_calls_per_second,
             max_concurrent,
             emergency_until: AtomicI64::new(0),
         }
@@ -38,21 +38,33 @@ impl TrunkGate {
 
     /// How many of `wanted` calls a campaign may start now on this trunk,
     /// taking that many of the trunk's tokens. `live` is the trunk's live
-    /// calls when telephony knows them.
-    pub fn take(&self, wanted: u32, live: Option<u32>, priority: Priority, now_ms: i64) -> u32 {
+    /// calls on this node when telephony knows them; `share` is this node's
+    /// part of the trunk's limits.
+    pub fn take(
+        &self,
+        wanted: u32,
+        live: Option<u32>,
+        priority: Priority,
+        now_ms: i64,
+        share: &super::deps::NodeShare,
+    ) -> u32 {
         if wanted == 0 {
             return 0;
         }
         let room = trunk_room(
             wanted,
             live,
-            self.max_concurrent,
+            share.of(self.max_concurrent),
             priority,
             now_ms,
             self.emergency_until.load(Ordering::Relaxed),
         );
+        let mut limiter = self.limiter.lock().unwrap_or_else(|p| p.into_inner());
+        if limiter.0 != share.nodes() {
+            *limiter = (share.nodes(), bucket(share.of(self.max_calls_per_second)));
+        }
         let mut got = 0;
-        while got < room && self.limiter.check().is_ok() {
+        while got < room && limiter.1.check().is_ok() {
             got += 1;
         }
         if priority == Priority::Emergency {
@@ -61,6 +73,14 @@ impl TrunkGate {
         }
         got
     }
+}
+
+/// A rate bucket of `per_second` with a tenth of a second's worth at once,
+/// so the bucket is not the tick's bottleneck.
+fn bucket(per_second: u32) -> DefaultDirectRateLimiter {
+    let cps = NonZeroU32::new(per_second.max(1)).expect("positive");
+    let burst = NonZeroU32::new((per_second / 10).max(1)).expect("positive");
+    RateLimiter::direct(Quota::per_second(cps).allow_burst(burst))
 }
 
 /// The gates of the configured trunks.
@@ -95,30 +115,53 @@ impl TrunkGates {
 
 #[cfg(test)]
 mod tests {
+    use super::super::deps::NodeShare;
     use super::*;
 
     #[test]
+    fn two_live_nodes_each_take_half_of_a_trunk_rounded_up() {
+        let two = NodeShare::default();
+        two.set_nodes(2);
+        let g = TrunkGate::new(20, 30);
+        assert_eq!(
+            g.take(50, Some(14), Priority::Normal, 0, &two),
+            1,
+            "15 of 30 here"
+        );
+        assert_eq!(g.take(50, Some(15), Priority::Normal, 0, &two), 0);
+        assert_eq!(two.of(30), 15);
+        assert_eq!(two.of(25), 13);
+        assert_eq!(two.of(0), 0);
+        assert_eq!(two.of_rate(20.0), 10.0);
+        two.set_nodes(0);
+        assert_eq!(two.nodes(), 1, "never fewer than this node");
+    }
+
+    #[test]
     fn concurrency_caps_what_a_campaign_may_start() {
+        let one = NodeShare::default();
         let g = TrunkGate::new(1000, 10);
-        assert_eq!(g.take(50, Some(7), Priority::Normal, 0), 3);
-        assert_eq!(g.take(50, Some(10), Priority::Normal, 0), 0);
+        assert_eq!(g.take(50, Some(7), Priority::Normal, 0, &one), 3);
+        assert_eq!(g.take(50, Some(10), Priority::Normal, 0, &one), 0);
     }
 
     #[test]
     fn the_rate_bucket_is_shared() {
+        let one = NodeShare::default();
         let g = TrunkGate::new(20, 1000);
-        let a = g.take(100, None, Priority::Normal, 0);
-        let b = g.take(100, None, Priority::Normal, 0);
+        let a = g.take(100, None, Priority::Normal, 0, &one);
+        let b = g.take(100, None, Priority::Normal, 0, &one);
         assert_eq!(a, 2, "a tenth of a second's worth at once");
         assert_eq!(b, 0);
     }
 
     #[test]
     fn normal_campaigns_yield_while_an_emergency_one_dials() {
+        let one = NodeShare::default();
         let g = TrunkGate::new(1000, 1000);
-        assert!(g.take(5, None, Priority::Emergency, 1_000) > 0);
-        assert_eq!(g.take(5, None, Priority::Normal, 1_100), 0);
-        assert!(g.take(5, None, Priority::Normal, 2_000) > 0);
+        assert!(g.take(5, None, Priority::Emergency, 1_000, &one) > 0);
+        assert_eq!(g.take(5, None, Priority::Normal, 1_100, &one), 0);
+        assert!(g.take(5, None, Priority::Normal, 2_000, &one) > 0);
     }
 }
 

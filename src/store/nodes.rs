@@ -28,6 +28,13 @@ impl Store {
             .bind(stale_before).fetch_all(p).await?))
     }
 
+    /// Nodes whose heartbeat is at `alive_since` or later.
+    pub async fn live_nodes(&self, alive_since: i64) -> Result<i64> {
+        with_pool!(self, p => Ok(sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM nodes WHERE heartbeat_at >= $1")
+            .bind(alive_since).fetch_one(p).await?))
+    }
+
     pub async fn forget_nodes(&self, ids: &[String]) -> Result<()> {
         for id in ids {
             with_pool!(self, p => sqlx::query("DELETE FROM nodes WHERE id = $1").bind(id).execute(p).await.map(|r| r.rows_affected()))?;
