@@ -1,6 +1,6 @@
 //! A trunk's limits hold across two herald processes on one PostgreSQL
 //! database: one trunk at 20 calls/s and 30 concurrent calls, one campaign
-//! of 700 targets against SIPp, both nodes dialing. Each node takes its share
+//! of 500 targets against SIPp, both nodes dialing. Each node takes its share
 //! by the live nodes' count (10/s and 15 calls); after one node is killed
 //! (-9) and declared dead, the other takes the whole trunk. Checked on the
 //! calls both nodes wrote: INVITEs per sliding 10 s window and calls up at
@@ -63,7 +63,7 @@ async fn two_nodes_share_a_trunks_rate_and_channels_and_the_survivor_takes_them_
     let od = a.post(&c, "/v1/outdials", json!({"name": "shared"})).await;
     let od = od["id"].as_str().unwrap().to_string();
     let mut csv = String::from("phone\n");
-    for i in 0..700 {
+    for i in 0..500 {
         csv.push_str(&format!("+1555{:07}\n", 6_000_000 + i));
     }
     let r = c
@@ -163,7 +163,7 @@ async fn two_nodes_share_a_trunks_rate_and_channels_and_the_survivor_takes_them_
     .unwrap();
     // Every target was dialed once (those cut short by the kill are not
     // tried again: one try each).
-    assert!(rows.len() >= 650, "{} calls", rows.len());
+    assert!(rows.len() >= 460, "{} calls", rows.len());
     let nodes: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.0.as_str()).collect();
     assert_eq!(nodes.len(), 2, "both nodes dialed");
     let starts: Vec<i64> = rows.iter().map(|r| r.1).collect();
