@@ -256,23 +256,7 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
     if m.provider_probe_ms < 100 {
         return bad("messages.provider_probe_ms", "must be at least 100".into());
     }
-    for (channel, caps) in &m.frequency_caps {
-        if MessageChannel::parse(channel).is_none() {
-            return bad(
-                &format!("messages.frequency_caps.{channel}"),
-                "is not a channel (email, sms, whatsapp, slack)".into(),
-            );
-        }
-        for (i, cap) in caps.iter().enumerate() {
-            let key = format!("messages.frequency_caps.{channel}[{i}]");
-            if cap.max == 0 {
-                return bad(&format!("{key}.max"), "must be at least 1".into());
-            }
-            if !(1..=365).contains(&cap.per_days) {
-                return bad(&format!("{key}.per_days"), "must be 1 to 365".into());
-            }
-        }
-    }
+    super::caps::validate(m)?;
     Ok(())
 }
 
@@ -311,17 +295,7 @@ fn worker_settings(c: &Config, channel: &str, max_per_second: u32) -> WorkerSett
         },
         max_per_second,
         in_doubt_wait_ms: m.in_doubt_wait_ms as i64,
-        caps: m
-            .frequency_caps
-            .get(channel)
-            .into_iter()
-            .flatten()
-            .map(|cap| crate::compliance::Cap {
-                max: cap.max,
-                per: chrono::Duration::days(cap.per_days.into()),
-                scope: crate::compliance::CapScope::Attempts,
-            })
-            .collect(),
+        caps: super::caps::for_channel(m, channel),
     }
 }
 

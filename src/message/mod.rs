@@ -15,6 +15,7 @@
 //!   (SMS as a SIP MESSAGE through a trunk, sent by call control).
 
 pub mod bounce;
+pub mod caps;
 pub mod channels;
 pub mod dsn;
 pub mod email_message;

@@ -77,13 +77,6 @@ pub struct ChannelWorker {
     pub holds: super::holds::ClaimHolds,
 }
 
-/// The priority rank of marketing messages (0 emergency, 1 transactional).
-const MARKETING: i64 = 2;
-
-/// The result of a claim that was held back, not tried (it does not count
-/// against `max_retries`).
-pub(crate) const DEFERRED: &str = "deferred";
-
 /// Records and reports written per transaction at most.
 const RECORD_BATCH: usize = 500;
 
@@ -289,7 +282,10 @@ impl ChannelWorker {
             suppress: false,
         };
         let id = uuid::Uuid::parse_str(&row.id).map_err(|_| malformed("id"))?;
-        self.capped(row).await?;
+        let held = super::caps::held(&self.store, &self.clock, &self.settings.caps, row);
+        if let Some(d) = held.await.map_err(unchecked)? {
+            return Err(d);
+        }
         match self.channel {
             MessageChannel::Email => {
                 let mut email =
@@ -370,51 +366,6 @@ impl ChannelWorker {
 }
 
 impl ChannelWorker {
-    /// A marketing message over its channel's frequency caps waits (not a
-    /// try) until the first moment they allow, with reason `frequency_cap`.
-    /// Transactional and emergency messages are never capped.
-    async fn capped(&self, row: &MessageRow) -> Result<(), Decision> {
-        if self.settings.caps.is_empty() || row.priority < MARKETING {
-            return Ok(());
-        }
-        let now = self.clock.now();
-        let span = self
-            .settings
-            .caps
-            .iter()
-            .map(|c| c.per)
-            .max()
-            .unwrap_or_default();
-        let sent = self
-            .store
-            .message_sends_to(
-                &row.channel,
-                &row.recipient,
-                (now - span).timestamp_millis(),
-            )
-            .await
-            .map_err(unchecked)?;
-        let sent: Vec<_> = sent.into_iter().map(crate::store::from_ms).collect();
-        match crate::compliance::message_cap_wait(&self.settings.caps, &sent, now) {
-            None => Ok(()),
-            Some(until) => Err(Decision {
-                status: "queued",
-                result: DEFERRED,
-                reason: Some("frequency_cap".into()),
-                reply: super::transport::PeerReply {
-                    code: None,
-                    text: Some(format!(
-                        "frequency cap: may be sent from {}",
-                        until.to_rfc3339()
-                    )),
-                },
-                provider_id: None,
-                due_at: Some(until.timestamp_millis()),
-                suppress: false,
-            }),
-        }
-    }
-
     /// Writes the failover providers' turns (down, up again) as
     /// `channel.health` events.
     async fn write_turns(&self, now: i64) {

@@ -187,16 +187,17 @@ fn build(
 
 /// Runs one client transaction to its final response; `None` when it ended
 /// without one.
-async fn transact(
+pub(super) async fn transact(
     endpoint: &EndpointInnerRef,
     request: Request,
 ) -> Result<Option<Response>, String> {
+    let method = request.method.to_string();
     let key = TransactionKey::from_request(&request, TransactionRole::Client)
-        .map_err(|e| format!("MESSAGE transaction key: {e}"))?;
+        .map_err(|e| format!("{method} transaction key: {e}"))?;
     let mut tx = Transaction::new_client(key, request, endpoint.clone(), None);
     tx.send()
         .await
-        .map_err(|e| format!("MESSAGE not sent: {e}"))?;
+        .map_err(|e| format!("{method} not sent: {e}"))?;
     while let Some(msg) = tx.receive().await {
         if let SipMessage::Response(resp) = msg {
             if resp.status_code.code() >= 200 {

@@ -13,6 +13,7 @@ mod call;
 pub mod classify;
 pub mod digest;
 mod guard;
+mod in_dialog;
 pub mod inbound_message;
 mod media;
 mod message;

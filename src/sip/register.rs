@@ -17,15 +17,15 @@ use chrono::{DateTime, Utc};
 use rsipstack::sip::headers::CallId;
 use rsipstack::sip::typed::{From as FromHeader, To as ToHeader};
 use rsipstack::sip::uri::Auth;
-use rsipstack::sip::{Header, Method, Param, Request, Response, SipMessage, Uri};
+use rsipstack::sip::{Header, Method, Param, Request, Response, Uri};
 use rsipstack::transaction::endpoint::EndpointInnerRef;
-use rsipstack::transaction::key::{TransactionKey, TransactionRole};
-use rsipstack::transaction::{make_tag, Transaction};
+use rsipstack::transaction::make_tag;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::auth;
 use super::classify::parse_retry_after;
+use super::message::transact;
 use super::stack::{header_values, is_local_timeout};
 use super::target::{host_port, parse_uri, trunk_credential};
 use super::trunk::Trunk;
@@ -320,29 +320,10 @@ fn build(
     Ok(request)
 }
 
-async fn transact(
-    endpoint: &EndpointInnerRef,
-    request: Request,
-) -> Result<Option<Response>, String> {
-    let key = TransactionKey::from_request(&request, TransactionRole::Client)
-        .map_err(|e| format!("REGISTER transaction key: {e}"))?;
-    let mut tx = Transaction::new_client(key, request, endpoint.clone(), None);
-    tx.send()
-        .await
-        .map_err(|e| format!("REGISTER not sent: {e}"))?;
-    while let Some(msg) = tx.receive().await {
-        if let SipMessage::Response(resp) = msg {
-            if resp.status_code.code() >= 200 {
-                return Ok(Some(resp));
-            }
-        }
-    }
-    Ok(None)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rsipstack::sip::SipMessage;
 
     #[test]
     fn refreshes_come_before_the_expiry_and_failures_back_off() {

@@ -373,7 +373,7 @@ impl Store {
                     // attempt, the one it went to.
                     Column::Text(chunk.iter().map(|r| r.provider.as_deref().filter(|_| r.status == "sent")).collect()),
                     // A claim held back (a frequency cap) was not a try.
-                    Column::Int(chunk.iter().map(|r| Some(i32::from(r.result == crate::message::worker::DEFERRED))).collect()),
+                    Column::Int(chunk.iter().map(|r| Some(i32::from(r.result == crate::message::caps::DEFERRED))).collect()),
                 ]);
                 qb.push(" WHERE messages.id = v.column1 AND messages.status = 'sending' \
                           RETURNING messages.id, messages.channel, messages.recipient");
@@ -396,7 +396,7 @@ impl Store {
                 qb.build().persistent(keep).execute(&mut *tx).await?;
                 for r in chunk {
                     let Some((channel, recipient)) = moved.get(&r.id) else { continue };
-                    if r.result == crate::message::worker::DEFERRED {
+                    if r.result == crate::message::caps::DEFERRED {
                         // Held back, not tried: no attempt to keep.
                         sqlx::query("DELETE FROM message_attempts WHERE message_id = $1 AND attempt = $2")
                             .bind(&r.id).bind(r.attempt).execute(&mut *tx).await?;
