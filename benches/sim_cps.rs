@@ -106,9 +106,7 @@ async fn main() {
             password_env: String::new(),
             max_concurrent_calls: 1_000_000,
             max_calls_per_second: 1_000_000,
-            register: false,
-            registrar: String::new(),
-            register_expires_s: 3600,
+            ..Default::default()
         },
     );
     let cancel = CancellationToken::new();

@@ -394,16 +394,40 @@ impl Config {
                         "\"simulator\" needs the simulator: set simulator.enabled = true, or give a sip: URI".into(),
                     ));
                 }
-            } else if !t.proxy.starts_with("sip:") {
+            } else if !t.proxy.starts_with("sip:") && !t.proxy.starts_with("sips:") {
                 return Err(invalid(
                     &key("proxy"),
-                    format!("{:?} is not a sip: URI (or \"simulator\")", t.proxy),
+                    format!(
+                        "{:?} is not a sip: or sips: URI (or \"simulator\")",
+                        t.proxy
+                    ),
                 ));
             }
-            if t.transport != "udp" {
+            if !["udp", "tcp", "tls"].contains(&t.transport.as_str()) {
                 return Err(invalid(
                     &key("transport"),
-                    format!("{:?} is not supported; trunks use \"udp\"", t.transport),
+                    format!("{:?} is not one of \"udp\", \"tcp\", \"tls\"", t.transport),
+                ));
+            }
+            if t.proxy.starts_with("sips:") && t.transport != "tls" {
+                return Err(invalid(
+                    &key("transport"),
+                    "a sips: proxy is reached over TLS: set transport = \"tls\"".into(),
+                ));
+            }
+            if t.transport != "udp" && t.proxy == SIMULATOR_PROXY {
+                return Err(invalid(
+                    &key("transport"),
+                    "the simulator speaks UDP only".into(),
+                ));
+            }
+            if !["none", "sdes", "required"].contains(&t.media_encryption.as_str()) {
+                return Err(invalid(
+                    &key("media_encryption"),
+                    format!(
+                        "{:?} is not one of \"none\", \"sdes\", \"required\"",
+                        t.media_encryption
+                    ),
                 ));
             }
             if t.max_concurrent_calls == 0 || t.max_calls_per_second == 0 {

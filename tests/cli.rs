@@ -253,9 +253,7 @@ async fn sim_answers_as_its_population_says_and_stops_on_ctrl_c() {
             password_env: String::new(),
             max_concurrent_calls: 10,
             max_calls_per_second: 10,
-            register: false,
-            registrar: String::new(),
-            register_expires_s: 3600,
+            ..Default::default()
         },
     );
     let cancel = tokio_util::sync::CancellationToken::new();

@@ -58,9 +58,7 @@ async fn call_control(sim: &Simulator) -> (CallControl, CancellationToken) {
         password_env: String::new(),
         max_concurrent_calls: 100_000,
         max_calls_per_second: 100_000,
-        register: false,
-        registrar: String::new(),
-        register_expires_s: 3600,
+        ..Default::default()
     };
     let mut trunks = BTreeMap::new();
     trunks.insert("sim".to_string(), trunk);

@@ -30,9 +30,7 @@ fn trunk(proxy: &str, username: &str, password: &str, max_calls: u32) -> TrunkCo
         password_env: String::new(),
         max_concurrent_calls: max_calls,
         max_calls_per_second: 100,
-        register: false,
-        registrar: String::new(),
-        register_expires_s: 3600,
+        ..Default::default()
     }
 }
 

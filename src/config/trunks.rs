@@ -26,6 +26,46 @@ pub struct TrunkConfig {
     /// The expiry asked for, in seconds.
     #[serde(default = "default_register_expires")]
     pub register_expires_s: u32,
+    /// The trust anchors for a `tls` trunk's certificate (PEM); empty: the
+    /// system's roots.
+    #[serde(default)]
+    pub tls_ca_file: String,
+    /// The name the certificate must carry; empty: the proxy's host.
+    #[serde(default)]
+    pub tls_server_name: String,
+    /// `none`, `sdes` (offer SDES-SRTP, take plain RTP if that is what the
+    /// answer has) or `required` (refuse a plain answer).
+    #[serde(default = "default_media_encryption")]
+    pub media_encryption: String,
+}
+
+fn default_media_encryption() -> String {
+    "none".into()
+}
+
+impl Default for TrunkConfig {
+    /// A UDP trunk with no proxy, credentials or registration, one call at a
+    /// time; callers set what they need.
+    fn default() -> Self {
+        TrunkConfig {
+            proxy: String::new(),
+            transport: "udp".into(),
+            from_user: "herald".into(),
+            from_domain: "herald.local".into(),
+            caller_id: String::new(),
+            username: String::new(),
+            password: Secret::default(),
+            password_env: String::new(),
+            max_concurrent_calls: 1,
+            max_calls_per_second: 1,
+            register: false,
+            registrar: String::new(),
+            register_expires_s: default_register_expires(),
+            tls_ca_file: String::new(),
+            tls_server_name: String::new(),
+            media_encryption: default_media_encryption(),
+        }
+    }
 }
 
 fn default_register_expires() -> u32 {

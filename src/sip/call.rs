@@ -12,6 +12,8 @@ use chrono::{DateTime, Utc};
 use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason};
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invitation::InviteOption;
+
+use super::tls::TlsFailure;
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::dialog::DialogId;
 use rsipstack::sip::{Header, Response};
@@ -109,6 +111,9 @@ impl CallRun {
             (self.timers.session_expires_s, self.timers.min_se_s);
         let mut asked_again = false;
         loop {
+            if let Err(e) = self.open_tls().await {
+                return e;
+            }
             let mut opt = self.invite_option(&offer, auth.clone());
             if let Some(h) = opt.headers.as_mut() {
                 h.extend(timers::invite_headers(session_expires, min_se));
@@ -190,7 +195,36 @@ impl CallRun {
             offer: Some(offer.as_bytes().to_vec()),
             headers: Some(headers),
             call_id: Some(self.call_id.clone()),
+            destination: t.trunk.as_ref().and_then(|t| t.destination.clone()),
             ..Default::default()
+        }
+    }
+
+    /// On a TLS trunk, opens the verified connection the INVITE goes on (if
+    /// none is open). A certificate that does not verify ends the call
+    /// `trunk_error`; a trunk that cannot be reached, `temporary_failure`.
+    async fn open_tls(&self) -> Result<(), CallEnded> {
+        let Some(trunk) = self.target.trunk.as_ref() else {
+            return Ok(());
+        };
+        let (Some(tls), Some(dest)) = (trunk.tls.as_ref(), trunk.destination.as_ref()) else {
+            return Ok(());
+        };
+        let layer = &self.dialogs.endpoint.transport_layer;
+        match tls.ensure(layer, dest).await {
+            Ok(()) => Ok(()),
+            Err(TlsFailure::Certificate(why)) => {
+                warn!(trunk = %trunk.name, error = %why, "TLS certificate refused");
+                Err(self.finish(
+                    &Record::default(),
+                    crate::domain::Outcome::TrunkError,
+                    None,
+                    None,
+                    HangupBy::Error,
+                    format!("tls_certificate: {why}"),
+                ))
+            }
+            Err(TlsFailure::Connect(why)) => Err(self.failed(&Record::default(), why)),
         }
     }
 

@@ -170,9 +170,7 @@ pub fn failed_to_start(e: &super::OriginateError) -> Outcome {
     use super::OriginateError as E;
     match e {
         E::InvalidDestination(_) => Outcome::InvalidDestination,
-        E::UnknownTrunk(_) | E::InvalidCallerId(_) | E::UnsupportedTransport { .. } => {
-            Outcome::TrunkError
-        }
+        E::UnknownTrunk(_) | E::InvalidCallerId(_) => Outcome::TrunkError,
         E::ShuttingDown => Outcome::Interrupted,
         E::TrunkBusy { .. } | E::Media(_) => Outcome::TemporaryFailure,
     }
@@ -190,13 +188,6 @@ mod tests {
             ),
             (E::UnknownTrunk("t".into()), Outcome::TrunkError),
             (E::InvalidCallerId("c".into()), Outcome::TrunkError),
-            (
-                E::UnsupportedTransport {
-                    trunk: "t".into(),
-                    transport: "tls".into(),
-                },
-                Outcome::TrunkError,
-            ),
             (
                 E::TrunkBusy {
                     trunk: "t".into(),

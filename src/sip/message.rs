@@ -117,7 +117,7 @@ pub(super) async fn send(
             Ok(r) => r,
             Err(e) => return MessageResult::NotSent(e),
         };
-        let resp = match transact(&endpoint, request).await {
+        let resp = match transact(&endpoint, request, None).await {
             Ok(Some(resp)) => resp,
             Ok(None) => return MessageResult::TimedOut,
             Err(e) => return MessageResult::NotSent(e),
@@ -190,11 +190,13 @@ fn build(
 pub(super) async fn transact(
     endpoint: &EndpointInnerRef,
     request: Request,
+    destination: Option<rsipstack::transport::SipAddr>,
 ) -> Result<Option<Response>, String> {
     let method = request.method.to_string();
     let key = TransactionKey::from_request(&request, TransactionRole::Client)
         .map_err(|e| format!("{method} transaction key: {e}"))?;
     let mut tx = Transaction::new_client(key, request, endpoint.clone(), None);
+    tx.destination = destination;
     tx.send()
         .await
         .map_err(|e| format!("{method} not sent: {e}"))?;
@@ -239,11 +241,9 @@ mod tests {
             password_env: String::new(),
             max_concurrent_calls: 0,
             max_calls_per_second: 1,
-            register: false,
-            registrar: String::new(),
-            register_expires_s: 3600,
+            ..Default::default()
         };
-        [("c".to_string(), Trunk::new("c", &cfg))]
+        [("c".to_string(), Trunk::new("c", &cfg).unwrap())]
             .into_iter()
             .collect()
     }

@@ -23,6 +23,7 @@ mod stack;
 mod target;
 mod telephony;
 mod timers;
+mod tls;
 mod trunk;
 
 use std::collections::BTreeMap;
@@ -104,8 +105,6 @@ pub enum OriginateError {
     InvalidDestination(String),
     #[error("invalid caller id {0:?}")]
     InvalidCallerId(String),
-    #[error("trunk {trunk:?} uses transport {transport:?}; herald speaks SIP over UDP only")]
-    UnsupportedTransport { trunk: String, transport: String },
     #[error("cannot set up media: {0}")]
     Media(#[from] std::io::Error),
     #[error("call control is shutting down")]
@@ -133,7 +132,7 @@ pub enum MessageResult {
 pub enum MessageError {
     #[error("no trunk named {0:?}")]
     UnknownTrunk(String),
-    #[error("trunk {trunk:?} uses transport {transport:?}; herald speaks SIP over UDP only")]
+    #[error("trunk {trunk:?} uses transport {transport:?}; MESSAGEs go over UDP trunks only")]
     UnsupportedTransport { trunk: String, transport: String },
     #[error("invalid destination: {0}")]
     InvalidDestination(String),
@@ -264,6 +263,10 @@ impl CallControl {
         } else {
             Some(parse_public(&sip.public_addr, listen.port())?)
         };
+        let trunks: BTreeMap<String, Arc<trunk::Trunk>> = trunks
+            .iter()
+            .map(|(name, cfg)| Ok((name.clone(), trunk::Trunk::new(name, cfg)?)))
+            .collect::<anyhow::Result<_>>()?;
         let tasks = TaskTracker::new();
         let calls = TaskTracker::new();
         let stack_stop = CancellationToken::new();
@@ -295,10 +298,6 @@ impl CallControl {
             });
         }
         tasks.close();
-        let trunks: BTreeMap<String, Arc<trunk::Trunk>> = trunks
-            .iter()
-            .map(|(name, cfg)| (name.clone(), trunk::Trunk::new(name, cfg)))
-            .collect();
         // Trunks that register: kept registered until shutdown, unregistered
         // before the stack closes (the tasks count as calls for that).
         for t in trunks.values().filter(|t| t.cfg.register) {

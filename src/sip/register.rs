@@ -94,6 +94,8 @@ struct Binding {
     credential: Option<(String, crate::config::Secret)>,
     call_id: CallId,
     tag: rsipstack::sip::param::Tag,
+    /// Where the REGISTERs go on TCP and TLS.
+    destination: Option<rsipstack::transport::SipAddr>,
 }
 
 /// The registrar URI of a trunk: `registrar`, else its proxy.
@@ -141,6 +143,7 @@ pub(super) async fn keep_registered(
         password: None,
     });
     let b = Binding {
+        destination: trunk.transport.destination(&registrar),
         registrar,
         aor,
         contact: format!("<sip:{user}@{}>", host_port(advertised)),
@@ -153,7 +156,7 @@ pub(super) async fn keep_registered(
     let mut failures = 0u32;
     loop {
         let outcome = tokio::select! {
-            o = register(&endpoint, &b, &mut seq, expires) => o,
+            o = register_on(&endpoint, &trunk, &b, &mut seq, expires) => o,
             _ = shutdown.cancelled() => break,
         };
         let wait = match outcome {
@@ -182,7 +185,8 @@ pub(super) async fn keep_registered(
     }
     let registered = trunk.registration().map(|r| r.state) == Some(RegState::Registered);
     if registered {
-        match tokio::time::timeout(UNREGISTER_WAIT, register(&endpoint, &b, &mut seq, 0)).await {
+        let unregister = register_on(&endpoint, &trunk, &b, &mut seq, 0);
+        match tokio::time::timeout(UNREGISTER_WAIT, unregister).await {
             Ok(Outcome::Granted(_)) => info!(trunk = %trunk.name, "trunk unregistered"),
             Ok(Outcome::Failed(why, _)) => {
                 warn!(trunk = %trunk.name, error = %why, "unregistering failed")
@@ -208,6 +212,23 @@ pub(super) fn backoff(failures: u32) -> Duration {
 }
 
 /// One REGISTER (and its answers to challenges) to its final response.
+/// As [`register`], first opening the trunk's TLS connection if it is a
+/// TLS trunk and none is open.
+async fn register_on(
+    endpoint: &EndpointInnerRef,
+    trunk: &Trunk,
+    b: &Binding,
+    seq: &mut u32,
+    expires: u32,
+) -> Outcome {
+    if let (Some(tls), Some(dest)) = (trunk.tls.as_ref(), b.destination.as_ref()) {
+        if let Err(e) = tls.ensure(&endpoint.transport_layer, dest).await {
+            return Outcome::Failed(e.to_string(), None);
+        }
+    }
+    register(endpoint, b, seq, expires).await
+}
+
 async fn register(
     endpoint: &EndpointInnerRef,
     b: &Binding,
@@ -223,7 +244,7 @@ async fn register(
             Ok(r) => r,
             Err(e) => return Outcome::Failed(e, None),
         };
-        let resp = match transact(endpoint, request).await {
+        let resp = match transact(endpoint, request, b.destination.clone()).await {
             Ok(Some(resp)) if !is_local_timeout(&resp) => resp,
             Ok(_) => return Outcome::Failed("no answer from the registrar".into(), None),
             Err(e) => return Outcome::Failed(e, None),

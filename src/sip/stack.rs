@@ -22,6 +22,7 @@ use rsipstack::transaction::endpoint::EndpointOption;
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transaction::TransactionReceiver;
 use rsipstack::transport::udp::UdpConnection;
+use rsipstack::transport::TcpListenerConnection;
 use rsipstack::transport::TransportLayer;
 use rsipstack::EndpointBuilder;
 use tokio::sync::mpsc;
@@ -106,11 +107,21 @@ impl Stack {
     ) -> anyhow::Result<Stack> {
         let transport = TransportLayer::new(stop.child_token());
         let socket = bind_udp(listen).with_context(|| format!("binding SIP UDP on {listen}"))?;
+        let udp_addr = socket.local_addr().ok();
         let socket = Arc::new(GuardedUdp::new(socket, metrics));
         let udp = UdpConnection::from_socket(socket, public, Some(stop.child_token()))
             .await
             .map_err(|e| anyhow::anyhow!("SIP UDP transport on {listen}: {e}"))?;
         transport.add_transport(udp.into());
+        // TCP on the same port, for carriers that open a connection of their
+        // own to send a request (RFC 3261 §18.2.1); calls on TCP and TLS
+        // trunks go on the connection herald opens.
+        if let Some(at) = udp_addr {
+            let tcp = TcpListenerConnection::new(at, public)
+                .await
+                .map_err(|e| anyhow::anyhow!("SIP TCP listener on {at}: {e}"))?;
+            transport.add_transport(tcp.into());
+        }
         let endpoint = EndpointBuilder::new()
             .with_option(EndpointOption {
                 t1x64: TRANSACTION_TIMEOUT,

@@ -25,6 +25,8 @@ pub(super) struct Target {
     pub(super) credential: Option<(String, Secret)>,
     pub(super) ring_timeout: Duration,
     pub(super) max_duration: Duration,
+    /// The trunk a `tel` call goes through (its transport and TLS side).
+    pub(super) trunk: Option<Arc<Trunk>>,
     _slot: Option<TrunkSlot>,
 }
 
@@ -37,17 +39,12 @@ pub(super) fn resolve(
     let host = host_port(advertised);
     let contact = parse_uri(&format!("sip:herald@{host}"))
         .map_err(|_| OriginateError::InvalidCallerId(host.clone()))?;
+    let mut via = None;
     let (request_uri, from_user, from_domain, credential, slot) = match &req.destination {
         DialDestination::Tel { number, trunk } => {
             let t = trunks
                 .get(trunk)
                 .ok_or_else(|| OriginateError::UnknownTrunk(trunk.clone()))?;
-            if !t.cfg.transport.eq_ignore_ascii_case("udp") {
-                return Err(OriginateError::UnsupportedTransport {
-                    trunk: trunk.clone(),
-                    transport: t.cfg.transport.clone(),
-                });
-            }
             let uri = tel_request_uri(t, number).map_err(OriginateError::InvalidDestination)?;
             let caller = req
                 .caller_id
@@ -63,6 +60,7 @@ pub(super) fn resolve(
                 trunk: trunk.clone(),
                 limit: t.cfg.max_concurrent_calls,
             })?;
+            via = Some(t.clone());
             (uri, user, t.cfg.from_domain.clone(), credential, Some(slot))
         }
         DialDestination::Sip { uri } => {
@@ -91,6 +89,7 @@ pub(super) fn resolve(
         credential,
         ring_timeout: req.ring_timeout,
         max_duration: req.max_duration,
+        trunk: via,
         _slot: slot,
     })
 }
@@ -103,7 +102,7 @@ pub(super) fn tel_request_uri(t: &Trunk, number: &str) -> Result<Uri, String> {
     }
     let proxy =
         parse_uri(&t.cfg.proxy).map_err(|e| format!("trunk proxy {:?}: {e}", t.cfg.proxy))?;
-    parse_uri(&format!("sip:{number}@{}", proxy.host_with_port))
+    parse_uri(&t.transport.uri(Some(number), &proxy.host_with_port))
 }
 
 /// The trunk's digest credentials, when it has a username and a password.
@@ -151,11 +150,9 @@ mod tests {
             password_env: String::new(),
             max_concurrent_calls: 1,
             max_calls_per_second: 1,
-            register: false,
-            registrar: String::new(),
-            register_expires_s: 3600,
+            ..Default::default()
         };
-        [("c".to_string(), Trunk::new("c", &cfg))]
+        [("c".to_string(), Trunk::new("c", &cfg).unwrap())]
             .into_iter()
             .collect()
     }
@@ -232,10 +229,18 @@ mod tests {
         assert!(err(sip("tel:+15551234567")).contains("not a sip: URI"));
         assert!(resolve(sip("sip:alice@pbx.example.com"), &ts, here).is_ok());
         let tcp = trunks("tcp", "", "");
-        assert!(matches!(
-            resolve(req(tel("+15551234567"), None), &tcp, here),
-            Err(OriginateError::UnsupportedTransport { .. })
-        ));
+        let t = resolve(req(tel("+15551234567"), None), &tcp, here).unwrap();
+        assert_eq!(
+            t.request_uri.to_string(),
+            "sip:+15551234567@10.0.0.1:5070;transport=TCP"
+        );
+        assert_eq!(
+            t.trunk
+                .as_ref()
+                .and_then(|t| t.destination.clone())
+                .map(|d| d.to_string()),
+            Some("TCP 10.0.0.1:5070".to_string())
+        );
     }
 
     #[test]

@@ -8,7 +8,10 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use rsipstack::transport::SipAddr;
+
 use super::register::{RegState, Registration};
+use super::tls::{SipTransport, TrunkTls};
 use crate::config::{Secret, TrunkConfig};
 
 /// A trunk's configuration and live counters.
@@ -16,6 +19,11 @@ pub(super) struct Trunk {
     pub(super) name: String,
     pub(super) cfg: TrunkConfig,
     pub(super) password: Option<Secret>,
+    pub(super) transport: SipTransport,
+    /// Where requests through the trunk go, on TCP and TLS.
+    pub(super) destination: Option<SipAddr>,
+    /// The TLS client side, on a `tls` trunk.
+    pub(super) tls: Option<TrunkTls>,
     live: AtomicU32,
     attempts: AtomicU64,
     refused: AtomicU64,
@@ -40,16 +48,31 @@ pub struct TrunkStats {
 }
 
 impl Trunk {
-    pub(super) fn new(name: &str, cfg: &TrunkConfig) -> Arc<Trunk> {
-        Arc::new(Trunk {
+    /// The trunk, its TLS verification set up (a CA file that cannot be read
+    /// is an error here, at start).
+    pub(super) fn new(name: &str, cfg: &TrunkConfig) -> anyhow::Result<Arc<Trunk>> {
+        let transport = SipTransport::of(cfg);
+        let proxy = super::target::parse_uri(&cfg.proxy).ok();
+        let destination = proxy.as_ref().and_then(|p| transport.destination(p));
+        let tls = match (&proxy, transport) {
+            (Some(p), SipTransport::Tls) => Some(TrunkTls::new(name, cfg, p)?),
+            (None, SipTransport::Tls) => {
+                anyhow::bail!("trunks.{name}.proxy: {:?} is not a SIP URI", cfg.proxy)
+            }
+            _ => None,
+        };
+        Ok(Arc::new(Trunk {
             name: name.to_string(),
             password: cfg.resolved_password(),
+            transport,
+            destination,
+            tls,
             cfg: cfg.clone(),
             live: AtomicU32::new(0),
             attempts: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             registration: std::sync::Mutex::new(cfg.register.then(Registration::starting)),
-        })
+        }))
     }
 
     pub(super) fn registration(&self) -> Option<Registration> {
@@ -144,11 +167,9 @@ mod tests {
             password_env: String::new(),
             max_concurrent_calls: max,
             max_calls_per_second: 10,
-            register: false,
-            registrar: String::new(),
-            register_expires_s: 3600,
+            ..Default::default()
         };
-        Trunk::new("t", &cfg)
+        Trunk::new("t", &cfg).unwrap()
     }
 
     #[test]

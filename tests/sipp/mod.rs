@@ -30,6 +30,21 @@ pub fn ensure_sipp() {
     });
 }
 
+/// Makes sure `bin` is on PATH, installing Debian's `package` if needed
+/// (under the same lock as SIPp's install), and says so.
+pub fn ensure_debian_tool(bin: &str, package: &str) {
+    let script = format!(
+        "command -v {bin} >/dev/null 2>&1 || (echo 'installing {package} for the tests' >&2; \
+         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {package})"
+    );
+    let status = std::process::Command::new("flock")
+        .args(["/tmp/herald-sipp-install.lock", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .status()
+        .expect("running flock/sh to install a test tool");
+    assert!(status.success(), "installing {package} failed");
+}
+
 /// A UDP port that was free a moment ago (bound to port 0, then released).
 pub fn free_udp_port() -> u16 {
     let s = UdpSocket::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
@@ -145,7 +160,12 @@ impl SippUas {
     }
 
     async fn try_start(o: &UasOptions<'_>, nice: i32) -> Result<SippUas, String> {
-        let port = free_udp_port();
+        // `-p` in `extra`: SIPp's port is the caller's (something already
+        // points at it).
+        let given = o.extra.windows(2).find(|w| w[0] == "-p");
+        let port = given
+            .and_then(|w| w[1].parse().ok())
+            .unwrap_or_else(free_udp_port);
         let media_port = free_rtp_port();
         let dir = tempfile::tempdir().expect("tempdir");
         let scenario_path = crate_root().join("scenarios").join(o.scenario);
@@ -161,8 +181,6 @@ impl SippUas {
             scenario_path.display().to_string(),
             "-i".into(),
             "127.0.0.1".into(),
-            "-p".into(),
-            port.to_string(),
             "-mp".into(),
             media_port.to_string(),
             "-nostdin".into(),
@@ -177,6 +195,9 @@ impl SippUas {
             "-log_file".into(),
             dir.path().join("logs.log").display().to_string(),
         ];
+        if given.is_none() {
+            args.extend(["-p".to_string(), port.to_string()]);
+        }
         if let Some(calls) = o.calls {
             args.extend(["-m".to_string(), calls.to_string()]);
         }
@@ -205,8 +226,13 @@ impl SippUas {
             .kill_on_drop(true)
             .spawn()
             .expect("spawning sipp");
+        // `-t t1`: SIPp listens on TCP (and its RTP stays on UDP).
+        let tcp = o
+            .extra
+            .windows(2)
+            .any(|w| w[0] == "-t" && w[1].starts_with('t'));
         tokio::select! {
-            _ = wait_udp_listening(port) => {}
+            _ = wait_listening(port, tcp) => {}
             status = child.wait() => {
                 let errors = std::fs::read_to_string(dir.path().join("errors.log")).unwrap_or_default();
                 return Err(format!("SIPp exited ({status:?}) before listening on {port}: {errors}"));
@@ -333,20 +359,34 @@ pub fn sipp_counter(stdout: &str, name: &str) -> Option<u64> {
 /// from /proc/net/udp and udp6, so the port is never touched), checking every
 /// 5 ms; panics after 20 s.
 pub async fn wait_udp_listening(port: u16) {
+    wait_listening(port, false).await
+}
+
+/// As [`wait_udp_listening`], for a TCP listener when `tcp` (state LISTEN in
+/// /proc/net/tcp and tcp6).
+pub async fn wait_listening(port: u16, tcp: bool) {
     let suffix = format!(":{port:04X}");
     let bound = |table: &str| {
         table.lines().skip(1).any(|l| {
             let mut f = l.split_whitespace();
             let local = f.nth(1).unwrap_or_default();
             let remote = f.next().unwrap_or_default();
-            local.ends_with(&suffix) && remote.trim_start_matches('0').starts_with(':')
+            let state = f.next().unwrap_or_default();
+            local.ends_with(&suffix)
+                && remote.trim_start_matches('0').starts_with(':')
+                && (!tcp || state == "0A")
         })
+    };
+    let tables: [&str; 2] = if tcp {
+        ["/proc/net/tcp", "/proc/net/tcp6"]
+    } else {
+        ["/proc/net/udp", "/proc/net/udp6"]
     };
     let wait = async {
         let mut tick = tokio::time::interval(Duration::from_millis(5));
         loop {
             tick.tick().await;
-            for table in ["/proc/net/udp", "/proc/net/udp6"] {
+            for table in tables {
                 if let Ok(t) = tokio::fs::read_to_string(table).await {
                     if bound(&t) {
                         return;
@@ -357,7 +397,7 @@ pub async fn wait_udp_listening(port: u16) {
     };
     tokio::time::timeout(Duration::from_secs(20), wait)
         .await
-        .unwrap_or_else(|_| panic!("SIPp never listened on UDP port {port}"));
+        .unwrap_or_else(|_| panic!("nothing listened on port {port} (tcp: {tcp})"));
 }
 
 /// herald's side of the tests: a call control with one trunk, "sipp".
@@ -381,9 +421,7 @@ pub mod herald {
             password_env: String::new(),
             max_concurrent_calls: max_calls,
             max_calls_per_second: 100_000,
-            register: false,
-            registrar: String::new(),
-            register_expires_s: 3600,
+            ..Default::default()
         }
     }
 

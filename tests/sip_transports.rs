@@ -1,0 +1,259 @@
+//! Trunks over TCP and TLS, against SIPp.
+//!
+//! TCP: SIPp `-t t1` answers, streams a tone and herald hangs up (its BYE on
+//! the same connection); a second SIPp hangs up itself (its BYE reaches
+//! herald's dialog routing over TCP).
+//!
+//! TLS: Debian's SIPp is built without TLS (`-t l1` is not in its `-h`), so
+//! the TLS server is socat's OpenSSL, with a certificate made here by a CA
+//! made here, in front of SIPp `-t t1`. herald verifies the certificate
+//! against that CA (`tls_ca_file`), sends `sips:` and the call goes through;
+//! a certificate for another name is refused before any INVITE is sent.
+
+mod sipp;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use herald::domain::Outcome;
+use herald::sip::{CallEnded, CallEvent, HangupBy};
+use sipp::{crate_root, herald as h, SippUas, UasOptions};
+use tokio::process::{Child, Command};
+
+const GUARD: Duration = Duration::from_secs(30);
+
+/// Runs the call to its end; counts the audio frames herald received.
+async fn to_end(mut call: herald::sip::Call) -> (CallEnded, usize) {
+    let mut frames = 0usize;
+    let run = async {
+        while let Some(ev) = call.next_event().await {
+            match ev {
+                CallEvent::Answered { mut media, .. } => {
+                    // Read until the callee's tone has come through, then hang up.
+                    while let Some(ev) = media.next_event().await {
+                        if let herald::media::MediaEvent::Audio { .. } = ev {
+                            frames += 1;
+                            if frames == 25 {
+                                call.hangup();
+                            }
+                        }
+                    }
+                }
+                CallEvent::Ended(e) => return e,
+                _ => {}
+            }
+        }
+        panic!("the call's events ended without Ended");
+    };
+    let e = tokio::time::timeout(GUARD, run)
+        .await
+        .expect("the call did not end in time");
+    (e, frames)
+}
+
+fn sipp_tcp(scenario: &str) -> UasOptions<'_> {
+    UasOptions {
+        scenario,
+        calls: Some(1),
+        extra: &["-t", "t1"],
+        timeout_s: 40,
+        trace: true,
+    }
+}
+
+#[tokio::test]
+async fn a_call_over_tcp_is_answered_carries_audio_and_is_hung_up_on_the_connection() {
+    let uas = SippUas::start_with(sipp_tcp("uas_answer_rtp.xml")).await;
+    let mut trunk = h::trunk(&format!("sip:{}", uas.addr), "", "", 5);
+    trunk.transport = "tcp".into();
+    let (cc, cancel) = h::start(trunk, h::media_config(30)).await;
+    let call = cc
+        .originate(h::tel("a-tcp", GUARD, Duration::from_secs(20)))
+        .await
+        .unwrap();
+    let (e, frames) = to_end(call).await;
+    let exit = uas.finish().await;
+    exit.assert_success();
+    let log = exit.logs;
+    assert_eq!(e.outcome, Outcome::Answered, "{e:?}");
+    assert_eq!(e.hangup_by, HangupBy::Herald, "{e:?}");
+    assert!(frames >= 25, "{frames} audio frames");
+    assert!(
+        log.contains("INVITE sip:+15557654321@127.0.0.1") && log.contains(";transport=TCP SIP/2.0"),
+        "{log}"
+    );
+    assert!(log.contains("Via: SIP/2.0/TCP"), "{log}");
+    assert_eq!(cc.sip_dialogs(), 0);
+    cancel.cancel();
+    cc.stopped().await;
+}
+
+#[tokio::test]
+async fn a_callee_bye_over_tcp_reaches_the_call() {
+    let uas = SippUas::start_with(sipp_tcp("uas_answer_then_bye.xml")).await;
+    let mut trunk = h::trunk(&format!("sip:{}", uas.addr), "", "", 5);
+    trunk.transport = "tcp".into();
+    let (cc, cancel) = h::start(trunk, h::media_config(30)).await;
+    let mut call = cc
+        .originate(h::tel("a-tcp-bye", GUARD, Duration::from_secs(20)))
+        .await
+        .unwrap();
+    let e = tokio::time::timeout(GUARD, async {
+        loop {
+            if let Some(CallEvent::Ended(e)) = call.next_event().await {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("the call did not end");
+    uas.finish().await.assert_success();
+    assert_eq!(e.outcome, Outcome::Answered, "{e:?}");
+    assert_eq!(e.hangup_by, HangupBy::Callee, "{e:?}");
+    assert_eq!(e.q850_cause, Some(16), "{e:?}");
+    cancel.cancel();
+    cc.stopped().await;
+}
+
+/// A CA, and a server certificate it signed for `names`; PEM files in `dir`:
+/// ca.pem, server.pem, server.key.
+fn make_certs(dir: &Path, names: &[&str]) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "herald test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    let server = CertificateParams::new(names)
+        .unwrap()
+        .signed_by(&key, &ca_cert, &ca_key)
+        .unwrap();
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(dir.join("server.pem"), server.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+}
+
+/// socat terminating TLS on a free port (certificate from `dir`) in front of
+/// TCP `to`; returns it and its port once it listens.
+async fn tls_front(dir: &Path, to: std::net::SocketAddr) -> (Child, u16) {
+    sipp::ensure_debian_tool("socat", "socat");
+    for _ in 0..3 {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let mut child = Command::new("socat")
+            .arg(format!(
+                "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,verify=0,cert={},key={}",
+                dir.join("server.pem").display(),
+                dir.join("server.key").display()
+            ))
+            .arg(format!("TCP:{to}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("socat (Debian package socat) runs");
+        tokio::select! {
+            _ = sipp::wait_listening(port, true) => return (child, port),
+            _ = child.wait() => continue,
+        }
+    }
+    panic!("socat did not listen three times");
+}
+
+/// SIPp `-t t1` behind a TLS front: the scenario's Contact names the front,
+/// `sip:…;transport=tls`, so herald's in-dialog requests take the TLS
+/// connection too.
+async fn sipp_behind_tls(dir: &Path) -> (SippUas, Child, u16) {
+    // The front's port must be in the scenario before SIPp starts, and SIPp's
+    // port in the front: the front forwards to a port found free, SIPp is
+    // started on it.
+    let sipp_port = sipp::free_udp_port();
+    let (front, tls_port) = tls_front(dir, ([127, 0, 0, 1], sipp_port).into()).await;
+    let scenario = std::fs::read_to_string(crate_root().join("scenarios/uas_answer_rtp.xml"))
+        .unwrap()
+        .replace(
+            "Contact: <sip:[local_ip]:[local_port];transport=[transport]>",
+            &format!("Contact: <sip:127.0.0.1:{tls_port};transport=tls>"),
+        );
+    let path = dir.join("uas_tls.xml");
+    std::fs::write(&path, scenario).unwrap();
+    let port_arg = sipp_port.to_string();
+    let extra = ["-t", "t1", "-p", port_arg.as_str()];
+    let uas = SippUas::start_with(UasOptions {
+        scenario: path.to_str().unwrap(),
+        calls: Some(1),
+        extra: &extra,
+        timeout_s: 40,
+        trace: true,
+    })
+    .await;
+    (uas, front, tls_port)
+}
+
+#[tokio::test]
+async fn a_call_over_tls_verifies_the_certificate_and_goes_through() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path(), &["127.0.0.1", "sip.test"]);
+    let (uas, _front, tls_port) = sipp_behind_tls(dir.path()).await;
+    let mut trunk = h::trunk(&format!("sips:127.0.0.1:{tls_port}"), "", "", 5);
+    trunk.transport = "tls".into();
+    trunk.tls_ca_file = dir.path().join("ca.pem").display().to_string();
+    let (cc, cancel) = h::start(trunk, h::media_config(30)).await;
+    let call = cc
+        .originate(h::tel("a-tls", GUARD, Duration::from_secs(20)))
+        .await
+        .unwrap();
+    let (e, frames) = to_end(call).await;
+    let exit = uas.finish().await;
+    exit.assert_success();
+    let log = exit.logs;
+    assert_eq!(e.outcome, Outcome::Answered, "{e:?}");
+    assert_eq!(e.hangup_by, HangupBy::Herald, "{e:?}");
+    assert!(frames >= 25, "{frames} audio frames");
+    assert!(
+        log.contains(&format!("INVITE sips:+15557654321@127.0.0.1:{tls_port}")),
+        "{log}"
+    );
+    assert!(log.contains("Via: SIP/2.0/TLS"), "{log}");
+    assert!(log.contains("BYE sip"), "herald's BYE came through: {log}");
+    cancel.cancel();
+    cc.stopped().await;
+}
+
+#[tokio::test]
+async fn a_certificate_for_another_name_is_refused_before_any_invite() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path(), &["wrong.example"]);
+    let (uas, _front, tls_port) = sipp_behind_tls(dir.path()).await;
+    let mut trunk = h::trunk(&format!("sips:127.0.0.1:{tls_port}"), "", "", 5);
+    trunk.transport = "tls".into();
+    trunk.tls_ca_file = dir.path().join("ca.pem").display().to_string();
+    let (cc, cancel) = h::start(trunk, h::media_config(30)).await;
+    let call = cc
+        .originate(h::tel("a-tls-wrong", GUARD, Duration::from_secs(20)))
+        .await
+        .unwrap();
+    let (e, _) = to_end(call).await;
+    assert_eq!(e.outcome, Outcome::TrunkError, "{e:?}");
+    assert!(
+        e.reason.starts_with("tls_certificate:") && e.reason.contains("not valid for name"),
+        "{e:?}"
+    );
+    assert!(e.invite_sent_at.is_none(), "{e:?}");
+    uas.quit();
+    let exit = uas.finish().await;
+    assert!(
+        !exit.logs.contains("INVITE"),
+        "SIPp saw an INVITE: {}",
+        exit.logs
+    );
+    cancel.cancel();
+    cc.stopped().await;
+}
