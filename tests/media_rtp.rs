@@ -29,6 +29,7 @@ fn cfg(codec: Codec) -> RtpConfig {
         dtmf_payload_type: Some(101),
         inactivity_timeout: Duration::from_secs(30),
         jitter_ms: 40,
+        srtp: None,
     }
 }
 

@@ -19,6 +19,7 @@ pub mod ports;
 pub mod prompts;
 pub mod rtp;
 mod session;
+pub mod srtp;
 pub mod stats;
 mod types;
 pub mod wav;

@@ -205,6 +205,11 @@ impl RtpControl {
         self.command(Command::Hold(held));
     }
 
+    /// Protects and checks packets with `keys` from now on (an SRTP re-key).
+    pub fn rekey(&self, keys: super::srtp::SrtpKeys) {
+        self.command(Command::Rekey(Box::new(keys)));
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> RtpStats {
         self.shared

@@ -47,6 +47,9 @@ pub struct RtpStats {
     /// queue was full ([`crate::media::playout::MAX_QUEUED_BYTES`]).
     pub playout_bytes_dropped: u64,
     pub dtmf_received: u64,
+    /// SRTP packets that did not authenticate (wrong key, tampered, replayed,
+    /// or plain RTP on an encrypted call): dropped.
+    pub srtp_rejected: u64,
 
     /// Where audio is being sent now.
     pub remote: Option<SocketAddr>,

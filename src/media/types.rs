@@ -70,6 +70,9 @@ pub struct RtpConfig {
     pub inactivity_timeout: Duration,
     /// Receive playout delay of the jitter buffer, in ms.
     pub jitter_ms: u32,
+    /// SRTP keys on an encrypted call: every packet sent is protected, every
+    /// packet received must authenticate.
+    pub srtp: Option<super::srtp::SrtpKeys>,
 }
 
 impl Default for RtpConfig {
@@ -79,6 +82,7 @@ impl Default for RtpConfig {
             dtmf_payload_type: Some(DEFAULT_DTMF_PAYLOAD_TYPE),
             inactivity_timeout: Duration::from_secs(30),
             jitter_ms: 40,
+            srtp: None,
         }
     }
 }

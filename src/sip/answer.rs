@@ -403,6 +403,7 @@ impl IncomingCall {
                     // The simulator never hangs up on silence.
                     inactivity_timeout: Duration::from_secs(3600),
                     jitter_ms: 40,
+                    srtp: None,
                 },
             )
         });

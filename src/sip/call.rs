@@ -98,10 +98,11 @@ impl CallRun {
 
     async fn place(&mut self) -> CallEnded {
         let mut rec = Record::default();
-        let offer = sdp::build_offer(
+        let offer = sdp::build_offer_with(
             self.media.local.ip(),
             self.media.local.port(),
             rand::random::<u32>().into(),
+            self.media.local_key(),
         );
         rec.offer = offer.clone();
         let ring_deadline = Instant::now() + self.target.ring_timeout;
@@ -374,6 +375,22 @@ impl CallRun {
                 );
             }
         };
+        let keys = match self.media.keys_for(&answer) {
+            Ok(keys) => keys,
+            Err(why) => {
+                warn!(error = %why, "the answer's media is not encrypted as the trunk requires, hanging up");
+                self.bye(&dialog).await;
+                self.dialogs.remove_dialog(&id);
+                return self.finish(
+                    rec,
+                    crate::domain::Outcome::TrunkError,
+                    Some(resp.status_code.code()),
+                    None,
+                    HangupBy::Error,
+                    why,
+                );
+            }
+        };
         self.media.apply(&answer);
         let Some(handle) = self.media.take_handle() else {
             self.bye(&dialog).await;
@@ -387,7 +404,7 @@ impl CallRun {
                 "no media session".to_string(),
             );
         };
-        let (call_media, relay) = media::relay(handle, &answer);
+        let (call_media, mut relay) = media::relay(handle, &answer, keys);
         self.emit(CallEvent::Answered {
             at,
             media: call_media,
@@ -410,7 +427,7 @@ impl CallRun {
                         break (HangupBy::Error, format!("dialog ended: {r:?}"), None, false);
                     }
                     Some(st) => {
-                        if self.in_dialog_request(st, &relay, timer.as_ref()).await {
+                        if self.in_dialog_request(st, &mut relay, timer.as_ref()).await {
                             // The callee refreshed the session (RFC 4028 §10).
                             refresh_due = timer.map(|t| Instant::now() + t.due_after());
                         }

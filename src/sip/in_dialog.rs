@@ -29,7 +29,7 @@ impl CallRun {
     pub(super) async fn in_dialog_request(
         &self,
         st: DialogState,
-        relay: &media::MediaRelay,
+        relay: &mut media::MediaRelay,
         timer: Option<&timers::SessionTimer>,
     ) -> bool {
         let (req, handle) = match st {
@@ -62,27 +62,37 @@ impl CallRun {
         };
         let local = self.media.local;
         let body = if refreshes && !req.body.is_empty() {
-            match sdp::parse_offer(&req.body) {
-                Ok(offer) => {
-                    let dir = sdp::direction(&req.body);
-                    debug!(remote = %offer.remote, codec = ?offer.codec, direction = ?dir, "media renegotiated");
-                    relay.renegotiate(&offer, !dir.lets_us_send());
-                    Some(sdp::build_answer_in(
-                        local.ip(),
-                        local.port(),
-                        3,
-                        &offer,
-                        dir.answered(),
-                    ))
-                }
+            let offer = match sdp::parse_offer(&req.body) {
+                Ok(o) => o,
                 Err(e) => {
                     debug!(error = %e, "unusable offer in the dialog");
                     handle.reply(StatusCode::NotAcceptableHere).await.ok();
                     return false;
                 }
-            }
+            };
+            let Ok(crypto) = relay.answer_crypto(&offer) else {
+                debug!("an offer in the dialog would change the call's encryption");
+                handle.reply(StatusCode::NotAcceptableHere).await.ok();
+                return false;
+            };
+            let dir = sdp::direction(&req.body);
+            debug!(remote = %offer.remote, codec = ?offer.codec, direction = ?dir, "media renegotiated");
+            relay.renegotiate(&offer, !dir.lets_us_send());
+            Some(sdp::build_answer_in(
+                local.ip(),
+                local.port(),
+                3,
+                &offer,
+                dir.answered(),
+                crypto.as_ref().map(|(tag, key)| (*tag, key)),
+            ))
         } else if req.method == rsipstack::sip::Method::Invite {
-            Some(sdp::build_offer(local.ip(), local.port(), 2))
+            Some(sdp::build_offer_with(
+                local.ip(),
+                local.port(),
+                2,
+                relay.local_key(),
+            ))
         } else {
             None
         };

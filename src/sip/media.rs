@@ -20,6 +20,7 @@ use crate::media::{
 };
 
 use super::sdp::{AudioCodec, SdpAnswer};
+use crate::media::srtp::{self, MasterKey, SrtpKeys};
 
 /// Binds media sessions for new calls.
 pub(super) struct MediaFactory {
@@ -43,6 +44,7 @@ impl MediaFactory {
     pub(super) async fn prepare(&self) -> std::io::Result<PreparedMedia> {
         let session = RtpSession::bind(&self.pool, self.ip).await?;
         Ok(PreparedMedia {
+            srtp: None,
             local: session.local_addr(),
             session: Some(session),
             handle: None,
@@ -61,9 +63,47 @@ pub(super) struct PreparedMedia {
     remote: Option<SocketAddr>,
     inactivity: Duration,
     jitter_ms: u32,
+    /// On a trunk that encrypts: herald's master key, and whether a plain
+    /// answer is refused.
+    srtp: Option<(MasterKey, bool)>,
 }
 
 impl PreparedMedia {
+    /// Offers SRTP with a fresh key; `required`: refuses plain RTP.
+    pub(super) fn encrypt(&mut self, required: bool) {
+        self.srtp = Some((srtp::new_master_key(), required));
+    }
+
+    /// herald's master key, on an encrypted call.
+    pub(super) fn local_key(&self) -> Option<&MasterKey> {
+        self.srtp.as_ref().map(|(k, _)| k)
+    }
+
+    /// The SRTP keys for `answer`: `Ok(None)` for plain RTP, `Err` when the
+    /// trunk requires SRTP and the answer is plain (or SRTP without a key
+    /// herald can use).
+    pub(super) fn keys_for(&self, answer: &SdpAnswer) -> Result<Option<SrtpKeys>, String> {
+        let Some((local, required)) = &self.srtp else {
+            return if answer.secure {
+                Err("srtp_unexpected: the answer is RTP/SAVP to a plain RTP offer".into())
+            } else {
+                Ok(None)
+            };
+        };
+        match (&answer.crypto, answer.secure) {
+            (Some(c), true) => Ok(Some(SrtpKeys {
+                local: *local,
+                remote: c.key,
+            })),
+            (_, true) => Err(
+                "srtp_unusable: the answer is RTP/SAVP without an AES_CM_128_HMAC_SHA1_80 key"
+                    .into(),
+            ),
+            (_, false) if *required => Err("srtp_required: the answer has plain RTP".into()),
+            (_, false) => Ok(None),
+        }
+    }
+
     /// Starts sending to the answer's address, or redirects a session an
     /// earlier answer started.
     pub(super) fn apply(&mut self, answer: &SdpAnswer) {
@@ -74,10 +114,15 @@ impl PreparedMedia {
             }
             return;
         }
+        // Media that would not be encrypted as the trunk requires is never started.
+        let Ok(srtp) = self.keys_for(answer) else {
+            return;
+        };
         let Some(session) = self.session.take() else {
             return;
         };
         let cfg = RtpConfig {
+            srtp,
             codec: match answer.codec {
                 AudioCodec::Pcmu => Codec::Pcmu,
                 AudioCodec::Pcma => Codec::Pcma,
@@ -186,10 +231,16 @@ impl CallMedia {
 /// its inactivity to act on.
 pub(super) struct MediaRelay {
     handle: RtpHandle,
+    /// The call's SRTP keys, on an encrypted call.
+    srtp: Option<SrtpKeys>,
 }
 
 /// Builds the user's [`CallMedia`] and the call task's end for `handle`.
-pub(super) fn relay(handle: RtpHandle, answer: &SdpAnswer) -> (CallMedia, MediaRelay) {
+pub(super) fn relay(
+    handle: RtpHandle,
+    answer: &SdpAnswer,
+    srtp: Option<SrtpKeys>,
+) -> (CallMedia, MediaRelay) {
     let media = CallMedia {
         local: handle.local_addr(),
         remote: answer.remote,
@@ -200,14 +251,20 @@ pub(super) fn relay(handle: RtpHandle, answer: &SdpAnswer) -> (CallMedia, MediaR
         control: handle.control(),
         events: handle.events(),
     };
-    (media, MediaRelay { handle })
+    (media, MediaRelay { handle, srtp })
 }
 
 impl MediaRelay {
     /// Follows a re-INVITE's (or UPDATE's) offer: its address, its codec,
     /// and hold (`held`: the peer's `sendonly` or `inactive`).
-    pub(super) fn renegotiate(&self, offer: &SdpAnswer, held: bool) {
+    pub(super) fn renegotiate(&mut self, offer: &SdpAnswer, held: bool) {
         let c = self.handle.control();
+        if let (Some(keys), Some(crypto)) = (self.srtp.as_mut(), offer.crypto.as_ref()) {
+            if keys.remote != crypto.key {
+                keys.remote = crypto.key;
+                c.rekey(keys.clone());
+            }
+        }
         c.move_to(offer.remote);
         c.set_codec(
             match offer.codec {
@@ -217,6 +274,24 @@ impl MediaRelay {
             offer.telephone_event_pt,
         );
         c.hold(held);
+    }
+
+    /// What an offer in the dialog must carry, and herald's answer to it: on
+    /// an SRTP call, an SDES key (`Err` without one: media is never moved to
+    /// plain RTP); on a plain call, plain RTP. `Ok(Some((tag, key)))`: answer
+    /// with herald's key under the offer's tag.
+    pub(super) fn answer_crypto(&self, offer: &SdpAnswer) -> Result<Option<(u32, MasterKey)>, ()> {
+        match (&self.srtp, &offer.crypto, offer.secure) {
+            (Some(keys), Some(c), true) => Ok(Some((c.tag, keys.local))),
+            (Some(_), _, _) => Err(()),
+            (None, _, true) => Err(()),
+            (None, _, false) => Ok(None),
+        }
+    }
+
+    /// herald's master key, on an SRTP call.
+    pub(super) fn local_key(&self) -> Option<&MasterKey> {
+        self.srtp.as_ref().map(|k| &k.local)
     }
 
     /// Resolves when no RTP has been received for the inactivity timeout

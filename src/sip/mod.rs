@@ -384,7 +384,14 @@ impl CallControl {
             return Err(OriginateError::ShuttingDown);
         }
         let target = target::resolve(req, &inner.trunks, inner.advertised)?;
-        let media = inner.media.prepare().await?;
+        let mut media = inner.media.prepare().await?;
+        if let Some(t) = target.trunk.as_ref() {
+            match t.cfg.media_encryption.as_str() {
+                "sdes" => media.encrypt(false),
+                "required" => media.encrypt(true),
+                _ => {}
+            }
+        }
         let call_id = format!("{}@herald", uuid::Uuid::new_v4().simple());
         let notes = inner.stack.registry.insert(&call_id);
         let (events_tx, events_rx) = mpsc::unbounded_channel();

@@ -7,6 +7,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use crate::media::srtp::{self, MasterKey};
+
 /// The telephone-event payload type herald offers.
 pub const TELEPHONE_EVENT_PT: u8 = 101;
 
@@ -39,6 +41,23 @@ pub struct SdpAnswer {
     pub telephone_event_pt: Option<u8>,
     /// `a=ptime`, when given.
     pub ptime_ms: Option<u32>,
+    /// The stream is SRTP (`RTP/SAVP`).
+    pub secure: bool,
+    /// Its SDES key for AES_CM_128_HMAC_SHA1_80, when it has one.
+    pub crypto: Option<SdesCrypto>,
+}
+
+/// One `a=crypto` line herald can use (RFC 4568): its tag and master key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SdesCrypto {
+    pub tag: u32,
+    pub key: MasterKey,
+}
+
+impl std::fmt::Debug for SdesCrypto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SdesCrypto {{ tag: {}, key: *** }}", self.tag)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,29 +77,53 @@ pub enum SdpError {
 /// herald's SDP offer for an RTP socket at `ip:port`. `session_id` should be
 /// unique per call (it is the `o=` session id and version).
 pub fn build_offer(ip: IpAddr, port: u16, session_id: u64) -> String {
+    build_offer_with(ip, port, session_id, None)
+}
+
+/// As [`build_offer`]; with `key`, the stream is SRTP (`RTP/SAVP`) and
+/// offers that master key for AES_CM_128_HMAC_SHA1_80 (SDES, tag 1).
+pub fn build_offer_with(ip: IpAddr, port: u16, session_id: u64, key: Option<&MasterKey>) -> String {
     let family = if ip.is_ipv6() { "IP6" } else { "IP4" };
     let te = TELEPHONE_EVENT_PT;
+    let (proto, crypto) = secure_parts(key.map(|k| (1, k)));
     format!(
         "v=0\r\n\
          o=herald {session_id} {session_id} IN {family} {ip}\r\n\
          s=herald\r\n\
          c=IN {family} {ip}\r\n\
          t=0 0\r\n\
-         m=audio {port} RTP/AVP 0 8 {te}\r\n\
+         m=audio {port} {proto} 0 8 {te}\r\n\
          a=rtpmap:0 PCMU/8000\r\n\
          a=rtpmap:8 PCMA/8000\r\n\
          a=rtpmap:{te} telephone-event/8000\r\n\
          a=fmtp:{te} 0-16\r\n\
          a=ptime:20\r\n\
+         {crypto}\
          a=sendrecv\r\n"
     )
+}
+
+/// The transport protocol and `a=crypto` line of a stream keyed with
+/// `(tag, key)`, or plain RTP.
+fn secure_parts(crypto: Option<(u32, &MasterKey)>) -> (&'static str, String) {
+    match crypto {
+        Some((tag, key)) => (
+            "RTP/SAVP",
+            format!(
+                "a=crypto:{tag} {} inline:{}\r\n",
+                srtp::SDES_SUITE,
+                srtp::to_inline(key)
+            ),
+        ),
+        None => ("RTP/AVP", String::new()),
+    }
 }
 
 /// The SDP answer to an offer read with [`parse_offer`]: RTP at `ip:port`,
 /// the chosen codec, and telephone-event on the offer's payload type when
 /// the offer had one.
 pub fn build_answer(ip: IpAddr, port: u16, session_id: u64, offer: &SdpAnswer) -> String {
-    build_answer_in(ip, port, session_id, offer, Direction::SendRecv)
+    build_answer_in(ip, port, session_id, offer, Direction::SendRecv, None)
 }
 
 /// The media direction of an SDP (RFC 4566 §6; RFC 3264 §5.1): the audio
@@ -160,8 +203,10 @@ pub fn build_answer_in(
     session_id: u64,
     offer: &SdpAnswer,
     direction: Direction,
+    crypto: Option<(u32, &MasterKey)>,
 ) -> String {
     let family = if ip.is_ipv6() { "IP6" } else { "IP4" };
+    let (proto, crypto) = secure_parts(crypto);
     let (pt, name) = match offer.codec {
         AudioCodec::Pcmu => (0, "PCMU"),
         AudioCodec::Pcma => (8, "PCMA"),
@@ -180,9 +225,10 @@ pub fn build_answer_in(
          s=herald\r\n\
          c=IN {family} {ip}\r\n\
          t=0 0\r\n\
-         m=audio {port} RTP/AVP {formats}\r\n\
+         m=audio {port} {proto} {formats}\r\n\
          {attrs}\
          a=ptime:20\r\n\
+         {crypto}\
          a={}\r\n",
         direction.as_str()
     )
@@ -246,6 +292,8 @@ pub fn parse_answer(body: &[u8]) -> Result<SdpAnswer, SdpError> {
         codec,
         telephone_event_pt,
         ptime_ms: audio.ptime,
+        secure: audio.secure,
+        crypto: audio.crypto,
     })
 }
 
@@ -265,6 +313,8 @@ struct AudioSection<'a> {
     conn: Option<&'a str>,
     rtpmaps: Vec<(u8, String)>,
     ptime: Option<u32>,
+    secure: bool,
+    crypto: Option<SdesCrypto>,
 }
 
 impl<'a> AudioSection<'a> {
@@ -289,6 +339,8 @@ impl<'a> AudioSection<'a> {
             conn: None,
             rtpmaps: Vec::new(),
             ptime: None,
+            secure: proto.eq_ignore_ascii_case("RTP/SAVP"),
+            crypto: None,
         })
     }
 
@@ -302,6 +354,21 @@ impl<'a> AudioSection<'a> {
             }
         } else if let Some(p) = value.strip_prefix("ptime:") {
             self.ptime = p.trim().parse().ok();
+        } else if let Some(c) = value.strip_prefix("crypto:") {
+            // "TAG SUITE inline:KEY[|…] [session params]": the first line of
+            // the one suite herald speaks.
+            let mut f = c.split_whitespace();
+            let tag = f.next().and_then(|t| t.parse::<u32>().ok());
+            let suite = f.next();
+            let key = f
+                .next()
+                .and_then(|k| k.strip_prefix("inline:"))
+                .and_then(srtp::from_inline);
+            if let (None, Some(tag), Some(srtp::SDES_SUITE), Some(key)) =
+                (&self.crypto, tag, suite, key)
+            {
+                self.crypto = Some(SdesCrypto { tag, key });
+            }
         }
     }
 
@@ -377,6 +444,50 @@ mod tests {
         assert_eq!(back.codec, AudioCodec::Pcmu);
         assert_eq!(back.telephone_event_pt, Some(101));
         assert_eq!(back.ptime_ms, Some(20));
+    }
+
+    #[test]
+    fn an_srtp_offer_carries_its_key_and_an_answer_s_key_is_read_back() {
+        let key = srtp::new_master_key();
+        let offer = build_offer_with("127.0.0.1".parse().unwrap(), 20002, 42, Some(&key));
+        assert!(
+            offer.contains("m=audio 20002 RTP/SAVP 0 8 101\r\n"),
+            "{offer}"
+        );
+        let read = parse_offer(offer.as_bytes()).unwrap();
+        assert!(read.secure);
+        assert_eq!(read.crypto, Some(SdesCrypto { tag: 1, key }));
+        assert!(
+            !format!("{read:?}").contains(&srtp::to_inline(&key)),
+            "no key in Debug"
+        );
+        // An answer under the offer's tag, with the answerer's key; other
+        // suites and keys with an MKI are skipped.
+        let theirs = srtp::new_master_key();
+        let answer = build_answer_in(
+            "127.0.0.1".parse().unwrap(),
+            30000,
+            7,
+            &read,
+            Direction::SendRecv,
+            Some((1, &theirs)),
+        );
+        let mut with_others = answer.replace(
+            "a=crypto:1",
+            "a=crypto:2 AES_256_CM_HMAC_SHA1_80 inline:AAAA\r\na=crypto:1",
+        );
+        with_others.push_str("a=crypto:3 AES_CM_128_HMAC_SHA1_80 inline:short\r\n");
+        let back = parse_answer(with_others.as_bytes()).unwrap();
+        assert!(back.secure);
+        assert_eq!(
+            back.crypto,
+            Some(SdesCrypto {
+                tag: 1,
+                key: theirs
+            })
+        );
+        let plain = parse_answer(build_offer("127.0.0.1".parse().unwrap(), 1, 1).as_bytes());
+        assert!(!plain.as_ref().unwrap().secure && plain.unwrap().crypto.is_none());
     }
 
     #[test]

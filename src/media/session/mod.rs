@@ -37,6 +37,7 @@ use super::jitter::JitterBuffer;
 use super::jitter::Pushed;
 use super::playout::{PlayoutQueue, FRAME_BYTES, MAX_QUEUED_BYTES};
 use super::ports::PortLease;
+use super::srtp::Srtp;
 use super::stats::{InterarrivalJitter, RtpStats};
 use super::types::{Codec, MediaEvent, RtpConfig, COMFORT_NOISE_PAYLOAD_TYPE, CONTINUOUS_SLACK};
 use bytes::Bytes;
@@ -87,6 +88,8 @@ pub(crate) enum Command {
     /// On hold (`sendonly`/`inactive` from the peer): nothing sent, no
     /// inactivity; or off hold.
     Hold(bool),
+    /// New SRTP keys (a re-INVITE re-keyed the call).
+    Rekey(Box<super::srtp::SrtpKeys>),
     Stop,
 }
 
@@ -99,6 +102,7 @@ impl Command {
                 | Command::MoveTo(_)
                 | Command::SetCodec(..)
                 | Command::Hold(_)
+                | Command::Rekey(_)
                 | Command::Stop
         )
     }
@@ -198,6 +202,8 @@ pub(crate) struct Driver {
     feed: Option<Feed>,
     /// Sequence number and timestamp of the last frame handed out.
     last_out: (u16, u32),
+    /// On an SRTP call: the contexts (an error sends and accepts nothing).
+    srtp: Option<Result<Srtp, String>>,
 }
 
 impl Driver {
@@ -214,7 +220,9 @@ impl Driver {
     ) -> Driver {
         let now = Instant::now();
         let jitter = JitterBuffer::new(cfg.jitter_ms, JITTER_CAPACITY);
+        let srtp = cfg.srtp.as_ref().map(Srtp::new);
         Driver {
+            srtp,
             socket,
             _lease: lease,
             cfg,
@@ -387,6 +395,11 @@ impl Driver {
                 self.cfg.codec = codec;
                 self.cfg.dtmf_payload_type = dtmf;
             }
+            Command::Rekey(keys) => {
+                if self.srtp.is_some() {
+                    self.srtp = Some(Srtp::new(&keys));
+                }
+            }
             Command::Hold(held) => {
                 if self.held && !held {
                     // Off hold: the inactivity count starts again.
@@ -491,8 +504,26 @@ impl Driver {
             }
         };
         self.seq = self.seq.wrapping_add(1);
+        let protected;
+        let datagram = match self.srtp.as_mut() {
+            None => &buf[..n],
+            Some(Ok(srtp)) => match srtp.protect(&buf[..n]) {
+                Some(p) => {
+                    protected = p;
+                    &protected[..]
+                }
+                None => {
+                    self.stats.send_errors += 1;
+                    return false;
+                }
+            },
+            Some(Err(_)) => {
+                self.stats.send_errors += 1;
+                return false;
+            }
+        };
         // UDP sends complete at once unless the socket buffer is full.
-        match self.socket.send_to(&buf[..n], self.remote).await {
+        match self.socket.send_to(datagram, self.remote).await {
             Ok(_) => {
                 self.stats.packets_sent += 1;
                 self.stats.bytes_sent += payload.len() as u64;

@@ -60,6 +60,24 @@ impl Driver {
     }
 
     pub(super) fn on_datagram(&mut self, data: &[u8], src: SocketAddr) {
+        let plain;
+        let data = match self.srtp.as_mut() {
+            None => data,
+            Some(Ok(srtp)) => match srtp.unprotect(data) {
+                Some(p) => {
+                    plain = p;
+                    &plain[..]
+                }
+                None => {
+                    self.stats.srtp_rejected += 1;
+                    return;
+                }
+            },
+            Some(Err(_)) => {
+                self.stats.srtp_rejected += 1;
+                return;
+            }
+        };
         let Ok(rtp) = RtpReader::new(data) else {
             self.stats.invalid_packets += 1;
             return;
