@@ -130,6 +130,15 @@ async fn a_trunk_registers_refreshes_recovers_from_a_503_and_unregisters() {
         )
         .await,
     );
+    // A one-off call on the same trunk waits too: no INVITE reaches it.
+    let one_off = common::id_of(
+        &app.post_ok(
+            "/v1/calls",
+            &json!({"to": "+15557770002", "trunk": "silent", "agent_id": ag}),
+            StatusCode::CREATED,
+        )
+        .await,
+    );
     let mut rx = app.events().subscribe();
     app.campaign_verb(&c, "start", json!({})).await;
     wait_status(&mut rx, &c, "waiting", Duration::from_secs(20)).await;
@@ -147,6 +156,27 @@ async fn a_trunk_registers_refreshes_recovers_from_a_503_and_unregisters() {
         ))
         .await,
         0
+    );
+    silent.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 4096];
+    let mut registers = 0;
+    while let Ok(n) = silent.recv(&mut buf) {
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(!text.starts_with("INVITE"), "a call went out: {text}");
+        registers += usize::from(text.starts_with("REGISTER"));
+    }
+    assert!(
+        registers >= 1,
+        "the silent trunk was never asked to register"
+    );
+    let call = expect_json(
+        app.get(&format!("/v1/calls/{one_off}")).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert!(
+        call["status"] != "failed" && call["status"] != "completed",
+        "{call}"
     );
     // Shutdown unregisters (the registrar's last step: Expires: 0, verified).
     app.stop().await;

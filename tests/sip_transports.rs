@@ -8,7 +8,8 @@
 //! the TLS server is socat's OpenSSL, with a certificate made here by a CA
 //! made here, in front of SIPp `-t t1`. herald verifies the certificate
 //! against that CA (`tls_ca_file`), sends `sips:` and the call goes through;
-//! a certificate for another name is refused before any INVITE is sent.
+//! a certificate for another name is refused before any INVITE is sent; the
+//! callee's BYE comes back over the TLS connection to the call.
 
 mod sipp;
 
@@ -170,13 +171,13 @@ async fn tls_front(dir: &Path, to: std::net::SocketAddr) -> (Child, u16) {
 /// SIPp `-t t1` behind a TLS front: the scenario's Contact names the front,
 /// `sip:…;transport=tls`, so herald's in-dialog requests take the TLS
 /// connection too.
-async fn sipp_behind_tls(dir: &Path) -> (SippUas, Child, u16) {
+async fn sipp_behind_tls(dir: &Path, scenario: &str) -> (SippUas, Child, u16) {
     // The front's port must be in the scenario before SIPp starts, and SIPp's
     // port in the front: the front forwards to a port found free, SIPp is
     // started on it.
     let sipp_port = sipp::free_udp_port();
     let (front, tls_port) = tls_front(dir, ([127, 0, 0, 1], sipp_port).into()).await;
-    let scenario = std::fs::read_to_string(crate_root().join("scenarios/uas_answer_rtp.xml"))
+    let scenario = std::fs::read_to_string(crate_root().join("scenarios").join(scenario))
         .unwrap()
         .replace(
             "Contact: <sip:[local_ip]:[local_port];transport=[transport]>",
@@ -201,7 +202,7 @@ async fn sipp_behind_tls(dir: &Path) -> (SippUas, Child, u16) {
 async fn a_call_over_tls_verifies_the_certificate_and_goes_through() {
     let dir = tempfile::tempdir().unwrap();
     make_certs(dir.path(), &["127.0.0.1", "sip.test"]);
-    let (uas, _front, tls_port) = sipp_behind_tls(dir.path()).await;
+    let (uas, _front, tls_port) = sipp_behind_tls(dir.path(), "uas_answer_rtp.xml").await;
     let mut trunk = h::trunk(&format!("sips:127.0.0.1:{tls_port}"), "", "", 5);
     trunk.transport = "tls".into();
     trunk.tls_ca_file = dir.path().join("ca.pem").display().to_string();
@@ -231,7 +232,7 @@ async fn a_call_over_tls_verifies_the_certificate_and_goes_through() {
 async fn a_certificate_for_another_name_is_refused_before_any_invite() {
     let dir = tempfile::tempdir().unwrap();
     make_certs(dir.path(), &["wrong.example"]);
-    let (uas, _front, tls_port) = sipp_behind_tls(dir.path()).await;
+    let (uas, _front, tls_port) = sipp_behind_tls(dir.path(), "uas_answer_rtp.xml").await;
     let mut trunk = h::trunk(&format!("sips:127.0.0.1:{tls_port}"), "", "", 5);
     trunk.transport = "tls".into();
     trunk.tls_ca_file = dir.path().join("ca.pem").display().to_string();
@@ -254,6 +255,36 @@ async fn a_certificate_for_another_name_is_refused_before_any_invite() {
         "SIPp saw an INVITE: {}",
         exit.logs
     );
+    cancel.cancel();
+    cc.stopped().await;
+}
+
+#[tokio::test]
+async fn a_callee_bye_over_tls_reaches_the_call() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path(), &["127.0.0.1"]);
+    let (uas, _front, tls_port) = sipp_behind_tls(dir.path(), "uas_answer_then_bye.xml").await;
+    let mut trunk = h::trunk(&format!("sips:127.0.0.1:{tls_port}"), "", "", 5);
+    trunk.transport = "tls".into();
+    trunk.tls_ca_file = dir.path().join("ca.pem").display().to_string();
+    let (cc, cancel) = h::start(trunk, h::media_config(30)).await;
+    let mut call = cc
+        .originate(h::tel("a-tls-bye", GUARD, Duration::from_secs(20)))
+        .await
+        .unwrap();
+    let e = tokio::time::timeout(GUARD, async {
+        loop {
+            if let Some(CallEvent::Ended(e)) = call.next_event().await {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("the call did not end");
+    uas.finish().await.assert_success();
+    assert_eq!(e.outcome, Outcome::Answered, "{e:?}");
+    assert_eq!(e.hangup_by, HangupBy::Callee, "{e:?}");
+    assert_eq!(e.q850_cause, Some(16), "{e:?}");
     cancel.cancel();
     cc.stopped().await;
 }

@@ -139,15 +139,25 @@ async fn run(
             return;
         }
     };
-    // The trunk's rate and concurrency apply to one-off calls too; wait for a slot.
+    // The trunk's rate and concurrency apply to one-off calls too, and a
+    // trunk that registers must be registered (as for campaigns): wait.
     if let Some(gate) = deps.trunks.get(&c.trunk) {
         let mut tick = tokio::time::interval(Duration::from_millis(20));
+        let mut said = false;
         loop {
             tick.tick().await;
+            if hangup.is_cancelled() {
+                break;
+            }
+            if let Some(why) = deps.telephony.trunk_unready(&c.trunk) {
+                if !said {
+                    tracing::info!(call = %c.id, reason = %why, "waiting for the trunk");
+                    said = true;
+                }
+                continue;
+            }
             let live = deps.telephony.trunk_live_calls(&c.trunk);
-            if gate.take(1, live, Priority::Normal, deps.clock.now_ms(), &deps.share) == 1
-                || hangup.is_cancelled()
-            {
+            if gate.take(1, live, Priority::Normal, deps.clock.now_ms(), &deps.share) == 1 {
                 break;
             }
         }
