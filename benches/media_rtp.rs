@@ -2,11 +2,13 @@
 //! sessions streaming G.711 both ways (20 ms packets, silence), every received
 //! frame consumed through `next_event`.
 //!
-//! Run: `cargo bench --bench media_rtp -- [CALLS] [SECONDS]` (default 200 calls,
-//! 5 s). Reports CPU per call from /proc/self/stat (user + system time of the
+//! Run: `cargo bench --bench media_rtp -- [CALLS] [SECONDS] [srtp]` (default
+//! 200 calls, 5 s; `srtp`: every call SDES-SRTP, AES_CM_128_HMAC_SHA1_80,
+//! each end protecting what it sends and checking what it receives). Reports CPU per call from /proc/self/stat (user + system time of the
 //! whole process, so both ends of each call are included), packets per second,
 //! losses and sequence gaps, and RSS.
 
+use herald::media::srtp::{new_master_key, SrtpKeys};
 use herald::media::{Codec, MediaEvent, PortPool, RtpConfig, RtpSession, RtpStats};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
@@ -46,14 +48,15 @@ fn main() {
         .collect();
     let calls: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(200);
     let seconds: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(5);
+    let srtp = args.get(2).is_some_and(|a| a == "srtp");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(run(calls, Duration::from_secs(seconds)));
+    rt.block_on(run(calls, Duration::from_secs(seconds), srtp));
 }
 
-async fn run(calls: usize, duration: Duration) {
+async fn run(calls: usize, duration: Duration, srtp: bool) {
     let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let pool = PortPool::new(20_000, 60_000);
     let cfg = RtpConfig {
@@ -73,7 +76,19 @@ async fn run(calls: usize, duration: Duration) {
             .await
             .expect("bind (raise ulimit -n?)");
         let (la, lb) = (a.local_addr(), b.local_addr());
-        for h in [a.start(lb, cfg.clone()), b.start(la, cfg.clone())] {
+        let (mut ca, mut cb) = (cfg.clone(), cfg.clone());
+        if srtp {
+            let (ka, kb) = (new_master_key(), new_master_key());
+            ca.srtp = Some(SrtpKeys {
+                local: ka,
+                remote: kb,
+            });
+            cb.srtp = Some(SrtpKeys {
+                local: kb,
+                remote: ka,
+            });
+        }
+        for h in [a.start(lb, ca), b.start(la, cb)] {
             let stop = stop.clone();
             let window = window.clone();
             tasks.spawn(async move {
@@ -121,13 +136,17 @@ async fn run(calls: usize, duration: Duration) {
         total.late += s.late - s0.late;
         total.skipped_slots += s.skipped_slots - s0.skipped_slots;
         total.audio_frames_dropped += s.audio_frames_dropped - s0.audio_frames_dropped;
+        total.srtp_rejected += s.srtp_rejected - s0.srtp_rejected;
         total.jitter = total.jitter.max(s.jitter);
     }
     let cpu = cpu1 - cpu0;
     let secs = elapsed.as_secs_f64();
     let core_share = cpu / secs;
     let pps = 2.0 * 50.0 * calls as f64; // sent+received per side, both sides
-    println!("media_rtp: {calls} calls (2 sessions each), {secs:.1} s measured");
+    println!(
+        "media_rtp: {calls} calls (2 sessions each{}), {secs:.1} s measured",
+        if srtp { ", SRTP" } else { "" }
+    );
     println!(
         "  cpu: {:.1}% of one core in total, {:.4}% of a core per call, {:.2} µs per packet handled",
         core_share * 100.0,
@@ -147,6 +166,7 @@ async fn run(calls: usize, duration: Duration) {
         total.audio_frames_dropped,
         total.jitter_ms()
     );
+    println!("  srtp packets rejected {}", total.srtp_rejected);
     println!(
         "  rss: {} KiB total, {:.1} KiB per call",
         rss,

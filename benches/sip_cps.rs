@@ -4,7 +4,10 @@
 //!
 //! Run: `cargo bench --bench sip_cps` (release build). Environment:
 //! `HERALD_CPS_RATES` (default `500,1000,2000,3000,4000,5000`),
-//! `HERALD_CPS_SECS` (seconds per step, default 5).
+//! `HERALD_CPS_SECS` (seconds per step, default 5),
+//! `HERALD_CPS_TRANSPORTS` (e.g. `udp,tcp,tls`: herald's trunk over each, in
+//! turn at each rate, against its own SIPp; TCP is SIPp `-t t1`, TLS is socat's
+//! OpenSSL in front of SIPp `-t t1`; SIPp's UAC is then not run).
 
 #[path = "../tests/sipp/mod.rs"]
 mod sipp;
@@ -121,6 +124,100 @@ async fn herald_step(cc: &CallControl, rate: u32, secs: u32) -> Step {
     }
 }
 
+/// A herald with one trunk over `transport` to its own SIPp UAS, and what
+/// must stay alive for it.
+struct Leg {
+    transport: String,
+    cc: CallControl,
+    cancel: tokio_util::sync::CancellationToken,
+    uas: SippUas,
+    _front: Option<tokio::process::Child>,
+    _dir: tempfile::TempDir,
+}
+
+const UAS_EXTRA: [&str; 6] = [
+    "-max_recv_loops",
+    "10000",
+    "-max_sched_loops",
+    "10000",
+    "-buff_size",
+    "4194304",
+];
+
+async fn leg(transport: &str) -> Leg {
+    let dir = tempfile::tempdir().unwrap();
+    let mut media = media_config(30);
+    media.rtp_port_min = 20000;
+    media.rtp_port_max = 60000;
+    let (uas, front, mut cfg) = match transport {
+        "tls" => {
+            sipp::tls::make_certs(dir.path(), &["127.0.0.1"]);
+            let (uas, front, port) =
+                sipp::tls::sipp_behind_tls(dir.path(), "uas_cps.xml", &UAS_EXTRA, 600, false).await;
+            let mut cfg = trunk(&format!("sips:127.0.0.1:{port}"), "", "", 1_000_000);
+            cfg.tls_ca_file = dir.path().join("ca.pem").display().to_string();
+            (uas, Some(front), cfg)
+        }
+        _ => {
+            let mut extra = UAS_EXTRA.to_vec();
+            if transport == "tcp" {
+                extra.extend(["-t", "t1"]);
+            }
+            let uas = SippUas::start_with(UasOptions {
+                scenario: "uas_cps.xml",
+                calls: None,
+                extra: &extra,
+                timeout_s: 600,
+                trace: false,
+            })
+            .await;
+            let cfg = trunk(&format!("sip:{}", uas.addr), "", "", 1_000_000);
+            (uas, None, cfg)
+        }
+    };
+    cfg.transport = transport.to_string();
+    let (cc, cancel) = start(cfg, media).await;
+    Leg {
+        transport: transport.to_string(),
+        cc,
+        cancel,
+        uas,
+        _front: front,
+        _dir: dir,
+    }
+}
+
+/// Each rate over each transport, in turn.
+async fn by_transport(transports: &[String], rates: &[u32], secs: u32) {
+    let mut legs = Vec::new();
+    for t in transports {
+        legs.push(leg(t).await);
+    }
+    println!("| transport | target CPS | herald answered/s | herald failed | call time p50 / p99 / max (ms) | herald CPU µs/call |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for &rate in rates {
+        for l in &legs {
+            let h = herald_step(&l.cc, rate, secs).await;
+            println!(
+                "| {} | {rate} | {:.0} | {} ({:.3}%) | {:.0} / {:.0} / {:.0} | {:.0} |",
+                l.transport,
+                (h.attempted - h.failed) as f64 / h.launch,
+                h.failed,
+                100.0 * h.failed as f64 / h.attempted as f64,
+                h.pct(0.5),
+                h.pct(0.99),
+                h.pct(1.0),
+                1e6 * h.cpu / h.attempted as f64,
+            );
+        }
+    }
+    for l in legs {
+        l.cancel.cancel();
+        l.uas.quit();
+        let _ = l.uas.finish().await;
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let rates: Vec<u32> = std::env::var("HERALD_CPS_RATES")
@@ -132,6 +229,15 @@ async fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
+    let transports: Vec<String> = std::env::var("HERALD_CPS_TRANSPORTS")
+        .unwrap_or_else(|_| "udp".into())
+        .split(',')
+        .map(|t| t.trim().to_ascii_lowercase())
+        .collect();
+    if transports != ["udp"] {
+        by_transport(&transports, &rates, secs).await;
+        return;
+    }
     let uas = SippUas::start_with(UasOptions {
         scenario: "uas_cps.xml",
         calls: None,

@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
+pub mod tls;
+
 static INSTALL: Once = Once::new();
 
 /// Makes sure `sipp` is on PATH, installing Debian's `sip-tester` if needed.
