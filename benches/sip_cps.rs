@@ -83,7 +83,11 @@ async fn place_inner(cc: CallControl, i: u64) -> bool {
     };
     while let Some(ev) = call.next_event().await {
         if let CallEvent::Ended(e) = ev {
-            return e.outcome == Outcome::Answered && e.sip_code == Some(200);
+            let ok = e.outcome == Outcome::Answered && e.sip_code == Some(200);
+            if !ok && std::env::var_os("HERALD_CPS_WHY").is_some() {
+                eprintln!("call {i} failed: {} ({:?})", e.reason, e.outcome);
+            }
+            return ok;
         }
     }
     false
@@ -153,7 +157,8 @@ async fn leg(transport: &str) -> Leg {
         "tls" => {
             sipp::tls::make_certs(dir.path(), &["127.0.0.1"]);
             let (uas, front, port) =
-                sipp::tls::sipp_behind_tls(dir.path(), "uas_cps.xml", &UAS_EXTRA, 600, false).await;
+                sipp::tls::sipp_behind_tls(dir.path(), "uas_cps.xml", &UAS_EXTRA, None, 600, false)
+                    .await;
             let mut cfg = trunk(&format!("sips:127.0.0.1:{port}"), "", "", 1_000_000);
             cfg.tls_ca_file = dir.path().join("ca.pem").display().to_string();
             (uas, Some(front), cfg)
@@ -220,6 +225,12 @@ async fn by_transport(transports: &[String], rates: &[u32], secs: u32) {
 
 #[tokio::main]
 async fn main() {
+    if std::env::var_os("HERALD_CPS_TRACE").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let rates: Vec<u32> = std::env::var("HERALD_CPS_RATES")
         .unwrap_or_else(|_| "500,1000,2000,3000,4000,5000".into())
         .split(',')

@@ -79,3 +79,26 @@ async fn a_422_is_asked_again_with_the_callees_min_se() {
     assert_eq!(c["outcome"], "answered", "{c}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_callee_refreshes_and_when_it_stops_herald_hangs_up_before_expiry() {
+    let uas = SippUas::start(
+        "uas_session_timer_uas_refresher.xml",
+        1,
+        &["-recv_timeout", "20s"],
+    )
+    .await;
+    let app = app_for(Db::Sqlite, uas.addr, &FAST).await.expect("sqlite");
+    let c = call(&app, waits()).await;
+    uas.finish().await.assert_success();
+    assert_eq!(c["outcome"], "answered", "{c}");
+    assert_eq!(c["hangup_by"], "timeout", "{c}");
+    assert!(
+        c["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("session expired"),
+        "{c}"
+    );
+    app.stop().await;
+}

@@ -9,7 +9,8 @@
 //! made here, in front of SIPp `-t t1`. herald verifies the certificate
 //! against that CA (`tls_ca_file`), sends `sips:` and the call goes through;
 //! a certificate for another name is refused before any INVITE is sent; the
-//! callee's BYE comes back over the TLS connection to the call.
+//! callee's BYE comes back over the TLS connection to the call. A request on
+//! a TCP connection the carrier opens to herald's SIP port is answered.
 
 mod sipp;
 
@@ -119,7 +120,7 @@ async fn a_call_over_tls_verifies_the_certificate_and_goes_through() {
     let dir = tempfile::tempdir().unwrap();
     tls::make_certs(dir.path(), &["127.0.0.1", "sip.test"]);
     let (uas, _front, tls_port) =
-        tls::sipp_behind_tls(dir.path(), "uas_answer_rtp.xml", &[], 40, true).await;
+        tls::sipp_behind_tls(dir.path(), "uas_answer_rtp.xml", &[], Some(1), 40, true).await;
     let mut trunk = h::trunk(&format!("sips:127.0.0.1:{tls_port}"), "", "", 5);
     trunk.transport = "tls".into();
     trunk.tls_ca_file = dir.path().join("ca.pem").display().to_string();
@@ -150,7 +151,7 @@ async fn a_certificate_for_another_name_is_refused_before_any_invite() {
     let dir = tempfile::tempdir().unwrap();
     tls::make_certs(dir.path(), &["wrong.example"]);
     let (uas, _front, tls_port) =
-        tls::sipp_behind_tls(dir.path(), "uas_answer_rtp.xml", &[], 40, true).await;
+        tls::sipp_behind_tls(dir.path(), "uas_answer_rtp.xml", &[], Some(1), 40, true).await;
     let mut trunk = h::trunk(&format!("sips:127.0.0.1:{tls_port}"), "", "", 5);
     trunk.transport = "tls".into();
     trunk.tls_ca_file = dir.path().join("ca.pem").display().to_string();
@@ -181,8 +182,15 @@ async fn a_certificate_for_another_name_is_refused_before_any_invite() {
 async fn a_callee_bye_over_tls_reaches_the_call() {
     let dir = tempfile::tempdir().unwrap();
     tls::make_certs(dir.path(), &["127.0.0.1"]);
-    let (uas, _front, tls_port) =
-        tls::sipp_behind_tls(dir.path(), "uas_answer_then_bye.xml", &[], 40, true).await;
+    let (uas, _front, tls_port) = tls::sipp_behind_tls(
+        dir.path(),
+        "uas_answer_then_bye.xml",
+        &[],
+        Some(1),
+        40,
+        true,
+    )
+    .await;
     let mut trunk = h::trunk(&format!("sips:127.0.0.1:{tls_port}"), "", "", 5);
     trunk.transport = "tls".into();
     trunk.tls_ca_file = dir.path().join("ca.pem").display().to_string();
@@ -204,6 +212,32 @@ async fn a_callee_bye_over_tls_reaches_the_call() {
     assert_eq!(e.outcome, Outcome::Answered, "{e:?}");
     assert_eq!(e.hangup_by, HangupBy::Callee, "{e:?}");
     assert_eq!(e.q850_cause, Some(16), "{e:?}");
+    cancel.cancel();
+    cc.stopped().await;
+}
+
+#[tokio::test]
+async fn a_request_on_a_connection_the_carrier_opens_is_answered() {
+    // herald listens on TCP on its SIP port too.
+    let (cc, cancel) = h::start(h::trunk("sip:127.0.0.1:9", "", "", 1), h::media_config(30)).await;
+    sipp::ensure_sipp();
+    let out = tokio::process::Command::new("timeout")
+        .args(["30", "sipp", "-sf", "scenarios/uac_options.xml"])
+        .arg(cc.local_addr().to_string())
+        .args(["-t", "t1", "-i", "127.0.0.1", "-m", "1", "-nostdin", "-p"])
+        .arg(sipp::free_udp_port().to_string())
+        .args(["-timeout", "20s", "-recv_timeout", "10s"])
+        .current_dir(sipp::crate_root())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("running sipp");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "SIPp's OPTIONS over TCP: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     cancel.cancel();
     cc.stopped().await;
 }

@@ -13,7 +13,7 @@ use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReas
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invitation::InviteOption;
 
-use super::tls::TlsFailure;
+use super::links::LinkError;
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::dialog::DialogId;
 use rsipstack::sip::{Header, Response};
@@ -112,7 +112,7 @@ impl CallRun {
             (self.timers.session_expires_s, self.timers.min_se_s);
         let mut asked_again = false;
         loop {
-            if let Err(e) = self.open_tls().await {
+            if let Err(e) = self.open_link().await {
                 return e;
             }
             let mut opt = self.invite_option(&offer, auth.clone());
@@ -201,20 +201,20 @@ impl CallRun {
         }
     }
 
-    /// On a TLS trunk, opens the verified connection the INVITE goes on (if
-    /// none is open). A certificate that does not verify ends the call
+    /// On a TCP or TLS trunk, opens the (verified) connection the INVITE goes
+    /// on, if none is open. A certificate that does not verify ends the call
     /// `trunk_error`; a trunk that cannot be reached, `temporary_failure`.
-    async fn open_tls(&self) -> Result<(), CallEnded> {
+    async fn open_link(&self) -> Result<(), CallEnded> {
         let Some(trunk) = self.target.trunk.as_ref() else {
             return Ok(());
         };
-        let (Some(tls), Some(dest)) = (trunk.tls.as_ref(), trunk.destination.as_ref()) else {
+        let (Some(link), Some(dest)) = (trunk.link.as_ref(), trunk.destination.as_ref()) else {
             return Ok(());
         };
         let layer = &self.dialogs.endpoint.transport_layer;
-        match tls.ensure(layer, dest).await {
+        match link.ensure(layer, dest).await {
             Ok(()) => Ok(()),
-            Err(TlsFailure::Certificate(why)) => {
+            Err(LinkError::Certificate(why)) => {
                 warn!(trunk = %trunk.name, error = %why, "TLS certificate refused");
                 Err(self.finish(
                     &Record::default(),
@@ -225,7 +225,7 @@ impl CallRun {
                     format!("tls_certificate: {why}"),
                 ))
             }
-            Err(TlsFailure::Connect(why)) => Err(self.failed(&Record::default(), why)),
+            Err(LinkError::Connect(why)) => Err(self.failed(&Record::default(), why)),
         }
     }
 

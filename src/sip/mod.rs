@@ -15,6 +15,7 @@ pub mod digest;
 mod guard;
 mod in_dialog;
 pub mod inbound_message;
+mod links;
 mod media;
 mod message;
 pub mod register;
@@ -23,7 +24,6 @@ mod stack;
 mod target;
 mod telephony;
 mod timers;
-mod tls;
 mod trunk;
 
 use std::collections::BTreeMap;

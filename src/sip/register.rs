@@ -212,7 +212,7 @@ pub(super) fn backoff(failures: u32) -> Duration {
 }
 
 /// One REGISTER (and its answers to challenges) to its final response.
-/// As [`register`], first opening the trunk's TLS connection if it is a
+/// As [`register`], first opening the trunk's connection if it is a TCP or
 /// TLS trunk and none is open.
 async fn register_on(
     endpoint: &EndpointInnerRef,
@@ -221,8 +221,8 @@ async fn register_on(
     seq: &mut u32,
     expires: u32,
 ) -> Outcome {
-    if let (Some(tls), Some(dest)) = (trunk.tls.as_ref(), b.destination.as_ref()) {
-        if let Err(e) = tls.ensure(&endpoint.transport_layer, dest).await {
+    if let (Some(link), Some(dest)) = (trunk.link.as_ref(), b.destination.as_ref()) {
+        if let Err(e) = link.ensure(&endpoint.transport_layer, dest).await {
             return Outcome::Failed(e.to_string(), None);
         }
     }

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use rsipstack::transport::SipAddr;
 
+use super::links::{SipTransport, TrunkLink};
 use super::register::{RegState, Registration};
-use super::tls::{SipTransport, TrunkTls};
 use crate::config::{Secret, TrunkConfig};
 
 /// A trunk's configuration and live counters.
@@ -22,8 +22,8 @@ pub(super) struct Trunk {
     pub(super) transport: SipTransport,
     /// Where requests through the trunk go, on TCP and TLS.
     pub(super) destination: Option<SipAddr>,
-    /// The TLS client side, on a `tls` trunk.
-    pub(super) tls: Option<TrunkTls>,
+    /// The connection, on a `tcp` or `tls` trunk.
+    pub(super) link: Option<TrunkLink>,
     live: AtomicU32,
     attempts: AtomicU64,
     refused: AtomicU64,
@@ -54,19 +54,20 @@ impl Trunk {
         let transport = SipTransport::of(cfg);
         let proxy = super::target::parse_uri(&cfg.proxy).ok();
         let destination = proxy.as_ref().and_then(|p| transport.destination(p));
-        let tls = match (&proxy, transport) {
-            (Some(p), SipTransport::Tls) => Some(TrunkTls::new(name, cfg, p)?),
-            (None, SipTransport::Tls) => {
+        let link = match (&proxy, transport) {
+            (_, SipTransport::Udp) => None,
+            (None, _) => {
                 anyhow::bail!("trunks.{name}.proxy: {:?} is not a SIP URI", cfg.proxy)
             }
-            _ => None,
+            (Some(_), SipTransport::Tcp) => Some(TrunkLink::tcp()),
+            (Some(p), SipTransport::Tls) => Some(TrunkLink::tls(name, cfg, p)?),
         };
         Ok(Arc::new(Trunk {
             name: name.to_string(),
             password: cfg.resolved_password(),
             transport,
             destination,
-            tls,
+            link,
             cfg: cfg.clone(),
             live: AtomicU32::new(0),
             attempts: AtomicU64::new(0),

@@ -41,11 +41,11 @@ pub async fn tls_front(dir: &Path, to: std::net::SocketAddr) -> (Child, u16) {
         };
         let mut child = Command::new("socat")
             .arg(format!(
-                "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,verify=0,cert={},key={}",
+                "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,nodelay,verify=0,cert={},key={}",
                 dir.join("server.pem").display(),
                 dir.join("server.key").display()
             ))
-            .arg(format!("TCP:{to}"))
+            .arg(format!("TCP:{to},nodelay"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -67,6 +67,7 @@ pub async fn sipp_behind_tls(
     dir: &Path,
     scenario: &str,
     more: &[&str],
+    calls: Option<u32>,
     timeout_s: u32,
     trace: bool,
 ) -> (SippUas, Child, u16) {
@@ -88,7 +89,7 @@ pub async fn sipp_behind_tls(
     extra.extend_from_slice(more);
     let uas = SippUas::start_with(UasOptions {
         scenario: path.to_str().unwrap(),
-        calls: Some(1),
+        calls,
         extra: &extra,
         timeout_s,
         trace,

@@ -2,13 +2,13 @@
 //!
 //! Owns: what a trunk's `transport` means for the requests sent through it
 //! (`sip:…;transport=tcp`, `sips:…`, and the destination the transport layer
-//! is told), and the TLS client side: each TLS trunk's rustls configuration
-//! (the system's roots, or the trunk's `tls_ca_file`; the proxy's host, or
-//! `tls_server_name`, checked against the certificate) and the connection
-//! herald's requests to the trunk travel on, opened here before they are
+//! is told); each TLS trunk's rustls configuration (the system's roots, or the
+//! trunk's `tls_ca_file`; the proxy's host, or `tls_server_name`, checked
+//! against the certificate); and the connection herald's requests to a TCP or
+//! TLS trunk travel on, opened here (with `TCP_NODELAY`) before they are
 //! sent. rsipstack then reads and writes it like a connection it dialed
 //! itself, so responses and the carrier's requests on it reach the same
-//! dialog routing as on UDP. TCP connections are rsipstack's own.
+//! dialog routing as on UDP.
 //!
 //! Must not: accept a certificate that does not verify, or fall back to
 //! plain TCP or UDP for a TLS trunk (rsipstack's own TLS dial, should it ever
@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use rsipstack::sip::transport::Transport;
 use rsipstack::sip::{HostWithPort, Uri};
+use rsipstack::transport::tcp::TcpConnection;
 use rsipstack::transport::tls::TlsConnection;
 use rsipstack::transport::{SipAddr, SipConnection, TransportLayer};
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
@@ -84,16 +85,18 @@ impl SipTransport {
     }
 }
 
-/// A TLS trunk's client side: its verification and its live connection.
-pub(super) struct TrunkTls {
-    connector: TlsConnector,
-    server_name: ServerName<'static>,
+/// A TCP or TLS trunk's connection: opened here (with `TCP_NODELAY`: a
+/// request must not wait for the previous one's ACK), verified on TLS, and
+/// opened again once closed.
+pub(super) struct TrunkLink {
+    /// The verification, on TLS; `None` on TCP.
+    tls: Option<(TlsConnector, ServerName<'static>)>,
     live: tokio::sync::Mutex<Option<SipConnection>>,
 }
 
-/// Why a TLS connection to a trunk could not be opened.
+/// Why a connection to a trunk could not be opened.
 #[derive(Debug)]
-pub(super) enum TlsFailure {
+pub(super) enum LinkError {
     /// The proxy's certificate did not verify (wrong name, unknown issuer,
     /// expired): a configuration matter, not a passing one.
     Certificate(String),
@@ -101,10 +104,19 @@ pub(super) enum TlsFailure {
     Connect(String),
 }
 
-impl TrunkTls {
-    /// The trunk's verification: `tls_ca_file` when set, else the system's
-    /// roots; the name checked is `tls_server_name`, else the proxy's host.
-    pub(super) fn new(name: &str, cfg: &TrunkConfig, proxy: &Uri) -> anyhow::Result<TrunkTls> {
+impl TrunkLink {
+    /// A TCP trunk's.
+    pub(super) fn tcp() -> TrunkLink {
+        TrunkLink {
+            tls: None,
+            live: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// A TLS trunk's, with its verification: `tls_ca_file` when set, else the
+    /// system's roots; the name checked is `tls_server_name`, else the
+    /// proxy's host.
+    pub(super) fn tls(name: &str, cfg: &TrunkConfig, proxy: &Uri) -> anyhow::Result<TrunkLink> {
         let mut roots = RootCertStore::empty();
         if cfg.tls_ca_file.is_empty() {
             let found = rustls_native_certs::load_native_certs();
@@ -148,21 +160,21 @@ impl TrunkTls {
         let server_name = ServerName::try_from(host.clone()).map_err(|_| {
             anyhow::anyhow!("trunks.{name}: {host:?} is not a DNS name or IP address for TLS")
         })?;
-        Ok(TrunkTls {
-            connector: TlsConnector::from(Arc::new(config)),
-            server_name,
+        Ok(TrunkLink {
+            tls: Some((TlsConnector::from(Arc::new(config)), server_name)),
             live: tokio::sync::Mutex::new(None),
         })
     }
 
-    /// Makes sure a verified connection to `remote` is open and known to the
-    /// transport layer (opening one if the last was closed), so the request
-    /// about to be sent travels on it.
+    /// Makes sure a connection to `remote` is open and known to the transport
+    /// layer (opening one if the last was closed), so the request about to be
+    /// sent travels on it. It is known by the address `remote` resolves to,
+    /// as the transport layer looks connections up.
     pub(super) async fn ensure(
         &self,
         layer: &TransportLayer,
         remote: &SipAddr,
-    ) -> Result<(), TlsFailure> {
+    ) -> Result<(), LinkError> {
         let mut live = self.live.lock().await;
         if let Some(conn) = live.as_ref() {
             let closed = conn.cancel_token().is_some_and(|t| t.is_cancelled());
@@ -172,44 +184,59 @@ impl TrunkTls {
         }
         let conn = tokio::time::timeout(CONNECT_TIMEOUT, self.connect(remote))
             .await
-            .map_err(|_| TlsFailure::Connect(format!("TLS connection to {remote} timed out")))??;
+            .map_err(|_| LinkError::Connect(format!("connecting to {remote} timed out")))??;
         layer.add_connection(conn.clone());
         *live = Some(conn);
         Ok(())
     }
 
-    async fn connect(&self, remote: &SipAddr) -> Result<SipConnection, TlsFailure> {
+    async fn connect(&self, remote: &SipAddr) -> Result<SipConnection, LinkError> {
         let host_port = remote.addr.to_string();
         let addr: SocketAddr = tokio::net::lookup_host(&host_port)
             .await
             .ok()
             .and_then(|mut a| a.next())
-            .ok_or_else(|| TlsFailure::Connect(format!("cannot resolve {host_port}")))?;
+            .ok_or_else(|| LinkError::Connect(format!("cannot resolve {host_port}")))?;
         let tcp = tokio::net::TcpStream::connect(addr)
             .await
-            .map_err(|e| TlsFailure::Connect(format!("TCP connect to {addr}: {e}")))?;
+            .map_err(|e| LinkError::Connect(format!("TCP connect to {addr}: {e}")))?;
         tcp.set_nodelay(true).ok();
-        let stream = self
-            .connector
-            .connect(self.server_name.clone(), tcp)
+        // Its own token: the transport layer cancels it when the connection
+        // closes (then `ensure` opens another) and closes it at shutdown.
+        let token = CancellationToken::new();
+        let Some((connector, server_name)) = &self.tls else {
+            let local = SipAddr {
+                r#type: Some(Transport::Tcp),
+                addr: tcp
+                    .local_addr()
+                    .map_err(|e| LinkError::Connect(format!("TCP to {addr}: {e}")))?
+                    .into(),
+            };
+            let conn = TcpConnection::from_stream(tcp, local, Some(token))
+                .map_err(|e| LinkError::Connect(format!("TCP to {addr}: {e}")))?;
+            return Ok(SipConnection::Tcp(conn));
+        };
+        let stream = connector
+            .connect(server_name.clone(), tcp)
             .await
             .map_err(|e| {
                 match e
                     .get_ref()
                     .and_then(|inner| inner.downcast_ref::<tokio_rustls::rustls::Error>())
                 {
-                    Some(tls) if is_certificate_error(tls) => TlsFailure::Certificate(format!(
+                    Some(tls) if is_certificate_error(tls) => LinkError::Certificate(format!(
                         "the TLS certificate of {host_port} is refused: {tls}"
                     )),
-                    _ => TlsFailure::Connect(format!("TLS handshake with {host_port}: {e}")),
+                    _ => LinkError::Connect(format!("TLS handshake with {host_port}: {e}")),
                 }
             })?;
-        // Its own token: the transport layer cancels it when the connection
-        // closes (then `ensure` opens another) and closes it at shutdown.
-        let token = CancellationToken::new();
-        let conn = TlsConnection::from_client_stream(stream, remote.clone(), Some(token))
+        let resolved = SipAddr {
+            r#type: Some(Transport::Tls),
+            addr: addr.into(),
+        };
+        let conn = TlsConnection::from_client_stream(stream, resolved, Some(token))
             .await
-            .map_err(|e| TlsFailure::Connect(format!("TLS connection to {host_port}: {e}")))?;
+            .map_err(|e| LinkError::Connect(format!("TLS connection to {host_port}: {e}")))?;
         Ok(SipConnection::Tls(conn))
     }
 }
@@ -222,10 +249,10 @@ fn is_certificate_error(e: &tokio_rustls::rustls::Error) -> bool {
     )
 }
 
-impl std::fmt::Display for TlsFailure {
+impl std::fmt::Display for LinkError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            TlsFailure::Certificate(s) | TlsFailure::Connect(s) => f.write_str(s),
+            LinkError::Certificate(s) | LinkError::Connect(s) => f.write_str(s),
         }
     }
 }
@@ -268,7 +295,7 @@ mod tests {
             ..TrunkConfig::default()
         };
         let proxy = Uri::try_from("sips:127.0.0.1:5061").unwrap();
-        let err = TrunkTls::new("t", &cfg, &proxy).err().unwrap().to_string();
+        let err = TrunkLink::tls("t", &cfg, &proxy).err().unwrap().to_string();
         assert_eq!(err, "trunks.t.tls_ca_file: cannot be read as a PEM file");
         let dir = tempfile::tempdir().unwrap();
         let junk = dir.path().join("ca.pem");
@@ -277,7 +304,7 @@ mod tests {
             tls_ca_file: junk.display().to_string(),
             ..cfg
         };
-        let err = TrunkTls::new("t", &cfg, &proxy).err().unwrap().to_string();
+        let err = TrunkLink::tls("t", &cfg, &proxy).err().unwrap().to_string();
         assert_eq!(err, "trunks.t.tls_ca_file: holds no PEM certificate");
     }
 }
