@@ -241,3 +241,67 @@ async fn a_request_on_a_connection_the_carrier_opens_is_answered() {
     cancel.cancel();
     cc.stopped().await;
 }
+
+#[tokio::test]
+async fn a_tls_trunk_registers_refreshes_and_unregisters_over_its_connection() {
+    use herald::sip::register::RegState;
+    let dir = tempfile::tempdir().unwrap();
+    tls::make_certs(dir.path(), &["127.0.0.1"]);
+    let (uas, _front, tls_port) = tls::sipp_behind_tls(
+        dir.path(),
+        "uas_registrar.xml",
+        &["-recv_timeout", "30s"],
+        Some(1),
+        40,
+        true,
+    )
+    .await;
+    let mut trunk = h::trunk(
+        &format!("sips:127.0.0.1:{tls_port}"),
+        "herald-user",
+        "s3cret",
+        5,
+    );
+    trunk.transport = "tls".into();
+    trunk.tls_ca_file = dir.path().join("ca.pem").display().to_string();
+    trunk.from_user = "herald-user".into();
+    trunk.register = true;
+    let (cc, cancel) = h::start(trunk, h::media_config(30)).await;
+    // Registered, refreshed into the 503, then registered for the hour.
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    tokio::time::timeout(GUARD, async {
+        loop {
+            tick.tick().await;
+            let r = cc.trunk_stats("sipp").and_then(|s| s.registration);
+            if let Some(r) = r {
+                if r.state == RegState::Registered
+                    && r.expires_at
+                        .is_some_and(|e| e > chrono::Utc::now() + chrono::Duration::minutes(59))
+                {
+                    break;
+                }
+            }
+        }
+    })
+    .await
+    .expect("registered for the hour");
+    // Shutdown unregisters (Expires: 0), on the same connection.
+    cancel.cancel();
+    cc.stopped().await;
+    let exit = uas.finish().await;
+    exit.assert_success();
+    assert!(
+        exit.logs
+            .contains(&format!("REGISTER sips:127.0.0.1:{tls_port} SIP/2.0")),
+        "{}",
+        exit.logs
+    );
+    assert!(exit.logs.contains("Via: SIP/2.0/TLS"), "{}", exit.logs);
+    assert!(!exit.logs.contains("Via: SIP/2.0/UDP"), "{}", exit.logs);
+    assert!(
+        exit.logs.contains("Contact: <sips:herald-user@127.0.0.1:")
+            && exit.logs.contains(";transport=tls>"),
+        "{}",
+        exit.logs
+    );
+}

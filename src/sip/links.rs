@@ -190,6 +190,15 @@ impl TrunkLink {
         Ok(())
     }
 
+    /// herald's end of the open connection (for a Via and a Contact).
+    pub(super) async fn local_addr(&self) -> Option<SipAddr> {
+        self.live
+            .lock()
+            .await
+            .as_ref()
+            .map(|c| c.get_addr().clone())
+    }
+
     async fn connect(&self, remote: &SipAddr) -> Result<SipConnection, LinkError> {
         let host_port = remote.addr.to_string();
         let addr: SocketAddr = tokio::net::lookup_host(&host_port)

@@ -90,6 +90,8 @@ enum Outcome {
 struct Binding {
     registrar: Uri,
     aor: Uri,
+    /// The user of the Contact.
+    user: String,
     contact: String,
     credential: Option<(String, crate::config::Secret)>,
     call_id: CallId,
@@ -147,6 +149,7 @@ pub(super) async fn keep_registered(
         registrar,
         aor,
         contact: format!("<sip:{user}@{}>", host_port(advertised)),
+        user: user.clone(),
         credential: trunk_credential(&trunk),
         call_id: CallId::from(format!("{}@herald", uuid::Uuid::new_v4().simple())),
         tag: make_tag(),
@@ -221,26 +224,31 @@ async fn register_on(
     seq: &mut u32,
     expires: u32,
 ) -> Outcome {
+    let mut local = None;
     if let (Some(link), Some(dest)) = (trunk.link.as_ref(), b.destination.as_ref()) {
         if let Err(e) = link.ensure(&endpoint.transport_layer, dest).await {
             return Outcome::Failed(e.to_string(), None);
         }
+        local = link.local_addr().await;
     }
-    register(endpoint, b, seq, expires).await
+    register(endpoint, b, seq, expires, local.as_ref()).await
 }
 
+/// One REGISTER with its challenge answered; `local`: herald's end of the
+/// trunk's TCP or TLS connection, for the Via and the Contact.
 async fn register(
     endpoint: &EndpointInnerRef,
     b: &Binding,
     seq: &mut u32,
     expires: u32,
+    local: Option<&rsipstack::transport::SipAddr>,
 ) -> Outcome {
     let uri = b.registrar.to_string();
     let mut auth_header: Option<Header> = None;
     let mut rounds = 0u32;
     loop {
         *seq += 1;
-        let request = match build(endpoint, b, *seq, expires, auth_header.take()) {
+        let request = match build(endpoint, b, *seq, expires, auth_header.take(), local) {
             Ok(r) => r,
             Err(e) => return Outcome::Failed(e, None),
         };
@@ -306,10 +314,19 @@ fn build(
     seq: u32,
     expires: u32,
     auth_header: Option<Header>,
+    local: Option<&rsipstack::transport::SipAddr>,
 ) -> Result<Request, String> {
     let via = endpoint
-        .get_via(None, None)
+        .get_via(local.cloned(), None)
         .map_err(|e| format!("no Via for the REGISTER: {e}"))?;
+    let contact = match local {
+        Some(a) => {
+            let tls = a.r#type == Some(rsipstack::sip::transport::Transport::Tls);
+            let (scheme, t) = if tls { ("sips", "tls") } else { ("sip", "tcp") };
+            format!("<{scheme}:{}@{};transport={t}>", b.user, a.addr)
+        }
+        None => b.contact.clone(),
+    };
     let from = FromHeader {
         display_name: None,
         uri: b.aor.clone(),
@@ -329,9 +346,7 @@ fn build(
         seq,
         Some(b.call_id.clone()),
     );
-    request
-        .headers
-        .push(Header::Contact(b.contact.clone().into()));
+    request.headers.push(Header::Contact(contact.into()));
     request
         .headers
         .push(Header::Expires(expires.to_string().into()));
