@@ -386,56 +386,8 @@ impl Config {
             ));
         }
         for (name, t) in &self.trunks {
-            let key = |k: &str| format!("trunks.{name}.{k}");
-            if t.proxy == SIMULATOR_PROXY {
-                if !sim.enabled {
-                    return Err(invalid(
-                        &key("proxy"),
-                        "\"simulator\" needs the simulator: set simulator.enabled = true, or give a sip: URI".into(),
-                    ));
-                }
-            } else if !t.proxy.starts_with("sip:") && !t.proxy.starts_with("sips:") {
-                return Err(invalid(
-                    &key("proxy"),
-                    format!(
-                        "{:?} is not a sip: or sips: URI (or \"simulator\")",
-                        t.proxy
-                    ),
-                ));
-            }
-            if !["udp", "tcp", "tls"].contains(&t.transport.as_str()) {
-                return Err(invalid(
-                    &key("transport"),
-                    format!("{:?} is not one of \"udp\", \"tcp\", \"tls\"", t.transport),
-                ));
-            }
-            if t.proxy.starts_with("sips:") && t.transport != "tls" {
-                return Err(invalid(
-                    &key("transport"),
-                    "a sips: proxy is reached over TLS: set transport = \"tls\"".into(),
-                ));
-            }
-            if t.transport != "udp" && t.proxy == SIMULATOR_PROXY {
-                return Err(invalid(
-                    &key("transport"),
-                    "the simulator speaks UDP only".into(),
-                ));
-            }
-            if !["none", "sdes", "required"].contains(&t.media_encryption.as_str()) {
-                return Err(invalid(
-                    &key("media_encryption"),
-                    format!(
-                        "{:?} is not one of \"none\", \"sdes\", \"required\"",
-                        t.media_encryption
-                    ),
-                ));
-            }
-            if t.max_concurrent_calls == 0 || t.max_calls_per_second == 0 {
-                return Err(invalid(
-                    &key("max_concurrent_calls"),
-                    "limits must be positive".into(),
-                ));
-            }
+            t.validate(sim.enabled)
+                .map_err(|(k, message)| invalid(&format!("trunks.{name}.{k}"), message))?;
         }
         crate::message::channels::validate(self)
             .map_err(|(key, message)| invalid(&key, message))?;

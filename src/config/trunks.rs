@@ -73,6 +73,59 @@ fn default_register_expires() -> u32 {
 }
 
 impl TrunkConfig {
+    /// Checks the trunk's own keys; `Err((key, why))`. `simulator`: whether
+    /// the embedded simulator runs (a `"simulator"` proxy needs it).
+    pub(super) fn validate(&self, simulator: bool) -> Result<(), (&'static str, String)> {
+        let simulated = self.proxy == super::SIMULATOR_PROXY;
+        if simulated && !simulator {
+            return Err((
+                "proxy",
+                "\"simulator\" needs the simulator: set simulator.enabled = true, or give a sip: URI"
+                    .into(),
+            ));
+        }
+        if !simulated && !self.proxy.starts_with("sip:") && !self.proxy.starts_with("sips:") {
+            return Err((
+                "proxy",
+                format!(
+                    "{:?} is not a sip: or sips: URI (or \"simulator\")",
+                    self.proxy
+                ),
+            ));
+        }
+        if !["udp", "tcp", "tls"].contains(&self.transport.as_str()) {
+            return Err((
+                "transport",
+                format!(
+                    "{:?} is not one of \"udp\", \"tcp\", \"tls\"",
+                    self.transport
+                ),
+            ));
+        }
+        if self.proxy.starts_with("sips:") && self.transport != "tls" {
+            return Err((
+                "transport",
+                "a sips: proxy is reached over TLS: set transport = \"tls\"".into(),
+            ));
+        }
+        if simulated && self.transport != "udp" {
+            return Err(("transport", "the simulator speaks UDP only".into()));
+        }
+        if !["none", "sdes", "required"].contains(&self.media_encryption.as_str()) {
+            return Err((
+                "media_encryption",
+                format!(
+                    "{:?} is not one of \"none\", \"sdes\", \"required\"",
+                    self.media_encryption
+                ),
+            ));
+        }
+        if self.max_concurrent_calls == 0 || self.max_calls_per_second == 0 {
+            return Err(("max_concurrent_calls", "limits must be positive".into()));
+        }
+        Ok(())
+    }
+
     /// The digest password: `password`, else the variable named by `password_env`.
     pub fn resolved_password(&self) -> Option<Secret> {
         if !self.password.is_empty() {
@@ -82,5 +135,48 @@ impl TrunkConfig {
             return None;
         }
         std::env::var(&self.password_env).ok().map(Secret)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trunk(proxy: &str, transport: &str, media: &str) -> TrunkConfig {
+        TrunkConfig {
+            proxy: proxy.into(),
+            transport: transport.into(),
+            media_encryption: media.into(),
+            ..TrunkConfig::default()
+        }
+    }
+
+    #[test]
+    fn transports_and_media_encryption_are_checked_with_the_key_that_is_wrong() {
+        assert!(trunk("sip:a.example", "udp", "none")
+            .validate(false)
+            .is_ok());
+        assert!(trunk("sip:a.example", "tcp", "sdes")
+            .validate(false)
+            .is_ok());
+        assert!(trunk("sips:a.example", "tls", "required")
+            .validate(false)
+            .is_ok());
+        let key = |t: TrunkConfig| t.validate(true).unwrap_err().0;
+        assert_eq!(key(trunk("sip:a.example", "sctp", "none")), "transport");
+        assert_eq!(key(trunk("sips:a.example", "udp", "none")), "transport");
+        assert_eq!(key(trunk("simulator", "tls", "none")), "transport");
+        assert_eq!(
+            key(trunk("sip:a.example", "udp", "zrtp")),
+            "media_encryption"
+        );
+        assert_eq!(key(trunk("tel:+1555", "udp", "none")), "proxy");
+        assert_eq!(
+            trunk("simulator", "udp", "none")
+                .validate(false)
+                .unwrap_err()
+                .0,
+            "proxy"
+        );
     }
 }
