@@ -83,8 +83,7 @@ async fn main() {
         listen: "127.0.0.1:0".into(),
         public_addr: String::new(),
         user_agent: "herald-bench".into(),
-        session_expires_s: 1800,
-        min_se_s: 90,
+        ..Default::default()
     };
     let media = MediaConfig {
         rtp_port_min: 20000,

@@ -8,6 +8,8 @@
 //! `HERALD_CPS_TRANSPORTS` (e.g. `udp,tcp,tls`: herald's trunk over each, in
 //! turn at each rate, against its own SIPp; TCP is SIPp `-t t1`, TLS is socat's
 //! OpenSSL in front of SIPp `-t t1`; SIPp's UAC is then not run).
+//! `HERALD_CPS_WHY=1` prints why each failed call failed;
+//! `HERALD_CPS_TRACE=1` logs to stderr under `RUST_LOG`.
 
 #[path = "../tests/sipp/mod.rs"]
 mod sipp;

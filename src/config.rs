@@ -180,6 +180,34 @@ pub struct SipConfig {
     /// The shortest session interval accepted (`Min-SE`).
     #[serde(default = "default_min_se")]
     pub min_se_s: u32,
+    /// `ip:port` where herald accepts SIP over TLS from carriers that open
+    /// their own connection (requests on herald's own connections need no
+    /// listener); empty: none. Needs `tls_cert_file` and `tls_key_file`.
+    #[serde(default)]
+    pub tls_listen: String,
+    /// herald's certificate chain (PEM) for `tls_listen`.
+    #[serde(default)]
+    pub tls_cert_file: String,
+    /// Its private key (PEM, PKCS#8 or PKCS#1).
+    #[serde(default)]
+    pub tls_key_file: String,
+}
+
+impl Default for SipConfig {
+    /// Loopback, a free port, no NAT address, the default timers, no TLS
+    /// listener.
+    fn default() -> Self {
+        SipConfig {
+            listen: "127.0.0.1:0".into(),
+            public_addr: String::new(),
+            user_agent: "herald".into(),
+            session_expires_s: default_session_expires(),
+            min_se_s: default_min_se(),
+            tls_listen: String::new(),
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
+        }
+    }
 }
 
 fn default_session_expires() -> u32 {

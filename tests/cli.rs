@@ -262,8 +262,7 @@ async fn sim_answers_as_its_population_says_and_stops_on_ctrl_c() {
             listen: "127.0.0.1:0".into(),
             public_addr: String::new(),
             user_agent: "herald-test".into(),
-            session_expires_s: 1800,
-            min_se_s: 90,
+            ..Default::default()
         },
         &MediaConfig {
             rtp_port_min: 20000,

@@ -39,8 +39,7 @@ async fn herald_with(trunk_cfg: TrunkConfig) -> (CallControl, CancellationToken)
         listen: "127.0.0.1:0".into(),
         public_addr: String::new(),
         user_agent: "herald-test".into(),
-        session_expires_s: 1800,
-        min_se_s: 90,
+        ..Default::default()
     };
     let media = MediaConfig {
         rtp_port_min: 20000,

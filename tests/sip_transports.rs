@@ -10,7 +10,9 @@
 //! against that CA (`tls_ca_file`), sends `sips:` and the call goes through;
 //! a certificate for another name is refused before any INVITE is sent; the
 //! callee's BYE comes back over the TLS connection to the call. A request on
-//! a TCP connection the carrier opens to herald's SIP port is answered.
+//! a TCP connection the carrier opens to herald's SIP port is answered, and
+//! one on a TLS connection it opens to `[sip] tls_listen` (socat's OpenSSL as
+//! the carrier's TLS client, verifying herald's certificate).
 
 mod sipp;
 
@@ -304,4 +306,67 @@ async fn a_tls_trunk_registers_refreshes_and_unregisters_over_its_connection() {
         "{}",
         exit.logs
     );
+}
+
+#[tokio::test]
+async fn a_carrier_opening_its_own_tls_connection_is_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    tls::make_certs(dir.path(), &["127.0.0.1"]);
+    let tls_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let sip = herald::config::SipConfig {
+        tls_listen: format!("127.0.0.1:{tls_port}"),
+        tls_cert_file: dir.path().join("server.pem").display().to_string(),
+        tls_key_file: dir.path().join("server.key").display().to_string(),
+        ..Default::default()
+    };
+    let mut trunks = std::collections::BTreeMap::new();
+    trunks.insert("sipp".to_string(), h::trunk("sip:127.0.0.1:9", "", "", 1));
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let cc = herald::sip::CallControl::start(&sip, &h::media_config(30), &trunks, cancel.clone())
+        .await
+        .expect("call control starts");
+    sipp::wait_listening(tls_port, true).await;
+    // The carrier: SIPp over TCP into socat, which opens a TLS connection to
+    // herald and verifies herald's certificate against the test CA.
+    sipp::ensure_debian_tool("socat", "socat");
+    let plain = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut client = tokio::process::Command::new("socat")
+        .arg(format!(
+            "TCP-LISTEN:{plain},bind=127.0.0.1,reuseaddr,nodelay"
+        ))
+        .arg(format!(
+            "OPENSSL:127.0.0.1:{tls_port},cafile={},nodelay",
+            dir.path().join("ca.pem").display()
+        ))
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("socat runs");
+    sipp::wait_listening(plain, true).await;
+    let out = tokio::process::Command::new("timeout")
+        .args(["30", "sipp", "-sf", "scenarios/uac_options.xml"])
+        .arg(format!("127.0.0.1:{plain}"))
+        .args(["-t", "t1", "-i", "127.0.0.1", "-m", "1", "-nostdin", "-p"])
+        .arg(sipp::free_udp_port().to_string())
+        .args(["-timeout", "20s", "-recv_timeout", "10s"])
+        .current_dir(sipp::crate_root())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("running sipp");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "SIPp's OPTIONS over TLS: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    client.kill().await.ok();
+    cancel.cancel();
+    cc.stopped().await;
 }

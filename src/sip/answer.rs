@@ -83,6 +83,7 @@ impl Answerer {
             cancel.clone(),
             Some(tx),
             Default::default(),
+            None,
         )
         .await?;
         let mut local_addr = st.local_addr;

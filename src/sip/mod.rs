@@ -278,6 +278,7 @@ impl CallControl {
             stack_stop.clone(),
             None,
             metrics,
+            stack::TlsListen::from_config(sip)?,
         )
         .await?;
         let mut advertised = public.unwrap_or(stack.local_addr);

@@ -22,8 +22,8 @@ use rsipstack::transaction::endpoint::EndpointOption;
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transaction::TransactionReceiver;
 use rsipstack::transport::udp::UdpConnection;
-use rsipstack::transport::TcpListenerConnection;
 use rsipstack::transport::TransportLayer;
+use rsipstack::transport::{TcpListenerConnection, TlsConfig, TlsListenerConnection};
 use rsipstack::EndpointBuilder;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -83,6 +83,44 @@ impl Registry {
     }
 }
 
+/// Where herald accepts SIP over TLS, and with which certificate (PEM).
+pub(super) struct TlsListen {
+    pub(super) addr: SocketAddr,
+    pub(super) cert: Vec<u8>,
+    pub(super) key: Vec<u8>,
+}
+
+impl TlsListen {
+    /// From `[sip] tls_listen`, `tls_cert_file`, `tls_key_file`; `None` when
+    /// `tls_listen` is empty. The files must hold a certificate and a key.
+    pub(super) fn from_config(sip: &crate::config::SipConfig) -> anyhow::Result<Option<TlsListen>> {
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        if sip.tls_listen.is_empty() {
+            return Ok(None);
+        }
+        let addr: SocketAddr = sip.tls_listen.parse().map_err(|_| {
+            anyhow::anyhow!("sip.tls_listen {:?} is not an ip:port", sip.tls_listen)
+        })?;
+        let read = |key: &str, path: &str| {
+            std::fs::read(path)
+                .map_err(|_| anyhow::anyhow!("sip.{key}: cannot be read as a PEM file"))
+        };
+        let cert = read("tls_cert_file", &sip.tls_cert_file)?;
+        let key = read("tls_key_file", &sip.tls_key_file)?;
+        if CertificateDer::pem_slice_iter(&cert)
+            .next()
+            .is_none_or(|c| c.is_err())
+        {
+            anyhow::bail!("sip.tls_cert_file: holds no PEM certificate");
+        }
+        if PrivateKeyDer::from_pem_slice(&key).is_err() {
+            anyhow::bail!("sip.tls_key_file: holds no PEM private key");
+        }
+        Ok(Some(TlsListen { addr, cert, key }))
+    }
+}
+
 /// The running stack.
 pub(super) struct Stack {
     pub(super) dialogs: Arc<DialogLayer>,
@@ -93,9 +131,11 @@ pub(super) struct Stack {
 }
 
 impl Stack {
-    /// Binds UDP on `listen` and starts the endpoint and the incoming loop on
-    /// `tasks`. Both stop when `stop` is cancelled. Malformed datagrams never
-    /// reach rsipstack; they are counted in `metrics` (see `guard`).
+    /// Binds UDP on `listen` (and TCP on its port, and TLS where `tls` says)
+    /// and starts the endpoint and the incoming loop on `tasks`. Both stop
+    /// when `stop` is cancelled. Malformed datagrams never reach rsipstack;
+    /// they are counted in `metrics` (see `guard`).
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn start(
         listen: SocketAddr,
         public: Option<SocketAddr>,
@@ -104,6 +144,7 @@ impl Stack {
         stop: CancellationToken,
         invites: Option<InviteSender>,
         metrics: Arc<Metrics>,
+        tls: Option<TlsListen>,
     ) -> anyhow::Result<Stack> {
         let transport = TransportLayer::new(stop.child_token());
         let socket = bind_udp(listen).with_context(|| format!("binding SIP UDP on {listen}"))?;
@@ -121,6 +162,17 @@ impl Stack {
                 .await
                 .map_err(|e| anyhow::anyhow!("SIP TCP listener on {at}: {e}"))?;
             transport.add_transport(tcp.into());
+        }
+        if let Some(t) = tls {
+            let config = TlsConfig {
+                cert: Some(t.cert),
+                key: Some(t.key),
+                ..TlsConfig::default()
+            };
+            let listener = TlsListenerConnection::new(t.addr, None, config)
+                .await
+                .map_err(|e| anyhow::anyhow!("SIP TLS listener on {}: {e}", t.addr))?;
+            transport.add_transport(listener.into());
         }
         let endpoint = EndpointBuilder::new()
             .with_option(EndpointOption {
@@ -322,5 +374,29 @@ pub(super) fn status_line(resp: &Response) -> String {
     match &resp.wire_reason {
         Some(phrase) => format!("{} {phrase}", resp.status_code.code()),
         None => resp.status_code.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tls_listener_needs_an_address_a_certificate_and_a_key() {
+        let mut sip = crate::config::SipConfig::default();
+        assert!(TlsListen::from_config(&sip).unwrap().is_none());
+        sip.tls_listen = "nowhere".into();
+        let err =
+            |sip: &crate::config::SipConfig| TlsListen::from_config(sip).err().unwrap().to_string();
+        assert_eq!(err(&sip), "sip.tls_listen \"nowhere\" is not an ip:port");
+        sip.tls_listen = "127.0.0.1:5061".into();
+        sip.tls_cert_file = "/nonexistent/cert.pem".into();
+        assert_eq!(err(&sip), "sip.tls_cert_file: cannot be read as a PEM file");
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not PEM").unwrap();
+        sip.tls_cert_file = junk.display().to_string();
+        sip.tls_key_file = junk.display().to_string();
+        assert_eq!(err(&sip), "sip.tls_cert_file: holds no PEM certificate");
     }
 }

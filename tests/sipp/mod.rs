@@ -444,8 +444,7 @@ pub mod herald {
             listen: "127.0.0.1:0".into(),
             public_addr: String::new(),
             user_agent: "herald-test".into(),
-            session_expires_s: 1800,
-            min_se_s: 90,
+            ..Default::default()
         };
         let mut trunks = BTreeMap::new();
         trunks.insert("sipp".to_string(), trunk_cfg);
