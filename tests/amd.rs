@@ -21,10 +21,16 @@ use sipp::{crate_root, SippUas};
 
 /// A few items of each class, made once per run.
 fn corpus() -> PathBuf {
+    // One generator at a time: the tests of this file run in parallel, and
+    // the generator may install its tools with apt (under the one lock every
+    // test's apt install takes).
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = MAKING.lock().unwrap_or_else(|p| p.into_inner());
     let dir = crate_root().join("target").join("amd-corpus-e2e");
     if !dir.join("manifest.csv").exists() {
         eprintln!("amd: generating a small corpus in {}", dir.display());
-        let ok = std::process::Command::new("python3")
+        let ok = std::process::Command::new("flock")
+            .args(["/tmp/herald-apt.lock", "python3"])
             .arg(crate_root().join("scenarios/tools/amd_corpus.py"))
             .arg(&dir)
             .args(["--items", "3"])

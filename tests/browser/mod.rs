@@ -21,7 +21,7 @@ fn ensure_chromium() -> bool {
                       (echo 'browser tests: installing chromium and chromium-driver (Debian)' >&2; \
                        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)";
         std::process::Command::new("flock")
-            .args(["/tmp/herald-chromium-install.lock", "sh", "-c", script])
+            .args(["/tmp/herald-apt.lock", "sh", "-c", script])
             .stdin(Stdio::null())
             .status()
             .map(|s| s.success())

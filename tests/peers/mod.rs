@@ -49,7 +49,7 @@ echo "message_smtp tests: apt failed; installing aiosmtpd from PyPI into $VENV" 
 python3 -m venv "$VENV" >&2 && "$VENV/bin/pip" install -q aiosmtpd >&2 && echo "$VENV/bin/python3"
 "#;
         let out = std::process::Command::new("flock")
-            .args(["/tmp/herald-aiosmtpd-install.lock", "sh", "-c", script])
+            .args(["/tmp/herald-apt.lock", "sh", "-c", script])
             .env("VENV", &venv)
             .stdin(Stdio::null())
             .stderr(Stdio::inherit())

@@ -24,7 +24,7 @@ pub fn ensure_sipp() {
         let script = "command -v sipp >/dev/null 2>&1 || \
                       (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sip-tester)";
         let status = std::process::Command::new("flock")
-            .args(["/tmp/herald-sipp-install.lock", "sh", "-c", script])
+            .args(["/tmp/herald-apt.lock", "sh", "-c", script])
             .stdin(Stdio::null())
             .status()
             .expect("running flock/sh to install SIPp");
@@ -40,7 +40,7 @@ pub fn ensure_debian_tool(bin: &str, package: &str) {
          apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {package})"
     );
     let status = std::process::Command::new("flock")
-        .args(["/tmp/herald-sipp-install.lock", "sh", "-c", &script])
+        .args(["/tmp/herald-apt.lock", "sh", "-c", &script])
         .stdin(Stdio::null())
         .status()
         .expect("running flock/sh to install a test tool");
