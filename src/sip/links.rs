@@ -153,7 +153,9 @@ impl TrunkLink {
             .with_root_certificates(roots)
             .with_no_client_auth();
         let host = if cfg.tls_server_name.is_empty() {
-            proxy.host_with_port.host.to_string()
+            // An IPv6 literal is written `[::1]` in a URI, `::1` in a certificate.
+            let h = proxy.host_with_port.host.to_string();
+            h.trim_start_matches('[').trim_end_matches(']').to_string()
         } else {
             cfg.tls_server_name.clone()
         };
@@ -270,6 +272,9 @@ impl std::fmt::Display for LinkError {
 mod tests {
     use super::*;
 
+    /// A self-signed CA certificate (its key was thrown away).
+    const TEST_CA: &str = "-----BEGIN CERTIFICATE-----\nMIIBkjCCATmgAwIBAgIUBshMhI8Jq5Lt+wisazjET30H0/MwCgYIKoZIzj0EAwIw\nHjEcMBoGA1UEAwwTaGVyYWxkIHVuaXQgdGVzdCBDQTAgFw0yNjEyMDUyMzUxNTZa\nGA8yMTI2MTExMTIzNTE1NlowHjEcMBoGA1UEAwwTaGVyYWxkIHVuaXQgdGVzdCBD\nQTBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABKep+6lNprrtdZIJavPjfwscDwj7\nETma+rT0CbHQZMVxrzdT4y9LlIUN+c4Ga0HkbeYF9e0FMsQO0nbxeuOgbTijUzBR\nMB0GA1UdDgQWBBQKGb7dR/QRxyF6xRHCGUIV6zye4jAfBgNVHSMEGDAWgBQKGb7d\nR/QRxyF6xRHCGUIV6zye4jAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0cA\nMEQCIBiIBPY76x/86n3elqhBZ7WDEMHPjBOp67iA4sNDo86iAiBIwU39fi1Q1YOq\nrpB57g1s7r5DZnOAztcNXyG0jAiEcA==\n-----END CERTIFICATE-----\n";
+
     fn host(s: &str) -> HostWithPort {
         Uri::try_from(format!("sip:{s}").as_str())
             .unwrap()
@@ -295,6 +300,21 @@ mod tests {
         assert_eq!(tls.addr.to_string(), "carrier.example:5061");
         let tcp = SipTransport::Tcp.destination(&proxy).unwrap();
         assert_eq!(tcp.addr.to_string(), "carrier.example:5060");
+    }
+
+    #[test]
+    fn an_ipv6_proxy_is_checked_against_its_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, TEST_CA).unwrap();
+        let cfg = TrunkConfig {
+            tls_ca_file: ca.display().to_string(),
+            ..TrunkConfig::default()
+        };
+        let proxy = Uri::try_from("sips:[::1]:5061").unwrap();
+        let link = TrunkLink::tls("t", &cfg, &proxy).unwrap();
+        let (_, name) = link.tls.as_ref().unwrap();
+        assert_eq!(name.to_str(), "::1");
     }
 
     #[test]
