@@ -53,6 +53,19 @@ async fn to_end(mut call: herald::sip::Call) -> (CallEnded, usize) {
     (e, frames)
 }
 
+/// The call's end, whatever came before it.
+async fn ended(call: &mut herald::sip::Call) -> CallEnded {
+    tokio::time::timeout(GUARD, async {
+        loop {
+            if let Some(CallEvent::Ended(e)) = call.next_event().await {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("the call did not end")
+}
+
 fn sipp_tcp(scenario: &str) -> UasOptions<'_> {
     UasOptions {
         scenario,
@@ -100,15 +113,7 @@ async fn a_callee_bye_over_tcp_reaches_the_call() {
         .originate(h::tel("a-tcp-bye", GUARD, Duration::from_secs(20)))
         .await
         .unwrap();
-    let e = tokio::time::timeout(GUARD, async {
-        loop {
-            if let Some(CallEvent::Ended(e)) = call.next_event().await {
-                return e;
-            }
-        }
-    })
-    .await
-    .expect("the call did not end");
+    let e = ended(&mut call).await;
     uas.finish().await.assert_success();
     assert_eq!(e.outcome, Outcome::Answered, "{e:?}");
     assert_eq!(e.hangup_by, HangupBy::Callee, "{e:?}");
@@ -201,15 +206,7 @@ async fn a_callee_bye_over_tls_reaches_the_call() {
         .originate(h::tel("a-tls-bye", GUARD, Duration::from_secs(20)))
         .await
         .unwrap();
-    let e = tokio::time::timeout(GUARD, async {
-        loop {
-            if let Some(CallEvent::Ended(e)) = call.next_event().await {
-                return e;
-            }
-        }
-    })
-    .await
-    .expect("the call did not end");
+    let e = ended(&mut call).await;
     uas.finish().await.assert_success();
     assert_eq!(e.outcome, Outcome::Answered, "{e:?}");
     assert_eq!(e.hangup_by, HangupBy::Callee, "{e:?}");

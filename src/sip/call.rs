@@ -363,46 +363,21 @@ impl CallRun {
             Ok(a) => a,
             Err(e) => {
                 warn!(error = %e, "answered without usable SDP, hanging up");
-                self.bye(&dialog).await;
-                self.dialogs.remove_dialog(&id);
-                return self.finish(
-                    rec,
-                    crate::domain::Outcome::TrunkError,
-                    Some(resp.status_code.code()),
-                    None,
-                    HangupBy::Error,
-                    format!("answered without usable SDP: {e}"),
-                );
+                let why = format!("answered without usable SDP: {e}");
+                return self.refuse_answer(&dialog, &id, rec, resp, why).await;
             }
         };
         let keys = match self.media.keys_for(&answer) {
             Ok(keys) => keys,
             Err(why) => {
                 warn!(error = %why, "the answer's media is not encrypted as the trunk requires, hanging up");
-                self.bye(&dialog).await;
-                self.dialogs.remove_dialog(&id);
-                return self.finish(
-                    rec,
-                    crate::domain::Outcome::TrunkError,
-                    Some(resp.status_code.code()),
-                    None,
-                    HangupBy::Error,
-                    why,
-                );
+                return self.refuse_answer(&dialog, &id, rec, resp, why).await;
             }
         };
         self.media.apply(&answer);
         let Some(handle) = self.media.take_handle() else {
-            self.bye(&dialog).await;
-            self.dialogs.remove_dialog(&id);
-            return self.finish(
-                rec,
-                crate::domain::Outcome::TrunkError,
-                Some(resp.status_code.code()),
-                None,
-                HangupBy::Error,
-                "no media session".to_string(),
-            );
+            let why = "no media session".to_string();
+            return self.refuse_answer(&dialog, &id, rec, resp, why).await;
         };
         let (call_media, mut relay) = media::relay(handle, &answer, keys);
         self.emit(CallEvent::Answered {
@@ -488,6 +463,27 @@ impl CallRun {
             }
         }
         q850
+    }
+
+    /// Hangs up an answered call herald cannot carry (`trunk_error`, `why`).
+    async fn refuse_answer(
+        &self,
+        dialog: &InviteDialog,
+        id: &DialogId,
+        rec: &Record,
+        resp: &Response,
+        why: String,
+    ) -> CallEnded {
+        self.bye(dialog).await;
+        self.dialogs.remove_dialog(id);
+        self.finish(
+            rec,
+            crate::domain::Outcome::TrunkError,
+            Some(resp.status_code.code()),
+            None,
+            HangupBy::Error,
+            why,
+        )
     }
 
     async fn bye(&self, dialog: &InviteDialog) {
